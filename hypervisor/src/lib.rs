@@ -1,0 +1,8 @@
+//! The hypervisor's logic, kept free of hardware access so that it runs in host unit tests.
+//!
+//! The binary (`src/main.rs` and `src/arch/`) supplies the x86_64 glue: boot, descriptor
+//! tables, entry stubs, the serial port and the direct map of physical memory.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+pub mod bootimage;
