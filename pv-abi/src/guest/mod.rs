@@ -1,0 +1,20 @@
+//! Guest-side hypercall API (feature `guest`): typed wrappers over the raw `syscall`
+//! hypercall instruction, for code running as a 64-bit PV guest kernel.
+//!
+//! Conventions:
+//! - every wrapper returns `Result<_, Errno>`; a wrapper without a richer result returns
+//!   the hypercall's non-negative return value as `u64` (usually 0);
+//! - buffers are Rust references, converted to guest virtual addresses here, so a safe
+//!   wrapper cannot hand the hypervisor a dangling pointer;
+//! - wrappers that change what the CPU will execute or map (trap tables, callbacks,
+//!   page tables, `iret`) are `unsafe fn`: the hypervisor checks that the guest cannot
+//!   harm *it*, but not that the guest kernel's own memory stays sound.
+//!
+//! The raw instruction lives in [`raw`]; nothing else in the workspace should issue a
+//! hypercall.
+
+pub mod raw;
+
+mod calls;
+
+pub use calls::*;
