@@ -1,0 +1,129 @@
+//! The checks of one scenario run, computed from its serial output and outcome.
+//!
+//! Every guest self-test line is a check (`selftest <name>: ok` passes,
+//! `selftest <name>: FAILED <reason>` fails), as is every `expect` and `reject` entry of
+//! the manifest, and the run's exit status against `expect_exit`.
+
+use serde::Serialize;
+
+use crate::manifest::{ExpectExit, TestConfig};
+use crate::outcome::RunOutcome;
+
+/// One named pass/fail result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, e.g. `selftest event_channel` or `expect "hello"`.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, passed: bool) -> Self {
+        Self {
+            name: name.into(),
+            passed,
+        }
+    }
+}
+
+/// All checks of a run: self-tests in output order, then expect, reject, exit.
+pub fn evaluate(test: &TestConfig, output: &str, outcome: &RunOutcome) -> Vec<Check> {
+    let mut checks: Vec<Check> = output.lines().filter_map(selftest_line).collect();
+    for needle in &test.expect {
+        checks.push(Check::new(
+            format!("expect {needle:?}"),
+            output.contains(needle.as_str()),
+        ));
+    }
+    for needle in &test.reject {
+        checks.push(Check::new(
+            format!("reject {needle:?}"),
+            !output.contains(needle.as_str()),
+        ));
+    }
+    let exit_ok = match test.expect_exit {
+        ExpectExit::Clean => *outcome == RunOutcome::Clean,
+        ExpectExit::Crashed => matches!(outcome, RunOutcome::DomainFailed(_)),
+    };
+    checks.push(Check::new(format!("exit {}", test.expect_exit), exit_ok));
+    checks
+}
+
+const SELFTEST: &str = "selftest ";
+
+/// Reads `[prefix] selftest <name>: ok|FAILED <reason>` into a check named
+/// `[prefix] selftest <name>` (the prefix tells domains apart, e.g. `(d2 honest)`).
+fn selftest_line(line: &str) -> Option<Check> {
+    let line = line.trim_end_matches('\r');
+    let at = line.find(SELFTEST)?;
+    let (name, result) = line[at + SELFTEST.len()..].split_once(": ")?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let passed = match result.trim_end() {
+        "ok" => true,
+        failed if failed.starts_with("FAILED") => false,
+        _ => return None,
+    };
+    let prefix = line[..at].trim().trim_start_matches("(XEN)").trim();
+    let name = if prefix.is_empty() {
+        format!("selftest {name}")
+    } else {
+        format!("{prefix} selftest {name}")
+    };
+    Some(Check::new(name, passed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Hypervisor;
+
+    fn test_config(expect_exit: ExpectExit) -> TestConfig {
+        TestConfig {
+            hypervisors: vec![Hypervisor::Ours],
+            timeout_secs: 10,
+            expect_exit,
+            expect: vec!["hello".into(), "missing".into()],
+            reject: vec!["PANIC".into()],
+        }
+    }
+
+    #[test]
+    fn counts_selftests_expectations_and_exit() {
+        let output = "\
+(d1 demo) pv-guest: hello\r
+(d1 demo) selftest console: ok\r
+(d1 demo) selftest events: FAILED no upcall\r
+(XEN) selftest grants: ok
+selftests: 2 passed, 1 failed
+selftest not a test line
+";
+        let checks = evaluate(&test_config(ExpectExit::Clean), output, &RunOutcome::Clean);
+        let expected = [
+            ("(d1 demo) selftest console", true),
+            ("(d1 demo) selftest events", false),
+            ("selftest grants", true),
+            ("expect \"hello\"", true),
+            ("expect \"missing\"", false),
+            ("reject \"PANIC\"", true),
+            ("exit clean", true),
+        ];
+        let got: Vec<_> = checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn exit_expectations() {
+        let crashed = RunOutcome::DomainFailed("x".into());
+        let clean = test_config(ExpectExit::Clean);
+        let crash = test_config(ExpectExit::Crashed);
+        let exit = |config, outcome| evaluate(config, "", outcome).last().unwrap().passed;
+        assert!(!exit(&clean, &crashed));
+        assert!(exit(&crash, &crashed));
+        assert!(!exit(&crash, &RunOutcome::Clean));
+        assert!(!exit(&crash, &RunOutcome::HypervisorPanic));
+        assert!(!exit(&clean, &RunOutcome::Failed("timeout".into())));
+    }
+}

@@ -1,0 +1,58 @@
+//! `cargo xtask`: the one driver that builds, runs and tests the workspace.
+//!
+//! Local work and CI use the same three commands: `build` compiles the kernels, `run` boots
+//! one scenario (a TOML manifest in `xtask/scenarios/`) in QEMU on our hypervisor or on
+//! real Xen, and `test` runs the host checks and every scenario, then writes a report.
+//! docs/xtask.md describes the manifest format, the exit protocol and the report.
+
+mod build;
+mod checks;
+mod manifest;
+mod outcome;
+mod pack;
+mod prereq;
+mod qemu;
+mod report;
+mod run;
+mod test;
+mod workspace;
+mod xen;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::outcome::FAILED_RUN_EXIT;
+use crate::workspace::Workspace;
+
+/// Build, run and test the paravirtualizing microhypervisor.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the hypervisor and the guest kernel.
+    Build(build::Args),
+    /// Boot one scenario in QEMU, streaming its serial console; exit with its status.
+    Run(run::Args),
+    /// Host checks, then every scenario on every hypervisor it lists; write a report.
+    Test(test::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let workspace = Workspace::locate();
+    let result = match cli.command {
+        Command::Build(args) => build::main(&workspace, &args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run::main(&workspace, &args).map(|o| ExitCode::from(o.exit_code())),
+        Command::Test(args) => test::main(&workspace, &args),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("xtask: error: {error:#}");
+        ExitCode::from(FAILED_RUN_EXIT)
+    })
+}
