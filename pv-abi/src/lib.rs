@@ -16,6 +16,7 @@
 //! | [`callback`] | `xen/callback.h` |
 //! | [`elfnote`] | `xen/elfnote.h` |
 //! | [`event_channel`] | `xen/event_channel.h` |
+//! | [`ext`] | none: our own extensions, in Xen's arch-reserved slot |
 //! | [`guest`] | typed hypercall wrappers (feature `guest`) |
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -25,8 +26,15 @@ pub mod callback;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
+pub mod ext;
 pub mod features;
+pub mod grant_table;
+pub mod io;
+pub mod memory;
+pub mod page;
+pub mod physdev;
 pub mod sched;
+pub mod vcpu;
 pub mod version;
 pub mod xen;
 
