@@ -6,3 +6,11 @@
 #![deny(missing_docs)]
 
 pub mod bootimage;
+pub mod builder;
+pub mod domain;
+pub mod elf;
+pub mod frames;
+pub mod guestmem;
+pub mod hypercall;
+pub mod mm;
+pub mod regs;

@@ -1,8 +1,56 @@
-//! The hypervisor binary (being written).
+//! The hypervisor binary: x86_64 glue around the library's logic.
+//!
+//! Boot (`arch/x86_64/boot.S`) enters [`hv_start`] in long mode on the boot stack. From
+//! then on the hypervisor runs only in response to guest entries: every `syscall`,
+//! exception or interrupt from ring 3 lands in [`hv_trap_entry`] with the guest's
+//! registers, and leaves through the exit stub to whichever vCPU is current by then.
+//! Ring 0 runs with interrupts off and is never preempted.
 #![no_std]
 #![no_main]
 
+mod arch;
+mod console;
+mod machine;
+
+use arch::x86_64 as x86;
+
+/// Entered from the boot trampoline with the physical address of `hvm_start_info`.
+#[unsafe(no_mangle)]
+extern "C" fn hv_start(start_info_paddr: u32) -> ! {
+    console::init();
+    x86::init_cpu0();
+    let boot = match x86::pvh::parse(u64::from(start_info_paddr)) {
+        Ok(boot) => boot,
+        Err(why) => {
+            console::early_print(format_args!("hypervisor: cannot boot: {why}\n"));
+            x86::cpu::exit_qemu(machine::EXIT_PANIC);
+        }
+    };
+    console::set_level_from_cmdline(boot.cmdline);
+    machine::boot(&boot)
+}
+
+/// Every entry from a guest: a hypercall, an exception, or an interrupt.
+#[unsafe(no_mangle)]
+extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {
+    machine::trap(frame);
+}
+
+/// An exception in ring 0 is a hypervisor bug: report it and stop the machine.
+#[unsafe(no_mangle)]
+extern "C" fn hv_hypervisor_fault(frame: &hypervisor::regs::TrapFrame) -> ! {
+    console::early_print(format_args!(
+        "hypervisor: PANIC: exception {} in ring 0, error code {:#x}, rip {:#x}, cr2 {:#x}\n",
+        frame.vector,
+        frame.error_code,
+        frame.rip,
+        x86::cpu::read_cr2()
+    ));
+    x86::cpu::exit_qemu(machine::EXIT_PANIC)
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::early_print(format_args!("hypervisor: PANIC: {info}\n"));
+    x86::cpu::exit_qemu(machine::EXIT_PANIC)
 }

@@ -1,0 +1,129 @@
+/* Entry and exit stubs. Every entry from a guest builds the same TrapFrame (see
+ * src/regs.rs) on the per-CPU stack, saves the guest's FPU/SSE state into the current
+ * vCPU's area (Rust code clobbers XMM registers), and calls hv_trap_entry(frame). The
+ * exit path restores the FPU/SSE state of whatever vCPU is current by then, pops the
+ * frame and returns to ring 3 with iretq. */
+
+.set PERCPU_SCRATCH,   8
+.set PERCPU_STACK_TOP, 16
+.set PERCPU_FPU_AREA,  24
+.set FLAT_RING3_CS64,  0xe033
+.set FLAT_RING3_SS64,  0xe02b
+.set VECTOR_SYSCALL,   0x100
+.set FRAME_CS,         18*8
+
+.macro PUSH_GPRS
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+.endm
+
+.macro POP_GPRS
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+.endm
+
+.text
+.global syscall_entry
+syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_SCRATCH
+    mov %gs:PERCPU_STACK_TOP, %rsp
+    push $FLAT_RING3_SS64
+    push %gs:PERCPU_SCRATCH
+    push %r11
+    push $FLAT_RING3_CS64
+    push %rcx
+    push $0
+    push $VECTOR_SYSCALL
+    PUSH_GPRS
+    jmp guest_entry_common
+
+/* Exception stubs: vectors without a CPU error code push a zero first. */
+.macro EXCEPTION_STUB vector, has_error
+.p2align 4
+exception_stub_\vector:
+    .if \has_error == 0
+    push $0
+    .endif
+    push $\vector
+    jmp exception_common
+.endm
+
+.irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+EXCEPTION_STUB \v, 0
+.endr
+.irp v, 8,10,11,12,13,14,17,21,29,30
+EXCEPTION_STUB \v, 1
+.endr
+.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+EXCEPTION_STUB \v, 0
+.endr
+
+exception_common:
+    PUSH_GPRS
+    testb $3, FRAME_CS(%rsp)
+    jz hypervisor_fault
+    swapgs
+guest_entry_common:
+    mov %gs:PERCPU_FPU_AREA, %rax
+    fxsave64 (%rax)
+    mov %rsp, %rdi
+    cld
+    call hv_trap_entry
+.global guest_exit
+guest_exit:
+    mov %gs:PERCPU_FPU_AREA, %rax
+    fxrstor64 (%rax)
+    POP_GPRS
+    add $16, %rsp
+    swapgs
+    iretq
+
+hypervisor_fault:
+    mov %rsp, %rdi
+    cld
+    call hv_hypervisor_fault
+1:  cli
+    hlt
+    jmp 1b
+
+/* Enters the guest for the first time on this CPU: %rdi = TrapFrame at the top of the
+ * per-CPU stack, already filled in. */
+.global enter_guest_first
+enter_guest_first:
+    mov %rdi, %rsp
+    jmp guest_exit
+
+.section .rodata
+.p2align 3
+.global exception_stub_table
+exception_stub_table:
+.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .quad exception_stub_\v
+.endr

@@ -1,0 +1,112 @@
+//! Per-CPU data reached through GS in ring 0 (`swapgs` on every entry from a guest).
+//!
+//! Only CPU 0 is brought up today, but nothing assumes one CPU: each CPU owns one
+//! [`PerCpu`] with its own stack, TSS and current-vCPU pointers.
+
+use core::cell::UnsafeCell;
+
+/// Size of each CPU's hypervisor stack.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Size of each CPU's interrupt stacks (NMI, #DF, #MC).
+pub const IST_SIZE: usize = 16 * 1024;
+
+/// The block GS points at in ring 0. The first fields are read by the entry stubs at
+/// fixed offsets (see `entry.S`).
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct PerCpu {
+    /// Address of this block (for reading it back through GS).
+    pub self_ptr: u64,
+    /// The guest's stack pointer, parked by the `syscall` stub.
+    pub scratch: u64,
+    /// Top of this CPU's hypervisor stack (also TSS.RSP0).
+    pub stack_top: u64,
+    /// Where the current vCPU's FXSAVE area lives.
+    pub fpu_area: u64,
+    /// This CPU's number.
+    pub cpu_id: u64,
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(PerCpu, scratch) == 8);
+    assert!(core::mem::offset_of!(PerCpu, stack_top) == 16);
+    assert!(core::mem::offset_of!(PerCpu, fpu_area) == 24);
+};
+
+#[repr(C, align(4096))]
+struct Stack([u8; STACK_SIZE]);
+
+#[repr(C, align(4096))]
+struct IstStacks([[u8; IST_SIZE]; 3]);
+
+struct CpuStorage {
+    percpu: UnsafeCell<PerCpu>,
+    stack: UnsafeCell<Stack>,
+    ist: UnsafeCell<IstStacks>,
+}
+
+// SAFETY: each CPU touches only its own storage, with interrupts off in ring 0.
+unsafe impl Sync for CpuStorage {}
+
+static CPU0: CpuStorage = CpuStorage {
+    percpu: UnsafeCell::new(PerCpu {
+        self_ptr: 0,
+        scratch: 0,
+        stack_top: 0,
+        fpu_area: 0,
+        cpu_id: 0,
+    }),
+    stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
+    ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
+};
+
+/// Addresses of one CPU's stacks.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuStacks {
+    /// Top of the main hypervisor stack.
+    pub stack_top: u64,
+    /// Tops of the NMI, #DF and #MC stacks.
+    pub ist_tops: [u64; 3],
+}
+
+/// Fills in CPU 0's block and points GS at it.
+pub fn init_cpu0() -> CpuStacks {
+    let percpu = CPU0.percpu.get();
+    let stack_top = CPU0.stack.get() as u64 + STACK_SIZE as u64;
+    let ist_base = CPU0.ist.get() as u64;
+    let ist_tops = [0, 1, 2].map(|i| ist_base + (i + 1) * IST_SIZE as u64);
+    // SAFETY: boot runs once on CPU 0 before anything else uses this block.
+    unsafe {
+        (*percpu).self_ptr = percpu as u64;
+        (*percpu).stack_top = stack_top;
+        (*percpu).cpu_id = 0;
+        super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
+        super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
+    }
+    CpuStacks { stack_top, ist_tops }
+}
+
+/// This CPU's block.
+fn current() -> *mut PerCpu {
+    let ptr: u64;
+    // SAFETY: in ring 0, GS points at this CPU's PerCpu (set by init_cpu0 and kept by
+    // the swapgs discipline of the entry stubs).
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly)) };
+    ptr as *mut PerCpu
+}
+
+/// Top of this CPU's hypervisor stack.
+pub fn stack_top() -> u64 {
+    // SAFETY: reading a field of this CPU's own block.
+    unsafe { (*current()).stack_top }
+}
+
+/// Points the entry stubs at the FXSAVE area of the vCPU about to run.
+///
+/// # Safety
+/// `area` must be a 16-byte aligned, 512-byte area that stays valid while it is current
+/// and holds a valid FXSAVE image.
+pub unsafe fn set_fpu_area(area: u64) {
+    // SAFETY: writing a field of this CPU's own block; validity is the caller's promise.
+    unsafe { (*current()).fpu_area = area };
+}

@@ -1,0 +1,114 @@
+//! Domains and their virtual CPUs: what the hypervisor remembers about each guest.
+
+use crate::frames::DomId;
+use crate::mm::Mfn;
+use crate::regs::TrapFrame;
+use pv_abi::arch_x86_64::TrapInfo;
+
+/// Longest domain name (bytes), as in the boot image.
+pub const MAX_NAME: usize = 31;
+/// Longest console line the hypervisor buffers before forcing it out.
+pub const CONSOLE_LINE: usize = 160;
+
+/// The FXSAVE image of a vCPU's x87/SSE state (512 bytes, 16-byte aligned).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FpuState(pub [u8; 512]);
+
+impl FpuState {
+    /// The state a CPU has after `fninit` with SSE defaults: FCW 0x37f, MXCSR 0x1f80.
+    pub fn initial() -> FpuState {
+        let mut area = [0u8; 512];
+        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FpuState(area)
+    }
+}
+
+impl core::fmt::Debug for FpuState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("FpuState { .. }")
+    }
+}
+
+/// The guest entry points registered by set_callbacks / callback_op.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Callbacks {
+    /// Event upcall.
+    pub event: u64,
+    /// Failsafe callback (a fault while loading guest state).
+    pub failsafe: u64,
+    /// `syscall` from guest user mode.
+    pub syscall: u64,
+    /// Whether events are masked on entry to the syscall callback.
+    pub syscall_masks_events: bool,
+}
+
+/// One virtual CPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// Registers while the vCPU is not running.
+    pub regs: TrapFrame,
+    /// x87/SSE state while the vCPU is not running (saved on every entry).
+    pub fpu: FpuState,
+    /// The guest kernel's top-level page table (its CR3).
+    pub kernel_root: Mfn,
+    /// The virtual trap table from set_trap_table, indexed by vector.
+    pub trap_table: [TrapInfo; 256],
+    /// Registered callbacks.
+    pub callbacks: Callbacks,
+}
+
+/// Why a domain stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// Runnable.
+    Running,
+    /// It asked to shut down (SCHEDOP_shutdown) with this `SHUTDOWN_*` reason.
+    ShutDown {
+        /// The `SHUTDOWN_*` reason.
+        reason: u32,
+    },
+    /// The hypervisor stopped it (a fault it could not handle).
+    Crashed,
+}
+
+/// A guest domain.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    /// Its identifier (1.. for guests built from the boot image).
+    pub id: DomId,
+    /// Its name, from the manifest.
+    pub name: heapless::String<MAX_NAME>,
+    /// Running or why not.
+    pub state: DomainState,
+    /// May use privileged operations (like Xen's dom0).
+    pub privileged: bool,
+    /// Pages it holds.
+    pub nr_pages: u64,
+    /// Pages it may hold.
+    pub max_pages: u64,
+    /// Its shared-info page.
+    pub shared_info: Mfn,
+    /// Bitmap of enabled `VMASST_TYPE_*` assists.
+    pub vm_assist: u64,
+    /// The exit code it reported (our extension; see `docs/abi.md`).
+    pub exit_code: Option<u64>,
+    /// Console output not yet ended by a newline.
+    pub console_line: heapless::Vec<u8, CONSOLE_LINE>,
+    /// Its one vCPU (more come with the scheduling work).
+    pub vcpu: Vcpu,
+}
+
+impl Domain {
+    /// Whether it can still run.
+    pub fn is_running(&self) -> bool {
+        self.state == DomainState::Running
+    }
+
+    /// Whether it ended the way a clean run ends: poweroff with exit code 0 (or none).
+    pub fn ended_cleanly(&self) -> bool {
+        self.state == DomainState::ShutDown { reason: pv_abi::sched::SHUTDOWN_POWEROFF }
+            && self.exit_code.unwrap_or(0) == 0
+    }
+}

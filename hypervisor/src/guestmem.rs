@@ -1,0 +1,197 @@
+//! The one checked accessor for guest memory.
+//!
+//! A pointer a guest passes is an allegation. The hypervisor never dereferences it: it
+//! walks the guest's current page tables in software, requires every level to be present
+//! and user-accessible (and writable, for a write), requires every table and the final
+//! frame to belong to the guest, and only then copies through the machine address. The
+//! hypervisor's own slots are supervisor-only, so no guest pointer can reach them.
+
+use crate::frames::{DomId, FrameTable, Owner};
+use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
+use pv_abi::errno::Errno;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Longest buffer one accessor call copies (bounds hypervisor time per call).
+pub const MAX_COPY: usize = 64 * 1024;
+
+/// A domain's address space as seen through its page tables.
+pub struct GuestMem<'a, M: PhysMem> {
+    mem: &'a M,
+    frames: &'a FrameTable<'a>,
+    domain: DomId,
+    root: Mfn,
+}
+
+impl<'a, M: PhysMem> GuestMem<'a, M> {
+    /// The address space rooted at `root` (the vCPU's current L4) of `domain`.
+    pub fn new(mem: &'a M, frames: &'a FrameTable<'a>, domain: DomId, root: Mfn) -> Self {
+        GuestMem { mem, frames, domain, root }
+    }
+
+    fn owned(&self, mfn: Mfn) -> bool {
+        self.frames.owner(mfn) == Owner::Domain(self.domain)
+    }
+
+    /// Machine address of guest virtual address `va`, if the guest may access it.
+    pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
+        if !mm::is_canonical(va) {
+            return Err(Errno::EFAULT);
+        }
+        let mut table = self.root;
+        if !self.owned(table) {
+            return Err(Errno::EFAULT);
+        }
+        let mut required = pte::PRESENT | pte::USER;
+        if write {
+            required |= pte::WRITABLE;
+        }
+        for level in (1..=4).rev() {
+            let entry = self.mem.read_u64(table.addr() + mm::table_index(va, level) as u64 * 8);
+            if entry & required != required || (level > 1 && entry & pte::PAGE_SIZE != 0) {
+                // Superpages are never granted to PV guests, so never followed here.
+                return Err(Errno::EFAULT);
+            }
+            table = Mfn::containing(entry & pte::ADDRESS_MASK);
+            if !self.owned(table) {
+                return Err(Errno::EFAULT);
+            }
+        }
+        Ok(table.addr() + va % PAGE_SIZE)
+    }
+
+    fn for_each_page(
+        &self,
+        va: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Errno> {
+        if len > MAX_COPY || va.checked_add(len as u64).is_none() {
+            return Err(Errno::EFAULT);
+        }
+        // Check the whole range before touching any of it: a failed copy changes nothing.
+        let mut done = 0usize;
+        while done < len {
+            let at = va + done as u64;
+            self.translate(at, write)?;
+            done += ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
+        }
+        let mut done = 0usize;
+        while done < len {
+            let at = va + done as u64;
+            let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
+            f(self.translate(at, write)?, done, n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes from guest address `va`.
+    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let len = buf.len();
+        self.for_each_page(va, len, false, |addr, at, n| self.mem.read(addr, &mut buf[at..at + n]))
+    }
+
+    /// Copies `data` to guest address `va`.
+    pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+        self.for_each_page(va, data.len(), true, |addr, at, n| self.mem.write(addr, &data[at..at + n]))
+    }
+
+    /// Reads one wire structure from guest address `va`.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {
+        let mut value = T::new_zeroed();
+        self.read(va, value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Writes one wire structure to guest address `va`.
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, value: &T) -> Result<(), Errno> {
+        self.write(va, value.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::FrameInfo;
+    use crate::mm::fake::FakeMem;
+
+    const ALL: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
+
+    /// Domain 1 owns frames 0..=8 (frame 1 is its L4), domain 2 owns frame 9.
+    fn table(storage: &mut [FrameInfo]) -> FrameTable<'_> {
+        let mut table = FrameTable::new(storage);
+        table.add_ram(Mfn(0), Mfn(16));
+        let scratch = FakeMem::new(16);
+        for _ in 0..9 {
+            table.alloc(Owner::Domain(1), &scratch).unwrap();
+        }
+        table.alloc(Owner::Domain(2), &scratch).unwrap();
+        table
+    }
+
+    /// Maps `va` -> frame `leaf` through L3/L2/L1 in frames 2/3/4.
+    fn map(mem: &FakeMem, va: u64, leaf: u64, flags: u64, leaf_flags: u64) {
+        for (table, level, next) in [(1u64, 4, 2u64), (2, 3, 3), (3, 2, 4)] {
+            mem.write_u64(table * 4096 + mm::table_index(va, level) as u64 * 8, next * 4096 | flags);
+        }
+        mem.write_u64(4 * 4096 + mm::table_index(va, 1) as u64 * 8, leaf * 4096 | leaf_flags);
+    }
+
+    #[test]
+    fn reads_and_writes_across_pages() {
+        let mem = FakeMem::new(16);
+        map(&mem, 0x40_0000, 5, ALL, ALL);
+        map(&mem, 0x40_1000, 6, ALL, ALL);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        guest.write(0x40_0ffc, b"abcdefgh").unwrap();
+        let mut back = [0u8; 8];
+        guest.read(0x40_0ffc, &mut back).unwrap();
+        assert_eq!(&back, b"abcdefgh");
+        let mut split = [0u8; 4];
+        mem.read(6 * 4096, &mut split);
+        assert_eq!(&split, b"efgh", "the second half landed in the second frame");
+        let value: u64 = guest.read_obj(0x40_0ffc).unwrap();
+        assert_eq!(value, u64::from_le_bytes(*b"abcdefgh"));
+    }
+
+    #[test]
+    fn refuses_what_the_guest_may_not_touch() {
+        let mem = FakeMem::new(16);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        map(&mem, 0x40_0000, 5, ALL, pte::PRESENT | pte::USER);
+        assert!(guest.translate(0x40_0000, false).is_ok());
+        assert_eq!(guest.translate(0x40_0000, true), Err(Errno::EFAULT), "read-only page");
+        assert_eq!(guest.translate(0x40_1000, false), Err(Errno::EFAULT), "not present");
+        assert_eq!(guest.translate(0x8000_0000_0000, false), Err(Errno::EFAULT), "non-canonical");
+        map(&mem, 0x40_2000, 5, pte::PRESENT | pte::WRITABLE, ALL);
+        assert_eq!(guest.translate(0x40_2000, false), Err(Errno::EFAULT), "supervisor table");
+        map(&mem, 0x40_3000, 9, ALL, ALL);
+        assert_eq!(guest.translate(0x40_3000, false), Err(Errno::EFAULT), "another domain's frame");
+        map(&mem, 0x40_4000, 12, ALL, ALL);
+        assert_eq!(guest.translate(0x40_4000, false), Err(Errno::EFAULT), "a free frame");
+        map(&mem, 0x40_5000, 5, ALL, ALL | pte::PAGE_SIZE);
+        assert!(guest.translate(0x40_5000, false).is_ok(), "PAT bit on an L1 entry is fine");
+        mem.write_u64(3 * 4096 + mm::table_index(0x40_5000, 2) as u64 * 8, 5 * 4096 | ALL | pte::PAGE_SIZE);
+        assert_eq!(guest.translate(0x40_5000, false), Err(Errno::EFAULT), "superpage");
+        let other = GuestMem::new(&mem, &frames, 1, Mfn(9));
+        assert_eq!(other.translate(0x40_0000, false), Err(Errno::EFAULT), "foreign root");
+    }
+
+    #[test]
+    fn a_failed_copy_changes_nothing() {
+        let mem = FakeMem::new(16);
+        map(&mem, 0x40_0000, 5, ALL, ALL);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        assert_eq!(guest.write(0x40_0ff0, &[0xaa; 32]), Err(Errno::EFAULT));
+        assert_eq!(mem.read_u64(5 * 4096 + 0xff0), 0);
+        assert_eq!(guest.read(0x40_0000, &mut vec![0; MAX_COPY + 1]), Err(Errno::EFAULT));
+        assert_eq!(guest.read(u64::MAX - 3, &mut [0; 8]), Err(Errno::EFAULT));
+    }
+}

@@ -1,0 +1,225 @@
+//! Hypercall dispatch: registers decoded in one place (`TrapFrame::hypercall_args`), one
+//! `match` on the number, typed handlers that return `Result<u64, Errno>`.
+//!
+//! Every handler is safe code; guest pointers go only through [`GuestMem`]. An unknown
+//! number or sub-operation returns `-ENOSYS`, bad arguments a Xen errno: nothing a guest
+//! passes can panic the hypervisor.
+
+mod console;
+mod ext;
+mod sched;
+mod traps;
+mod version;
+
+use crate::domain::Domain;
+use crate::frames::DomId;
+use crate::guestmem::GuestMem;
+use crate::mm::PhysMem;
+use crate::regs::TrapFrame;
+use pv_abi::errno::Errno;
+use pv_abi::xen::Hypercall;
+
+pub use console::flush_line as flush_console;
+
+/// Where guest console lines go.
+pub trait Console {
+    /// Prints one complete line of domain `id`'s console output (already sanitised).
+    fn guest_line(&mut self, id: DomId, name: &str, line: &str);
+}
+
+/// What a hypercall asks of the scheduler once it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum After {
+    /// Return to the calling vCPU.
+    #[default]
+    Resume,
+    /// Let another vCPU run first (yield, or the domain stopped).
+    Reschedule,
+}
+
+/// Everything a handler may touch.
+pub struct Context<'a, M: PhysMem> {
+    /// The calling domain.
+    pub domain: &'a mut Domain,
+    /// The caller's address space.
+    pub guest: GuestMem<'a, M>,
+    /// The caller's registers (for continuations).
+    pub regs: &'a mut TrapFrame,
+    /// Console sink.
+    pub console: &'a mut dyn Console,
+    /// The hypervisor's command line (XENVER_commandline, privileged domains only).
+    pub hypervisor_cmdline: &'a str,
+    /// Set by handlers that want the scheduler to run.
+    pub after: After,
+}
+
+impl<M: PhysMem> Context<'_, M> {
+    /// Arranges for the guest to re-issue the same hypercall with new arguments (Xen's
+    /// continuation): `rip` steps back over the 2-byte `syscall`. The returned value is
+    /// what the handler must return (the hypercall number, which `rax` must hold again).
+    pub fn continuation(&mut self, number: u64, args: [u64; 5]) -> u64 {
+        self.regs.rdi = args[0];
+        self.regs.rsi = args[1];
+        self.regs.rdx = args[2];
+        self.regs.r10 = args[3];
+        self.regs.r8 = args[4];
+        self.regs.rip = self.regs.rip.wrapping_sub(2);
+        self.after = After::Reschedule;
+        number
+    }
+}
+
+/// Handles the hypercall in `ctx.regs`, writes the result to `rax`, and says what the
+/// scheduler should do next.
+pub fn dispatch<M: PhysMem>(ctx: &mut Context<'_, M>) -> After {
+    let call = ctx.regs.hypercall_args();
+    let [a1, a2, a3, ..] = call.args;
+    let result = match Hypercall::try_from(call.number) {
+        Ok(Hypercall::ConsoleIo) => console::console_io(ctx, a1, a2, a3),
+        Ok(Hypercall::XenVersion) => version::xen_version(ctx, a1, a2),
+        Ok(Hypercall::VmAssist) => ext::vm_assist(ctx, a1, a2),
+        Ok(Hypercall::SchedOp) => sched::sched_op(ctx, a1, a2),
+        Ok(Hypercall::SetTrapTable) => traps::set_trap_table(ctx, a1),
+        Ok(Hypercall::SetCallbacks) => traps::set_callbacks(ctx, a1, a2, a3),
+        Ok(Hypercall::CallbackOp) => traps::callback_op(ctx, a1, a2),
+        Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2),
+        _ => Err(Errno::ENOSYS),
+    };
+    ctx.regs.rax = match result {
+        Ok(value) => value,
+        Err(errno) => errno.to_ret() as u64,
+    };
+    ctx.after
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! A one-domain world for handler tests: domain 1 with a writable buffer mapped at
+    //! [`BUF`] (two pages) and nothing else.
+    use super::*;
+    use crate::domain::{Callbacks, DomainState, FpuState, Vcpu};
+    use crate::frames::{FrameInfo, FrameTable, Owner};
+    use crate::mm::fake::FakeMem;
+    use crate::mm::{self, Mfn, pte};
+    use pv_abi::arch_x86_64::TrapInfo;
+
+    pub const BUF: u64 = 0x40_0000;
+
+    #[derive(Default)]
+    pub struct Lines(pub Vec<String>);
+
+    impl Console for Lines {
+        fn guest_line(&mut self, id: DomId, name: &str, line: &str) {
+            self.0.push(format!("(d{id} {name}) {line}"));
+        }
+    }
+
+    pub struct World {
+        pub mem: FakeMem,
+        pub storage: Vec<FrameInfo>,
+        pub domain: Domain,
+        pub lines: Lines,
+    }
+
+    impl World {
+        pub fn new() -> World {
+            let mem = FakeMem::new(32);
+            let mut storage = vec![FrameInfo::default(); 32];
+            {
+                let mut frames = FrameTable::new(&mut storage);
+                frames.add_ram(Mfn(0), Mfn(32));
+                for _ in 0..8 {
+                    frames.alloc(Owner::Domain(1), &mem).unwrap(); // 0..=7
+                }
+            }
+            // L4 = 1, L3 = 2, L2 = 3, L1 = 4, buffer = 5, 6.
+            let flags = pte::PRESENT | pte::WRITABLE | pte::USER;
+            for (table, level, next) in [(1u64, 4, 2u64), (2, 3, 3), (3, 2, 4)] {
+                mem.write_u64(table * 4096 + mm::table_index(BUF, level) as u64 * 8, next * 4096 | flags);
+            }
+            for (i, frame) in [5u64, 6].into_iter().enumerate() {
+                let va = BUF + i as u64 * 4096;
+                mem.write_u64(4 * 4096 + mm::table_index(va, 1) as u64 * 8, frame * 4096 | flags);
+            }
+            let domain = Domain {
+                id: 1,
+                name: heapless::String::try_from("test").unwrap(),
+                state: DomainState::Running,
+                privileged: false,
+                nr_pages: 8,
+                max_pages: 8,
+                shared_info: Mfn(7),
+                vm_assist: 0,
+                exit_code: None,
+                console_line: heapless::Vec::new(),
+                vcpu: Vcpu {
+                    regs: TrapFrame::default(),
+                    fpu: FpuState::initial(),
+                    kernel_root: Mfn(1),
+                    trap_table: [TrapInfo::default(); 256],
+                    callbacks: Callbacks::default(),
+                },
+            };
+            World { mem, storage, domain, lines: Lines::default() }
+        }
+
+        /// Issues hypercall `number` with `args`; returns rax as a signed value.
+        pub fn call(&mut self, number: u64, args: [u64; 5]) -> (i64, After) {
+            let frames = FrameTable::adopt(&mut self.storage);
+            let mut regs = TrapFrame {
+                rax: number,
+                rdi: args[0],
+                rsi: args[1],
+                rdx: args[2],
+                r10: args[3],
+                r8: args[4],
+                rip: 0x1000,
+                ..TrapFrame::default()
+            };
+            let mut ctx = Context {
+                guest: GuestMem::new(&self.mem, &frames, 1, self.domain.vcpu.kernel_root),
+                domain: &mut self.domain,
+                regs: &mut regs,
+                console: &mut self.lines,
+                hypervisor_cmdline: "loglvl=info",
+                after: After::Resume,
+            };
+            let after = dispatch(&mut ctx);
+            (regs.rax as i64, after)
+        }
+
+        pub fn put(&self, offset: u64, bytes: &[u8]) {
+            let frame = if offset < 4096 { 5 } else { 6 };
+            self.mem.write(frame * 4096 + offset % 4096, bytes);
+        }
+
+        pub fn get(&self, offset: u64, len: usize) -> Vec<u8> {
+            let mut out = vec![0; len];
+            let frame = if offset < 4096 { 5 } else { 6 };
+            self.mem.read(frame * 4096 + offset % 4096, &mut out);
+            out
+        }
+    }
+
+    #[test]
+    fn unknown_numbers_are_enosys() {
+        let mut world = World::new();
+        for number in [11, 38, 43, 48, 54, 64, 1000, u64::MAX] {
+            assert_eq!(world.call(number, [0; 5]).0, -38, "hypercall {number}");
+        }
+    }
+
+    #[test]
+    fn garbage_arguments_never_panic() {
+        let mut world = World::new();
+        let values = [0, 1, 2, 3, 5, 10, 0xffff, BUF, BUF + 4095, u64::MAX, 1 << 63, 0xffff_8300_0000_0000];
+        for number in 0..64 {
+            for &a in &values {
+                for &b in &values {
+                    world.domain.state = DomainState::Running;
+                    let _ = world.call(number, [a, b, a, b, a]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The running machine: the frame table, the domains, and which vCPU is on the CPU.
+//!
+//! All state sits behind one lock, taken on every guest entry. Ring 0 never takes an
+//! interrupt, so the lock is only ever contended across CPUs (one CPU today).
+
+use crate::arch::x86_64::{self as x86, cpu, pvh};
+use crate::console::GuestConsole;
+use core::cell::UnsafeCell;
+use hypervisor::bootimage::{BootImage, MAX_DOMAINS};
+use hypervisor::builder::{self, Machine};
+use hypervisor::domain::{Domain, DomainState};
+use hypervisor::frames::{FrameInfo, FrameTable, Owner};
+use hypervisor::guestmem::GuestMem;
+use hypervisor::hypercall::{self, After, Context};
+use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
+use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
+use spin::Mutex;
+
+/// Debug-exit value: every domain powered off with code 0.
+pub const EXIT_CLEAN: u8 = 0;
+/// Debug-exit value: the run finished, but some domain crashed or failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Debug-exit value: the hypervisor itself failed.
+pub const EXIT_PANIC: u8 = 2;
+
+/// Frames the frame table covers: all of the direct map (4 GiB).
+const MAX_FRAMES: usize = (x86::DIRECTMAP_SIZE / PAGE_SIZE) as usize;
+/// Physical memory below this is left to firmware.
+const LOW_MEMORY_END: u64 = 1 << 20;
+
+/// Machine memory through the direct map.
+pub struct DirectMap;
+
+impl DirectMap {
+    fn pointer(addr: u64, len: usize) -> *mut u8 {
+        let end = addr.checked_add(len as u64);
+        assert!(end.is_some_and(|end| end <= x86::DIRECTMAP_SIZE), "machine address {addr:#x} outside the direct map");
+        (x86::DIRECTMAP_BASE + addr) as *mut u8
+    }
+}
+
+impl PhysMem for DirectMap {
+    fn read(&self, addr: u64, buf: &mut [u8]) {
+        let source = Self::pointer(addr, buf.len());
+        // SAFETY: the range lies in the direct map (checked), which maps RAM for the
+        // hypervisor's whole life; callers pass only frames they have checked. Raw copies,
+        // never references, since a guest on another CPU may write the same bytes.
+        unsafe { core::ptr::copy_nonoverlapping(source, buf.as_mut_ptr(), buf.len()) };
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) {
+        let target = Self::pointer(addr, data.len());
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
+    }
+}
+
+struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
+// SAFETY: handed out exactly once, in `boot`, as the frame table's backing store.
+unsafe impl Sync for FrameStorage {}
+static FRAME_STORAGE: FrameStorage = FrameStorage(UnsafeCell::new([FrameInfo { owner: Owner::Unusable }; MAX_FRAMES]));
+
+struct State {
+    frames: FrameTable<'static>,
+    domains: [Option<Domain>; MAX_DOMAINS],
+    current: usize,
+    cmdline: &'static str,
+    free_at_start: usize,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+fn reserve_boot_memory(frames: &mut FrameTable<'_>, boot: &pvh::BootInfo) {
+    for entry in boot.memmap.iter().filter(|e| e.kind == pvh::MEMMAP_TYPE_RAM) {
+        let start = Mfn(entry.addr.div_ceil(PAGE_SIZE));
+        let end = Mfn(entry.addr.saturating_add(entry.size) / PAGE_SIZE);
+        frames.add_ram(start, end);
+    }
+    frames.reserve(Mfn(0), Mfn(LOW_MEMORY_END / PAGE_SIZE));
+    let image_start = x86::virt_to_phys(&raw const __image_start as u64);
+    let image_end = x86::virt_to_phys(&raw const __image_end as u64);
+    frames.reserve(Mfn::containing(image_start), Mfn(image_end.div_ceil(PAGE_SIZE)));
+    for module in boot.modules {
+        let end = module.paddr.saturating_add(module.size).div_ceil(PAGE_SIZE);
+        frames.reserve(Mfn::containing(module.paddr), Mfn(end));
+    }
+}
+
+/// Builds every domain of the boot image and starts the first. Never returns.
+pub fn boot(boot: &pvh::BootInfo) -> ! {
+    // SAFETY: the only reference ever made to the frame storage.
+    let storage = unsafe { &mut *FRAME_STORAGE.0.get() };
+    let mut frames = FrameTable::new(storage);
+    reserve_boot_memory(&mut frames, boot);
+    log::info!(
+        "pvhv: Xen 4.17 PV ABI hypervisor; {} MiB free for domains; cmdline '{}'",
+        frames.free_count() * PAGE_SIZE as usize >> 20,
+        boot.cmdline
+    );
+    let Some(module) = boot.modules.first() else {
+        log::error!("no boot image: pass one with -initrd (cargo xtask run does)");
+        cpu::exit_qemu(EXIT_PANIC);
+    };
+    let image = match BootImage::parse(pvh::module_bytes(module)) {
+        Ok(image) => image,
+        Err(why) => {
+            log::error!("boot image rejected: {why}");
+            cpu::exit_qemu(EXIT_PANIC);
+        }
+    };
+    let free_at_start = frames.free_count();
+    let hypervisor_l4 = x86::hypervisor_l4_entries();
+    let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
+    let mut failures = 0;
+    for (index, spec) in image.domains().enumerate() {
+        let id = index as u16 + 1;
+        let mut machine = Machine { mem: &DirectMap, frames: &mut frames, hypervisor_l4: &hypervisor_l4 };
+        match builder::build(&mut machine, id, &spec) {
+            Ok(domain) => {
+                log::info!(
+                    "domain {id} ({}) built: {} MiB, entry {:#x}, start_info {:#x}, cmdline '{}'",
+                    spec.name,
+                    domain.nr_pages >> 8,
+                    domain.vcpu.regs.rip,
+                    domain.vcpu.regs.rsi,
+                    spec.cmdline
+                );
+                domains[index] = Some(domain);
+            }
+            Err(why) => {
+                log::error!("domain {id} ({}) not built: {why}", spec.name);
+                failures += 1;
+            }
+        }
+    }
+    let mut state = State { frames, domains, current: 0, cmdline: boot.cmdline, free_at_start };
+    if failures > 0 {
+        log::error!("{failures} domain(s) could not be built; nothing runs");
+        finish(&mut state);
+    }
+    let Some(first) = state.domains.iter().position(|d| d.as_ref().is_some_and(Domain::is_running)) else {
+        log::error!("the boot image holds no domain");
+        finish(&mut state)
+    };
+    state.current = first;
+    let frame = switch_to(&mut state, first);
+    *STATE.lock() = Some(state);
+    // SAFETY: `switch_to` loaded this vCPU's root and FPU area; the frame is its context.
+    unsafe { x86::enter_first(&frame) }
+}
+
+/// Makes domain slot `index` current: its page tables, its FPU area; returns its
+/// registers.
+fn switch_to(state: &mut State, index: usize) -> TrapFrame {
+    let domain = state.domains[index].as_mut().expect("switching to a live domain");
+    state.current = index;
+    // SAFETY: the root was built (and is owned) by this domain and carries the
+    // hypervisor's L4 slots; the FPU area lives in the static domain table, 16-aligned,
+    // and holds a valid image (initial or saved by fxsave).
+    unsafe {
+        x86::percpu::set_fpu_area(&raw const domain.vcpu.fpu as u64);
+        cpu::write_cr3(domain.vcpu.kernel_root.addr());
+    }
+    domain.vcpu.regs
+}
+
+/// Handles one guest entry.
+pub fn trap(frame: &mut TrapFrame) {
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else {
+        panic!("guest entry before the machine was set up");
+    };
+    let after = if frame.vector == VECTOR_SYSCALL {
+        hypercall(state, frame)
+    } else if (32..48).contains(&frame.vector) {
+        After::Resume // a spurious legacy-PIC interrupt: every line is masked
+    } else if matches!(frame.vector, 2 | 8 | 18) {
+        panic!("platform exception {} while a guest ran", frame.vector);
+    } else {
+        crash_current(state, frame);
+        After::Reschedule
+    };
+    if after == After::Reschedule {
+        schedule(state, frame);
+    }
+}
+
+fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
+    let domain = state.domains[state.current].as_mut().expect("the current domain exists");
+    let root = domain.vcpu.kernel_root;
+    let id = domain.id;
+    let number = frame.rax;
+    let mut ctx = Context {
+        guest: GuestMem::new(&DirectMap, &state.frames, id, root),
+        domain,
+        regs: frame,
+        console: &mut GuestConsole,
+        hypervisor_cmdline: state.cmdline,
+        after: After::Resume,
+    };
+    let after = hypercall::dispatch(&mut ctx);
+    log::trace!("d{id} hypercall {number} -> {:#x}", frame.rax);
+    if let Some(domain) = state.domains[state.current].as_mut() {
+        if let DomainState::ShutDown { reason } = domain.state {
+            log::info!(
+                "domain {} ({}) shut down: reason {}, exit code {}",
+                domain.id,
+                domain.name,
+                shutdown_reason(reason),
+                domain.exit_code.unwrap_or(0)
+            );
+            teardown(state, state.current);
+        }
+    }
+    after
+}
+
+fn shutdown_reason(reason: u32) -> &'static str {
+    match reason {
+        0 => "poweroff",
+        1 => "reboot",
+        2 => "suspend",
+        3 => "crash",
+        4 => "watchdog",
+        5 => "soft_reset",
+        _ => "unknown",
+    }
+}
+
+fn exception_name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP",
+        "#SS", "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved",
+        "reserved", "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX",
+        "reserved",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+/// A guest fault it has no handler for: report it and destroy the domain.
+fn crash_current(state: &mut State, frame: &TrapFrame) {
+    let index = state.current;
+    let domain = state.domains[index].as_mut().expect("the current domain exists");
+    domain.state = DomainState::Crashed;
+    if !domain.console_line.is_empty() {
+        hypercall::flush_console(domain, &mut GuestConsole);
+    }
+    log::error!(
+        "domain {} ({}) crashed: vCPU 0, vector {} ({}), error code {:#x}, rip {:#x}, cr2 {:#x}",
+        domain.id,
+        domain.name,
+        frame.vector,
+        exception_name(frame.vector),
+        frame.error_code,
+        frame.rip,
+        cpu::read_cr2()
+    );
+    let f = frame;
+    log::error!("  rax {:016x} rbx {:016x} rcx {:016x} rdx {:016x}", f.rax, f.rbx, f.rcx, f.rdx);
+    log::error!("  rsi {:016x} rdi {:016x} rbp {:016x} rsp {:016x}", f.rsi, f.rdi, f.rbp, f.rsp);
+    log::error!("  r8  {:016x} r9  {:016x} r10 {:016x} r11 {:016x}", f.r8, f.r9, f.r10, f.r11);
+    log::error!("  r12 {:016x} r13 {:016x} r14 {:016x} r15 {:016x}", f.r12, f.r13, f.r14, f.r15);
+    log::error!("  cs {:04x} ss {:04x} rflags {:08x}; no usable guest handler", f.cs, f.ss, f.rflags);
+    teardown(state, index);
+}
+
+/// Returns every frame of a domain that stopped.
+fn teardown(state: &mut State, index: usize) {
+    let Some(domain) = state.domains[index].as_mut() else { return };
+    if !domain.console_line.is_empty() {
+        hypercall::flush_console(domain, &mut GuestConsole);
+    }
+    // Leave the domain's address space before its page tables go back to the pool.
+    // SAFETY: the boot tables map the hypervisor and nothing of any guest.
+    unsafe { cpu::write_cr3(x86::idle_root()) };
+    let released = state.frames.release_domain(domain.id);
+    log::debug!("domain {} released {released} frames", domain.id);
+}
+
+/// Saves the current vCPU (if it still runs) and loads the next runnable one, round
+/// robin. With none left, ends the run.
+fn schedule(state: &mut State, frame: &mut TrapFrame) {
+    let current = state.current;
+    if let Some(domain) = state.domains[current].as_mut().filter(|d| d.is_running()) {
+        domain.vcpu.regs = *frame;
+    }
+    let next = (1..=MAX_DOMAINS)
+        .map(|step| (current + step) % MAX_DOMAINS)
+        .find(|&i| state.domains[i].as_ref().is_some_and(Domain::is_running));
+    match next {
+        Some(index) => *frame = switch_to(state, index),
+        None => finish(state),
+    }
+}
+
+/// Every domain has stopped: report and end the run with a status that says how.
+fn finish(state: &mut State) -> ! {
+    let mut clean = true;
+    for domain in state.domains.iter().flatten() {
+        let outcome = match domain.state {
+            DomainState::Running => "still running",
+            DomainState::Crashed => "crashed",
+            DomainState::ShutDown { reason } => shutdown_reason(reason),
+        };
+        clean &= domain.ended_cleanly();
+        log::info!(
+            "  domain {} ({}): {outcome}, exit code {}",
+            domain.id,
+            domain.name,
+            domain.exit_code.unwrap_or(0)
+        );
+    }
+    let free = state.frames.free_count();
+    log::info!("frames free: {} at start, {free} now", state.free_at_start);
+    if free != state.free_at_start {
+        log::error!("frame leak: {} frames not returned", state.free_at_start - free);
+        clean = false;
+    }
+    if clean && state.domains.iter().any(Option::is_some) {
+        log::info!("hypervisor: run finished: clean");
+        cpu::exit_qemu(EXIT_CLEAN)
+    } else {
+        log::info!("hypervisor: run finished: some domains failed");
+        cpu::exit_qemu(EXIT_FAILED)
+    }
+}

@@ -1,0 +1,124 @@
+//! Machine memory vocabulary: frame numbers, page-table entry bits, and the one trait
+//! through which the hypervisor's logic touches physical memory.
+
+/// Bytes in a page.
+pub const PAGE_SIZE: u64 = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
+/// Entries in one page-table page.
+pub const ENTRIES_PER_TABLE: usize = 512;
+
+/// A machine frame number: a real physical page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mfn(pub u64);
+
+impl Mfn {
+    /// The machine address of the frame's first byte.
+    pub const fn addr(self) -> u64 {
+        self.0 << PAGE_SHIFT
+    }
+
+    /// The frame holding machine address `addr`.
+    pub const fn containing(addr: u64) -> Mfn {
+        Mfn(addr >> PAGE_SHIFT)
+    }
+}
+
+/// Page-table entry bits (the same at every level unless noted).
+pub mod pte {
+    /// Present.
+    pub const PRESENT: u64 = 1 << 0;
+    /// Writable.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// Reachable from ring 3.
+    pub const USER: u64 = 1 << 2;
+    /// Write-through caching.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Caching disabled.
+    pub const CACHE_DISABLE: u64 = 1 << 4;
+    /// Accessed.
+    pub const ACCESSED: u64 = 1 << 5;
+    /// Dirty (leaf entries).
+    pub const DIRTY: u64 = 1 << 6;
+    /// Large page (L2/L3), PAT (L1).
+    pub const PAGE_SIZE: u64 = 1 << 7;
+    /// Global (leaf entries).
+    pub const GLOBAL: u64 = 1 << 8;
+    /// No-execute.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+    /// The frame-address field (bits 12..51).
+    pub const ADDRESS_MASK: u64 = 0x000f_ffff_ffff_f000;
+}
+
+/// Index into the table at `level` (1 = L1 .. 4 = L4) for virtual address `va`.
+pub const fn table_index(va: u64, level: u32) -> usize {
+    ((va >> (PAGE_SHIFT + 9 * (level - 1))) & 0x1ff) as usize
+}
+
+/// Whether `va` is canonical for 48-bit virtual addresses.
+pub const fn is_canonical(va: u64) -> bool {
+    let top = va >> 47;
+    top == 0 || top == 0x1_ffff
+}
+
+/// Access to machine memory by machine address.
+///
+/// The hypervisor reaches physical memory only through this trait: the binary implements
+/// it over the direct map, host tests over a vector. Callers pass only addresses of frames
+/// they have checked (owned by the domain in question, or the hypervisor's own).
+pub trait PhysMem {
+    /// Copies `buf.len()` bytes from machine address `addr`.
+    fn read(&self, addr: u64, buf: &mut [u8]);
+    /// Copies `data` to machine address `addr`.
+    fn write(&self, addr: u64, data: &[u8]);
+
+    /// Reads one 64-bit word (e.g. a page-table entry).
+    fn read_u64(&self, addr: u64) -> u64 {
+        let mut bytes = [0; 8];
+        self.read(addr, &mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Writes one 64-bit word.
+    fn write_u64(&self, addr: u64, value: u64) {
+        self.write(addr, &value.to_le_bytes());
+    }
+
+    /// Fills a whole frame with zeroes.
+    fn zero_frame(&self, mfn: Mfn) {
+        let zeros = [0u8; 512];
+        for chunk in 0..(PAGE_SIZE / 512) {
+            self.write(mfn.addr() + chunk * 512, &zeros);
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A vector standing in for machine memory in host tests.
+    use super::*;
+    use std::cell::RefCell;
+
+    /// `frames` pages of zeroed "machine memory" starting at machine address 0.
+    pub struct FakeMem {
+        bytes: RefCell<Vec<u8>>,
+    }
+
+    impl FakeMem {
+        /// Memory of `frames` pages.
+        pub fn new(frames: usize) -> FakeMem {
+            FakeMem { bytes: RefCell::new(vec![0; frames * PAGE_SIZE as usize]) }
+        }
+    }
+
+    impl PhysMem for FakeMem {
+        fn read(&self, addr: u64, buf: &mut [u8]) {
+            let start = addr as usize;
+            buf.copy_from_slice(&self.bytes.borrow()[start..start + buf.len()]);
+        }
+        fn write(&self, addr: u64, data: &[u8]) {
+            let start = addr as usize;
+            self.bytes.borrow_mut()[start..start + data.len()].copy_from_slice(data);
+        }
+    }
+}

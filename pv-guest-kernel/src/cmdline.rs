@@ -1,0 +1,64 @@
+//! The guest kernel's command line: space-separated `key=value` words.
+
+/// A deliberate fault to raise right after the banner (`crash=...`), to show that a
+/// guest's crash takes down only that guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// `ud2`: invalid opcode (#UD).
+    InvalidOpcode,
+    /// A store to an unmapped address (#PF).
+    PageFault,
+    /// `hlt` in ring 3 (#GP).
+    GeneralProtection,
+    /// Division by zero (#DE).
+    DivideError,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Crash on purpose instead of running the self-tests.
+    pub crash: Option<CrashMode>,
+}
+
+/// Why a command line was not understood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownWord<'a>(pub &'a str);
+
+/// Parses `line`. Unknown words are reported (so a typo does not go unnoticed) but do
+/// not stop parsing: the first is returned alongside the options.
+pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
+    let mut options = Options::default();
+    let mut unknown = None;
+    for word in line.split_ascii_whitespace() {
+        let crash = match word {
+            "crash=ud2" => Some(CrashMode::InvalidOpcode),
+            "crash=pf" => Some(CrashMode::PageFault),
+            "crash=gp" => Some(CrashMode::GeneralProtection),
+            "crash=de" => Some(CrashMode::DivideError),
+            _ => None,
+        };
+        match crash {
+            Some(mode) => options.crash = Some(mode),
+            None if unknown.is_none() => unknown = Some(UnknownWord(word)),
+            None => {}
+        }
+    }
+    (options, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_crash_modes_and_reports_unknown_words() {
+        assert_eq!(parse(""), (Options::default(), None));
+        assert_eq!(parse("crash=ud2").0.crash, Some(CrashMode::InvalidOpcode));
+        assert_eq!(parse("  crash=pf  ").0.crash, Some(CrashMode::PageFault));
+        let (options, unknown) = parse("bogus crash=de other");
+        assert_eq!(options.crash, Some(CrashMode::DivideError));
+        assert_eq!(unknown, Some(UnknownWord("bogus")));
+        assert_eq!(parse("crash=nope").1, Some(UnknownWord("crash=nope")));
+    }
+}

@@ -1,0 +1,115 @@
+//! A small Rust OS built as a Xen x86_64 PV kernel.
+//!
+//! It runs in ring 3 under our hypervisor or under Xen 4.17 (as dom0 there), prints a
+//! banner and its start_info through `console_io`, runs its self-tests, and powers off
+//! with an exit code that says whether they all passed.
+#![no_std]
+#![no_main]
+
+mod console;
+mod tests;
+
+use core::fmt::Write;
+use pv_abi::xen::StartInfo;
+use pv_guest_kernel::cmdline::{self, CrashMode};
+use pv_guest_kernel::selftest::Tally;
+
+core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
+
+/// The running kernel's view of how it was started.
+pub struct Boot {
+    /// The start_info page.
+    pub info: &'static StartInfo,
+    /// Virtual address of start_info.
+    pub info_va: u64,
+    /// The stack pointer the hypervisor started us with (top of the boot stack page).
+    pub initial_rsp: u64,
+}
+
+unsafe extern "C" {
+    static boot_rsp: u64;
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kmain(start_info: u64) -> ! {
+    // SAFETY: the hypervisor passes the address of the start_info page, mapped for us in
+    // the boot region for as long as we run; it is never written after boot.
+    let info = unsafe { &*(start_info as *const StartInfo) };
+    // SAFETY: written once by the entry stub before kmain was called.
+    let initial_rsp = unsafe { boot_rsp };
+    let boot = Boot { info, info_va: start_info, initial_rsp };
+    let mut out = console::Console;
+
+    let _ = writeln!(out, "pv-guest: hello from a Rust PV kernel");
+    if !info.has_valid_magic() {
+        let _ = writeln!(out, "pv-guest: start_info magic is wrong; stopping");
+        power_off(1);
+    }
+    let line = core::str::from_utf8(info.cmd_line_bytes()).unwrap_or("<not UTF-8>");
+    let _ = writeln!(
+        out,
+        "pv-guest: start_info: {} pages, flags {:#x}, shared_info at {:#x}, pt_base {:#x} ({} frames), mfn_list {:#x}",
+        info.nr_pages, info.flags, info.shared_info, info.pt_base, info.nr_pt_frames, info.mfn_list
+    );
+    let _ = writeln!(out, "pv-guest: command line '{line}'");
+    let (options, unknown) = cmdline::parse(line);
+    if let Some(word) = unknown {
+        let _ = writeln!(out, "pv-guest: ignoring unknown command-line word '{}'", word.0);
+    }
+    if let Some(mode) = options.crash {
+        let _ = writeln!(out, "pv-guest: crashing on purpose ({mode:?})");
+        crash(mode);
+    }
+
+    let mut tally = Tally::default();
+    for (name, case) in tests::CASES {
+        let outcome = case(&boot);
+        let _ = tally.record(&mut out, name, &outcome);
+    }
+    let _ = tally.summary(&mut out);
+    power_off(tally.exit_code())
+}
+
+/// Reports `code` and shuts down with reason poweroff.
+fn power_off(code: u32) -> ! {
+    // Our hypervisor records the code; Xen answers -ENOSYS and the console line tells.
+    let _ = pv_abi::ext::set_exit_code(code);
+    let _ = writeln!(console::Console, "pv-guest: shutting down: poweroff, code {code}");
+    let error = pv_abi::guest::poweroff();
+    let _ = writeln!(console::Console, "pv-guest: shutdown failed: {error}");
+    loop {
+        let _ = pv_abi::guest::sched_yield();
+    }
+}
+
+fn crash(mode: CrashMode) -> ! {
+    // SAFETY: each of these faults on purpose; the hypervisor must stop this domain (we
+    // register no handler) and nothing after the instruction runs.
+    unsafe {
+        match mode {
+            CrashMode::InvalidOpcode => core::arch::asm!("ud2", options(noreturn)),
+            CrashMode::PageFault => core::arch::asm!(
+                "mov qword ptr [{0}], 1", "ud2", in(reg) 0x10u64, options(noreturn)
+            ),
+            CrashMode::GeneralProtection => core::arch::asm!("hlt", "ud2", options(noreturn)),
+            CrashMode::DivideError => core::arch::asm!(
+                "xor edx, edx", "xor ecx, ecx", "div rcx", "ud2", options(noreturn)
+            ),
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let _ = writeln!(console::Console, "pv-guest: PANIC: {info}");
+    let _ = pv_abi::guest::crash();
+    loop {
+        let _ = pv_abi::guest::sched_yield();
+    }
+}
+
+/// Required by the precompiled `core`; never called since we never unwind.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+mod mem;

@@ -1,0 +1,78 @@
+//! The memory primitives the precompiled `core` calls (no `mem` feature in
+//! compiler_builtins for this target), written with `rep movsb`/`rep stosb` so they never
+//! compile into calls to themselves.
+
+/// Copies `n` bytes forward.
+///
+/// # Safety
+/// Standard `memcpy` contract: valid, non-overlapping ranges.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: the caller guarantees both ranges are valid for n bytes.
+    unsafe {
+        core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _,
+            inout("rsi") src => _, options(nostack, preserves_flags));
+    }
+    dest
+}
+
+/// Copies `n` bytes, handling overlap.
+///
+/// # Safety
+/// Standard `memmove` contract: valid ranges.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dest as usize) <= (src as usize) || (dest as usize) >= (src as usize).wrapping_add(n) {
+        // SAFETY: forward copy is correct when dest does not start inside src.
+        return unsafe { memcpy(dest, src, n) };
+    }
+    // SAFETY: backward copy with DF set, restored right after.
+    unsafe {
+        core::arch::asm!("std", "rep movsb", "cld",
+            inout("rcx") n => _, inout("rdi") dest.add(n - 1) => _,
+            inout("rsi") src.add(n - 1) => _, options(nostack));
+    }
+    dest
+}
+
+/// Fills `n` bytes with `c`.
+///
+/// # Safety
+/// Standard `memset` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // SAFETY: the caller guarantees the range is valid for n bytes.
+    unsafe {
+        core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _,
+            in("al") c as u8, options(nostack, preserves_flags));
+    }
+    dest
+}
+
+/// Compares `n` bytes.
+///
+/// # Safety
+/// Standard `memcmp` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i < n and the caller guarantees both ranges hold n bytes.
+        let (x, y) = unsafe { (a.add(i).read(), b.add(i).read()) };
+        if x != y {
+            return i32::from(x) - i32::from(y);
+        }
+        i += 1;
+    }
+    0
+}
+
+/// Compares `n` bytes for equality only.
+///
+/// # Safety
+/// Standard `bcmp` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract as memcmp.
+    unsafe { memcmp(a, b, n) }
+}
