@@ -46,7 +46,7 @@ impl PeerPage {
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= 4096);
+        assert!(offset.is_multiple_of(4) && offset + 4 <= 4096);
         // SAFETY: in bounds and 4-aligned (the page is 4096-aligned); concurrent access to
         // header words is atomic on every side.
         unsafe { AtomicU32::from_ptr(self.page.cast::<u8>().add(offset).cast()) }
