@@ -40,6 +40,11 @@ pub struct FrameTable<'a> {
 }
 
 impl<'a> FrameTable<'a> {
+    /// A table describing no frames at all (a placeholder until boot fills one in).
+    pub const fn empty() -> FrameTable<'a> {
+        FrameTable { frames: &mut [], free: 0, next: 0 }
+    }
+
     /// A table in which every frame is unusable.
     pub fn new(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
         frames.fill(FrameInfo::default());

@@ -60,6 +60,7 @@ struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
 unsafe impl Sync for FrameStorage {}
 static FRAME_STORAGE: FrameStorage = FrameStorage(UnsafeCell::new([FrameInfo { owner: Owner::Unusable }; MAX_FRAMES]));
 
+/// Everything the hypervisor knows, in one static (domains are large: never on a stack).
 struct State {
     frames: FrameTable<'static>,
     domains: [Option<Domain>; MAX_DOMAINS],
@@ -68,7 +69,13 @@ struct State {
     free_at_start: usize,
 }
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+static STATE: Mutex<State> = Mutex::new(State {
+    frames: FrameTable::empty(),
+    domains: [const { None }; MAX_DOMAINS],
+    current: 0,
+    cmdline: "",
+    free_at_start: 0,
+});
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -93,13 +100,15 @@ fn reserve_boot_memory(frames: &mut FrameTable<'_>, boot: &pvh::BootInfo) {
 
 /// Builds every domain of the boot image and starts the first. Never returns.
 pub fn boot(boot: &pvh::BootInfo) -> ! {
+    let mut guard = STATE.lock();
+    let state = &mut *guard;
     // SAFETY: the only reference ever made to the frame storage.
-    let storage = unsafe { &mut *FRAME_STORAGE.0.get() };
-    let mut frames = FrameTable::new(storage);
-    reserve_boot_memory(&mut frames, boot);
+    state.frames = FrameTable::new(unsafe { &mut *FRAME_STORAGE.0.get() });
+    state.cmdline = boot.cmdline;
+    reserve_boot_memory(&mut state.frames, boot);
     log::info!(
         "pvhv: Xen 4.17 PV ABI hypervisor; {} MiB free for domains; cmdline '{}'",
-        frames.free_count() * PAGE_SIZE as usize >> 20,
+        state.frames.free_count() * PAGE_SIZE as usize >> 20,
         boot.cmdline
     );
     let Some(module) = boot.modules.first() else {
@@ -113,13 +122,13 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
             cpu::exit_qemu(EXIT_PANIC);
         }
     };
-    let free_at_start = frames.free_count();
+    state.free_at_start = state.frames.free_count();
     let hypervisor_l4 = x86::hypervisor_l4_entries();
-    let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     let mut failures = 0;
     for (index, spec) in image.domains().enumerate() {
         let id = index as u16 + 1;
-        let mut machine = Machine { mem: &DirectMap, frames: &mut frames, hypervisor_l4: &hypervisor_l4 };
+        let mut machine =
+            Machine { mem: &DirectMap, frames: &mut state.frames, hypervisor_l4: &hypervisor_l4 };
         match builder::build(&mut machine, id, &spec) {
             Ok(domain) => {
                 log::info!(
@@ -130,7 +139,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
                     domain.vcpu.regs.rsi,
                     spec.cmdline
                 );
-                domains[index] = Some(domain);
+                state.domains[index] = Some(domain);
             }
             Err(why) => {
                 log::error!("domain {id} ({}) not built: {why}", spec.name);
@@ -138,18 +147,17 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
             }
         }
     }
-    let mut state = State { frames, domains, current: 0, cmdline: boot.cmdline, free_at_start };
     if failures > 0 {
         log::error!("{failures} domain(s) could not be built; nothing runs");
-        finish(&mut state);
+        finish(state);
     }
-    let Some(first) = state.domains.iter().position(|d| d.as_ref().is_some_and(Domain::is_running)) else {
+    let Some(first) = state.domains.iter().position(|d| d.as_ref().is_some_and(Domain::is_running))
+    else {
         log::error!("the boot image holds no domain");
-        finish(&mut state)
+        finish(state)
     };
-    state.current = first;
-    let frame = switch_to(&mut state, first);
-    *STATE.lock() = Some(state);
+    let frame = switch_to(state, first);
+    drop(guard);
     // SAFETY: `switch_to` loaded this vCPU's root and FPU area; the frame is its context.
     unsafe { x86::enter_first(&frame) }
 }
@@ -172,9 +180,7 @@ fn switch_to(state: &mut State, index: usize) -> TrapFrame {
 /// Handles one guest entry.
 pub fn trap(frame: &mut TrapFrame) {
     let mut guard = STATE.lock();
-    let Some(state) = guard.as_mut() else {
-        panic!("guest entry before the machine was set up");
-    };
+    let state = &mut *guard;
     let after = if frame.vector == VECTOR_SYSCALL {
         hypercall(state, frame)
     } else if (32..48).contains(&frame.vector) {

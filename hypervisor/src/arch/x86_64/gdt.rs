@@ -84,7 +84,7 @@ pub fn init(stacks: super::percpu::CpuStacks) {
             "mov ss, {ds:x}",
             cs = in(reg) u64::from(HYPERVISOR_CS),
             ds = in(reg) HYPERVISOR_DS,
-            tmp = lateout(reg) _,
+            tmp = out(reg) _,
         );
         core::arch::asm!("ltr {0:x}", in(reg) TSS_SELECTOR, options(nostack));
     }
