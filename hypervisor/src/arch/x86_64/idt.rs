@@ -8,7 +8,7 @@ unsafe extern "C" {
 }
 
 const GATE_INTERRUPT: u64 = 0xe; // interrupts stay off in the handler
-const PRESENT: u64 = 1 << 15;
+const PRESENT: u64 = 1 << 47;
 
 #[repr(C, align(4096))]
 struct Idt([[u64; 2]; 256]);
