@@ -153,12 +153,15 @@ pub fn hypercall_page() -> [u8; 4096] {
         let stub = &mut page[nr as usize * 32..][..32];
         let number = nr.to_le_bytes();
         if u64::from(nr) == Hypercall::Iret as u64 {
-            let code = [0x51, 0x41, 0x53, 0x50, 0xb8, number[0], number[1], number[2], number[3], 0x0f, 0x05];
+            let code = [
+                0x51, 0x41, 0x53, 0x50, 0xb8, number[0], number[1], number[2], number[3], 0x0f,
+                0x05,
+            ];
             stub[..code.len()].copy_from_slice(&code);
         } else {
             let code = [
-                0x51, 0x41, 0x53, 0xb8, number[0], number[1], number[2], number[3], 0x0f, 0x05, 0x41,
-                0x5b, 0x59, 0xc3,
+                0x51, 0x41, 0x53, 0xb8, number[0], number[1], number[2], number[3], 0x0f, 0x05,
+                0x41, 0x5b, 0x59, 0xc3,
             ];
             stub[..code.len()].copy_from_slice(&code);
         }
@@ -224,16 +227,26 @@ fn build_inner<M: PhysMem>(
     }
     let owner = Owner::Domain(id);
     let mem = machine.mem;
-    let mut alloc = || machine.frames.alloc(owner, mem).ok_or(BuildError::OutOfFrames);
+    let mut alloc = || {
+        machine
+            .frames
+            .alloc(owner, mem)
+            .ok_or(BuildError::OutOfFrames)
+    };
 
     // P2M pages first, so every later frame can be recorded as it is taken.
-    let mut p2m = P2m { mem, pages: heapless::Vec::new() };
+    let mut p2m = P2m {
+        mem,
+        pages: heapless::Vec::new(),
+    };
     let p2m_first = layout.pfn(layout.p2m);
     let p2m_count = (nr_pages * 8).div_ceil(PAGE_SIZE);
     for _ in 0..p2m_count {
         let frame = alloc()?;
         // Capacity holds MAX_DOMAIN_PAGES entries, checked above.
-        p2m.pages.push(frame).map_err(|_| BuildError::TooMuchMemory)?;
+        p2m.pages
+            .push(frame)
+            .map_err(|_| BuildError::TooMuchMemory)?;
     }
     for pfn in 0..nr_pages {
         let mfn = if (p2m_first..p2m_first + p2m_count).contains(&pfn) {
@@ -282,8 +295,13 @@ fn build_inner<M: PhysMem>(
                 fresh
             };
         }
-        let writable = if pt_range.contains(&va) { 0 } else { pte::WRITABLE };
-        let leaf = frame_of(va).addr() | pte::PRESENT | pte::USER | pte::ACCESSED | pte::DIRTY | writable;
+        let writable = if pt_range.contains(&va) {
+            0
+        } else {
+            pte::WRITABLE
+        };
+        let leaf =
+            frame_of(va).addr() | pte::PRESENT | pte::USER | pte::ACCESSED | pte::DIRTY | writable;
         mem.write_u64(table.addr() + mm::table_index(va, 1) as u64 * 8, leaf);
         va += PAGE_SIZE;
     }
@@ -296,7 +314,11 @@ fn build_inner<M: PhysMem>(
     info.set_magic();
     info.nr_pages = nr_pages;
     info.shared_info = shared_info.addr();
-    info.flags = if spec.privileged { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 };
+    info.flags = if spec.privileged {
+        SIF_PRIVILEGED | SIF_INITDOMAIN
+    } else {
+        0
+    };
     info.store_mfn = frame_of(layout.xenstore).0;
     info.console.mfn = frame_of(layout.console).0;
     info.pt_base = layout.page_tables;
@@ -389,7 +411,11 @@ mod tests {
         let before = frames.free_count();
         let image = tiny_kernel(&[]);
         let hv = [(262usize, 0x1234_5003u64)];
-        let mut machine = Machine { mem: &mem, frames: &mut frames, hypervisor_l4: &hv };
+        let mut machine = Machine {
+            mem: &mem,
+            frames: &mut frames,
+            hypervisor_l4: &hv,
+        };
         let domain = build(&mut machine, 1, &spec(&image, 8 * 1024)).unwrap();
         assert_eq!(domain.nr_pages, 2048);
         assert_eq!(frames.count_owned(1), 2048 + 1, "memory plus shared_info");
@@ -426,7 +452,12 @@ mod tests {
         let (page, _) = translate(&mem, root, BASE + 0x2000 + 17 * 32).unwrap();
         let mut stub = [0u8; 14];
         mem.read(page, &mut stub);
-        assert_eq!(stub, [0x51, 0x41, 0x53, 0xb8, 17, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]);
+        assert_eq!(
+            stub,
+            [
+                0x51, 0x41, 0x53, 0xb8, 17, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3
+            ]
+        );
         // The hypervisor slot is installed; the stack is mapped; 512 KiB padding follows.
         assert_eq!(mem.read_u64(root.addr() + 262 * 8), 0x1234_5003);
         assert!(translate(&mem, root, domain.vcpu.regs.rsp - 8).is_some());
@@ -445,13 +476,29 @@ mod tests {
         frames.add_ram(Mfn(16), Mfn(1000));
         let before = frames.free_count();
         let image = tiny_kernel(&[]);
-        let mut machine = Machine { mem: &mem, frames: &mut frames, hypervisor_l4: &[] };
+        let mut machine = Machine {
+            mem: &mem,
+            frames: &mut frames,
+            hypervisor_l4: &[],
+        };
         // More memory than the machine has.
-        assert_eq!(build(&mut machine, 1, &spec(&image, 8 * 1024)).unwrap_err(), BuildError::OutOfFrames);
+        assert_eq!(
+            build(&mut machine, 1, &spec(&image, 8 * 1024)).unwrap_err(),
+            BuildError::OutOfFrames
+        );
         // Too little for the boot region.
-        assert_eq!(build(&mut machine, 1, &spec(&image, 1024)).unwrap_err(), BuildError::TooLittleMemory);
-        assert_eq!(build(&mut machine, 1, &spec(&image, 1 << 30)).unwrap_err(), BuildError::TooMuchMemory);
-        assert!(matches!(build(&mut machine, 1, &spec(&image[..100], 4096)), Err(BuildError::Elf(_))));
+        assert_eq!(
+            build(&mut machine, 1, &spec(&image, 1024)).unwrap_err(),
+            BuildError::TooLittleMemory
+        );
+        assert_eq!(
+            build(&mut machine, 1, &spec(&image, 1 << 30)).unwrap_err(),
+            BuildError::TooMuchMemory
+        );
+        assert!(matches!(
+            build(&mut machine, 1, &spec(&image[..100], 4096)),
+            Err(BuildError::Elf(_))
+        ));
         assert_eq!(frames.free_count(), before);
     }
 

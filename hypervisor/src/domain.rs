@@ -108,7 +108,10 @@ impl Domain {
 
     /// Whether it ended the way a clean run ends: poweroff with exit code 0 (or none).
     pub fn ended_cleanly(&self) -> bool {
-        self.state == DomainState::ShutDown { reason: pv_abi::sched::SHUTDOWN_POWEROFF }
+        self.state
+            == DomainState::ShutDown {
+                reason: pv_abi::sched::SHUTDOWN_POWEROFF,
+            }
             && self.exit_code.unwrap_or(0) == 0
     }
 }

@@ -54,7 +54,9 @@ impl core::fmt::Display for ElfError {
             ElfError::WrongGuestType => "notes do not ask for xen-3.0 and the generic loader",
             ElfError::BadNote => "malformed Xen ELF note",
             ElfError::BadSegments => "no loadable segment, or overlapping segments",
-            ElfError::BadPlacement => "kernel placed below its virtual base or outside the upper half",
+            ElfError::BadPlacement => {
+                "kernel placed below its virtual base or outside the upper half"
+            }
             ElfError::BadEntry => "entry point or hypercall page outside the kernel image",
             ElfError::UnsupportedFeature => "kernel requires a feature we do not offer",
         };
@@ -103,12 +105,16 @@ fn u16_at(bytes: &[u8], at: usize) -> Result<u16, ElfError> {
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32, ElfError> {
     let raw = bytes.get(at..at + 4).ok_or(ElfError::Truncated)?;
-    Ok(u32::from_le_bytes(raw.try_into().map_err(|_| ElfError::Truncated)?))
+    Ok(u32::from_le_bytes(
+        raw.try_into().map_err(|_| ElfError::Truncated)?,
+    ))
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Result<u64, ElfError> {
     let raw = bytes.get(at..at + 8).ok_or(ElfError::Truncated)?;
-    Ok(u64::from_le_bytes(raw.try_into().map_err(|_| ElfError::Truncated)?))
+    Ok(u64::from_le_bytes(
+        raw.try_into().map_err(|_| ElfError::Truncated)?,
+    ))
 }
 
 fn usize_of(value: u64) -> Result<usize, ElfError> {
@@ -149,9 +155,13 @@ fn parse_notes<'a>(notes: &mut Notes<'a>, mut data: &'a [u8]) -> Result<(), ElfE
         let desc_size = u32_at(data, 4)? as usize;
         let kind = u32_at(data, 8)?;
         let name_end = 12 + align4(name_size)?;
-        let desc_end = name_end.checked_add(align4(desc_size)?).ok_or(ElfError::BadNote)?;
+        let desc_end = name_end
+            .checked_add(align4(desc_size)?)
+            .ok_or(ElfError::BadNote)?;
         let name = data.get(12..12 + name_size).ok_or(ElfError::Truncated)?;
-        let desc = data.get(name_end..name_end + desc_size).ok_or(ElfError::Truncated)?;
+        let desc = data
+            .get(name_end..name_end + desc_size)
+            .ok_or(ElfError::Truncated)?;
         if name.strip_suffix(&[0]).unwrap_or(name) == elfnote::XEN_ELFNOTE_NAME {
             notes.any = true;
             match kind {
@@ -217,8 +227,14 @@ impl<'a> PvKernel<'a> {
                     if (file_size as u64) > mem_size {
                         return Err(ElfError::BadSegments);
                     }
-                    let segment = Segment { vaddr: 0, offset, file_size, mem_size };
-                    raw.push((paddr, segment)).map_err(|_| ElfError::TooManySegments)?;
+                    let segment = Segment {
+                        vaddr: 0,
+                        offset,
+                        file_size,
+                        mem_size,
+                    };
+                    raw.push((paddr, segment))
+                        .map_err(|_| ElfError::TooManySegments)?;
                 }
                 PT_NOTE => parse_notes(&mut notes, &image[offset..end])?,
                 _ => {}
@@ -232,7 +248,11 @@ impl<'a> PvKernel<'a> {
         {
             return Err(ElfError::WrongGuestType);
         }
-        for feature in notes.features.split('|').filter_map(|f| f.strip_prefix('!')) {
+        for feature in notes
+            .features
+            .split('|')
+            .filter_map(|f| f.strip_prefix('!'))
+        {
             if !OFFERED_FEATURES.contains(&feature) {
                 return Err(ElfError::UnsupportedFeature);
             }
@@ -248,11 +268,16 @@ impl<'a> PvKernel<'a> {
         let (mut kernel_start, mut kernel_end) = (u64::MAX, 0u64);
         for (paddr, mut segment) in raw {
             segment.vaddr = paddr.wrapping_add(virt_offset);
-            let end = segment.vaddr.checked_add(segment.mem_size).ok_or(ElfError::BadPlacement)?;
+            let end = segment
+                .vaddr
+                .checked_add(segment.mem_size)
+                .ok_or(ElfError::BadPlacement)?;
             kernel_start = kernel_start.min(segment.vaddr);
             kernel_end = kernel_end.max(end);
             // Capacity is the same as `raw`'s, so this cannot fail.
-            segments.push(segment).map_err(|_| ElfError::TooManySegments)?;
+            segments
+                .push(segment)
+                .map_err(|_| ElfError::TooManySegments)?;
         }
         for (i, a) in segments.iter().enumerate() {
             for b in segments.iter().skip(i + 1) {
@@ -274,10 +299,10 @@ impl<'a> PvKernel<'a> {
         if !inside(entry, 1) {
             return Err(ElfError::BadEntry);
         }
-        if let Some(page) = notes.hypercall_page {
-            if page % crate::mm::PAGE_SIZE != 0 || !inside(page, crate::mm::PAGE_SIZE) {
-                return Err(ElfError::BadEntry);
-            }
+        if let Some(page) = notes.hypercall_page
+            && (page % crate::mm::PAGE_SIZE != 0 || !inside(page, crate::mm::PAGE_SIZE))
+        {
+            return Err(ElfError::BadEntry);
         }
         Ok(PvKernel {
             image,
@@ -325,8 +350,14 @@ pub(crate) mod tests {
         notes.extend(note(elfnote::XEN_ELFNOTE_GUEST_OS, b"test\0"));
         notes.extend(note(elfnote::XEN_ELFNOTE_VIRT_BASE, &BASE.to_le_bytes()));
         notes.extend(note(elfnote::XEN_ELFNOTE_PADDR_OFFSET, &0u64.to_le_bytes()));
-        notes.extend(note(elfnote::XEN_ELFNOTE_ENTRY, &(BASE + 0x1000).to_le_bytes()));
-        notes.extend(note(elfnote::XEN_ELFNOTE_HYPERCALL_PAGE, &(BASE + 0x2000).to_le_bytes()));
+        notes.extend(note(
+            elfnote::XEN_ELFNOTE_ENTRY,
+            &(BASE + 0x1000).to_le_bytes(),
+        ));
+        notes.extend(note(
+            elfnote::XEN_ELFNOTE_HYPERCALL_PAGE,
+            &(BASE + 0x2000).to_le_bytes(),
+        ));
         for (kind, desc) in extra_notes {
             notes.extend(note(*kind, desc));
         }
@@ -355,8 +386,22 @@ pub(crate) mod tests {
             p[40..48].copy_from_slice(&memsz.to_le_bytes());
             p
         };
-        out.extend(phdr(PT_LOAD, code_off, BASE + 0x1000, 0x1000, code.len() as u64, 0x2000));
-        out.extend(phdr(PT_NOTE, notes_off, 0, 0, notes.len() as u64, notes.len() as u64));
+        out.extend(phdr(
+            PT_LOAD,
+            code_off,
+            BASE + 0x1000,
+            0x1000,
+            code.len() as u64,
+            0x2000,
+        ));
+        out.extend(phdr(
+            PT_NOTE,
+            notes_off,
+            0,
+            0,
+            notes.len() as u64,
+            notes.len() as u64,
+        ));
         out.extend(notes);
         out.extend_from_slice(&code);
         out
@@ -371,15 +416,24 @@ pub(crate) mod tests {
         assert_eq!(kernel.kernel_end, BASE + 0x3000);
         assert_eq!(kernel.entry, BASE + 0x1000);
         assert_eq!(kernel.hypercall_page, Some(BASE + 0x2000));
-        assert_eq!(kernel.segment_bytes(&kernel.segments[0]), &[0x90, 0x90, 0xf4]);
+        assert_eq!(
+            kernel.segment_bytes(&kernel.segments[0]),
+            &[0x90, 0x90, 0xf4]
+        );
     }
 
     #[test]
     fn rejects_required_features_we_lack() {
         let image = tiny_kernel(&[(elfnote::XEN_ELFNOTE_FEATURES, b"!auto_translated_physmap\0")]);
-        assert_eq!(PvKernel::parse(&image).unwrap_err(), ElfError::UnsupportedFeature);
+        assert_eq!(
+            PvKernel::parse(&image).unwrap_err(),
+            ElfError::UnsupportedFeature
+        );
         let image = tiny_kernel(&[(elfnote::XEN_ELFNOTE_FEATURES, b"writable_page_tables\0")]);
-        assert!(PvKernel::parse(&image).is_ok(), "optional features are fine");
+        assert!(
+            PvKernel::parse(&image).is_ok(),
+            "optional features are fine"
+        );
     }
 
     #[test]
@@ -412,6 +466,9 @@ pub(crate) mod tests {
         assert_eq!(PvKernel::parse(&image).unwrap_err(), ElfError::BadEntry);
         let mut image = tiny_kernel(&[]);
         image[0] = 0;
-        assert_eq!(PvKernel::parse(&image).unwrap_err(), ElfError::NotX86_64Executable);
+        assert_eq!(
+            PvKernel::parse(&image).unwrap_err(),
+            ElfError::NotX86_64Executable
+        );
     }
 }

@@ -42,19 +42,34 @@ pub struct FrameTable<'a> {
 impl<'a> FrameTable<'a> {
     /// A table describing no frames at all (a placeholder until boot fills one in).
     pub const fn empty() -> FrameTable<'a> {
-        FrameTable { frames: &mut [], free: 0, next: 0 }
+        FrameTable {
+            frames: &mut [],
+            free: 0,
+            next: 0,
+        }
     }
 
     /// A table in which every frame is unusable.
     pub fn new(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
         frames.fill(FrameInfo::default());
-        FrameTable { frames, free: 0, next: 0 }
+        FrameTable {
+            frames,
+            free: 0,
+            next: 0,
+        }
     }
 
     /// A table over bookkeeping that is already filled in (free frames are recounted).
     pub fn adopt(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
-        let free = frames.iter().filter(|info| info.owner == Owner::Free).count();
-        FrameTable { frames, free, next: 0 }
+        let free = frames
+            .iter()
+            .filter(|info| info.owner == Owner::Free)
+            .count();
+        FrameTable {
+            frames,
+            free,
+            next: 0,
+        }
     }
 
     /// How many frames the table can describe.
@@ -88,7 +103,9 @@ impl<'a> FrameTable<'a> {
 
     /// Who holds `mfn` (unusable if it is beyond the table).
     pub fn owner(&self, mfn: Mfn) -> Owner {
-        self.frames.get(mfn.0 as usize).map_or(Owner::Unusable, |info| info.owner)
+        self.frames
+            .get(mfn.0 as usize)
+            .map_or(Owner::Unusable, |info| info.owner)
     }
 
     /// Free frames left.
@@ -145,7 +162,10 @@ impl<'a> FrameTable<'a> {
 
     /// Frames held by `domain`.
     pub fn count_owned(&self, domain: DomId) -> usize {
-        self.frames.iter().filter(|info| info.owner == Owner::Domain(domain)).count()
+        self.frames
+            .iter()
+            .filter(|info| info.owner == Owner::Domain(domain))
+            .count()
     }
 }
 
@@ -186,7 +206,11 @@ mod tests {
         table.add_ram(Mfn(2), Mfn(100)); // clipped to the table
         let first = table.alloc(Owner::Domain(1), &mem).unwrap();
         assert_eq!(first, Mfn(2));
-        assert_eq!(mem.read_u64(2 * 4096 + 100), 0, "a handed-out frame is zeroed");
+        assert_eq!(
+            mem.read_u64(2 * 4096 + 100),
+            0,
+            "a handed-out frame is zeroed"
+        );
         assert!(table.alloc(Owner::Domain(1), &mem).is_some());
         assert!(table.alloc(Owner::Domain(1), &mem).is_none());
         assert_eq!(table.owner(Mfn(1000)), Owner::Unusable);

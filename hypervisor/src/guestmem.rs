@@ -25,7 +25,12 @@ pub struct GuestMem<'a, M: PhysMem> {
 impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// The address space rooted at `root` (the vCPU's current L4) of `domain`.
     pub fn new(mem: &'a M, frames: &'a FrameTable<'a>, domain: DomId, root: Mfn) -> Self {
-        GuestMem { mem, frames, domain, root }
+        GuestMem {
+            mem,
+            frames,
+            domain,
+            root,
+        }
     }
 
     fn owned(&self, mfn: Mfn) -> bool {
@@ -46,7 +51,9 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             required |= pte::WRITABLE;
         }
         for level in (1..=4).rev() {
-            let entry = self.mem.read_u64(table.addr() + mm::table_index(va, level) as u64 * 8);
+            let entry = self
+                .mem
+                .read_u64(table.addr() + mm::table_index(va, level) as u64 * 8);
             if entry & required != required || (level > 1 && entry & pte::PAGE_SIZE != 0) {
                 // Superpages are never granted to PV guests, so never followed here.
                 return Err(Errno::EFAULT);
@@ -89,12 +96,16 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// Copies `buf.len()` bytes from guest address `va`.
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len();
-        self.for_each_page(va, len, false, |addr, at, n| self.mem.read(addr, &mut buf[at..at + n]))
+        self.for_each_page(va, len, false, |addr, at, n| {
+            self.mem.read(addr, &mut buf[at..at + n])
+        })
     }
 
     /// Copies `data` to guest address `va`.
     pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
-        self.for_each_page(va, data.len(), true, |addr, at, n| self.mem.write(addr, &data[at..at + n]))
+        self.for_each_page(va, data.len(), true, |addr, at, n| {
+            self.mem.write(addr, &data[at..at + n])
+        })
     }
 
     /// Reads one wire structure from guest address `va`.
@@ -133,9 +144,15 @@ mod tests {
     /// Maps `va` -> frame `leaf` through L3/L2/L1 in frames 2/3/4.
     fn map(mem: &FakeMem, va: u64, leaf: u64, flags: u64, leaf_flags: u64) {
         for (table, level, next) in [(1u64, 4, 2u64), (2, 3, 3), (3, 2, 4)] {
-            mem.write_u64(table * 4096 + mm::table_index(va, level) as u64 * 8, next * 4096 | flags);
+            mem.write_u64(
+                table * 4096 + mm::table_index(va, level) as u64 * 8,
+                (next * 4096) | flags,
+            );
         }
-        mem.write_u64(4 * 4096 + mm::table_index(va, 1) as u64 * 8, leaf * 4096 | leaf_flags);
+        mem.write_u64(
+            4 * 4096 + mm::table_index(va, 1) as u64 * 8,
+            (leaf * 4096) | leaf_flags,
+        );
     }
 
     #[test]
@@ -152,7 +169,10 @@ mod tests {
         assert_eq!(&back, b"abcdefgh");
         let mut split = [0u8; 4];
         mem.read(6 * 4096, &mut split);
-        assert_eq!(&split, b"efgh", "the second half landed in the second frame");
+        assert_eq!(
+            &split, b"efgh",
+            "the second half landed in the second frame"
+        );
         let value: u64 = guest.read_obj(0x40_0ffc).unwrap();
         assert_eq!(value, u64::from_le_bytes(*b"abcdefgh"));
     }
@@ -165,21 +185,59 @@ mod tests {
         let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
         map(&mem, 0x40_0000, 5, ALL, pte::PRESENT | pte::USER);
         assert!(guest.translate(0x40_0000, false).is_ok());
-        assert_eq!(guest.translate(0x40_0000, true), Err(Errno::EFAULT), "read-only page");
-        assert_eq!(guest.translate(0x40_1000, false), Err(Errno::EFAULT), "not present");
-        assert_eq!(guest.translate(0x8000_0000_0000, false), Err(Errno::EFAULT), "non-canonical");
+        assert_eq!(
+            guest.translate(0x40_0000, true),
+            Err(Errno::EFAULT),
+            "read-only page"
+        );
+        assert_eq!(
+            guest.translate(0x40_1000, false),
+            Err(Errno::EFAULT),
+            "not present"
+        );
+        assert_eq!(
+            guest.translate(0x8000_0000_0000, false),
+            Err(Errno::EFAULT),
+            "non-canonical"
+        );
         map(&mem, 0x40_2000, 5, pte::PRESENT | pte::WRITABLE, ALL);
-        assert_eq!(guest.translate(0x40_2000, false), Err(Errno::EFAULT), "supervisor table");
+        assert_eq!(
+            guest.translate(0x40_2000, false),
+            Err(Errno::EFAULT),
+            "supervisor table"
+        );
         map(&mem, 0x40_3000, 9, ALL, ALL);
-        assert_eq!(guest.translate(0x40_3000, false), Err(Errno::EFAULT), "another domain's frame");
+        assert_eq!(
+            guest.translate(0x40_3000, false),
+            Err(Errno::EFAULT),
+            "another domain's frame"
+        );
         map(&mem, 0x40_4000, 12, ALL, ALL);
-        assert_eq!(guest.translate(0x40_4000, false), Err(Errno::EFAULT), "a free frame");
+        assert_eq!(
+            guest.translate(0x40_4000, false),
+            Err(Errno::EFAULT),
+            "a free frame"
+        );
         map(&mem, 0x40_5000, 5, ALL, ALL | pte::PAGE_SIZE);
-        assert!(guest.translate(0x40_5000, false).is_ok(), "PAT bit on an L1 entry is fine");
-        mem.write_u64(3 * 4096 + mm::table_index(0x40_5000, 2) as u64 * 8, 5 * 4096 | ALL | pte::PAGE_SIZE);
-        assert_eq!(guest.translate(0x40_5000, false), Err(Errno::EFAULT), "superpage");
+        assert!(
+            guest.translate(0x40_5000, false).is_ok(),
+            "PAT bit on an L1 entry is fine"
+        );
+        mem.write_u64(
+            3 * 4096 + mm::table_index(0x40_5000, 2) as u64 * 8,
+            (5 * 4096) | ALL | pte::PAGE_SIZE,
+        );
+        assert_eq!(
+            guest.translate(0x40_5000, false),
+            Err(Errno::EFAULT),
+            "superpage"
+        );
         let other = GuestMem::new(&mem, &frames, 1, Mfn(9));
-        assert_eq!(other.translate(0x40_0000, false), Err(Errno::EFAULT), "foreign root");
+        assert_eq!(
+            other.translate(0x40_0000, false),
+            Err(Errno::EFAULT),
+            "foreign root"
+        );
     }
 
     #[test]
@@ -191,7 +249,10 @@ mod tests {
         let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
         assert_eq!(guest.write(0x40_0ff0, &[0xaa; 32]), Err(Errno::EFAULT));
         assert_eq!(mem.read_u64(5 * 4096 + 0xff0), 0);
-        assert_eq!(guest.read(0x40_0000, &mut vec![0; MAX_COPY + 1]), Err(Errno::EFAULT));
+        assert_eq!(
+            guest.read(0x40_0000, &mut vec![0; MAX_COPY + 1]),
+            Err(Errno::EFAULT)
+        );
         assert_eq!(guest.read(u64::MAX - 3, &mut [0; 8]), Err(Errno::EFAULT));
     }
 }

@@ -34,7 +34,10 @@ pub struct DirectMap;
 impl DirectMap {
     fn pointer(addr: u64, len: usize) -> *mut u8 {
         let end = addr.checked_add(len as u64);
-        assert!(end.is_some_and(|end| end <= x86::DIRECTMAP_SIZE), "machine address {addr:#x} outside the direct map");
+        assert!(
+            end.is_some_and(|end| end <= x86::DIRECTMAP_SIZE),
+            "machine address {addr:#x} outside the direct map"
+        );
         (x86::DIRECTMAP_BASE + addr) as *mut u8
     }
 }
@@ -58,7 +61,11 @@ impl PhysMem for DirectMap {
 struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
 // SAFETY: handed out exactly once, in `boot`, as the frame table's backing store.
 unsafe impl Sync for FrameStorage {}
-static FRAME_STORAGE: FrameStorage = FrameStorage(UnsafeCell::new([FrameInfo { owner: Owner::Unusable }; MAX_FRAMES]));
+static FRAME_STORAGE: FrameStorage = FrameStorage(UnsafeCell::new(
+    [FrameInfo {
+        owner: Owner::Unusable,
+    }; MAX_FRAMES],
+));
 
 /// Everything the hypervisor knows, in one static (domains are large: never on a stack).
 struct State {
@@ -83,7 +90,11 @@ unsafe extern "C" {
 }
 
 fn reserve_boot_memory(frames: &mut FrameTable<'_>, boot: &pvh::BootInfo) {
-    for entry in boot.memmap.iter().filter(|e| e.kind == pvh::MEMMAP_TYPE_RAM) {
+    for entry in boot
+        .memmap
+        .iter()
+        .filter(|e| e.kind == pvh::MEMMAP_TYPE_RAM)
+    {
         let start = Mfn(entry.addr.div_ceil(PAGE_SIZE));
         let end = Mfn(entry.addr.saturating_add(entry.size) / PAGE_SIZE);
         frames.add_ram(start, end);
@@ -91,7 +102,10 @@ fn reserve_boot_memory(frames: &mut FrameTable<'_>, boot: &pvh::BootInfo) {
     frames.reserve(Mfn(0), Mfn(LOW_MEMORY_END / PAGE_SIZE));
     let image_start = x86::virt_to_phys(&raw const __image_start as u64);
     let image_end = x86::virt_to_phys(&raw const __image_end as u64);
-    frames.reserve(Mfn::containing(image_start), Mfn(image_end.div_ceil(PAGE_SIZE)));
+    frames.reserve(
+        Mfn::containing(image_start),
+        Mfn(image_end.div_ceil(PAGE_SIZE)),
+    );
     for module in boot.modules {
         let end = module.paddr.saturating_add(module.size).div_ceil(PAGE_SIZE);
         frames.reserve(Mfn::containing(module.paddr), Mfn(end));
@@ -108,7 +122,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     reserve_boot_memory(&mut state.frames, boot);
     log::info!(
         "pvhv: Xen 4.17 PV ABI hypervisor; {} MiB free for domains; cmdline '{}'",
-        state.frames.free_count() * PAGE_SIZE as usize >> 20,
+        (state.frames.free_count() * PAGE_SIZE as usize) >> 20,
         boot.cmdline
     );
     let Some(module) = boot.modules.first() else {
@@ -127,8 +141,11 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     let mut failures = 0;
     for (index, spec) in image.domains().enumerate() {
         let id = index as u16 + 1;
-        let mut machine =
-            Machine { mem: &DirectMap, frames: &mut state.frames, hypervisor_l4: &hypervisor_l4 };
+        let mut machine = Machine {
+            mem: &DirectMap,
+            frames: &mut state.frames,
+            hypervisor_l4: &hypervisor_l4,
+        };
         match builder::build(&mut machine, id, &spec) {
             Ok(domain) => {
                 log::info!(
@@ -151,7 +168,10 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         log::error!("{failures} domain(s) could not be built; nothing runs");
         finish(state);
     }
-    let Some(first) = state.domains.iter().position(|d| d.as_ref().is_some_and(Domain::is_running))
+    let Some(first) = state
+        .domains
+        .iter()
+        .position(|d| d.as_ref().is_some_and(Domain::is_running))
     else {
         log::error!("the boot image holds no domain");
         finish(state)
@@ -165,7 +185,9 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
 /// Makes domain slot `index` current: its page tables, its FPU area; returns its
 /// registers.
 fn switch_to(state: &mut State, index: usize) -> TrapFrame {
-    let domain = state.domains[index].as_mut().expect("switching to a live domain");
+    let domain = state.domains[index]
+        .as_mut()
+        .expect("switching to a live domain");
     state.current = index;
     // SAFETY: the root was built (and is owned) by this domain and carries the
     // hypervisor's L4 slots; the FPU area lives in the static domain table, 16-aligned,
@@ -197,7 +219,9 @@ pub fn trap(frame: &mut TrapFrame) {
 }
 
 fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
-    let domain = state.domains[state.current].as_mut().expect("the current domain exists");
+    let domain = state.domains[state.current]
+        .as_mut()
+        .expect("the current domain exists");
     let root = domain.vcpu.kernel_root;
     let id = domain.id;
     let number = frame.rax;
@@ -211,17 +235,17 @@ fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     };
     let after = hypercall::dispatch(&mut ctx);
     log::trace!("d{id} hypercall {number} -> {:#x}", frame.rax);
-    if let Some(domain) = state.domains[state.current].as_mut() {
-        if let DomainState::ShutDown { reason } = domain.state {
-            log::info!(
-                "domain {} ({}) shut down: reason {}, exit code {}",
-                domain.id,
-                domain.name,
-                shutdown_reason(reason),
-                domain.exit_code.unwrap_or(0)
-            );
-            teardown(state, state.current);
-        }
+    if let Some(domain) = state.domains[state.current].as_mut()
+        && let DomainState::ShutDown { reason } = domain.state
+    {
+        log::info!(
+            "domain {} ({}) shut down: reason {}, exit code {}",
+            domain.id,
+            domain.name,
+            shutdown_reason(reason),
+            domain.exit_code.unwrap_or(0)
+        );
+        teardown(state, state.current);
     }
     after
 }
@@ -240,10 +264,9 @@ fn shutdown_reason(reason: u32) -> &'static str {
 
 fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP",
-        "#SS", "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved",
-        "reserved", "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX",
-        "reserved",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved", "reserved",
+        "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX", "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -251,7 +274,9 @@ fn exception_name(vector: u64) -> &'static str {
 /// A guest fault it has no handler for: report it and destroy the domain.
 fn crash_current(state: &mut State, frame: &TrapFrame) {
     let index = state.current;
-    let domain = state.domains[index].as_mut().expect("the current domain exists");
+    let domain = state.domains[index]
+        .as_mut()
+        .expect("the current domain exists");
     domain.state = DomainState::Crashed;
     if !domain.console_line.is_empty() {
         hypercall::flush_console(domain, &mut GuestConsole);
@@ -267,17 +292,48 @@ fn crash_current(state: &mut State, frame: &TrapFrame) {
         cpu::read_cr2()
     );
     let f = frame;
-    log::error!("  rax {:016x} rbx {:016x} rcx {:016x} rdx {:016x}", f.rax, f.rbx, f.rcx, f.rdx);
-    log::error!("  rsi {:016x} rdi {:016x} rbp {:016x} rsp {:016x}", f.rsi, f.rdi, f.rbp, f.rsp);
-    log::error!("  r8  {:016x} r9  {:016x} r10 {:016x} r11 {:016x}", f.r8, f.r9, f.r10, f.r11);
-    log::error!("  r12 {:016x} r13 {:016x} r14 {:016x} r15 {:016x}", f.r12, f.r13, f.r14, f.r15);
-    log::error!("  cs {:04x} ss {:04x} rflags {:08x}; no usable guest handler", f.cs, f.ss, f.rflags);
+    log::error!(
+        "  rax {:016x} rbx {:016x} rcx {:016x} rdx {:016x}",
+        f.rax,
+        f.rbx,
+        f.rcx,
+        f.rdx
+    );
+    log::error!(
+        "  rsi {:016x} rdi {:016x} rbp {:016x} rsp {:016x}",
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.rsp
+    );
+    log::error!(
+        "  r8  {:016x} r9  {:016x} r10 {:016x} r11 {:016x}",
+        f.r8,
+        f.r9,
+        f.r10,
+        f.r11
+    );
+    log::error!(
+        "  r12 {:016x} r13 {:016x} r14 {:016x} r15 {:016x}",
+        f.r12,
+        f.r13,
+        f.r14,
+        f.r15
+    );
+    log::error!(
+        "  cs {:04x} ss {:04x} rflags {:08x}; no usable guest handler",
+        f.cs,
+        f.ss,
+        f.rflags
+    );
     teardown(state, index);
 }
 
 /// Returns every frame of a domain that stopped.
 fn teardown(state: &mut State, index: usize) {
-    let Some(domain) = state.domains[index].as_mut() else { return };
+    let Some(domain) = state.domains[index].as_mut() else {
+        return;
+    };
     if !domain.console_line.is_empty() {
         hypercall::flush_console(domain, &mut GuestConsole);
     }
@@ -324,7 +380,10 @@ fn finish(state: &mut State) -> ! {
     let free = state.frames.free_count();
     log::info!("frames free: {} at start, {free} now", state.free_at_start);
     if free != state.free_at_start {
-        log::error!("frame leak: {} frames not returned", state.free_at_start - free);
+        log::error!(
+            "frame leak: {} frames not returned",
+            state.free_at_start - free
+        );
         clean = false;
     }
     if clean && state.domains.iter().any(Option::is_some) {

@@ -107,7 +107,9 @@ pub mod fake {
     impl FakeMem {
         /// Memory of `frames` pages.
         pub fn new(frames: usize) -> FakeMem {
-            FakeMem { bytes: RefCell::new(vec![0; frames * PAGE_SIZE as usize]) }
+            FakeMem {
+                bytes: RefCell::new(vec![0; frames * PAGE_SIZE as usize]),
+            }
         }
     }
 

@@ -37,7 +37,11 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let info = unsafe { &*(start_info as *const StartInfo) };
     // SAFETY: written once by the entry stub before kmain was called.
     let initial_rsp = unsafe { boot_rsp };
-    let boot = Boot { info, info_va: start_info, initial_rsp };
+    let boot = Boot {
+        info,
+        info_va: start_info,
+        initial_rsp,
+    };
     let mut out = console::Console;
 
     let _ = writeln!(out, "pv-guest: hello from a Rust PV kernel");
@@ -54,7 +58,11 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let _ = writeln!(out, "pv-guest: command line '{line}'");
     let (options, unknown) = cmdline::parse(line);
     if let Some(word) = unknown {
-        let _ = writeln!(out, "pv-guest: ignoring unknown command-line word '{}'", word.0);
+        let _ = writeln!(
+            out,
+            "pv-guest: ignoring unknown command-line word '{}'",
+            word.0
+        );
     }
     if let Some(mode) = options.crash {
         let _ = writeln!(out, "pv-guest: crashing on purpose ({mode:?})");
@@ -74,7 +82,10 @@ extern "C" fn kmain(start_info: u64) -> ! {
 fn power_off(code: u32) -> ! {
     // Our hypervisor records the code; Xen answers -ENOSYS and the console line tells.
     let _ = pv_abi::ext::set_exit_code(code);
-    let _ = writeln!(console::Console, "pv-guest: shutting down: poweroff, code {code}");
+    let _ = writeln!(
+        console::Console,
+        "pv-guest: shutting down: poweroff, code {code}"
+    );
     let error = pv_abi::guest::poweroff();
     let _ = writeln!(console::Console, "pv-guest: shutdown failed: {error}");
     loop {
@@ -93,7 +104,11 @@ fn crash(mode: CrashMode) -> ! {
             ),
             CrashMode::GeneralProtection => core::arch::asm!("hlt", "ud2", options(noreturn)),
             CrashMode::DivideError => core::arch::asm!(
-                "xor edx, edx", "xor ecx, ecx", "div rcx", "ud2", options(noreturn)
+                "xor edx, edx",
+                "xor ecx, ecx",
+                "div rcx",
+                "ud2",
+                options(noreturn)
             ),
         }
     }

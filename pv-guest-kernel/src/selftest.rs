@@ -3,7 +3,7 @@
 use core::fmt::{self, Write};
 
 /// Why a case failed, as a short message.
-pub type Failure = heapless::String<120>;
+pub type Failure = heapless::String<100>;
 
 /// The result of one case.
 pub type Outcome = Result<(), Failure>;
@@ -41,7 +41,11 @@ impl Tally {
 
     /// Writes the summary line.
     pub fn summary(&self, out: &mut impl Write) -> fmt::Result {
-        writeln!(out, "selftests: {} passed, {} failed", self.passed, self.failed)
+        writeln!(
+            out,
+            "selftests: {} passed, {} failed",
+            self.passed, self.failed
+        )
     }
 
     /// The exit code the kernel reports: 0 if everything passed.
@@ -59,9 +63,14 @@ mod tests {
         let mut out = String::new();
         let mut tally = Tally::default();
         tally.record(&mut out, "one", &Ok(())).unwrap();
-        tally.record(&mut out, "two", &Err(failure(format_args!("got {}", 3)))).unwrap();
+        tally
+            .record(&mut out, "two", &Err(failure(format_args!("got {}", 3))))
+            .unwrap();
         tally.summary(&mut out).unwrap();
-        assert_eq!(out, "selftest one: ok\nselftest two: FAILED got 3\nselftests: 1 passed, 1 failed\n");
+        assert_eq!(
+            out,
+            "selftest one: ok\nselftest two: FAILED got 3\nselftests: 1 passed, 1 failed\n"
+        );
         assert_eq!(tally.exit_code(), 1);
         assert_eq!(Tally::default().exit_code(), 0);
     }

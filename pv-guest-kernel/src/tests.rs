@@ -48,13 +48,16 @@ fn start_info(boot: &Boot) -> Outcome {
     if info.nr_pages < 256 {
         fail!("nr_pages {} too small", info.nr_pages);
     }
-    if info.pt_base % 4096 != 0 || info.mfn_list % 4096 != 0 || boot.info_va % 4096 != 0 {
+    if !info.pt_base.is_multiple_of(4096)
+        || !info.mfn_list.is_multiple_of(4096)
+        || !boot.info_va.is_multiple_of(4096)
+    {
         fail!("unaligned pt_base/mfn_list/start_info");
     }
     if info.nr_pt_frames < 4 {
         fail!("only {} page-table frames", info.nr_pt_frames);
     }
-    if info.shared_info == 0 || info.shared_info % 4096 != 0 {
+    if info.shared_info == 0 || !info.shared_info.is_multiple_of(4096) {
         fail!("shared_info machine address {:#x}", info.shared_info);
     }
     Ok(())
@@ -138,7 +141,11 @@ fn platform_parameters(_: &Boot) -> Outcome {
 
 fn get_features(_: &Boot) -> Outcome {
     guest::get_features(0).map_err(|e| failure(format_args!("submap 0: {e}")))?;
-    expect_errno("submap 99", guest::get_features(99).map(u64::from), Errno::EINVAL)
+    expect_errno(
+        "submap 99",
+        guest::get_features(99).map(u64::from),
+        Errno::EINVAL,
+    )
 }
 
 fn pagesize(_: &Boot) -> Outcome {
@@ -160,7 +167,11 @@ fn bad_pointer(_: &Boot) -> Outcome {
         // SAFETY: the hypervisor must refuse to read through these addresses; no memory
         // of ours is involved.
         let ret = unsafe { guest::raw::hypercall3(Hypercall::ConsoleIo, 0, 16, address) };
-        expect_errno("console_io from a bad address", Errno::from_ret(ret), Errno::EFAULT)?;
+        expect_errno(
+            "console_io from a bad address",
+            Errno::from_ret(ret),
+            Errno::EFAULT,
+        )?;
     }
     Ok(())
 }
@@ -168,14 +179,21 @@ fn bad_pointer(_: &Boot) -> Outcome {
 fn vm_assist(_: &Boot) -> Outcome {
     guest::vm_assist(VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES)
         .map_err(|e| failure(format_args!("writable_pagetables: {e}")))?;
-    expect_errno("assist 6", guest::vm_assist(VMASST_CMD_ENABLE, 6), Errno::EINVAL)
+    expect_errno(
+        "assist 6",
+        guest::vm_assist(VMASST_CMD_ENABLE, 6),
+        Errno::EINVAL,
+    )
 }
 
 extern "C" fn never_called() {}
 
 fn trap_table(_: &Boot) -> Outcome {
     let handler = never_called as *const () as u64;
-    let table = [TrapInfo::new(3, 3, false, FLAT_KERNEL_CS64, handler), TrapInfo::default()];
+    let table = [
+        TrapInfo::new(3, 3, false, FLAT_KERNEL_CS64, handler),
+        TrapInfo::default(),
+    ];
     // SAFETY: vector 3 is only raised by int3, which this kernel never executes; the
     // table is cleared again right after.
     unsafe { guest::set_trap_table(&table) }.map_err(|e| failure(format_args!("set: {e}")))?;
@@ -196,7 +214,9 @@ fn callbacks(_: &Boot) -> Outcome {
 }
 
 fn sched_yield(_: &Boot) -> Outcome {
-    guest::sched_yield().map(|_| ()).map_err(|e| failure(format_args!("{e}")))
+    guest::sched_yield()
+        .map(|_| ())
+        .map_err(|e| failure(format_args!("{e}")))
 }
 
 fn xmm_preserved(_: &Boot) -> Outcome {
@@ -240,7 +260,11 @@ fn xmm_preserved(_: &Boot) -> Outcome {
         );
     }
     if after != pattern {
-        let first = after.iter().zip(&pattern).position(|(a, b)| a != b).unwrap_or(0);
+        let first = after
+            .iter()
+            .zip(&pattern)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
         fail!("xmm{} changed across a hypercall", first / 2);
     }
     Ok(())

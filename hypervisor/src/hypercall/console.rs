@@ -89,10 +89,22 @@ mod tests {
     fn refuses_bad_buffers_and_commands() {
         let mut world = World::new();
         assert_eq!(world.call(18, [0, 16, 0x1000, 0, 0]).0, -14, "unmapped");
-        assert_eq!(world.call(18, [0, 16, 0xffff_8300_0000_0000, 0, 0]).0, -14, "hypervisor");
-        assert_eq!(world.call(18, [0, 8200, BUF, 0, 0]).0, -14, "runs off the mapping");
+        assert_eq!(
+            world.call(18, [0, 16, 0xffff_8300_0000_0000, 0, 0]).0,
+            -14,
+            "hypervisor"
+        );
+        assert_eq!(
+            world.call(18, [0, 8200, BUF, 0, 0]).0,
+            -14,
+            "runs off the mapping"
+        );
         assert_eq!(world.call(18, [7, 1, BUF, 0, 0]).0, -38);
-        assert_eq!(world.call(18, [1, 16, BUF, 0, 0]).0, 0, "read gives no bytes");
+        assert_eq!(
+            world.call(18, [1, 16, BUF, 0, 0]).0,
+            0,
+            "read gives no bytes"
+        );
     }
 
     #[test]
@@ -101,7 +113,12 @@ mod tests {
         world.put(0, &[b'x'; 400]);
         world.put(400, b"\n");
         assert_eq!(world.call(18, [0, 401, BUF, 0, 0]).0, 0);
-        let total: usize = world.lines.0.iter().map(|l| l.len() - "(d1 test) ".len()).sum();
+        let total: usize = world
+            .lines
+            .0
+            .iter()
+            .map(|l| l.len() - "(d1 test) ".len())
+            .sum();
         assert_eq!(total, 400);
     }
 }

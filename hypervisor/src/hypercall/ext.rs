@@ -21,7 +21,11 @@ const VALID_ASSISTS: u64 = (1 << VMASST_TYPE_4GB_SEGMENTS)
     | (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG)
     | (1 << VMASST_TYPE_M2P_STRICT);
 
-pub(super) fn vm_assist<M: PhysMem>(ctx: &mut Context<'_, M>, cmd: u64, kind: u64) -> Result<u64, Errno> {
+pub(super) fn vm_assist<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    cmd: u64,
+    kind: u64,
+) -> Result<u64, Errno> {
     if kind >= 64 || VALID_ASSISTS & (1 << kind) == 0 {
         return Err(Errno::EINVAL);
     }
@@ -33,7 +37,11 @@ pub(super) fn vm_assist<M: PhysMem>(ctx: &mut Context<'_, M>, cmd: u64, kind: u6
     Ok(0)
 }
 
-pub(super) fn ext_op<M: PhysMem>(ctx: &mut Context<'_, M>, cmd: u64, arg: u64) -> Result<u64, Errno> {
+pub(super) fn ext_op<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    cmd: u64,
+    arg: u64,
+) -> Result<u64, Errno> {
     match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
         EXTOP_SET_EXIT_CODE => {
             ctx.domain.exit_code = Some(arg & 0xffff_ffff);

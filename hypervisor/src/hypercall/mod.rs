@@ -135,11 +135,17 @@ pub(crate) mod tests {
             // L4 = 1, L3 = 2, L2 = 3, L1 = 4, buffer = 5, 6.
             let flags = pte::PRESENT | pte::WRITABLE | pte::USER;
             for (table, level, next) in [(1u64, 4, 2u64), (2, 3, 3), (3, 2, 4)] {
-                mem.write_u64(table * 4096 + mm::table_index(BUF, level) as u64 * 8, next * 4096 | flags);
+                mem.write_u64(
+                    table * 4096 + mm::table_index(BUF, level) as u64 * 8,
+                    (next * 4096) | flags,
+                );
             }
             for (i, frame) in [5u64, 6].into_iter().enumerate() {
                 let va = BUF + i as u64 * 4096;
-                mem.write_u64(4 * 4096 + mm::table_index(va, 1) as u64 * 8, frame * 4096 | flags);
+                mem.write_u64(
+                    4 * 4096 + mm::table_index(va, 1) as u64 * 8,
+                    (frame * 4096) | flags,
+                );
             }
             let domain = Domain {
                 id: 1,
@@ -160,7 +166,12 @@ pub(crate) mod tests {
                     callbacks: Callbacks::default(),
                 },
             };
-            World { mem, storage, domain, lines: Lines::default() }
+            World {
+                mem,
+                storage,
+                domain,
+                lines: Lines::default(),
+            }
         }
 
         /// Issues hypercall `number` with `args`; returns rax as a signed value.
@@ -212,7 +223,20 @@ pub(crate) mod tests {
     #[test]
     fn garbage_arguments_never_panic() {
         let mut world = World::new();
-        let values = [0, 1, 2, 3, 5, 10, 0xffff, BUF, BUF + 4095, u64::MAX, 1 << 63, 0xffff_8300_0000_0000];
+        let values = [
+            0,
+            1,
+            2,
+            3,
+            5,
+            10,
+            0xffff,
+            BUF,
+            BUF + 4095,
+            u64::MAX,
+            1 << 63,
+            0xffff_8300_0000_0000,
+        ];
         for number in 0..64 {
             for &a in &values {
                 for &b in &values {

@@ -22,7 +22,9 @@ pub(super) fn sched_op<M: PhysMem>(
             if request.reason > SHUTDOWN_MAX {
                 return Err(Errno::EINVAL);
             }
-            ctx.domain.state = DomainState::ShutDown { reason: request.reason };
+            ctx.domain.state = DomainState::ShutDown {
+                reason: request.reason,
+            };
             ctx.after = After::Reschedule;
             Ok(0)
         }
@@ -46,7 +48,12 @@ mod tests {
         assert_eq!(world.call(29, [2, 0x10, 0, 0, 0]).0, -14);
         world.put(0, &SHUTDOWN_POWEROFF.to_le_bytes());
         assert_eq!(world.call(29, [2, BUF, 0, 0, 0]), (0, After::Reschedule));
-        assert_eq!(world.domain.state, DomainState::ShutDown { reason: SHUTDOWN_POWEROFF });
+        assert_eq!(
+            world.domain.state,
+            DomainState::ShutDown {
+                reason: SHUTDOWN_POWEROFF
+            }
+        );
         assert!(world.domain.ended_cleanly());
         assert_eq!(world.call(29, [77, BUF, 0, 0, 0]).0, -38);
     }

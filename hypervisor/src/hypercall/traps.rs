@@ -16,7 +16,10 @@ fn valid_entry(address: u64) -> bool {
     is_canonical(address) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&address)
 }
 
-pub(super) fn set_trap_table<M: PhysMem>(ctx: &mut Context<'_, M>, table: u64) -> Result<u64, Errno> {
+pub(super) fn set_trap_table<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    table: u64,
+) -> Result<u64, Errno> {
     let mut fresh = [TrapInfo::default(); 256];
     if table != 0 {
         // At most one entry per vector plus the terminator; copy all before applying any.
@@ -42,7 +45,10 @@ pub(super) fn set_callbacks<M: PhysMem>(
     failsafe: u64,
     syscall: u64,
 ) -> Result<u64, Errno> {
-    if ![event, failsafe, syscall].into_iter().all(|a| a == 0 || valid_entry(a)) {
+    if ![event, failsafe, syscall]
+        .into_iter()
+        .all(|a| a == 0 || valid_entry(a))
+    {
         return Err(Errno::EINVAL);
     }
     let callbacks = &mut ctx.domain.vcpu.callbacks;
@@ -53,7 +59,11 @@ pub(super) fn set_callbacks<M: PhysMem>(
     Ok(0)
 }
 
-pub(super) fn callback_op<M: PhysMem>(ctx: &mut Context<'_, M>, cmd: u64, arg: u64) -> Result<u64, Errno> {
+pub(super) fn callback_op<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    cmd: u64,
+    arg: u64,
+) -> Result<u64, Errno> {
     match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
         CALLBACKOP_REGISTER => {
             let request: CallbackRegister = ctx.guest.read_obj(arg)?;
@@ -75,7 +85,11 @@ pub(super) fn callback_op<M: PhysMem>(ctx: &mut Context<'_, M>, cmd: u64, arg: u
         CALLBACKOP_UNREGISTER => {
             let request: CallbackUnregister = ctx.guest.read_obj(arg)?;
             // As in Xen, only the NMI callback can be unregistered (and we have none).
-            if request.r#type == CALLBACKTYPE_NMI { Ok(0) } else { Err(Errno::EINVAL) }
+            if request.r#type == CALLBACKTYPE_NMI {
+                Ok(0)
+            } else {
+                Err(Errno::EINVAL)
+            }
         }
         _ => Err(Errno::ENOSYS),
     }
@@ -91,25 +105,56 @@ mod tests {
     fn trap_table_is_copied_whole_or_not_at_all() {
         let mut world = World::new();
         let entries = [
-            TrapInfo { vector: 14, flags: 0, cs: 0xe033, pad0: 0, address: 0xffff_ffff_8000_1000 },
-            TrapInfo { vector: 3, flags: 3, cs: 0xe033, pad0: 0, address: 0xffff_ffff_8000_2000 },
+            TrapInfo {
+                vector: 14,
+                flags: 0,
+                cs: 0xe033,
+                pad0: 0,
+                address: 0xffff_ffff_8000_1000,
+            },
+            TrapInfo {
+                vector: 3,
+                flags: 3,
+                cs: 0xe033,
+                pad0: 0,
+                address: 0xffff_ffff_8000_2000,
+            },
             TrapInfo::default(),
         ];
         world.put(0, entries.as_bytes());
         assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, 0);
-        assert_eq!(world.domain.vcpu.trap_table[14].address, 0xffff_ffff_8000_1000);
+        assert_eq!(
+            world.domain.vcpu.trap_table[14].address,
+            0xffff_ffff_8000_1000
+        );
         assert_eq!(world.domain.vcpu.trap_table[3].flags, 3);
         // A bad entry leaves the previous table in place.
-        let bad = [entries[0], TrapInfo { address: 0xffff_8300_0000_0000, ..entries[1] }];
+        let bad = [
+            entries[0],
+            TrapInfo {
+                address: 0xffff_8300_0000_0000,
+                ..entries[1]
+            },
+        ];
         world.put(0, bad.as_bytes());
         assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, -22);
-        assert_eq!(world.domain.vcpu.trap_table[3].address, 0xffff_ffff_8000_2000);
+        assert_eq!(
+            world.domain.vcpu.trap_table[3].address,
+            0xffff_ffff_8000_2000
+        );
         // No terminator before the mapping ends: -EFAULT, table unchanged.
         let full = [entries[0]; 512];
         world.put(0, full[..256].as_bytes());
         world.put(4096, full[..256].as_bytes());
-        assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, -22, "more than 256 entries");
-        assert_eq!(world.domain.vcpu.trap_table[3].address, 0xffff_ffff_8000_2000);
+        assert_eq!(
+            world.call(0, [BUF, 0, 0, 0, 0]).0,
+            -22,
+            "more than 256 entries"
+        );
+        assert_eq!(
+            world.domain.vcpu.trap_table[3].address,
+            0xffff_ffff_8000_2000
+        );
         assert_eq!(world.call(0, [0x5000, 0, 0, 0, 0]).0, -14);
         assert_eq!(world.call(0, [0, 0, 0, 0, 0]).0, 0, "null clears the table");
         assert_eq!(world.domain.vcpu.trap_table[3].address, 0);
@@ -118,7 +163,21 @@ mod tests {
     #[test]
     fn callbacks_register_and_refuse_hypervisor_addresses() {
         let mut world = World::new();
-        assert_eq!(world.call(4, [0xffff_ffff_8000_0100, 0xffff_ffff_8000_0200, 0x40_0000, 0, 0]).0, 0);
+        assert_eq!(
+            world
+                .call(
+                    4,
+                    [
+                        0xffff_ffff_8000_0100,
+                        0xffff_ffff_8000_0200,
+                        0x40_0000,
+                        0,
+                        0
+                    ]
+                )
+                .0,
+            0
+        );
         assert_eq!(world.domain.vcpu.callbacks.syscall, 0x40_0000);
         assert_eq!(world.call(4, [0xffff_8000_0000_0000, 0, 0, 0, 0]).0, -22);
         assert_eq!(world.call(4, [1 << 47, 0, 0, 0, 0]).0, -22, "non-canonical");
@@ -132,7 +191,10 @@ mod tests {
         assert_eq!(world.call(30, [0, BUF, 0, 0, 0]).0, 0);
         assert_eq!(world.domain.vcpu.callbacks.syscall, 0xffff_ffff_8000_0300);
         assert!(world.domain.vcpu.callbacks.syscall_masks_events);
-        let bad = CallbackRegister { r#type: 99, ..request };
+        let bad = CallbackRegister {
+            r#type: 99,
+            ..request
+        };
         world.put(0, bad.as_bytes());
         assert_eq!(world.call(30, [0, BUF, 0, 0, 0]).0, -22);
         assert_eq!(world.call(30, [5, BUF, 0, 0, 0]).0, -38);

@@ -63,7 +63,9 @@ pub(super) fn xen_version<M: PhysMem>(
             Ok(0)
         }
         XENVER_PLATFORM_PARAMETERS => {
-            let params = XenPlatformParameters { virt_start: HYPERVISOR_VIRT_START };
+            let params = XenPlatformParameters {
+                virt_start: HYPERVISOR_VIRT_START,
+            };
             guest.write_obj(arg, &params)?;
             Ok(0)
         }
@@ -117,21 +119,33 @@ mod tests {
         let mut world = World::new();
         world.put(0, &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
-        assert_eq!(world.get(4, 4), [0, 0, 0, 0], "a domU gets no feature bits yet");
+        assert_eq!(
+            world.get(4, 4),
+            [0, 0, 0, 0],
+            "a domU gets no feature bits yet"
+        );
         world.domain.privileged = true;
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
         assert_eq!(world.get(4, 4), (1u32 << XENFEAT_DOM0).to_le_bytes());
         world.put(0, &5u32.to_le_bytes());
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, -22, "no such submap");
         world.domain.privileged = false;
-        assert_eq!(world.call(17, [9, BUF, 0, 0, 0]).0, -1, "command line is privileged");
+        assert_eq!(
+            world.call(17, [9, BUF, 0, 0, 0]).0,
+            -1,
+            "command line is privileged"
+        );
     }
 
     #[test]
     fn bad_pointers_and_commands() {
         let mut world = World::new();
         assert_eq!(world.call(17, [3, 0, 0, 0, 0]).0, -14);
-        assert_eq!(world.call(17, [3, BUF + 8000, 0, 0, 0]).0, -14, "crosses into unmapped");
+        assert_eq!(
+            world.call(17, [3, BUF + 8000, 0, 0, 0]).0,
+            -14,
+            "crosses into unmapped"
+        );
         assert_eq!(world.call(17, [99, BUF, 0, 0, 0]).0, -38);
         assert_eq!(world.call(17, [1 << 40, BUF, 0, 0, 0]).0, -38);
     }

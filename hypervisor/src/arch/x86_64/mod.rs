@@ -68,7 +68,11 @@ pub fn idle_root() -> u64 {
 /// The L4 entries every address space must carry to reach the hypervisor.
 pub fn hypervisor_l4_entries() -> [(usize, u64); 1] {
     // SAFETY: reading the boot PML4, which only the boot code writes.
-    let direct = unsafe { (&raw const boot_pml4 as *const u64).add(262).read_volatile() };
+    let direct = unsafe {
+        (&raw const boot_pml4 as *const u64)
+            .add(262)
+            .read_volatile()
+    };
     [(262, direct)]
 }
 

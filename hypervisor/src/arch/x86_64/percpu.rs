@@ -83,7 +83,10 @@ pub fn init_cpu0() -> CpuStacks {
         super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
         super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
     }
-    CpuStacks { stack_top, ist_tops }
+    CpuStacks {
+        stack_top,
+        ist_tops,
+    }
 }
 
 /// This CPU's block.

@@ -81,7 +81,10 @@ pub fn parse(paddr: u64) -> Result<BootInfo, &'static str> {
     // written again; counts come from the same loader.
     let (modules, memmap) = unsafe {
         (
-            core::slice::from_raw_parts(phys::<Module>(info.modlist_paddr), info.nr_modules as usize),
+            core::slice::from_raw_parts(
+                phys::<Module>(info.modlist_paddr),
+                info.nr_modules as usize,
+            ),
             core::slice::from_raw_parts(
                 phys::<MemmapEntry>(info.memmap_paddr),
                 info.memmap_entries as usize,
@@ -93,11 +96,16 @@ pub fn parse(paddr: u64) -> Result<BootInfo, &'static str> {
     } else {
         // SAFETY: the loader's command line, in direct-mapped RAM, read up to its NUL or
         // MAX_CMDLINE bytes, whichever comes first.
-        let bytes = unsafe { core::slice::from_raw_parts(phys::<u8>(info.cmdline_paddr), MAX_CMDLINE) };
+        let bytes =
+            unsafe { core::slice::from_raw_parts(phys::<u8>(info.cmdline_paddr), MAX_CMDLINE) };
         let len = bytes.iter().position(|&b| b == 0).unwrap_or(MAX_CMDLINE);
         core::str::from_utf8(&bytes[..len]).unwrap_or("")
     };
-    Ok(BootInfo { cmdline, modules, memmap })
+    Ok(BootInfo {
+        cmdline,
+        modules,
+        memmap,
+    })
 }
 
 /// The bytes of a module.
