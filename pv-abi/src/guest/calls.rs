@@ -30,7 +30,7 @@ pub(crate) fn addr_of_mut<T: ?Sized>(r: &mut T) -> u64 {
     r as *mut T as *mut u8 as u64
 }
 
-fn ret(r: i64) -> Result<u64, Errno> {
+pub(crate) fn ret(r: i64) -> Result<u64, Errno> {
     Errno::from_ret(r)
 }
 

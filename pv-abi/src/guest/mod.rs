@@ -15,6 +15,16 @@
 
 pub mod raw;
 
+mod batch;
 mod calls;
+mod events;
+mod mm;
+mod other;
+mod vcpu;
 
+pub use batch::*;
 pub use calls::*;
+pub use events::*;
+pub use mm::*;
+pub use other::*;
+pub use vcpu::*;
