@@ -44,6 +44,17 @@ pub struct Callbacks {
     pub syscall_masks_events: bool,
 }
 
+/// The guest's segment bases (FS, and GS for each of its two modes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentBases {
+    /// FS base (shared by both modes, as in Xen).
+    pub fs: u64,
+    /// GS base while in guest kernel mode.
+    pub gs_kernel: u64,
+    /// GS base while in guest user mode.
+    pub gs_user: u64,
+}
+
 /// One virtual CPU.
 #[derive(Clone, Debug)]
 pub struct Vcpu {
@@ -51,8 +62,22 @@ pub struct Vcpu {
     pub regs: TrapFrame,
     /// x87/SSE state while the vCPU is not running (saved on every entry).
     pub fpu: FpuState,
-    /// The guest kernel's top-level page table (its CR3).
+    /// The guest kernel's top-level page table (its CR3 in kernel mode).
     pub kernel_root: Mfn,
+    /// The guest user top-level page table (NEW_USER_BASEPTR), used in user mode.
+    pub user_root: Option<Mfn>,
+    /// Whether the vCPU is in (virtual) guest kernel mode; both modes run in ring 3.
+    pub kernel_mode: bool,
+    /// Guest kernel stack for entries from user mode (stack_switch).
+    pub kernel_sp: u64,
+    /// Guest kernel stack segment (stack_switch).
+    pub kernel_ss: u64,
+    /// Segment bases.
+    pub segments: SegmentBases,
+    /// Virtual IOPL (physdev set_iopl): port I/O is allowed when >= 1 in kernel mode.
+    pub iopl: u8,
+    /// Virtual CR0.TS (fpu_taskswitch): the next FPU use raises #NM in the guest.
+    pub virtual_ts: bool,
     /// The virtual trap table from set_trap_table, indexed by vector.
     pub trap_table: [TrapInfo; 256],
     /// Registered callbacks.
