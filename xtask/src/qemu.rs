@@ -221,7 +221,12 @@ pub fn run(
     let deadline = start + timeout;
     let end = loop {
         let until = watch.stop_at.map_or(deadline, |stop| stop.min(deadline));
-        match receiver.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        // Checked before every receive: a flooding console never lets recv time out.
+        let message = match until.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => receiver.recv_timeout(left),
+            _ => Err(RecvTimeoutError::Timeout),
+        };
+        match message {
             Ok(Chunk::Data(stream, bytes)) => {
                 watch.take(stream, &bytes, sinks.echo, log.as_mut())?
             }
@@ -302,18 +307,33 @@ impl Watch<'_> {
                 Stream::Stderr => write_flush(&mut std::io::stderr().lock(), bytes),
             };
         }
-        if let Some(log) = log {
-            log.write_all(bytes).context("writing the log")?;
+        // A runaway guest can flood the console: keep the first MAX_CAPTURE bytes only.
+        let room = MAX_CAPTURE.saturating_sub(self.output.len());
+        if room > 0 {
+            let mut kept = bytes[..bytes.len().min(room)].to_vec();
+            if kept.len() < bytes.len() {
+                kept.extend_from_slice(TRUNCATED.as_bytes());
+            }
+            if let Some(log) = log {
+                log.write_all(&kept).context("writing the log")?;
+            }
+            self.output.extend_from_slice(&kept);
         }
-        self.output.extend_from_slice(bytes);
-        self.partial[stream as usize].extend_from_slice(bytes);
-        while let Some(newline) = self.partial[stream as usize]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let line: Vec<u8> = self.partial[stream as usize].drain(..=newline).collect();
-            self.see(&line);
+        // Split into lines, scanning each byte once.
+        let mut partial = std::mem::take(&mut self.partial[stream as usize]);
+        let mut rest = bytes;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            partial.extend_from_slice(&rest[..newline]);
+            rest = &rest[newline + 1..];
+            self.see(&partial);
+            partial.clear();
         }
+        partial.extend_from_slice(rest);
+        if partial.len() > MAX_LINE {
+            self.see(&partial);
+            partial.clear();
+        }
+        self.partial[stream as usize] = partial;
         Ok(())
     }
 
@@ -335,6 +355,13 @@ impl Watch<'_> {
         }
     }
 }
+
+/// Most console bytes kept in memory and in the log of one run.
+const MAX_CAPTURE: usize = 16 << 20;
+/// Appended where the capture was cut.
+const TRUNCATED: &str = "\n[xtask: output truncated here]\n";
+/// Longer unterminated lines are handed to the watcher in pieces of this size.
+const MAX_LINE: usize = 16 << 10;
 
 fn write_flush(out: &mut dyn Write, bytes: &[u8]) -> std::io::Result<()> {
     out.write_all(bytes)?;
@@ -447,6 +474,23 @@ mod tests {
         assert_eq!(capture.end, End::TimedOut(Duration::from_millis(300)));
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(recorder.lines, ["started"]);
+    }
+
+    #[test]
+    fn a_flood_is_bounded_and_still_times_out() {
+        let start = Instant::now();
+        let limit = Duration::from_millis(1500);
+        let mut recorder = Recorder::default();
+        let capture = run(shell("exec cat /dev/zero"), limit, &QUIET, &mut recorder).unwrap();
+        assert_eq!(capture.end, End::TimedOut(limit));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(capture.output.len() <= MAX_CAPTURE + TRUNCATED.len());
+        assert!(
+            recorder
+                .lines
+                .iter()
+                .all(|line| line.len() <= MAX_LINE + 4096)
+        );
     }
 
     #[test]

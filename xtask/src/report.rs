@@ -156,6 +156,11 @@ impl Report {
     }
 }
 
+/// Seconds rounded to milliseconds, for a readable report.
+pub fn seconds(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
 fn verdict(passed: bool) -> &'static str {
     if passed { "PASS" } else { "FAIL" }
 }

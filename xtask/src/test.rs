@@ -18,7 +18,7 @@ use crate::checks::{self, Check};
 use crate::manifest::{Hypervisor, Scenario};
 use crate::prereq::{self, Apt, Needs};
 use crate::qemu::Accel;
-use crate::report::{HostStep, Report, ScenarioRun};
+use crate::report::{self, HostStep, Report, ScenarioRun};
 use crate::run::{self, Run};
 use crate::workspace::{Profile, Workspace};
 use crate::xen;
@@ -202,7 +202,7 @@ fn step(report: &mut Report, name: &str, body: impl FnOnce() -> Result<()>) -> b
     println!("xtask: step: {name}");
     let start = Instant::now();
     let result = body();
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = report::seconds(start.elapsed());
     match &result {
         Ok(()) => println!("xtask: PASS {name} ({seconds:.1}s)"),
         Err(error) => println!("xtask: FAIL {name} ({seconds:.1}s): {error:#}"),
@@ -246,7 +246,7 @@ fn run_scenario(
         &scenario.name,
         &hypervisor.to_string(),
         checks,
-        capture.elapsed.as_secs_f64(),
+        report::seconds(capture.elapsed),
         outcome.describe(),
         Some(workspace.display(&log).to_string()),
     );
