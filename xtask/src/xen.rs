@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::prereq::Apt;
+use crate::prereq::{Apt, is_root};
 use crate::workspace::Workspace;
 
 /// The Debian package holding the Xen image.
@@ -83,7 +83,13 @@ pub fn ensure_image(workspace: &Workspace, apt: &mut Apt) -> Result<PathBuf> {
 
 /// `apt-get download` in `dir`; `false` if it failed (typically: no package lists yet).
 fn apt_download(dir: &Path) -> Result<bool> {
-    let status = Command::new("apt-get")
+    let mut command = Command::new("apt-get");
+    if is_root() {
+        // apt's sandbox user cannot write into target/; root downloads directly instead
+        // of warning about it.
+        command.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    let status = command
         .args(["download", XEN_PACKAGE])
         .current_dir(dir)
         .status()
