@@ -9,6 +9,7 @@ pub mod bootimage;
 pub mod builder;
 pub mod domain;
 pub mod elf;
+pub mod emulate;
 pub mod frames;
 pub mod guestmem;
 pub mod hypercall;
