@@ -38,8 +38,8 @@ pub const XEN_LATEST_INTERFACE_VERSION: u32 = 0x0004_0e00;
 /// `-ENOSYS` for an `Err`.
 ///
 /// On x86 Xen uses `Arch0` for the machine-check interface (`__HYPERVISOR_mca`). This
-/// project's own extensions, if it ever needs any, go in `Arch7` and are documented as
-/// ours in `docs/abi.md`; there are none today.
+/// project's own extensions live in `Arch7` (see [`crate::ext`]) and are documented as
+/// ours in `docs/abi.md`; on Xen they return `-ENOSYS`.
 #[repr(u32)]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Hypercall {
@@ -141,7 +141,7 @@ pub enum Hypercall {
     Arch5 = 53,
     /// Architecture slot 6.
     Arch6 = 54,
-    /// Architecture slot 7 (reserved for this project's own extensions).
+    /// Architecture slot 7: this project's `ext_op` extension ([`crate::ext`]).
     Arch7 = 55,
 }
 
@@ -153,6 +153,8 @@ pub const HYPERCALL_STUB_SIZE: usize = 32;
 /// A hypercall number that names no hypercall; the hypervisor answers `-ENOSYS`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct UnknownHypercall(pub u64);
+
+impl core::error::Error for UnknownHypercall {}
 
 impl fmt::Display for UnknownHypercall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,6 +12,19 @@
 //!
 //! The raw instruction lives in [`raw`]; nothing else in the workspace should issue a
 //! hypercall.
+//!
+//! ```no_run
+//! use pv_abi::guest;
+//! use pv_abi::xen::DOMID_SELF;
+//!
+//! guest::console_io_write(b"hello from a PV guest\n")?;
+//! let (major, minor) = guest::version()?;
+//! // A port the backend in domain 0 may bind to, and a notification on it.
+//! let port = guest::evtchn_alloc_unbound(DOMID_SELF, 0)?;
+//! guest::evtchn_send(port)?;
+//! # let _ = (major, minor);
+//! # Ok::<(), pv_abi::Errno>(())
+//! ```
 
 pub mod raw;
 

@@ -7,7 +7,7 @@
 //! all five as clobbered whatever its arity.
 //!
 //! In host unit tests (`cfg(test)`) the instruction is replaced by a recorder, so the
-//! typed wrappers can be tested without a hypervisor (see [`mock`]).
+//! typed wrappers can be tested without a hypervisor (the `mock` module).
 
 use crate::xen::Hypercall;
 

@@ -21,6 +21,18 @@ pub struct ByteRingError {
     pub cons: u32,
 }
 
+impl core::fmt::Display for ByteRingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "byte ring indices impossible: prod {} cons {}",
+            self.prod, self.cons
+        )
+    }
+}
+
+impl core::error::Error for ByteRingError {}
+
 /// One direction of a byte ring in shared memory: where the data array and its two
 /// indices are.
 #[derive(Debug, Clone, Copy)]

@@ -167,6 +167,8 @@ impl fmt::Display for RingError {
     }
 }
 
+impl core::error::Error for RingError {}
+
 /// Message types a ring can carry: plain data of any bit pattern.
 pub trait RingMessage: FromBytes + IntoBytes + Immutable + Copy {}
 impl<T: FromBytes + IntoBytes + Immutable + Copy> RingMessage for T {}
