@@ -3,6 +3,7 @@
 //! bytes are refused, and random bytes never panic or over-read.
 
 mod robustness;
+mod store_vectors;
 mod vectors;
 
 use super::*;
@@ -66,11 +67,16 @@ fn every_truncation_of_every_vector_is_truncated() {
 #[test]
 fn vectors_cover_every_instruction_variant() {
     let mut seen = std::collections::HashSet::new();
+    let mut store_ops = std::collections::HashSet::new();
     for vector in vectors::all() {
         seen.insert(std::mem::discriminant(&vector.expected));
+        if let Instruction::Store(store) = vector.expected {
+            store_ops.insert(std::mem::discriminant(&store.op));
+        }
     }
-    // Keep in step with `Instruction`: one more variant means one more vector.
+    // Keep in step with `Instruction` and `StoreOp`: a new variant needs vectors.
     assert_eq!(seen.len(), 41);
+    assert_eq!(store_ops.len(), 7);
 }
 
 #[test]
