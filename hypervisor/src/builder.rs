@@ -227,7 +227,7 @@ fn build_inner<M: PhysMem>(
     }
     let owner = Owner::Domain(id);
     let mem = machine.mem;
-    let mut alloc = || {
+    let alloc = || {
         machine
             .frames
             .alloc(owner, mem)

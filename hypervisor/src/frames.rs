@@ -2,10 +2,16 @@
 //!
 //! Each frame is unusable (not RAM, or not tracked), free, the hypervisor's, or a
 //! domain's. Frames are scrubbed (zeroed) when they are handed out, so nothing a domain
-//! leaves behind reaches another. The memory-virtualization work extends each entry with
-//! a page type and reference counts.
+//! leaves behind reaches another. Each entry also carries Xen's page type, type count,
+//! general reference count and pinned/validated flags; the rules that change them live in
+//! [`crate::paging`], which is the only code that writes those fields.
+//!
+//! The table is reached through shared references (the hypercall and trap contexts both
+//! hold `&FrameTable`), so every entry sits in a [`Cell`]: all updates happen under the
+//! machine lock, one CPU at a time.
 
 use crate::mm::{Mfn, PhysMem};
+use core::cell::Cell;
 
 /// A domain's identifier (Xen's `domid_t`).
 pub type DomId = u16;
@@ -24,39 +30,123 @@ pub enum Owner {
     Domain(DomId),
 }
 
+/// What a frame is used as (Xen's `PGT_*` type). A frame has one type at a time, and the
+/// type can change only while its type count is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PageType {
+    /// Never typed since it was allocated.
+    #[default]
+    None,
+    /// A level-1 page table (its entries map pages).
+    L1Table,
+    /// A level-2 page table (its entries point to L1 tables).
+    L2Table,
+    /// A level-3 page table (its entries point to L2 tables).
+    L3Table,
+    /// A level-4 page table, the root of an address space.
+    L4Table,
+    /// A GDT/LDT page of segment descriptors.
+    SegmentDescriptors,
+    /// Mapped writable somewhere (its type count is the number of writable mappings).
+    Writable,
+}
+
+impl PageType {
+    /// The page-table level (1..=4) this type stands for, if it is a page-table type.
+    pub const fn table_level(self) -> Option<u32> {
+        match self {
+            PageType::L1Table => Some(1),
+            PageType::L2Table => Some(2),
+            PageType::L3Table => Some(3),
+            PageType::L4Table => Some(4),
+            _ => None,
+        }
+    }
+
+    /// The page-table type of `level` (1..=4).
+    pub const fn table(level: u32) -> PageType {
+        match level {
+            1 => PageType::L1Table,
+            2 => PageType::L2Table,
+            3 => PageType::L3Table,
+            _ => PageType::L4Table,
+        }
+    }
+}
+
 /// One frame's bookkeeping.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameInfo {
     /// Who holds the frame.
     pub owner: Owner,
+    /// Its current (or, with a zero type count, last) type.
+    pub page_type: PageType,
+    /// References to the type: validated entries pointing at the frame with that type,
+    /// writable mappings, pins and base pointers.
+    pub type_count: u32,
+    /// General references: every mapping, table entry, pin and base pointer.
+    pub ref_count: u32,
+    /// Pinned as a page table (MMUEXT_PIN_*): holds one general and one type reference.
+    pub pinned: bool,
+    /// Its contents were validated for its page-table type (cleared when the type count
+    /// drops to zero and the entries' references are released).
+    pub validated: bool,
 }
 
-/// The frame table over a slice of [`FrameInfo`], one per frame from MFN 0.
+impl FrameInfo {
+    /// A frame that is not RAM (the initial state of every entry).
+    pub const UNUSABLE: FrameInfo = FrameInfo::owned_by(Owner::Unusable);
+
+    /// A frame held by `owner` with no type and no references.
+    pub const fn owned_by(owner: Owner) -> FrameInfo {
+        FrameInfo {
+            owner,
+            page_type: PageType::None,
+            type_count: 0,
+            ref_count: 0,
+            pinned: false,
+            validated: false,
+        }
+    }
+}
+
+/// The machine-to-phys entry of a frame no domain has described (Xen's
+/// `INVALID_M2P_ENTRY`).
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
+
+/// The frame table over a slice of [`FrameInfo`], one per frame from MFN 0, and the
+/// machine-to-phys table (one guest frame number per machine frame) that guests read.
 #[derive(Debug)]
 pub struct FrameTable<'a> {
-    frames: &'a mut [FrameInfo],
-    free: usize,
-    next: usize,
+    frames: &'a [Cell<FrameInfo>],
+    m2p: &'a [Cell<u64>],
+    free: Cell<usize>,
+    next: Cell<usize>,
+    ram_end: Cell<usize>,
 }
+
+// SAFETY: the cells are reachable only through this table: `new`/`adopt`/`attach_m2p`
+// take exclusive borrows of the storage and nothing hands the cell slices out. Moving
+// the table to another CPU moves every access with it. The table stays !Sync, so no two
+// CPUs can use it at once.
+unsafe impl Send for FrameTable<'_> {}
 
 impl<'a> FrameTable<'a> {
     /// A table describing no frames at all (a placeholder until boot fills one in).
     pub const fn empty() -> FrameTable<'a> {
         FrameTable {
-            frames: &mut [],
-            free: 0,
-            next: 0,
+            frames: &[],
+            m2p: &[],
+            free: Cell::new(0),
+            next: Cell::new(0),
+            ram_end: Cell::new(0),
         }
     }
 
     /// A table in which every frame is unusable.
     pub fn new(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
-        frames.fill(FrameInfo::default());
-        FrameTable {
-            frames,
-            free: 0,
-            next: 0,
-        }
+        frames.fill(FrameInfo::UNUSABLE);
+        Self::adopt(frames)
     }
 
     /// A table over bookkeeping that is already filled in (free frames are recounted).
@@ -65,11 +155,29 @@ impl<'a> FrameTable<'a> {
             .iter()
             .filter(|info| info.owner == Owner::Free)
             .count();
+        let ram_end = frames
+            .iter()
+            .rposition(|info| info.owner != Owner::Unusable)
+            .map_or(0, |last| last + 1);
         FrameTable {
-            frames,
-            free,
-            next: 0,
+            frames: Cell::from_mut(frames).as_slice_of_cells(),
+            m2p: &[],
+            free: Cell::new(free),
+            next: Cell::new(0),
+            ram_end: Cell::new(ram_end),
         }
+    }
+
+    /// Uses `m2p` (one entry per machine frame) as the machine-to-phys table, every entry
+    /// invalid.
+    pub fn attach_m2p(&mut self, m2p: &'a mut [u64]) {
+        m2p.fill(INVALID_M2P_ENTRY);
+        self.adopt_m2p(m2p);
+    }
+
+    /// Uses `m2p` as the machine-to-phys table, keeping its contents.
+    pub fn adopt_m2p(&mut self, m2p: &'a mut [u64]) {
+        self.m2p = Cell::from_mut(m2p).as_slice_of_cells();
     }
 
     /// How many frames the table can describe.
@@ -77,15 +185,23 @@ impl<'a> FrameTable<'a> {
         self.frames.len()
     }
 
+    /// One past the highest frame that is RAM (Xen's `max_page`).
+    pub fn ram_end(&self) -> Mfn {
+        Mfn(self.ram_end.get() as u64)
+    }
+
     /// Marks `[start, end)` as free RAM (clipped to the table). Only unusable frames
     /// change: RAM reported twice is counted once.
     pub fn add_ram(&mut self, start: Mfn, end: Mfn) {
         let end = (end.0 as usize).min(self.frames.len());
-        for info in self.frames.iter_mut().take(end).skip(start.0 as usize) {
-            if info.owner == Owner::Unusable {
-                info.owner = Owner::Free;
-                self.free += 1;
+        for cell in self.frames.iter().take(end).skip(start.0 as usize) {
+            if cell.get().owner == Owner::Unusable {
+                cell.set(FrameInfo::owned_by(Owner::Free));
+                self.free.set(self.free.get() + 1);
             }
+        }
+        if end > self.ram_end.get() && end > start.0 as usize {
+            self.ram_end.set(end);
         }
     }
 
@@ -93,41 +209,79 @@ impl<'a> FrameTable<'a> {
     /// free are left alone.
     pub fn reserve(&mut self, start: Mfn, end: Mfn) {
         let end = (end.0 as usize).min(self.frames.len());
-        for info in self.frames.iter_mut().take(end).skip(start.0 as usize) {
-            if info.owner == Owner::Free {
-                info.owner = Owner::Hypervisor;
-                self.free -= 1;
+        for cell in self.frames.iter().take(end).skip(start.0 as usize) {
+            if cell.get().owner == Owner::Free {
+                cell.set(FrameInfo::owned_by(Owner::Hypervisor));
+                self.free.set(self.free.get() - 1);
             }
         }
     }
 
     /// Who holds `mfn` (unusable if it is beyond the table).
     pub fn owner(&self, mfn: Mfn) -> Owner {
-        self.frames
-            .get(mfn.0 as usize)
-            .map_or(Owner::Unusable, |info| info.owner)
+        self.info(mfn).owner
+    }
+
+    /// The bookkeeping of `mfn` (an unusable frame if it is beyond the table).
+    pub fn info(&self, mfn: Mfn) -> FrameInfo {
+        self.cell(mfn).map_or(FrameInfo::UNUSABLE, Cell::get)
+    }
+
+    /// Replaces the bookkeeping of `mfn` (ignored beyond the table). Only the paging code
+    /// calls this, and never to change the owner.
+    pub fn set_info(&self, mfn: Mfn, info: FrameInfo) {
+        if let Some(cell) = self.cell(mfn) {
+            debug_assert_eq!(cell.get().owner, info.owner);
+            cell.set(info);
+        }
+    }
+
+    fn cell(&self, mfn: Mfn) -> Option<&Cell<FrameInfo>> {
+        usize::try_from(mfn.0)
+            .ok()
+            .and_then(|index| self.frames.get(index))
+    }
+
+    /// The machine-to-phys entry of `mfn` ([`INVALID_M2P_ENTRY`] if none).
+    pub fn m2p(&self, mfn: Mfn) -> u64 {
+        usize::try_from(mfn.0)
+            .ok()
+            .and_then(|index| self.m2p.get(index))
+            .map_or(INVALID_M2P_ENTRY, Cell::get)
+    }
+
+    /// Sets the machine-to-phys entry of `mfn` (ignored without a table or beyond it).
+    pub fn set_m2p(&self, mfn: Mfn, pfn: u64) {
+        if let Some(entry) = usize::try_from(mfn.0)
+            .ok()
+            .and_then(|index| self.m2p.get(index))
+        {
+            entry.set(pfn);
+        }
     }
 
     /// Free frames left.
     pub fn free_count(&self) -> usize {
-        self.free
+        self.free.get()
     }
 
-    /// Allocates a frame for `owner`, zeroed through `mem`.
-    pub fn alloc(&mut self, owner: Owner, mem: &impl PhysMem) -> Option<Mfn> {
+    /// Allocates a frame for `owner`, zeroed through `mem`. Every frame is scrubbed here,
+    /// whoever held it before: this is the one place frames change hands.
+    pub fn alloc(&self, owner: Owner, mem: &impl PhysMem) -> Option<Mfn> {
         debug_assert!(matches!(owner, Owner::Hypervisor | Owner::Domain(_)));
-        if self.free == 0 {
+        if self.free.get() == 0 {
             return None;
         }
         let len = self.frames.len();
         for step in 0..len {
-            let index = (self.next + step) % len;
-            if self.frames[index].owner == Owner::Free {
-                self.frames[index].owner = owner;
-                self.free -= 1;
-                self.next = (index + 1) % len;
+            let index = (self.next.get() + step) % len;
+            if self.frames[index].get().owner == Owner::Free {
+                self.frames[index].set(FrameInfo::owned_by(owner));
+                self.free.set(self.free.get() - 1);
+                self.next.set((index + 1) % len);
                 let mfn = Mfn(index as u64);
                 mem.zero_frame(mfn);
+                self.set_m2p(mfn, INVALID_M2P_ENTRY);
                 return Some(mfn);
             }
         }
@@ -135,28 +289,32 @@ impl<'a> FrameTable<'a> {
     }
 
     /// Returns a frame to the free pool. Returns false (and changes nothing) if the frame
-    /// is not held by `owner`.
-    pub fn free(&mut self, mfn: Mfn, owner: Owner) -> bool {
-        match self.frames.get_mut(mfn.0 as usize) {
-            Some(info) if info.owner == owner && owner != Owner::Free => {
-                info.owner = Owner::Free;
-                self.free += 1;
+    /// is not held by `owner`. The frame's type, counts and machine-to-phys entry are
+    /// reset; callers free only frames nothing references.
+    pub fn free(&self, mfn: Mfn, owner: Owner) -> bool {
+        match self.cell(mfn) {
+            Some(cell) if cell.get().owner == owner && owner != Owner::Free => {
+                cell.set(FrameInfo::owned_by(Owner::Free));
+                self.free.set(self.free.get() + 1);
+                self.set_m2p(mfn, INVALID_M2P_ENTRY);
                 true
             }
             _ => false,
         }
     }
 
-    /// Frees every frame `domain` holds; returns how many there were.
-    pub fn release_domain(&mut self, domain: DomId) -> usize {
+    /// Frees every frame `domain` holds, whatever its type, counts or pins (the domain is
+    /// gone, and so is every reference it held); returns how many there were.
+    pub fn release_domain(&self, domain: DomId) -> usize {
         let mut released = 0;
-        for info in self.frames.iter_mut() {
-            if info.owner == Owner::Domain(domain) {
-                info.owner = Owner::Free;
+        for (index, cell) in self.frames.iter().enumerate() {
+            if cell.get().owner == Owner::Domain(domain) {
+                cell.set(FrameInfo::owned_by(Owner::Free));
+                self.set_m2p(Mfn(index as u64), INVALID_M2P_ENTRY);
                 released += 1;
             }
         }
-        self.free += released;
+        self.free.set(self.free.get() + released);
         released
     }
 
@@ -164,7 +322,7 @@ impl<'a> FrameTable<'a> {
     pub fn count_owned(&self, domain: DomId) -> usize {
         self.frames
             .iter()
-            .filter(|info| info.owner == Owner::Domain(domain))
+            .filter(|cell| cell.get().owner == Owner::Domain(domain))
             .count()
     }
 }

@@ -14,4 +14,5 @@ pub mod frames;
 pub mod guestmem;
 pub mod hypercall;
 pub mod mm;
+pub mod paging;
 pub mod regs;

@@ -9,7 +9,7 @@ use core::cell::UnsafeCell;
 use hypervisor::bootimage::{BootImage, MAX_DOMAINS};
 use hypervisor::builder::{self, Machine};
 use hypervisor::domain::{Domain, DomainState};
-use hypervisor::frames::{FrameInfo, FrameTable, Owner};
+use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::GuestMem;
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
@@ -61,11 +61,8 @@ impl PhysMem for DirectMap {
 struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
 // SAFETY: handed out exactly once, in `boot`, as the frame table's backing store.
 unsafe impl Sync for FrameStorage {}
-static FRAME_STORAGE: FrameStorage = FrameStorage(UnsafeCell::new(
-    [FrameInfo {
-        owner: Owner::Unusable,
-    }; MAX_FRAMES],
-));
+static FRAME_STORAGE: FrameStorage =
+    FrameStorage(UnsafeCell::new([FrameInfo::UNUSABLE; MAX_FRAMES]));
 
 /// Everything the hypervisor knows, in one static (domains are large: never on a stack).
 struct State {

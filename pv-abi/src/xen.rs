@@ -783,6 +783,14 @@ pub struct VcpuInfo {
 }
 const _: () = assert!(size_of::<VcpuInfo>() == 64);
 
+/// The pre-Xen-4.0 name of [`XEN_LEGACY_MAX_VCPUS`]: the VCPUs whose [`VcpuInfo`] lives in
+/// [`SharedInfo`] (Xen 4.17's headers no longer define `MAX_VIRT_CPUS`).
+pub const MAX_VIRT_CPUS: usize = XEN_LEGACY_MAX_VCPUS;
+
+/// Event-channel ports of the 2-level ABI on a 64-bit guest (4096); Xen's headers define
+/// this name only for old interface versions and call it `EVTCHN_2L_NR_CHANNELS` now.
+pub const NR_EVENT_CHANNELS: u32 = crate::event_channel::EVTCHN_2L_NR_CHANNELS;
+
 /// Number of 64-bit words in the 2-level event-channel bitmaps of [`SharedInfo`].
 pub const EVTCHN_2L_WORDS: usize = 64;
 

@@ -690,6 +690,8 @@ fn constants() -> Vec<Item> {
             "__XEN_INTERFACE_VERSION__",
             xen::XEN_LATEST_INTERFACE_VERSION as i128,
         ),
+        k!(xen::MAX_VIRT_CPUS = "XEN_LEGACY_MAX_VCPUS"),
+        k!(xen::NR_EVENT_CHANNELS = "EVTCHN_2L_NR_CHANNELS"),
         k!(xen::EVTCHN_2L_WORDS =
             "sizeof(((struct shared_info *)0)->evtchn_pending) / sizeof(xen_ulong_t)"),
         kstr(

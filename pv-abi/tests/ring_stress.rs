@@ -165,11 +165,13 @@ fn million_messages_each_way_through_an_eight_slot_ring() {
 
     let requests_notified = to_back.sent.load(Ordering::Relaxed);
     let responses_notified = to_front.sent.load(Ordering::Relaxed);
-    println!(
+    let line = format!(
         "ring stress: {MESSAGES} messages each way in {:?}; front {front_stats:?}, back {back_stats:?}, \
          notifications front->back {requests_notified}, back->front {responses_notified}",
         started.elapsed()
     );
+    // Past the harness's capture, so the numbers show in every run.
+    std::io::Write::write_all(&mut std::io::stdout(), format!("{line}\n").as_bytes()).unwrap();
     assert!(requests_notified <= back_stats.idle_final_checks + 1);
     assert!(requests_notified <= front_stats.publishes);
     assert!(responses_notified <= front_stats.idle_final_checks + 1);

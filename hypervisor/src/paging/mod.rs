@@ -1,0 +1,85 @@
+//! Direct paging, Xen's way: a PV guest builds its own page tables out of machine frame
+//! numbers, and the hypervisor lets the MMU use them only after checking every entry.
+//!
+//! The safety model (see `docs/memory.md`):
+//! - every frame has one [`PageType`] at a time, with a type count and a general reference
+//!   count ([`crate::frames::FrameInfo`]);
+//! - a frame becomes a page table of level N only by validating every present entry, which
+//!   takes a reference of type L(N-1) (or, at level 1, a writable-type or general
+//!   reference) on the frame it names; when the last type reference goes, those
+//!   references are released again, recursively;
+//! - a page table is never mapped writable: a writable L1 entry needs the `Writable` type
+//!   on its target, which a page-table frame cannot take, and a frame with writable
+//!   mappings cannot become a page table;
+//! - only frames the domain owns can be referenced at all, and the hypervisor's L4 slots
+//!   are never the guest's to write.
+//!
+//! The modules: [`entry`] (what each level's entries may hold), [`refs`] (the type and
+//! reference-count engine), [`update`] (changing one entry, as mmu_update and the
+//! writable-page-table emulation do), [`roots`] (pinning, base pointers, page clearing and
+//! copying) and [`reservation`] (giving frames back).
+
+pub mod entry;
+pub mod refs;
+pub mod reservation;
+pub mod roots;
+pub mod update;
+
+#[cfg(test)]
+pub(crate) mod audit;
+#[cfg(test)]
+mod model_test;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use crate::frames::{DomId, FrameTable};
+use crate::mm::{Mfn, PhysMem};
+
+pub use update::{PteWrite, emulate_pt_write};
+
+/// What the paging code needs from the CPU it runs on: TLB and CR3 effects, and the
+/// machine facts that bound a valid entry. The binary implements it with `invlpg`,
+/// `mov cr3` and CPUID; host tests record the calls.
+pub trait Mmu {
+    /// Flushes every TLB entry, global ones included, everywhere the domain may run.
+    fn flush_all(&mut self);
+    /// Flushes the TLB entries for guest virtual address `va`.
+    fn flush_va(&mut self, va: u64);
+    /// Loads `root` as the running vCPU's top-level page table (`mov cr3`).
+    fn load_root(&mut self, root: Mfn);
+    /// The L4 slots (index, entry) the hypervisor installs in every guest root.
+    fn hypervisor_l4(&self) -> &[(usize, u64)];
+    /// Physical address bits the machine implements (CPUID 0x80000008 EAX[7:0]).
+    fn phys_addr_bits(&self) -> u32;
+}
+
+/// The paging engine's view of one domain: machine memory, the frame table, and the CPU.
+pub struct Paging<'a, M: PhysMem> {
+    /// Machine memory.
+    pub mem: &'a M,
+    /// The frame table.
+    pub frames: &'a FrameTable<'a>,
+    /// The domain whose tables are being changed.
+    pub domain: DomId,
+    /// TLB and CR3 effects.
+    pub mmu: &'a mut dyn Mmu,
+}
+
+impl<'a, M: PhysMem> Paging<'a, M> {
+    /// The engine for `domain`.
+    pub fn new(
+        mem: &'a M,
+        frames: &'a FrameTable<'a>,
+        domain: DomId,
+        mmu: &'a mut dyn Mmu,
+    ) -> Self {
+        Paging {
+            mem,
+            frames,
+            domain,
+            mmu,
+        }
+    }
+}
