@@ -27,7 +27,7 @@ use crate::workspace::Workspace;
 
 /// Build, run and test the paravirtualizing microhypervisor.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
