@@ -6,7 +6,7 @@
 //! both sides: the writer in `xtask` builds it from these structs, and the hypervisor reads
 //! it with [`BootImage::parse`].
 //!
-//! Layout (all integers little-endian, offsets from the first byte of the image):
+//! Layout (integers little-endian, offsets from the first byte of the image):
 //!
 //! ```text
 //! +--------------------+  0
@@ -110,6 +110,8 @@ pub struct DomainEntry {
 
 const _: () = assert!(size_of::<ImageHeader>() == 32);
 const _: () = assert!(size_of::<DomainEntry>() == 88);
+// Fields are native integers; the format is little-endian, and so are both sides (x86_64).
+const _: () = assert!(cfg!(target_endian = "little"));
 // The parser borrows names straight from the image at the start of each entry.
 const _: () = assert!(core::mem::offset_of!(DomainEntry, name) == 0);
 

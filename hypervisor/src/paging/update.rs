@@ -140,7 +140,7 @@ pub fn emulate_pt_write<M: PhysMem>(
         return Err(Errno::EPERM);
     }
     let width = u64::from(write.width);
-    if !matches!(width, 4 | 8) || write.va % width != 0 {
+    if !matches!(width, 4 | 8) || !write.va.is_multiple_of(width) {
         return Err(Errno::EINVAL);
     }
     let mut paging = Paging::new(mem, frames, domain.id, mmu);
