@@ -33,6 +33,12 @@
 //! Constants keep Xen's names in upper case (`CONSOLEIO_write` is
 //! [`xen::CONSOLEIO_WRITE`]).
 //!
+//! # Checking the ABI
+//! `cargo test -p pv-abi` runs, besides unit and ring tests, `tests/conformance.rs`: it
+//! compiles a C program against Xen's headers in `/usr/include/xen` (Debian `libxen-dev`),
+//! compares every constant, size and field offset with this crate, and prints
+//! `abi-conformance: N items checked, M mismatches`.
+//!
 //! # Worked example: a frontend connects a block ring
 //! A PV frontend shares a ring page with its backend: it initialises the ring, grants the
 //! page to the backend domain, queues requests and notifies the backend through an event

@@ -274,7 +274,6 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Allocate => {
-                drop(p);
                 if let Ok(mfn) = super::reservation::allocate(&mem, &frames, &mut domain, None) {
                     model.pool.push(mfn);
                     model.shadow.insert(mfn, [0; SLOTS]);

@@ -304,7 +304,6 @@ fn upper_levels_need_the_next_table_type_and_refuse_superpages_and_linear_tables
     for slot in [256, 262, 271] {
         assert_eq!(p.update_entry(t.l4, 4, slot, 0, false), Err(Errno::EINVAL));
     }
-    drop(p);
     assert!(mmu.flushes >= 1);
     audit(&mem, &frames, 1, &[]).unwrap();
 }
