@@ -16,3 +16,5 @@ pub mod hypercall;
 pub mod mm;
 pub mod paging;
 pub mod regs;
+pub mod traps;
+pub mod vcpu_info;

@@ -14,6 +14,7 @@ use hypervisor::guestmem::GuestMem;
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
+use hypervisor::traps::{self, TrapContext};
 use spin::Mutex;
 
 /// Debug-exit value: every domain powered off with code 0.
@@ -71,6 +72,44 @@ struct State {
     current: usize,
     cmdline: &'static str,
     free_at_start: usize,
+    loaded: Loaded,
+}
+
+/// What this CPU's hardware holds for the running vCPU, to write registers only when
+/// the vCPU's wishes change (a CR3 write also flushes the TLB).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Loaded {
+    root: u64,
+    fs: u64,
+    gs: u64,
+    ts: bool,
+}
+
+impl Loaded {
+    const NOTHING: Loaded = Loaded {
+        root: u64::MAX,
+        fs: u64::MAX,
+        gs: u64::MAX,
+        ts: false,
+    };
+
+    fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
+        let root = match (vcpu.kernel_mode, vcpu.user_root) {
+            (false, Some(user)) => user,
+            _ => vcpu.kernel_root,
+        };
+        let gs = if vcpu.kernel_mode {
+            vcpu.segments.gs_kernel
+        } else {
+            vcpu.segments.gs_user
+        };
+        Loaded {
+            root: root.addr(),
+            fs: vcpu.segments.fs,
+            gs,
+            ts: vcpu.virtual_ts,
+        }
+    }
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -79,6 +118,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     current: 0,
     cmdline: "",
     free_at_start: 0,
+    loaded: Loaded::NOTHING,
 });
 
 unsafe extern "C" {
@@ -179,39 +219,101 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     unsafe { x86::enter_first(&frame) }
 }
 
-/// Makes domain slot `index` current: its page tables, its FPU area; returns its
-/// registers.
+/// Makes domain slot `index` current: its page tables, segment bases and FPU area;
+/// returns its registers.
 fn switch_to(state: &mut State, index: usize) -> TrapFrame {
     let domain = state.domains[index]
         .as_mut()
         .expect("switching to a live domain");
     state.current = index;
-    // SAFETY: the root was built (and is owned) by this domain and carries the
-    // hypervisor's L4 slots; the FPU area lives in the static domain table, 16-aligned,
-    // and holds a valid image (initial or saved by fxsave).
-    unsafe {
-        x86::percpu::set_fpu_area(&raw const domain.vcpu.fpu as u64);
-        cpu::write_cr3(domain.vcpu.kernel_root.addr());
+    // SAFETY: the FPU area lives in the static domain table, 16-aligned, and holds a
+    // valid image (initial or saved by fxsave).
+    unsafe { x86::percpu::set_fpu_area(&raw const domain.vcpu.fpu as u64) };
+    state.loaded = Loaded::NOTHING;
+    let regs = domain.vcpu.regs;
+    load_vcpu_state(state);
+    regs
+}
+
+/// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state.
+fn load_vcpu_state(state: &mut State) {
+    let Some(domain) = state.domains[state.current].as_ref() else {
+        return;
+    };
+    let wanted = Loaded::wanted(&domain.vcpu);
+    let loaded = state.loaded;
+    if wanted.root != loaded.root {
+        // SAFETY: every root a vCPU holds belongs to its domain and carries the
+        // hypervisor's L4 slots (the builder and the page-table checks guarantee it).
+        unsafe { cpu::write_cr3(wanted.root) };
     }
-    domain.vcpu.regs
+    if wanted.fs != loaded.fs {
+        // SAFETY: a canonical guest FS base (checked by set_segment_base).
+        unsafe { cpu::wrmsr(cpu::msr::FS_BASE, wanted.fs) };
+    }
+    if wanted.gs != loaded.gs {
+        // SAFETY: the guest's GS base waits in KERNEL_GS_BASE until the exit path's
+        // swapgs; canonical (checked by set_segment_base).
+        unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, wanted.gs) };
+    }
+    if wanted.ts != loaded.ts {
+        x86::percpu::set_guest_ts(wanted.ts);
+    }
+    state.loaded = wanted;
 }
 
 /// Handles one guest entry.
 pub fn trap(frame: &mut TrapFrame) {
     let mut guard = STATE.lock();
     let state = &mut *guard;
-    let after = if frame.vector == VECTOR_SYSCALL {
-        hypercall(state, frame)
-    } else if (32..48).contains(&frame.vector) {
-        After::Resume // a spurious legacy-PIC interrupt: every line is masked
-    } else if matches!(frame.vector, 2 | 8 | 18) {
-        panic!("platform exception {} while a guest ran", frame.vector);
-    } else {
-        crash_current(state, frame);
-        After::Reschedule
+    let kernel_mode = state.domains[state.current]
+        .as_ref()
+        .is_some_and(|d| d.vcpu.kernel_mode);
+    let after = match frame.vector {
+        VECTOR_SYSCALL if kernel_mode => hypercall(state, frame),
+        VECTOR_SYSCALL => on_trap(state, frame, traps::user_syscall),
+        // A spurious legacy-PIC interrupt: every line is masked.
+        32..=47 => After::Resume,
+        2 | 8 | 18 => panic!("platform exception {} while a guest ran", frame.vector),
+        vector => {
+            let cr2 = if vector == traps::vector::PF {
+                cpu::read_cr2()
+            } else {
+                0
+            };
+            on_trap(state, frame, |ctx| traps::guest_exception(ctx, vector, cr2))
+        }
     };
-    if after == After::Reschedule {
-        schedule(state, frame);
+    match after {
+        After::Resume => {}
+        After::Reschedule => schedule(state, frame),
+        After::Crash(reason) => {
+            crash_current(state, frame, &reason);
+            schedule(state, frame);
+        }
+    }
+    load_vcpu_state(state);
+}
+
+/// Runs a trap-path handler on the current vCPU.
+fn on_trap(
+    state: &mut State,
+    frame: &mut TrapFrame,
+    handler: impl FnOnce(&mut TrapContext<'_, DirectMap>) -> traps::Outcome,
+) -> After {
+    let domain = state.domains[state.current]
+        .as_mut()
+        .expect("the current domain exists");
+    let mut ctx = TrapContext {
+        domain,
+        mem: &DirectMap,
+        frames: &state.frames,
+        regs: frame,
+    };
+    match handler(&mut ctx) {
+        traps::Outcome::Resume => After::Resume,
+        traps::Outcome::Yield => After::Reschedule,
+        traps::Outcome::Crash(reason) => After::Crash(reason),
     }
 }
 
@@ -224,6 +326,8 @@ fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     let number = frame.rax;
     let mut ctx = Context {
         guest: GuestMem::new(&DirectMap, &state.frames, id, root),
+        mem: &DirectMap,
+        frames: &state.frames,
         domain,
         regs: frame,
         console: &mut GuestConsole,
@@ -269,7 +373,7 @@ fn exception_name(vector: u64) -> &'static str {
 }
 
 /// A guest fault it has no handler for: report it and destroy the domain.
-fn crash_current(state: &mut State, frame: &TrapFrame) {
+fn crash_current(state: &mut State, frame: &TrapFrame, reason: &dyn core::fmt::Display) {
     let index = state.current;
     let domain = state.domains[index]
         .as_mut()
@@ -279,9 +383,14 @@ fn crash_current(state: &mut State, frame: &TrapFrame) {
         hypercall::flush_console(domain, &mut GuestConsole);
     }
     log::error!(
-        "domain {} ({}) crashed: vCPU 0, vector {} ({}), error code {:#x}, rip {:#x}, cr2 {:#x}",
+        "domain {} ({}) crashed: {reason}; vCPU 0 in {} mode, vector {} ({}), error code {:#x}, rip {:#x}, cr2 {:#x}",
         domain.id,
         domain.name,
+        if domain.vcpu.kernel_mode {
+            "kernel"
+        } else {
+            "user"
+        },
         frame.vector,
         exception_name(frame.vector),
         frame.error_code,
@@ -337,6 +446,7 @@ fn teardown(state: &mut State, index: usize) {
     // Leave the domain's address space before its page tables go back to the pool.
     // SAFETY: the boot tables map the hypervisor and nothing of any guest.
     unsafe { cpu::write_cr3(x86::idle_root()) };
+    state.loaded = Loaded::NOTHING;
     let released = state.frames.release_domain(domain.id);
     log::debug!("domain {} released {released} frames", domain.id);
 }

@@ -8,6 +8,7 @@
 
 mod console;
 mod tests;
+mod traps;
 
 use core::fmt::Write;
 use pv_abi::xen::StartInfo;
@@ -15,6 +16,7 @@ use pv_guest_kernel::cmdline::{self, CrashMode};
 use pv_guest_kernel::selftest::Tally;
 
 core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
+core::arch::global_asm!(include_str!("arch/traps.S"), options(att_syntax));
 
 /// The running kernel's view of how it was started.
 pub struct Boot {
@@ -67,6 +69,11 @@ extern "C" fn kmain(start_info: u64) -> ! {
     if let Some(mode) = options.crash {
         let _ = writeln!(out, "pv-guest: crashing on purpose ({mode:?})");
         crash(mode);
+    }
+
+    if let Err(error) = traps::install() {
+        let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
+        power_off(1);
     }
 
     let mut tally = Tally::default();

@@ -30,6 +30,12 @@ pub const CASES: &[(&str, Case)] = &[
     ("callbacks", callbacks),
     ("sched_yield", sched_yield),
     ("xmm_preserved", xmm_preserved),
+    ("trap_breakpoint", trap_breakpoint),
+    ("trap_invalid_opcode", trap_invalid_opcode),
+    ("trap_divide_error", trap_divide_error),
+    ("trap_general_protection", trap_general_protection),
+    ("trap_page_fault", trap_page_fault),
+    ("trap_registers_survive", trap_registers_survive),
 ];
 
 macro_rules! fail {
@@ -198,6 +204,7 @@ fn trap_table(_: &Boot) -> Outcome {
     // table is cleared again right after.
     unsafe { guest::set_trap_table(&table) }.map_err(|e| failure(format_args!("set: {e}")))?;
     guest::clear_trap_table().map_err(|e| failure(format_args!("clear: {e}")))?;
+    crate::traps::install().map_err(|e| failure(format_args!("reinstall: {e}")))?;
     Ok(())
 }
 
@@ -266,6 +273,64 @@ fn xmm_preserved(_: &Boot) -> Outcome {
             .position(|(a, b)| a != b)
             .unwrap_or(0);
         fail!("xmm{} changed across a hypercall", first / 2);
+    }
+    Ok(())
+}
+
+/// Checks a fault was delivered as `vector` from kernel mode (CS RPL 0 in the frame).
+fn delivered(seen: Option<crate::traps::Seen>, vector: u64) -> Outcome {
+    match seen {
+        Some(s) if s.vector == vector && s.cs & 3 == 0 => Ok(()),
+        Some(s) => fail!("got {s:?}"),
+        None => fail!("no exception delivered"),
+    }
+}
+
+fn trap_breakpoint(_: &Boot) -> Outcome {
+    // int3 is a trap: the handler sees rip after it, so no recovery address is needed.
+    crate::traps::expect(3, 0);
+    // SAFETY: int3 traps to our handler, which returns right after it.
+    unsafe { core::arch::asm!("int3") };
+    delivered(crate::traps::seen(), 3)
+}
+
+fn trap_invalid_opcode(_: &Boot) -> Outcome {
+    delivered(crate::traps::expect_fault!(6, "ud2"), 6)
+}
+
+fn trap_divide_error(_: &Boot) -> Outcome {
+    let seen = crate::traps::expect_fault!(0, "xor edx, edx", "xor eax, eax", "div {zero}";
+        zero = in(reg) 0u64, out("rax") _, out("rdx") _);
+    delivered(seen, 0)
+}
+
+fn trap_general_protection(_: &Boot) -> Outcome {
+    // Loading an IDT is never allowed to a PV guest: both hypervisors reflect #GP.
+    let table = [0u64; 2];
+    let seen = crate::traps::expect_fault!(13, "lidt [{t}]"; t = in(reg) table.as_ptr());
+    delivered(seen, 13)
+}
+
+fn trap_page_fault(_: &Boot) -> Outcome {
+    let seen = crate::traps::expect_fault!(14, "mov {v}, qword ptr [{a}]"; a = in(reg) 0x10u64, v = out(reg) _);
+    delivered(seen, 14)?;
+    let code = seen.map_or(0, |s| s.error_code);
+    // Not present (bit 0 clear), a read (bit 1 clear), from guest kernel mode (bit 2 clear).
+    if code & 0b111 != 0 {
+        fail!("page-fault error code {code:#x}");
+    }
+    Ok(())
+}
+
+fn trap_registers_survive(_: &Boot) -> Outcome {
+    // Callee-visible registers hold their values across a fault and its iret.
+    let (mut a, mut b, mut c): (u64, u64, u64) = (0x1111, 0x2222, 0x3333);
+    let seen =
+        crate::traps::expect_fault!(6, "ud2"; inout("r12") a, inout("r13") b, inout("r14") c);
+    delivered(seen, 6)?;
+    core::hint::black_box((&mut a, &mut b, &mut c));
+    if (a, b, c) != (0x1111, 0x2222, 0x3333) {
+        fail!("registers changed: {a:#x} {b:#x} {c:#x}");
     }
     Ok(())
 }

@@ -7,12 +7,13 @@
 
 mod console;
 mod ext;
+mod iret;
 mod sched;
 mod traps;
 mod version;
 
 use crate::domain::Domain;
-use crate::frames::DomId;
+use crate::frames::{DomId, FrameTable};
 use crate::guestmem::GuestMem;
 use crate::mm::PhysMem;
 use crate::regs::TrapFrame;
@@ -35,6 +36,8 @@ pub enum After {
     Resume,
     /// Let another vCPU run first (yield, or the domain stopped).
     Reschedule,
+    /// The caller broke the ABI in a way that leaves no sane state: destroy it.
+    Crash(crate::traps::CrashReason),
 }
 
 /// Everything a handler may touch.
@@ -43,6 +46,10 @@ pub struct Context<'a, M: PhysMem> {
     pub domain: &'a mut Domain,
     /// The caller's address space.
     pub guest: GuestMem<'a, M>,
+    /// Machine memory (for the caller's own frames, e.g. its shared-info page).
+    pub mem: &'a M,
+    /// The frame table.
+    pub frames: &'a FrameTable<'a>,
     /// The caller's registers (for continuations).
     pub regs: &'a mut TrapFrame,
     /// Console sink.
@@ -54,6 +61,17 @@ pub struct Context<'a, M: PhysMem> {
 }
 
 impl<M: PhysMem> Context<'_, M> {
+    /// The same state seen by the trap path (for hypercalls that deliver events or
+    /// switch guest modes).
+    pub fn traps(&mut self) -> crate::traps::TrapContext<'_, M> {
+        crate::traps::TrapContext {
+            domain: self.domain,
+            mem: self.mem,
+            frames: self.frames,
+            regs: self.regs,
+        }
+    }
+
     /// Arranges for the guest to re-issue the same hypercall with new arguments (Xen's
     /// continuation): `rip` steps back over the 2-byte `syscall`. The returned value is
     /// what the handler must return (the hypercall number, which `rax` must hold again).
@@ -82,6 +100,10 @@ pub fn dispatch<M: PhysMem>(ctx: &mut Context<'_, M>) -> After {
         Ok(Hypercall::SetTrapTable) => traps::set_trap_table(ctx, a1),
         Ok(Hypercall::SetCallbacks) => traps::set_callbacks(ctx, a1, a2, a3),
         Ok(Hypercall::CallbackOp) => traps::callback_op(ctx, a1, a2),
+        Ok(Hypercall::StackSwitch) => traps::stack_switch(ctx, a1, a2),
+        Ok(Hypercall::FpuTaskswitch) => traps::fpu_taskswitch(ctx, a1),
+        Ok(Hypercall::SetSegmentBase) => traps::set_segment_base(ctx, a1, a2),
+        Ok(Hypercall::Iret) => iret::iret(ctx),
         Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2),
         _ => Err(Errno::ENOSYS),
     };
@@ -98,7 +120,7 @@ pub(crate) mod tests {
     //! [`BUF`] (two pages) and nothing else.
     use super::*;
     use crate::domain::{Callbacks, DomainState, FpuState, Vcpu};
-    use crate::frames::{FrameInfo, FrameTable, Owner};
+    use crate::frames::{FrameInfo, Owner};
     use crate::mm::fake::FakeMem;
     use crate::mm::{self, Mfn, pte};
     use pv_abi::arch_x86_64::TrapInfo;
@@ -119,6 +141,7 @@ pub(crate) mod tests {
         pub storage: Vec<FrameInfo>,
         pub domain: Domain,
         pub lines: Lines,
+        pub last_regs: TrapFrame,
     }
 
     impl World {
@@ -178,24 +201,34 @@ pub(crate) mod tests {
                 storage,
                 domain,
                 lines: Lines::default(),
+                last_regs: TrapFrame::default(),
             }
         }
 
-        /// Issues hypercall `number` with `args`; returns rax as a signed value.
+        /// Issues hypercall `number` with `args` from a fresh register frame; returns rax
+        /// as a signed value. The registers afterwards are in `last_regs`.
         pub fn call(&mut self, number: u64, args: [u64; 5]) -> (i64, After) {
-            let frames = FrameTable::adopt(&mut self.storage);
-            let mut regs = TrapFrame {
-                rax: number,
-                rdi: args[0],
-                rsi: args[1],
-                rdx: args[2],
-                r10: args[3],
-                r8: args[4],
+            let regs = TrapFrame {
                 rip: 0x1000,
                 ..TrapFrame::default()
             };
+            self.call_from(regs, number, args)
+        }
+
+        /// Like [`World::call`], starting from the vCPU's saved registers.
+        pub fn call_with_regs(&mut self, number: u64, args: [u64; 5]) -> (i64, After) {
+            let regs = self.domain.vcpu.regs;
+            self.call_from(regs, number, args)
+        }
+
+        fn call_from(&mut self, mut regs: TrapFrame, number: u64, args: [u64; 5]) -> (i64, After) {
+            let frames = FrameTable::adopt(&mut self.storage);
+            regs.rax = number;
+            [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
             let mut ctx = Context {
                 guest: GuestMem::new(&self.mem, &frames, 1, self.domain.vcpu.kernel_root),
+                mem: &self.mem,
+                frames: &frames,
                 domain: &mut self.domain,
                 regs: &mut regs,
                 console: &mut self.lines,
@@ -203,6 +236,7 @@ pub(crate) mod tests {
                 after: After::Resume,
             };
             let after = dispatch(&mut ctx);
+            self.last_regs = regs;
             (regs.rax as i64, after)
         }
 

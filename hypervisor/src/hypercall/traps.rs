@@ -1,9 +1,13 @@
-//! Registration of the guest's virtual trap table and callbacks (`set_trap_table`,
-//! `set_callbacks`, `callback_op`). Delivery through them comes with the traps work.
+//! The guest's virtual CPU control: its trap table and callbacks (`set_trap_table`,
+//! `set_callbacks`, `callback_op`), its kernel stack (`stack_switch`), its virtual CR0.TS
+//! (`fpu_taskswitch`) and its segment bases (`set_segment_base`).
 
 use super::Context;
 use crate::mm::{PhysMem, is_canonical};
-use pv_abi::arch_x86_64::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, TrapInfo};
+use pv_abi::arch_x86_64::{
+    HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER,
+    SEGBASE_GS_USER_SEL, TrapInfo,
+};
 use pv_abi::callback::{
     CALLBACKF_MASK_EVENTS, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT,
     CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CallbackRegister,
@@ -92,6 +96,55 @@ pub(super) fn callback_op<M: PhysMem>(
             }
         }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+pub(super) fn stack_switch<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    ss: u64,
+    sp: u64,
+) -> Result<u64, Errno> {
+    // Xen forces the selector to ring 3; a wrong selector only hurts the guest, but the
+    // stack pointer is used by the hypervisor itself to push frames: keep it sane.
+    if !is_canonical(sp) {
+        return Err(Errno::EINVAL);
+    }
+    ctx.domain.vcpu.kernel_ss = ss | 3;
+    ctx.domain.vcpu.kernel_sp = sp;
+    Ok(0)
+}
+
+pub(super) fn fpu_taskswitch<M: PhysMem>(ctx: &mut Context<'_, M>, set: u64) -> Result<u64, Errno> {
+    ctx.domain.vcpu.virtual_ts = set != 0;
+    Ok(0)
+}
+
+pub(super) fn set_segment_base<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    which: u64,
+    base: u64,
+) -> Result<u64, Errno> {
+    let segments = &mut ctx.domain.vcpu.segments;
+    match u32::try_from(which).map_err(|_| Errno::EINVAL)? {
+        SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL if !is_canonical(base) => {
+            Err(Errno::EINVAL)
+        }
+        SEGBASE_FS => {
+            segments.fs = base;
+            Ok(0)
+        }
+        SEGBASE_GS_USER => {
+            segments.gs_user = base;
+            Ok(0)
+        }
+        SEGBASE_GS_KERNEL => {
+            segments.gs_kernel = base;
+            Ok(0)
+        }
+        // Loading a user GS selector: flat guests have only the null selector, which
+        // leaves the base as it is.
+        SEGBASE_GS_USER_SEL if base & 0xffff == 0 => Ok(0),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -198,5 +251,33 @@ mod tests {
         world.put(0, bad.as_bytes());
         assert_eq!(world.call(30, [0, BUF, 0, 0, 0]).0, -22);
         assert_eq!(world.call(30, [5, BUF, 0, 0, 0]).0, -38);
+    }
+
+    #[test]
+    fn stack_fpu_and_segments() {
+        let mut world = World::new();
+        assert_eq!(world.call(3, [0xe02b, 0xffff_ffff_8010_0000, 0, 0, 0]).0, 0);
+        assert_eq!(world.domain.vcpu.kernel_sp, 0xffff_ffff_8010_0000);
+        assert_eq!(world.call(3, [0xe02b, 1 << 47, 0, 0, 0]).0, -22);
+        assert_eq!(world.call(5, [1, 0, 0, 0, 0]).0, 0);
+        assert!(world.domain.vcpu.virtual_ts);
+        assert_eq!(world.call(5, [0, 0, 0, 0, 0]).0, 0);
+        assert!(!world.domain.vcpu.virtual_ts);
+        assert_eq!(world.call(25, [0, 0x1000, 0, 0, 0]).0, 0);
+        assert_eq!(world.call(25, [1, 0x2000, 0, 0, 0]).0, 0);
+        assert_eq!(world.call(25, [2, 0xffff_ffff_8000_3000, 0, 0, 0]).0, 0);
+        let seg = world.domain.vcpu.segments;
+        assert_eq!(
+            (seg.fs, seg.gs_user, seg.gs_kernel),
+            (0x1000, 0x2000, 0xffff_ffff_8000_3000)
+        );
+        assert_eq!(
+            world.call(25, [1, 1 << 47, 0, 0, 0]).0,
+            -22,
+            "non-canonical"
+        );
+        assert_eq!(world.call(25, [3, 0, 0, 0, 0]).0, 0);
+        assert_eq!(world.call(25, [3, 0x2b, 0, 0, 0]).0, -22);
+        assert_eq!(world.call(25, [9, 0, 0, 0, 0]).0, -22);
     }
 }

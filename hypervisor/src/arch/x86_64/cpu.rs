@@ -12,6 +12,8 @@ pub mod msr {
     pub const CSTAR: u32 = 0xc000_0083;
     /// RFLAGS bits cleared on `syscall`.
     pub const FMASK: u32 = 0xc000_0084;
+    /// FS base.
+    pub const FS_BASE: u32 = 0xc000_0100;
     /// Active GS base.
     pub const GS_BASE: u32 = 0xc000_0101;
     /// GS base swapped in by `swapgs`.

@@ -7,6 +7,7 @@
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
 .set PERCPU_FPU_AREA,  24
+.set PERCPU_GUEST_TS,  40
 .set FLAT_RING3_CS64,  0xe033
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
@@ -81,9 +82,10 @@ EXCEPTION_STUB \v, 0
 .irp v, 8,10,11,12,13,14,17,21,29,30
 EXCEPTION_STUB \v, 1
 .endr
-.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128
 EXCEPTION_STUB \v, 0
 .endr
+.global exception_stub_128
 
 exception_common:
     PUSH_GPRS
@@ -91,7 +93,12 @@ exception_common:
     jz hypervisor_fault
     swapgs
 guest_entry_common:
-    mov %gs:PERCPU_FPU_AREA, %rax
+    /* A guest with virtual CR0.TS runs with the real TS set; clear it before touching
+     * the FPU (fxsave would fault, and so would Rust's own SSE code). */
+    cmpb $0, %gs:PERCPU_GUEST_TS
+    je 1f
+    clts
+1:  mov %gs:PERCPU_FPU_AREA, %rax
     fxsave64 (%rax)
     mov %rsp, %rdi
     cld
@@ -100,6 +107,12 @@ guest_entry_common:
 guest_exit:
     mov %gs:PERCPU_FPU_AREA, %rax
     fxrstor64 (%rax)
+    cmpb $0, %gs:PERCPU_GUEST_TS
+    je 1f
+    mov %cr0, %rax
+    or $8, %rax
+    mov %rax, %cr0
+1:
     POP_GPRS
     add $16, %rsp
     swapgs

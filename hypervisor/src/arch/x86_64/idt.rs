@@ -5,7 +5,13 @@ use core::cell::UnsafeCell;
 
 unsafe extern "C" {
     static exception_stub_table: [u64; 48];
+    fn exception_stub_128();
 }
+
+/// Vectors guest user code may raise with `int` directly (as on Xen): `int3`, `into`
+/// and the conventional system-call vector. Every other `int $n` faults (#GP) and is
+/// checked against the guest's virtual DPL.
+const USER_VECTORS: [usize; 3] = [3, 4, 0x80];
 
 const GATE_INTERRUPT: u64 = 0xe; // interrupts stay off in the handler
 const PRESENT: u64 = 1 << 47;
@@ -43,8 +49,10 @@ pub fn init() {
             18 => 3, // machine check
             _ => 0,
         };
-        idt[vector] = gate(stub, ist, 0);
+        let dpl = if USER_VECTORS.contains(&vector) { 3 } else { 0 };
+        idt[vector] = gate(stub, ist, dpl);
     }
+    idt[0x80] = gate(exception_stub_128 as *const () as u64, 0, 3);
     let pointer = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(idt.as_ptr() as u64),

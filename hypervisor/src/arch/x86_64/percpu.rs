@@ -25,12 +25,16 @@ pub struct PerCpu {
     pub fpu_area: u64,
     /// This CPU's number.
     pub cpu_id: u64,
+    /// Nonzero while the current vCPU has virtual CR0.TS set (the exit path then sets the
+    /// real TS so the guest's next FPU use traps).
+    pub guest_ts: u64,
 }
 
 const _: () = {
     assert!(core::mem::offset_of!(PerCpu, scratch) == 8);
     assert!(core::mem::offset_of!(PerCpu, stack_top) == 16);
     assert!(core::mem::offset_of!(PerCpu, fpu_area) == 24);
+    assert!(core::mem::offset_of!(PerCpu, guest_ts) == 40);
 };
 
 #[repr(C, align(4096))]
@@ -55,6 +59,7 @@ static CPU0: CpuStorage = CpuStorage {
         stack_top: 0,
         fpu_area: 0,
         cpu_id: 0,
+        guest_ts: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -112,4 +117,10 @@ pub fn stack_top() -> u64 {
 pub unsafe fn set_fpu_area(area: u64) {
     // SAFETY: writing a field of this CPU's own block; validity is the caller's promise.
     unsafe { (*current()).fpu_area = area };
+}
+
+/// Records whether the current vCPU runs with virtual CR0.TS.
+pub fn set_guest_ts(on: bool) {
+    // SAFETY: writing a field of this CPU's own block.
+    unsafe { (*current()).guest_ts = u64::from(on) };
 }

@@ -1,0 +1,143 @@
+//! `HYPERVISOR_iret`: the guest kernel's return from an exception, callback or system
+//! call, to its user mode or within kernel mode.
+//!
+//! The guest jumps to the iret stub of its hypercall page with an `iret_context` on its
+//! stack (`rax, r11, rcx, flags, rip, cs, rflags, rsp, ss`, the stub having pushed the
+//! first three). A CS with RPL 3 means "return to user mode": the hypervisor switches to
+//! the user page table and GS base. With `VGCF_in_syscall` the return behaves like
+//! `sysret` and leaves rcx and r11 alone.
+
+use super::{After, Context};
+use crate::mm::{PhysMem, is_canonical};
+use crate::traps::CrashReason;
+use crate::traps::bounce::{rflags, toggle_guest_mode};
+use crate::vcpu_info::VcpuInfoRef;
+use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext, VGCF_IN_SYSCALL};
+use pv_abi::errno::Errno;
+
+pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
+    let Ok(frame) = ctx.guest.read_obj::<IretContext>(ctx.regs.rsp) else {
+        ctx.after = After::Crash(CrashReason::BadIret);
+        return Ok(0);
+    };
+    let to_user = frame.cs & 3 == 3;
+    // Only the flat 64-bit selectors exist for our guests; the stack and instruction
+    // pointers must be canonical, or the return itself would fault in the hypervisor.
+    let plausible = (frame.cs | 3) == u64::from(FLAT_RING3_CS64)
+        && (frame.ss | 3) == u64::from(FLAT_RING3_SS64)
+        && is_canonical(frame.rip)
+        && is_canonical(frame.rsp);
+    // As in Xen, user mode needs its own page table: with the kernel's, user code could
+    // reach all of guest kernel memory (both modes run in ring 3).
+    if !plausible || (to_user && ctx.domain.vcpu.user_root.is_none()) {
+        ctx.after = After::Crash(CrashReason::BadIret);
+        return Ok(0);
+    }
+    if to_user {
+        toggle_guest_mode(&mut ctx.domain.vcpu);
+    }
+    let regs = &mut *ctx.regs;
+    regs.rip = frame.rip;
+    regs.cs = u64::from(FLAT_RING3_CS64);
+    regs.rflags = (frame.rflags & rflags::GUEST_SETTABLE) | rflags::IF | rflags::RESERVED_ONE;
+    regs.rsp = frame.rsp;
+    regs.ss = u64::from(FLAT_RING3_SS64);
+    if frame.flags & VGCF_IN_SYSCALL == 0 {
+        regs.r11 = frame.r11;
+        regs.rcx = frame.rcx;
+    }
+    VcpuInfoRef::of(ctx.mem, ctx.domain).set_upcall_mask(frame.rflags & rflags::IF == 0);
+    // rax of the interrupted context becomes the hypercall's "return value".
+    Ok(frame.rax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{BUF, World};
+    use super::*;
+    use crate::mm::Mfn;
+    use zerocopy::IntoBytes;
+
+    fn context(cs: u64, flags: u64) -> IretContext {
+        IretContext {
+            rax: 42,
+            r11: 0x246,
+            rcx: 0x40_2000,
+            flags,
+            rip: 0x40_1000,
+            cs,
+            rflags: 0x202,
+            rsp: 0x7fff_f000,
+            ss: 0xe02b,
+        }
+    }
+
+    fn call_iret(world: &mut World, frame: IretContext) -> (i64, After) {
+        world.put(0x100, frame.as_bytes());
+        world.domain.vcpu.regs.rsp = BUF + 0x100;
+        world.call_with_regs(23, [0; 5])
+    }
+
+    #[test]
+    fn returns_to_user_mode_with_and_without_syscall_semantics() {
+        let mut world = World::new();
+        world.domain.vcpu.user_root = Some(Mfn(1));
+        let (ret, after) = call_iret(&mut world, context(0xe033, 0));
+        assert_eq!((ret, after), (42, After::Resume));
+        assert!(!world.domain.vcpu.kernel_mode);
+        let regs = world.last_regs;
+        assert_eq!(
+            (regs.rip, regs.rsp, regs.rcx, regs.r11),
+            (0x40_1000, 0x7fff_f000, 0x40_2000, 0x246)
+        );
+
+        let mut world = World::new();
+        world.domain.vcpu.user_root = Some(Mfn(1));
+        let (ret, _) = call_iret(&mut world, context(0xe033, VGCF_IN_SYSCALL));
+        assert_eq!(ret, 42);
+        assert_ne!(
+            world.last_regs.rcx, 0x40_2000,
+            "in_syscall leaves rcx alone"
+        );
+    }
+
+    #[test]
+    fn kernel_to_kernel_and_event_mask() {
+        let mut world = World::new();
+        let mut frame = context(0xe030, 0);
+        frame.rflags = 0x2; // IF off: events masked on return
+        let (ret, _) = call_iret(&mut world, frame);
+        assert_eq!(ret, 42);
+        assert!(world.domain.vcpu.kernel_mode, "RPL 0 stays in kernel mode");
+        assert_eq!(world.last_regs.cs, 0xe033, "hardware CS is always ring 3");
+        assert_eq!(world.last_regs.rflags & 0x200, 0x200, "real IF stays on");
+        assert!(crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+    }
+
+    #[test]
+    fn impossible_frames_crash_the_caller() {
+        let crash = After::Crash(CrashReason::BadIret);
+        let mut world = World::new();
+        assert_eq!(
+            call_iret(&mut world, context(0xe033, 0)).1,
+            crash,
+            "no user page table"
+        );
+        let mut world = World::new();
+        world.domain.vcpu.user_root = Some(Mfn(1));
+        assert_eq!(
+            call_iret(&mut world, context(0xe008, 0)).1,
+            crash,
+            "hypervisor CS"
+        );
+        let mut bad = context(0xe033, 0);
+        bad.rip = 1 << 47;
+        assert_eq!(call_iret(&mut world, bad).1, crash, "non-canonical rip");
+        world.domain.vcpu.regs.rsp = 0x1000;
+        assert_eq!(
+            world.call_with_regs(23, [0; 5]).1,
+            crash,
+            "unreadable frame"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Exceptions, software interrupts and system calls from a guest: emulate what the
+//! hypervisor owns, bounce the rest to the guest kernel's registered handlers, and stop a
+//! guest that left itself no handler.
+//!
+//! This is Xen's x86_64 PV trap model: the guest kernel registers a virtual IDT
+//! (set_trap_table) and callbacks; both guest modes run in ring 3; the hypervisor keeps a
+//! virtual kernel/user mode per vCPU and switches page tables and GS base on every
+//! transition (see `bounce` and `hypercall::iret`).
+
+pub mod bounce;
+
+use crate::domain::Domain;
+use crate::frames::FrameTable;
+use crate::mm::PhysMem;
+use crate::regs::TrapFrame;
+use crate::vcpu_info::VcpuInfoRef;
+use bounce::{Bounce, BounceError, deliver};
+use pv_abi::arch_x86_64::TI_IF;
+
+/// Exception vectors the trap path treats specially.
+pub mod vector {
+    /// Divide error.
+    pub const DE: u64 = 0;
+    /// Debug.
+    pub const DB: u64 = 1;
+    /// Breakpoint (`int3`).
+    pub const BP: u64 = 3;
+    /// Overflow (`into`).
+    pub const OF: u64 = 4;
+    /// Invalid opcode.
+    pub const UD: u64 = 6;
+    /// Device not available (FPU use with CR0.TS).
+    pub const NM: u64 = 7;
+    /// General protection.
+    pub const GP: u64 = 13;
+    /// Page fault.
+    pub const PF: u64 = 14;
+    /// The conventional system-call vector, reachable from guest user mode.
+    pub const INT80: u64 = 0x80;
+}
+
+/// Page-fault error-code bit: the access came from user mode.
+const PFEC_USER: u64 = 1 << 2;
+
+/// Whether the CPU pushes an error code for `vector`.
+pub fn has_error_code(vector: u64) -> bool {
+    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// Everything the trap path may touch.
+pub struct TrapContext<'a, M: PhysMem> {
+    /// The interrupted domain.
+    pub domain: &'a mut Domain,
+    /// Machine memory.
+    pub mem: &'a M,
+    /// The frame table (for the checked guest accessor).
+    pub frames: &'a FrameTable<'a>,
+    /// The interrupted registers.
+    pub regs: &'a mut TrapFrame,
+}
+
+/// How a trap ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The vCPU continues (in its handler, or after an emulated instruction).
+    Resume,
+    /// The vCPU gave up the CPU (e.g. an emulated `hlt`).
+    Yield,
+    /// The domain must be destroyed.
+    Crash(CrashReason),
+}
+
+/// Why a domain is destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashReason {
+    /// A fault for which the guest registered no handler.
+    NoHandler {
+        /// The vector.
+        vector: u64,
+    },
+    /// The guest kernel stack could not take a bounce frame (nor a failsafe frame).
+    BadKernelStack {
+        /// The vector being delivered.
+        vector: u64,
+        /// Where the frame should have gone.
+        address: u64,
+    },
+    /// HYPERVISOR_iret with a frame that cannot be read, or a return to user mode with
+    /// no user page table.
+    BadIret,
+}
+
+impl core::fmt::Display for CrashReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CrashReason::NoHandler { vector } => write!(f, "no guest handler for vector {vector}"),
+            CrashReason::BadKernelStack { vector, address } => write!(
+                f,
+                "cannot push the frame for vector {vector} at {address:#x} (kernel stack unusable, no failsafe)"
+            ),
+            CrashReason::BadIret => {
+                f.write_str("HYPERVISOR_iret with an unreadable or impossible frame")
+            }
+        }
+    }
+}
+
+/// Delivers `bounce`; if the guest stack cannot take the frame, tries the failsafe
+/// callback on the registered kernel stack, and failing that asks for a crash.
+pub fn deliver_or_failsafe<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    vector: u64,
+    bounce: Bounce,
+) -> Outcome {
+    match deliver(ctx, bounce) {
+        Ok(()) => Outcome::Resume,
+        Err(BounceError::NoHandler) => Outcome::Crash(CrashReason::NoHandler { vector }),
+        Err(BounceError::BadStack(address)) => failsafe(ctx, vector, address),
+    }
+}
+
+fn failsafe<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, address: u64) -> Outcome {
+    let handler = ctx.domain.vcpu.callbacks.failsafe;
+    let crash = Outcome::Crash(CrashReason::BadKernelStack { vector, address });
+    if handler == 0 {
+        return crash;
+    }
+    // Deliver on the registered kernel stack, as if from user mode.
+    let was_kernel = ctx.domain.vcpu.kernel_mode;
+    ctx.domain.vcpu.kernel_mode = false;
+    let bounce = Bounce {
+        handler,
+        error_code: None,
+        mask_events: true,
+        failsafe: true,
+    };
+    match deliver(ctx, bounce) {
+        Ok(()) => Outcome::Resume,
+        Err(_) => {
+            ctx.domain.vcpu.kernel_mode = was_kernel;
+            crash
+        }
+    }
+}
+
+/// Delivers exception or software interrupt `vector` through the guest's trap table.
+pub fn inject<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    vector: u64,
+    error_code: Option<u64>,
+) -> Outcome {
+    let entry = ctx.domain.vcpu.trap_table[(vector & 0xff) as usize];
+    let bounce = Bounce {
+        handler: entry.address,
+        error_code,
+        mask_events: entry.flags & TI_IF != 0,
+        failsafe: false,
+    };
+    deliver_or_failsafe(ctx, vector, bounce)
+}
+
+/// Handles exception `vector` raised while the guest ran (hardware error code in the
+/// frame), after the hypervisor-owned cases (emulation, page-table writes) had their say.
+pub fn guest_exception<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, cr2: u64) -> Outcome {
+    match vector {
+        vector::PF => {
+            VcpuInfoRef::of(ctx.mem, ctx.domain).set_cr2(cr2);
+            // The guest sees "user" only for faults from its user mode.
+            let mut code = ctx.regs.error_code & !PFEC_USER;
+            if !ctx.domain.vcpu.kernel_mode {
+                code |= PFEC_USER;
+            }
+            inject(ctx, vector, Some(code))
+        }
+        vector::NM if ctx.domain.vcpu.virtual_ts => {
+            ctx.domain.vcpu.virtual_ts = false;
+            inject(ctx, vector, None)
+        }
+        vector::INT80 => {
+            // Reached through the DPL-3 gate: deliver only if the guest allows it from
+            // the current mode, else it is the #GP an `int $0x80` would raise.
+            if software_interrupt_allowed(ctx.domain, vector) {
+                inject(ctx, vector, None)
+            } else {
+                ctx.regs.rip = ctx.regs.rip.wrapping_sub(2);
+                inject(ctx, vector::GP, Some((vector << 3) | 2))
+            }
+        }
+        _ => {
+            let code = has_error_code(vector).then_some(ctx.regs.error_code);
+            inject(ctx, vector, code)
+        }
+    }
+}
+
+/// Whether `int $vector` may be raised from the vCPU's current mode: the virtual DPL must
+/// be at least 1 for guest kernel mode and 3 for user mode (Xen's `permit_softint`).
+pub fn software_interrupt_allowed(domain: &Domain, vector: u64) -> bool {
+    let entry = &domain.vcpu.trap_table[(vector & 0xff) as usize];
+    let needed = if domain.vcpu.kernel_mode { 1 } else { 3 };
+    entry.address != 0 && entry.dpl() >= needed
+}
+
+/// A `syscall` from guest user mode: enter the guest kernel's syscall callback (with no
+/// callback registered, the guest gets #UD as from a CPU with syscall disabled).
+pub fn user_syscall<M: PhysMem>(ctx: &mut TrapContext<'_, M>) -> Outcome {
+    let callbacks = ctx.domain.vcpu.callbacks;
+    if callbacks.syscall == 0 {
+        ctx.regs.rip = ctx.regs.rip.wrapping_sub(2);
+        return inject(ctx, vector::UD, None);
+    }
+    let bounce = Bounce {
+        handler: callbacks.syscall,
+        error_code: None,
+        mask_events: callbacks.syscall_masks_events,
+        failsafe: false,
+    };
+    deliver_or_failsafe(ctx, crate::regs::VECTOR_SYSCALL, bounce)
+}
+
+#[cfg(test)]
+mod tests;

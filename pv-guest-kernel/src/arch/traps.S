@@ -1,0 +1,76 @@
+/* Exception entry stubs for the PV trap table, and the common return path through
+ * HYPERVISOR_iret.
+ *
+ * The hypervisor delivers with this frame on the guest kernel stack:
+ *     rcx, r11, [error code], rip, cs, rflags, rsp, ss
+ * The stubs pop rcx and r11 (restoring the interrupted values), push an error code where
+ * the CPU has none, push the vector and all registers, and call guest_trap(frame). The
+ * return path pops everything and jumps to the hypercall page's iret stub with the
+ * iret_context the hypervisor expects (flags = 0 on top of rip, cs, rflags, rsp, ss). */
+
+.set HYPERCALL_IRET, 23
+
+.macro GUEST_TRAP vector, has_error
+.p2align 4
+.global guest_trap_\vector
+guest_trap_\vector:
+    pop %rcx
+    pop %r11
+    .if \has_error == 0
+    push $0
+    .endif
+    push $\vector
+    jmp guest_trap_common
+.endm
+
+.text
+.irp v, 0,1,3,4,5,6,7,9,16,18,19,20
+GUEST_TRAP \v, 0
+.endr
+.irp v, 8,10,11,12,13,14,17
+GUEST_TRAP \v, 1
+.endr
+
+guest_trap_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    cld
+    /* Keep the ABI's 16-byte stack alignment for the call. */
+    mov %rsp, %rbx
+    and $~0xf, %rsp
+    call guest_trap
+    mov %rbx, %rsp
+.global guest_trap_return
+guest_trap_return:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp               /* vector and error code */
+    push $0                     /* iret_context.flags */
+    jmp hypercall_page + HYPERCALL_IRET * 32

@@ -1,0 +1,161 @@
+//! The guest kernel's exception handling: a virtual IDT registered with
+//! `set_trap_table`, entry stubs in `arch/traps.S`, one Rust handler, and a small
+//! "expect a fault here" harness the self-tests use.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
+
+/// The frame the entry stubs build (lowest address first).
+#[repr(C)]
+#[derive(Debug)]
+#[allow(missing_docs)] // Register names are their own documentation.
+pub struct GuestFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+macro_rules! stubs {
+    ($($v:literal => $name:ident),* $(,)?) => {
+        unsafe extern "C" { $(fn $name();)* }
+        /// (vector, entry stub) for every exception the kernel handles.
+        fn stub_table() -> [(u8, u64); 19] {
+            [$(($v, $name as *const () as u64)),*]
+        }
+    };
+}
+
+stubs! {
+    0 => guest_trap_0, 1 => guest_trap_1, 3 => guest_trap_3, 4 => guest_trap_4,
+    5 => guest_trap_5, 6 => guest_trap_6, 7 => guest_trap_7, 8 => guest_trap_8,
+    9 => guest_trap_9, 10 => guest_trap_10, 11 => guest_trap_11, 12 => guest_trap_12,
+    13 => guest_trap_13, 14 => guest_trap_14, 16 => guest_trap_16, 17 => guest_trap_17,
+    18 => guest_trap_18, 19 => guest_trap_19, 20 => guest_trap_20,
+}
+
+/// Registers the virtual IDT. `int3` is allowed from user mode (DPL 3), the rest only
+/// as faults.
+pub fn install() -> Result<u64, pv_abi::Errno> {
+    let mut table = [TrapInfo::default(); 20];
+    for (slot, (vector, stub)) in table.iter_mut().zip(stub_table()) {
+        let dpl = if vector == 3 { 3 } else { 0 };
+        *slot = TrapInfo::new(vector, dpl, false, FLAT_KERNEL_CS64, stub);
+    }
+    // SAFETY: every entry points at a stub of arch/traps.S written for the PV frame; the
+    // last entry stays zero as the terminator.
+    unsafe { pv_abi::guest::set_trap_table(&table) }
+}
+
+/// No fault expected.
+const NONE: u64 = u64::MAX;
+
+static EXPECT_VECTOR: AtomicU64 = AtomicU64::new(NONE);
+static RECOVER_RIP: AtomicU64 = AtomicU64::new(0);
+static SEEN_VECTOR: AtomicU64 = AtomicU64::new(NONE);
+static SEEN_ERROR: AtomicU64 = AtomicU64::new(0);
+static SEEN_CS: AtomicU64 = AtomicU64::new(0);
+static SEEN_RFLAGS: AtomicU64 = AtomicU64::new(0);
+
+/// What the handler saw of an expected fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The vector.
+    pub vector: u64,
+    /// The error code (0 if none).
+    pub error_code: u64,
+    /// CS as the hypervisor presented it (RPL 0: came from kernel mode).
+    pub cs: u64,
+    /// RFLAGS as presented (IF = the virtual interrupt flag).
+    pub rflags: u64,
+}
+
+/// Arms the harness: the next fault must be `vector`; the handler resumes at `recover`.
+pub fn expect(vector: u64, recover: u64) {
+    SEEN_VECTOR.store(NONE, Ordering::SeqCst);
+    RECOVER_RIP.store(recover, Ordering::SeqCst);
+    EXPECT_VECTOR.store(vector, Ordering::SeqCst);
+}
+
+/// Disarms the harness and reports what was seen, if anything.
+pub fn seen() -> Option<Seen> {
+    EXPECT_VECTOR.store(NONE, Ordering::SeqCst);
+    let vector = SEEN_VECTOR.swap(NONE, Ordering::SeqCst);
+    (vector != NONE).then(|| Seen {
+        vector,
+        error_code: SEEN_ERROR.load(Ordering::SeqCst),
+        cs: SEEN_CS.load(Ordering::SeqCst),
+        rflags: SEEN_RFLAGS.load(Ordering::SeqCst),
+    })
+}
+
+/// Every exception lands here.
+#[unsafe(no_mangle)]
+extern "C" fn guest_trap(frame: &mut GuestFrame) {
+    let expected = EXPECT_VECTOR.load(Ordering::SeqCst);
+    if frame.vector == 3 && expected != 3 {
+        return; // a stray breakpoint: continue after it
+    }
+    if frame.vector == expected {
+        SEEN_ERROR.store(frame.error_code, Ordering::SeqCst);
+        SEEN_CS.store(frame.cs, Ordering::SeqCst);
+        SEEN_RFLAGS.store(frame.rflags, Ordering::SeqCst);
+        SEEN_VECTOR.store(frame.vector, Ordering::SeqCst);
+        EXPECT_VECTOR.store(NONE, Ordering::SeqCst);
+        let recover = RECOVER_RIP.load(Ordering::SeqCst);
+        if recover != 0 {
+            frame.rip = recover;
+        }
+        return;
+    }
+    panic!(
+        "unexpected exception {} (error {:#x}) at {:#x}, rsp {:#x}",
+        frame.vector, frame.error_code, frame.rip, frame.rsp
+    );
+}
+
+/// Where the harness reads the resume address from (filled in by the test's asm right
+/// before the faulting instruction).
+pub fn recover_slot() -> *mut u64 {
+    RECOVER_RIP.as_ptr()
+}
+
+/// Runs `$insn` (asm text) expecting exception `$vector`; evaluates to what was seen.
+macro_rules! expect_fault {
+    ($vector:expr, $($insn:literal),+ $(; $($operands:tt)*)?) => {{
+        $crate::traps::expect($vector, 0);
+        // SAFETY: the instruction faults on purpose; the handler resumes at label 2,
+        // right after it, with every register the asm names restored.
+        unsafe {
+            core::arch::asm!(
+                "lea {tmp}, [rip + 2f]",
+                "mov [{slot}], {tmp}",
+                $($insn,)+
+                "2:",
+                slot = in(reg) $crate::traps::recover_slot(),
+                tmp = out(reg) _,
+                $($($operands)*)?
+            );
+        }
+        $crate::traps::seen()
+    }};
+}
+pub(crate) use expect_fault;
