@@ -19,10 +19,12 @@
 use crate::bootimage::DomainSpec;
 use crate::domain::{Callbacks, Domain, DomainState, FpuState, Vcpu};
 use crate::elf::{ElfError, PvKernel};
-use crate::frames::{DomId, FrameTable, Owner};
+use crate::frames::{DomId, FrameTable, Owner, PageType};
 use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
+use crate::paging::{Mmu, Paging};
 use crate::regs::TrapFrame;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, TrapInfo};
+use pv_abi::errno::Errno;
 use pv_abi::xen::{Hypercall, SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -46,6 +48,8 @@ pub enum BuildError {
     TooMuchMemory,
     /// The machine ran out of free frames.
     OutOfFrames,
+    /// Validating the bootstrap page tables failed (a builder bug).
+    PageTables(Errno),
 }
 
 impl From<ElfError> for BuildError {
@@ -61,6 +65,7 @@ impl core::fmt::Display for BuildError {
             BuildError::TooLittleMemory => f.write_str("memory too small for the boot region"),
             BuildError::TooMuchMemory => f.write_str("memory above the per-domain limit"),
             BuildError::OutOfFrames => f.write_str("machine out of free frames"),
+            BuildError::PageTables(errno) => write!(f, "bootstrap page tables rejected: {errno:?}"),
         }
     }
 }
@@ -188,6 +193,22 @@ impl<M: PhysMem> P2m<'_, M> {
     }
 }
 
+/// The builder's stand-in for the CPU: the domain is not running, so there is nothing to
+/// flush or load; its own entries name real frames, so every address width is fine.
+struct BuilderMmu<'a>(&'a [(usize, u64)]);
+
+impl Mmu for BuilderMmu<'_> {
+    fn flush_all(&mut self) {}
+    fn flush_va(&mut self, _va: u64) {}
+    fn load_root(&mut self, _root: Mfn) {}
+    fn hypervisor_l4(&self) -> &[(usize, u64)] {
+        self.0
+    }
+    fn phys_addr_bits(&self) -> u32 {
+        52
+    }
+}
+
 /// Everything the builder needs from the machine.
 pub struct Machine<'a, 'f, M: PhysMem> {
     /// Machine memory.
@@ -255,6 +276,7 @@ fn build_inner<M: PhysMem>(
             alloc()?
         };
         p2m.set(pfn, mfn);
+        machine.frames.set_m2p(mfn, pfn);
     }
     let shared_info = alloc()?;
     let frame_of = |va: u64| p2m.get(layout.pfn(va));
@@ -308,6 +330,16 @@ fn build_inner<M: PhysMem>(
     for &(slot, entry) in machine.hypervisor_l4 {
         mem.write_u64(l4.addr() + slot as u64 * 8, entry);
     }
+
+    // Type the tables the Xen way: pinning the root validates the whole tree, which takes
+    // a reference on every mapped frame (the writable ones become `Writable`, the tables
+    // stay read-only); the vCPU's base pointer holds a second reference on the root.
+    let mut mmu = BuilderMmu(machine.hypervisor_l4);
+    let mut paging = Paging::new(mem, &*machine.frames, id, &mut mmu);
+    paging.pin(l4, 4).map_err(BuildError::PageTables)?;
+    paging
+        .get_page_and_type(l4, PageType::L4Table)
+        .map_err(BuildError::PageTables)?;
 
     // start_info.
     let mut info = StartInfo::new_zeroed();
@@ -413,7 +445,9 @@ mod tests {
     fn builds_xen_start_of_day_layout() {
         let mem = FakeMem::new(FRAMES);
         let mut storage = vec![FrameInfo::default(); FRAMES];
+        let mut m2p = vec![0u64; FRAMES];
         let mut frames = FrameTable::new(&mut storage);
+        frames.attach_m2p(&mut m2p);
         frames.add_ram(Mfn(16), Mfn(FRAMES as u64));
         let before = frames.free_count();
         let image = tiny_kernel(&[]);
@@ -470,9 +504,45 @@ mod tests {
         assert!(translate(&mem, root, domain.vcpu.regs.rsp - 8).is_some());
         let layout_end = domain.vcpu.regs.rsp; // stack top
         assert!(translate(&mem, root, layout_end + MIN_PADDING - 1).is_some());
+        // The tables are typed the Xen way: the root pinned and held by the vCPU, every
+        // table validated and mapped read-only, every other mapped page writable.
+        let root_info = frames.info(root);
+        assert_eq!(
+            (root_info.page_type, root_info.type_count, root_info.pinned),
+            (PageType::L4Table, 2, true)
+        );
+        let table_of = |va: u64| Mfn::containing(translate(&mem, root, va).unwrap().0);
+        assert_eq!(table_of(info.pt_base), root);
+        for table in 1..info.nr_pt_frames {
+            let frame = table_of(info.pt_base + table * PAGE_SIZE);
+            assert!(frames.info(frame).page_type.table_level().is_some());
+            assert!(frames.info(frame).validated);
+        }
+        for va in [si_va, domain.vcpu.regs.rsp - 8, BASE + 0x1000] {
+            let page = table_of(va);
+            assert_eq!(frames.info(page).page_type, PageType::Writable, "{va:#x}");
+            assert_eq!(frames.info(page).type_count, 1);
+        }
+        assert_eq!(frames.info(domain.shared_info).ref_count, 0, "not mapped");
+        for pfn in [0u64, 1, 2047] {
+            let (addr, _) = translate(&mem, root, info.mfn_list + pfn * 8).unwrap();
+            assert_eq!(frames.m2p(Mfn(mem.read_u64(addr))), pfn);
+        }
+        crate::paging::audit::audit(&mem, &frames, 1, &[root]).unwrap();
         // Tear-down returns every frame.
         assert_eq!(frames.release_domain(1), 2049);
         assert_eq!(frames.free_count(), before);
+        // Again and again: nothing leaks.
+        for _ in 0..3 {
+            let mut machine = Machine {
+                mem: &mem,
+                frames: &mut frames,
+                hypervisor_l4: &hv,
+            };
+            build(&mut machine, 2, &spec(&image, 8 * 1024)).unwrap();
+            assert_eq!(frames.release_domain(2), 2049);
+            assert_eq!(frames.free_count(), before);
+        }
     }
 
     #[test]
