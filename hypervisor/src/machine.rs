@@ -281,7 +281,14 @@ pub fn trap(frame: &mut TrapFrame) {
             } else {
                 0
             };
-            on_trap(state, frame, |ctx| traps::guest_exception(ctx, vector, cr2))
+            let mut hw = crate::hardware::Machine::new();
+            let after = on_trap(state, frame, |ctx| {
+                traps::guest_exception(ctx, &mut hw, vector, cr2)
+            });
+            if let Some(root) = hw.loaded_root {
+                state.loaded.root = root.addr();
+            }
+            after
         }
     };
     match after {

@@ -10,6 +10,7 @@
 
 mod arch;
 mod console;
+mod hardware;
 mod machine;
 
 use arch::x86_64 as x86;

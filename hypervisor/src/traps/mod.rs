@@ -8,6 +8,7 @@
 //! transition (see `bounce` and `hypercall::iret`).
 
 pub mod bounce;
+pub mod emulate;
 
 use crate::domain::Domain;
 use crate::frames::FrameTable;
@@ -159,9 +160,36 @@ pub fn inject<M: PhysMem>(
     deliver_or_failsafe(ctx, vector, bounce)
 }
 
+/// Page-fault error-code bits: the page was present; the access was a write.
+const PFEC_PRESENT: u64 = 1 << 0;
+const PFEC_WRITE: u64 = 1 << 1;
+
 /// Handles exception `vector` raised while the guest ran (hardware error code in the
-/// frame), after the hypervisor-owned cases (emulation, page-table writes) had their say.
-pub fn guest_exception<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, cr2: u64) -> Outcome {
+/// frame): first what the hypervisor emulates (privileged instructions, stores into the
+/// guest's own page tables), then delivery to the guest kernel.
+pub fn guest_exception<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    hw: &mut dyn emulate::Hardware,
+    vector: u64,
+    cr2: u64,
+) -> Outcome {
+    let emulated = match vector {
+        vector::GP | vector::UD => emulate::privileged_op(ctx, hw),
+        vector::PF
+            if ctx.regs.error_code & (PFEC_PRESENT | PFEC_WRITE) == PFEC_PRESENT | PFEC_WRITE =>
+        {
+            emulate::page_table_write(ctx, hw, cr2)
+        }
+        _ => None,
+    };
+    if let Some(outcome) = emulated {
+        return outcome;
+    }
+    reflect(ctx, vector, cr2)
+}
+
+/// Delivers exception `vector` to the guest kernel's handler.
+fn reflect<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, cr2: u64) -> Outcome {
     match vector {
         vector::PF => {
             VcpuInfoRef::of(ctx.mem, ctx.domain).set_cr2(cr2);

@@ -1,10 +1,40 @@
 //! Trap-path tests on the one-domain test world of `hypercall::tests` (a writable buffer
 //! at `BUF`, two pages, used here as the guest kernel stack; shared info in frame 7).
 
+use super::emulate::{Hardware, VIRTUAL_CR0};
 use super::*;
+use crate::emulate::OperandSize;
 use crate::frames::FrameTable;
 use crate::hypercall::tests::{BUF, World};
+use crate::paging::Mmu;
+use crate::paging::testing::FakeMmu;
 use pv_abi::arch_x86_64::TrapInfo;
+
+/// Records what emulation asked of the machine.
+#[derive(Default)]
+struct FakeHardware {
+    mmu: FakeMmu,
+    outs: Vec<(u16, u32)>,
+}
+
+impl Hardware for FakeHardware {
+    fn mmu(&mut self) -> &mut dyn Mmu {
+        &mut self.mmu
+    }
+    fn port_in(&mut self, port: u16, _: OperandSize) -> u32 {
+        u32::from(port) + 1
+    }
+    fn port_out(&mut self, port: u16, _: OperandSize, value: u32) {
+        self.outs.push((port, value));
+    }
+    fn cpuid(&mut self, _: u32, _: u32) -> [u32; 4] {
+        [0xffff_ffff; 4]
+    }
+}
+
+fn exception(world: &mut World, hw: &mut FakeHardware, vector: u64, cr2: u64) -> Outcome {
+    run(world, |ctx| guest_exception(ctx, hw, vector, cr2))
+}
 
 const STACK_TOP: u64 = BUF + 0x2000;
 const HANDLER: u64 = 0xffff_ffff_8000_1000;
@@ -56,7 +86,7 @@ fn exception_in_kernel_mode_pushes_xen_frame() {
     let mut world = kernel_world();
     world.domain.vcpu.regs.error_code = 0x7; // present, write, user (hardware view)
     let outcome = run(&mut world, |ctx| {
-        guest_exception(ctx, vector::PF, 0xdead_b000)
+        guest_exception(ctx, &mut FakeHardware::default(), vector::PF, 0xdead_b000)
     });
     assert_eq!(outcome, Outcome::Resume);
     let regs = world.domain.vcpu.regs;
@@ -92,7 +122,12 @@ fn exception_in_user_mode_switches_to_the_kernel_stack() {
     world.domain.vcpu.kernel_sp = STACK_TOP;
     world.domain.vcpu.regs.rsp = 0x7fff_0000;
     assert_eq!(
-        run(&mut world, |ctx| guest_exception(ctx, vector::UD, 0)),
+        run(&mut world, |ctx| guest_exception(
+            ctx,
+            &mut FakeHardware::default(),
+            vector::UD,
+            0
+        )),
         Outcome::Resume
     );
     assert!(world.domain.vcpu.kernel_mode);
@@ -107,7 +142,9 @@ fn exception_in_user_mode_switches_to_the_kernel_stack() {
 #[test]
 fn missing_handler_or_stack_crashes_unless_failsafe() {
     let mut world = kernel_world();
-    let outcome = run(&mut world, |ctx| guest_exception(ctx, vector::DE, 0));
+    let outcome = run(&mut world, |ctx| {
+        guest_exception(ctx, &mut FakeHardware::default(), vector::DE, 0)
+    });
     assert_eq!(
         outcome,
         Outcome::Crash(CrashReason::NoHandler { vector: 0 })
@@ -115,7 +152,9 @@ fn missing_handler_or_stack_crashes_unless_failsafe() {
 
     let mut world = kernel_world();
     world.domain.vcpu.regs.rsp = 0x1000; // unmapped
-    let outcome = run(&mut world, |ctx| guest_exception(ctx, vector::UD, 0));
+    let outcome = run(&mut world, |ctx| {
+        guest_exception(ctx, &mut FakeHardware::default(), vector::UD, 0)
+    });
     assert!(matches!(
         outcome,
         Outcome::Crash(CrashReason::BadKernelStack { vector: 6, .. })
@@ -130,7 +169,12 @@ fn missing_handler_or_stack_crashes_unless_failsafe() {
     world.domain.vcpu.kernel_sp = STACK_TOP;
     world.domain.vcpu.callbacks.failsafe = HANDLER + 0x200;
     assert_eq!(
-        run(&mut world, |ctx| guest_exception(ctx, vector::UD, 0)),
+        run(&mut world, |ctx| guest_exception(
+            ctx,
+            &mut FakeHardware::default(),
+            vector::UD,
+            0
+        )),
         Outcome::Resume
     );
     assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x200);
@@ -178,7 +222,12 @@ fn int80_follows_the_virtual_dpl() {
     world.domain.vcpu.trap_table[13] = TrapInfo::new(13, 0, false, 0xe033, HANDLER + 0x400);
     world.domain.vcpu.trap_table[0x80] = TrapInfo::new(0x80, 0, false, 0xe033, HANDLER + 0x500);
     assert_eq!(
-        run(&mut world, |ctx| guest_exception(ctx, vector::INT80, 0)),
+        run(&mut world, |ctx| guest_exception(
+            ctx,
+            &mut FakeHardware::default(),
+            vector::INT80,
+            0
+        )),
         Outcome::Resume
     );
     assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x400, "vDPL 0: #GP");
@@ -191,7 +240,12 @@ fn int80_follows_the_virtual_dpl() {
     world.domain.vcpu.regs.rip = 0x40_1002;
     world.domain.vcpu.trap_table[0x80] = TrapInfo::new(0x80, 3, false, 0xe033, HANDLER + 0x500);
     assert_eq!(
-        run(&mut world, |ctx| guest_exception(ctx, vector::INT80, 0)),
+        run(&mut world, |ctx| guest_exception(
+            ctx,
+            &mut FakeHardware::default(),
+            vector::INT80,
+            0
+        )),
         Outcome::Resume
     );
     assert_eq!(
@@ -207,9 +261,202 @@ fn virtual_ts_turns_nm_into_a_guest_nm_once() {
     world.domain.vcpu.virtual_ts = true;
     world.domain.vcpu.trap_table[7] = TrapInfo::new(7, 0, false, 0xe033, HANDLER + 0x600);
     assert_eq!(
-        run(&mut world, |ctx| guest_exception(ctx, vector::NM, 0)),
+        run(&mut world, |ctx| guest_exception(
+            ctx,
+            &mut FakeHardware::default(),
+            vector::NM,
+            0
+        )),
         Outcome::Resume
     );
     assert!(!world.domain.vcpu.virtual_ts);
     assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x600);
+}
+
+/// Where test code lives (inside the mapped buffer) and where the test stack starts.
+const CODE: u64 = BUF + 0x1800;
+
+fn emulating(code: &[u8]) -> World {
+    let mut world = kernel_world();
+    world.put(CODE - BUF, code);
+    world.domain.vcpu.regs.rip = CODE;
+    world.domain.vcpu.trap_table[13] = TrapInfo::new(13, 0, false, 0xe033, HANDLER + 0x700);
+    world
+}
+
+#[test]
+fn cli_sti_flip_the_virtual_interrupt_flag() {
+    let mut world = emulating(&[0xfa, 0xfb]);
+    let mut hw = FakeHardware::default();
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert!(crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 1);
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert!(!crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 2);
+}
+
+#[test]
+fn control_registers_and_msrs() {
+    // mov rax, cr0; mov rbx, cr3; mov cr0, rax (with TS); rdmsr; wrmsr
+    let mut world = emulating(&[
+        0x0f, 0x20, 0xc0, 0x0f, 0x20, 0xdb, 0x0f, 0x22, 0xc0, 0x0f, 0x32, 0x0f, 0x30,
+    ]);
+    let mut hw = FakeHardware::default();
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rax, VIRTUAL_CR0);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rbx,
+        world.domain.vcpu.kernel_root.addr()
+    );
+    world.domain.vcpu.regs.rax = VIRTUAL_CR0 | 8;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert!(world.domain.vcpu.virtual_ts, "mov to CR0 may set TS");
+    world.domain.vcpu.segments.fs = 0x1234_5678_9abc;
+    world.domain.vcpu.regs.rcx = 0xc000_0100;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        (world.domain.vcpu.regs.rdx, world.domain.vcpu.regs.rax),
+        (0x1234, 0x5678_9abc)
+    );
+    world.domain.vcpu.regs.rcx = 0xc000_0101;
+    world.domain.vcpu.regs.rax = 0x4000;
+    world.domain.vcpu.regs.rdx = 0;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(world.domain.vcpu.segments.gs_kernel, 0x4000);
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 13);
+}
+
+#[test]
+fn refused_instructions_are_reflected_as_gp() {
+    // mov cr0, rax changing PG; wrmsr to an unknown MSR; lgdt [rax]
+    for (code, rax, rcx) in [
+        (&[0x0f, 0x22, 0xc0][..], 0x33u64, 0u64),
+        (&[0x0f, 0x30][..], 0, 0x10),
+        (&[0x0f, 0x01, 0x10][..], BUF, 0),
+    ] {
+        let mut world = emulating(code);
+        world.domain.vcpu.regs.rax = rax;
+        world.domain.vcpu.regs.rcx = rcx;
+        world.domain.vcpu.regs.error_code = 0;
+        assert_eq!(
+            exception(&mut world, &mut FakeHardware::default(), vector::GP, 0),
+            Outcome::Resume
+        );
+        assert_eq!(
+            world.domain.vcpu.regs.rip,
+            HANDLER + 0x700,
+            "reflected for {code:02x?}"
+        );
+    }
+}
+
+#[test]
+fn port_io_needs_privilege_and_iopl_and_spares_our_ports() {
+    // out 0x80, al; out dx, al (dx = 0xf4, the debug-exit port); in al, 0x80
+    let mut world = emulating(&[0xe6, 0x80, 0xee, 0xe4, 0x80]);
+    let mut hw = FakeHardware::default();
+    world.domain.vcpu.regs.rax = 0x5a;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert!(hw.outs.is_empty(), "no I/O for an unprivileged domain");
+    let mut world = emulating(&[0xe6, 0x80, 0xee, 0xe4, 0x80]);
+    world.domain.privileged = true;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert!(hw.outs.is_empty(), "no I/O at virtual IOPL 0");
+    let mut world = emulating(&[0xe6, 0x80, 0xee, 0xe4, 0x80]);
+    world.domain.privileged = true;
+    world.domain.vcpu.iopl = 1;
+    world.domain.vcpu.regs.rax = 0x5a;
+    world.domain.vcpu.regs.rdx = 0xf4;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(hw.outs, [(0x80, 0x5a)]);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x700,
+        "the debug-exit port stays ours"
+    );
+    assert_eq!(hw.outs.len(), 1);
+    let mut world = emulating(&[0xe4, 0x80]);
+    world.domain.privileged = true;
+    world.domain.vcpu.iopl = 1;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rax & 0xff, 0x81);
+}
+
+#[test]
+fn int_n_uses_the_virtual_dpl_and_the_true_error_code() {
+    let mut world = emulating(&[0xcd, 0x40]);
+    exception(&mut world, &mut FakeHardware::default(), vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700);
+    let frame = stack_words(&world, world.domain.vcpu.regs.rsp, 4);
+    assert_eq!(frame[2..4], [(0x40 << 3) | 2, CODE]);
+    let mut world = emulating(&[0xcd, 0x40]);
+    world.domain.vcpu.trap_table[0x40] = TrapInfo::new(0x40, 1, false, 0xe033, HANDLER + 0x800);
+    exception(&mut world, &mut FakeHardware::default(), vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x800);
+    let frame = stack_words(&world, world.domain.vcpu.regs.rsp, 3);
+    assert_eq!(frame[2], CODE + 2, "returns after the int");
+}
+
+#[test]
+fn forced_cpuid_shows_xen_and_hides_what_we_do_not_virtualize() {
+    let forced = [0x0f, 0x0b, 0x78, 0x65, 0x6e, 0x0f, 0xa2];
+    let mut world = emulating(&forced);
+    world.domain.vcpu.regs.rax = 0x4000_0000;
+    exception(&mut world, &mut FakeHardware::default(), vector::UD, 0);
+    let r = world.domain.vcpu.regs;
+    let signature: Vec<u8> = [r.rbx, r.rcx, r.rdx]
+        .iter()
+        .flat_map(|v| (*v as u32).to_le_bytes())
+        .collect();
+    assert_eq!(&signature, b"XenVMMXenVMM");
+    assert_eq!(r.rip, CODE + 7);
+    let mut world = emulating(&forced);
+    world.domain.vcpu.regs.rax = 1;
+    world.domain.vcpu.kernel_mode = false; // allowed from user mode too
+    exception(&mut world, &mut FakeHardware::default(), vector::UD, 0);
+    let ecx = world.domain.vcpu.regs.rcx as u32;
+    assert_eq!(ecx & (1 << 31), 1 << 31, "hypervisor bit");
+    assert_eq!(
+        ecx & ((1 << 5) | (1 << 26) | (1 << 27)),
+        0,
+        "no VMX, XSAVE, OSXSAVE"
+    );
+}
+
+#[test]
+fn user_mode_privileged_instructions_are_not_emulated() {
+    let mut world = emulating(&[0xfa]);
+    world.domain.vcpu.kernel_mode = false;
+    world.domain.vcpu.kernel_sp = STACK_TOP;
+    assert_eq!(
+        exception(&mut world, &mut FakeHardware::default(), vector::GP, 0),
+        Outcome::Resume
+    );
+    assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700);
+    assert!(!crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+}
+
+#[test]
+fn garbage_and_truncated_instructions_are_reflected() {
+    for code in [&[0x0f][..], &[0x0f, 0xff, 0xff][..], &[0xf0, 0xfa][..]] {
+        let mut world = emulating(code);
+        // Make the bytes after the code unreadable: put the code at the end of the mapping.
+        let at = BUF + 0x2000 - code.len() as u64;
+        world.put(at - BUF, code);
+        world.domain.vcpu.regs.rip = at;
+        assert_eq!(
+            exception(&mut world, &mut FakeHardware::default(), vector::GP, 0),
+            Outcome::Resume
+        );
+        assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700, "{code:02x?}");
+    }
 }

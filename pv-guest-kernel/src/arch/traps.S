@@ -24,7 +24,7 @@ guest_trap_\vector:
 .endm
 
 .text
-.irp v, 0,1,3,4,5,6,7,9,16,18,19,20
+.irp v, 0,1,3,4,5,6,7,9,16,18,19,20,64
 GUEST_TRAP \v, 0
 .endr
 .irp v, 8,10,11,12,13,14,17

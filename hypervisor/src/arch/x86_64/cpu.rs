@@ -71,3 +71,31 @@ pub fn halt_forever() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// Flushes the TLB entry for `va` (this CPU).
+pub fn invlpg(va: u64) {
+    // SAFETY: invlpg only drops a cached translation.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}
+
+/// Flushes every TLB entry of this CPU, global ones included (by toggling CR4.PGE).
+pub fn flush_tlb_all() {
+    const PGE: u64 = 1 << 7;
+    // SAFETY: clearing and restoring PGE changes no translation, only flushes the TLB.
+    unsafe {
+        let cr4: u64;
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4 & !PGE, options(nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+    }
+}
+
+/// Physical-address bits this CPU implements (CPUID 0x80000008).
+pub fn phys_addr_bits() -> u32 {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    if max >= 0x8000_0008 {
+        core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
+    } else {
+        36
+    }
+}

@@ -1,0 +1,85 @@
+//! The real machine behind the library's `Mmu` (TLB, CR3) and emulation `Hardware`
+//! (ports, CPUID) traits.
+
+use crate::arch::x86_64::{self as x86, cpu};
+use hypervisor::emulate::OperandSize;
+use hypervisor::mm::Mfn;
+use hypervisor::paging::Mmu;
+use hypervisor::traps::emulate::Hardware;
+use x86_64::instructions::port::Port;
+
+/// This CPU, on behalf of the running vCPU.
+pub struct Machine {
+    hypervisor_l4: [(usize, u64); 1],
+    /// The root most recently loaded into CR3 through `load_root`, if any.
+    pub loaded_root: Option<Mfn>,
+}
+
+impl Machine {
+    /// The CPU as it is now.
+    pub fn new() -> Machine {
+        Machine {
+            hypervisor_l4: x86::hypervisor_l4_entries(),
+            loaded_root: None,
+        }
+    }
+}
+
+impl Mmu for Machine {
+    fn flush_all(&mut self) {
+        cpu::flush_tlb_all();
+    }
+
+    fn flush_va(&mut self, va: u64) {
+        cpu::invlpg(va);
+    }
+
+    fn load_root(&mut self, root: Mfn) {
+        // SAFETY: the paging engine hands over only validated, pinned L4 tables of the
+        // running domain, which carry the hypervisor's slots.
+        unsafe { cpu::write_cr3(root.addr()) };
+        self.loaded_root = Some(root);
+    }
+
+    fn hypervisor_l4(&self) -> &[(usize, u64)] {
+        &self.hypervisor_l4
+    }
+
+    fn phys_addr_bits(&self) -> u32 {
+        cpu::phys_addr_bits()
+    }
+}
+
+impl Hardware for Machine {
+    fn mmu(&mut self) -> &mut dyn Mmu {
+        self
+    }
+
+    fn port_in(&mut self, port: u16, size: OperandSize) -> u32 {
+        // SAFETY: the emulator checked the domain may use this port; the hypervisor's own
+        // ports are never allowed.
+        unsafe {
+            match size {
+                OperandSize::Byte => u32::from(Port::<u8>::new(port).read()),
+                OperandSize::Word => u32::from(Port::<u16>::new(port).read()),
+                _ => Port::<u32>::new(port).read(),
+            }
+        }
+    }
+
+    fn port_out(&mut self, port: u16, size: OperandSize, value: u32) {
+        // SAFETY: as in `port_in`.
+        unsafe {
+            match size {
+                OperandSize::Byte => Port::<u8>::new(port).write(value as u8),
+                OperandSize::Word => Port::<u16>::new(port).write(value as u16),
+                _ => Port::<u32>::new(port).write(value),
+            }
+        }
+    }
+
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    }
+}

@@ -1,0 +1,359 @@
+//! Trap-and-emulate: what an unmodified kernel's privileged instructions mean when a PV
+//! guest kernel executes them in ring 3.
+//!
+//! The instruction faults (#GP, or #UD for Xen's forced-emulation prefix), the hypervisor
+//! fetches and decodes it (`crate::emulate`), and if it is one this module understands
+//! and the guest may do it, carries out the effect on the *virtual* CPU and steps over
+//! it. Everything else is reflected to the guest as the #GP the instruction raised.
+//!
+//! | instruction | effect |
+//! | --- | --- |
+//! | `cli` / `sti` | set / clear the vCPU's event mask (its virtual IF) |
+//! | `hlt` | give up the CPU (`sched_op(yield)`; blocking comes with events) |
+//! | `mov` from CR0/CR2/CR3/CR4/CR8 | the virtual value (CR3: the kernel root's machine address) |
+//! | `mov` to CR0 (TS only), CR2, CR3, CR4 (PGE only) | `fpu_taskswitch`, CR2, `MMUEXT_NEW_BASEPTR`, TLB flush |
+//! | `clts` | clear virtual CR0.TS |
+//! | `rdmsr` / `wrmsr` | FS/GS bases (as `set_segment_base`), EFER (read), others #GP |
+//! | `in` / `out` | the real port, for a domain allowed it (virtual IOPL >= 1 and an I/O-capable domain) |
+//! | `invlpg` | flush that address (`MMUEXT_INVLPG_LOCAL`) |
+//! | `wbinvd`, `invd` | nothing (no device caches need it here) |
+//! | `int $n` | the guest's handler for n if its virtual DPL allows, else #GP(n*8+2) |
+//! | `ud2; .ascii "xen"; cpuid` | CPUID filtered by our policy |
+//!
+//! `pushf`/`popf` never fault in ring 3 (`popf` silently keeps IF), so a kernel that
+//! wants its virtual interrupt flag must use `cli`/`sti` or `vcpu_info` directly.
+
+use super::{Outcome, TrapContext, inject, software_interrupt_allowed, vector};
+use crate::emulate::{
+    ControlRegister, Decoded, Gpr, Instruction, OperandSize, PortOperand, decode, fetch,
+};
+use crate::guestmem::GuestMem;
+use crate::mm::{Mfn, PhysMem, is_canonical};
+use crate::paging::{Mmu, Paging};
+use crate::vcpu_info::VcpuInfoRef;
+
+/// What emulation needs from the machine besides memory.
+pub trait Hardware {
+    /// TLB and CR3 effects (shared with the paging engine).
+    fn mmu(&mut self) -> &mut dyn Mmu;
+    /// Reads an I/O port.
+    fn port_in(&mut self, port: u16, size: OperandSize) -> u32;
+    /// Writes an I/O port.
+    fn port_out(&mut self, port: u16, size: OperandSize, value: u32);
+    /// Executes CPUID on the real CPU.
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
+}
+
+/// CR0 as a PV guest sees it: PE, MP, ET, NE, WP, AM, PG (+ TS when set virtually).
+pub const VIRTUAL_CR0: u64 = 0x8005_0033;
+const CR0_TS: u64 = 1 << 3;
+/// CR4 as a PV guest sees it: PAE, PGE, OSFXSR, OSXMMEXCPT.
+pub const VIRTUAL_CR4: u64 = (1 << 5) | (1 << 7) | (1 << 9) | (1 << 10);
+const CR4_PGE: u64 = 1 << 7;
+/// EFER as a PV guest sees it: SCE, LME, LMA, NXE.
+pub const VIRTUAL_EFER: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// Ports the hypervisor keeps for itself whatever a domain is allowed: the PICs, the PIT,
+/// the PCI configuration window, COM1 and QEMU's debug-exit device.
+const HYPERVISOR_PORTS: [(u16, u16); 6] = [
+    (0x20, 0x21),
+    (0x40, 0x43),
+    (0xa0, 0xa1),
+    (0xcf8, 0xcff),
+    (0x3f8, 0x3ff),
+    (0xf4, 0xf7),
+];
+
+/// Whether the current vCPU may touch `size` bytes at `port`.
+fn port_allowed<M: PhysMem>(ctx: &TrapContext<'_, M>, port: u16, size: OperandSize) -> bool {
+    let last = u32::from(port) + size.bytes() as u32 - 1;
+    let reserved = HYPERVISOR_PORTS
+        .iter()
+        .any(|&(lo, hi)| u32::from(port) <= u32::from(hi) && last >= u32::from(lo));
+    ctx.domain.privileged
+        && ctx.domain.vcpu.kernel_mode
+        && ctx.domain.vcpu.iopl >= 1
+        && !reserved
+        && last <= 0xffff
+}
+
+/// The CPUID the guest is shown: the real one with what we do not virtualize hidden and
+/// the hypervisor bit set, plus Xen's leaves at 0x40000000.
+pub fn filtered_cpuid(hw: &mut dyn Hardware, leaf: u32, subleaf: u32) -> [u32; 4] {
+    match leaf {
+        // "XenVMMXenVMM", leaves up to 0x40000002.
+        0x4000_0000 => [0x4000_0002, 0x566e_6558, 0x65584d4d, 0x4d4d566e],
+        0x4000_0001 => [(4 << 16) | 17, 0, 0, 0],
+        // One hypercall page; no MSR to install it (the ELF note does that).
+        0x4000_0002 => [1, 0, 0, 0],
+        0x4000_0003..=0x4fff_ffff => [0; 4],
+        1 => {
+            let [a, b, mut c, mut d] = hw.cpuid(leaf, subleaf);
+            // ecx: hide MONITOR, VMX, SMX, EST, TM2, PCID, x2APIC, TSC-deadline, XSAVE,
+            // OSXSAVE, AVX; set "running on a hypervisor".
+            c &= !((1 << 3) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 17) | (1 << 21));
+            c &= !((1 << 24) | (1 << 26) | (1 << 27) | (1 << 28));
+            c |= 1 << 31;
+            // edx: hide ACPI thermal control, TM, PBE.
+            d &= !((1 << 22) | (1 << 29) | (1 << 31));
+            [a, b, c, d]
+        }
+        // Structured features, subleaf 0 only, and of it only instructions that need no
+        // OS or hypervisor support: BMI1, BMI2, ERMS, RDSEED, ADX, SHA.
+        7 if subleaf != 0 => [0; 4],
+        7 => {
+            let [_, b, _, _] = hw.cpuid(leaf, subleaf);
+            let keep_b = (1 << 3) | (1 << 8) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 29);
+            [0, b & keep_b, 0, 0]
+        }
+        0xd => [0; 4],
+        _ => hw.cpuid(leaf, subleaf),
+    }
+}
+
+/// Tries to emulate the instruction that raised #GP (or #UD) in the current vCPU.
+/// Returns `None` if it is not ours to emulate: the caller reflects the fault.
+pub fn privileged_op<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    hw: &mut dyn Hardware,
+) -> Option<Outcome> {
+    let root = ctx.domain.vcpu.kernel_root;
+    let bytes = fetch(
+        &GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root),
+        ctx.regs.rip,
+    );
+    let decoded = decode(&bytes).ok()?;
+    if !ctx.domain.vcpu.kernel_mode {
+        // User mode may only raise software interrupts and ask for filtered CPUID.
+        return match decoded.instruction {
+            Instruction::Int { .. } | Instruction::ForcedCpuid => emulate(ctx, hw, decoded),
+            _ => None,
+        };
+    }
+    emulate(ctx, hw, decoded)
+}
+
+fn step(ctx: &mut TrapContext<'_, impl PhysMem>, decoded: Decoded) -> Option<Outcome> {
+    ctx.regs.rip = decoded.next_rip(ctx.regs.rip);
+    Some(Outcome::Resume)
+}
+
+fn emulate<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    hw: &mut dyn Hardware,
+    decoded: Decoded,
+) -> Option<Outcome> {
+    let info = VcpuInfoRef::of(ctx.mem, ctx.domain);
+    match decoded.instruction {
+        Instruction::Cli => {
+            info.set_upcall_mask(true);
+            step(ctx, decoded)
+        }
+        Instruction::Sti => {
+            info.set_upcall_mask(false);
+            step(ctx, decoded)
+        }
+        Instruction::Hlt => {
+            step(ctx, decoded);
+            Some(Outcome::Yield)
+        }
+        Instruction::Clts => {
+            ctx.domain.vcpu.virtual_ts = false;
+            step(ctx, decoded)
+        }
+        Instruction::Wbinvd | Instruction::Invd => step(ctx, decoded),
+        Instruction::MovFromCr { cr, dst } => {
+            let vcpu = &ctx.domain.vcpu;
+            let value = match cr {
+                ControlRegister::Cr0 => VIRTUAL_CR0 | if vcpu.virtual_ts { CR0_TS } else { 0 },
+                ControlRegister::Cr2 => info.cr2(),
+                ControlRegister::Cr3 => vcpu.kernel_root.addr(),
+                ControlRegister::Cr4 => VIRTUAL_CR4,
+                ControlRegister::Cr8 => 0,
+            };
+            dst.write(ctx.regs, value);
+            step(ctx, decoded)
+        }
+        Instruction::MovToCr { cr, src } => {
+            let value = src.read(ctx.regs);
+            match cr {
+                ControlRegister::Cr0 if (value ^ VIRTUAL_CR0) & !CR0_TS == 0 => {
+                    ctx.domain.vcpu.virtual_ts = value & CR0_TS != 0;
+                }
+                ControlRegister::Cr2 => info.set_cr2(value),
+                ControlRegister::Cr3 => {
+                    let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, hw.mmu());
+                    paging
+                        .new_baseptr(&mut ctx.domain.vcpu, Mfn::containing(value))
+                        .ok()?;
+                }
+                ControlRegister::Cr4 if (value ^ VIRTUAL_CR4) & !CR4_PGE == 0 => {
+                    // Toggling PGE is how a kernel flushes global TLB entries.
+                    hw.mmu().flush_all();
+                }
+                _ => return None,
+            }
+            step(ctx, decoded)
+        }
+        Instruction::Rdmsr => {
+            let segments = ctx.domain.vcpu.segments;
+            let value = match ctx.regs.rcx as u32 {
+                MSR_EFER => VIRTUAL_EFER,
+                MSR_FS_BASE => segments.fs,
+                MSR_GS_BASE => segments.gs_kernel,
+                MSR_KERNEL_GS_BASE => segments.gs_user,
+                _ => return None,
+            };
+            ctx.regs.rax = value & 0xffff_ffff;
+            ctx.regs.rdx = value >> 32;
+            step(ctx, decoded)
+        }
+        Instruction::Wrmsr => {
+            let value = (ctx.regs.rdx << 32) | (ctx.regs.rax & 0xffff_ffff);
+            let segments = &mut ctx.domain.vcpu.segments;
+            match ctx.regs.rcx as u32 {
+                MSR_EFER if value == VIRTUAL_EFER => {}
+                MSR_FS_BASE if is_canonical(value) => segments.fs = value,
+                MSR_GS_BASE if is_canonical(value) => segments.gs_kernel = value,
+                MSR_KERNEL_GS_BASE if is_canonical(value) => segments.gs_user = value,
+                _ => return None,
+            }
+            step(ctx, decoded)
+        }
+        Instruction::In { port, size } => {
+            let port = port_number(port, ctx.regs.rdx);
+            if !port_allowed(ctx, port, size) {
+                return None;
+            }
+            let value = hw.port_in(port, size);
+            Gpr::Rax.write_sized(ctx.regs, size, u64::from(value));
+            step(ctx, decoded)
+        }
+        Instruction::Out { port, size } => {
+            let port = port_number(port, ctx.regs.rdx);
+            if !port_allowed(ctx, port, size) {
+                return None;
+            }
+            hw.port_out(port, size, (ctx.regs.rax & size.mask()) as u32);
+            step(ctx, decoded)
+        }
+        Instruction::Invlpg { addr } => {
+            let segments = ctx.domain.vcpu.segments;
+            let next = decoded.next_rip(ctx.regs.rip);
+            let va = addr.effective_address(ctx.regs, next, segments.fs, segments.gs_kernel);
+            hw.mmu().flush_va(va);
+            step(ctx, decoded)
+        }
+        Instruction::Int { vector } => {
+            let vector = u64::from(vector);
+            ctx.regs.rip = decoded.next_rip(ctx.regs.rip);
+            if software_interrupt_allowed(ctx.domain, vector) {
+                Some(inject(ctx, vector, None))
+            } else {
+                // The #GP the CPU should have reported (QEMU's TCG reports vector*16+2).
+                ctx.regs.rip = ctx.regs.rip.wrapping_sub(decoded.length as u64);
+                Some(inject(ctx, vector::GP, Some((vector << 3) | 2)))
+            }
+        }
+        Instruction::ForcedCpuid => {
+            let [a, b, c, d] = filtered_cpuid(hw, ctx.regs.rax as u32, ctx.regs.rcx as u32);
+            ctx.regs.rax = u64::from(a);
+            ctx.regs.rbx = u64::from(b);
+            ctx.regs.rcx = u64::from(c);
+            ctx.regs.rdx = u64::from(d);
+            step(ctx, decoded)
+        }
+        _ => None,
+    }
+}
+
+fn port_number(port: PortOperand, rdx: u64) -> u16 {
+    match port {
+        PortOperand::Immediate(p) => u16::from(p),
+        PortOperand::Dx => rdx as u16,
+    }
+}
+
+/// RFLAGS.ZF.
+const RFLAGS_ZF: u64 = 1 << 6;
+
+/// The writable page-table assist: a guest kernel stored into one of its own read-only
+/// L1 tables (a write fault at `cr2` on a present page). Decode the store, work out the
+/// new entry, and apply it exactly as `mmu_update` would. `None` if this was not such a
+/// store, or the entry is refused: the caller then delivers the page fault.
+pub fn page_table_write<M: PhysMem>(
+    ctx: &mut TrapContext<'_, M>,
+    hw: &mut dyn Hardware,
+    cr2: u64,
+) -> Option<Outcome> {
+    use crate::emulate::{StoreOp, StoreSource};
+    use crate::paging::{PteWrite, emulate_pt_write};
+    if !ctx.domain.vcpu.kernel_mode {
+        return None;
+    }
+    let root = ctx.domain.vcpu.kernel_root;
+    let guest = GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root);
+    let decoded = decode(&fetch(&guest, ctx.regs.rip)).ok()?;
+    let Instruction::Store(store) = decoded.instruction else {
+        return None;
+    };
+    let segments = ctx.domain.vcpu.segments;
+    let next = decoded.next_rip(ctx.regs.rip);
+    if store
+        .dst
+        .effective_address(ctx.regs, next, segments.fs, segments.gs_kernel)
+        != cr2
+    {
+        return None;
+    }
+    let width = store.width;
+    if !matches!(width, OperandSize::Dword | OperandSize::Qword) {
+        return None;
+    }
+    let mut old_bytes = [0u8; 8];
+    guest.read(cr2, &mut old_bytes[..width.bytes()]).ok()?;
+    let old = u64::from_le_bytes(old_bytes);
+    let source = match store.src {
+        StoreSource::Register(reg) => reg.read(ctx.regs, width),
+        StoreSource::Immediate(value) => value,
+        StoreSource::EcxEbx => return None,
+    };
+    // The new value, and what the instruction does to registers afterwards.
+    let (new, writeback): (u64, Option<(Gpr, u64)>) = match store.op {
+        StoreOp::Move => (source, None),
+        StoreOp::Or => (old | source, None),
+        StoreOp::And => (old & source, None),
+        StoreOp::Xor => (old ^ source, None),
+        StoreOp::Exchange => match store.src {
+            StoreSource::Register(reg) => (source, Some((reg.register, old))),
+            _ => return None,
+        },
+        StoreOp::CompareExchange => {
+            let expected = Gpr::Rax.read_sized(ctx.regs, width);
+            if expected == old {
+                ctx.regs.rflags |= RFLAGS_ZF;
+                (source, None)
+            } else {
+                ctx.regs.rflags &= !RFLAGS_ZF;
+                Gpr::Rax.write_sized(ctx.regs, width, old);
+                return step(ctx, decoded);
+            }
+        }
+        _ => return None,
+    };
+    let write = PteWrite {
+        va: cr2,
+        value: new,
+        width: width.bytes() as u8,
+    };
+    emulate_pt_write(ctx.domain, ctx.mem, ctx.frames, hw.mmu(), write).ok()?;
+    if let Some((reg, value)) = writeback {
+        reg.write_sized(ctx.regs, width, value);
+    }
+    step(ctx, decoded)
+}
