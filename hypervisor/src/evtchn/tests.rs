@@ -1,0 +1,166 @@
+use super::shared::{Raised, SharedEvents};
+use super::*;
+use crate::mm::Mfn;
+use crate::mm::fake::FakeMem;
+use crate::vcpu_info::{VcpuInfoRef, shared_slot};
+use pv_abi::xen::{VIRQ_DEBUG, VIRQ_TIMER};
+
+fn table() -> Box<EventTable> {
+    Box::new(EventTable::new(2))
+}
+
+#[test]
+fn ports_are_allocated_lowest_first_and_never_zero() {
+    let mut t = table();
+    assert_eq!(t.alloc_unbound(3), Ok(1));
+    assert_eq!(t.bind_ipi(1), Ok(2));
+    assert_eq!(t.close(1), Ok(Binding::Unbound { remote: 3 }));
+    assert_eq!(t.bind_virq(VIRQ_TIMER, 0), Ok(1), "freed ports are reused");
+    assert_eq!(t.open(0), Err(Errno::EINVAL));
+    assert_eq!(t.close(0), Err(Errno::EINVAL));
+    assert_eq!(t.close(5), Err(Errno::EINVAL), "closed");
+    assert_eq!(
+        t.close(MAX_PORTS as u32),
+        Err(Errno::EINVAL),
+        "out of range"
+    );
+    assert_eq!(t.open_count(), 2);
+}
+
+#[test]
+fn the_per_domain_limit_holds() {
+    let mut t = table();
+    for expected in 1..MAX_PORTS as u32 {
+        assert_eq!(t.alloc_unbound(2), Ok(expected));
+    }
+    assert_eq!(t.alloc_unbound(2), Err(Errno::ENOSPC));
+    assert_eq!(t.bind_ipi(0), Err(Errno::ENOSPC));
+}
+
+#[test]
+fn virq_rules() {
+    let mut t = table();
+    let timer0 = t.bind_virq(VIRQ_TIMER, 0).unwrap();
+    assert_eq!(t.bind_virq(VIRQ_TIMER, 0), Err(Errno::EEXIST));
+    let timer1 = t.bind_virq(VIRQ_TIMER, 1).unwrap();
+    assert_eq!(t.virq_port(VIRQ_TIMER, 0), Some(timer0));
+    assert_eq!(t.virq_port(VIRQ_TIMER, 1), Some(timer1));
+    assert_eq!(t.virq_port(VIRQ_DEBUG, 0), None);
+    assert_eq!(t.bind_virq(VIRQ_TIMER, 2), Err(Errno::ENOENT), "no vCPU 2");
+    assert_eq!(t.bind_virq(NR_VIRQS, 0), Err(Errno::EINVAL));
+    assert_eq!(
+        t.bind_virq(VIRQ_CONSOLE, 1),
+        Err(Errno::EINVAL),
+        "global on vCPU 0 only"
+    );
+    let console = t.bind_virq(VIRQ_CONSOLE, 0).unwrap();
+    // A per-vCPU VIRQ cannot move, a global one can.
+    assert_eq!(t.bind_vcpu(timer0, 1), Err(Errno::EINVAL));
+    assert_eq!(t.bind_vcpu(console, 1), Ok(()));
+    assert_eq!(t.virq_port(VIRQ_CONSOLE, 1), Some(console));
+    assert_eq!(t.virq_port(VIRQ_CONSOLE, 0), None);
+    t.close(timer0).unwrap();
+    assert_eq!(t.virq_port(VIRQ_TIMER, 0), None, "closing unbinds");
+    assert_eq!(t.bind_virq(VIRQ_TIMER, 0), Ok(timer0));
+}
+
+#[test]
+fn interdomain_halves_and_status() {
+    let mut server = table();
+    let mut client = table();
+    let port = server.alloc_unbound(2).unwrap();
+    assert!(server.is_unbound_for(port, 2));
+    assert!(!server.is_unbound_for(port, 3));
+    let local = client.connect_new(1, port).unwrap();
+    server.connect(port, 2, local);
+    assert_eq!(
+        server.status(port).unwrap(),
+        (
+            EVTCHNSTAT_INTERDOMAIN,
+            0,
+            EvtchnStatusDetail {
+                word0: 2,
+                word1: local
+            }
+        )
+    );
+    // The client closes: the server's port waits for domain 2 again.
+    assert_eq!(
+        client.close(local),
+        Ok(Binding::Interdomain {
+            remote: 1,
+            remote_port: port
+        })
+    );
+    server.disconnect(port);
+    assert!(server.is_unbound_for(port, 2));
+    assert_eq!(client.status(local).unwrap().0, EVTCHNSTAT_CLOSED);
+    assert_eq!(client.status(MAX_PORTS as u32), Err(Errno::EINVAL));
+    let ipi = client.bind_ipi(1).unwrap();
+    assert_eq!(client.status(ipi).unwrap().0, EVTCHNSTAT_IPI);
+    assert_eq!(client.status(ipi).unwrap().1, 1);
+    assert_eq!(client.bind_vcpu(ipi, 0), Err(Errno::EINVAL));
+    let unbound = client.alloc_unbound(7).unwrap();
+    assert_eq!(client.bind_vcpu(unbound, 1), Ok(()));
+    assert_eq!(client.bind_vcpu(unbound, 9), Err(Errno::ENOENT));
+    client.reset(2);
+    assert_eq!(client.open_count(), 0);
+}
+
+const SHARED: Mfn = Mfn(1);
+
+#[test]
+fn raising_sets_pending_selector_and_upcall_once() {
+    let mem = FakeMem::new(4);
+    let events = SharedEvents::new(&mem, SHARED);
+    let vcpu0 = VcpuInfoRef::at(&mem, shared_slot(SHARED, 0));
+    let fresh = Raised {
+        newly_pending: true,
+        upcall: true,
+    };
+    assert_eq!(events.raise(&vcpu0, 70), fresh);
+    assert!(events.is_pending(70));
+    assert_eq!(vcpu0.selector(), 1 << 1);
+    assert!(vcpu0.upcall_pending());
+    // Coalesced: already pending.
+    let nothing = Raised {
+        newly_pending: false,
+        upcall: false,
+    };
+    assert_eq!(events.raise(&vcpu0, 70), nothing);
+    // Another port, same word: no new upcall.
+    assert_eq!(
+        events.raise(&vcpu0, 71),
+        Raised {
+            newly_pending: true,
+            upcall: false
+        }
+    );
+    // vCPU 1's slot is untouched.
+    let vcpu1 = VcpuInfoRef::at(&mem, shared_slot(SHARED, 1));
+    assert!(!vcpu1.upcall_pending());
+    assert_eq!(vcpu1.selector(), 0);
+}
+
+#[test]
+fn masked_ports_stay_quiet_until_unmasked() {
+    let mem = FakeMem::new(4);
+    let events = SharedEvents::new(&mem, SHARED);
+    let info = VcpuInfoRef::at(&mem, shared_slot(SHARED, 0));
+    events.set_mask(5);
+    let raised = events.raise(&info, 5);
+    assert!(raised.newly_pending && !raised.upcall);
+    assert!(!info.upcall_pending());
+    assert!(events.unmask(&info, 5), "unmasking a pending port raises");
+    assert!(info.upcall_pending());
+    assert!(!events.is_masked(5));
+    assert!(!events.unmask(&info, 5), "not masked any more");
+    events.clear_pending(5);
+    assert!(!events.is_pending(5));
+    // The mask bit does not stop the upcall flag's byte neighbour (the mask byte).
+    info.set_upcall_mask(true);
+    assert!(info.upcall_pending() && info.upcall_mask());
+    assert!(!info.needs_delivery());
+    info.set_upcall_mask(false);
+    assert!(info.needs_delivery());
+}

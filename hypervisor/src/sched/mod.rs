@@ -1,0 +1,528 @@
+//! The scheduler: proportional share of the CPU by per-domain weight, with an optional
+//! cap, over virtual CPUs that run, wait, block or are offline.
+//!
+//! The algorithm is a weighted virtual-time scheduler (a simple relative of stride
+//! scheduling and of Linux's CFS), chosen because it is short and its fairness is easy to
+//! argue:
+//!
+//! - every domain has a *virtual time*; running for `t` nanoseconds advances it by
+//!   `t * DEFAULT_WEIGHT / weight`, so a domain of twice the weight ages half as fast;
+//! - the next vCPU to run belongs to the domain with the smallest virtual time that has a
+//!   runnable vCPU (ties go round robin, starting after the last domain picked); within a
+//!   domain its runnable vCPUs take turns;
+//! - it runs for at most one slice, then the choice is made again;
+//! - a domain that wakes after blocking gets its virtual time raised to at least
+//!   `floor - slice`, where `floor` is the smallest virtual time among runnable domains:
+//!   sleeping earns no credit to hog the CPU later, yet a waking domain runs promptly;
+//! - a cap (percent of one CPU) is a budget per [`CAP_PERIOD`]: a domain that used it
+//!   up waits, even if the CPU would otherwise idle, until the next period.
+//!
+//! Over any interval in which a set of domains stays runnable, each receives CPU time
+//! in proportion to its weight, to within one slice per domain (the host tests check a
+//! simulated run against this bound). Blocked and offline vCPUs are never picked, so
+//! they use no CPU; when nothing is runnable [`Scheduler::pick`] says "idle" and the
+//! machine halts.
+//!
+//! The scheduler also keeps each vCPU's runstate accounting (Xen's
+//! `vcpu_runstate_info`: time spent running, runnable, blocked, offline).
+//!
+//! It knows nothing about registers or hardware: the machine tells it what happened
+//! (charge, block, wake, up, down) and asks it what to run. All times are system time
+//! in nanoseconds.
+
+use pv_abi::vcpu::{
+    RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING, VcpuRunstateInfo,
+};
+
+/// System time in nanoseconds since boot.
+pub type Nanos = u64;
+
+/// Domain slots the scheduler tracks (the machine's domain table has as many).
+pub const MAX_DOMAINS: usize = crate::bootimage::MAX_DOMAINS;
+/// vCPUs per domain.
+pub const MAX_VCPUS: usize = 4;
+/// The weight at which virtual time runs at the speed of real time (Xen's default).
+pub const DEFAULT_WEIGHT: u32 = crate::bootimage::DEFAULT_WEIGHT;
+/// The default longest run before the scheduler chooses again: the scheduler tick.
+pub const DEFAULT_SLICE: Nanos = 5_000_000;
+/// The period over which a cap is enforced.
+pub const CAP_PERIOD: Nanos = 50_000_000;
+
+/// Which vCPU: a domain slot and a vCPU index within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuRef {
+    /// Index into the machine's domain table.
+    pub slot: usize,
+    /// vCPU number within the domain.
+    pub vcpu: usize,
+}
+
+/// Where a vCPU stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// On the CPU.
+    Running,
+    /// Wants the CPU.
+    Runnable,
+    /// Waiting for an event or a timer.
+    Blocked,
+    /// Not brought up, taken down, or its domain has stopped.
+    Offline,
+}
+
+impl RunState {
+    fn runstate_index(self) -> usize {
+        (match self {
+            RunState::Running => RUNSTATE_RUNNING,
+            RunState::Runnable => RUNSTATE_RUNNABLE,
+            RunState::Blocked => RUNSTATE_BLOCKED,
+            RunState::Offline => RUNSTATE_OFFLINE,
+        }) as usize
+    }
+}
+
+/// One vCPU's scheduling state.
+#[derive(Clone, Copy, Debug)]
+struct VcpuEntry {
+    state: RunState,
+    /// When `state` was entered.
+    since: Nanos,
+    /// Time spent in each runstate before `since`.
+    time: [Nanos; 4],
+}
+
+impl VcpuEntry {
+    const OFFLINE: VcpuEntry = VcpuEntry {
+        state: RunState::Offline,
+        since: 0,
+        time: [0; 4],
+    };
+}
+
+/// One domain's scheduling state.
+#[derive(Clone, Copy, Debug)]
+struct DomainEntry {
+    present: bool,
+    weight: u32,
+    /// Percent of one CPU; 0 = no cap.
+    cap: u32,
+    vtime: u64,
+    /// CPU used in the current cap period.
+    period_used: Nanos,
+    /// CPU used since the domain was added.
+    cpu_time: Nanos,
+    nr_vcpus: usize,
+    /// The vCPU picked last, for round robin within the domain.
+    last_vcpu: usize,
+    vcpus: [VcpuEntry; MAX_VCPUS],
+}
+
+impl DomainEntry {
+    const EMPTY: DomainEntry = DomainEntry {
+        present: false,
+        weight: DEFAULT_WEIGHT,
+        cap: 0,
+        vtime: 0,
+        period_used: 0,
+        cpu_time: 0,
+        nr_vcpus: 0,
+        last_vcpu: 0,
+        vcpus: [VcpuEntry::OFFLINE; MAX_VCPUS],
+    };
+
+    fn runnable(&self) -> bool {
+        self.vcpus[..self.nr_vcpus]
+            .iter()
+            .any(|v| matches!(v.state, RunState::Runnable | RunState::Running))
+    }
+
+    fn budget(&self) -> Option<Nanos> {
+        (self.cap != 0).then(|| CAP_PERIOD * Nanos::from(self.cap) / 100)
+    }
+
+    fn capped_out(&self) -> bool {
+        self.budget()
+            .is_some_and(|budget| self.period_used >= budget)
+    }
+}
+
+/// What to do next on a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Run this vCPU until at most `until` (then call [`Scheduler::pick`] again).
+    Run {
+        /// The vCPU.
+        vcpu: VcpuRef,
+        /// End of its slice.
+        until: Nanos,
+    },
+    /// Nothing may run now. Halt until an event, or at the latest until `until` (the next
+    /// cap period, when a capped domain may run again).
+    Idle {
+        /// When the scheduler has work again by itself, if ever.
+        until: Option<Nanos>,
+    },
+}
+
+/// Why [`Scheduler::add_domain`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedError {
+    /// No such slot, or it is already taken.
+    BadSlot,
+    /// Zero vCPUs or more than [`MAX_VCPUS`].
+    BadVcpuCount,
+    /// Weight 0.
+    BadWeight,
+}
+
+/// The run queue and accounting of the whole machine (one CPU today; the state is
+/// reached under the machine lock, and the running vCPU is recorded per CPU).
+#[derive(Debug)]
+pub struct Scheduler {
+    domains: [DomainEntry; MAX_DOMAINS],
+    /// The vCPU on the CPU, and since when it was charged last.
+    running: Option<(VcpuRef, Nanos)>,
+    /// The domain picked last (round robin among equal virtual times).
+    last_slot: usize,
+    /// Smallest virtual time among runnable domains, as of the last pick; never decreases.
+    floor: u64,
+    slice: Nanos,
+    period_start: Nanos,
+    /// Set when a wake-up should take the CPU from the running vCPU.
+    preempt: bool,
+    /// The domain whose vCPU yielded: the next pick prefers any other.
+    yielded: Option<usize>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new(DEFAULT_SLICE)
+    }
+}
+
+impl Scheduler {
+    /// An empty scheduler with slices of `slice` nanoseconds (at least 1 µs).
+    pub const fn new(slice: Nanos) -> Scheduler {
+        Scheduler {
+            domains: [DomainEntry::EMPTY; MAX_DOMAINS],
+            running: None,
+            last_slot: MAX_DOMAINS - 1,
+            floor: 0,
+            slice: if slice < 1000 { 1000 } else { slice },
+            period_start: 0,
+            preempt: false,
+            yielded: None,
+        }
+    }
+
+    /// The slice length: the scheduler tick.
+    pub fn slice(&self) -> Nanos {
+        self.slice
+    }
+
+    /// Adds a domain with `nr_vcpus` vCPUs; vCPU 0 is runnable, the others offline until
+    /// brought up. Its virtual time starts at the current floor.
+    pub fn add_domain(
+        &mut self,
+        slot: usize,
+        weight: u32,
+        cap: u32,
+        nr_vcpus: usize,
+        now: Nanos,
+    ) -> Result<(), SchedError> {
+        let entry = self.domains.get_mut(slot).ok_or(SchedError::BadSlot)?;
+        if entry.present {
+            return Err(SchedError::BadSlot);
+        }
+        if nr_vcpus == 0 || nr_vcpus > MAX_VCPUS {
+            return Err(SchedError::BadVcpuCount);
+        }
+        if weight == 0 {
+            return Err(SchedError::BadWeight);
+        }
+        *entry = DomainEntry {
+            present: true,
+            weight,
+            cap,
+            vtime: self.floor,
+            nr_vcpus,
+            ..DomainEntry::EMPTY
+        };
+        for vcpu in &mut entry.vcpus[..nr_vcpus] {
+            vcpu.since = now;
+        }
+        entry.vcpus[0].state = RunState::Runnable;
+        Ok(())
+    }
+
+    /// Takes a domain off the scheduler for good (it stopped): all its vCPUs go offline.
+    pub fn remove_domain(&mut self, slot: usize, now: Nanos) {
+        if !self.present(slot) {
+            return;
+        }
+        for vcpu in 0..self.domains[slot].nr_vcpus {
+            self.set_state(VcpuRef { slot, vcpu }, RunState::Offline, now);
+        }
+        self.domains[slot].present = false;
+    }
+
+    fn present(&self, slot: usize) -> bool {
+        self.domains.get(slot).is_some_and(|d| d.present)
+    }
+
+    fn entry(&self, vcpu: VcpuRef) -> Option<&VcpuEntry> {
+        let domain = self.domains.get(vcpu.slot).filter(|d| d.present)?;
+        domain.vcpus[..domain.nr_vcpus].get(vcpu.vcpu)
+    }
+
+    /// The state of `vcpu` (offline if it does not exist).
+    pub fn state(&self, vcpu: VcpuRef) -> RunState {
+        self.entry(vcpu).map_or(RunState::Offline, |e| e.state)
+    }
+
+    /// The vCPU on the CPU, if any.
+    pub fn running(&self) -> Option<VcpuRef> {
+        self.running.map(|(vcpu, _)| vcpu)
+    }
+
+    /// Moves `vcpu` to `state`, closing its runstate interval at `now`.
+    fn set_state(&mut self, vcpu: VcpuRef, state: RunState, now: Nanos) {
+        if self.entry(vcpu).is_none() {
+            return;
+        }
+        if self.running() == Some(vcpu) && state != RunState::Running {
+            self.charge(now);
+            self.running = None;
+        }
+        let entry = &mut self.domains[vcpu.slot].vcpus[vcpu.vcpu];
+        let index = entry.state.runstate_index();
+        entry.time[index] += now.saturating_sub(entry.since);
+        entry.since = now.max(entry.since);
+        entry.state = state;
+    }
+
+    /// Charges the running vCPU's domain for the CPU it used up to `now`.
+    pub fn charge(&mut self, now: Nanos) {
+        let Some((vcpu, since)) = self.running else {
+            return;
+        };
+        let used = now.saturating_sub(since);
+        let domain = &mut self.domains[vcpu.slot];
+        domain.vtime += used * Nanos::from(DEFAULT_WEIGHT) / Nanos::from(domain.weight);
+        domain.cpu_time += used;
+        domain.period_used += used;
+        self.running = Some((vcpu, now.max(since)));
+    }
+
+    /// The running vCPU waits for an event: it leaves the CPU.
+    pub fn block(&mut self, vcpu: VcpuRef, now: Nanos) {
+        if matches!(self.state(vcpu), RunState::Running | RunState::Runnable) {
+            self.set_state(vcpu, RunState::Blocked, now);
+        }
+    }
+
+    /// A blocked vCPU has an event or timer: it becomes runnable. Returns whether it was
+    /// blocked. If it should run before the running vCPU, [`Scheduler::should_preempt`]
+    /// says so from now on.
+    pub fn wake(&mut self, vcpu: VcpuRef, now: Nanos) -> bool {
+        if self.state(vcpu) != RunState::Blocked {
+            return false;
+        }
+        let had_runnable = self.domains[vcpu.slot].runnable();
+        self.set_state(vcpu, RunState::Runnable, now);
+        self.charge(now);
+        let domain = &mut self.domains[vcpu.slot];
+        if !had_runnable {
+            // No credit for sleeping, but no penalty either: start one slice behind the
+            // floor so that a waking domain runs soon.
+            domain.vtime = domain.vtime.max(self.floor.saturating_sub(self.slice));
+        }
+        let woken_vtime = domain.vtime;
+        if let Some((running, _)) = self.running
+            && running.slot != vcpu.slot
+            && !self.domains[vcpu.slot].capped_out()
+            && woken_vtime < self.domains[running.slot].vtime
+        {
+            self.preempt = true;
+        }
+        true
+    }
+
+    /// Brings an offline vCPU up (VCPUOP_up): it becomes runnable.
+    pub fn up(&mut self, vcpu: VcpuRef, now: Nanos) -> bool {
+        if self
+            .entry(vcpu)
+            .is_none_or(|e| e.state != RunState::Offline)
+        {
+            return false;
+        }
+        let had_runnable = self.domains[vcpu.slot].runnable();
+        self.set_state(vcpu, RunState::Runnable, now);
+        let floor = self.floor;
+        let domain = &mut self.domains[vcpu.slot];
+        if !had_runnable {
+            domain.vtime = domain.vtime.max(floor);
+        }
+        true
+    }
+
+    /// Takes a vCPU down (VCPUOP_down).
+    pub fn down(&mut self, vcpu: VcpuRef, now: Nanos) {
+        self.set_state(vcpu, RunState::Offline, now);
+    }
+
+    /// The running vCPU gives up the rest of its slice (SCHEDOP_yield): the next pick
+    /// takes any other runnable domain first, if there is one.
+    pub fn yield_now(&mut self, now: Nanos) {
+        self.charge(now);
+        if let Some((vcpu, _)) = self.running {
+            self.yielded = Some(vcpu.slot);
+            self.preempt = true;
+        }
+    }
+
+    /// Whether the running vCPU should leave the CPU now: its slice is over (`until` as
+    /// returned by [`Scheduler::pick`]), a wake-up outranks it, or its cap is used up.
+    pub fn should_preempt(&self, now: Nanos, until: Nanos) -> bool {
+        match self.running {
+            None => true,
+            Some((vcpu, since)) => {
+                let domain = &self.domains[vcpu.slot];
+                let used_now = domain.period_used + now.saturating_sub(since);
+                self.preempt
+                    || now >= until
+                    || domain.budget().is_some_and(|budget| used_now >= budget)
+            }
+        }
+    }
+
+    fn refresh_period(&mut self, now: Nanos) {
+        if now >= self.period_start + CAP_PERIOD {
+            let periods = (now - self.period_start) / CAP_PERIOD;
+            self.period_start += periods * CAP_PERIOD;
+            for domain in &mut self.domains {
+                domain.period_used = 0;
+            }
+        }
+    }
+
+    /// Chooses what runs next at `now`. The running vCPU (if still runnable) competes
+    /// like any other; the one chosen becomes the running vCPU.
+    pub fn pick(&mut self, now: Nanos) -> Pick {
+        self.charge(now);
+        self.refresh_period(now);
+        self.preempt = false;
+        if let Some((vcpu, _)) = self.running.take() {
+            self.set_state(vcpu, RunState::Runnable, now);
+        }
+        let yielded = self.yielded.take();
+        let mut best: Option<usize> = None;
+        let mut yielder_runnable = false;
+        let mut any_capped = false;
+        for step in 1..=MAX_DOMAINS {
+            let slot = (self.last_slot + step) % MAX_DOMAINS;
+            let domain = &self.domains[slot];
+            if !domain.present || !domain.runnable() {
+                continue;
+            }
+            if domain.capped_out() {
+                any_capped = true;
+                continue;
+            }
+            if Some(slot) == yielded {
+                yielder_runnable = true;
+                continue;
+            }
+            if best.is_none_or(|b| domain.vtime < self.domains[b].vtime) {
+                best = Some(slot);
+            }
+        }
+        if best.is_none() && yielder_runnable {
+            best = yielded;
+        }
+        let Some(slot) = best else {
+            let until = any_capped.then_some(self.period_start + CAP_PERIOD);
+            return Pick::Idle { until };
+        };
+        self.floor = self.floor.max(self.domains[slot].vtime);
+        self.last_slot = slot;
+        let domain = &mut self.domains[slot];
+        let count = domain.nr_vcpus;
+        let vcpu = (1..=count)
+            .map(|step| (domain.last_vcpu + step) % count)
+            .find(|&v| domain.vcpus[v].state == RunState::Runnable)
+            .expect("a runnable domain has a runnable vCPU");
+        domain.last_vcpu = vcpu;
+        let mut until = now + self.slice;
+        if let Some(budget) = domain.budget() {
+            until = until.min(now + budget.saturating_sub(domain.period_used));
+        }
+        let chosen = VcpuRef { slot, vcpu };
+        self.set_state(chosen, RunState::Running, now);
+        self.running = Some((chosen, now));
+        Pick::Run {
+            vcpu: chosen,
+            until,
+        }
+    }
+
+    /// Xen's `vcpu_runstate_info` of `vcpu` as of `now`.
+    pub fn runstate(&self, vcpu: VcpuRef, now: Nanos) -> VcpuRunstateInfo {
+        let Some(entry) = self.entry(vcpu) else {
+            return VcpuRunstateInfo {
+                state: RUNSTATE_OFFLINE,
+                ..Default::default()
+            };
+        };
+        let mut time = entry.time;
+        time[entry.state.runstate_index()] += now.saturating_sub(entry.since);
+        VcpuRunstateInfo {
+            state: entry.state.runstate_index() as i32,
+            pad0: 0,
+            state_entry_time: entry.since,
+            time,
+        }
+    }
+
+    /// CPU time a domain has used since it was added.
+    pub fn cpu_time(&self, slot: usize) -> Nanos {
+        self.domains.get(slot).map_or(0, |d| d.cpu_time)
+    }
+
+    /// Writes the run queue and every domain's accounting (the debug key's dump).
+    pub fn dump(&self, out: &mut dyn core::fmt::Write, now: Nanos) -> core::fmt::Result {
+        writeln!(
+            out,
+            "scheduler: slice {} us, floor {}, running {:?}",
+            self.slice / 1000,
+            self.floor,
+            self.running()
+        )?;
+        for (slot, d) in self.domains.iter().enumerate().filter(|(_, d)| d.present) {
+            writeln!(
+                out,
+                "  slot {slot}: weight {} cap {}% vtime {} cpu {} us{}",
+                d.weight,
+                d.cap,
+                d.vtime,
+                d.cpu_time / 1000,
+                if d.capped_out() { " (capped)" } else { "" }
+            )?;
+            for vcpu in 0..d.nr_vcpus {
+                let info = self.runstate(VcpuRef { slot, vcpu }, now);
+                writeln!(
+                    out,
+                    "    vcpu {vcpu}: {:?}, running {} us, runnable {} us, blocked {} us",
+                    d.vcpus[vcpu].state,
+                    info.time[0] / 1000,
+                    info.time[1] / 1000,
+                    info.time[2] / 1000
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
