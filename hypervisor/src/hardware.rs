@@ -10,7 +10,7 @@ use x86_64::instructions::port::Port;
 
 /// This CPU, on behalf of the running vCPU.
 pub struct Machine {
-    hypervisor_l4: [(usize, u64); 1],
+    hypervisor_l4: [(usize, u64); 2],
     /// The root most recently loaded into CR3 through `load_root`, if any.
     pub loaded_root: Option<Mfn>,
 }

@@ -155,6 +155,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     let state = &mut *guard;
     // SAFETY: the only reference ever made to the frame storage.
     state.frames = FrameTable::new(unsafe { &mut *FRAME_STORAGE.0.get() });
+    state.frames.attach_m2p(x86::m2p::init());
     state.cmdline = boot.cmdline;
     reserve_boot_memory(&mut state.frames, boot);
     log::info!(
@@ -331,10 +332,12 @@ fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     let root = domain.vcpu.kernel_root;
     let id = domain.id;
     let number = frame.rax;
+    let mut hw = crate::hardware::Machine::new();
     let mut ctx = Context {
         guest: GuestMem::new(&DirectMap, &state.frames, id, root),
         mem: &DirectMap,
         frames: &state.frames,
+        mmu: &mut hw,
         domain,
         regs: frame,
         console: &mut GuestConsole,
@@ -342,6 +345,9 @@ fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
         after: After::Resume,
     };
     let after = hypercall::dispatch(&mut ctx);
+    if let Some(root) = hw.loaded_root {
+        state.loaded.root = root.addr();
+    }
     log::trace!("d{id} hypercall {number} -> {:#x}", frame.rax);
     if let Some(domain) = state.domains[state.current].as_mut()
         && let DomainState::ShutDown { reason } = domain.state

@@ -8,6 +8,8 @@
 mod console;
 mod ext;
 mod iret;
+mod memory;
+mod mmu;
 mod sched;
 mod traps;
 mod version;
@@ -50,6 +52,8 @@ pub struct Context<'a, M: PhysMem> {
     pub mem: &'a M,
     /// The frame table.
     pub frames: &'a FrameTable<'a>,
+    /// TLB and CR3 effects, and the machine facts the paging code checks entries against.
+    pub mmu: &'a mut dyn crate::paging::Mmu,
     /// The caller's registers (for continuations).
     pub regs: &'a mut TrapFrame,
     /// Console sink.
@@ -94,6 +98,10 @@ pub fn dispatch<M: PhysMem>(ctx: &mut Context<'_, M>) -> After {
     let [a1, a2, a3, ..] = call.args;
     let result = match Hypercall::try_from(call.number) {
         Ok(Hypercall::ConsoleIo) => console::console_io(ctx, a1, a2, a3),
+        Ok(Hypercall::MmuUpdate) => mmu::mmu_update(ctx, [a1, a2, a3, call.args[3]]),
+        Ok(Hypercall::MmuextOp) => mmu::mmuext_op(ctx, [a1, a2, a3, call.args[3]]),
+        Ok(Hypercall::UpdateVaMapping) => mmu::update_va_mapping(ctx, a1, a2, a3),
+        Ok(Hypercall::MemoryOp) => memory::memory_op(ctx, a1, a2),
         Ok(Hypercall::XenVersion) => version::xen_version(ctx, a1, a2),
         Ok(Hypercall::VmAssist) => ext::vm_assist(ctx, a1, a2),
         Ok(Hypercall::SchedOp) => sched::sched_op(ctx, a1, a2),
@@ -139,6 +147,8 @@ pub(crate) mod tests {
     pub struct World {
         pub mem: FakeMem,
         pub storage: Vec<FrameInfo>,
+        pub m2p: Vec<u64>,
+        pub mmu: crate::paging::testing::FakeMmu,
         pub domain: Domain,
         pub lines: Lines,
         pub last_regs: TrapFrame,
@@ -199,6 +209,8 @@ pub(crate) mod tests {
             World {
                 mem,
                 storage,
+                m2p: vec![crate::frames::INVALID_M2P_ENTRY; 32],
+                mmu: crate::paging::testing::FakeMmu::new(),
                 domain,
                 lines: Lines::default(),
                 last_regs: TrapFrame::default(),
@@ -222,13 +234,15 @@ pub(crate) mod tests {
         }
 
         fn call_from(&mut self, mut regs: TrapFrame, number: u64, args: [u64; 5]) -> (i64, After) {
-            let frames = FrameTable::adopt(&mut self.storage);
+            let mut frames = FrameTable::adopt(&mut self.storage);
+            frames.adopt_m2p(&mut self.m2p);
             regs.rax = number;
             [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
             let mut ctx = Context {
                 guest: GuestMem::new(&self.mem, &frames, 1, self.domain.vcpu.kernel_root),
                 mem: &self.mem,
                 frames: &frames,
+                mmu: &mut self.mmu,
                 domain: &mut self.domain,
                 regs: &mut regs,
                 console: &mut self.lines,

@@ -5,7 +5,7 @@ use super::Context;
 use crate::mm::PhysMem;
 use pv_abi::arch_x86_64::HYPERVISOR_VIRT_START;
 use pv_abi::errno::Errno;
-use pv_abi::features::{XENFEAT_DOM0, XENFEAT_NR_SUBMAPS};
+use pv_abi::features::{XENFEAT_DOM0, XENFEAT_MMU_PT_UPDATE_PRESERVE_AD, XENFEAT_NR_SUBMAPS};
 use pv_abi::version::*;
 use zerocopy::FromZeros;
 
@@ -27,6 +27,9 @@ fn padded<const N: usize>(text: &[u8]) -> [u8; N] {
 /// only once they are implemented.
 fn feature_word<M: PhysMem>(ctx: &Context<'_, M>, index: u32) -> u32 {
     let mut word = 0;
+    if index == 0 {
+        word |= 1 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD;
+    }
     if index == 0 && ctx.domain.privileged {
         word |= 1 << XENFEAT_DOM0;
     }
@@ -121,12 +124,15 @@ mod tests {
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
         assert_eq!(
             world.get(4, 4),
-            [0, 0, 0, 0],
-            "a domU gets no feature bits yet"
+            (1u32 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD).to_le_bytes(),
+            "a domU gets only what is implemented"
         );
         world.domain.privileged = true;
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
-        assert_eq!(world.get(4, 4), (1u32 << XENFEAT_DOM0).to_le_bytes());
+        assert_eq!(
+            world.get(4, 4),
+            ((1u32 << XENFEAT_DOM0) | (1 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD)).to_le_bytes()
+        );
         world.put(0, &5u32.to_le_bytes());
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, -22, "no such submap");
         world.domain.privileged = false;

@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod m2p;
 pub mod mem;
 pub mod percpu;
 pub mod pvh;
@@ -65,15 +66,16 @@ pub fn idle_root() -> u64 {
     virt_to_phys(&raw const boot_pml4 as u64)
 }
 
-/// The L4 entries every address space must carry to reach the hypervisor.
-pub fn hypervisor_l4_entries() -> [(usize, u64); 1] {
+/// The L4 entries every address space must carry to reach the hypervisor: the direct
+/// map (supervisor-only) and the read-only machine-to-phys table guests may read.
+pub fn hypervisor_l4_entries() -> [(usize, u64); 2] {
     // SAFETY: reading the boot PML4, which only the boot code writes.
     let direct = unsafe {
         (&raw const boot_pml4 as *const u64)
             .add(262)
             .read_volatile()
     };
-    [(262, direct)]
+    [(262, direct), (m2p::L4_SLOT, m2p::l4_entry())]
 }
 
 /// Converts a direct-map (or image) address to its physical address.

@@ -1,0 +1,538 @@
+//! `mmu_update`, `mmuext_op` and `update_va_mapping`: the guest's page-table work, every
+//! request copied out of guest memory and validated by [`crate::paging`].
+//!
+//! Batches follow Xen: requests run in order and stop at the first failure; the number
+//! done is added to `*done_out` (if not null) and the errno returned. A batch longer than
+//! [`BATCH`] is preempted with a continuation: the guest re-issues the call with the
+//! request pointer advanced and `count` = remaining | [`MMU_UPDATE_PREEMPTED`], and the
+//! running total in `*done_out` carries over, so the hypervisor never holds the CPU for
+//! an unbounded time.
+
+use super::Context;
+use crate::mm::{self, Mfn, PhysMem};
+use crate::paging::{Paging, entry};
+use pv_abi::errno::Errno;
+use pv_abi::xen::{
+    DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
+    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
+    MMUEXT_FLUSH_CACHE_GLOBAL, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI,
+    MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE,
+    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_ALL,
+    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE,
+    MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
+};
+
+/// The top bit of a batch's `count`: this call resumes a preempted batch (Xen's
+/// `MMU_UPDATE_PREEMPTED`).
+pub const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
+/// Requests handled per invocation before the batch is continued.
+pub const BATCH: u32 = 128;
+/// The low bits of `mmu_update.ptr` that hold the command (Xen decodes three).
+const COMMAND_BITS: u64 = 7;
+/// `update_va_mapping` flags: the vCPU-mask pointer (or `UVMF_LOCAL`/`UVMF_ALL`).
+const UVMF_MASK_BITS: u64 = !UVMF_FLUSHTYPE_MASK;
+/// `UVMF_ALL`.
+const UVMF_ALL: u64 = pv_abi::xen::UVMF_ALL;
+
+/// Only the caller's own pages for now: `DOMID_SELF` or its own id (`EPERM` otherwise;
+/// foreign mappings come with the grant work).
+fn check_foreigndom<M: PhysMem>(ctx: &Context<'_, M>, foreigndom: u64) -> Result<(), Errno> {
+    let id = foreigndom as u16;
+    if foreigndom >> 16 != 0 || (id != DOMID_SELF && id != ctx.domain.id) {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
+}
+
+/// Where a batch is: its arguments, and how far this invocation got.
+struct Batch {
+    items: u64,
+    count: u32,
+    done_out: u64,
+    foreigndom: u64,
+    /// The total done before this invocation (from `*done_out` when resuming).
+    done_before: u32,
+}
+
+impl Batch {
+    fn decode<M: PhysMem>(ctx: &Context<'_, M>, args: [u64; 4]) -> Batch {
+        let [items, count, done_out, foreigndom] = args;
+        let mut count = count as u32;
+        let mut done_before = 0;
+        if count & MMU_UPDATE_PREEMPTED != 0 {
+            count &= !MMU_UPDATE_PREEMPTED;
+            if done_out != 0 {
+                done_before = ctx.guest.read_obj::<u32>(done_out).unwrap_or(0);
+            }
+        }
+        Batch {
+            items,
+            count,
+            done_out,
+            foreigndom,
+            done_before,
+        }
+    }
+
+    /// Reports `done` more items and either returns `result` or, if the budget ran out
+    /// first, continues the batch.
+    fn finish<M: PhysMem>(
+        self,
+        ctx: &mut Context<'_, M>,
+        call: Hypercall,
+        item_size: u64,
+        done: u32,
+        result: Result<u64, Errno>,
+    ) -> Result<u64, Errno> {
+        if self.done_out != 0 {
+            let total = self.done_before.wrapping_add(done);
+            let _ = ctx.guest.write_obj(self.done_out, &total);
+        }
+        if result.is_ok() && done < self.count {
+            let next = self.items.wrapping_add(u64::from(done) * item_size);
+            let remaining = u64::from((self.count - done) | MMU_UPDATE_PREEMPTED);
+            return Ok(ctx.continuation(
+                call.number(),
+                [next, remaining, self.done_out, self.foreigndom, 0],
+            ));
+        }
+        result
+    }
+}
+
+/// `mmu_update(reqs, count, done_out, foreigndom)`.
+pub(super) fn mmu_update<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    args: [u64; 4],
+) -> Result<u64, Errno> {
+    let batch = Batch::decode(ctx, args);
+    if let Err(errno) = check_foreigndom(ctx, batch.foreigndom) {
+        return batch.finish(ctx, Hypercall::MmuUpdate, 16, 0, Err(errno));
+    }
+    let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
+    let mut done = 0;
+    let mut result = Ok(0);
+    while done < batch.count.min(BATCH) {
+        let at = batch.items.wrapping_add(u64::from(done) * 16);
+        let request = match ctx.guest.read_obj::<MmuUpdate>(at) {
+            Ok(request) => request,
+            Err(errno) => {
+                result = Err(errno);
+                break;
+            }
+        };
+        let applied = match request.ptr & COMMAND_BITS {
+            MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE => {
+                paging.write_pte(request.ptr & !COMMAND_BITS, request.val, false)
+            }
+            MMU_PT_UPDATE_PRESERVE_AD => {
+                paging.write_pte(request.ptr & !COMMAND_BITS, request.val, true)
+            }
+            MMU_MACHPHYS_UPDATE => {
+                let mfn = Mfn(request.ptr >> mm::PAGE_SHIFT);
+                if paging.owns(mfn) {
+                    ctx.frames.set_m2p(mfn, request.val);
+                    Ok(())
+                } else {
+                    Err(Errno::EINVAL)
+                }
+            }
+            _ => Err(Errno::ENOSYS),
+        };
+        if let Err(errno) = applied {
+            result = Err(errno);
+            break;
+        }
+        done += 1;
+    }
+    batch.finish(ctx, Hypercall::MmuUpdate, 16, done, result)
+}
+
+/// `mmuext_op(ops, count, done_out, foreigndom)`.
+pub(super) fn mmuext_op<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    args: [u64; 4],
+) -> Result<u64, Errno> {
+    let batch = Batch::decode(ctx, args);
+    if let Err(errno) = check_foreigndom(ctx, batch.foreigndom) {
+        return batch.finish(ctx, Hypercall::MmuextOp, 24, 0, Err(errno));
+    }
+    let mut done = 0;
+    let mut result = Ok(0);
+    while done < batch.count.min(BATCH) {
+        let at = batch.items.wrapping_add(u64::from(done) * 24);
+        let applied = match ctx.guest.read_obj::<MmuextOp>(at) {
+            Ok(op) => one_mmuext_op(ctx, op),
+            Err(errno) => Err(errno),
+        };
+        if let Err(errno) = applied {
+            result = Err(errno);
+            break;
+        }
+        done += 1;
+    }
+    batch.finish(ctx, Hypercall::MmuextOp, 24, done, result)
+}
+
+/// Whether a guest-supplied address may be flushed (canonical, outside the hypervisor's
+/// range: Xen's `__addr_ok`).
+fn guest_address(va: u64) -> bool {
+    mm::is_canonical(va) && entry::is_guest_slot(4, mm::table_index(va, 4))
+}
+
+/// Reads (and ignores) the first word of a vCPU bitmap: there is one vCPU, so any mask
+/// means "all", but the pointer must still be readable (`EFAULT`).
+fn check_vcpu_mask<M: PhysMem>(ctx: &Context<'_, M>, mask: u64) -> Result<(), Errno> {
+    ctx.guest.read_obj::<u64>(mask).map(|_| ())
+}
+
+fn one_mmuext_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: MmuextOp) -> Result<(), Errno> {
+    match op.cmd {
+        MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
+            ctx.mmu.flush_all();
+            return Ok(());
+        }
+        MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
+            if guest_address(op.arg1) {
+                ctx.mmu.flush_va(op.arg1);
+            }
+            return Ok(());
+        }
+        MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
+            check_vcpu_mask(ctx, op.arg2).map_err(|_| Errno::EINVAL)?;
+            if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
+                ctx.mmu.flush_all();
+            } else if guest_address(op.arg1) {
+                ctx.mmu.flush_va(op.arg1);
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
+    let mfn = Mfn(op.arg1);
+    match op.cmd {
+        MMUEXT_PIN_L1_TABLE | MMUEXT_PIN_L2_TABLE | MMUEXT_PIN_L3_TABLE | MMUEXT_PIN_L4_TABLE => {
+            paging.pin(mfn, op.cmd - MMUEXT_PIN_L1_TABLE + 1)
+        }
+        MMUEXT_UNPIN_TABLE => paging.unpin(mfn),
+        MMUEXT_NEW_BASEPTR => paging.new_baseptr(&mut ctx.domain.vcpu, mfn),
+        MMUEXT_NEW_USER_BASEPTR => paging.new_user_baseptr(&mut ctx.domain.vcpu, op.arg1),
+        MMUEXT_CLEAR_PAGE => paging.clear_page(mfn),
+        MMUEXT_COPY_PAGE => paging.copy_page(mfn, Mfn(op.arg2)),
+        // Cache flushes are for domains with devices; we give none.
+        MMUEXT_FLUSH_CACHE => Err(Errno::EACCES),
+        MMUEXT_FLUSH_CACHE_GLOBAL => Err(Errno::EINVAL),
+        MMUEXT_MARK_SUPER | MMUEXT_UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
+        // MMUEXT_SET_LDT arrives with the descriptor-table work.
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// `update_va_mapping(va, val, flags)`: sets the L1 entry that maps `va` in the current
+/// kernel address space, validated like an `mmu_update`, then flushes as `flags` say
+/// (`UVMF_NONE`, `UVMF_TLB_FLUSH` or `UVMF_INVLPG`, for `UVMF_LOCAL`, `UVMF_ALL` or a
+/// vCPU mask pointer, which must be readable: `EFAULT` after the update otherwise).
+pub(super) fn update_va_mapping<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    va: u64,
+    val: u64,
+    flags: u64,
+) -> Result<u64, Errno> {
+    let root = ctx.domain.vcpu.kernel_root;
+    {
+        let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
+        let (table, index) = paging.l1_slot_for(root, va)?;
+        paging.update_entry(table, 1, index, val, false)?;
+    }
+    let flush = flags & UVMF_FLUSHTYPE_MASK;
+    if flush != UVMF_TLB_FLUSH && flush != UVMF_INVLPG {
+        return Ok(0);
+    }
+    let mask = flags & UVMF_MASK_BITS;
+    let checked = if mask == 0 || mask == UVMF_ALL {
+        Ok(())
+    } else {
+        check_vcpu_mask(ctx, mask)
+    };
+    if flush == UVMF_TLB_FLUSH {
+        ctx.mmu.flush_all();
+    } else {
+        ctx.mmu.flush_va(va);
+    }
+    checked.map(|()| 0)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::tests::{BUF, World};
+    use super::*;
+    use crate::frames::{FrameTable, Owner, PageType};
+    use crate::mm::pte;
+    use crate::paging::audit::audit;
+    use zerocopy::IntoBytes;
+
+    const RW: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
+    const RO: u64 = pte::PRESENT | pte::USER;
+    /// World frames: L4 1, L3 2, L2 3, L1 4, BUF 5 and 6, shared info 7; 8..16 spare
+    /// frames of domain 1; 16 belongs to domain 2.
+    pub const L4: Mfn = Mfn(1);
+    pub const L1: Mfn = Mfn(4);
+    pub const SPARE: u64 = 8;
+    pub const FOREIGN: Mfn = Mfn(16);
+    const EINVAL: i64 = -22;
+
+    /// The handler-test world with its tables typed as the builder types them (root
+    /// pinned and held as the base pointer), eight spare frames and a foreign one.
+    pub fn paging_world() -> World {
+        let mut world = World::new();
+        {
+            let mut frames = FrameTable::adopt(&mut world.storage);
+            frames.adopt_m2p(&mut world.m2p);
+            for _ in 0..8 {
+                frames.alloc(Owner::Domain(1), &world.mem).unwrap();
+            }
+            assert_eq!(frames.alloc(Owner::Domain(2), &world.mem), Some(FOREIGN));
+            let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
+            paging.pin(L4, 4).unwrap();
+            paging.get_page_and_type(L4, PageType::L4Table).unwrap();
+        }
+        world.domain.nr_pages = 16;
+        world.domain.max_pages = 16;
+        world.check();
+        world
+    }
+
+    impl World {
+        /// The invariants hold for domain 1.
+        pub fn check(&mut self) {
+            let mut roots = vec![self.domain.vcpu.kernel_root];
+            roots.extend(self.domain.vcpu.user_root);
+            let frames = FrameTable::adopt(&mut self.storage);
+            audit(&self.mem, &frames, 1, &roots).unwrap();
+        }
+
+        pub fn info(&mut self, mfn: Mfn) -> crate::frames::FrameInfo {
+            FrameTable::adopt(&mut self.storage).info(mfn)
+        }
+
+        pub fn entry(&self, table: Mfn, index: u64) -> u64 {
+            self.mem.read_u64(table.addr() + index * 8)
+        }
+
+        /// Places `items` at BUF and issues `call` on them; returns (rax, done).
+        fn batch<T: IntoBytes + zerocopy::Immutable>(
+            &mut self,
+            number: u64,
+            items: &[T],
+            foreigndom: u64,
+        ) -> (i64, u32) {
+            self.put(0, items.as_bytes());
+            self.put(4092, &0u32.to_le_bytes());
+            let rax = self
+                .call(number, [BUF, items.len() as u64, BUF + 4092, foreigndom, 0])
+                .0;
+            let done = u32::from_le_bytes(self.get(4092, 4).try_into().unwrap());
+            (rax, done)
+        }
+    }
+
+    fn pte_update(table: Mfn, index: u64, val: u64) -> MmuUpdate {
+        MmuUpdate::normal(table.addr() + index * 8, val)
+    }
+
+    #[test]
+    fn batches_apply_in_order_and_stop_at_the_first_failure() {
+        let mut w = paging_world();
+        let ok = [
+            pte_update(L1, 20, (SPARE << 12) | RW),
+            pte_update(L1, 21, ((SPARE + 1) << 12) | RO),
+            pte_update(L1, 22, L1.addr() | RO),
+        ];
+        assert_eq!(w.batch(1, &ok, u64::from(DOMID_SELF)), (0, 3));
+        assert_eq!(w.entry(L1, 20), (SPARE << 12) | RW);
+        assert_eq!(w.info(Mfn(SPARE)).page_type, PageType::Writable);
+        let partial = [
+            pte_update(L1, 23, ((SPARE + 2) << 12) | RO),
+            pte_update(L1, 24, FOREIGN.addr() | RO),
+            pte_update(L1, 25, ((SPARE + 3) << 12) | RO),
+        ];
+        assert_eq!(w.batch(1, &partial, u64::from(DOMID_SELF)), (-16, 1));
+        assert_eq!(w.entry(L1, 24), 0);
+        assert_eq!(w.entry(L1, 25), 0, "nothing after the failure");
+        w.check();
+    }
+
+    #[test]
+    fn every_kind_of_bad_request_is_refused() {
+        let mut w = paging_world();
+        let cases: [(MmuUpdate, i64); 9] = [
+            (pte_update(L1, 30, L1.addr() | RW), -16), // a table, writable
+            (pte_update(L1, 30, FOREIGN.addr() | RO), -16), // another domain's frame
+            (pte_update(L1, 30, Mfn(31).addr() | RO), -16), // a free frame
+            (
+                pte_update(L1, 30, (SPARE << 12) | RO | pte::CACHE_DISABLE),
+                EINVAL,
+            ),
+            (pte_update(L1, 30, (1 << 40) | RO), EINVAL), // beyond the physical width
+            (
+                pte_update(Mfn(3), 1, (SPARE << 12) | RO | pte::PAGE_SIZE),
+                EINVAL,
+            ),
+            (pte_update(L4, 256, 0), EINVAL), // the hypervisor's slot
+            (pte_update(FOREIGN, 0, 0), EINVAL), // someone else's table
+            (
+                MmuUpdate {
+                    ptr: L1.addr() + 5,
+                    val: 0,
+                },
+                -38,
+            ), // unknown command
+        ];
+        for (request, errno) in cases {
+            assert_eq!(w.batch(1, &[request], 0x7ff0), (errno, 0), "{request:?}");
+        }
+        assert_eq!(
+            w.call(1, [0x10, 1, 0, 0x7ff0, 0]).0,
+            -14,
+            "unreadable requests"
+        );
+        let one = [pte_update(L1, 30, 0)];
+        assert_eq!(w.batch(1, &one, 2).0, -1, "foreign domain");
+        assert_eq!(w.batch(1, &one, 1).0, 0, "its own id is DOMID_SELF");
+        w.check();
+    }
+
+    #[test]
+    fn long_batches_are_continued() {
+        let mut w = paging_world();
+        let count = BATCH as usize + 5;
+        let requests: Vec<MmuUpdate> = (0..count)
+            .map(|i| {
+                pte_update(
+                    L1,
+                    40 + (i % 8) as u64,
+                    ((SPARE + (i % 4) as u64) << 12) | RO,
+                )
+            })
+            .collect();
+        let (rax, done) = w.batch(1, &requests, 0x7ff0);
+        assert_eq!(
+            (rax, done),
+            (1, BATCH),
+            "continuation: rax holds the number again"
+        );
+        let regs = w.last_regs;
+        assert_eq!(regs.rip, 0x1000 - 2);
+        assert_eq!(regs.rdi, BUF + u64::from(BATCH) * 16);
+        assert_eq!(regs.rsi, 5 | u64::from(MMU_UPDATE_PREEMPTED));
+        w.domain.vcpu.regs = regs;
+        assert_eq!(
+            w.call_with_regs(1, [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8])
+                .0,
+            0
+        );
+        let total = u32::from_le_bytes(w.get(4092, 4).try_into().unwrap());
+        assert_eq!(total as usize, count, "done counts across the continuation");
+        w.check();
+    }
+
+    #[test]
+    fn machphys_updates_only_for_own_frames() {
+        let mut w = paging_world();
+        let own = [MmuUpdate::machphys(SPARE, 1234)];
+        assert_eq!(w.batch(1, &own, 0x7ff0), (0, 1));
+        assert_eq!(w.m2p[SPARE as usize], 1234);
+        let forged = [MmuUpdate::machphys(FOREIGN.0, 7)];
+        assert_eq!(w.batch(1, &forged, 0x7ff0), (EINVAL, 0));
+        assert_ne!(w.m2p[FOREIGN.0 as usize], 7);
+    }
+
+    #[test]
+    fn pins_base_pointers_and_flushes() {
+        let mut w = paging_world();
+        let spare = Mfn(SPARE);
+        let ops = [
+            MmuextOp::pin_table(1, spare.0).unwrap(),
+            MmuextOp::tlb_flush_local(),
+            MmuextOp::invlpg_local(0x1234_5000),
+            MmuextOp::invlpg_all(1 << 47), // non-canonical: ignored
+            MmuextOp::unpin_table(spare.0),
+        ];
+        assert_eq!(w.batch(26, &ops, 0x7ff0), (0, 5));
+        assert_eq!(w.mmu.flushed, vec![0x1234_5000]);
+        assert_eq!(
+            w.batch(26, &[MmuextOp::unpin_table(spare.0)], 0x7ff0),
+            (EINVAL, 0)
+        );
+        // A second address space: copy the root, pin it, switch to it and back.
+        let copy = Mfn(SPARE + 1);
+        let ops = [
+            MmuextOp::copy_page(copy.0, L4.0),
+            MmuextOp::pin_table(4, copy.0).unwrap(),
+            MmuextOp::new_baseptr(copy.0),
+            MmuextOp::new_user_baseptr(L4.0),
+        ];
+        assert_eq!(w.batch(26, &ops, 0x7ff0), (0, 4));
+        assert_eq!(w.domain.vcpu.kernel_root, copy);
+        assert_eq!(w.domain.vcpu.user_root, Some(L4));
+        assert_eq!(w.mmu.loaded, vec![copy]);
+        assert_eq!(
+            w.info(Mfn(2)).type_count,
+            2,
+            "the L3 is shared by both roots"
+        );
+        w.check();
+        let ops = [
+            MmuextOp::new_baseptr(L4.0),
+            MmuextOp::new_user_baseptr(0),
+            MmuextOp::unpin_table(copy.0),
+        ];
+        assert_eq!(w.batch(26, &ops, 0x7ff0), (0, 3));
+        assert_eq!(w.info(copy).type_count, 0);
+        w.check();
+        let refused = [
+            (MmuextOp::pin_table(4, FOREIGN.0).unwrap(), EINVAL),
+            (MmuextOp::pin_table(1, 5).unwrap(), EINVAL), // BUF is mapped writable
+            (MmuextOp::new_baseptr(5), EINVAL),
+            (MmuextOp::clear_page(L1.0), EINVAL),
+            (MmuextOp::copy_page(L1.0, SPARE), EINVAL),
+            (MmuextOp::new(MMUEXT_TLB_FLUSH_MULTI, 0, 0x10), EINVAL),
+            (MmuextOp::new(MMUEXT_FLUSH_CACHE, 0, 0), -13),
+            (MmuextOp::new(99, 0, 0), -38),
+        ];
+        for (op, errno) in refused {
+            assert_eq!(w.batch(26, &[op], 0x7ff0), (errno, 0), "{op:?}");
+        }
+        w.check();
+    }
+
+    #[test]
+    fn update_va_mapping_maps_through_the_current_tables() {
+        let mut w = paging_world();
+        let va = BUF + 0x2000;
+        let val = (SPARE << 12) | RW;
+        assert_eq!(w.call(14, [va, val, UVMF_INVLPG, 0, 0]).0, 0);
+        assert_eq!(w.mmu.flushed, vec![va]);
+        assert_eq!(w.entry(L1, 2), val);
+        assert_eq!(
+            w.call(14, [va, L1.addr() | RW, 0, 0, 0]).0,
+            -16,
+            "a table, writable"
+        );
+        assert_eq!(w.call(14, [0xffff_8000_0000_0000, 0, 0, 0, 0]).0, EINVAL);
+        assert_eq!(
+            w.call(14, [0x8000_0000, 0, 0, 0, 0]).0,
+            EINVAL,
+            "no L1 there"
+        );
+        let flushes = w.mmu.flushes;
+        assert_eq!(w.call(14, [va, 0, UVMF_TLB_FLUSH | UVMF_ALL, 0, 0]).0, 0);
+        assert_eq!(w.mmu.flushes, flushes + 1);
+        assert_eq!(w.entry(L1, 2), 0);
+        // A vCPU mask must be readable; the update itself has been done.
+        assert_eq!(w.call(14, [va, val, UVMF_TLB_FLUSH | 0x10, 0, 0]).0, -14);
+        assert_eq!(w.entry(L1, 2), val);
+        w.check();
+    }
+}
