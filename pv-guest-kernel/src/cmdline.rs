@@ -8,10 +8,31 @@ pub enum CrashMode {
     InvalidOpcode,
     /// A store to an unmapped address (#PF).
     PageFault,
-    /// `hlt` in ring 3 (#GP).
+    /// `lgdt` in ring 3 (#GP, never emulated).
     GeneralProtection,
     /// Division by zero (#DE).
     DivideError,
+    /// With handlers installed, re-register a trap table whose every handler points at
+    /// unmapped memory, then fault: the faults cascade until the hypervisor can no longer
+    /// push a frame and stops the domain.
+    BadTrapTable,
+    /// With handlers installed, point the stack at unmapped memory and fault: the
+    /// hypervisor cannot deliver the fault and stops the domain.
+    BadKernelStack,
+    /// Register a failsafe callback in unmapped memory and no kernel stack, then make
+    /// delivery fail: the failsafe cannot be delivered either.
+    BadCallbacks,
+}
+
+impl CrashMode {
+    /// Whether the mode corrupts state after the trap table is registered (rather than
+    /// faulting before any handler exists).
+    pub fn after_traps(self) -> bool {
+        matches!(
+            self,
+            CrashMode::BadTrapTable | CrashMode::BadKernelStack | CrashMode::BadCallbacks
+        )
+    }
 }
 
 /// What the command line asks for.
@@ -36,6 +57,9 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=pf" => Some(CrashMode::PageFault),
             "crash=gp" => Some(CrashMode::GeneralProtection),
             "crash=de" => Some(CrashMode::DivideError),
+            "crash=bad-trap-table" => Some(CrashMode::BadTrapTable),
+            "crash=bad-kernel-stack" => Some(CrashMode::BadKernelStack),
+            "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             _ => None,
         };
         match crash {
@@ -60,5 +84,7 @@ mod tests {
         assert_eq!(options.crash, Some(CrashMode::DivideError));
         assert_eq!(unknown, Some(UnknownWord("bogus")));
         assert_eq!(parse("crash=nope").1, Some(UnknownWord("crash=nope")));
+        assert!(parse("crash=bad-callbacks").0.crash.unwrap().after_traps());
+        assert!(!parse("crash=pf").0.crash.unwrap().after_traps());
     }
 }

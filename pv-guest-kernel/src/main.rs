@@ -11,6 +11,8 @@ mod tests;
 mod traps;
 
 use core::fmt::Write;
+use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
+use pv_abi::callback::{CALLBACKTYPE_FAILSAFE, CallbackRegister};
 use pv_abi::xen::StartInfo;
 use pv_guest_kernel::cmdline::{self, CrashMode};
 use pv_guest_kernel::selftest::Tally;
@@ -66,7 +68,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
             word.0
         );
     }
-    if let Some(mode) = options.crash {
+    if let Some(mode) = options.crash.filter(|m| !m.after_traps()) {
         let _ = writeln!(out, "pv-guest: crashing on purpose ({mode:?})");
         crash(mode);
     }
@@ -74,6 +76,13 @@ extern "C" fn kmain(start_info: u64) -> ! {
     if let Err(error) = traps::install() {
         let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
         power_off(1);
+    }
+    if let Some(mode) = options.crash {
+        let _ = writeln!(
+            out,
+            "pv-guest: corrupting my own state on purpose ({mode:?})"
+        );
+        crash(mode);
     }
 
     let mut tally = Tally::default();
@@ -101,15 +110,18 @@ fn power_off(code: u32) -> ! {
 }
 
 fn crash(mode: CrashMode) -> ! {
-    // SAFETY: each of these faults on purpose; the hypervisor must stop this domain (we
-    // register no handler) and nothing after the instruction runs.
+    // SAFETY: each of these faults on purpose, or corrupts this domain's own trap state
+    // and then faults; either way the hypervisor must stop this domain, and nothing after
+    // the faulting instruction runs.
     unsafe {
         match mode {
             CrashMode::InvalidOpcode => core::arch::asm!("ud2", options(noreturn)),
             CrashMode::PageFault => core::arch::asm!(
                 "mov qword ptr [{0}], 1", "ud2", in(reg) 0x10u64, options(noreturn)
             ),
-            CrashMode::GeneralProtection => core::arch::asm!("hlt", "ud2", options(noreturn)),
+            CrashMode::GeneralProtection => {
+                core::arch::asm!("lgdt [rsp]", "ud2", options(noreturn))
+            }
             CrashMode::DivideError => core::arch::asm!(
                 "xor edx, edx",
                 "xor ecx, ecx",
@@ -117,6 +129,20 @@ fn crash(mode: CrashMode) -> ! {
                 "ud2",
                 options(noreturn)
             ),
+            CrashMode::BadTrapTable => {
+                let bad = TrapInfo::new(6, 0, false, FLAT_KERNEL_CS64, 0x10);
+                let table = [bad, TrapInfo { vector: 14, ..bad }, TrapInfo::default()];
+                let _ = pv_abi::guest::set_trap_table(&table);
+                core::arch::asm!("ud2", options(noreturn))
+            }
+            CrashMode::BadKernelStack => {
+                core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
+            }
+            CrashMode::BadCallbacks => {
+                let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
+                let _ = pv_abi::guest::callback_register(&failsafe);
+                core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
+            }
         }
     }
 }

@@ -85,6 +85,8 @@ pub enum CrashReason {
         vector: u64,
         /// Where the frame should have gone.
         address: u64,
+        /// Whether a failsafe callback was registered (and could not be delivered either).
+        failsafe: bool,
     },
     /// HYPERVISOR_iret with a frame that cannot be read, or a return to user mode with
     /// no user page table.
@@ -95,9 +97,14 @@ impl core::fmt::Display for CrashReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             CrashReason::NoHandler { vector } => write!(f, "no guest handler for vector {vector}"),
-            CrashReason::BadKernelStack { vector, address } => write!(
+            CrashReason::BadKernelStack { vector, address, failsafe } => write!(
                 f,
-                "cannot push the frame for vector {vector} at {address:#x} (kernel stack unusable, no failsafe)"
+                "cannot push the frame for vector {vector} at {address:#x} ({})",
+                if *failsafe {
+                    "and the failsafe callback could not be delivered either"
+                } else {
+                    "kernel stack unusable, no failsafe callback"
+                }
             ),
             CrashReason::BadIret => {
                 f.write_str("HYPERVISOR_iret with an unreadable or impossible frame")
@@ -122,7 +129,8 @@ pub fn deliver_or_failsafe<M: PhysMem>(
 
 fn failsafe<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, address: u64) -> Outcome {
     let handler = ctx.domain.vcpu.callbacks.failsafe;
-    let crash = Outcome::Crash(CrashReason::BadKernelStack { vector, address });
+    let failsafe = handler != 0;
+    let crash = Outcome::Crash(CrashReason::BadKernelStack { vector, address, failsafe });
     if handler == 0 {
         return crash;
     }
