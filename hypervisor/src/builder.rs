@@ -17,13 +17,13 @@
 //! The shared-info page is a separate frame, announced by machine address in start_info.
 
 use crate::bootimage::DomainSpec;
-use crate::domain::{Callbacks, Domain, DomainState, FpuState, Vcpu};
+use crate::domain::{Domain, DomainState, Vcpu};
 use crate::elf::{ElfError, PvKernel};
 use crate::frames::{DomId, FrameTable, Owner, PageType};
 use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
 use crate::paging::{Mmu, Paging};
 use crate::regs::TrapFrame;
-use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, TrapInfo};
+use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
 use pv_abi::errno::Errno;
 use pv_abi::xen::{Hypercall, SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
 use zerocopy::{FromZeros, IntoBytes};
@@ -385,20 +385,7 @@ fn build_inner<M: PhysMem>(
         vm_assist: 0,
         exit_code: None,
         console_line: heapless::Vec::new(),
-        vcpu: Vcpu {
-            regs,
-            fpu: FpuState::initial(),
-            kernel_root: l4,
-            user_root: None,
-            kernel_mode: true,
-            kernel_sp: 0,
-            kernel_ss: 0,
-            segments: Default::default(),
-            iopl: 0,
-            virtual_ts: false,
-            trap_table: [TrapInfo::default(); 256],
-            callbacks: Callbacks::default(),
-        },
+        vcpu: Vcpu::new(regs, l4),
     })
 }
 

@@ -84,6 +84,28 @@ pub struct Vcpu {
     pub callbacks: Callbacks,
 }
 
+impl Vcpu {
+    /// A vCPU that has not run yet: its registers and kernel page table, in guest kernel
+    /// mode, with reset values everywhere else (initial FPU state, empty trap table, no
+    /// callbacks).
+    pub fn new(regs: TrapFrame, kernel_root: Mfn) -> Vcpu {
+        Vcpu {
+            regs,
+            fpu: FpuState::initial(),
+            kernel_root,
+            user_root: None,
+            kernel_mode: true,
+            kernel_sp: 0,
+            kernel_ss: 0,
+            segments: SegmentBases::default(),
+            iopl: 0,
+            virtual_ts: false,
+            trap_table: [TrapInfo::default(); 256],
+            callbacks: Callbacks::default(),
+        }
+    }
+}
+
 /// Why a domain stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DomainState {

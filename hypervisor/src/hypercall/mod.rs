@@ -127,11 +127,10 @@ pub(crate) mod tests {
     //! A one-domain world for handler tests: domain 1 with a writable buffer mapped at
     //! [`BUF`] (two pages) and nothing else.
     use super::*;
-    use crate::domain::{Callbacks, DomainState, FpuState, Vcpu};
+    use crate::domain::{DomainState, Vcpu};
     use crate::frames::{FrameInfo, Owner};
     use crate::mm::fake::FakeMem;
     use crate::mm::{self, Mfn, pte};
-    use pv_abi::arch_x86_64::TrapInfo;
 
     pub const BUF: u64 = 0x40_0000;
 
@@ -191,20 +190,7 @@ pub(crate) mod tests {
                 vm_assist: 0,
                 exit_code: None,
                 console_line: heapless::Vec::new(),
-                vcpu: Vcpu {
-                    regs: TrapFrame::default(),
-                    fpu: FpuState::initial(),
-                    kernel_root: Mfn(1),
-                    user_root: None,
-                    kernel_mode: true,
-                    kernel_sp: 0,
-                    kernel_ss: 0,
-                    segments: Default::default(),
-                    iopl: 0,
-                    virtual_ts: false,
-                    trap_table: [TrapInfo::default(); 256],
-                    callbacks: Callbacks::default(),
-                },
+                vcpu: Vcpu::new(TrapFrame::default(), Mfn(1)),
             };
             World {
                 mem,

@@ -18,13 +18,12 @@
 use super::Paging;
 use super::audit::audit;
 use super::testing::{FakeMmu, Storage, give, peek};
-use crate::domain::{Callbacks, Domain, DomainState, FpuState, SegmentBases, Vcpu};
+use crate::domain::{Domain, DomainState, Vcpu};
 use crate::frames::{FrameTable, Owner, PageType};
 use crate::mm::fake::FakeMem;
 use crate::mm::{Mfn, pte};
 use crate::regs::TrapFrame;
 use proptest::prelude::*;
-use pv_abi::arch_x86_64::TrapInfo;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Slots of each frame the operations use (and the model shadows).
@@ -128,20 +127,7 @@ struct Model {
 }
 
 fn vcpu(root: Mfn) -> Vcpu {
-    Vcpu {
-        regs: TrapFrame::default(),
-        fpu: FpuState::initial(),
-        kernel_root: root,
-        user_root: None,
-        kernel_mode: true,
-        kernel_sp: 0,
-        kernel_ss: 0,
-        segments: SegmentBases::default(),
-        iopl: 0,
-        virtual_ts: false,
-        trap_table: [TrapInfo::default(); 256],
-        callbacks: Callbacks::default(),
-    }
+    Vcpu::new(TrapFrame::default(), root)
 }
 
 fn live_table(frames: &FrameTable<'_>, mfn: Mfn) -> Option<u32> {

@@ -4,12 +4,11 @@ use super::audit::audit;
 use super::refs::MAX_COUNT;
 use super::testing::{FakeMmu, Storage, give, peek, poke};
 use super::{Paging, PteWrite, emulate_pt_write};
-use crate::domain::{Callbacks, Domain, DomainState, FpuState, SegmentBases, Vcpu};
+use crate::domain::{Domain, DomainState, Vcpu};
 use crate::frames::{FrameTable, Owner, PageType};
 use crate::mm::fake::FakeMem;
 use crate::mm::{Mfn, PhysMem, pte};
 use crate::regs::TrapFrame;
-use pv_abi::arch_x86_64::TrapInfo;
 use pv_abi::errno::Errno;
 
 const RW: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
@@ -48,20 +47,7 @@ fn tree(mem: &FakeMem, frames: &FrameTable<'_>) -> Tree {
 }
 
 fn vcpu(root: Mfn) -> Vcpu {
-    Vcpu {
-        regs: TrapFrame::default(),
-        fpu: FpuState::initial(),
-        kernel_root: root,
-        user_root: None,
-        kernel_mode: true,
-        kernel_sp: 0,
-        kernel_ss: 0,
-        segments: SegmentBases::default(),
-        iopl: 0,
-        virtual_ts: false,
-        trap_table: [TrapInfo::default(); 256],
-        callbacks: Callbacks::default(),
-    }
+    Vcpu::new(TrapFrame::default(), root)
 }
 
 fn domain(root: Mfn) -> Domain {
