@@ -18,5 +18,6 @@ pub mod mm;
 pub mod paging;
 pub mod regs;
 pub mod sched;
+pub mod time;
 pub mod traps;
 pub mod vcpu_info;
