@@ -82,6 +82,11 @@ pub struct Vcpu {
     pub trap_table: [TrapInfo; 256],
     /// Registered callbacks.
     pub callbacks: Callbacks,
+    /// Its number within the domain (0 for the boot vCPU).
+    pub id: u32,
+    /// Machine address of its `vcpu_info` if the guest moved it there
+    /// (VCPUOP_register_vcpu_info); otherwise slot `id` of the shared-info page.
+    pub vcpu_info: Option<u64>,
 }
 
 impl Vcpu {
@@ -102,7 +107,15 @@ impl Vcpu {
             virtual_ts: false,
             trap_table: [TrapInfo::default(); 256],
             callbacks: Callbacks::default(),
+            id: 0,
+            vcpu_info: None,
         }
+    }
+
+    /// Machine address of this vCPU's `vcpu_info`, given its domain's shared-info page.
+    pub fn vcpu_info_addr(&self, shared_info: Mfn) -> u64 {
+        self.vcpu_info
+            .unwrap_or_else(|| crate::vcpu_info::shared_slot(shared_info, self.id))
     }
 }
 

@@ -15,18 +15,19 @@ pub fn shared_slot(shared_info: crate::mm::Mfn, vcpu: u32) -> u64 {
         + u64::from(vcpu) * core::mem::size_of::<VcpuInfo>() as u64
 }
 
-/// The `vcpu_info` of vCPU 0 of a domain, reached by machine address.
+/// One vCPU's `vcpu_info`, reached by machine address.
 pub struct VcpuInfoRef<'a, M: PhysMem> {
     mem: &'a M,
     base: u64,
 }
 
 impl<'a, M: PhysMem> VcpuInfoRef<'a, M> {
-    /// vCPU 0's slot in `domain`'s shared-info page (a frame the domain owns).
+    /// The `vcpu_info` of `domain`'s active vCPU (`domain.vcpu`): its slot in the
+    /// shared-info page, or the area it registered (frames the domain owns).
     pub fn of(mem: &'a M, domain: &Domain) -> Self {
         VcpuInfoRef {
             mem,
-            base: domain.shared_info.addr() + offset_of!(SharedInfo, vcpu_info) as u64,
+            base: domain.vcpu.vcpu_info_addr(domain.shared_info),
         }
     }
 
