@@ -40,6 +40,8 @@ impl CrashMode {
 pub struct Options {
     /// Crash on purpose instead of running the self-tests.
     pub crash: Option<CrashMode>,
+    /// Attack the hypervisor's memory model instead of running the self-tests (`hostile`).
+    pub hostile: bool,
 }
 
 /// Why a command line was not understood.
@@ -64,6 +66,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
         };
         match crash {
             Some(mode) => options.crash = Some(mode),
+            None if word == "hostile" => options.hostile = true,
             None if unknown.is_none() => unknown = Some(UnknownWord(word)),
             None => {}
         }

@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cmdline;
+pub mod pfn_alloc;
 pub mod selftest;

@@ -7,8 +7,11 @@
 #![no_main]
 
 mod console;
+mod hostile;
+mod process;
 mod tests;
 mod traps;
+mod vm;
 
 use core::fmt::Write;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
@@ -19,6 +22,7 @@ use pv_guest_kernel::selftest::Tally;
 
 core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("arch/traps.S"), options(att_syntax));
+core::arch::global_asm!(include_str!("arch/user.S"), options(att_syntax));
 
 /// The running kernel's view of how it was started.
 pub struct Boot {
@@ -77,12 +81,20 @@ extern "C" fn kmain(start_info: u64) -> ! {
         let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
         power_off(1);
     }
+    if let Err(why) = process::init(&boot) {
+        let _ = writeln!(out, "pv-guest: cannot prepare user processes: {why}");
+    }
     if let Some(mode) = options.crash {
         let _ = writeln!(
             out,
             "pv-guest: corrupting my own state on purpose ({mode:?})"
         );
         crash(mode);
+    }
+
+    if options.hostile {
+        let _ = writeln!(out, "pv-guest: hostile: attacking the memory model");
+        power_off(hostile::run(&boot, &mut out));
     }
 
     let mut tally = Tally::default();

@@ -30,6 +30,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("callbacks", callbacks),
     ("sched_yield", sched_yield),
     ("xmm_preserved", xmm_preserved),
+    ("vm_m2p_readable", crate::vm::m2p_readable),
+    ("vm_shared_info_mapping", crate::vm::shared_info_mapping),
+    ("vm_page_table_lifecycle", crate::vm::page_table_lifecycle),
     ("trap_breakpoint", trap_breakpoint),
     ("trap_invalid_opcode", trap_invalid_opcode),
     ("trap_divide_error", trap_divide_error),
@@ -44,6 +47,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_wbinvd_invlpg", emulate_wbinvd_invlpg),
     ("emulate_int_n", emulate_int_n),
     ("emulate_hlt", emulate_hlt),
+    ("user_processes", user_processes),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -493,5 +497,40 @@ fn emulate_hlt(_: &Boot) -> Outcome {
     }
     // SAFETY: hlt is emulated as giving up the CPU; we continue right after it.
     unsafe { core::arch::asm!("hlt") };
+    Ok(())
+}
+
+fn user_processes(_: &Boot) -> Outcome {
+    use crate::process::{Ending, programs, run};
+    let [hello, divzero, badaccess, sleeper] = programs();
+    let report = run(&[hello, hello, hello, divzero, badaccess, sleeper])
+        .map_err(|why| failure(format_args!("{why}")))?;
+    let expected = [
+        ("hello", Ending::Exited(0)),
+        ("hello", Ending::Exited(0)),
+        ("hello", Ending::Exited(0)),
+        ("divzero", Ending::Killed { vector: 0 }),
+        ("badaccess", Ending::Killed { vector: 14 }),
+        ("sleeper", Ending::Exited(3)),
+    ];
+    if report.endings.len() != expected.len() {
+        fail!(
+            "{} of {} processes ended",
+            report.endings.len(),
+            expected.len()
+        );
+    }
+    for ((name, pid, ending), (want_name, want)) in report.endings.iter().zip(expected) {
+        if *name != want_name || *ending != want {
+            fail!("pid {pid} ({name}) ended {ending:?}, expected {want:?}");
+        }
+    }
+    if report.free_after != report.free_before {
+        fail!(
+            "frames leaked: {} free before, {} after",
+            report.free_before,
+            report.free_after
+        );
+    }
     Ok(())
 }

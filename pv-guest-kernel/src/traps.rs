@@ -7,7 +7,7 @@ use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
 
 /// The frame the entry stubs build (lowest address first).
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 #[allow(missing_docs)] // Register names are their own documentation.
 pub struct GuestFrame {
     pub r15: u64,
@@ -116,9 +116,13 @@ pub fn seen() -> Option<Seen> {
     })
 }
 
-/// Every exception lands here.
+/// Every exception, and every system call from user mode, lands here.
 #[unsafe(no_mangle)]
 extern "C" fn guest_trap(frame: &mut GuestFrame) {
+    if frame.vector == crate::process::SYSCALL_MARKER || frame.cs & 3 == 3 {
+        crate::process::user_event(frame);
+        return;
+    }
     let expected = EXPECT_VECTOR.load(Ordering::SeqCst);
     if (frame.vector == 3 || frame.vector == u64::from(KERNEL_SOFT_VECTOR))
         && expected != frame.vector

@@ -1,0 +1,142 @@
+/* User-mode support: the syscall callback entry, entering and leaving the "user world"
+ * from kmain, and the user programs (position-independent, copied to 0x400000). */
+
+.set SYSCALL_MARKER, 0x100
+
+.text
+/* The hypervisor delivers a user `syscall` here on the kernel stack registered with
+ * stack_switch, with rcx, r11, rip, cs, rflags, rsp, ss on it. Build the same frame as
+ * an exception (error code 0, vector SYSCALL_MARKER) and share the trap path. */
+.global user_syscall_entry
+user_syscall_entry:
+    pop %rcx
+    pop %r11
+    push $0
+    push $SYSCALL_MARKER
+    jmp guest_trap_common
+
+/* enter_user_world(frame): saves kmain's callee-saved registers and stack, then returns
+ * to user mode through the trap-return path with `frame` (a GuestFrame at the top of the
+ * user trap stack). leave_user_world() comes back here as if enter_user_world returned. */
+.global enter_user_world
+enter_user_world:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, user_world_saved_rsp(%rip)
+    mov %rdi, %rsp
+    jmp guest_trap_return
+
+.global leave_user_world
+leave_user_world:
+    mov user_world_saved_rsp(%rip), %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+
+.section .bss
+.p2align 3
+user_world_saved_rsp: .quad 0
+
+/* User programs. Syscalls: rax = number (0 write, 1 exit, 2 getpid, 3 yield,
+ * 4 sleep_ms, 5 brk, 6 mmap), rdi/rsi/rdx = arguments, result in rax. */
+.section .rodata.user_programs, "a"
+.p2align 12
+
+/* hello: greet, yield, grow the heap and touch it (demand paging), map anonymous memory
+ * and touch it, check every value, exit 0 (or 99 on a wrong value). */
+.global user_hello_start, user_hello_end
+user_hello_start:
+    mov $1, %edi
+    lea hello_msg(%rip), %rsi
+    mov $(hello_msg_end - hello_msg), %edx
+    xor %eax, %eax
+    syscall
+    mov $3, %eax
+    syscall
+    mov $5, %eax                 /* brk(0): current break */
+    xor %edi, %edi
+    syscall
+    mov %rax, %r13
+    lea 3*4096(%rax), %rdi       /* brk(+3 pages) */
+    mov $5, %eax
+    syscall
+    movq $0x1111, (%r13)
+    movq $0x2222, 4096(%r13)
+    movq $0x3333, 8192(%r13)
+    mov $3, %eax
+    syscall
+    cmpq $0x1111, (%r13)
+    jne 1f
+    cmpq $0x2222, 4096(%r13)
+    jne 1f
+    cmpq $0x3333, 8192(%r13)
+    jne 1f
+    mov $6, %eax                 /* mmap(2 pages) */
+    mov $8192, %edi
+    syscall
+    mov %rax, %r14
+    movq $0x4444, (%r14)
+    movq $0x5555, 4096(%r14)
+    cmpq $0x4444, (%r14)
+    jne 1f
+    cmpq $0x5555, 4096(%r14)
+    jne 1f
+    cmpq $0, 8(%r14)             /* fresh memory reads as zero */
+    jne 1f
+    mov $1, %eax
+    xor %edi, %edi
+    syscall
+1:  mov $1, %eax
+    mov $99, %edi
+    syscall
+hello_msg: .ascii "hello from user space\n"
+hello_msg_end:
+user_hello_end:
+
+/* divzero: divides by zero; the kernel kills it. */
+.global user_divzero_start, user_divzero_end
+user_divzero_start:
+    xor %edx, %edx
+    xor %ecx, %ecx
+    mov $1, %eax
+    div %rcx
+    mov $1, %eax
+    mov $98, %edi
+    syscall
+user_divzero_end:
+
+/* badaccess: writes to the kernel's address range; the kernel kills it. */
+.global user_badaccess_start, user_badaccess_end
+user_badaccess_start:
+    movabs $0xffffffff80000000, %rax
+    movq $1, (%rax)
+    mov $1, %eax
+    mov $97, %edi
+    syscall
+user_badaccess_end:
+
+/* sleeper: sleeps 20 ms, then exits 3. */
+.global user_sleeper_start, user_sleeper_end
+user_sleeper_start:
+    mov $4, %eax
+    mov $20, %edi
+    syscall
+    mov $2, %eax                 /* getpid must not be 0 */
+    syscall
+    test %rax, %rax
+    jz 1f
+    mov $1, %eax
+    mov $3, %edi
+    syscall
+1:  mov $1, %eax
+    mov $96, %edi
+    syscall
+user_sleeper_end:

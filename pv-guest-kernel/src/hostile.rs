@@ -1,0 +1,332 @@
+//! The hostile guest (`hostile` on the command line): attacks on the memory-safety model,
+//! each of which the hypervisor must refuse with the errno Xen gives. One line per
+//! attack, `hostile <name>: refused (<errno>)` or `hostile <name>: FAILED ...`; the exit
+//! code is 0 iff every attack was refused.
+//!
+//! Batch calls that return a count instead of an errno (the reservation calls) report
+//! `refused (0 of N done)`.
+
+use crate::Boot;
+use crate::vm::{self, RO, RW, WRITABLE, l1e, map, mfn_of, peek, poke, scratch, va_of, walk};
+use core::fmt::Write;
+use pv_abi::Errno;
+use pv_abi::guest;
+use pv_abi::xen::{
+    DOMID_SELF, MmuUpdate, MmuextOp, VMASST_CMD_DISABLE, VMASST_TYPE_WRITABLE_PAGETABLES,
+};
+
+/// Not RAM on a PC: the local APIC's page.
+const MMIO_FRAME: u64 = 0xfee00;
+/// The hypervisor's image starts at 1 MiB.
+const HYPERVISOR_FRAME: u64 = 0x100;
+/// An address in the hypervisor's direct map.
+const HYPERVISOR_VA: u64 = 0xffff_8300_0010_0000;
+const INVALID_M2P: u64 = u64::MAX;
+
+/// What an attack got back.
+enum Got {
+    Errno(Result<u64, Errno>),
+    Batch(Result<u32, guest::PartialError>),
+    Count { done: u64, of: u64 },
+}
+
+struct Report<'a, W: Write> {
+    out: &'a mut W,
+    failed: u32,
+}
+
+impl<W: Write> Report<'_, W> {
+    fn check(&mut self, name: &str, want: Errno, got: Got) {
+        let ok = match got {
+            Got::Errno(Err(e)) if e == want => true,
+            Got::Batch(Err(e)) if e.errno == want && e.done == 0 => true,
+            _ => false,
+        };
+        if ok {
+            let _ = writeln!(self.out, "hostile {name}: refused ({})", want.name());
+            return;
+        }
+        self.failed += 1;
+        let _ = match got {
+            Got::Errno(r) => writeln!(
+                self.out,
+                "hostile {name}: FAILED expected {want}, got {r:?}"
+            ),
+            Got::Batch(r) => writeln!(
+                self.out,
+                "hostile {name}: FAILED expected {want}, got {r:?}"
+            ),
+            Got::Count { done, of } => {
+                writeln!(self.out, "hostile {name}: FAILED {done} of {of} done")
+            }
+        };
+    }
+
+    fn check_count(&mut self, name: &str, done: Result<u64, Errno>, of: u64) {
+        match done {
+            Ok(0) => {
+                let _ = writeln!(self.out, "hostile {name}: refused (0 of {of} done)");
+            }
+            Ok(done) => self.check(name, Errno::EINVAL, Got::Count { done, of }),
+            Err(e) => self.check(name, Errno::EINVAL, Got::Errno(Err(e))),
+        }
+    }
+
+    fn fail(&mut self, name: &str, why: &str) {
+        self.failed += 1;
+        let _ = writeln!(self.out, "hostile {name}: FAILED {why}");
+    }
+}
+
+/// A frame another domain owns: described in the M2P, but not in our P2M and not our
+/// shared-info page.
+fn foreign_frame(boot: &Boot) -> Option<u64> {
+    let ours = |mfn: u64| {
+        mfn == boot.info.shared_info >> 12
+            || (0..boot.info.nr_pages).any(|p| vm::p2m(boot, p) == mfn)
+    };
+    let highest = (0..boot.info.nr_pages).map(|p| vm::p2m(boot, p)).max()?;
+    let lowest = (0..boot.info.nr_pages).map(|p| vm::p2m(boot, p)).min()?;
+    (highest + 1..highest + 64)
+        .chain(lowest.saturating_sub(64)..lowest)
+        .find(|&mfn| vm::m2p(mfn) != INVALID_M2P && !ours(mfn))
+}
+
+fn update_one(ptr: u64, val: u64) -> Got {
+    Got::Batch(vm::update(&[MmuUpdate { ptr, val }]))
+}
+
+fn ext_one(op: MmuextOp) -> Got {
+    Got::Batch(vm::ext(&[op]))
+}
+
+fn uvm(va: u64, val: u64) -> Got {
+    // SAFETY: every value tried here is one the hypervisor must refuse; if it did not,
+    // only a scratch page of the padding changed.
+    Got::Errno(unsafe { guest::update_va_mapping(va, val, 0) })
+}
+
+/// Runs every attack; returns the exit code (0 iff all were refused).
+pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
+    let mut r = Report { out, failed: 0 };
+    let s = scratch(boot, 32);
+    let own = mfn_of(boot, s);
+    let [root, _, l2, l1] = walk(boot, s);
+    let entry = l1e(boot, s);
+
+    // Mapping what is not ours.
+    match foreign_frame(boot) {
+        Some(foreign) => {
+            r.check(
+                "map_foreign_frame",
+                Errno::EBUSY,
+                uvm(s, (foreign << 12) | RO),
+            );
+            r.check(
+                "forge_machphys_foreign",
+                Errno::EINVAL,
+                Got::Batch(vm::update(&[MmuUpdate::machphys(foreign, 0)])),
+            );
+            r.check(
+                "write_foreign_table",
+                Errno::EINVAL,
+                update_one(foreign << 12, 0),
+            );
+        }
+        None => r.fail("map_foreign_frame", "no foreign frame found"),
+    }
+    r.check(
+        "map_hypervisor_frame",
+        Errno::EBUSY,
+        uvm(s, (HYPERVISOR_FRAME << 12) | RO),
+    );
+    r.check(
+        "map_mmio_frame",
+        Errno::EPERM,
+        uvm(s, (MMIO_FRAME << 12) | RW),
+    );
+
+    // Page tables are never writable, writable pages never page tables.
+    r.check(
+        "map_own_page_table_writable",
+        Errno::EBUSY,
+        uvm(s, (l1 << 12) | RW),
+    );
+    r.check(
+        "map_own_root_writable",
+        Errno::EBUSY,
+        uvm(s, (root << 12) | RW),
+    );
+    r.check(
+        "pin_writable_page_as_table",
+        Errno::EINVAL,
+        ext_one(MmuextOp::pin_table(1, own).unwrap()),
+    );
+    r.check(
+        "switch_root_to_data_page",
+        Errno::EINVAL,
+        ext_one(MmuextOp::new_baseptr(own)),
+    );
+    r.check(
+        "clear_live_page_table",
+        Errno::EINVAL,
+        ext_one(MmuextOp::clear_page(l1)),
+    );
+    r.check(
+        "copy_into_page_table",
+        Errno::EINVAL,
+        ext_one(MmuextOp::copy_page(l2, own)),
+    );
+
+    // A table whose entries are invalid cannot be pinned: fill a scratch frame with an
+    // entry naming the hypervisor, make it read-only, try, and put it back.
+    let bad = scratch(boot, 33);
+    let bad_mfn = mfn_of(boot, bad);
+    poke(bad + 8, (HYPERVISOR_FRAME << 12) | RO);
+    match map(bad, bad_mfn, RO) {
+        Ok(_) => {
+            r.check(
+                "pin_table_with_invalid_entries",
+                Errno::EBUSY,
+                ext_one(MmuextOp::pin_table(1, bad_mfn).unwrap()),
+            );
+            let _ = map(bad, bad_mfn, RW);
+            poke(bad + 8, 0);
+        }
+        Err(_) => r.fail("pin_table_with_invalid_entries", "setup failed"),
+    }
+
+    // The live root and its pin.
+    r.check(
+        "unpin_unpinned_frame",
+        Errno::EINVAL,
+        ext_one(MmuextOp::unpin_table(own)),
+    );
+    let mut list = [root];
+    // SAFETY: the hypervisor must refuse: the root is in use.
+    let done = unsafe { guest::decrease_reservation(&mut list, 0, DOMID_SELF) };
+    r.check_count("give_back_live_root", done, 1);
+
+    // Entry contents.
+    r.check(
+        "write_hypervisor_l4_slot",
+        Errno::EINVAL,
+        update_one((root << 12) + 256 * 8, 0),
+    );
+    r.check(
+        "write_direct_map_l4_slot",
+        Errno::EINVAL,
+        update_one((root << 12) + 262 * 8, (l2 << 12) | RO),
+    );
+    r.check(
+        "linear_page_table",
+        Errno::EINVAL,
+        update_one((root << 12) + 100 * 8, (root << 12) | RO),
+    );
+    r.check(
+        "reserved_bits",
+        Errno::EINVAL,
+        uvm(s, (own << 12) | RO | 0x10),
+    );
+    r.check(
+        "superpage",
+        Errno::EINVAL,
+        update_one((l2 << 12) + 511 * 8, (own << 12) | RO | 0x80),
+    );
+    r.check(
+        "address_beyond_physical_width",
+        Errno::EINVAL,
+        uvm(s, (1 << 51) | RO),
+    );
+    r.check(
+        "non_canonical_address",
+        Errno::EINVAL,
+        uvm(0x0000_8000_0000_0000, 0),
+    );
+    r.check(
+        "hypervisor_range_address",
+        Errno::EINVAL,
+        uvm(0xffff_8000_0000_0000, 0),
+    );
+
+    // Hypercall argument pointers are checked.
+    for (name, pointer) in [
+        ("pointer_into_hypervisor", HYPERVISOR_VA),
+        ("pointer_into_m2p", vm::M2P_BASE),
+        ("pointer_unmapped", 0x1000),
+    ] {
+        // SAFETY: raw call with a pointer the hypervisor must not follow.
+        let ret = unsafe {
+            guest::raw::hypercall4(
+                pv_abi::xen::Hypercall::MmuUpdate,
+                pointer,
+                1,
+                0,
+                u64::from(DOMID_SELF),
+            )
+        };
+        r.check(name, Errno::EFAULT, Got::Errno(Errno::from_ret(ret)));
+    }
+
+    // Reservations.
+    let mut extents = [0u64; 1];
+    let done = guest::increase_reservation(&mut extents, 0, DOMID_SELF);
+    r.check_count("exceed_reservation", done, 1);
+    let mut list = [own];
+    // SAFETY: refused: the frame is mapped.
+    let done = unsafe { guest::decrease_reservation(&mut list, 0, DOMID_SELF) };
+    r.check_count("give_back_mapped_frame", done, 1);
+
+    // A batch stops at the first bad request and reports what it did.
+    let batch = [
+        MmuUpdate::normal(entry, (own << 12) | RW),
+        MmuUpdate::normal(entry, (root << 12) | RW),
+        MmuUpdate::normal(entry, (own << 12) | RO),
+    ];
+    match vm::update(&batch) {
+        Err(e)
+            if e.done == 1
+                && e.errno == Errno::EBUSY
+                && peek(entry_va(boot, entry)) & WRITABLE != 0 =>
+        {
+            let _ = writeln!(
+                r.out,
+                "hostile partial_batch: refused ({}) after 1 of 3",
+                e.errno.name()
+            );
+        }
+        other => r.fail(
+            "partial_batch",
+            if other.is_ok() {
+                "all three applied"
+            } else {
+                "wrong count or errno"
+            },
+        ),
+    }
+
+    // A plain store into a page table, without the writable-pagetables assist, faults.
+    let _ = guest::vm_assist(VMASST_CMD_DISABLE, VMASST_TYPE_WRITABLE_PAGETABLES);
+    let table = va_of(l1);
+    let target = table + 8 * 511;
+    let before = peek(target);
+    let seen = crate::traps::expect_fault!(14, "mov qword ptr [{a}], {v}"; a = in(reg) target, v = in(reg) (HYPERVISOR_FRAME << 12) | RW);
+    match seen {
+        Some(seen) if seen.vector == 14 && peek(target) == before => {
+            let _ = writeln!(
+                r.out,
+                "hostile store_into_page_table: refused (#PF, error code {:#x})",
+                seen.error_code
+            );
+        }
+        _ => r.fail("store_into_page_table", "the store was not refused"),
+    }
+
+    let _ = writeln!(r.out, "hostile: {} attacks failed", r.failed);
+    u32::from(r.failed > 0)
+}
+
+/// Where the L1 entry at machine address `entry` can be read.
+fn entry_va(_boot: &Boot, entry: u64) -> u64 {
+    va_of(entry >> 12) + (entry & 0xfff)
+}

@@ -1,0 +1,240 @@
+//! Virtual memory the PV way: every page-table change goes through batched hypercalls
+//! (`mmu_update`, `mmuext_op`, `update_va_mapping`), never a plain store.
+//!
+//! The kernel's boot region maps pseudo-physical frame `n` at `KERNEL_BASE + n * 4096`;
+//! the P2M list (start_info.mfn_list) and the hypervisor's read-only M2P table translate
+//! between pseudo-physical and machine frames. The 512 KiB of padding after the boot stack
+//! is mapped but unused: these tests borrow its pages as scratch frames and put every
+//! mapping back as they found it.
+
+use crate::Boot;
+use pv_abi::Errno;
+use pv_abi::guest;
+use pv_abi::xen::{DOMID_SELF, MmuUpdate, MmuextOp, UVMF_INVLPG, UVMF_LOCAL};
+use pv_guest_kernel::selftest::{Outcome, failure};
+
+/// Where the kernel's boot region starts (its ELF `virt_base`).
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+/// Where the hypervisor maps the machine-to-phys table (RO_MPT_VIRT_START).
+pub const M2P_BASE: u64 = 0xffff_8000_0000_0000;
+/// Entry bits.
+pub const PRESENT: u64 = 1;
+/// Writable.
+pub const WRITABLE: u64 = 2;
+/// User (forced on by the hypervisor anyway).
+pub const USER: u64 = 4;
+/// Read-only mapping bits.
+pub const RO: u64 = PRESENT | USER;
+/// Writable mapping bits.
+pub const RW: u64 = PRESENT | WRITABLE | USER;
+const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+
+macro_rules! fail {
+    ($($arg:tt)*) => { return Err(failure(format_args!($($arg)*))) };
+}
+
+/// Reads a mapped, aligned word.
+pub fn peek(va: u64) -> u64 {
+    // SAFETY: callers pass addresses of the boot region or the M2P, both mapped (at least
+    // read-only) for the kernel's whole life.
+    unsafe { (va as *const u64).read_volatile() }
+}
+
+/// Writes a mapped, writable, aligned word of a scratch page.
+pub fn poke(va: u64, value: u64) {
+    // SAFETY: callers pass addresses of scratch pages they mapped writable.
+    unsafe { (va as *mut u64).write_volatile(value) }
+}
+
+/// Machine frame of pseudo-physical frame `pfn` (from the P2M list).
+pub fn p2m(boot: &Boot, pfn: u64) -> u64 {
+    peek(boot.info.mfn_list + pfn * 8)
+}
+
+/// Pseudo-physical frame of machine frame `mfn` (from the hypervisor's M2P).
+pub fn m2p(mfn: u64) -> u64 {
+    peek(M2P_BASE + mfn * 8)
+}
+
+/// Machine frame behind a boot-region address.
+pub fn mfn_of(boot: &Boot, va: u64) -> u64 {
+    p2m(boot, (va - KERNEL_BASE) / 4096)
+}
+
+/// Where a boot-region frame is mapped.
+pub fn va_of(mfn: u64) -> u64 {
+    KERNEL_BASE + m2p(mfn) * 4096
+}
+
+/// Scratch page `n` (0..64) of the padding after the boot stack.
+pub fn scratch(boot: &Boot, n: u64) -> u64 {
+    boot.initial_rsp + (64 + n) * 4096
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * (level - 1))) & 511
+}
+
+/// The tables mapping `va` in the boot address space: (L4, L3, L2, L1) machine frames.
+pub fn walk(boot: &Boot, va: u64) -> [u64; 4] {
+    let l4 = mfn_of(boot, boot.info.pt_base);
+    let mut tables = [l4, 0, 0, 0];
+    for level in (2..=4u32).rev() {
+        let table = tables[(4 - level) as usize];
+        let entry = peek(va_of(table) + index(va, level) * 8);
+        tables[(5 - level) as usize] = (entry & ADDRESS) >> 12;
+    }
+    tables
+}
+
+/// Machine address of the L1 entry mapping `va`.
+pub fn l1e(boot: &Boot, va: u64) -> u64 {
+    (walk(boot, va)[3] << 12) + index(va, 1) * 8
+}
+
+/// Maps `va` (in the boot region) to machine frame `mfn` with `flags`, flushing it.
+pub fn map(va: u64, mfn: u64, flags: u64) -> Result<u64, Errno> {
+    // SAFETY: only scratch pages of the padding are remapped; nothing in Rust refers to
+    // them.
+    unsafe { guest::update_va_mapping(va, (mfn << 12) | flags, UVMF_INVLPG | UVMF_LOCAL) }
+}
+
+/// Runs a batch of page-table updates.
+pub fn update(reqs: &[MmuUpdate]) -> Result<u32, guest::PartialError> {
+    // SAFETY: the updates touch only scratch pages and tables built from them.
+    unsafe { guest::mmu_update(reqs, DOMID_SELF) }
+}
+
+/// Runs a batch of extended MMU operations.
+pub fn ext(ops: &[MmuextOp]) -> Result<u32, guest::PartialError> {
+    // SAFETY: as `update`; base-pointer switches go to copies of the live root.
+    unsafe { guest::mmuext_op(ops, DOMID_SELF) }
+}
+
+/// The M2P is readable and agrees with the P2M.
+pub fn m2p_readable(boot: &Boot) -> Outcome {
+    for pfn in [0, 1, boot.info.nr_pages / 2, boot.info.nr_pages - 1] {
+        let mfn = p2m(boot, pfn);
+        if m2p(mfn) != pfn {
+            fail!("M2P[{mfn:#x}] = {:#x}, P2M says pfn {pfn:#x}", m2p(mfn));
+        }
+    }
+    Ok(())
+}
+
+/// The shared-info page, mapped twice with update_va_mapping, reads back the same.
+pub fn shared_info_mapping(boot: &Boot) -> Outcome {
+    let (a, b) = (scratch(boot, 0), scratch(boot, 1));
+    let (own_a, own_b) = (mfn_of(boot, a), mfn_of(boot, b));
+    let shared = boot.info.shared_info >> 12;
+    let result = (|| {
+        map(a, shared, RW).map_err(|e| failure(format_args!("map: {e}")))?;
+        map(b, shared, RO).map_err(|e| failure(format_args!("map: {e}")))?;
+        // The last word of the page is unused by the ABI.
+        poke(a + 4088, 0x5eed_1234);
+        if peek(b + 4088) != 0x5eed_1234 {
+            fail!("the two mappings disagree");
+        }
+        poke(a + 4088, 0);
+        Ok(())
+    })();
+    map(a, own_a, RW).map_err(|e| failure(format_args!("restore: {e}")))?;
+    map(b, own_b, RW).map_err(|e| failure(format_args!("restore: {e}")))?;
+    result
+}
+
+/// Page-table work through batches: build and pin a new L1, hook it into the L2, map,
+/// change protections, unmap; then switch to a copy of the address space and back.
+pub fn page_table_lifecycle(boot: &Boot) -> Outcome {
+    let table_va = scratch(boot, 2);
+    let (data_a, data_b) = (scratch(boot, 3), scratch(boot, 4));
+    let root_copy_va = scratch(boot, 5);
+    let table = mfn_of(boot, table_va);
+    let (a, b) = (mfn_of(boot, data_a), mfn_of(boot, data_b));
+    let root = mfn_of(boot, boot.info.pt_base);
+    // A 2 MiB window just past the boot region's last L2 entry in use.
+    let [_, _, l2, _] = walk(boot, boot.initial_rsp);
+    let mut slot = index(boot.initial_rsp, 2) + 1;
+    while slot < 512 && peek(va_of(l2) + slot * 8) & PRESENT != 0 {
+        slot += 1;
+    }
+    if slot == 512 {
+        fail!("no free L2 slot");
+    }
+    let window = (boot.initial_rsp & !((1 << 30) - 1)) + (slot << 21);
+    let l2e = (l2 << 12) + slot * 8;
+    let step = |what: &str, r: Result<u32, guest::PartialError>| match r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(failure(format_args!(
+            "{what}: {} done, {}",
+            e.done, e.errno
+        ))),
+    };
+
+    // 1. The new table: zeroed while writable, then read-only, pinned, hooked in.
+    for i in 0..512 {
+        poke(table_va + i * 8, 0);
+    }
+    map(table_va, table, RO).map_err(|e| failure(format_args!("table read-only: {e}")))?;
+    step("pin", ext(&[MmuextOp::pin_table(1, table).unwrap()]))?;
+    step(
+        "hook",
+        update(&[MmuUpdate::normal(l2e, (table << 12) | RW)]),
+    )?;
+    // 2. Map two pages in one batch; write through the new mapping.
+    step(
+        "map",
+        update(&[
+            MmuUpdate::normal(table << 12, (a << 12) | RW),
+            MmuUpdate::normal((table << 12) + 8, (b << 12) | RO),
+        ]),
+    )?;
+    poke(window, 0xfeed);
+    if peek(data_a) != 0xfeed || peek(window + 4096) != peek(data_b) {
+        fail!("new mappings do not reach the pages");
+    }
+    // 3. Protection change (preserving A/D), then unmap, unhook, unpin.
+    step(
+        "protect",
+        update(&[MmuUpdate::preserve_ad(table << 12, (a << 12) | RO)]),
+    )?;
+    ext(&[MmuextOp::invlpg_local(window)]).ok();
+    if peek(table_va) & WRITABLE != 0 {
+        fail!("entry still writable");
+    }
+    step(
+        "unmap",
+        update(&[
+            MmuUpdate::normal(table << 12, 0),
+            MmuUpdate::normal((table << 12) + 8, 0),
+            MmuUpdate::normal(l2e, 0),
+        ]),
+    )?;
+    step(
+        "unpin",
+        ext(&[MmuextOp::unpin_table(table), MmuextOp::tlb_flush_local()]),
+    )?;
+    map(table_va, table, RW).map_err(|e| failure(format_args!("table writable again: {e}")))?;
+
+    // 4. A copy of the address space: copy the root, pin it, switch, and back.
+    let copy = mfn_of(boot, root_copy_va);
+    step("copy root", ext(&[MmuextOp::copy_page(copy, root)]))?;
+    map(root_copy_va, copy, RO).map_err(|e| failure(format_args!("copy read-only: {e}")))?;
+    step(
+        "switch",
+        ext(&[
+            MmuextOp::pin_table(4, copy).unwrap(),
+            MmuextOp::new_baseptr(copy),
+        ]),
+    )?;
+    let still_here = peek(boot.info.pt_base);
+    step(
+        "switch back",
+        ext(&[MmuextOp::new_baseptr(root), MmuextOp::unpin_table(copy)]),
+    )?;
+    map(root_copy_va, copy, RW).map_err(|e| failure(format_args!("copy writable: {e}")))?;
+    if still_here & PRESENT != 0 && peek(boot.info.pt_base) != still_here {
+        fail!("the copy did not map the same boot region");
+    }
+    Ok(())
+}
