@@ -42,6 +42,9 @@ pub struct Options {
     pub crash: Option<CrashMode>,
     /// Attack the hypervisor's memory model instead of running the self-tests (`hostile`).
     pub hostile: bool,
+    /// Use the trapping instructions (cli/sti, mov cr3, page-table stores) instead of
+    /// hypercalls and shared memory (`mode=trap`; `mode=pv` is the default).
+    pub trap_mode: bool,
 }
 
 /// Why a command line was not understood.
@@ -67,6 +70,8 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
         match crash {
             Some(mode) => options.crash = Some(mode),
             None if word == "hostile" => options.hostile = true,
+            None if word == "mode=trap" => options.trap_mode = true,
+            None if word == "mode=pv" => options.trap_mode = false,
             None if unknown.is_none() => unknown = Some(UnknownWord(word)),
             None => {}
         }
@@ -89,5 +94,7 @@ mod tests {
         assert_eq!(parse("crash=nope").1, Some(UnknownWord("crash=nope")));
         assert!(parse("crash=bad-callbacks").0.crash.unwrap().after_traps());
         assert!(!parse("crash=pf").0.crash.unwrap().after_traps());
+        assert!(parse("mode=trap").0.trap_mode);
+        assert!(!parse("mode=trap mode=pv").0.trap_mode);
     }
 }

@@ -8,6 +8,7 @@
 
 mod console;
 mod hostile;
+mod paravirt;
 mod process;
 mod tests;
 mod traps;
@@ -81,7 +82,13 @@ extern "C" fn kmain(start_info: u64) -> ! {
         let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
         power_off(1);
     }
-    if let Err(why) = process::init(&boot) {
+    let mode = if options.trap_mode {
+        paravirt::Mode::Trap
+    } else {
+        paravirt::Mode::Paravirt
+    };
+    let _ = writeln!(out, "pv-guest: privileged operations by {mode:?}");
+    if let Err(why) = process::init(&boot, mode) {
         let _ = writeln!(out, "pv-guest: cannot prepare user processes: {why}");
     }
     if let Some(mode) = options.crash {

@@ -12,6 +12,7 @@
 //! after the user world runs) and from the user-event path, which never nests.
 
 use crate::Boot;
+use crate::paravirt;
 use crate::traps::GuestFrame;
 use core::cell::RefCell;
 use core::fmt::Write;
@@ -274,9 +275,19 @@ impl World {
                 l1
             }
         };
-        let slot = (l1 << 12) + ((va >> 12) & 511) * 8;
-        let _ = batch.push(MmuUpdate::normal(slot, (mfn << 12) | flags));
-        update(&batch)
+        let index = (va >> 12) & 511;
+        if paravirt::mode() == paravirt::Mode::Paravirt {
+            // One batch for the whole walk.
+            let _ = batch.push(MmuUpdate::normal(
+                (l1 << 12) + index * 8,
+                (mfn << 12) | flags,
+            ));
+            return update(&batch);
+        }
+        if !batch.is_empty() {
+            update(&batch)?;
+        }
+        paravirt::write_l1(l1, index, (mfn << 12) | flags)
     }
 
     fn spawn(&mut self, code: &[u8]) -> Result<u64, Error> {
@@ -357,10 +368,7 @@ impl World {
             Some(p) => (p.kernel_root, p.user_root),
             None => (self.boot_root, 0),
         };
-        mmuext(&[
-            MmuextOp::new_baseptr(kernel),
-            MmuextOp::new_user_baseptr(user),
-        ])
+        paravirt::set_roots(kernel, user)
     }
 
     /// Unpins a finished process's roots and returns its frames.
@@ -368,6 +376,9 @@ impl World {
         let Some(proc) = self.processes[slot].as_mut() else {
             return;
         };
+        for &(_, l1) in proc.l1.iter() {
+            paravirt::forget_table(l1);
+        }
         for root in [proc.user_root, proc.kernel_root] {
             if root != 0 {
                 let _ = mmuext(&[MmuextOp::unpin_table(root)]);
@@ -687,7 +698,7 @@ pub struct RunReport {
 
 /// Prepares the process world: the guest frames after the boot region, shared_info
 /// mapped (for CR2 and time), the syscall callback and the kernel stack for user entries.
-pub fn init(boot: &Boot) -> Result<(), Error> {
+pub fn init(boot: &Boot, mode: paravirt::Mode) -> Result<(), Error> {
     let info = boot.info;
     // Xen's layout: the boot region ends at the 4 MiB boundary at least 512 KiB after
     // the boot stack.
@@ -711,6 +722,7 @@ pub fn init(boot: &Boot) -> Result<(), Error> {
         )
     }
     .map_err(|_| "cannot map shared_info")?;
+    paravirt::init(mode, shared_info, boot.initial_rsp + 34 * PAGE)?;
     let syscall = CallbackRegister::new(
         CALLBACKTYPE_SYSCALL,
         CALLBACKF_MASK_EVENTS,

@@ -48,6 +48,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_int_n", emulate_int_n),
     ("emulate_hlt", emulate_hlt),
     ("user_processes", user_processes),
+    ("virtual_interrupt_flag", virtual_interrupt_flag),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -533,4 +534,27 @@ fn user_processes(_: &Boot) -> Outcome {
         );
     }
     Ok(())
+}
+
+fn virtual_interrupt_flag(_: &Boot) -> Outcome {
+    use crate::paravirt::{Mode, irq_disable, irq_enable, irqs_masked, mode};
+    let before = irqs_masked();
+    irq_disable();
+    let masked = irqs_masked();
+    irq_enable();
+    let unmasked = !irqs_masked();
+    if before {
+        irq_disable();
+    }
+    // Xen treats a PV kernel's cli/sti (at virtual IOPL 1) as no-ops: the mask stays.
+    let no_op_expected = on_xen() && mode() == Mode::Trap;
+    match (masked, unmasked, no_op_expected) {
+        (true, true, false) => Ok(()),
+        // No-ops: the mask stays whatever it was (Xen starts vCPUs masked).
+        (m, u, true) if m == before && u != before => Ok(()),
+        _ => fail!(
+            "mask after disable {masked}, cleared after enable {unmasked} ({:?} mode)",
+            mode()
+        ),
+    }
 }
