@@ -13,6 +13,7 @@ pub mod emulate;
 pub mod evtchn;
 pub mod frames;
 pub mod guestmem;
+pub mod guests;
 pub mod hypercall;
 pub mod mm;
 pub mod paging;

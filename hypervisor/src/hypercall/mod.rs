@@ -6,12 +6,16 @@
 //! passes can panic the hypervisor.
 
 mod console;
+mod event_channel;
 mod ext;
+pub mod global;
 mod iret;
 mod memory;
 mod mmu;
 mod sched;
+mod timer;
 mod traps;
+mod vcpu_op;
 mod version;
 
 use crate::domain::Domain;

@@ -1,0 +1,152 @@
+//! Hypercalls that reach beyond the caller's own domain: event channels, vCPU
+//! operations, timers, and the waiting and remote parts of `sched_op`.
+//!
+//! They need every domain, the scheduler and the clock, so they get a [`GlobalCall`]
+//! (built on [`Guests`]) instead of the per-domain [`super::Context`]. The machine
+//! offers each hypercall to [`dispatch`] first; what it does not take (`None`) goes on
+//! to [`super::dispatch`].
+
+use super::After;
+use super::{event_channel, timer, vcpu_op};
+use crate::domain::Domain;
+use crate::guestmem::GuestMem;
+use crate::guests::Guests;
+use crate::mm::PhysMem;
+use crate::paging::Mmu;
+use crate::regs::TrapFrame;
+use pv_abi::errno::Errno;
+use pv_abi::xen::Hypercall;
+
+/// One hypercall with machine-wide reach.
+pub struct GlobalCall<'a, M: PhysMem> {
+    /// Every guest.
+    pub guests: Guests<'a, M>,
+    /// The caller's domain slot (its active vCPU made the call).
+    pub slot: usize,
+    /// The caller's registers.
+    pub regs: &'a mut TrapFrame,
+    /// TLB and CR3 effects (for the page references some operations take).
+    pub mmu: &'a mut dyn Mmu,
+    /// What the scheduler should do afterwards.
+    pub after: After,
+}
+
+impl<'a, M: PhysMem> GlobalCall<'a, M> {
+    /// The calling domain.
+    pub fn domain(&self) -> &Domain {
+        self.guests.domains[self.slot]
+            .as_ref()
+            .expect("the caller's domain exists")
+    }
+
+    /// The calling vCPU's number.
+    pub fn vcpu_id(&self) -> u32 {
+        self.domain().vcpu.id
+    }
+
+    /// The caller's address space (guest kernel mode: hypercalls come from there).
+    pub fn guest(&self) -> GuestMem<'a, M> {
+        let domain = self.domain();
+        GuestMem::new(
+            self.guests.mem,
+            self.guests.frames,
+            domain.id,
+            domain.vcpu.kernel_root,
+        )
+    }
+}
+
+/// Handles the hypercall in `call.regs` if it is one of these; returns what the
+/// scheduler should do, or `None` to leave the call to the per-domain dispatcher.
+pub fn dispatch<M: PhysMem>(call: &mut GlobalCall<'_, M>) -> Option<After> {
+    let args = call.regs.hypercall_args();
+    let [a1, a2, a3, ..] = args.args;
+    let result = match Hypercall::try_from(args.number) {
+        Ok(Hypercall::EventChannelOp) => event_channel::event_channel_op(call, a1, a2),
+        Ok(Hypercall::EventChannelOpCompat) => event_channel::compat(call, a1),
+        Ok(Hypercall::VcpuOp) => vcpu_op::vcpu_op(call, a1, a2, a3),
+        Ok(Hypercall::SetTimerOp) => timer::set_timer_op(call, a1),
+        Ok(Hypercall::SchedOp) => timer::sched_op(call, a1, a2)?,
+        _ => return None,
+    };
+    call.regs.rax = match result {
+        Ok(value) => value,
+        Err(errno) => errno.to_ret() as u64,
+    };
+    Some(call.after)
+}
+
+/// Turns a guest-supplied 64-bit value into a u32 command, or `ENOSYS`.
+pub(super) fn command(value: u64) -> Result<u32, Errno> {
+    u32::try_from(value).map_err(|_| Errno::ENOSYS)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::guests::tests::Multi;
+    use crate::paging::testing::FakeMmu;
+
+    /// Issues hypercall `number` from `slot`'s active vCPU; returns rax (signed), what
+    /// the scheduler was asked, and the registers afterwards. `None` if not handled here.
+    pub fn call(
+        world: &mut Multi,
+        slot: usize,
+        number: Hypercall,
+        args: [u64; 5],
+    ) -> Option<(i64, After)> {
+        let mut regs = TrapFrame {
+            rip: 0x1000,
+            rax: number as u64,
+            ..TrapFrame::default()
+        };
+        [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
+        let mut mmu = FakeMmu::new();
+        let after = world.with(|guests| {
+            let mut call = GlobalCall {
+                guests: Guests {
+                    mem: guests.mem,
+                    frames: guests.frames,
+                    domains: &mut *guests.domains,
+                    runtime: &mut *guests.runtime,
+                    sched: &mut *guests.sched,
+                    now: guests.now,
+                },
+                slot,
+                regs: &mut regs,
+                mmu: &mut mmu,
+                after: After::Resume,
+            };
+            dispatch(&mut call)
+        })?;
+        Some((regs.rax as i64, after))
+    }
+
+    #[test]
+    fn other_hypercalls_pass_through() {
+        let mut world = Multi::new(1);
+        assert!(call(&mut world, 0, Hypercall::ConsoleIo, [0; 5]).is_none());
+        // SCHEDOP_shutdown is the per-domain dispatcher's.
+        assert!(call(&mut world, 0, Hypercall::SchedOp, [2, 0, 0, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let values = [0, 1, 2, 3, 4, 5, 9, 13, 0x40_0000, u64::MAX, 1 << 63];
+        for number in [
+            Hypercall::EventChannelOp,
+            Hypercall::EventChannelOpCompat,
+            Hypercall::VcpuOp,
+            Hypercall::SetTimerOp,
+            Hypercall::SchedOp,
+        ] {
+            for &a in &values {
+                for &b in &values {
+                    let mut world = Multi::new(2);
+                    let _ = call(&mut world, 0, number, [a, b, 0x40_0000, a, b]);
+                    let _ = call(&mut world, 1, number, [b, a, b, 0, 0]);
+                }
+            }
+        }
+    }
+}
