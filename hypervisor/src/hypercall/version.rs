@@ -30,6 +30,12 @@ fn feature_word<M: PhysMem>(ctx: &Context<'_, M>, index: u32) -> u32 {
     if index == 0 {
         word |= 1 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD;
     }
+    // As on Xen: direct stores into L1 tables are emulated once the guest has turned the
+    // writable-page-table assist on.
+    let assist = 1 << pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
+    if index == 0 && ctx.domain.vm_assist & assist != 0 {
+        word |= 1 << pv_abi::features::XENFEAT_WRITABLE_PAGE_TABLES;
+    }
     if index == 0 && ctx.domain.privileged {
         word |= 1 << XENFEAT_DOM0;
     }
@@ -127,6 +133,11 @@ mod tests {
             (1u32 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD).to_le_bytes(),
             "a domU gets only what is implemented"
         );
+        world.domain.vm_assist = 1 << pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
+        assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
+        let word = u32::from_le_bytes(world.get(4, 4).try_into().unwrap());
+        assert_ne!(word & 1, 0, "writable_page_tables once the assist is on");
+        world.domain.vm_assist = 0;
         world.domain.privileged = true;
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
         assert_eq!(
