@@ -97,7 +97,11 @@ impl core::fmt::Display for CrashReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             CrashReason::NoHandler { vector } => write!(f, "no guest handler for vector {vector}"),
-            CrashReason::BadKernelStack { vector, address, failsafe } => write!(
+            CrashReason::BadKernelStack {
+                vector,
+                address,
+                failsafe,
+            } => write!(
                 f,
                 "cannot push the frame for vector {vector} at {address:#x} ({})",
                 if *failsafe {
@@ -130,7 +134,11 @@ pub fn deliver_or_failsafe<M: PhysMem>(
 fn failsafe<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, address: u64) -> Outcome {
     let handler = ctx.domain.vcpu.callbacks.failsafe;
     let failsafe = handler != 0;
-    let crash = Outcome::Crash(CrashReason::BadKernelStack { vector, address, failsafe });
+    let crash = Outcome::Crash(CrashReason::BadKernelStack {
+        vector,
+        address,
+        failsafe,
+    });
     if handler == 0 {
         return crash;
     }
