@@ -796,3 +796,94 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
     report.free_after = world.frames.free_count();
     Ok(report)
 }
+
+// ----- the balloon ----------------------------------------------------------------------
+
+/// What a balloon round trip observed.
+#[derive(Debug)]
+pub struct BalloonReport {
+    /// Pages the domain held before, after giving `n` back, and after taking them again.
+    pub reservation: [u64; 3],
+}
+
+/// Gives `N` free frames back to the hypervisor (`XENMEM_decrease_reservation`), then
+/// takes memory for the same pseudo-physical frames again (`XENMEM_populate_physmap`),
+/// keeping the P2M list up to date and checking the M2P and that the new memory is zero.
+pub fn balloon_round_trip<const N: usize>() -> Result<BalloonReport, Error> {
+    let mut guard = WORLD.0.borrow_mut();
+    let world = guard.as_mut().ok_or("process world not initialised")?;
+    let mut pfns = [0u64; N];
+    for pfn in pfns.iter_mut() {
+        *pfn = world
+            .frames
+            .alloc()
+            .ok_or("no free frames to give back")?
+            .pfn;
+    }
+    let result = balloon(world, &pfns);
+    for &pfn in &pfns {
+        world.frames.free(pfn);
+    }
+    result
+}
+
+fn balloon<const N: usize>(world: &mut World, pfns: &[u64; N]) -> Result<BalloonReport, Error> {
+    let reservation =
+        || guest::current_reservation(DOMID_SELF).map_err(|_| "current_reservation failed");
+    let before = reservation()?;
+    let p2m = |pfn: u64| (world.mfn_list + pfn * 8) as *mut u64;
+    let mut extents = pfns.map(|pfn| world.mfn(pfn));
+    // SAFETY: the frames were free in our allocator: nothing maps or uses them.
+    let freed = unsafe { guest::decrease_reservation(&mut extents, 0, DOMID_SELF) }
+        .map_err(|_| "decrease_reservation failed")?;
+    if freed != N as u64 {
+        return Err("decrease_reservation gave back fewer frames");
+    }
+    for &pfn in pfns {
+        // SAFETY: the P2M list is ours and mapped writable in the boot region.
+        unsafe { p2m(pfn).write_volatile(u64::MAX) };
+    }
+    let deflated = reservation()?;
+    let mut extents = *pfns;
+    // SAFETY: the listed pseudo-physical frames back nothing now.
+    let populated = unsafe { guest::populate_physmap(&mut extents, 0, DOMID_SELF) }
+        .map_err(|_| "populate_physmap failed")?;
+    if populated != N as u64 {
+        return Err("populate_physmap returned fewer frames");
+    }
+    for (&pfn, &mfn) in pfns.iter().zip(extents.iter()) {
+        // SAFETY: as above.
+        unsafe { p2m(pfn).write_volatile(mfn) };
+        if peek(0xffff_8000_0000_0000 + mfn * 8) != pfn {
+            return Err("the M2P does not name the repopulated frame");
+        }
+    }
+    // The new memory must not carry anyone's data.
+    world.fill_check_zero(extents[0])?;
+    let after = reservation()?;
+    Ok(BalloonReport {
+        reservation: [before, deflated, after],
+    })
+}
+
+impl World {
+    /// Maps `mfn` at the scratch page and checks it reads as zeroes.
+    fn fill_check_zero(&self, mfn: u64) -> Result<(), Error> {
+        let map = |pte: u64| {
+            // SAFETY: the scratch page is reserved for this module.
+            unsafe { guest::update_va_mapping(self.scratch, pte, UVMF_INVLPG | UVMF_LOCAL) }
+                .map_err(|_| "scratch mapping refused")
+        };
+        map((mfn << 12) | PRESENT | USER)?;
+        // SAFETY: the scratch page maps `mfn` read-only for this check.
+        let zero = unsafe { core::slice::from_raw_parts(self.scratch as *const u64, 512) }
+            .iter()
+            .all(|&w| w == 0);
+        map(0)?;
+        if zero {
+            Ok(())
+        } else {
+            Err("repopulated memory is not zeroed")
+        }
+    }
+}

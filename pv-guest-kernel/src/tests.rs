@@ -49,6 +49,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_hlt", emulate_hlt),
     ("user_processes", user_processes),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
+    ("balloon", balloon),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -557,4 +558,14 @@ fn virtual_interrupt_flag(_: &Boot) -> Outcome {
             mode()
         ),
     }
+}
+
+fn balloon(_: &Boot) -> Outcome {
+    let report =
+        crate::process::balloon_round_trip::<64>().map_err(|why| failure(format_args!("{why}")))?;
+    let [before, deflated, after] = report.reservation;
+    if deflated != before - 64 || after != before {
+        fail!("reservation {before} -> {deflated} -> {after}, expected a dip of 64 and back");
+    }
+    Ok(())
 }
