@@ -76,6 +76,9 @@ pub struct Vcpu {
     pub segments: SegmentBases,
     /// Virtual IOPL (physdev set_iopl): port I/O is allowed when >= 1 in kernel mode.
     pub iopl: u8,
+    /// The guest's I/O permission bitmap (physdev set_iobitmap): its guest address and
+    /// the number of ports it covers (0: none). A clear bit allows the port, as in a TSS.
+    pub io_bitmap: (u64, u32),
     /// Virtual CR0.TS (fpu_taskswitch): the next FPU use raises #NM in the guest.
     pub virtual_ts: bool,
     /// The virtual trap table from set_trap_table, indexed by vector.
@@ -104,6 +107,7 @@ impl Vcpu {
             kernel_ss: 0,
             segments: SegmentBases::default(),
             iopl: 0,
+            io_bitmap: (0, 0),
             virtual_ts: false,
             trap_table: [TrapInfo::default(); 256],
             callbacks: Callbacks::default(),

@@ -50,6 +50,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("user_processes", user_processes),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
+    ("emulate_port_io", emulate_port_io),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -568,4 +569,32 @@ fn balloon(_: &Boot) -> Outcome {
         fail!("reservation {before} -> {deflated} -> {after}, expected a dip of 64 and back");
     }
     Ok(())
+}
+
+fn emulate_port_io(boot: &Boot) -> Outcome {
+    // Port 0x80 (the POST diagnostic port) is harmless to write.
+    let privileged = boot.info.flags & pv_abi::xen::SIF_PRIVILEGED != 0;
+    if !privileged {
+        // No I/O for an unprivileged domain, whatever its IOPL.
+        let _ = guest::physdev_set_iopl(1);
+        let seen = crate::traps::expect_fault!(13, "out 0x80, al"; in("al") 0u8);
+        let _ = guest::physdev_set_iopl(0);
+        return delivered(seen, 13);
+    }
+    guest::physdev_set_iopl(1).map_err(|e| failure(format_args!("set_iopl: {e}")))?;
+    crate::traps::expect(13, 0);
+    // SAFETY: port 0x80 is unused by anything we rely on; `out` is emulated for a
+    // privileged domain at virtual IOPL 1 (a #GP would reach our handler, which resumes).
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]", "mov [{slot}], {tmp}", "out 0x80, al", "in al, 0x80", "2:",
+            slot = in(reg) crate::traps::recover_slot(), tmp = out(reg) _, inout("al") 0x5au8 => _,
+        );
+    }
+    let seen = crate::traps::seen();
+    let _ = guest::physdev_set_iopl(0);
+    match seen {
+        None => Ok(()),
+        Some(s) => fail!("port I/O raised {s:?}"),
+    }
 }

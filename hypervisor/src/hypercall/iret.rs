@@ -20,16 +20,20 @@ pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
         ctx.after = After::Crash(CrashReason::BadIret);
         return Ok(0);
     };
-    let to_user = frame.cs & 3 == 3;
+    // Only the selector bits count: a bounce frame carries the saved event mask in bits
+    // 32..39 of its CS slot, and guests hand the slot back unchanged (Xen truncates too).
+    let (cs, ss) = (frame.cs as u16, frame.ss as u16);
+    let to_user = cs & 3 == 3;
     // Only the flat 64-bit selectors exist for our guests; the stack and instruction
     // pointers must be canonical, or the return itself would fault in the hypervisor.
-    let plausible = (frame.cs | 3) == u64::from(FLAT_RING3_CS64)
-        && (frame.ss | 3) == u64::from(FLAT_RING3_SS64)
+    let plausible = (cs | 3) == FLAT_RING3_CS64
+        && (ss | 3) == FLAT_RING3_SS64
         && is_canonical(frame.rip)
         && is_canonical(frame.rsp);
     // As in Xen, user mode needs its own page table: with the kernel's, user code could
     // reach all of guest kernel memory (both modes run in ring 3).
     if !plausible || (to_user && ctx.domain.vcpu.user_root.is_none()) {
+        log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", ctx.domain.id);
         ctx.after = After::Crash(CrashReason::BadIret);
         return Ok(0);
     }
@@ -99,6 +103,14 @@ mod tests {
             world.last_regs.rcx, 0x40_2000,
             "in_syscall leaves rcx alone"
         );
+    }
+
+    #[test]
+    fn the_saved_mask_in_the_cs_slot_is_ignored() {
+        let mut world = World::new();
+        let (ret, after) = call_iret(&mut world, context(0x1_0000_e030, 0));
+        assert_eq!((ret, after), (42, After::Resume));
+        assert!(world.domain.vcpu.kernel_mode);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod global;
 mod iret;
 mod memory;
 mod mmu;
+mod physdev;
 mod sched;
 mod timer;
 mod traps;
@@ -116,6 +117,7 @@ pub fn dispatch<M: PhysMem>(ctx: &mut Context<'_, M>) -> After {
         Ok(Hypercall::FpuTaskswitch) => traps::fpu_taskswitch(ctx, a1),
         Ok(Hypercall::SetSegmentBase) => traps::set_segment_base(ctx, a1, a2),
         Ok(Hypercall::Iret) => iret::iret(ctx),
+        Ok(Hypercall::PhysdevOp) => physdev::physdev_op(ctx, a1, a2),
         Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2),
         _ => Err(Errno::ENOSYS),
     };

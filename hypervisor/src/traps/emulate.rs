@@ -69,17 +69,36 @@ const HYPERVISOR_PORTS: [(u16, u16); 6] = [
     (0xf4, 0xf7),
 ];
 
-/// Whether the current vCPU may touch `size` bytes at `port`.
+/// Whether the current vCPU may touch `size` bytes at `port`: the domain must be
+/// I/O-capable (privileged), the port not the hypervisor's, and the vCPU in kernel mode
+/// with virtual IOPL >= 1 or with every port of the access clear in its I/O bitmap.
 fn port_allowed<M: PhysMem>(ctx: &TrapContext<'_, M>, port: u16, size: OperandSize) -> bool {
-    let last = u32::from(port) + size.bytes() as u32 - 1;
+    let first = u32::from(port);
+    let last = first + size.bytes() as u32 - 1;
     let reserved = HYPERVISOR_PORTS
         .iter()
-        .any(|&(lo, hi)| u32::from(port) <= u32::from(hi) && last >= u32::from(lo));
-    ctx.domain.privileged
-        && ctx.domain.vcpu.kernel_mode
-        && ctx.domain.vcpu.iopl >= 1
-        && !reserved
-        && last <= 0xffff
+        .any(|&(lo, hi)| first <= u32::from(hi) && last >= u32::from(lo));
+    let vcpu = &ctx.domain.vcpu;
+    if !ctx.domain.privileged || !vcpu.kernel_mode || reserved || last > 0xffff {
+        return false;
+    }
+    if vcpu.iopl >= 1 {
+        return true;
+    }
+    let (bitmap, ports) = vcpu.io_bitmap;
+    if last >= ports {
+        return false;
+    }
+    let guest = GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, vcpu.kernel_root);
+    let mut bytes = [0u8; 2];
+    let at = bitmap.wrapping_add(u64::from(first / 8));
+    let len = if (last / 8) != (first / 8) { 2 } else { 1 };
+    if guest.read(at, &mut bytes[..len]).is_err() {
+        return false;
+    }
+    let bits = u16::from_le_bytes(bytes) >> (first % 8);
+    let mask = (1u16 << (last - first + 1)) - 1;
+    bits & mask == 0
 }
 
 /// The CPUID the guest is shown: the real one with what we do not virtualize hidden and

@@ -460,3 +460,25 @@ fn garbage_and_truncated_instructions_are_reflected() {
         assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700, "{code:02x?}");
     }
 }
+
+#[test]
+fn the_io_bitmap_allows_exactly_its_clear_ports() {
+    // out 0x80, al; out 0x81, al -- with a bitmap allowing 0x80 but not 0x81.
+    let mut world = emulating(&[0xe6, 0x80, 0xe6, 0x81]);
+    world.domain.privileged = true;
+    let mut bitmap = [0xffu8; 32];
+    bitmap[0x80 / 8] = !1; // port 0x80 clear, 0x81.. set
+    world.put(0x400, &bitmap);
+    world.domain.vcpu.io_bitmap = (BUF + 0x400, 256);
+    let mut hw = FakeHardware::default();
+    world.domain.vcpu.regs.rax = 7;
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(hw.outs, [(0x80, 7)]);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x700,
+        "0x81 is denied"
+    );
+    assert_eq!(hw.outs.len(), 1);
+}
