@@ -82,6 +82,13 @@ extern "C" fn kmain(start_info: u64) -> ! {
         let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
         power_off(1);
     }
+    if let Some(mode) = options.crash {
+        let _ = writeln!(
+            out,
+            "pv-guest: corrupting my own state on purpose ({mode:?})"
+        );
+        crash(mode);
+    }
     let mode = if options.trap_mode {
         paravirt::Mode::Trap
     } else {
@@ -90,13 +97,6 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let _ = writeln!(out, "pv-guest: privileged operations by {mode:?}");
     if let Err(why) = process::init(&boot, mode) {
         let _ = writeln!(out, "pv-guest: cannot prepare user processes: {why}");
-    }
-    if let Some(mode) = options.crash {
-        let _ = writeln!(
-            out,
-            "pv-guest: corrupting my own state on purpose ({mode:?})"
-        );
-        crash(mode);
     }
 
     if options.hostile {
