@@ -11,11 +11,17 @@ use hypervisor::builder::{self, Machine};
 use hypervisor::domain::{Domain, DomainState};
 use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::GuestMem;
+use hypervisor::guests::Runtime;
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
+use hypervisor::sched::{Scheduler, VcpuRef};
+use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
 use spin::Mutex;
+
+mod debugkeys;
+mod run;
 
 /// Debug-exit value: every domain powered off with code 0.
 pub const EXIT_CLEAN: u8 = 0;
@@ -73,6 +79,19 @@ struct State {
     cmdline: &'static str,
     free_at_start: usize,
     loaded: Loaded,
+    /// Per-domain event channels, parked vCPUs, timers.
+    runtime: [Runtime; MAX_DOMAINS],
+    sched: Scheduler,
+    clock: Clock,
+    /// The wallclock at system time 0 (from the RTC).
+    wallclock: Wallclock,
+    /// End of the running vCPU's slice.
+    slice_end: Nanos,
+    /// The vCPU whose registers the entry frame holds (none while idle).
+    on_cpu: Option<VcpuRef>,
+    /// When the CPU last went idle, and idle time so far.
+    idle_since: Option<Nanos>,
+    idle_time: Nanos,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -119,6 +138,14 @@ static STATE: Mutex<State> = Mutex::new(State {
     cmdline: "",
     free_at_start: 0,
     loaded: Loaded::NOTHING,
+    runtime: [Runtime::NEW; MAX_DOMAINS],
+    sched: Scheduler::new(hypervisor::sched::DEFAULT_SLICE),
+    clock: Clock::UNCALIBRATED,
+    wallclock: Wallclock { sec: 0, nsec: 0 },
+    slice_end: 0,
+    on_cpu: None,
+    idle_since: None,
+    idle_time: 0,
 });
 
 unsafe extern "C" {
@@ -158,6 +185,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     state.frames.attach_m2p(x86::m2p::init());
     state.cmdline = boot.cmdline;
     reserve_boot_memory(&mut state.frames, boot);
+    run::init_time(state);
     log::info!(
         "pvhv: Xen 4.17 PV ABI hypervisor; {} MiB free for domains; cmdline '{}'",
         (state.frames.free_count() * PAGE_SIZE as usize) >> 20,
@@ -195,6 +223,9 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
                     spec.cmdline
                 );
                 state.domains[index] = Some(domain);
+                if !run::start_domain(state, index, &spec) {
+                    failures += 1;
+                }
             }
             Err(why) => {
                 log::error!("domain {id} ({}) not built: {why}", spec.name);
@@ -206,17 +237,10 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         log::error!("{failures} domain(s) could not be built; nothing runs");
         finish(state);
     }
-    let Some(first) = state
-        .domains
-        .iter()
-        .position(|d| d.as_ref().is_some_and(Domain::is_running))
-    else {
-        log::error!("the boot image holds no domain");
-        finish(state)
-    };
-    let frame = switch_to(state, first);
-    drop(guard);
-    // SAFETY: `switch_to` loaded this vCPU's root and FPU area; the frame is its context.
+    let mut frame = TrapFrame::default();
+    run::leave(guard, &mut frame, true);
+    // SAFETY: `leave` chose a vCPU and loaded its root and FPU area; the frame is its
+    // context.
     unsafe { x86::enter_first(&frame) }
 }
 
@@ -273,8 +297,13 @@ pub fn trap(frame: &mut TrapFrame) {
     let after = match frame.vector {
         VECTOR_SYSCALL if kernel_mode => hypercall(state, frame),
         VECTOR_SYSCALL => on_trap(state, frame, traps::user_syscall),
-        // A spurious legacy-PIC interrupt: every line is masked.
-        32..=47 => After::Resume,
+        // The hypervisor's tick: timers and the slice are looked at on the way out.
+        x86::lapic::TIMER_VECTOR => {
+            x86::lapic::eoi();
+            After::Resume
+        }
+        // A spurious APIC or legacy-PIC interrupt (every PIC line is masked).
+        x86::lapic::SPURIOUS_VECTOR | 32..=47 => After::Resume,
         2 | 8 | 18 => panic!("platform exception {} while a guest ran", frame.vector),
         vector => {
             let cr2 = if vector == traps::vector::PF {
@@ -292,15 +321,15 @@ pub fn trap(frame: &mut TrapFrame) {
             after
         }
     };
-    match after {
-        After::Resume => {}
-        After::Reschedule => schedule(state, frame),
+    let resched = match after {
+        After::Resume => false,
+        After::Reschedule => true,
         After::Crash(reason) => {
             crash_current(state, frame, &reason);
-            schedule(state, frame);
+            true
         }
-    }
-    load_vcpu_state(state);
+    };
+    run::leave(guard, frame, resched);
 }
 
 /// Runs a trap-path handler on the current vCPU.
@@ -326,6 +355,9 @@ fn on_trap(
 }
 
 fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
+    if let Some(after) = run::global_hypercall(state, frame) {
+        return after;
+    }
     let domain = state.domains[state.current]
         .as_mut()
         .expect("the current domain exists");
@@ -396,9 +428,10 @@ fn crash_current(state: &mut State, frame: &TrapFrame, reason: &dyn core::fmt::D
         hypercall::flush_console(domain, &mut GuestConsole);
     }
     log::error!(
-        "domain {} ({}) crashed: {reason}; vCPU 0 in {} mode, vector {} ({}), error code {:#x}, rip {:#x}, cr2 {:#x}",
+        "domain {} ({}) crashed: {reason}; vCPU {} in {} mode, vector {} ({}), error code {:#x}, rip {:#x}, cr2 {:#x}",
         domain.id,
         domain.name,
+        domain.vcpu.id,
         if domain.vcpu.kernel_mode {
             "kernel"
         } else {
@@ -450,6 +483,7 @@ fn crash_current(state: &mut State, frame: &TrapFrame, reason: &dyn core::fmt::D
 
 /// Returns every frame of a domain that stopped.
 fn teardown(state: &mut State, index: usize) {
+    run::release(state, index);
     let Some(domain) = state.domains[index].as_mut() else {
         return;
     };
@@ -464,24 +498,9 @@ fn teardown(state: &mut State, index: usize) {
     log::debug!("domain {} released {released} frames", domain.id);
 }
 
-/// Saves the current vCPU (if it still runs) and loads the next runnable one, round
-/// robin. With none left, ends the run.
-fn schedule(state: &mut State, frame: &mut TrapFrame) {
-    let current = state.current;
-    if let Some(domain) = state.domains[current].as_mut().filter(|d| d.is_running()) {
-        domain.vcpu.regs = *frame;
-    }
-    let next = (1..=MAX_DOMAINS)
-        .map(|step| (current + step) % MAX_DOMAINS)
-        .find(|&i| state.domains[i].as_ref().is_some_and(Domain::is_running));
-    match next {
-        Some(index) => *frame = switch_to(state, index),
-        None => finish(state),
-    }
-}
-
 /// Every domain has stopped: report and end the run with a status that says how.
 fn finish(state: &mut State) -> ! {
+    run::report(state);
     let mut clean = true;
     for domain in state.domains.iter().flatten() {
         let outcome = match domain.state {

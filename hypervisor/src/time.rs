@@ -74,6 +74,16 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A placeholder until the TSC is calibrated (one tick per second, zero at 0).
+    pub const UNCALIBRATED: Clock = Clock {
+        tsc_hz: 1,
+        tsc_at_zero: 0,
+        scale: TscScale {
+            mul_frac: 0,
+            shift: 0,
+        },
+    };
+
     /// A clock for a TSC of `tsc_hz` that reads `tsc_now` at system time 0.
     pub fn new(tsc_hz: u64, tsc_now: u64) -> Clock {
         Clock {

@@ -502,8 +502,17 @@ impl<'a, M: PhysMem> Guests<'a, M> {
         let _ = GuestMem::new(self.mem, self.frames, domain.id, root).write_obj(area, &info);
     }
 
-    /// Writes every domain's vCPUs and event channels (the debug keys' dump).
-    pub fn dump(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    /// Writes every domain and its vCPUs (debug key `q`).
+    pub fn dump_domains(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        self.dump(out, true, false)
+    }
+
+    /// Writes every domain's event channels (debug key `e`).
+    pub fn dump_events(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        self.dump(out, false, true)
+    }
+
+    fn dump(&self, out: &mut dyn core::fmt::Write, vcpus: bool, ports: bool) -> core::fmt::Result {
         for (slot, domain) in self
             .domains
             .iter()
@@ -523,7 +532,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
             if !domain.is_running() {
                 continue;
             }
-            for vcpu in 0..self.vcpu_count(slot) {
+            for vcpu in 0..self.vcpu_count(slot) * u32::from(vcpus) {
                 let v = VcpuRef {
                     slot,
                     vcpu: vcpu as usize,
@@ -550,7 +559,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
                 )?;
             }
             let events = SharedEvents::new(self.mem, domain.shared_info);
-            for (port, channel) in self.runtime[slot].events.open_ports() {
+            for (port, channel) in self.runtime[slot].events.open_ports().filter(|_| ports) {
                 writeln!(
                     out,
                     "  port {port}: {:?} vcpu {} pending {} masked {}",

@@ -356,7 +356,8 @@ fn second_vcpus_are_swapped_in_with_their_own_vcpu_info() {
     w.with(|g| g.raise_virq(0, 1, VIRQ_DEBUG));
     assert!(w.events(0).is_pending(debug1));
     let mut text = String::new();
-    w.with(|g| g.dump(&mut text)).unwrap();
+    w.with(|g| g.dump_domains(&mut text)).unwrap();
+    w.with(|g| g.dump_events(&mut text)).unwrap();
     assert!(text.contains("vcpu 1"), "{text}");
     assert!(text.contains("Ipi"), "{text}");
 }

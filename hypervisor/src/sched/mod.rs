@@ -270,6 +270,11 @@ impl Scheduler {
         self.domains.get(slot).is_some_and(|d| d.present)
     }
 
+    /// Whether the domain in `slot` is on the scheduler (added and not removed).
+    pub fn has_domain(&self, slot: usize) -> bool {
+        self.present(slot)
+    }
+
     fn entry(&self, vcpu: VcpuRef) -> Option<&VcpuEntry> {
         let domain = self.domains.get(vcpu.slot).filter(|d| d.present)?;
         domain.vcpus[..domain.nr_vcpus].get(vcpu.vcpu)

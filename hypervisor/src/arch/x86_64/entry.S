@@ -11,6 +11,7 @@
 .set FLAT_RING3_CS64,  0xe033
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
+.set FRAME_VECTOR,     15*8
 .set FRAME_CS,         18*8
 
 .macro PUSH_GPRS
@@ -82,15 +83,18 @@ EXCEPTION_STUB \v, 0
 .irp v, 8,10,11,12,13,14,17,21,29,30
 EXCEPTION_STUB \v, 1
 .endr
-.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128
+.irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128,240,255
 EXCEPTION_STUB \v, 0
 .endr
 .global exception_stub_128
+/* The APIC timer and the APIC's spurious vector. */
+.global exception_stub_240
+.global exception_stub_255
 
 exception_common:
     PUSH_GPRS
     testb $3, FRAME_CS(%rsp)
-    jz hypervisor_fault
+    jz ring0_entry
     swapgs
 guest_entry_common:
     /* A guest with virtual CR0.TS runs with the real TS set; clear it before touching
@@ -116,6 +120,20 @@ guest_exit:
     POP_GPRS
     add $16, %rsp
     swapgs
+    iretq
+
+/* From ring 0, an exception is a hypervisor bug; an interrupt (vector 32 and up) can
+ * only arrive in the idle wait (sti; hlt; cli), which declares every call-clobbered
+ * register clobbered: acknowledge it and return there. No swapgs (GS is already the
+ * hypervisor's), no FPU save (no guest state is live). */
+ring0_entry:
+    cmpq $32, FRAME_VECTOR(%rsp)
+    jb hypervisor_fault
+    mov %rsp, %rdi
+    cld
+    call hv_ring0_interrupt
+    POP_GPRS
+    add $16, %rsp
     iretq
 
 hypervisor_fault:

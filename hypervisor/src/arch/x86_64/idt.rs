@@ -1,11 +1,14 @@
-//! The IDT: exceptions 0..31 and the legacy PIC's vectors 32..47, all into the common
-//! stubs of `entry.S`. NMI, #DF and #MC run on their own stacks.
+//! The IDT: exceptions 0..31, the legacy PIC's vectors 32..47 and the local APIC's
+//! timer and spurious vectors, all into the common stubs of `entry.S`. NMI, #DF and
+//! #MC run on their own stacks.
 
 use core::cell::UnsafeCell;
 
 unsafe extern "C" {
     static exception_stub_table: [u64; 48];
     fn exception_stub_128();
+    fn exception_stub_240();
+    fn exception_stub_255();
 }
 
 /// Vectors guest user code may raise with `int` directly (as on Xen): `int3`, `into`
@@ -53,6 +56,9 @@ pub fn init() {
         idt[vector] = gate(stub, ist, dpl);
     }
     idt[0x80] = gate(exception_stub_128 as *const () as u64, 0, 3);
+    idt[super::lapic::TIMER_VECTOR as usize] = gate(exception_stub_240 as *const () as u64, 0, 0);
+    idt[super::lapic::SPURIOUS_VECTOR as usize] =
+        gate(exception_stub_255 as *const () as u64, 0, 0);
     let pointer = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(idt.as_ptr() as u64),

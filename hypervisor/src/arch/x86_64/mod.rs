@@ -3,12 +3,16 @@
 
 pub mod cpu;
 pub mod gdt;
+pub mod idle;
 pub mod idt;
+pub mod lapic;
 pub mod m2p;
 pub mod mem;
 pub mod percpu;
 pub mod pvh;
+pub mod rtc;
 pub mod serial;
+pub mod tsc;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));

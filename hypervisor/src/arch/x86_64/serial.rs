@@ -5,6 +5,19 @@ use x86_64::instructions::port::Port;
 const COM1: u16 = 0x3f8;
 const LINE_STATUS: u16 = 5;
 const TRANSMIT_EMPTY: u8 = 1 << 5;
+const DATA_READY: u8 = 1 << 0;
+
+/// A byte typed on COM1, if one is waiting (polled: the UART raises no interrupts).
+pub fn try_read() -> Option<u8> {
+    // SAFETY: COM1's registers are owned by the hypervisor; reading the line status and
+    // then the receive buffer only consumes input.
+    unsafe {
+        if Port::<u8>::new(COM1 + LINE_STATUS).read() & DATA_READY == 0 {
+            return None;
+        }
+        Some(Port::<u8>::new(COM1).read())
+    }
+}
 
 /// COM1, programmed for 115200 8N1 with FIFOs on.
 #[derive(Debug)]

@@ -1,0 +1,269 @@
+//! The second half of every guest entry: timers, the scheduler's choice (or halting
+//! while nothing may run), the event upcall, and the next timer interrupt.
+//!
+//! ```text
+//! trap() handled the entry ──► leave():
+//!     loop {
+//!         reap domains that stopped; fire due guest timers; poll the debug keys
+//!         if a reschedule is due (yield/block/crash, slice over, a wake-up outranks):
+//!             save the running vCPU; pick the next one
+//!             nothing runnable ──► drop the lock, sti;hlt;cli until the next deadline,
+//!                                  take the lock, loop
+//!         upcall due for the vCPU about to run? bounce to its event callback
+//!     }
+//!     arm the APIC timer for min(end of slice, next guest timer); load CR3 etc.
+//! ```
+
+use super::{DirectMap, STATE, State, crash_current, finish, load_vcpu_state, switch_to, teardown};
+use crate::arch::x86_64::{idle, lapic, rtc, tsc};
+use hypervisor::bootimage::DomainSpec;
+use hypervisor::guests::Guests;
+use hypervisor::hypercall::After;
+use hypervisor::hypercall::global::{self, GlobalCall};
+use hypervisor::regs::TrapFrame;
+use hypervisor::sched::{Pick, Scheduler, VcpuRef};
+use hypervisor::time::{Clock, Nanos, Wallclock};
+use hypervisor::traps;
+use spin::MutexGuard;
+
+/// Longest halt while idle: the debug keys are polled at least this often.
+const IDLE_POLL: Nanos = 50_000_000;
+
+impl State {
+    /// System time now.
+    pub(super) fn now(&self) -> Nanos {
+        self.clock.now(tsc::read())
+    }
+
+    /// Every guest, for the machine-wide operations.
+    pub(super) fn guests(&mut self, now: Nanos) -> Guests<'_, DirectMap> {
+        Guests {
+            mem: &DirectMap,
+            frames: &self.frames,
+            domains: &mut self.domains,
+            runtime: &mut self.runtime,
+            sched: &mut self.sched,
+            now,
+        }
+    }
+}
+
+/// Calibrates the TSC and starts the APIC timer; reads the wallclock. Also takes the
+/// scheduler tick from the command line (`sched_credit_tslice_ms=N`, as in Xen).
+pub(super) fn init_time(state: &mut State) {
+    let tsc_hz = tsc::calibrate();
+    state.clock = Clock::new(tsc_hz, tsc::read());
+    let mode = lapic::init(tsc_hz);
+    let rtc = rtc::read();
+    let now = state.now();
+    state.wallclock = Wallclock::from_reading(rtc.unix_seconds().unwrap_or(0), now);
+    for word in state.cmdline.split_ascii_whitespace() {
+        if let Some(ms) = word
+            .strip_prefix("sched_credit_tslice_ms=")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            state.sched = Scheduler::new(ms.clamp(1, 1000) * 1_000_000);
+        }
+    }
+    log::info!(
+        "time: TSC {}.{:03} MHz, APIC timer {:?}, wallclock {:?} ({} s since the epoch), tick {} us",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1000 % 1000,
+        mode,
+        rtc,
+        state.wallclock.sec,
+        state.sched.slice() / 1000
+    );
+}
+
+/// Puts a freshly built domain on the scheduler and publishes its wallclock.
+pub(super) fn start_domain(state: &mut State, slot: usize, spec: &DomainSpec<'_>) -> bool {
+    let now = state.now();
+    let wallclock = state.wallclock;
+    let Some(shared_info) = state.domains[slot].as_ref().map(|d| d.shared_info) else {
+        return false;
+    };
+    wallclock.publish(&DirectMap, shared_info);
+    match state
+        .guests(now)
+        .start(slot, spec.vcpus, spec.weight, spec.cap)
+    {
+        Ok(()) => true,
+        Err(why) => {
+            log::error!(
+                "domain {} ({}): cannot schedule it: {why:?} (at most {} vCPUs)",
+                slot + 1,
+                spec.name,
+                hypervisor::sched::MAX_VCPUS
+            );
+            false
+        }
+    }
+}
+
+/// Offers a hypercall to the machine-wide handlers.
+pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Option<After> {
+    let now = state.now();
+    let slot = state.current;
+    let mut hw = crate::hardware::Machine::new();
+    let mut call = GlobalCall {
+        guests: state.guests(now),
+        slot,
+        regs: frame,
+        mmu: &mut hw,
+        after: After::Resume,
+    };
+    let after = global::dispatch(&mut call);
+    if let Some(root) = hw.loaded_root {
+        state.loaded.root = root.addr();
+    }
+    after
+}
+
+/// A domain stopped: close its event channels, stop its timers, take it off the
+/// scheduler (before its frames go back to the pool).
+pub(super) fn release(state: &mut State, slot: usize) {
+    let now = state.now();
+    if state.on_cpu.is_some_and(|v| v.slot == slot) {
+        state.on_cpu = None;
+    }
+    state.guests(now).release(slot);
+}
+
+/// Tears down domains that stopped without passing through the trap path's teardown
+/// (shut down by another domain).
+fn reap(state: &mut State) {
+    for slot in 0..state.domains.len() {
+        let stopped = state.domains[slot]
+            .as_ref()
+            .is_some_and(|d| !d.is_running());
+        if stopped && state.sched.has_domain(slot) {
+            if let Some(domain) = state.domains[slot].as_ref() {
+                log::info!(
+                    "domain {} ({}) stopped: {:?}",
+                    domain.id,
+                    domain.name,
+                    domain.state
+                );
+            }
+            teardown(state, slot);
+        }
+    }
+}
+
+/// Saves the registers of the vCPU whose state `frame` holds, if it still exists.
+fn save_on_cpu(state: &mut State, frame: &TrapFrame) {
+    let Some(vcpu) = state.on_cpu.take() else {
+        return;
+    };
+    let now = state.now();
+    let guests = state.guests(now);
+    guests.publish_runstate(vcpu);
+    if let Some(domain) = state.domains[vcpu.slot].as_mut()
+        && domain.is_running()
+        && domain.vcpu.id as usize == vcpu.vcpu
+    {
+        domain.vcpu.regs = *frame;
+    }
+}
+
+/// Loads `vcpu` onto this CPU: swaps it in as its domain's active vCPU, switches
+/// address space and FPU area, publishes its time and runstate.
+fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
+    let now = state.now();
+    state.guests(now).activate(vcpu);
+    *frame = switch_to(state, vcpu.slot);
+    state.on_cpu = Some(vcpu);
+    let time = state.clock.time_info(tsc::read());
+    let guests = state.guests(now);
+    guests.publish_time(vcpu.slot, &time);
+    guests.publish_runstate(vcpu);
+}
+
+/// Finishes a guest entry (see the module docs) and releases the lock; `resched` asks
+/// for a new scheduling decision. On return `frame` holds the vCPU to enter.
+pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resched: bool) {
+    let mut resched = resched;
+    loop {
+        let state = &mut *guard;
+        reap(state);
+        let now = state.now();
+        state.guests(now).fire_timers();
+        super::debugkeys::poll(state);
+        let on_cpu_runs = state
+            .on_cpu
+            .is_some_and(|v| state.sched.running() == Some(v));
+        if resched || !on_cpu_runs || state.sched.should_preempt(now, state.slice_end) {
+            match state.sched.pick(now) {
+                Pick::Run { vcpu, until } => {
+                    state.slice_end = until;
+                    if state.on_cpu != Some(vcpu) {
+                        save_on_cpu(state, frame);
+                        run_vcpu(state, vcpu, frame);
+                    }
+                }
+                Pick::Idle { until } => {
+                    save_on_cpu(state, frame);
+                    if !state.domains.iter().flatten().any(|d| d.is_running()) {
+                        finish(state);
+                    }
+                    let next = state.guests(now).next_deadline();
+                    let wake = [until, next, Some(now + IDLE_POLL)]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(now + IDLE_POLL);
+                    lapic::arm(state.clock.tsc_at(wake));
+                    state.idle_since = Some(now);
+                    drop(guard);
+                    idle::wait_for_interrupt();
+                    guard = STATE.lock();
+                    let state = &mut *guard;
+                    if let Some(since) = state.idle_since.take() {
+                        state.idle_time += state.now().saturating_sub(since);
+                    }
+                    resched = true;
+                    continue;
+                }
+            }
+        }
+        let slot = state.current;
+        let now = state.now();
+        if let traps::Outcome::Crash(reason) = state.guests(now).deliver_upcall(slot, frame) {
+            crash_current(state, frame, &reason);
+            resched = true;
+            continue;
+        }
+        let next = state.guests(now).next_deadline();
+        let deadline = next.map_or(state.slice_end, |n| n.min(state.slice_end));
+        lapic::arm(state.clock.tsc_at(deadline));
+        load_vcpu_state(state);
+        return;
+    }
+}
+
+/// The accounting printed at the end of a run: CPU time per domain and idle time.
+pub(super) fn report(state: &mut State) {
+    let now = state.now();
+    let idle = state.idle_time;
+    log::info!(
+        "cpu accounting over {} ms: idle {} ms ({}.{}%)",
+        now / 1_000_000,
+        idle / 1_000_000,
+        idle * 100 / now.max(1),
+        idle * 1000 / now.max(1) % 10
+    );
+    for (slot, domain) in state.domains.iter().enumerate() {
+        if let Some(domain) = domain {
+            let cpu = state.sched.cpu_time(slot);
+            log::info!(
+                "  domain {} ({}): cpu {} ms ({}.{}%)",
+                domain.id,
+                domain.name,
+                cpu / 1_000_000,
+                cpu * 100 / now.max(1),
+                cpu * 1000 / now.max(1) % 10
+            );
+        }
+    }
+}
