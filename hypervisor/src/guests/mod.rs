@@ -361,9 +361,18 @@ impl<'a, M: PhysMem> Guests<'a, M> {
                 continue;
             }
             for vcpu in 0..self.vcpu_count(slot) {
-                let fired = self.runtime[slot].vcpus[vcpu as usize]
-                    .timers
-                    .expire(self.now);
+                let blocked = self.sched.state(VcpuRef {
+                    slot,
+                    vcpu: vcpu as usize,
+                }) == RunState::Blocked;
+                let timers = &mut self.runtime[slot].vcpus[vcpu as usize].timers;
+                // As in Xen, a periodic timer ticks only while its vCPU may run: it
+                // never wakes a blocked vCPU (it fires once when the vCPU wakes).
+                let periodic = timers.periodic.take_if(|_| blocked);
+                let fired = timers.expire(self.now);
+                if periodic.is_some() {
+                    timers.periodic = periodic;
+                }
                 if fired.timer_virq {
                     self.raise_virq(slot, vcpu, VIRQ_TIMER);
                 }
@@ -377,14 +386,22 @@ impl<'a, M: PhysMem> Guests<'a, M> {
         }
     }
 
-    /// The earliest armed timer of any live vCPU.
+    /// The earliest armed timer of any live vCPU (blocked vCPUs' periodic timers do
+    /// not count: they wake no one).
     pub fn next_deadline(&self) -> Option<Nanos> {
         (0..self.domains.len().min(self.runtime.len()))
             .filter(|&slot| self.domain(slot).is_some())
             .flat_map(|slot| {
                 self.runtime[slot].vcpus[..self.vcpu_count(slot) as usize]
                     .iter()
-                    .filter_map(|v| v.timers.next_deadline())
+                    .enumerate()
+                    .filter_map(move |(vcpu, v)| {
+                        let mut timers = v.timers;
+                        if self.sched.state(VcpuRef { slot, vcpu }) == RunState::Blocked {
+                            timers.periodic = None;
+                        }
+                        timers.next_deadline()
+                    })
             })
             .min()
     }

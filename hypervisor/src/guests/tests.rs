@@ -302,6 +302,25 @@ fn timers_raise_virq_timer_and_wake() {
 }
 
 #[test]
+fn periodic_timers_tick_only_while_the_vcpu_may_run() {
+    let mut w = Multi::new(1);
+    let port = w.runtime[0].events.bind_virq(VIRQ_TIMER, 0).unwrap();
+    w.runtime[0].vcpus[0].timers.set_periodic(1_000_000, 0);
+    w.run(0);
+    assert!(w.with(|g| g.block(0)));
+    assert_eq!(w.with(|g| g.next_deadline()), None, "wakes no one");
+    w.now = 5_000_000;
+    w.with(|g| g.fire_timers());
+    assert!(!w.events(0).is_pending(port));
+    assert_eq!(w.sched.state(v(0, 0)), RunState::Blocked);
+    // Woken by something else, it gets the overdue tick at once.
+    w.sched.wake(v(0, 0), w.now);
+    w.with(|g| g.fire_timers());
+    assert!(w.events(0).is_pending(port));
+    assert_eq!(w.with(|g| g.next_deadline()), Some(6_000_000));
+}
+
+#[test]
 fn upcalls_are_delivered_only_when_unmasked_and_registered() {
     let mut w = Multi::new(1);
     let port = w.runtime[0].events.bind_ipi(0).unwrap();

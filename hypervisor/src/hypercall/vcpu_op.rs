@@ -22,7 +22,7 @@ use pv_abi::arch_x86_64::{
 };
 use pv_abi::errno::Errno;
 use pv_abi::vcpu::{
-    VCPU_SSHOTTMR_FUTURE, VCPUOP_DOWN, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
+    VCPUOP_DOWN, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
     VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_PERIODIC_TIMER,
     VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
     VCPUOP_UP, VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuSetPeriodicTimer,
@@ -113,10 +113,9 @@ pub(super) fn vcpu_op<M: PhysMem>(
             if !is_current {
                 return Err(Errno::EINVAL);
             }
+            // VCPU_SSHOTTMR_future is ignored, as Xen 4.17 does (the header allows it):
+            // a deadline in the past fires at once.
             let set: VcpuSetSingleshotTimer = guest.read_obj(arg)?;
-            if set.flags & VCPU_SSHOTTMR_FUTURE != 0 && set.timeout_abs_ns < now {
-                return Err(Errno::ETIME);
-            }
             call.guests.runtime[slot].vcpus[id as usize]
                 .timers
                 .singleshot = Some(set.timeout_abs_ns);
@@ -305,7 +304,9 @@ mod tests {
     use super::super::global::tests::call;
     use super::*;
     use crate::guests::tests::{BUF, Multi, frame};
-    use pv_abi::vcpu::{RUNSTATE_OFFLINE, RUNSTATE_RUNNING, VcpuRunstateInfo};
+    use pv_abi::vcpu::{
+        RUNSTATE_OFFLINE, RUNSTATE_RUNNING, VCPU_SSHOTTMR_FUTURE, VcpuRunstateInfo,
+    };
     use pv_abi::xen::Hypercall;
     use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -405,9 +406,10 @@ mod tests {
         };
         assert_eq!(
             op(&mut w, VCPUOP_SET_SINGLESHOT_TIMER, 0, shot.as_bytes()).0,
-            -62,
-            "ETIME"
+            0,
+            "FUTURE is ignored, as in Xen 4.17"
         );
+        assert_eq!(w.runtime[0].vcpus[0].timers.singleshot, Some(1_000));
         assert_eq!(
             op(&mut w, VCPUOP_SET_SINGLESHOT_TIMER, 1, shot.as_bytes()).0,
             -22,
