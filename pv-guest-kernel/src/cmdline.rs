@@ -72,6 +72,8 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             None if word == "hostile" => options.hostile = true,
             None if word == "mode=trap" => options.trap_mode = true,
             None if word == "mode=pv" => options.trap_mode = false,
+            // Scenario programs (`workload=...`) have their own parser.
+            None if crate::scenario::knows(word) => {}
             None if unknown.is_none() => unknown = Some(UnknownWord(word)),
             None => {}
         }

@@ -7,4 +7,5 @@
 
 pub mod cmdline;
 pub mod pfn_alloc;
+pub mod scenario;
 pub mod selftest;

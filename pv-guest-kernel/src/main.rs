@@ -7,12 +7,18 @@
 #![no_main]
 
 mod console;
+mod event_tests;
+mod events;
 mod hostile;
 mod paravirt;
 mod process;
+mod secondary;
 mod tests;
+mod threads;
+mod time;
 mod traps;
 mod vm;
+mod workloads;
 
 use core::fmt::Write;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
@@ -24,6 +30,7 @@ use pv_guest_kernel::selftest::Tally;
 core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("arch/traps.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("arch/user.S"), options(att_syntax));
+core::arch::global_asm!(include_str!("arch/events.S"), options(att_syntax));
 
 /// The running kernel's view of how it was started.
 pub struct Boot {
@@ -104,8 +111,13 @@ extern "C" fn kmain(start_info: u64) -> ! {
         power_off(hostile::run(&boot, &mut out));
     }
 
+    let scenario = pv_guest_kernel::scenario::parse(line);
+    if scenario.workload.is_some() {
+        power_off(workloads::run(&boot, &scenario));
+    }
+
     let mut tally = Tally::default();
-    for (name, case) in tests::CASES {
+    for (name, case) in tests::CASES.iter().chain(event_tests::CASES) {
         let outcome = case(&boot);
         let _ = tally.record(&mut out, name, &outcome);
     }

@@ -63,6 +63,12 @@ fn upcall_mask_ptr() -> *mut u8 {
     (SHARED_INFO.load(Ordering::Relaxed) + at as u64) as *mut u8
 }
 
+fn upcall_pending_ptr() -> *mut u8 {
+    use core::mem::offset_of;
+    let at = offset_of!(SharedInfo, vcpu_info) + offset_of!(VcpuInfo, evtchn_upcall_pending);
+    (SHARED_INFO.load(Ordering::Relaxed) + at as u64) as *mut u8
+}
+
 /// Masks event delivery (the kernel's "interrupts off").
 pub fn irq_disable() {
     match mode() {
@@ -73,15 +79,28 @@ pub fn irq_disable() {
     }
 }
 
-/// Unmasks event delivery.
+/// Unmasks event delivery. An upcall that became pending while events were masked is
+/// delivered at once: the hypervisor checks on every return to the guest, so any cheap
+/// hypercall will do (Linux uses xen_version too).
 pub fn irq_enable() {
     match mode() {
-        // SAFETY: as in irq_disable. (Pending events are delivered on the next entry to
-        // the hypervisor; the events work adds a check here.)
-        Mode::Paravirt => unsafe { upcall_mask_ptr().write_volatile(0) },
-        // SAFETY: sti is emulated by the hypervisor.
+        // SAFETY: as in irq_disable.
+        Mode::Paravirt => unsafe {
+            upcall_mask_ptr().write_volatile(0);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if upcall_pending_ptr().read_volatile() != 0 {
+                let _ = guest::version();
+            }
+        },
+        // SAFETY: sti is emulated by the hypervisor, which delivers a pending upcall on
+        // the way back.
         Mode::Trap => unsafe { core::arch::asm!("sti") },
     }
+}
+
+/// Where the shared-info page is mapped (0 before `init`).
+pub fn shared_info() -> u64 {
+    SHARED_INFO.load(Ordering::Relaxed)
 }
 
 /// Whether events are masked, as vcpu_info says.

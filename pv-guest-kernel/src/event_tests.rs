@@ -1,0 +1,362 @@
+//! Self-tests of events, time and threads. They run after the other self-tests (which
+//! register a dummy event callback of their own), on our hypervisor and on Xen 4.17.
+
+use crate::Boot;
+use crate::{events, threads, time};
+use core::sync::atomic::{AtomicU64, Ordering};
+use pv_abi::errno::Errno;
+use pv_abi::event_channel::{EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_VIRQ};
+use pv_abi::guest;
+use pv_abi::vcpu::RUNSTATE_RUNNING;
+use pv_abi::xen::{DOMID_SELF, VIRQ_TIMER};
+use pv_guest_kernel::selftest::{Outcome, failure};
+
+/// A test case.
+pub type Case = fn(&Boot) -> Outcome;
+
+/// Every case, in the order they run.
+pub const CASES: &[(&str, Case)] = &[
+    ("events_init", events_init),
+    ("evtchn_loopback", evtchn_loopback),
+    ("evtchn_status_and_close", evtchn_status_and_close),
+    ("evtchn_mask_unmask", evtchn_mask_unmask),
+    ("system_time_monotonic", system_time_monotonic),
+    ("wallclock", wallclock),
+    ("runstate_info", runstate_info),
+    ("timer_sleep", timer_sleep),
+    ("sleep_blocks", sleep_blocks),
+    ("singleshot_future", singleshot_future),
+    ("periodic_timer", periodic_timer),
+    ("poll_timeout", poll_timeout),
+    ("threads_preempt", threads_preempt),
+    ("threads_yield", threads_yield),
+    ("vcpu_up_down", vcpu_up_down),
+];
+
+macro_rules! fail {
+    ($($arg:tt)*) => { return Err(failure(format_args!($($arg)*))) };
+}
+
+fn check<T>(what: &str, result: Result<T, Errno>) -> Result<T, pv_guest_kernel::selftest::Failure> {
+    result.map_err(|e| failure(format_args!("{what}: {e}")))
+}
+
+fn events_init(_: &Boot) -> Outcome {
+    check("thread world", threads::init())?;
+    let (upcalls_before, _) = events::counters();
+    // A sleep needs the timer upcall.
+    threads::sleep_ns(1_000_000);
+    let (upcalls, _) = events::counters();
+    if upcalls == upcalls_before {
+        fail!("no upcall while sleeping");
+    }
+    Ok(())
+}
+
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+fn count_hit(_: u32) {
+    HITS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn evtchn_loopback(_: &Boot) -> Outcome {
+    // Offer a port to ourselves and connect to it: an interdomain channel with both ends
+    // in this domain.
+    let offered = check(
+        "alloc_unbound",
+        guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF),
+    )?;
+    let was = events::save_and_mask();
+    let local = check(
+        "bind_interdomain",
+        guest::evtchn_bind_interdomain(DOMID_SELF, offered),
+    )?;
+    // Xen leaves the new local end pending; that event is ours to ignore.
+    events::clear(local);
+    events::bind(offered, count_hit);
+    events::restore(was);
+    HITS.store(0, Ordering::SeqCst);
+    for _ in 0..3 {
+        check("send", guest::evtchn_send(local))?;
+    }
+    // Delivered on the way back from each send (events are unmasked).
+    let hits = HITS.load(Ordering::SeqCst);
+    let status = check("status", guest::evtchn_status(DOMID_SELF, local))?;
+    events::unbind(offered);
+    let _ = guest::evtchn_close(local);
+    let _ = guest::evtchn_close(offered);
+    if hits != 3 {
+        fail!("{hits} events delivered for 3 sends");
+    }
+    if status.status != EVTCHNSTAT_INTERDOMAIN || status.interdomain().1 != offered {
+        fail!("status {status:?}");
+    }
+    Ok(())
+}
+
+fn evtchn_status_and_close(_: &Boot) -> Outcome {
+    let (timer, _) = threads::ports();
+    let status = check("status", guest::evtchn_status(DOMID_SELF, timer))?;
+    if status.status != EVTCHNSTAT_VIRQ || status.irq() != VIRQ_TIMER || status.vcpu != 0 {
+        fail!("timer port status {status:?}");
+    }
+    let port = check("bind_ipi", guest::evtchn_bind_ipi(0))?;
+    check("close", guest::evtchn_close(port))?;
+    let status = check("status", guest::evtchn_status(DOMID_SELF, port))?;
+    if status.status != EVTCHNSTAT_CLOSED {
+        fail!("closed port status {}", status.status);
+    }
+    match guest::evtchn_send(port) {
+        Err(Errno::EINVAL) => {}
+        other => fail!("send on a closed port: {other:?}"),
+    }
+    match guest::evtchn_bind_virq(VIRQ_TIMER, 0) {
+        Err(Errno::EEXIST) => Ok(()),
+        other => fail!("second VIRQ_TIMER binding: {other:?}"),
+    }
+}
+
+fn evtchn_mask_unmask(_: &Boot) -> Outcome {
+    let port = check("bind_ipi", guest::evtchn_bind_ipi(0))?;
+    events::bind(port, count_hit);
+    HITS.store(0, Ordering::SeqCst);
+    events::mask(port);
+    check("send", guest::evtchn_send(port))?;
+    let while_masked = HITS.load(Ordering::SeqCst);
+    let pending = events::is_pending(port);
+    check("unmask", events::unmask(port))?;
+    let after = HITS.load(Ordering::SeqCst);
+    events::unbind(port);
+    let _ = guest::evtchn_close(port);
+    if while_masked != 0 || !pending {
+        fail!("masked port: {while_masked} deliveries, pending {pending}");
+    }
+    if after != 1 {
+        fail!("{after} deliveries after unmask");
+    }
+    Ok(())
+}
+
+fn system_time_monotonic(_: &Boot) -> Outcome {
+    let mut last = time::now_ns();
+    for _ in 0..1000 {
+        let now = time::now_ns();
+        if now < last {
+            fail!("system time went back: {last} -> {now}");
+        }
+        last = now;
+    }
+    if last == 0 {
+        fail!("system time is zero");
+    }
+    Ok(())
+}
+
+fn wallclock(_: &Boot) -> Outcome {
+    let seconds = time::wallclock_ns() / 1_000_000_000;
+    // 2020-01-01 .. 2100-01-01
+    if !(1_577_836_800..4_102_444_800).contains(&seconds) {
+        fail!("wallclock {seconds} s since the epoch");
+    }
+    Ok(())
+}
+
+fn runstate_info(_: &Boot) -> Outcome {
+    let info = check("get_runstate_info", guest::vcpu_get_runstate_info(0))?;
+    if info.state != RUNSTATE_RUNNING {
+        fail!("state {}", info.state);
+    }
+    if info.time[0] == 0 {
+        fail!("no running time accounted");
+    }
+    Ok(())
+}
+
+fn timer_sleep(_: &Boot) -> Outcome {
+    // Ten sleeps of 2..6 ms: each ends after its deadline, and not absurdly late (the
+    // strict bound, one scheduler tick, is checked by the multi-domain scenarios; Xen
+    // under QEMU's emulation is occasionally a few ms late).
+    let mut worst = 0;
+    for i in 0..10u64 {
+        let deadline = time::now_ns() + 2_000_000 + i * 400_000;
+        threads::sleep_until(deadline);
+        let now = time::now_ns();
+        if now < deadline {
+            fail!("woke {} ns early", deadline - now);
+        }
+        worst = worst.max(now - deadline);
+    }
+    if worst > 20_000_000 {
+        fail!("a timer fired {worst} ns late");
+    }
+    Ok(())
+}
+
+fn sleep_blocks(_: &Boot) -> Outcome {
+    // While this thread sleeps 50 ms nothing else is ready: the vCPU must block, not
+    // spin, so it accrues almost no running time.
+    let before = check("runstate", guest::vcpu_get_runstate_info(0))?;
+    threads::sleep_ns(50_000_000);
+    let after = check("runstate", guest::vcpu_get_runstate_info(0))?;
+    let ran = after.time[0] - before.time[0];
+    let blocked = after.time[2] - before.time[2];
+    if ran > 25_000_000 || blocked < 25_000_000 {
+        fail!("during a 50 ms sleep: ran {ran} ns, blocked {blocked} ns");
+    }
+    Ok(())
+}
+
+fn singleshot_future(_: &Boot) -> Outcome {
+    // A deadline in the past with VCPU_SSHOTTMR_future: the header lets a hypervisor
+    // refuse it (ETIME) or ignore the flag, as Xen 4.17 and ours do; then the timer
+    // fires at once.
+    let past = time::now_ns().saturating_sub(1_000_000);
+    let before = events::counters().0;
+    match guest::vcpu_set_singleshot_timer(0, past, true) {
+        Err(Errno::ETIME) => return Ok(()),
+        Ok(_) => {}
+        Err(e) => fail!("a deadline in the past with FUTURE: {e}"),
+    }
+    let deadline = time::now_ns() + 20_000_000;
+    while events::counters().0 == before && time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+    if events::counters().0 == before {
+        fail!("a timer set in the past did not fire");
+    }
+    Ok(())
+}
+
+fn periodic_timer(_: &Boot) -> Outcome {
+    // A 2 ms periodic timer while this vCPU runs for 30 ms: about 15 VIRQ_TIMER events.
+    // (As in Xen, a periodic timer does not wake a blocked vCPU: it ticks while it runs.)
+    let start = events::counters().0;
+    check(
+        "set_periodic_timer",
+        guest::vcpu_set_periodic_timer(0, 2_000_000),
+    )?;
+    let end = time::now_ns() + 30_000_000;
+    while time::now_ns() < end {
+        core::hint::spin_loop();
+    }
+    check("stop_periodic_timer", guest::vcpu_stop_periodic_timer(0))?;
+    let upcalls = events::counters().0 - start;
+    if !(8..=40).contains(&upcalls) {
+        fail!("{upcalls} upcalls in 30 ms with a 2 ms periodic timer");
+    }
+    Ok(())
+}
+
+fn poll_timeout(_: &Boot) -> Outcome {
+    // Poll a port nobody raises, with events masked: returns at the timeout.
+    let port = check(
+        "alloc_unbound",
+        guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF),
+    )?;
+    let was = events::save_and_mask();
+    let start = time::now_ns();
+    let result = guest::sched_poll(&[port], start + 5_000_000);
+    let waited = time::now_ns() - start;
+    events::restore(was);
+    let _ = guest::evtchn_close(port);
+    check("poll", result)?;
+    if !(4_000_000..=50_000_000).contains(&waited) {
+        fail!("poll with a 5 ms timeout returned after {waited} ns");
+    }
+    Ok(())
+}
+
+static SPINS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static SPIN_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+fn spinner(index: usize) {
+    while time::now_ns() < SPIN_UNTIL.load(Ordering::SeqCst) {
+        SPINS[index].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn threads_preempt(_: &Boot) -> Outcome {
+    // Two threads spin without ever yielding; the timer must share the CPU between them.
+    SPIN_UNTIL.store(time::now_ns() + 60_000_000, Ordering::SeqCst);
+    SPINS[0].store(0, Ordering::SeqCst);
+    SPINS[1].store(0, Ordering::SeqCst);
+    let switches = threads::switches();
+    let a = threads::spawn(spinner, 0).ok_or_else(|| failure(format_args!("spawn")))?;
+    let b = threads::spawn(spinner, 1).ok_or_else(|| failure(format_args!("spawn")))?;
+    threads::join(a);
+    threads::join(b);
+    let (x, y) = (
+        SPINS[0].load(Ordering::SeqCst),
+        SPINS[1].load(Ordering::SeqCst),
+    );
+    let switched = threads::switches() - switches;
+    if x == 0 || y == 0 || switched < 4 {
+        fail!("spins {x} and {y}, {switched} switches");
+    }
+    Ok(())
+}
+
+static TURNS: AtomicU64 = AtomicU64::new(0);
+
+fn taker(_: usize) {
+    for _ in 0..3 {
+        TURNS.fetch_add(1, Ordering::SeqCst);
+        threads::yield_now();
+    }
+}
+
+fn threads_yield(_: &Boot) -> Outcome {
+    // A thread that yields between steps, and this one yielding to it: no timer needed.
+    TURNS.store(0, Ordering::SeqCst);
+    let t = threads::spawn(taker, 0).ok_or_else(|| failure(format_args!("spawn")))?;
+    let mut yields = 0;
+    while TURNS.load(Ordering::SeqCst) < 3 && yields < 100 {
+        threads::yield_now();
+        yields += 1;
+    }
+    threads::join(t);
+    if TURNS.load(Ordering::SeqCst) != 3 {
+        fail!(
+            "{} turns after {yields} yields",
+            TURNS.load(Ordering::SeqCst)
+        );
+    }
+    Ok(())
+}
+
+static SECONDARY_RAN: AtomicU64 = AtomicU64::new(0);
+
+fn vcpu_up_down(boot: &Boot) -> Outcome {
+    // Needs a second vCPU (the manifest's `vcpus`); with one, there is nothing to test.
+    match guest::vcpu_is_up(1) {
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => fail!("is_up(1): {e}"),
+        Ok(true) => fail!("vCPU 1 up before it was started"),
+        Ok(false) => {}
+    }
+    let context = crate::secondary::context(boot, &SECONDARY_RAN);
+    // SAFETY: the context runs `secondary::entry` on a stack of its own, in our kernel
+    // address space; it touches nothing but its flag.
+    check("initialise", unsafe { guest::vcpu_initialise(1, &context) })?;
+    // SAFETY: vCPU 1 was just initialised with a sound context.
+    check("up", unsafe { guest::vcpu_up(1) })?;
+    let deadline = time::now_ns() + 500_000_000;
+    while SECONDARY_RAN.load(Ordering::SeqCst) == 0 && time::now_ns() < deadline {
+        threads::sleep_ns(1_000_000);
+    }
+    if SECONDARY_RAN.load(Ordering::SeqCst) == 0 {
+        fail!("vCPU 1 never ran");
+    }
+    // It takes itself down; wait for that.
+    while check("is_up", guest::vcpu_is_up(1))? && time::now_ns() < deadline {
+        threads::sleep_ns(1_000_000);
+    }
+    if check("is_up", guest::vcpu_is_up(1))? {
+        fail!("vCPU 1 is still up");
+    }
+    let info = check("runstate", guest::vcpu_get_runstate_info(1))?;
+    if info.time[0] == 0 {
+        fail!("vCPU 1 never accounted as running");
+    }
+    Ok(())
+}

@@ -1,0 +1,466 @@
+//! The scenario programs (`workload=...`, see `pv_guest_kernel::scenario`): what a
+//! domain of a multi-domain scenario does instead of the self-tests. Each reports its
+//! findings as `selftest <name>: ok|FAILED ...` lines, which `cargo xtask test` turns
+//! into named checks, and returns the exit code.
+
+use crate::Boot;
+use crate::{events, threads, time};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use pv_abi::errno::Errno;
+use pv_abi::event_channel::{EVTCHNSTAT_UNBOUND, EvtchnPort};
+use pv_abi::guest;
+use pv_abi::sched::SHUTDOWN_POWEROFF;
+use pv_abi::xen::{DOMID_SELF, VIRQ_DOM_EXC};
+use pv_guest_kernel::scenario::{PROBE_PORTS, Scenario, Workload, share_within_tenth};
+use pv_guest_kernel::selftest::{Outcome, Tally, failure};
+
+const MS: u64 = 1_000_000;
+
+/// Prints one line with a single console write (threads may interleave otherwise).
+fn say(args: core::fmt::Arguments<'_>) {
+    let mut line: heapless::String<256> = heapless::String::new();
+    let _ = line.write_fmt(args);
+    let _ = line.push('\n');
+    let _ = guest::console_io_write(line.as_bytes());
+}
+
+struct Report(Tally);
+
+impl Report {
+    fn record(&mut self, name: &str, outcome: Outcome) {
+        let mut line: heapless::String<256> = heapless::String::new();
+        let _ = self.0.record(&mut line, name, &outcome);
+        let _ = guest::console_io_write(line.as_bytes());
+    }
+}
+
+/// Runs the scenario's program; returns the exit code.
+pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
+    let Some(workload) = scenario.workload else {
+        return 0;
+    };
+    let mut report = Report(Tally::default());
+    say(format_args!("pv-guest: workload {workload:?}"));
+    if !matches!(workload, Workload::Spin | Workload::SpinMasked)
+        && let Err(e) = threads::init()
+    {
+        report.record("events_init", Err(failure(format_args!("{e}"))));
+        return 1;
+    }
+    match workload {
+        Workload::Spin => spin(scenario, &mut report),
+        Workload::Idle => idle(scenario, &mut report),
+        Workload::PingServer => ping_server(scenario, &mut report),
+        Workload::PingClient => ping_client(scenario, &mut report),
+        Workload::SpinMasked => spin_masked(),
+        Workload::CrashLater => crash_later(scenario),
+        Workload::Flood => flood(scenario, &mut report),
+        Workload::Watch => watch(scenario, &mut report),
+        Workload::Control => control(scenario, &mut report),
+    }
+    let _ = boot;
+    let mut line: heapless::String<64> = heapless::String::new();
+    let _ = report.0.summary(&mut line);
+    let _ = guest::console_io_write(line.as_bytes());
+    report.0.exit_code()
+}
+
+fn running_ns() -> u64 {
+    guest::vcpu_get_runstate_info(0).map_or(0, |info| info.time[0])
+}
+
+/// The measurement window as system times.
+fn window(scenario: &Scenario) -> (u64, u64) {
+    (scenario.window_ms.0 * MS, scenario.window_ms.1 * MS)
+}
+
+/// CPU-bound until the window ends; the share of the CPU it got inside the window must
+/// be its weight's share (within 10%).
+fn spin(scenario: &Scenario, report: &mut Report) {
+    let (start, end) = window(scenario);
+    let mut work = 0u64;
+    while time::now_ns() < start {
+        work = work.wrapping_add(1);
+    }
+    let (t0, r0) = (time::now_ns(), running_ns());
+    while time::now_ns() < end {
+        work = work.wrapping_add(1);
+    }
+    let (t1, r1) = (time::now_ns(), running_ns());
+    core::hint::black_box(work);
+    let (ran, elapsed) = (r1 - r0, t1 - t0);
+    let per_mille_x10 = ran * 10_000 / elapsed.max(1);
+    let outcome = match scenario.expect_share {
+        Some(want) if share_within_tenth(ran, elapsed, want) => Ok(()),
+        Some(want) => Err(failure(format_args!(
+            "got {}.{} per mille of the CPU, want {want} within 10%",
+            per_mille_x10 / 10,
+            per_mille_x10 % 10
+        ))),
+        None => Ok(()),
+    };
+    say(format_args!(
+        "pv-guest: cpu share {}.{} per mille over {} ms (want {:?})",
+        per_mille_x10 / 10,
+        per_mille_x10 % 10,
+        elapsed / MS,
+        scenario.expect_share
+    ));
+    report.record("cpu_share", outcome);
+}
+
+/// Sleeps in short steps through the window: the timers must fire on time and the
+/// domain must use almost no CPU.
+fn idle(scenario: &Scenario, report: &mut Report) {
+    let (start, end) = window(scenario);
+    threads::sleep_until(start);
+    let (t0, r0) = (time::now_ns(), running_ns());
+    let (worst, sleeps) = sleep_steps(end);
+    let (t1, r1) = (time::now_ns(), running_ns());
+    let (ran, elapsed) = (r1 - r0, t1 - t0);
+    let per_mille_x10 = ran * 10_000 / elapsed.max(1);
+    say(format_args!(
+        "pv-guest: idle share {}.{} per mille over {} ms; {sleeps} sleeps, latest wake-up {} us late",
+        per_mille_x10 / 10,
+        per_mille_x10 % 10,
+        elapsed / MS,
+        worst / 1000
+    ));
+    let max = scenario.max_share.unwrap_or(10);
+    report.record(
+        "idle_share",
+        if ran * 1000 <= u64::from(max) * elapsed {
+            Ok(())
+        } else {
+            Err(failure(format_args!(
+                "{}.{} per mille, more than {max}",
+                per_mille_x10 / 10,
+                per_mille_x10 % 10
+            )))
+        },
+    );
+    report.record("timer_latency", latency_outcome(worst, sleeps, scenario));
+}
+
+/// Sleeps of 3..8 ms until `end`; returns the worst lateness and the number of sleeps.
+fn sleep_steps(end: u64) -> (u64, u64) {
+    let (mut worst, mut sleeps) = (0, 0);
+    loop {
+        let deadline = time::now_ns() + 3 * MS + (sleeps % 6) * MS;
+        if deadline > end {
+            return (worst, sleeps);
+        }
+        threads::sleep_until(deadline);
+        worst = worst.max(time::now_ns().saturating_sub(deadline));
+        sleeps += 1;
+    }
+}
+
+fn latency_outcome(worst: u64, sleeps: u64, scenario: &Scenario) -> Outcome {
+    let limit = scenario.max_late_us * 1000;
+    if sleeps == 0 {
+        Err(failure(format_args!("no sleep completed")))
+    } else if worst > limit {
+        Err(failure(format_args!(
+            "a timer fired {} us late (limit {} us)",
+            worst / 1000,
+            limit / 1000
+        )))
+    } else {
+        say(format_args!(
+            "pv-guest: {sleeps} timers, latest {} us after its deadline (limit {} us)",
+            worst / 1000,
+            limit / 1000
+        ));
+        Ok(())
+    }
+}
+
+// ----- finding a peer's channel ---------------------------------------------------------
+
+/// Offers a port to `peer` (the lower domain id's side of the convention).
+fn offer(peer: u16) -> Result<EvtchnPort, Errno> {
+    guest::evtchn_alloc_unbound(DOMID_SELF, peer)
+}
+
+/// Finds the port `peer` offered us: probes its ports until one binds (only a port
+/// offered to us can), for up to `patience` ns. The new local end starts pending (as
+/// on Xen); that event is discarded.
+fn connect(peer: u16, patience: u64) -> Result<EvtchnPort, Errno> {
+    let deadline = time::now_ns() + patience;
+    loop {
+        for remote in 1..=PROBE_PORTS {
+            let was = events::save_and_mask();
+            let bound = guest::evtchn_bind_interdomain(peer, remote);
+            if let Ok(local) = bound {
+                events::clear(local);
+                events::restore(was);
+                return Ok(local);
+            }
+            events::restore(was);
+        }
+        if time::now_ns() > deadline {
+            return Err(Errno::ETIMEDOUT);
+        }
+        threads::sleep_ns(5 * MS);
+    }
+}
+
+// ----- ping-pong ----------------------------------------------------------------------
+
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+fn count_and_wake(_: EvtchnPort) {
+    RECEIVED.fetch_add(1, Ordering::SeqCst);
+    threads::notify_all();
+}
+
+/// Waits until `RECEIVED` reaches `count`, for at most a second.
+fn await_count(count: u64) -> bool {
+    let deadline = time::now_ns() + 1000 * MS;
+    threads::wait_until_or(deadline, || RECEIVED.load(Ordering::SeqCst) >= count)
+}
+
+/// The offering side: answers the client's hello and each ping with one pong.
+fn ping_server(scenario: &Scenario, report: &mut Report) {
+    let outcome = (|| {
+        let peer = scenario
+            .peer()
+            .ok_or_else(|| failure(format_args!("no peer")))?;
+        let port = offer(peer).map_err(|e| failure(format_args!("offer: {e}")))?;
+        events::bind(port, count_and_wake);
+        say(format_args!(
+            "pv-guest: ping-pong server: port {port} offered to domain {peer}"
+        ));
+        // The hello, then `rounds` pings; every one gets a pong.
+        if !threads::wait_until_or(time::now_ns() + 5000 * MS, || {
+            RECEIVED.load(Ordering::SeqCst) >= 1
+        }) {
+            return Err(failure(format_args!("no hello from domain {peer}")));
+        }
+        for round in 0..=u64::from(scenario.rounds) {
+            if !await_count(round + 1) {
+                return Err(failure(format_args!("ping {round} never arrived")));
+            }
+            guest::evtchn_send(port).map_err(|e| failure(format_args!("send: {e}")))?;
+        }
+        // Nothing more may arrive: every ping was answered, none was duplicated.
+        threads::sleep_ns(20 * MS);
+        let total = RECEIVED.load(Ordering::SeqCst);
+        if total != u64::from(scenario.rounds) + 1 {
+            return Err(failure(format_args!(
+                "{total} events for a hello and {} pings",
+                scenario.rounds
+            )));
+        }
+        Ok(())
+    })();
+    report.record("pingpong_server", outcome);
+}
+
+/// The probing side: hello, then `rounds` round trips, each waiting for its pong.
+fn ping_client(scenario: &Scenario, report: &mut Report) {
+    let outcome = (|| {
+        let peer = scenario
+            .peer()
+            .ok_or_else(|| failure(format_args!("no peer")))?;
+        let port = connect(peer, 5000 * MS).map_err(|e| failure(format_args!("connect: {e}")))?;
+        events::bind(port, count_and_wake);
+        guest::evtchn_send(port).map_err(|e| failure(format_args!("hello: {e}")))?;
+        if !await_count(1) {
+            return Err(failure(format_args!("no welcome")));
+        }
+        let start = time::now_ns();
+        for round in 1..=u64::from(scenario.rounds) {
+            guest::evtchn_send(port).map_err(|e| failure(format_args!("send: {e}")))?;
+            if !await_count(round + 1) {
+                return Err(failure(format_args!("round trip {round} lost")));
+            }
+        }
+        let each = (time::now_ns() - start) / u64::from(scenario.rounds);
+        say(format_args!(
+            "pv-guest: ping-pong: {} round trips with domain {peer}, none lost, {} us each",
+            scenario.rounds,
+            each / 1000
+        ));
+        Ok(())
+    })();
+    report.record("pingpong", outcome);
+}
+
+// ----- misbehaviour ---------------------------------------------------------------------
+
+/// Spins forever with events masked: only the hypervisor's timer interrupt takes the
+/// CPU away, and only another domain's remote_shutdown ends it.
+fn spin_masked() -> ! {
+    say(format_args!(
+        "pv-guest: spinning with events masked, forever"
+    ));
+    events::save_and_mask();
+    let mut work = 0u64;
+    loop {
+        work = core::hint::black_box(work.wrapping_add(1));
+    }
+}
+
+/// Offers ports to its peers, runs a while, then faults with no handler: the
+/// hypervisor destroys it mid-run.
+fn crash_later(scenario: &Scenario) -> ! {
+    for peer in scenario.peers.iter().flatten() {
+        let _ = offer(*peer);
+    }
+    threads::sleep_ns(scenario.crash_delay_ms * MS);
+    say(format_args!("pv-guest: crashing now, mid-run"));
+    let _ = guest::clear_trap_table();
+    // SAFETY: faults on purpose with no handler registered; the hypervisor stops us.
+    unsafe { core::arch::asm!("ud2", options(noreturn)) }
+}
+
+/// Allocates ports until the per-domain limit, then floods its peer with events for a
+/// second.
+fn flood(scenario: &Scenario, report: &mut Report) {
+    let mut allocated: heapless::Vec<EvtchnPort, 1024> = heapless::Vec::new();
+    let refused = loop {
+        match guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF) {
+            Ok(port) => {
+                if allocated.push(port).is_err() {
+                    break None;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    say(format_args!(
+        "pv-guest: flood: {} ports allocated, then {refused:?}",
+        allocated.len()
+    ));
+    report.record(
+        "port_limit",
+        match refused {
+            Some(Errno::ENOSPC) => Ok(()),
+            other => Err(failure(format_args!(
+                "after {} ports: {other:?}",
+                allocated.len()
+            ))),
+        },
+    );
+    for port in allocated {
+        let _ = guest::evtchn_close(port);
+    }
+    let Some(peer) = scenario.peer() else {
+        return;
+    };
+    let outcome = (|| {
+        let port = offer(peer).map_err(|e| failure(format_args!("offer: {e}")))?;
+        let bound = threads::wait_until_or(time::now_ns() + 3000 * MS, || {
+            guest::evtchn_status(DOMID_SELF, port).is_ok_and(|s| s.status != EVTCHNSTAT_UNBOUND)
+        });
+        if !bound {
+            return Err(failure(format_args!("domain {peer} never connected")));
+        }
+        let end = time::now_ns() + 1000 * MS;
+        let mut sent = 0u64;
+        while time::now_ns() < end {
+            guest::evtchn_send(port).map_err(|e| failure(format_args!("send: {e}")))?;
+            sent += 1;
+        }
+        say(format_args!(
+            "pv-guest: flood: {sent} events sent to domain {peer} in 1 s"
+        ));
+        Ok(())
+    })();
+    report.record("flood", outcome);
+}
+
+static FLOOD_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Connects to its misbehaving peers, then measures its own timers while they crash,
+/// flood and spin; checks it saw the crash as an unbound port.
+fn watch(scenario: &Scenario, report: &mut Report) {
+    let mut ports: heapless::Vec<(u16, EvtchnPort), 2> = heapless::Vec::new();
+    for &peer in scenario.peers.iter().flatten() {
+        match connect(peer, 3000 * MS) {
+            Ok(port) => {
+                events::bind(port, |_| {
+                    FLOOD_EVENTS.fetch_add(1, Ordering::Relaxed);
+                });
+                let _ = ports.push((peer, port));
+            }
+            Err(e) => report.record("connect", Err(failure(format_args!("domain {peer}: {e}")))),
+        }
+    }
+    let (_, end) = window(scenario);
+    let (worst, sleeps) = sleep_steps(end);
+    report.record("timer_latency", latency_outcome(worst, sleeps, scenario));
+    let mut unbound = 0;
+    for &(peer, port) in &ports {
+        let status = guest::evtchn_status(DOMID_SELF, port);
+        let gone = status.is_ok_and(|s| s.status == EVTCHNSTAT_UNBOUND);
+        say(format_args!(
+            "pv-guest: channel to domain {peer}: {}",
+            if gone {
+                "unbound (peer gone)"
+            } else {
+                "connected"
+            }
+        ));
+        unbound += usize::from(gone);
+    }
+    say(format_args!(
+        "pv-guest: {} events from the flood handled",
+        FLOOD_EVENTS.load(Ordering::Relaxed)
+    ));
+    report.record(
+        "peer_crash_seen",
+        if unbound >= 1 {
+            Ok(())
+        } else {
+            Err(failure(format_args!("no channel went unbound")))
+        },
+    );
+}
+
+static DOM_EXC: AtomicU64 = AtomicU64::new(0);
+
+/// Privileged: waits for the hypervisor's report of a crashed domain (VIRQ_DOM_EXC),
+/// then at the window's end shuts `shutdown` down remotely and sees it go.
+fn control(scenario: &Scenario, report: &mut Report) {
+    let outcome = (|| {
+        let port = guest::evtchn_bind_virq(VIRQ_DOM_EXC, 0)
+            .map_err(|e| failure(format_args!("bind VIRQ_DOM_EXC: {e}")))?;
+        events::bind(port, |_| {
+            DOM_EXC.fetch_add(1, Ordering::SeqCst);
+            threads::notify_all();
+        });
+        let seen = threads::wait_until_or(time::now_ns() + 5000 * MS, || {
+            DOM_EXC.load(Ordering::SeqCst) >= 1
+        });
+        if !seen {
+            return Err(failure(format_args!("no VIRQ_DOM_EXC")));
+        }
+        say(format_args!("pv-guest: VIRQ_DOM_EXC: a domain stopped"));
+        Ok(())
+    })();
+    report.record("dom_exc", outcome);
+    let Some(target) = scenario.shutdown else {
+        return;
+    };
+    let (_, end) = window(scenario);
+    threads::sleep_until(end);
+    let before = DOM_EXC.load(Ordering::SeqCst);
+    let outcome = guest::sched_remote_shutdown(target, SHUTDOWN_POWEROFF)
+        .map_err(|e| failure(format_args!("remote_shutdown({target}): {e}")))
+        .and_then(|_| {
+            let gone = threads::wait_until_or(time::now_ns() + 1000 * MS, || {
+                DOM_EXC.load(Ordering::SeqCst) > before
+            });
+            if gone {
+                say(format_args!("pv-guest: domain {target} shut down remotely"));
+                Ok(())
+            } else {
+                Err(failure(format_args!("domain {target} did not stop")))
+            }
+        });
+    report.record("remote_shutdown", outcome);
+}
