@@ -51,6 +51,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
     ("emulate_port_io", emulate_port_io),
+    ("emulate_cr4", emulate_cr4),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -597,4 +598,18 @@ fn emulate_port_io(boot: &Boot) -> Outcome {
         None => Ok(()),
         Some(s) => fail!("port I/O raised {s:?}"),
     }
+}
+
+fn emulate_cr4(_: &Boot) -> Outcome {
+    let (before, after): (u64, u64);
+    // SAFETY: reading CR4 and writing back the same value are emulated (the write is how
+    // a kernel flushes global TLB entries); nothing changes.
+    unsafe {
+        core::arch::asm!("mov {b}, cr4", "mov cr4, {b}", "mov {a}, cr4", b = out(reg) before, a = out(reg) after);
+    }
+    const PAE: u64 = 1 << 5;
+    if before & PAE == 0 || after != before {
+        fail!("cr4 {before:#x} then {after:#x}");
+    }
+    Ok(())
 }

@@ -482,3 +482,23 @@ fn the_io_bitmap_allows_exactly_its_clear_ports() {
     );
     assert_eq!(hw.outs.len(), 1);
 }
+
+#[test]
+fn cr4_writes_may_only_toggle_pge_and_flush() {
+    use super::emulate::VIRTUAL_CR4;
+    // mov cr4, rax
+    let mut world = emulating(&[0x0f, 0x22, 0xe0]);
+    let mut hw = FakeHardware::default();
+    world.domain.vcpu.regs.rax = VIRTUAL_CR4 & !(1 << 7);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 3);
+    assert_eq!(hw.mmu.flushes, 1, "toggling PGE flushes the TLB");
+    let mut world = emulating(&[0x0f, 0x22, 0xe0]);
+    world.domain.vcpu.regs.rax = VIRTUAL_CR4 | (1 << 20); // SMEP
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x700,
+        "other bits: #GP"
+    );
+}
