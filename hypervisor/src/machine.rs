@@ -92,6 +92,10 @@ struct State {
     /// When the CPU last went idle, and idle time so far.
     idle_since: Option<Nanos>,
     idle_time: Nanos,
+    /// The deadline the APIC timer is armed for (none once it fired).
+    timer_armed: Option<Nanos>,
+    /// This entry is the APIC timer's (the tick: the debug keys are polled).
+    ticked: bool,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -146,6 +150,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     on_cpu: None,
     idle_since: None,
     idle_time: 0,
+    timer_armed: None,
+    ticked: false,
 });
 
 unsafe extern "C" {
@@ -299,7 +305,7 @@ pub fn trap(frame: &mut TrapFrame) {
         VECTOR_SYSCALL => on_trap(state, frame, traps::user_syscall),
         // The hypervisor's tick: timers and the slice are looked at on the way out.
         x86::lapic::TIMER_VECTOR => {
-            x86::lapic::eoi();
+            run::timer_interrupt(state);
             After::Resume
         }
         // A spurious APIC or legacy-PIC interrupt (every PIC line is masked).

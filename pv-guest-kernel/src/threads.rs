@@ -24,7 +24,7 @@ use crate::events;
 use crate::time::now_ns;
 use crate::traps::GuestFrame;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
 use pv_abi::errno::Errno;
 use pv_abi::event_channel::EvtchnPort;
@@ -101,6 +101,8 @@ unsafe impl Sync for StackCell {}
 static STACKS: StackCell = StackCell(UnsafeCell::new(Stacks([[0; STACK_SIZE]; MAX_THREADS])));
 
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// The deadline the one-shot timer is set for (0: none), to skip needless hypercalls.
+static ARMED: AtomicU64 = AtomicU64::new(0);
 static RESCHEDULE: AtomicBool = AtomicBool::new(false);
 static TICK: AtomicBool = AtomicBool::new(false);
 
@@ -128,7 +130,11 @@ pub fn init() -> Result<(), Errno> {
     events::save_and_mask();
     let timer_port = guest::evtchn_bind_virq(VIRQ_TIMER, 0)?;
     let ipi_port = guest::evtchn_bind_ipi(0)?;
-    events::bind(timer_port, |_| TICK.store(true, Ordering::SeqCst));
+    events::bind(timer_port, |_| {
+        // The one-shot timer is spent (or a periodic tick came): arm afresh.
+        ARMED.store(0, Ordering::SeqCst);
+        TICK.store(true, Ordering::SeqCst);
+    });
     events::bind(ipi_port, |_| RESCHEDULE.store(true, Ordering::SeqCst));
     // SAFETY: events are masked and the world has not started: nothing else touches it.
     let sched = unsafe { &mut *SCHED.0.get() };
@@ -238,7 +244,26 @@ pub fn yield_now() {
 /// Sleeps until system time `deadline` (the timer and a blocked vCPU: no spinning).
 pub fn sleep_until(deadline: u64) {
     while now_ns() < deadline {
-        switch_away(State::Sleeping(deadline));
+        let was = events::save_and_mask();
+        // SAFETY: events are masked.
+        let sched = unsafe { &mut *SCHED.0.get() };
+        let current = sched.current;
+        let alone = (0..MAX_THREADS)
+            .all(|i| i == current || i == IDLE_THREAD || sched.threads[i].state != State::Ready);
+        if alone {
+            // Nothing else to run: arm the timer and block right here (block unmasks
+            // events atomically, so the wake-up cannot be missed). The upcall on wake
+            // finds this thread due again, or switches if something else woke first.
+            sched.threads[current].state = State::Sleeping(deadline);
+            arm_timer(sched, now_ns());
+            let _ = guest::sched_block();
+            if was {
+                events::save_and_mask();
+            }
+        } else {
+            events::restore(was);
+            switch_away(State::Sleeping(deadline));
+        }
     }
 }
 
@@ -380,8 +405,14 @@ fn arm_timer(sched: &Scheduler, now: u64) {
             _ => None,
         })
         .min();
-    let deadline = [slice_end, next_sleeper].into_iter().flatten().min();
-    let _ = guest::set_timer_op(deadline.unwrap_or(0));
+    let deadline = [slice_end, next_sleeper]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
+    if ARMED.swap(deadline, Ordering::SeqCst) != deadline {
+        let _ = guest::set_timer_op(deadline);
+    }
 }
 
 /// The event upcall's Rust half (called by `arch/events.S` with events masked).

@@ -110,8 +110,8 @@ fn spin(scenario: &Scenario, report: &mut Report) {
     report.record("cpu_share", outcome);
 }
 
-/// Sleeps in short steps through the window: the timers must fire on time and the
-/// domain must use almost no CPU.
+/// Sleeps in steps of 20..40 ms through the window: the timers must fire on time and
+/// the domain must use almost no CPU.
 fn idle(scenario: &Scenario, report: &mut Report) {
     let (start, end) = window(scenario);
     threads::sleep_until(start);
@@ -143,11 +143,12 @@ fn idle(scenario: &Scenario, report: &mut Report) {
     report.record("timer_latency", latency_outcome(worst, sleeps, scenario));
 }
 
-/// Sleeps of 3..8 ms until `end`; returns the worst lateness and the number of sleeps.
+/// Sleeps of 20..40 ms until `end`; returns the worst lateness and the number of
+/// sleeps.
 fn sleep_steps(end: u64) -> (u64, u64) {
     let (mut worst, mut sleeps) = (0, 0);
     loop {
-        let deadline = time::now_ns() + 3 * MS + (sleeps % 6) * MS;
+        let deadline = time::now_ns() + 20 * MS + (sleeps * 7 % 21) * MS;
         if deadline > end {
             return (worst, sleeps);
         }

@@ -189,7 +189,9 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
         reap(state);
         let now = state.now();
         state.guests(now).fire_timers();
-        super::debugkeys::poll(state);
+        if core::mem::take(&mut state.ticked) {
+            super::debugkeys::poll(state);
+        }
         let on_cpu_runs = state
             .on_cpu
             .is_some_and(|v| state.sched.running() == Some(v));
@@ -213,7 +215,7 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
                         .flatten()
                         .min()
                         .unwrap_or(now + IDLE_POLL);
-                    lapic::arm(state.clock.tsc_at(wake));
+                    arm_timer(state, wake);
                     state.idle_since = Some(now);
                     drop(guard);
                     idle::wait_for_interrupt();
@@ -222,6 +224,10 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
                     if let Some(since) = state.idle_since.take() {
                         state.idle_time += state.now().saturating_sub(since);
                     }
+                    // Woken by the timer (almost surely): it needs arming again, and
+                    // this is a tick for the debug keys.
+                    state.timer_armed = None;
+                    state.ticked = true;
                     resched = true;
                     continue;
                 }
@@ -236,9 +242,25 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
         }
         let next = state.guests(now).next_deadline();
         let deadline = next.map_or(state.slice_end, |n| n.min(state.slice_end));
-        lapic::arm(state.clock.tsc_at(deadline));
+        arm_timer(state, deadline);
         load_vcpu_state(state);
         return;
+    }
+}
+
+/// The APIC timer fired (the entry path acknowledges it here).
+pub(super) fn timer_interrupt(state: &mut State) {
+    lapic::eoi();
+    state.timer_armed = None;
+    state.ticked = true;
+}
+
+/// Arms the APIC timer for system time `deadline`, unless it is armed for it already
+/// (most entries leave the deadline unchanged; reprogramming costs an MMIO write).
+fn arm_timer(state: &mut State, deadline: Nanos) {
+    if state.timer_armed != Some(deadline) {
+        lapic::arm(state.clock.tsc_at(deadline));
+        state.timer_armed = Some(deadline);
     }
 }
 
