@@ -12,6 +12,7 @@ pub mod global;
 mod iret;
 mod memory;
 mod mmu;
+mod multicall;
 mod physdev;
 mod sched;
 mod timer;
@@ -119,6 +120,7 @@ pub fn dispatch<M: PhysMem>(ctx: &mut Context<'_, M>) -> After {
         Ok(Hypercall::Iret) => iret::iret(ctx),
         Ok(Hypercall::PhysdevOp) => physdev::physdev_op(ctx, a1, a2),
         Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2),
+        Ok(Hypercall::Multicall) => multicall::multicall(ctx, a1, a2),
         _ => Err(Errno::ENOSYS),
     };
     ctx.regs.rax = match result {
