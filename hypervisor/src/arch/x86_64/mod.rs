@@ -2,6 +2,7 @@
 //! Rust in the library crate.
 
 pub mod cpu;
+pub mod floor;
 pub mod gdt;
 pub mod idle;
 pub mod idt;
