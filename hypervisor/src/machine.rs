@@ -96,6 +96,9 @@ struct State {
     timer_armed: Option<Nanos>,
     /// This entry is the APIC timer's (the tick: the debug keys are polled).
     ticked: bool,
+    /// The latest an APIC timer interrupt arrived after its deadline (emulation or host
+    /// delays show up here).
+    timer_late_max: Nanos,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -105,7 +108,8 @@ struct Loaded {
     root: u64,
     fs: u64,
     gs: u64,
-    ts: bool,
+    /// The per-CPU "guest wants CR0.TS" flag (`None`: unknown, as after a switch).
+    ts: Option<bool>,
 }
 
 impl Loaded {
@@ -113,7 +117,7 @@ impl Loaded {
         root: u64::MAX,
         fs: u64::MAX,
         gs: u64::MAX,
-        ts: false,
+        ts: None,
     };
 
     fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
@@ -130,7 +134,7 @@ impl Loaded {
             root: root.addr(),
             fs: vcpu.segments.fs,
             gs,
-            ts: vcpu.virtual_ts,
+            ts: Some(vcpu.virtual_ts),
         }
     }
 }
@@ -152,6 +156,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     idle_time: 0,
     timer_armed: None,
     ticked: false,
+    timer_late_max: 0,
 });
 
 unsafe extern "C" {
@@ -288,7 +293,7 @@ fn load_vcpu_state(state: &mut State) {
         unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, wanted.gs) };
     }
     if wanted.ts != loaded.ts {
-        x86::percpu::set_guest_ts(wanted.ts);
+        x86::percpu::set_guest_ts(wanted.ts == Some(true));
     }
     state.loaded = wanted;
 }
