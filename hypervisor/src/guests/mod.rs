@@ -45,6 +45,19 @@ pub struct VcpuRuntime {
     pub polling: heapless::Vec<EvtchnPort, MAX_POLL_PORTS>,
     /// Guest virtual address of its registered runstate area, if any.
     pub runstate_area: Option<u64>,
+    /// The deadline of the timer that woke it and when it fired, until it runs (for the
+    /// latency record).
+    pub woken_by_timer: Option<(Nanos, Nanos)>,
+}
+
+/// How promptly a domain's timers got it running: from a blocked vCPU's timer deadline
+/// to the moment that vCPU was on the CPU again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerLatency {
+    /// Wake-ups by a timer.
+    pub wakes: u64,
+    /// The latest any of them ran, after its deadline.
+    pub worst: Nanos,
 }
 
 impl VcpuRuntime {
@@ -57,6 +70,7 @@ impl VcpuRuntime {
         },
         polling: heapless::Vec::new(),
         runstate_area: None,
+        woken_by_timer: None,
     };
 }
 
@@ -72,6 +86,8 @@ pub struct Runtime {
     pub parked: [Option<Vcpu>; MAX_VCPUS],
     /// vCPUs the domain has.
     pub nr_vcpus: u32,
+    /// How promptly its timers woke it.
+    pub timer_latency: TimerLatency,
 }
 
 impl Runtime {
@@ -81,6 +97,7 @@ impl Runtime {
         vcpus: [VcpuRuntime::NEW; MAX_VCPUS],
         parked: [const { None }; MAX_VCPUS],
         nr_vcpus: 0,
+        timer_latency: TimerLatency { wakes: 0, worst: 0 },
     };
 
     fn reset(&mut self, nr_vcpus: u32) {
@@ -126,6 +143,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
         self.sched.add_domain(slot, weight, cap, count, self.now)?;
         let runtime = &mut self.runtime[slot];
         runtime.reset(nr_vcpus);
+        runtime.timer_latency = TimerLatency::default();
         runtime.vcpus[0].initialised = true;
         Ok(())
     }
@@ -369,12 +387,21 @@ impl<'a, M: PhysMem> Guests<'a, M> {
                 // As in Xen, a periodic timer ticks only while its vCPU may run: it
                 // never wakes a blocked vCPU (it fires once when the vCPU wakes).
                 let periodic = timers.periodic.take_if(|_| blocked);
+                let deadline = timers.singleshot;
                 let fired = timers.expire(self.now);
                 if periodic.is_some() {
                     timers.periodic = periodic;
                 }
                 if fired.timer_virq {
                     self.raise_virq(slot, vcpu, VIRQ_TIMER);
+                    let v = VcpuRef {
+                        slot,
+                        vcpu: vcpu as usize,
+                    };
+                    if blocked && self.sched.state(v) != RunState::Blocked {
+                        self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
+                            deadline.map(|d| (d, self.now));
+                    }
                 }
                 if fired.poll_timeout {
                     self.unblock(VcpuRef {
@@ -489,6 +516,26 @@ impl<'a, M: PhysMem> Guests<'a, M> {
             failsafe: false,
         };
         traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
+    }
+
+    /// `vcpu` is on the CPU: if a timer woke it, record how late after the deadline.
+    pub fn note_running(&mut self, vcpu: VcpuRef) {
+        let runtime = &mut self.runtime[vcpu.slot];
+        if let Some((deadline, fired)) = runtime.vcpus[vcpu.vcpu].woken_by_timer.take() {
+            let record = &mut runtime.timer_latency;
+            record.wakes += 1;
+            let late = self.now.saturating_sub(deadline);
+            record.worst = record.worst.max(late);
+            if late > 2_000_000 {
+                log::debug!(
+                    "slot {} vcpu {}: timer fired {} us after its deadline, ran {} us later",
+                    vcpu.slot,
+                    vcpu.vcpu,
+                    fired.saturating_sub(deadline) / 1000,
+                    self.now.saturating_sub(fired) / 1000
+                );
+            }
+        }
     }
 
     /// Publishes system time to the active vCPU of `slot`.

@@ -296,6 +296,15 @@ fn timers_raise_virq_timer_and_wake() {
     assert!(w.events(0).is_pending(port));
     assert_eq!(w.sched.state(v(0, 0)), RunState::Runnable);
     assert_eq!(w.with(|g| g.next_deadline()), None);
+    w.now = 5_300_000;
+    w.with(|g| g.note_running(v(0, 0)));
+    assert_eq!(
+        w.runtime[0].timer_latency,
+        TimerLatency {
+            wakes: 1,
+            worst: 300_000
+        }
+    );
     // Blocking with an upcall already due does not block.
     w.run(0);
     assert!(!w.with(|g| g.block(0)));

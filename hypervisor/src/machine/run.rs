@@ -175,7 +175,8 @@ fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
     *frame = switch_to(state, vcpu.slot);
     state.on_cpu = Some(vcpu);
     let time = state.clock.time_info(tsc::read());
-    let guests = state.guests(now);
+    let mut guests = state.guests(now);
+    guests.note_running(vcpu);
     guests.publish_time(vcpu.slot, &time);
     guests.publish_runstate(vcpu);
 }
@@ -251,7 +252,10 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
 /// The APIC timer fired (the entry path acknowledges it here).
 pub(super) fn timer_interrupt(state: &mut State) {
     lapic::eoi();
-    state.timer_armed = None;
+    if let Some(deadline) = state.timer_armed.take() {
+        let late = state.now().saturating_sub(deadline);
+        state.timer_late_max = state.timer_late_max.max(late);
+    }
     state.ticked = true;
 }
 
@@ -269,6 +273,10 @@ pub(super) fn report(state: &mut State) {
     let now = state.now();
     let idle = state.idle_time;
     log::info!(
+        "timer interrupts: the latest came {} us after its deadline",
+        state.timer_late_max / 1000
+    );
+    log::info!(
         "cpu accounting over {} ms: idle {} ms ({}.{}%)",
         now / 1_000_000,
         idle / 1_000_000,
@@ -278,13 +286,16 @@ pub(super) fn report(state: &mut State) {
     for (slot, domain) in state.domains.iter().enumerate() {
         if let Some(domain) = domain {
             let cpu = state.sched.cpu_time(slot);
+            let timers = state.runtime[slot].timer_latency;
             log::info!(
-                "  domain {} ({}): cpu {} ms ({}.{}%)",
+                "  domain {} ({}): cpu {} ms ({}.{}%); {} timer wake-ups, the latest ran {} us after its deadline",
                 domain.id,
                 domain.name,
                 cpu / 1_000_000,
                 cpu * 100 / now.max(1),
-                cpu * 1000 / now.max(1) % 10
+                cpu * 1000 / now.max(1) % 10,
+                timers.wakes,
+                timers.worst / 1000
             );
         }
     }

@@ -13,7 +13,11 @@
 //! - it runs for at most one slice, then the choice is made again;
 //! - a domain that wakes after blocking gets its virtual time raised to at least
 //!   `floor - slice`, where `floor` is the smallest virtual time among runnable domains:
-//!   sleeping earns no credit to hog the CPU later, yet a waking domain runs promptly;
+//!   sleeping earns no credit to hog the CPU later;
+//! - a vCPU that wakes runs at once (it preempts, like the BOOST of Xen's credit
+//!   scheduler) unless its domain is more than one slice of virtual time ahead of the
+//!   neediest runnable domain: event and timer latency stay below a tick, and a domain
+//!   that wakes often still pays for all the CPU it uses;
 //! - a cap (percent of one CPU) is a budget per [`CAP_PERIOD`]: a domain that used it
 //!   up waits, even if the CPU would otherwise idle, until the next period.
 //!
@@ -114,6 +118,8 @@ struct DomainEntry {
     nr_vcpus: usize,
     /// The vCPU picked last, for round robin within the domain.
     last_vcpu: usize,
+    /// A vCPU of it woke and has not run since: it goes before domains that did not.
+    boosted: bool,
     vcpus: [VcpuEntry; MAX_VCPUS],
 }
 
@@ -127,6 +133,7 @@ impl DomainEntry {
         cpu_time: 0,
         nr_vcpus: 0,
         last_vcpu: 0,
+        boosted: false,
         vcpus: [VcpuEntry::OFFLINE; MAX_VCPUS],
     };
 
@@ -323,6 +330,9 @@ impl Scheduler {
     pub fn block(&mut self, vcpu: VcpuRef, now: Nanos) {
         if matches!(self.state(vcpu), RunState::Running | RunState::Runnable) {
             self.set_state(vcpu, RunState::Blocked, now);
+            if !self.domains[vcpu.slot].runnable() {
+                self.domains[vcpu.slot].boosted = false;
+            }
         }
     }
 
@@ -343,12 +353,27 @@ impl Scheduler {
             domain.vtime = domain.vtime.max(self.floor.saturating_sub(self.slice));
         }
         let woken_vtime = domain.vtime;
-        if let Some((running, _)) = self.running
-            && running.slot != vcpu.slot
-            && !self.domains[vcpu.slot].capped_out()
-            && woken_vtime < self.domains[running.slot].vtime
-        {
-            self.preempt = true;
+        if self.domains[vcpu.slot].capped_out() {
+            return true;
+        }
+        // Boost it unless it is more than a slice ahead of the neediest runnable domain
+        // (so that no runnable domain waits long behind a stream of wake-ups).
+        let neediest = (0..MAX_DOMAINS)
+            .filter(|&s| s != vcpu.slot)
+            .filter(|&s| {
+                let d = &self.domains[s];
+                d.present && d.runnable() && !d.capped_out()
+            })
+            .map(|s| self.domains[s].vtime)
+            .min();
+        if neediest.is_none_or(|v| woken_vtime < v + self.slice) {
+            self.domains[vcpu.slot].boosted = true;
+            if self
+                .running
+                .is_some_and(|(running, _)| running.slot != vcpu.slot)
+            {
+                self.preempt = true;
+            }
         }
         true
     }
@@ -445,11 +470,25 @@ impl Scheduler {
         if best.is_none() && yielder_runnable {
             best = yielded;
         }
-        let Some(slot) = best else {
+        let Some(fairest) = best else {
             let until = any_capped.then_some(self.period_start + CAP_PERIOD);
             return Pick::Idle { until };
         };
-        self.floor = self.floor.max(self.domains[slot].vtime);
+        self.floor = self.floor.max(self.domains[fairest].vtime);
+        // Woken domains go first (the smallest virtual time among them), then the rest.
+        let boosted = (1..=MAX_DOMAINS)
+            .map(|step| (self.last_slot + step) % MAX_DOMAINS)
+            .filter(|&b| {
+                let domain = &self.domains[b];
+                domain.boosted
+                    && domain.present
+                    && domain.runnable()
+                    && !domain.capped_out()
+                    && Some(b) != yielded
+            })
+            .min_by_key(|&b| self.domains[b].vtime);
+        let slot = boosted.unwrap_or(fairest);
+        self.domains[slot].boosted = false;
         self.last_slot = slot;
         let domain = &mut self.domains[slot];
         let count = domain.nr_vcpus;

@@ -337,3 +337,105 @@ fn bad_requests_are_refused() {
     sched.dump(&mut text, 0).unwrap();
     assert!(text.contains("slot 0: weight 1"));
 }
+
+/// Domain 1 sleeps `sleep` ns, then runs `run` ns, over and over, against a spinner of
+/// the same weight, for 4 s. Returns domain 1's CPU time, the end time, and the worst
+/// wait between a wake-up and running.
+fn waker_against_spinner(sleep: Nanos, run: Nanos) -> (Nanos, Nanos, Nanos) {
+    let mut sched = Scheduler::default();
+    sched.add_domain(0, 256, 0, 1, 0).unwrap();
+    sched.add_domain(1, 256, 0, 1, 0).unwrap();
+    let waker = vcpu(1, 0);
+    let (mut now, mut wake_at, mut ran_since_wake) = (0, None, 0);
+    let (mut woke_at, mut worst_latency) = (None, 0);
+    while now < 4 * SECOND {
+        let Pick::Run { vcpu: v, until } = sched.pick(now) else {
+            panic!("the spinner is always runnable")
+        };
+        if v == waker {
+            if let Some(at) = woke_at.take() {
+                worst_latency = u64::max(worst_latency, now - at);
+            }
+            let step = (run - ran_since_wake).min(until - now);
+            now += step;
+            ran_since_wake += step;
+            if ran_since_wake >= run {
+                sched.block(waker, now);
+                wake_at = Some(now + sleep);
+                ran_since_wake = 0;
+            }
+            continue;
+        }
+        match wake_at {
+            Some(at) if at < until => {
+                now = at;
+                sched.wake(waker, now);
+                woke_at = Some(now);
+                wake_at = None;
+            }
+            _ => now = until,
+        }
+    }
+    sched.charge(now);
+    (sched.cpu_time(1), now, worst_latency)
+}
+
+#[test]
+fn a_woken_vcpu_runs_at_once() {
+    // Asleep 3 ms, busy 1 ms: under its share, so every wake-up preempts the spinner.
+    let (_, _, worst) = waker_against_spinner(3_000_000, 1_000_000);
+    assert_eq!(worst, 0);
+}
+
+#[test]
+fn waking_often_buys_no_more_than_a_fair_share() {
+    // Asleep 1 ms, busy 4 ms: it would take 80% if wake-ups always won; fairness caps
+    // it at its half (plus a slice).
+    let (used, total, _) = waker_against_spinner(1_000_000, 4_000_000);
+    assert!(
+        used <= total / 2 + SLICE,
+        "the waker got {used} of {total} ns"
+    );
+    assert!(
+        used >= total / 2 - 2 * SLICE,
+        "and no less: {used} of {total} ns"
+    );
+}
+
+#[test]
+fn every_woken_domain_runs_before_the_spinners() {
+    // Three spinners; two sleepers wake at the same instant: both run before any
+    // spinner gets the CPU back.
+    let mut sched = Scheduler::default();
+    for slot in 0..5 {
+        sched.add_domain(slot, 256, 0, 1, 0).unwrap();
+    }
+    let mut now = 0;
+    // Let everyone run a while, then put 3 and 4 to sleep.
+    while now < SECOND / 10 {
+        let Pick::Run { until, .. } = sched.pick(now) else {
+            panic!()
+        };
+        now = until;
+    }
+    sched.block(vcpu(3, 0), now);
+    sched.block(vcpu(4, 0), now);
+    let Pick::Run { vcpu: spinner, .. } = sched.pick(now) else {
+        panic!()
+    };
+    assert!(spinner.slot < 3);
+    now += 1_000_000;
+    sched.wake(vcpu(3, 0), now);
+    sched.wake(vcpu(4, 0), now);
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        let Pick::Run { vcpu: v, .. } = sched.pick(now) else {
+            panic!()
+        };
+        order.push(v.slot);
+        now += 100_000;
+        sched.block(v, now);
+    }
+    order.sort();
+    assert_eq!(order, [3, 4]);
+}
