@@ -43,12 +43,12 @@ fn check<T>(what: &str, result: Result<T, Errno>) -> Result<T, pv_guest_kernel::
 
 fn events_init(_: &Boot) -> Outcome {
     check("thread world", threads::init())?;
+    // A yield sends an IPI to ourselves: its upcall must arrive.
     let (upcalls_before, _) = events::counters();
-    // A sleep needs the timer upcall.
-    threads::sleep_ns(1_000_000);
+    threads::yield_now();
     let (upcalls, _) = events::counters();
     if upcalls == upcalls_before {
-        fail!("no upcall while sleeping");
+        fail!("no upcall for an IPI to ourselves");
     }
     Ok(())
 }
@@ -228,21 +228,24 @@ fn singleshot_future(_: &Boot) -> Outcome {
 }
 
 fn periodic_timer(_: &Boot) -> Outcome {
-    // A 2 ms periodic timer while this vCPU runs for 30 ms: about 15 VIRQ_TIMER events.
-    // (As in Xen, a periodic timer does not wake a blocked vCPU: it ticks while it runs.)
+    // A 2 ms periodic timer while this vCPU runs for 30 ms of CPU time: about 15
+    // VIRQ_TIMER events (fewer if other domains take the CPU meanwhile: ticks that fall
+    // due while the vCPU waits for the CPU coalesce). As in Xen, a periodic timer does
+    // not wake a blocked vCPU: it ticks while the vCPU runs.
+    let running = || guest::vcpu_get_runstate_info(0).map_or(0, |i| i.time[0]);
     let start = events::counters().0;
     check(
         "set_periodic_timer",
         guest::vcpu_set_periodic_timer(0, 2_000_000),
     )?;
-    let end = time::now_ns() + 30_000_000;
-    while time::now_ns() < end {
+    let (ran_from, give_up) = (running(), time::now_ns() + 2_000_000_000);
+    while running() - ran_from < 30_000_000 && time::now_ns() < give_up {
         core::hint::spin_loop();
     }
     check("stop_periodic_timer", guest::vcpu_stop_periodic_timer(0))?;
     let upcalls = events::counters().0 - start;
-    if !(8..=40).contains(&upcalls) {
-        fail!("{upcalls} upcalls in 30 ms with a 2 ms periodic timer");
+    if !(5..=60).contains(&upcalls) {
+        fail!("{upcalls} upcalls in 30 ms of running with a 2 ms periodic timer");
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ const STACK_SIZE: usize = 32 * 1024;
 pub const TICK_NS: u64 = 10_000_000;
 /// RFLAGS of a new thread: IF (events unmasked) and the always-one bit.
 const INITIAL_RFLAGS: u64 = 0x202;
+/// The FXSAVE area the upcall path keeps below each saved frame (`arch/events.S`).
+const FXSAVE_SIZE: u64 = 512;
 
 const BOOT_THREAD: usize = 0;
 const IDLE_THREAD: usize = 1;
@@ -194,6 +196,14 @@ fn create(sched: &mut Scheduler, slot: usize, entry: fn(usize), arg: usize) {
             ss: u64::from(FLAT_KERNEL_SS64),
         });
     }
+    // The x87/SSE state the upcall path restores below the frame: the reset state
+    // (FCW 0x37f, MXCSR 0x1f80, everything else zero).
+    let fpu = (frame as u64 - FXSAVE_SIZE) as *mut [u8; FXSAVE_SIZE as usize];
+    let mut image = [0u8; FXSAVE_SIZE as usize];
+    image[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+    image[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+    // SAFETY: the area lies inside the slot's stack, right below the frame.
+    unsafe { fpu.write(image) };
     sched.threads[slot] = Thread {
         state: State::Ready,
         frame,
