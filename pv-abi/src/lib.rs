@@ -14,6 +14,7 @@
 //! | [`grant_table`] | `xen/grant_table.h` (plus [`grant_table::GrantTableV1`], the granting protocol) |
 //! | [`sched`] | `xen/sched.h` |
 //! | [`vcpu`] | `xen/vcpu.h` |
+//! | [`sysctl`] | `xen/sysctl.h` (the envelope and `debug_keys` only) |
 //! | [`memory`] | `xen/memory.h` (guest-visible operations) |
 //! | [`callback`] | `xen/callback.h` |
 //! | [`physdev`] | `xen/physdev.h` |
@@ -110,6 +111,7 @@ pub mod memory;
 pub mod page;
 pub mod physdev;
 pub mod sched;
+pub mod sysctl;
 pub mod vcpu;
 pub mod version;
 pub mod xen;

@@ -526,6 +526,8 @@ fn constants() -> Vec<Item> {
         k!(physdev::PHYSDEVOP_DBGP_RESET_DONE),
         k!(physdev::PHYSDEVOP_DBGP_BUS_UNKNOWN),
         k!(physdev::PHYSDEVOP_DBGP_BUS_PCI),
+        k!(sysctl::XEN_SYSCTL_INTERFACE_VERSION),
+        k!(sysctl::XEN_SYSCTL_DEBUG_KEYS = "XEN_SYSCTL_debug_keys"),
         k!(sched::SCHEDOP_YIELD = "SCHEDOP_yield"),
         k!(sched::SCHEDOP_BLOCK = "SCHEDOP_block"),
         k!(sched::SCHEDOP_SHUTDOWN = "SCHEDOP_shutdown"),
@@ -1065,6 +1067,17 @@ fn structs() -> Vec<Item> {
             ver::XenFeatureInfo { submap_idx, submap }
         ),
         st!("struct xen_build_id", ver::XenBuildId { len }),
+        st!(
+            "struct xen_sysctl_debug_keys",
+            sysctl::XenSysctlDebugKeys { keys, nr_keys }
+        ),
+        st!(
+            "struct xen_sysctl",
+            sysctl::XenSysctl {
+                cmd,
+                interface_version
+            }
+        ),
         // sched.h
         st!("struct sched_shutdown", s::SchedShutdown { reason }),
         st!(
@@ -1765,7 +1778,7 @@ fn c_program(items: &[Item]) -> String {
          #include <xen/callback.h>\n#include <xen/physdev.h>\n#include <xen/version.h>\n\
          #include <xen/features.h>\n#include <xen/elfnote.h>\n#include <xen/io/ring.h>\n\
          #include <xen/io/console.h>\n#include <xen/io/xs_wire.h>\n#include <xen/io/xenbus.h>\n\
-         #include <xen/io/blkif.h>\n#include <xen/io/netif.h>\n\
+         #include <xen/io/blkif.h>\n#include <xen/io/netif.h>\n#include <xen/sysctl.h>\n\
          DEFINE_XEN_FLEX_RING(pvabi);\n\
          /* The errno list, including the hypervisor-internal numbers. */\n\
          #define __XEN__\n#define XEN_ERRNO(name, value) enum { XEN_##name = value };\n\
