@@ -11,6 +11,7 @@ use pv_abi::errno::Errno;
 use pv_abi::event_channel::{EVTCHNSTAT_UNBOUND, EvtchnPort};
 use pv_abi::guest;
 use pv_abi::sched::SHUTDOWN_POWEROFF;
+use pv_abi::sysctl::XenSysctl;
 use pv_abi::xen::{DOMID_SELF, VIRQ_DOM_EXC};
 use pv_guest_kernel::scenario::{PROBE_PORTS, Scenario, Workload, share_within_tenth};
 use pv_guest_kernel::selftest::{Outcome, Tally, failure};
@@ -443,7 +444,7 @@ fn gone(id: u16) -> bool {
 
 /// Privileged: waits for the hypervisor's reports of stopped domains (VIRQ_DOM_EXC)
 /// until the domain named in `peers` has crashed, then at the window's end shuts
-/// `shutdown` down remotely and sees it go.
+/// `shutdown` down remotely and sees it go; finally presses the debug keys.
 fn control(scenario: &Scenario, report: &mut Report) {
     let outcome = (|| {
         let port = guest::evtchn_bind_virq(VIRQ_DOM_EXC, 0)
@@ -487,4 +488,17 @@ fn control(scenario: &Scenario, report: &mut Report) {
             }
         });
     report.record("remote_shutdown", outcome);
+    // Press the hypervisor's debug keys, as `xl debug-keys qre` would: its console shows
+    // the domains, the run queue and the event channels.
+    let keys = *b"qre";
+    let request = XenSysctl::debug_keys(keys.as_ptr() as u64, keys.len() as u32);
+    // SAFETY: the request and the keys it points to live across the call; the
+    // hypervisor only reads them.
+    let result = unsafe { guest::sysctl(&request as *const XenSysctl as u64) };
+    report.record(
+        "debug_keys",
+        result
+            .map(|_| ())
+            .map_err(|e| failure(format_args!("sysctl debug_keys: {e}"))),
+    );
 }

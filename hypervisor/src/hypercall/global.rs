@@ -1,5 +1,5 @@
 //! Hypercalls that reach beyond the caller's own domain: event channels, vCPU
-//! operations, timers, and the waiting and remote parts of `sched_op`.
+//! operations, timers, the waiting and remote parts of `sched_op`, and `sysctl`.
 //!
 //! They need every domain, the scheduler and the clock, so they get a [`GlobalCall`]
 //! (built on [`Guests`]) instead of the per-domain [`super::Context`]. The machine
@@ -7,7 +7,7 @@
 //! to [`super::dispatch`].
 
 use super::After;
-use super::{event_channel, timer, vcpu_op};
+use super::{event_channel, sysctl, timer, vcpu_op};
 use crate::domain::Domain;
 use crate::guestmem::GuestMem;
 use crate::guests::Guests;
@@ -29,7 +29,12 @@ pub struct GlobalCall<'a, M: PhysMem> {
     pub mmu: &'a mut dyn Mmu,
     /// What the scheduler should do afterwards.
     pub after: After,
+    /// Debug keys a privileged domain pressed (sysctl), for the machine to handle.
+    pub debug_keys: heapless::Vec<u8, MAX_DEBUG_KEYS>,
 }
+
+/// Most debug keys one sysctl may press.
+pub const MAX_DEBUG_KEYS: usize = 16;
 
 impl<'a, M: PhysMem> GlobalCall<'a, M> {
     /// The calling domain.
@@ -67,6 +72,7 @@ pub fn dispatch<M: PhysMem>(call: &mut GlobalCall<'_, M>) -> Option<After> {
         Ok(Hypercall::VcpuOp) => vcpu_op::vcpu_op(call, a1, a2, a3),
         Ok(Hypercall::SetTimerOp) => timer::set_timer_op(call, a1),
         Ok(Hypercall::SchedOp) => timer::sched_op(call, a1, a2)?,
+        Ok(Hypercall::Sysctl) => sysctl::sysctl(call, a1),
         _ => return None,
     };
     call.regs.rax = match result {
@@ -95,6 +101,22 @@ pub(crate) mod tests {
         number: Hypercall,
         args: [u64; 5],
     ) -> Option<(i64, After)> {
+        call_full(world, slot, number, args).map(|(ret, after, _)| (ret, after))
+    }
+
+    /// A sysctl from `slot` with its argument at `arg`: rax and the keys pressed.
+    pub fn call_keys(world: &mut Multi, slot: usize, arg: u64) -> (i64, Vec<u8>) {
+        let (ret, _, keys) =
+            call_full(world, slot, Hypercall::Sysctl, [arg, 0, 0, 0, 0]).expect("handled here");
+        (ret, keys)
+    }
+
+    fn call_full(
+        world: &mut Multi,
+        slot: usize,
+        number: Hypercall,
+        args: [u64; 5],
+    ) -> Option<(i64, After, Vec<u8>)> {
         let mut regs = TrapFrame {
             rip: 0x1000,
             rax: number as u64,
@@ -116,10 +138,11 @@ pub(crate) mod tests {
                 regs: &mut regs,
                 mmu: &mut mmu,
                 after: After::Resume,
+                debug_keys: heapless::Vec::new(),
             };
-            dispatch(&mut call)
+            dispatch(&mut call).map(|after| (after, call.debug_keys.to_vec()))
         })?;
-        Some((regs.rax as i64, after))
+        Some((regs.rax as i64, after.0, after.1))
     }
 
     #[test]
@@ -134,6 +157,7 @@ pub(crate) mod tests {
     fn garbage_never_panics() {
         let values = [0, 1, 2, 3, 4, 5, 9, 13, 0x40_0000, u64::MAX, 1 << 63];
         for number in [
+            Hypercall::Sysctl,
             Hypercall::EventChannelOp,
             Hypercall::EventChannelOpCompat,
             Hypercall::VcpuOp,

@@ -15,6 +15,7 @@ mod mmu;
 mod multicall;
 mod physdev;
 mod sched;
+mod sysctl;
 mod timer;
 mod traps;
 mod vcpu_op;

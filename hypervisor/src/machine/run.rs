@@ -112,10 +112,15 @@ pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Opti
         regs: frame,
         mmu: &mut hw,
         after: After::Resume,
+        debug_keys: heapless::Vec::new(),
     };
     let after = global::dispatch(&mut call);
+    let keys = core::mem::take(&mut call.debug_keys);
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
+    }
+    for key in keys {
+        super::debugkeys::handle(state, key);
     }
     after
 }
