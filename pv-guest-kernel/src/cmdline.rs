@@ -45,6 +45,9 @@ pub struct Options {
     /// Use the trapping instructions (cli/sti, mov cr3, page-table stores) instead of
     /// hypercalls and shared memory (`mode=trap`; `mode=pv` is the default).
     pub trap_mode: bool,
+    /// Run the benchmark suite (or its ping-pong partner) instead of the self-tests
+    /// (`bench`, `bench=quick`, `bench=pong`).
+    pub bench: Option<crate::bench_stats::Role>,
 }
 
 /// Why a command line was not understood.
@@ -74,6 +77,9 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             None if word == "mode=pv" => options.trap_mode = false,
             // Scenario programs (`workload=...`) have their own parser.
             None if crate::scenario::knows(word) => {}
+            None if crate::bench_stats::Role::from_word(word).is_some() => {
+                options.bench = crate::bench_stats::Role::from_word(word)
+            }
             None if unknown.is_none() => unknown = Some(UnknownWord(word)),
             None => {}
         }
@@ -98,5 +104,7 @@ mod tests {
         assert!(!parse("crash=pf").0.crash.unwrap().after_traps());
         assert!(parse("mode=trap").0.trap_mode);
         assert!(!parse("mode=trap mode=pv").0.trap_mode);
+        let quick = Some(crate::bench_stats::Role::Quick);
+        assert_eq!(parse("bench=quick").0.bench, quick);
     }
 }

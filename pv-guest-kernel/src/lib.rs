@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bench_stats;
 pub mod cmdline;
 pub mod pfn_alloc;
 pub mod scenario;

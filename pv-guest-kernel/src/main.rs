@@ -6,6 +6,9 @@
 #![no_std]
 #![no_main]
 
+mod bench;
+mod bench_events;
+mod bench_mm;
 mod console;
 mod event_tests;
 mod events;
@@ -60,6 +63,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
     };
     let mut out = console::Console;
 
+    let banner_tsc = bench::now();
     let _ = writeln!(out, "pv-guest: hello from a Rust PV kernel");
     if !info.has_valid_magic() {
         let _ = writeln!(out, "pv-guest: start_info magic is wrong; stopping");
@@ -104,6 +108,11 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let _ = writeln!(out, "pv-guest: privileged operations by {mode:?}");
     if let Err(why) = process::init(&boot, mode) {
         let _ = writeln!(out, "pv-guest: cannot prepare user processes: {why}");
+    }
+
+    if let Some(role) = options.bench {
+        let _ = writeln!(out, "pv-guest: benchmark ({role:?})");
+        power_off(bench::run(&boot, role, banner_tsc));
     }
 
     if options.hostile {

@@ -1,0 +1,174 @@
+//! The event-channel cases of the benchmark, and the other end of the interdomain one.
+//!
+//! - `evtchn_send`: `EVTCHNOP_send` on a bound channel (an IPI port to ourselves) whose
+//!   port is masked: the hypercall alone (the pending bit is cleared again each time).
+//! - `evtchn_send_upcall`: the same port unmasked: send, and the hypervisor's upcall into
+//!   the kernel's event entry, its 2-level dispatch and handler, and `HYPERVISOR_iret`
+//!   back; the iteration ends when the handler has run.
+//! - `evtchn_pingpong`: an interdomain round trip with a second domain running
+//!   `bench=pong` (our hypervisor only: on Xen this kernel runs alone, as dom0). The
+//!   client sends and blocks (`SCHEDOP_block`) until the pong's upcall; the server does
+//!   the same the other way round.
+//!
+//! No timer is bound while these run, so the only upcalls are the ones measured.
+
+use crate::bench::{Plans, Runner};
+use crate::events;
+use core::sync::atomic::{AtomicU64, Ordering};
+use pv_abi::event_channel::EvtchnPort;
+use pv_abi::guest;
+use pv_abi::sched::SHUTDOWN_POWEROFF;
+use pv_abi::xen::DOMID_SELF;
+
+/// The domain `bench=pong` runs in (the benchmark manifest's second domain).
+const PONG_DOMAIN: u16 = 2;
+/// The domain the benchmark itself runs in.
+const BENCH_DOMAIN: u16 = 1;
+/// Ports of the pong domain probed for the one it offered.
+const PROBE_PORTS: u32 = 64;
+/// How often to probe before concluding there is no pong domain.
+const PROBE_ROUNDS: u32 = 200;
+/// Events the handler saw.
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+fn count(_: EvtchnPort) {
+    EVENTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Blocks until the event counter passes `seen`; false if blocking fails.
+fn wait_past(seen: u64) -> bool {
+    while EVENTS.load(Ordering::SeqCst) <= seen {
+        // Unmasks events and returns once one is pending (its upcall runs first).
+        if guest::sched_block().is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The event-channel cases (events unmasked while they run, masked again after).
+pub(crate) fn cases(runner: &mut Runner, plans: &Plans, xen: bool) {
+    if let Err(e) = events::init() {
+        for name in ["evtchn_send", "evtchn_send_upcall", "evtchn_pingpong"] {
+            runner.error(
+                name,
+                if e == pv_abi::Errno::ENXIO {
+                    "no shared info"
+                } else {
+                    "cannot register the event callback"
+                },
+            );
+        }
+        return;
+    }
+    let plan = plans.small;
+    match guest::evtchn_bind_ipi(0) {
+        Ok(port) => {
+            events::bind(port, count);
+            events::mask(port);
+            runner.case("evtchn_send", plan, 1, |_| {
+                let sent = guest::evtchn_send(port).map_err(|_| "send refused");
+                events::clear(port);
+                sent.map(|_| ())
+            });
+            events::clear(port);
+            let _ = events::unmask(port);
+            events::unmask_all();
+            runner.case("evtchn_send_upcall", plan, 1, |_| {
+                let before = EVENTS.load(Ordering::SeqCst);
+                guest::evtchn_send(port).map_err(|_| "send refused")?;
+                // The upcall is delivered on the way out of the hypercall.
+                if EVENTS.load(Ordering::SeqCst) == before {
+                    return Err("no upcall after the send");
+                }
+                Ok(())
+            });
+            let _ = events::save_and_mask();
+            events::unbind(port);
+            let _ = guest::evtchn_close(port);
+        }
+        Err(_) => {
+            runner.error("evtchn_send", "bind_ipi refused");
+            runner.error("evtchn_send_upcall", "bind_ipi refused");
+        }
+    }
+    if xen {
+        runner.not_available(
+            "evtchn_pingpong",
+            "on Xen this kernel runs alone as dom0: no second domain to answer",
+        );
+        return;
+    }
+    pingpong(runner, plans);
+}
+
+/// Binds to the port the pong domain offered us; `None` if there is no pong domain.
+fn connect() -> Option<EvtchnPort> {
+    for _ in 0..PROBE_ROUNDS {
+        for remote in 1..=PROBE_PORTS {
+            match guest::evtchn_bind_interdomain(PONG_DOMAIN, remote) {
+                Ok(local) => return Some(local),
+                Err(pv_abi::Errno::ESRCH) => return None,
+                Err(_) => {}
+            }
+        }
+        // Give the pong domain a chance to run and offer its port.
+        let _ = guest::sched_yield();
+    }
+    None
+}
+
+fn pingpong(runner: &mut Runner, plans: &Plans) {
+    let was_masked = events::save_and_mask();
+    let Some(port) = connect() else {
+        events::restore(was_masked);
+        runner.not_available(
+            "evtchn_pingpong",
+            "no second domain running bench=pong in this run",
+        );
+        return;
+    };
+    // A fresh interdomain binding starts pending (as on Xen): drop that event.
+    events::clear(port);
+    events::bind(port, count);
+    events::unmask_all();
+    runner.case("evtchn_pingpong", plans.small, 1, |_| {
+        let before = EVENTS.load(Ordering::SeqCst);
+        guest::evtchn_send(port).map_err(|_| "ping refused")?;
+        if !wait_past(before) {
+            return Err("block refused");
+        }
+        Ok(())
+    });
+    let _ = events::save_and_mask();
+    events::unbind(port);
+    let _ = guest::evtchn_close(port);
+    // The pong domain waits forever otherwise; this domain is privileged.
+    let _ = guest::sched_remote_shutdown(PONG_DOMAIN, SHUTDOWN_POWEROFF);
+}
+
+/// `bench=pong`: offers a port to the benchmark domain and answers every event on it
+/// with one, until the benchmark domain shuts this domain down. Returns an exit code
+/// only if the set-up fails.
+pub fn pong() -> u32 {
+    if events::init().is_err() {
+        return 1;
+    }
+    let _ = events::save_and_mask();
+    let Ok(port) = guest::evtchn_alloc_unbound(DOMID_SELF, BENCH_DOMAIN) else {
+        return 1;
+    };
+    events::bind(port, count);
+    events::unmask_all();
+    let mut answered = 0;
+    loop {
+        if !wait_past(answered) {
+            return 1;
+        }
+        answered = EVENTS.load(Ordering::SeqCst);
+        if guest::evtchn_send(port).is_err() {
+            // The benchmark domain closed its end: it is done.
+            return 0;
+        }
+    }
+}
