@@ -5,6 +5,13 @@
 //! real Xen, and `test` runs the host checks and every scenario, then writes a report.
 //! docs/xtask.md describes the manifest format, the exit protocol and the report.
 
+mod bench;
+mod bench_budget;
+mod bench_cases;
+mod bench_chart;
+mod bench_footprint;
+mod bench_parse;
+mod bench_report;
 mod build;
 mod checks;
 mod manifest;
@@ -41,6 +48,8 @@ enum Command {
     Run(run::Args),
     /// Host checks, then every scenario on every hypervisor it lists; write a report.
     Test(test::Args),
+    /// PV vs trap-and-emulate, ours vs Xen 4.17, under -icount and TCG; write a report.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build::main(&workspace, &args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::main(&workspace, &args).map(|o| ExitCode::from(o.exit_code())),
         Command::Test(args) => test::main(&workspace, &args),
+        Command::Bench(args) => bench::main(&workspace, &args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("xtask: error: {error:#}");

@@ -4,6 +4,7 @@
 //! 2. host checks: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test`,
 //! 3. the kernel build,
 //! 4. every scenario on every hypervisor its `[test]` table lists, each a set of checks,
+//!    then the benchmark's instruction budgets (`bench::guard`),
 //! 5. `target/xtask/test-report.json` and a summary whose last line is
 //!    `xtask: N passed, M failed`; the exit status is non-zero if anything failed.
 
@@ -127,6 +128,13 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
             _ => not_run(scenario, hypervisor, "prerequisites or kernel build failed"),
         };
         report.push_run(result);
+    }
+    // The instruction budgets of the PV cases (deterministic under -icount): whenever
+    // our hypervisor's scenarios run unfiltered.
+    if args.only.is_empty() && args.hypervisor != Some(Hypervisor::Xen) && prerequisites_ok {
+        step(&mut report, "bench budgets (ours, -icount)", || {
+            crate::bench::guard(workspace)
+        });
     }
 
     let report_path = workspace.xtask_dir().join("test-report.json");

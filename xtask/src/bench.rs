@@ -1,0 +1,456 @@
+//! `cargo xtask bench`: what a hypercall saves over trap-and-emulate, side by side with
+//! Xen 4.17, in one run (docs/benchmarks.md).
+//!
+//! The benchmark guest is our guest kernel with `bench` on its command line
+//! (`xtask/bench/bench.toml`); it prints one `bench: ...` line per case. The same binary
+//! runs on our hypervisor and on Debian's Xen 4.17 (as dom0), each under two QEMU modes
+//! with otherwise identical flags: `-icount shift=0` (the TSC counts guest instructions:
+//! exact and repeatable) and plain TCG (host TSC ticks). The two `-icount` runs go in
+//! parallel (they are deterministic whatever the load); the TCG runs go one at a time.
+//! Then the table, `target/bench/report.{md,json}` and `target/bench/chart.svg`.
+//!
+//! [`guard`] is the regression test `cargo xtask test` runs: our hypervisor, `-icount`,
+//! the PV cases against `xtask/bench-budgets.toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::bench_budget::Budgets;
+use crate::bench_footprint::Footprint;
+use crate::bench_parse::RunLines;
+use crate::bench_report::{Environment, Report};
+use crate::build::{GUEST_KERNEL_BIN, HYPERVISOR_BIN, WorkspaceBinaries};
+use crate::manifest::{Hypervisor, Scenario};
+use crate::outcome::{RunOutcome, XenConsole};
+use crate::pack::{self, DomainImage};
+use crate::prereq::{self, Apt, Needs};
+use crate::qemu::{self, QEMU, Sinks, UntilExit};
+use crate::run::KernelRef;
+use crate::workspace::{Profile, Workspace};
+use crate::xen;
+
+/// The benchmark's manifest, relative to the repository root.
+pub const MANIFEST: &str = "xtask/bench/bench.toml";
+
+/// The CPU model both hypervisors get: QEMU's `max` (everything TCG emulates) without
+/// SMAP, which Xen runs need (a QEMU 7.2 TCG bug; docs/xtask.md). Same for both, so the
+/// comparison is fair.
+pub const CPU: &str = "max,-smap";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Fewer iterations: a fast look (under -icount the counts are the same).
+    #[arg(long)]
+    quick: bool,
+    /// Only this hypervisor (default: both).
+    #[arg(long, value_enum)]
+    hypervisor: Option<Hypervisor>,
+    /// Only this QEMU mode (default: both).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+}
+
+/// How QEMU keeps time in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Mode {
+    /// `-icount shift=0`: one TSC tick per guest instruction.
+    Icount,
+    /// Plain TCG: the TSC is the host's.
+    Tcg,
+}
+
+impl Mode {
+    /// The name in file names and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Icount => "icount",
+            Mode::Tcg => "tcg",
+        }
+    }
+
+    /// What a tick is in this mode.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Mode::Icount => "instructions",
+            Mode::Tcg => "host TSC ticks",
+        }
+    }
+}
+
+/// One finished run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Where it ran.
+    pub hypervisor: Hypervisor,
+    /// How QEMU kept time.
+    pub mode: Mode,
+    /// What the benchmark printed.
+    pub lines: RunLines,
+    /// How the run ended, in words.
+    pub outcome: String,
+    /// Whether it ended as it should (clean, with the closing line).
+    pub complete: bool,
+    /// Wall-clock time.
+    pub seconds: f64,
+    /// The serial log.
+    pub log: PathBuf,
+    /// The QEMU command line.
+    pub command: String,
+}
+
+/// Everything the runs share: paths and command lines.
+struct Setup<'a> {
+    workspace: &'a Workspace,
+    scenario: Scenario,
+    hypervisor_bin: PathBuf,
+    guest_bin: PathBuf,
+    image: PathBuf,
+    xen_image: Option<PathBuf>,
+    /// The benchmark domain's command line (`bench` or `bench=quick`).
+    guest_cmdline: String,
+}
+
+impl<'a> Setup<'a> {
+    /// Builds what the runs need and packs our hypervisor's boot image.
+    fn prepare(
+        workspace: &'a Workspace,
+        quick: bool,
+        with_xen: bool,
+        apt: &mut Apt,
+    ) -> Result<Setup<'a>> {
+        let mut scenario = Scenario::load(&workspace.root.join(MANIFEST))?;
+        let xen_image = if with_xen {
+            Some(xen::ensure_image(workspace, apt)?)
+        } else {
+            None
+        };
+        let binaries = WorkspaceBinaries::load(workspace)?;
+        binaries.build(
+            workspace,
+            Profile::Release,
+            &[HYPERVISOR_BIN, GUEST_KERNEL_BIN],
+        )?;
+        let first = scenario
+            .manifest
+            .domains
+            .first_mut()
+            .context("the benchmark manifest has no domain")?;
+        if quick {
+            first.cmdline = first
+                .cmdline
+                .split_ascii_whitespace()
+                .map(|word| if word == "bench" { "bench=quick" } else { word })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        let guest_cmdline = first.cmdline.clone();
+        let guest_bin = KernelRef::resolve(&binaries, &first.kernel).path(workspace);
+        let dir = out_dir(workspace);
+        std::fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let mut domains = Vec::new();
+        for config in &scenario.manifest.domains {
+            let path = KernelRef::resolve(&binaries, &config.kernel).path(workspace);
+            domains.push(DomainImage::load(config, &path)?);
+        }
+        let image = dir.join("bench.img");
+        std::fs::write(&image, pack::write(&domains)?)
+            .with_context(|| format!("writing {}", image.display()))?;
+        Ok(Setup {
+            workspace,
+            hypervisor_bin: workspace.kernel_dir(Profile::Release).join(HYPERVISOR_BIN),
+            guest_bin,
+            image,
+            xen_image,
+            guest_cmdline,
+            scenario,
+        })
+    }
+
+    /// QEMU's arguments for every run: identical for both hypervisors.
+    fn base_command(&self, mode: Mode) -> Command {
+        let memory = self
+            .scenario
+            .manifest
+            .hypervisor
+            .memory_mib
+            .max(xen::XEN_MIN_MEMORY_MIB);
+        let mut command = Command::new(QEMU);
+        command
+            .args(["-accel", "tcg", "-cpu", CPU])
+            .args(["-m", &memory.to_string(), "-smp", "1"])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .args([
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]);
+        if mode == Mode::Icount {
+            command.args(["-icount", "shift=0,sleep=off"]);
+        }
+        command
+    }
+
+    fn command(&self, hypervisor: Hypervisor, mode: Mode) -> Result<Command> {
+        let mut command = self.base_command(mode);
+        match hypervisor {
+            Hypervisor::Ours => {
+                command
+                    .arg("-kernel")
+                    .arg(&self.hypervisor_bin)
+                    .arg("-append")
+                    .arg(&self.scenario.manifest.hypervisor.cmdline)
+                    .arg("-initrd")
+                    .arg(&self.image);
+            }
+            Hypervisor::Xen => {
+                let xen_image = self.xen_image.as_ref().context("no Xen image")?;
+                let dom0 = &self.scenario.manifest.domains[0];
+                let kernel = self
+                    .guest_bin
+                    .to_str()
+                    .context("kernel path is not UTF-8")?;
+                ensure!(
+                    !kernel.contains([' ', ',']),
+                    "kernel path `{kernel}` contains a space or comma"
+                );
+                let module = format!("{kernel} {}", self.guest_cmdline.replace(',', ",,"));
+                command
+                    .arg("-kernel")
+                    .arg(xen_image)
+                    .arg("-append")
+                    .arg(format!(
+                        "{} dom0_mem={m}M,max:{m}M",
+                        xen::XEN_CMDLINE,
+                        m = dom0.memory_mib
+                    ))
+                    .arg("-initrd")
+                    .arg(module);
+            }
+        }
+        Ok(command)
+    }
+
+    /// Boots one run to its end and reads its lines.
+    fn run(&self, hypervisor: Hypervisor, mode: Mode) -> Result<RunResult> {
+        let command = self.command(hypervisor, mode)?;
+        let described = qemu::describe(&command, self.workspace);
+        let log = out_dir(self.workspace)
+            .join("logs")
+            .join(format!("{hypervisor}-{}.log", mode.name()));
+        let sinks = Sinks {
+            echo: false,
+            log: Some(&log),
+        };
+        let timeout = Duration::from_secs(match hypervisor {
+            Hypervisor::Ours => 300,
+            Hypervisor::Xen => 600,
+        });
+        let (capture, outcome) = match hypervisor {
+            Hypervisor::Ours => {
+                let capture = qemu::run(command, timeout, &sinks, &mut UntilExit)?;
+                let outcome = RunOutcome::from_our_hypervisor(&capture.end);
+                (capture, outcome)
+            }
+            Hypervisor::Xen => {
+                let mut console = XenConsole::default();
+                let capture = qemu::run(command, timeout, &sinks, &mut console)?;
+                let outcome = console.outcome(&capture.end);
+                (capture, outcome)
+            }
+        };
+        let lines = RunLines::parse(&capture.output);
+        let complete = outcome == RunOutcome::Clean && lines.ended;
+        Ok(RunResult {
+            hypervisor,
+            mode,
+            lines,
+            outcome: outcome.describe(),
+            complete,
+            seconds: crate::report::seconds(capture.elapsed),
+            log,
+            command: described,
+        })
+    }
+}
+
+/// `target/bench`.
+pub fn out_dir(workspace: &Workspace) -> PathBuf {
+    workspace.target_dir.join("bench")
+}
+
+fn announce(result: &Result<RunResult>, hypervisor: Hypervisor, mode: Mode, workspace: &Workspace) {
+    match result {
+        Ok(run) => println!(
+            "xtask: bench: {hypervisor} / {}: {} cases in {:.1}s, {}{} (log {})",
+            mode.name(),
+            run.lines.results.len(),
+            run.seconds,
+            run.outcome,
+            if run.lines.ended {
+                ""
+            } else {
+                "; no closing line"
+            },
+            workspace.display(&run.log)
+        ),
+        Err(error) => println!(
+            "xtask: bench: {hypervisor} / {}: FAILED: {error:#}",
+            mode.name()
+        ),
+    }
+}
+
+/// Runs the benchmark and writes the report.
+pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let hypervisors = match args.hypervisor {
+        Some(one) => vec![one],
+        None => vec![Hypervisor::Ours, Hypervisor::Xen],
+    };
+    let modes = match args.mode {
+        Some(one) => vec![one],
+        None => vec![Mode::Icount, Mode::Tcg],
+    };
+    let mut apt = Apt::default();
+    prereq::ensure(
+        Needs {
+            qemu: true,
+            xen_headers: false,
+        },
+        &mut apt,
+    )?;
+    let setup = Setup::prepare(
+        workspace,
+        args.quick,
+        hypervisors.contains(&Hypervisor::Xen),
+        &mut apt,
+    )?;
+
+    let mut runs = Vec::new();
+    let mut failures = 0;
+    // Deterministic runs side by side; timed runs alone.
+    if modes.contains(&Mode::Icount) {
+        println!(
+            "xtask: bench: -icount runs ({}) in parallel",
+            hypervisors.len()
+        );
+        let setup = &setup;
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hypervisors
+                .iter()
+                .map(|&hv| scope.spawn(move || (hv, setup.run(hv, Mode::Icount))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("a run thread panicked"))
+                .collect()
+        });
+        for (hv, result) in results {
+            announce(&result, hv, Mode::Icount, workspace);
+            match result {
+                Ok(run) => runs.push(run),
+                Err(_) => failures += 1,
+            }
+        }
+    }
+    if modes.contains(&Mode::Tcg) {
+        for &hv in &hypervisors {
+            println!("xtask: bench: {hv} / tcg (alone, for timing)");
+            let result = setup.run(hv, Mode::Tcg);
+            announce(&result, hv, Mode::Tcg, workspace);
+            match result {
+                Ok(run) => runs.push(run),
+                Err(_) => failures += 1,
+            }
+        }
+    }
+    failures += runs.iter().filter(|run| !run.complete).count();
+
+    let environment = Environment::collect(workspace, &runs, args.quick);
+    let footprint = Footprint::measure(&setup.hypervisor_bin, &setup.scenario, &runs)?;
+    let report = Report::build(environment, &runs, footprint);
+    let dir = out_dir(workspace);
+    println!("{}", report.table());
+    report.write(&dir)?;
+    println!(
+        "xtask: bench: report in {}/report.md, report.json, chart.svg ({:.0}s in all)",
+        workspace.display(&dir),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("xtask: bench: {failures} run(s) did not finish cleanly");
+        ExitCode::FAILURE
+    })
+}
+
+/// The regression guard (`cargo xtask test`): our hypervisor, `-icount`, quick, the PV
+/// cases' instruction counts against `xtask/bench-budgets.toml`.
+pub fn guard(workspace: &Workspace) -> Result<()> {
+    let budgets = Budgets::load(&workspace.root)?;
+    let mut apt = Apt::default();
+    let setup = Setup::prepare(workspace, true, false, &mut apt)?;
+    let run = setup.run(Hypervisor::Ours, Mode::Icount)?;
+    if !run.complete {
+        bail!(
+            "the benchmark run did not finish cleanly: {} (log {})",
+            run.outcome,
+            workspace.display(&run.log)
+        );
+    }
+    let (lines, ok) = budgets.check(&run.lines);
+    for line in &lines {
+        println!("xtask:   {line}");
+    }
+    if !ok {
+        bail!(
+            "instruction budgets exceeded (see {}; a budget changes only with a reason in the commit)",
+            crate::bench_budget::BUDGETS_FILE
+        );
+    }
+    Ok(())
+}
+
+/// The short commit id of the tree measured, with `-dirty` for local changes.
+pub fn commit_id(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let id = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty { format!("{id}-dirty") } else { id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_manifest_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let scenario = Scenario::load(&root.join(MANIFEST)).unwrap();
+        let domains = &scenario.manifest.domains;
+        assert!(
+            domains[0]
+                .cmdline
+                .split_ascii_whitespace()
+                .any(|w| w == "bench")
+        );
+        assert!(domains[0].privileged, "port I/O needs a privileged domain");
+        assert!(domains.iter().any(|d| d.cmdline.contains("bench=pong")));
+        assert!(scenario.manifest.test.is_none(), "not a test scenario");
+    }
+}

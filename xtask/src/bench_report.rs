@@ -1,0 +1,707 @@
+//! The benchmark report: the runs' results side by side, the ratios (ours/Xen and
+//! trap/PV), every target of the issue with its verdict, the footprint, and the
+//! environment; printed as a table and written as `report.md`, `report.json` and
+//! `chart.svg`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::bench::{CPU, Mode, RunResult};
+use crate::bench_cases::{CASES, Case, Kind, find, targets};
+use crate::bench_footprint::Footprint;
+use crate::manifest::Hypervisor;
+use crate::workspace::Workspace;
+
+/// Where and how the numbers were taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    /// `qemu-system-x86_64 --version`, first line.
+    pub qemu_version: String,
+    /// The guest CPU model and flags (both hypervisors).
+    pub cpu: String,
+    /// The host CPU (TCG's speed depends on it).
+    pub host_cpu: String,
+    /// Host CPUs available to QEMU and everything else running.
+    pub host_cpus: usize,
+    /// The Debian package Xen came from.
+    pub xen_package: Option<String>,
+    /// The versions the guest read with xen_version, by hypervisor.
+    pub versions: Vec<(String, String)>,
+    /// The commit measured.
+    pub commit: String,
+    /// Whether `--quick` was given.
+    pub quick: bool,
+}
+
+impl Environment {
+    /// Asks QEMU, the host and git.
+    pub fn collect(workspace: &Workspace, runs: &[RunResult], quick: bool) -> Environment {
+        let mut versions: Vec<(String, String)> = runs
+            .iter()
+            .filter_map(|run| {
+                let version = run.lines.info.get("version")?;
+                Some((hv_name(run.hypervisor).to_owned(), version.clone()))
+            })
+            .collect();
+        versions.sort();
+        versions.dedup();
+        let qemu_version = std::process::Command::new(crate::qemu::QEMU)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let host_cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let xen_package = std::fs::read_dir(workspace.xen_dir()).ok().and_then(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .find(|n| n.ends_with(".deb"))
+        });
+        Environment {
+            qemu_version,
+            cpu: format!("-cpu {CPU} (QEMU TCG)"),
+            host_cpu,
+            host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            xen_package,
+            versions,
+            commit: crate::bench::commit_id(&workspace.root),
+            quick,
+        }
+    }
+}
+
+/// One measured case of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Case name.
+    pub name: String,
+    /// `icount` or `tcg`.
+    pub mode: String,
+    /// `ours` or `xen`.
+    pub hypervisor: String,
+    /// Median per operation.
+    pub median: f64,
+    /// Cheapest batch, per operation.
+    pub min: f64,
+    /// Dearest batch, per operation.
+    pub max: f64,
+    /// Operations timed.
+    pub iterations: u64,
+    /// `instructions` or `host TSC ticks`.
+    pub unit: String,
+    /// PV, trap, round trip or floor.
+    pub kind: Kind,
+    /// Chart group.
+    pub group: String,
+}
+
+/// A case a run could not measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Missing {
+    /// Case name.
+    pub name: String,
+    /// Mode of the run.
+    pub mode: String,
+    /// Hypervisor of the run.
+    pub hypervisor: String,
+    /// `not possible` (the hypervisor cannot do it), `error`, or `no result`.
+    pub status: String,
+    /// Why.
+    pub why: String,
+}
+
+/// One case in one mode, both hypervisors.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Case name.
+    pub name: String,
+    /// Mode.
+    pub mode: String,
+    /// Our median.
+    pub ours: Option<f64>,
+    /// Xen's median.
+    pub xen: Option<f64>,
+    /// ours / Xen.
+    pub ours_over_xen: Option<f64>,
+    /// For a trap twin: trap / its PV operation, on ours.
+    pub trap_over_pv_ours: Option<f64>,
+    /// ... and on Xen.
+    pub trap_over_pv_xen: Option<f64>,
+}
+
+/// One target of the issue and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The target, in words.
+    pub target: String,
+    /// What was measured, in words.
+    pub measured: String,
+    /// Met, missed, or (`None`) not measurable here.
+    pub met: Option<bool>,
+    /// By how much it was met or missed.
+    pub margin: String,
+}
+
+/// A run's summary line in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Hypervisor.
+    pub hypervisor: String,
+    /// Mode.
+    pub mode: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Whether it finished with its closing line.
+    pub complete: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// The QEMU command line.
+    pub command: String,
+    /// The serial log.
+    pub log: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Where and how.
+    pub environment: Environment,
+    /// The runs.
+    pub runs: Vec<RunSummary>,
+    /// Every measured case of every run (the issue's list: name, mode, hypervisor,
+    /// median, min, max, iterations).
+    pub results: Vec<Entry>,
+    /// Cases a run could not measure, with the reason.
+    pub missing: Vec<Missing>,
+    /// Side by side, with ratios.
+    pub comparisons: Vec<Comparison>,
+    /// The issue's targets.
+    pub targets: Vec<Verdict>,
+    /// Image, memory per domain, boot instructions.
+    pub footprint: Footprint,
+}
+
+fn hv_name(hypervisor: Hypervisor) -> &'static str {
+    match hypervisor {
+        Hypervisor::Ours => "ours",
+        Hypervisor::Xen => "xen",
+    }
+}
+
+/// A number for tables: integers under -icount, one decimal otherwise when small.
+pub fn show(value: f64) -> String {
+    if value >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |r| format!("{r:.2}x"))
+}
+
+impl Report {
+    /// Puts the runs side by side and judges the targets.
+    pub fn build(environment: Environment, runs: &[RunResult], footprint: Footprint) -> Report {
+        let mut results = Vec::new();
+        let mut missing = Vec::new();
+        for run in runs {
+            for case in CASES {
+                let (hv, mode) = (hv_name(run.hypervisor), run.mode.name());
+                if case.kind == Kind::Floor && run.hypervisor == Hypervisor::Xen {
+                    missing.push(Missing {
+                        name: case.name.into(),
+                        mode: mode.into(),
+                        hypervisor: hv.into(),
+                        status: "not possible".into(),
+                        why: "measured by our hypervisor itself from ring 3 at boot; Xen's \
+                              entry paths always run its own code"
+                            .into(),
+                    });
+                    continue;
+                }
+                if let Some(m) = run.lines.results.get(case.name) {
+                    results.push(Entry {
+                        name: case.name.into(),
+                        mode: mode.into(),
+                        hypervisor: hv.into(),
+                        median: m.median,
+                        min: m.min,
+                        max: m.max,
+                        iterations: m.ops,
+                        unit: run.mode.unit().into(),
+                        kind: case.kind,
+                        group: case.group.into(),
+                    });
+                    continue;
+                }
+                let (status, why) = if let Some(why) = run.lines.unavailable.get(case.name) {
+                    ("not possible", why.clone())
+                } else if let Some(why) = run.lines.errors.get(case.name) {
+                    ("error", why.clone())
+                } else {
+                    (
+                        "no result",
+                        format!("the run printed no line ({})", run.outcome),
+                    )
+                };
+                missing.push(Missing {
+                    name: case.name.into(),
+                    mode: mode.into(),
+                    hypervisor: hv.into(),
+                    status: status.into(),
+                    why,
+                });
+            }
+        }
+        let mut report = Report {
+            environment,
+            runs: runs
+                .iter()
+                .map(|run| RunSummary {
+                    hypervisor: hv_name(run.hypervisor).into(),
+                    mode: run.mode.name().into(),
+                    outcome: run.outcome.clone(),
+                    complete: run.complete,
+                    seconds: run.seconds,
+                    command: run.command.clone(),
+                    log: run.log.display().to_string(),
+                })
+                .collect(),
+            results,
+            missing,
+            comparisons: Vec::new(),
+            targets: Vec::new(),
+            footprint,
+        };
+        report.compare();
+        report.judge();
+        report
+    }
+
+    /// The median of `case` in `mode` on `hypervisor`.
+    pub fn median(&self, case: &str, mode: &str, hypervisor: &str) -> Option<f64> {
+        self.results
+            .iter()
+            .find(|e| e.name == case && e.mode == mode && e.hypervisor == hypervisor)
+            .map(|e| e.median)
+    }
+
+    /// Modes that have results, in order.
+    pub fn modes(&self) -> Vec<&'static str> {
+        [Mode::Icount, Mode::Tcg]
+            .into_iter()
+            .map(Mode::name)
+            .filter(|m| self.results.iter().any(|e| e.mode == *m))
+            .collect()
+    }
+
+    fn compare(&mut self) {
+        let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        for mode in self.modes() {
+            for case in CASES {
+                let ours = self.median(case.name, mode, "ours");
+                let xen = self.median(case.name, mode, "xen");
+                let pv = |hv| case.twin_of.and_then(|of| self.median(of, mode, hv));
+                let comparison = Comparison {
+                    name: case.name.into(),
+                    mode: mode.into(),
+                    ours,
+                    xen,
+                    ours_over_xen: div(ours, xen),
+                    trap_over_pv_ours: div(ours, pv("ours")),
+                    trap_over_pv_xen: div(xen, pv("xen")),
+                };
+                self.comparisons.push(comparison);
+            }
+        }
+    }
+
+    fn comparison(&self, case: &str, mode: &str) -> Option<&Comparison> {
+        self.comparisons
+            .iter()
+            .find(|c| c.name == case && c.mode == mode)
+    }
+
+    fn why_missing(&self, case: &str, mode: &str, hypervisor: &str) -> String {
+        self.missing
+            .iter()
+            .find(|m| m.name == case && m.mode == mode && m.hypervisor == hypervisor)
+            .map_or_else(
+                || format!("no {hypervisor} {mode} run"),
+                |m| format!("{hypervisor}: {} ({})", m.status, m.why),
+            )
+    }
+
+    fn judge(&mut self) {
+        let mut verdicts = Vec::new();
+        // Absolute instruction targets.
+        for case in CASES {
+            let Some(limit) = case.target_instructions else {
+                continue;
+            };
+            let target = format!("{} <= {limit} instructions (ours)", case.name);
+            verdicts.push(match self.median(case.name, "icount", "ours") {
+                Some(v) => Verdict {
+                    target,
+                    measured: format!("{} instructions", show(v)),
+                    met: Some(v <= limit as f64),
+                    margin: margin(v, limit as f64),
+                },
+                None => Verdict {
+                    target,
+                    measured: self.why_missing(case.name, "icount", "ours"),
+                    met: None,
+                    margin: "-".into(),
+                },
+            });
+        }
+        // Every PV case (and PV round trip) against Xen, in both modes.
+        for mode in self.modes() {
+            let limit = if mode == "icount" {
+                targets::PV_INSTRUCTIONS_VS_XEN
+            } else {
+                targets::PV_TICKS_VS_XEN
+            };
+            for case in CASES
+                .iter()
+                .filter(|c| matches!(c.kind, Kind::Pv | Kind::RoundTrip))
+            {
+                let target = format!("{} ours/Xen <= {limit}x ({mode})", case.name);
+                if !case.enters_hypervisor {
+                    let measured = self
+                        .comparison(case.name, mode)
+                        .and_then(|c| c.ours_over_xen)
+                        .map_or_else(|| "-".into(), |r| format!("{r:.2}x"));
+                    verdicts.push(Verdict {
+                        target,
+                        measured,
+                        met: None,
+                        margin: "not applicable: the operation never enters the hypervisor \
+                                 (the same guest stores on both)"
+                            .into(),
+                    });
+                    continue;
+                }
+                verdicts.push(self.ratio_verdict(case, mode, target, limit));
+            }
+        }
+        // Every trap twin: >= 20x its PV operation on ours, and no slower than Xen's.
+        for mode in self.modes() {
+            for case in CASES.iter().filter(|c| c.kind == Kind::Trap) {
+                let of = case.twin_of.unwrap_or("?");
+                let target = format!(
+                    "{} >= {}x {of} on ours ({mode})",
+                    case.name,
+                    targets::TRAP_OVER_PV
+                );
+                let c = self.comparison(case.name, mode);
+                verdicts.push(match c.and_then(|c| c.trap_over_pv_ours) {
+                    Some(r) => Verdict {
+                        target,
+                        measured: format!("{r:.2}x"),
+                        met: Some(r >= targets::TRAP_OVER_PV),
+                        margin: if r >= targets::TRAP_OVER_PV {
+                            "met".into()
+                        } else {
+                            format!("short by {:.1}x", targets::TRAP_OVER_PV / r)
+                        },
+                    },
+                    None => {
+                        let why = if self.median(case.name, mode, "ours").is_none() {
+                            self.why_missing(case.name, mode, "ours")
+                        } else {
+                            self.why_missing(of, mode, "ours")
+                        };
+                        Verdict {
+                            target,
+                            measured: why,
+                            met: None,
+                            margin: "-".into(),
+                        }
+                    }
+                });
+                let target = format!("{} ours <= Xen ({mode})", case.name);
+                verdicts.push(self.ratio_verdict(case, mode, target, 1.0));
+            }
+        }
+        // Footprint.
+        let image = &self.footprint.image;
+        verdicts.push(Verdict {
+            target: "hypervisor image <= 1 MiB".into(),
+            measured: format!("{} bytes loaded", image.loaded_bytes),
+            met: Some(image.loaded_bytes <= image.limit_bytes),
+            margin: margin(image.loaded_bytes as f64, image.limit_bytes as f64),
+        });
+        for d in &self.footprint.per_domain {
+            verdicts.push(Verdict {
+                target: format!(
+                    "hypervisor memory for a {} MiB domain <= 1% + 64 KiB ({} bytes)",
+                    d.domain_bytes >> 20,
+                    d.limit_bytes
+                ),
+                measured: format!("{} bytes", d.total_bytes),
+                met: Some(d.total_bytes <= d.limit_bytes),
+                margin: margin(d.total_bytes as f64, d.limit_bytes as f64),
+            });
+        }
+        self.targets = verdicts;
+    }
+
+    fn ratio_verdict(&self, case: &Case, mode: &str, target: String, limit: f64) -> Verdict {
+        match self
+            .comparison(case.name, mode)
+            .and_then(|c| c.ours_over_xen)
+        {
+            Some(r) => Verdict {
+                target,
+                measured: format!("{r:.2}x"),
+                met: Some(r <= limit),
+                margin: margin(r, limit),
+            },
+            None => {
+                let hv = if self.median(case.name, mode, "ours").is_none() {
+                    "ours"
+                } else {
+                    "xen"
+                };
+                Verdict {
+                    target,
+                    measured: self.why_missing(case.name, mode, hv),
+                    met: None,
+                    margin: "-".into(),
+                }
+            }
+        }
+    }
+
+    /// The console table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        for mode in self.modes() {
+            let unit = if mode == "icount" {
+                "instructions (-icount shift=0)"
+            } else {
+                "host TSC ticks (TCG), medians"
+            };
+            let _ = writeln!(out, "\nxtask: bench: {unit}");
+            let _ = writeln!(
+                out,
+                "  {:<22} {:<10} {:>10} {:>10} {:>9} {:>12} {:>12}",
+                "case", "kind", "ours", "Xen", "ours/Xen", "trap/PV ours", "trap/PV Xen"
+            );
+            for c in self.comparisons.iter().filter(|c| c.mode == mode) {
+                let kind = find(&c.name).map_or("?", |case| case.kind.word());
+                let cell = |v: Option<f64>| v.map_or_else(|| "n/a".into(), show);
+                let _ = writeln!(
+                    out,
+                    "  {:<22} {:<10} {:>10} {:>10} {:>9} {:>12} {:>12}",
+                    c.name,
+                    kind,
+                    cell(c.ours),
+                    cell(c.xen),
+                    ratio(c.ours_over_xen),
+                    ratio(c.trap_over_pv_ours),
+                    ratio(c.trap_over_pv_xen)
+                );
+            }
+        }
+        let met = self.targets.iter().filter(|v| v.met == Some(true)).count();
+        let missed = self.targets.iter().filter(|v| v.met == Some(false)).count();
+        let open = self.targets.iter().filter(|v| v.met.is_none()).count();
+        let _ = writeln!(
+            out,
+            "\nxtask: bench: targets: {met} met, {missed} missed, {open} not measurable here (see report.md)"
+        );
+        out
+    }
+
+    /// Writes `report.md`, `report.json` and `chart.svg` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(dir.join("report.json"), json + "\n").context("writing report.json")?;
+        std::fs::write(dir.join("report.md"), self.markdown()).context("writing report.md")?;
+        std::fs::write(dir.join("chart.svg"), crate::bench_chart::svg(self))
+            .context("writing chart.svg")?;
+        Ok(())
+    }
+
+    /// `report.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let env = &self.environment;
+        let _ = writeln!(md, "# Benchmark report\n");
+        let _ = writeln!(
+            md,
+            "`cargo xtask bench{}` at commit `{}`. Method and commentary: docs/benchmarks.md.\n",
+            if env.quick { " --quick" } else { "" },
+            env.commit
+        );
+        let _ = writeln!(md, "## Environment\n");
+        let _ = writeln!(md, "| | |\n| --- | --- |");
+        let _ = writeln!(md, "| QEMU | {} |", env.qemu_version);
+        let _ = writeln!(md, "| guest CPU | `{}`, `-smp 1` |", env.cpu);
+        let _ = writeln!(
+            md,
+            "| host CPU | {} ({} CPUs) |",
+            env.host_cpu, env.host_cpus
+        );
+        for (hv, version) in &env.versions {
+            let _ = writeln!(md, "| xen_version on {hv} | {version} |");
+        }
+        if let Some(package) = &env.xen_package {
+            let _ = writeln!(md, "| Xen package | {package} |");
+        }
+        let _ = writeln!(md, "\n### Runs\n");
+        let _ = writeln!(md, "| hypervisor | mode | outcome | seconds | command |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+        for run in &self.runs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {}{} | {:.1} | `{}` |",
+                run.hypervisor,
+                run.mode,
+                run.outcome,
+                if run.complete { "" } else { " (incomplete)" },
+                run.seconds,
+                run.command
+            );
+        }
+        for mode in self.modes() {
+            let title = if mode == "icount" {
+                "Instructions per operation (`-icount shift=0`, exact)"
+            } else {
+                "Host TSC ticks per operation (plain TCG): median [min .. max]"
+            };
+            let _ = writeln!(md, "\n## {title}\n");
+            let _ = writeln!(
+                md,
+                "| case | kind | what | ours | Xen 4.17 | ours/Xen | trap/PV ours | trap/PV Xen |"
+            );
+            let _ = writeln!(md, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+            for c in self.comparisons.iter().filter(|c| c.mode == mode) {
+                let Some(case) = find(&c.name) else { continue };
+                let cell = |hv: &str| {
+                    let entry = self
+                        .results
+                        .iter()
+                        .find(|e| e.name == c.name && e.mode == mode && e.hypervisor == hv);
+                    match entry {
+                        Some(e) if mode == "icount" => show(e.median),
+                        Some(e) => {
+                            format!("{} [{} .. {}]", show(e.median), show(e.min), show(e.max))
+                        }
+                        None => self
+                            .missing
+                            .iter()
+                            .find(|m| m.name == c.name && m.mode == mode && m.hypervisor == hv)
+                            .map_or_else(|| "-".into(), |m| m.status.clone()),
+                    }
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    c.name,
+                    case.kind.word(),
+                    case.what,
+                    cell("ours"),
+                    cell("xen"),
+                    ratio(c.ours_over_xen),
+                    ratio(c.trap_over_pv_ours),
+                    ratio(c.trap_over_pv_xen)
+                );
+            }
+        }
+        let _ = writeln!(md, "\n## Targets\n");
+        let _ = writeln!(md, "| target | measured | verdict | margin |");
+        let _ = writeln!(md, "| --- | --- | --- | --- |");
+        for v in &self.targets {
+            let verdict = match v.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measurable",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {verdict} | {} |",
+                v.target, v.measured, v.margin
+            );
+        }
+        let fp = &self.footprint;
+        let _ = writeln!(md, "\n## Footprint\n");
+        let _ = writeln!(
+            md,
+            "- Hypervisor image: {} bytes loaded from the ELF (text, rodata, data; limit {}); \
+             {} bytes of memory with .bss (stacks, the frame table for 4 GiB, the M2P).",
+            fp.image.loaded_bytes, fp.image.limit_bytes, fp.image.memory_bytes
+        );
+        let _ = writeln!(
+            md,
+            "\n| domain memory | domain slot | runtime slot | shared info | per page | total | limit (1% + 64 KiB) |"
+        );
+        let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for d in &fp.per_domain {
+            let _ = writeln!(
+                md,
+                "| {} MiB | {} | {} | {} | {} | {} | {} |",
+                d.domain_bytes >> 20,
+                d.domain_slot,
+                d.runtime_slot,
+                d.shared_info,
+                d.per_page,
+                d.total_bytes,
+                d.limit_bytes
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nInstructions from QEMU's start to the guest's banner (`-icount`):\n"
+        );
+        for (hv, n) in &fp.boot_instructions {
+            let _ = writeln!(md, "- {hv}: {n}");
+        }
+        let _ = writeln!(md, "\n## Cases not measured\n");
+        let mut by_reason: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        for m in &self.missing {
+            by_reason
+                .entry((m.name.clone(), m.status.clone(), m.why.clone()))
+                .or_default()
+                .push(format!("{} {}", m.hypervisor, m.mode));
+        }
+        for ((name, status, why), runs) in by_reason {
+            let _ = writeln!(md, "- `{name}` ({}): {status}: {why}", runs.join(", "));
+        }
+        let _ = writeln!(md, "\n## Chart\n\n![ours vs Xen, PV vs trap](chart.svg)");
+        md
+    }
+}
+
+/// "met", or how far over the limit (`value / limit`).
+fn margin(value: f64, limit: f64) -> String {
+    if value <= limit {
+        format!("met ({:.0}% of the limit)", value / limit * 100.0)
+    } else {
+        format!("missed by {:.2}x", value / limit)
+    }
+}
