@@ -28,7 +28,11 @@ extern "C" fn hv_start(start_info_paddr: u32) -> ! {
         }
     };
     console::set_level_from_cmdline(boot.cmdline);
-    if boot.cmdline.split_ascii_whitespace().any(|w| w == "bench-floor") {
+    if boot
+        .cmdline
+        .split_ascii_whitespace()
+        .any(|w| w == "bench-floor")
+    {
         x86::floor::report();
     }
     machine::boot(&boot)
