@@ -228,7 +228,7 @@ fn draw_panel(s: &mut String, report: &Report, mode: &str, top: f64, width: f64)
             let yy = y(v);
             let _ = writeln!(
                 s,
-                r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{}" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="{}" text-anchor="end">floor {}: {}</text>"#,
+                r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{}" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="{}" text-anchor="end" stroke="white" stroke-width="3" paint-order="stroke">floor {}: {}</text>"#,
                 width - RIGHT,
                 colour(Kind::Floor, true),
                 width - RIGHT - 2.0,
