@@ -7,6 +7,7 @@
 
 pub mod bootimage;
 pub mod builder;
+pub mod console_input;
 pub mod domain;
 pub mod elf;
 pub mod emulate;

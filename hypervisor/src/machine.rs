@@ -99,6 +99,8 @@ struct State {
     /// The latest an APIC timer interrupt arrived after its deadline (emulation or host
     /// delays show up here).
     timer_late_max: Nanos,
+    /// Input typed on the console, and where it goes.
+    console_input: hypervisor::console_input::ConsoleInput,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -157,6 +159,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     timer_armed: None,
     ticked: false,
     timer_late_max: 0,
+    console_input: hypervisor::console_input::ConsoleInput::new(),
 });
 
 unsafe extern "C" {
@@ -248,6 +251,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         log::error!("{failures} domain(s) could not be built; nothing runs");
         finish(state);
     }
+    run::start_console(state);
     let mut frame = TrapFrame::default();
     run::leave(guard, &mut frame, true);
     // SAFETY: `leave` chose a vCPU and loaded its root and FPU area; the frame is its

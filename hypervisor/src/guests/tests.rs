@@ -27,6 +27,7 @@ pub struct Multi {
     pub runtime: Vec<Runtime>,
     pub sched: Scheduler,
     pub now: Nanos,
+    pub console: crate::console_input::ConsoleInput,
 }
 
 impl Multi {
@@ -88,6 +89,7 @@ impl Multi {
             runtime: vec![Runtime::NEW; vcpus.len()],
             sched: Scheduler::default(),
             now: 0,
+            console: Default::default(),
         };
         for (slot, &n) in vcpus.iter().enumerate() {
             world.with(|g| g.start(slot, n, 256, 0)).unwrap();

@@ -1,5 +1,6 @@
 //! Hypercalls that reach beyond the caller's own domain: event channels, vCPU
-//! operations, timers, the waiting and remote parts of `sched_op`, and `sysctl`.
+//! operations, timers, the waiting and remote parts of `sched_op`, `sysctl`, and
+//! reading the hypervisor console's input.
 //!
 //! They need every domain, the scheduler and the clock, so they get a [`GlobalCall`]
 //! (built on [`Guests`]) instead of the per-domain [`super::Context`]. The machine
@@ -7,7 +8,8 @@
 //! to [`super::dispatch`].
 
 use super::After;
-use super::{event_channel, sysctl, timer, vcpu_op};
+use super::{console_read, event_channel, sysctl, timer, vcpu_op};
+use crate::console_input::ConsoleInput;
 use crate::domain::Domain;
 use crate::guestmem::GuestMem;
 use crate::guests::Guests;
@@ -15,7 +17,7 @@ use crate::mm::PhysMem;
 use crate::paging::Mmu;
 use crate::regs::TrapFrame;
 use pv_abi::errno::Errno;
-use pv_abi::xen::Hypercall;
+use pv_abi::xen::{CONSOLEIO_READ, Hypercall};
 
 /// One hypercall with machine-wide reach.
 pub struct GlobalCall<'a, M: PhysMem> {
@@ -31,6 +33,8 @@ pub struct GlobalCall<'a, M: PhysMem> {
     pub after: After,
     /// Debug keys a privileged domain pressed (sysctl), for the machine to handle.
     pub debug_keys: heapless::Vec<u8, MAX_DEBUG_KEYS>,
+    /// Input typed on the hypervisor console (CONSOLEIO_read).
+    pub console_input: &'a mut ConsoleInput,
 }
 
 /// Most debug keys one sysctl may press.
@@ -67,6 +71,9 @@ pub fn dispatch<M: PhysMem>(call: &mut GlobalCall<'_, M>) -> Option<After> {
     let args = call.regs.hypercall_args();
     let [a1, a2, a3, ..] = args.args;
     let result = match Hypercall::try_from(args.number) {
+        Ok(Hypercall::ConsoleIo) if a1 == u64::from(CONSOLEIO_READ) => {
+            console_read::console_read(call, a2, a3)
+        }
         Ok(Hypercall::EventChannelOp) => event_channel::event_channel_op(call, a1, a2),
         Ok(Hypercall::EventChannelOpCompat) => event_channel::compat(call, a1),
         Ok(Hypercall::VcpuOp) => vcpu_op::vcpu_op(call, a1, a2, a3),
@@ -124,6 +131,7 @@ pub(crate) mod tests {
         };
         [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
         let mut mmu = FakeMmu::new();
+        let mut console = core::mem::take(&mut world.console);
         let after = world.with(|guests| {
             let mut call = GlobalCall {
                 guests: Guests {
@@ -139,9 +147,12 @@ pub(crate) mod tests {
                 mmu: &mut mmu,
                 after: After::Resume,
                 debug_keys: heapless::Vec::new(),
+                console_input: &mut console,
             };
             dispatch(&mut call).map(|after| (after, call.debug_keys.to_vec()))
-        })?;
+        });
+        world.console = console;
+        let after = after?;
         Some((regs.rax as i64, after.0, after.1))
     }
 

@@ -6,6 +6,7 @@
 //! passes can panic the hypervisor.
 
 mod console;
+mod console_read;
 mod event_channel;
 mod ext;
 pub mod global;

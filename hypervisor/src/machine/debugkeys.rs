@@ -8,19 +8,34 @@
 //! | `r` | the run queue and the scheduler's accounting |
 //! | `e` | every domain's event channels |
 //!
-//! The UART raises no interrupt: input is polled on every pass through the run loop,
-//! which the APIC timer guarantees at least once per scheduler tick (and every 50 ms
-//! while the machine idles).
+//! Keys reach the hypervisor when console input is switched to it (Ctrl-A three times,
+//! as in Xen; it starts there when no domain is privileged), or through
+//! `sysctl(XEN_SYSCTL_debug_keys)` from a privileged domain. The UART raises no
+//! interrupt: input is polled on every tick of the APIC timer (at least once per
+//! scheduler slice, and every 50 ms while the machine idles).
 
 use super::State;
 use crate::arch::x86_64::serial;
 use core::fmt::Write;
-use pv_abi::xen::VIRQ_DEBUG;
+use hypervisor::console_input::Typed;
+use pv_abi::xen::{VIRQ_CONSOLE, VIRQ_DEBUG};
 
-/// Handles every key waiting on COM1.
+/// Takes every byte waiting on COM1: a debug key, or input for the console-owning
+/// domain (VIRQ_CONSOLE), or part of a switch (Ctrl-A three times).
 pub(super) fn poll(state: &mut State) {
-    while let Some(key) = serial::try_read() {
-        handle(state, key);
+    while let Some(byte) = serial::try_read() {
+        match state.console_input.feed(byte) {
+            Typed::DebugKey(key) => handle(state, key),
+            Typed::ForDomain(id) => {
+                let now = state.now();
+                let mut guests = state.guests(now);
+                if let Some(slot) = guests.slot_of(id) {
+                    guests.raise_virq(slot, 0, VIRQ_CONSOLE);
+                }
+            }
+            Typed::Switched(target) => super::run::announce_input(target),
+            Typed::Nothing => {}
+        }
     }
 }
 

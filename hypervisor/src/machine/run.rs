@@ -17,6 +17,7 @@
 use super::{DirectMap, STATE, State, crash_current, finish, load_vcpu_state, switch_to, teardown};
 use crate::arch::x86_64::{idle, lapic, rtc, tsc};
 use hypervisor::bootimage::DomainSpec;
+use hypervisor::console_input::ConsoleInput;
 use hypervisor::guests::Guests;
 use hypervisor::hypercall::After;
 use hypervisor::hypercall::global::{self, GlobalCall};
@@ -37,14 +38,20 @@ impl State {
 
     /// Every guest, for the machine-wide operations.
     pub(super) fn guests(&mut self, now: Nanos) -> Guests<'_, DirectMap> {
-        Guests {
+        self.guests_and_console(now).0
+    }
+
+    /// Every guest, and the console's input.
+    fn guests_and_console(&mut self, now: Nanos) -> (Guests<'_, DirectMap>, &mut ConsoleInput) {
+        let guests = Guests {
             mem: &DirectMap,
             frames: &self.frames,
             domains: &mut self.domains,
             runtime: &mut self.runtime,
             sched: &mut self.sched,
             now,
-        }
+        };
+        (guests, &mut self.console_input)
     }
 }
 
@@ -74,6 +81,30 @@ pub(super) fn init_time(state: &mut State) {
         state.wallclock.sec,
         state.sched.slice() / 1000
     );
+}
+
+/// Gives console input to the first privileged domain, if any (Xen gives it to dom0).
+pub(super) fn start_console(state: &mut State) {
+    let owner = state
+        .domains
+        .iter()
+        .flatten()
+        .find(|d| d.privileged)
+        .map(|d| d.id);
+    state.console_input.set_owner(owner);
+    announce_input(owner);
+}
+
+/// Says where console input goes, as Xen does.
+pub(super) fn announce_input(target: Option<hypervisor::frames::DomId>) {
+    match target {
+        Some(id) => log::info!(
+            "*** Serial input to domain {id} (type 'CTRL-a' three times to switch input)"
+        ),
+        None => log::info!(
+            "*** Serial input to the hypervisor: debug keys, 'h' for help (type 'CTRL-a' three times to switch input)"
+        ),
+    }
 }
 
 /// Puts a freshly built domain on the scheduler and publishes its wallclock.
@@ -106,13 +137,15 @@ pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Opti
     let now = state.now();
     let slot = state.current;
     let mut hw = crate::hardware::Machine::new();
+    let (guests, console_input) = state.guests_and_console(now);
     let mut call = GlobalCall {
-        guests: state.guests(now),
+        guests,
         slot,
         regs: frame,
         mmu: &mut hw,
         after: After::Resume,
         debug_keys: heapless::Vec::new(),
+        console_input,
     };
     let after = global::dispatch(&mut call);
     let keys = core::mem::take(&mut call.debug_keys);
@@ -131,6 +164,9 @@ pub(super) fn release(state: &mut State, slot: usize) {
     let now = state.now();
     if state.on_cpu.is_some_and(|v| v.slot == slot) {
         state.on_cpu = None;
+    }
+    if let Some(domain) = state.domains[slot].as_ref() {
+        state.console_input.owner_gone(domain.id);
     }
     state.guests(now).release(slot);
 }
