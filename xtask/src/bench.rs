@@ -245,6 +245,7 @@ impl<'a> Setup<'a> {
         let sinks = Sinks {
             echo: false,
             log: Some(&log),
+            input: &[],
         };
         let timeout = Duration::from_secs(match hypervisor {
             Hypervisor::Ours => 300,

@@ -88,6 +88,9 @@ pub struct HypervisorConfig {
     /// Machine memory (QEMU `-m`) in MiB.
     #[serde(default = "default_hypervisor_memory")]
     pub memory_mib: u64,
+    /// Typed on the serial console when QEMU starts (e.g. debug keys); default none.
+    #[serde(default)]
+    pub console_input: String,
 }
 
 impl Default for HypervisorConfig {
@@ -95,6 +98,7 @@ impl Default for HypervisorConfig {
         Self {
             cmdline: String::new(),
             memory_mib: DEFAULT_HYPERVISOR_MEMORY_MIB,
+            console_input: String::new(),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! The console is QEMU's stdout (`-serial stdio`). [`run`] streams it live to the user's
 //! terminal (when asked) and to a log file, keeps a copy for the checks, hands every line
 //! to a [`ConsoleWatcher`] that may decide the run is over, and enforces the timeout by
-//! killing QEMU. QEMU's stdin is /dev/null: it must never put the terminal in raw mode,
-//! since a killed QEMU could not restore it.
+//! killing QEMU. QEMU's stdin is /dev/null, or a pipe carrying a scenario's scripted
+//! console input: never the terminal, which QEMU would put in raw mode and a killed QEMU
+//! could not restore.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -161,13 +162,16 @@ pub struct Capture {
     pub elapsed: Duration,
 }
 
-/// Where the console goes while the run is live.
+/// Where the console goes while the run is live (and what is typed on it).
 #[derive(Debug)]
 pub struct Sinks<'a> {
     /// Copy output to this process's stdout/stderr as it arrives.
     pub echo: bool,
     /// Write output to this log file as it arrives.
     pub log: Option<&'a Path>,
+    /// Bytes typed on the serial console when QEMU starts (the guest reads them when it
+    /// polls); empty for none.
+    pub input: &'a [u8],
 }
 
 /// A piece of QEMU's output, or the end of one of its streams.
@@ -197,12 +201,31 @@ pub fn run(
         None => None,
     };
     let start = Instant::now();
+    let stdin = if sinks.input.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {QEMU} (is it installed?)"))?;
+    // Typed once the guest has printed something: it has set up its UART by then (a
+    // 16550 discards what it received when its FIFOs are switched on). A thread keeps a
+    // full pipe from blocking the run; a write error (QEMU gone) is the run's end,
+    // reported there.
+    let (typing_go, typing_wait) = mpsc::channel::<()>();
+    let mut typing_go = Some(typing_go);
+    if let Some(mut pipe) = child.stdin.take() {
+        let input = sinks.input.to_vec();
+        std::thread::spawn(move || {
+            if typing_wait.recv().is_ok() {
+                let _ = pipe.write_all(&input);
+            }
+        });
+    }
     let (sender, receiver) = mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
         forward(stdout, Stream::Stdout, sender.clone());
@@ -228,6 +251,9 @@ pub fn run(
         };
         match message {
             Ok(Chunk::Data(stream, bytes)) => {
+                if let Some(go) = typing_go.take() {
+                    let _ = go.send(());
+                }
                 watch.take(stream, &bytes, sinks.echo, log.as_mut())?
             }
             Ok(Chunk::Closed(stream)) => {
@@ -438,6 +464,7 @@ mod tests {
     const QUIET: Sinks<'static> = Sinks {
         echo: false,
         log: None,
+        input: &[],
     };
 
     #[test]
@@ -501,6 +528,7 @@ mod tests {
         let sinks = Sinks {
             echo: false,
             log: Some(&log),
+            input: &[],
         };
         let mut recorder = Recorder::default();
         let script = "echo hello; echo stop; exec sleep 30";

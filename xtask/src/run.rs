@@ -189,6 +189,11 @@ pub fn launch(
     let sinks = Sinks {
         echo: run.echo,
         log: Some(&log),
+        // Typed on our hypervisor's console only: Xen's console differs.
+        input: match run.hypervisor {
+            Hypervisor::Ours => manifest.hypervisor.console_input.as_bytes(),
+            Hypervisor::Xen => &[],
+        },
     };
 
     let (capture, outcome) = match run.hypervisor {
