@@ -11,6 +11,7 @@
 //! | `workload=flood` | exhaust the port table, then flood `peer` with events |
 //! | `workload=watch` | connect to `peers`, survive their misbehaviour, see crashes |
 //! | `workload=control` | (privileged) wait for a domain to crash, then shut down `shutdown` |
+//! | `workload=console` | (privileged) read console input until it has `expect_input` |
 //! | `peer=N`, `peers=N,M` | the other domain(s) |
 //! | `rounds=N` | ping-pong round trips (default 10000) |
 //! | `expect_share=N` | expected CPU share, per mille (spin: within 10%) |
@@ -19,6 +20,7 @@
 //! | `max_late_us=N` | the latest a timer may fire after its deadline |
 //! | `shutdown=N` | the domain `control` shuts down remotely |
 //! | `crash_delay_ms=N` | when `crash-later` faults |
+//! | `expect_input=TEXT` | what `console` must read (at most 32 bytes) |
 //!
 //! Two domains find each other's event channel without a store: the one with the lower
 //! domain id offers a port (`alloc_unbound` for the peer), the other probes the
@@ -49,6 +51,8 @@ pub enum Workload {
     Watch,
     /// Privileged: watches for a crash and shuts a domain down.
     Control,
+    /// Privileged: reads the hypervisor console's input.
+    Console,
 }
 
 /// The parameters of a scenario program.
@@ -72,6 +76,8 @@ pub struct Scenario {
     pub shutdown: Option<u16>,
     /// Delay before `crash-later` faults (ms).
     pub crash_delay_ms: u64,
+    /// What `console` must read: bytes and length.
+    pub expect_input: ([u8; 32], usize),
 }
 
 impl Default for Scenario {
@@ -86,6 +92,7 @@ impl Default for Scenario {
             max_late_us: 5_000,
             shutdown: None,
             crash_delay_ms: 300,
+            expect_input: ([0; 32], 0),
         }
     }
 }
@@ -94,6 +101,11 @@ impl Scenario {
     /// The first peer.
     pub fn peer(&self) -> Option<u16> {
         self.peers[0]
+    }
+
+    /// What `console` must read.
+    pub fn expected_input(&self) -> &[u8] {
+        &self.expect_input.0[..self.expect_input.1]
     }
 }
 
@@ -115,6 +127,7 @@ pub fn apply(scenario: &mut Scenario, word: &str) -> bool {
                 "flood" => Workload::Flood,
                 "watch" => Workload::Watch,
                 "control" => Workload::Control,
+                "console" => Workload::Console,
                 _ => return false,
             });
         }
@@ -160,6 +173,14 @@ pub fn apply(scenario: &mut Scenario, word: &str) -> bool {
             Some(n) => scenario.crash_delay_ms = n,
             None => return false,
         },
+        "expect_input" => {
+            let bytes = value.as_bytes();
+            if bytes.is_empty() || bytes.len() > 32 {
+                return false;
+            }
+            scenario.expect_input.0[..bytes.len()].copy_from_slice(bytes);
+            scenario.expect_input.1 = bytes.len();
+        }
         _ => return false,
     }
     true
@@ -212,6 +233,10 @@ mod tests {
         assert!(!knows("window_ms=9-3"));
         assert!(!knows("peers=1,2,3"));
         assert!(!knows("crash=ud2"), "the kernel's own words are not ours");
+        let s = parse("workload=console expect_input=hello");
+        assert_eq!(s.workload, Some(Workload::Console));
+        assert_eq!(s.expected_input(), b"hello");
+        assert!(!knows("expect_input="));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use pv_abi::event_channel::{EVTCHNSTAT_UNBOUND, EvtchnPort};
 use pv_abi::guest;
 use pv_abi::sched::SHUTDOWN_POWEROFF;
 use pv_abi::sysctl::XenSysctl;
-use pv_abi::xen::{DOMID_SELF, VIRQ_DOM_EXC};
+use pv_abi::xen::{DOMID_SELF, VIRQ_CONSOLE, VIRQ_DOM_EXC};
 use pv_guest_kernel::scenario::{PROBE_PORTS, Scenario, Workload, share_within_tenth};
 use pv_guest_kernel::selftest::{Outcome, Tally, failure};
 
@@ -59,6 +59,7 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
         Workload::Flood => flood(scenario, &mut report),
         Workload::Watch => watch(scenario, &mut report),
         Workload::Control => control(scenario, &mut report),
+        Workload::Console => console(scenario, &mut report),
     }
     let _ = boot;
     let mut line: heapless::String<64> = heapless::String::new();
@@ -501,4 +502,47 @@ fn control(scenario: &Scenario, report: &mut Report) {
             .map(|_| ())
             .map_err(|e| failure(format_args!("sysctl debug_keys: {e}"))),
     );
+}
+
+static CONSOLE_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Privileged: reads what is typed on the hypervisor console (VIRQ_CONSOLE tells when
+/// there is some; `CONSOLEIO_read` takes it) until it has `expect_input`.
+fn console(scenario: &Scenario, report: &mut Report) {
+    let expected = scenario.expected_input();
+    let outcome = (|| {
+        let port = guest::evtchn_bind_virq(VIRQ_CONSOLE, 0)
+            .map_err(|e| failure(format_args!("bind VIRQ_CONSOLE: {e}")))?;
+        events::bind(port, |_| {
+            CONSOLE_EVENTS.fetch_add(1, Ordering::SeqCst);
+            threads::notify_all();
+        });
+        let mut got: heapless::Vec<u8, 64> = heapless::Vec::new();
+        let deadline = time::now_ns() + 3000 * MS;
+        // Input typed before the binding raised no event here: read once first.
+        loop {
+            let mut buffer = [0u8; 32];
+            let n = guest::console_io_read(&mut buffer)
+                .map_err(|e| failure(format_args!("CONSOLEIO_read: {e}")))?;
+            let _ = got.extend_from_slice(&buffer[..n as usize]);
+            if got.len() >= expected.len() || time::now_ns() > deadline {
+                break;
+            }
+            let seen = CONSOLE_EVENTS.load(Ordering::SeqCst);
+            threads::wait_until_or(deadline, || CONSOLE_EVENTS.load(Ordering::SeqCst) > seen);
+        }
+        say(format_args!(
+            "pv-guest: console input: {:?} ({} VIRQ_CONSOLE events)",
+            core::str::from_utf8(&got).unwrap_or("<not UTF-8>"),
+            CONSOLE_EVENTS.load(Ordering::SeqCst)
+        ));
+        if got.as_slice() != expected {
+            return Err(failure(format_args!(
+                "read {} bytes, not the expected input",
+                got.len()
+            )));
+        }
+        Ok(())
+    })();
+    report.record("console_input", outcome);
 }
