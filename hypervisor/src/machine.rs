@@ -101,6 +101,11 @@ struct State {
     timer_late_max: Nanos,
     /// Input typed on the console, and where it goes.
     console_input: hypervisor::console_input::ConsoleInput,
+    /// The earliest of the slice's end and the next guest timer, as of the last full
+    /// pass of the exit path (`run::leave`).
+    next_event: Nanos,
+    /// A machine-wide change since that pass: the next exit takes the full path.
+    machine_dirty: bool,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -160,6 +165,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     ticked: false,
     timer_late_max: 0,
     console_input: hypervisor::console_input::ConsoleInput::new(),
+    next_event: 0,
+    machine_dirty: true,
 });
 
 unsafe extern "C" {

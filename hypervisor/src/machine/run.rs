@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! trap() handled the entry ──► leave():
+//!     fast path: nothing machine-wide changed and nothing is due before the cached next
+//!     event: deliver a due upcall, load the vCPU, done. Otherwise:
 //!     loop {
 //!         reap domains that stopped; fire due guest timers; poll the debug keys
 //!         if a reschedule is due (yield/block/crash, slice over, a wake-up outranks):
@@ -149,6 +151,9 @@ pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Opti
     };
     let after = global::dispatch(&mut call);
     let keys = core::mem::take(&mut call.debug_keys);
+    if after.is_some() {
+        state.machine_dirty = true;
+    }
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
     }
@@ -226,6 +231,9 @@ fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
 /// for a new scheduling decision. On return `frame` holds the vCPU to enter.
 pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resched: bool) {
     let mut resched = resched;
+    if !resched && fast_path(&mut guard, frame) {
+        return;
+    }
     loop {
         let state = &mut *guard;
         reap(state);
@@ -285,9 +293,35 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
         let next = state.guests(now).next_deadline();
         let deadline = next.map_or(state.slice_end, |n| n.min(state.slice_end));
         arm_timer(state, deadline);
+        state.next_event = deadline;
+        state.machine_dirty = false;
         load_vcpu_state(state);
         return;
     }
+}
+
+/// The common case: an entry that changed nothing machine-wide (a per-domain hypercall,
+/// an exception, an emulated instruction) before any timer or the slice is due. Then
+/// there is nothing to fire, reap or reschedule: only a due upcall (the call may have
+/// unmasked events) and the vCPU's registers to load. Returns false to take the full path.
+fn fast_path(state: &mut State, frame: &mut TrapFrame) -> bool {
+    let runs = state
+        .on_cpu
+        .is_some_and(|v| state.sched.running() == Some(v));
+    if state.machine_dirty || state.ticked || !runs {
+        return false;
+    }
+    let now = state.now();
+    if now >= state.next_event {
+        return false;
+    }
+    let slot = state.current;
+    if let traps::Outcome::Crash(reason) = state.guests(now).deliver_upcall(slot, frame) {
+        crash_current(state, frame, &reason);
+        return false;
+    }
+    load_vcpu_state(state);
+    true
 }
 
 /// The APIC timer fired (the entry path acknowledges it here).
