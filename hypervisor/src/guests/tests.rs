@@ -3,10 +3,18 @@
 
 use super::*;
 use crate::domain::DomainState;
+use crate::evtchn::Binding;
+use crate::evtchn::shared::SharedEvents;
 use crate::frames::{FrameInfo, Owner};
 use crate::mm::fake::FakeMem;
 use crate::mm::{self, Mfn, pte};
+use crate::regs::TrapFrame;
 use crate::sched::Pick;
+use crate::sched::RunState;
+use crate::traps;
+use crate::vcpu_info::VcpuInfoRef;
+use pv_abi::errno::Errno;
+use pv_abi::xen::VIRQ_DOM_EXC;
 use pv_abi::xen::{VIRQ_DEBUG, VIRQ_TIMER};
 
 /// Where each domain's two-page buffer is mapped.

@@ -1,0 +1,193 @@
+//! Waiting and time: blocking, polling, waking, firing timers, and what a vCPU sees of
+//! time and of its own accounting.
+
+use super::{Guests, MAX_POLL_PORTS};
+use crate::evtchn::shared::SharedEvents;
+use crate::guestmem::GuestMem;
+use crate::mm::PhysMem;
+use crate::sched::{RunState, VcpuRef};
+use crate::time::Nanos;
+use crate::vcpu_info::VcpuInfoRef;
+use pv_abi::errno::Errno;
+use pv_abi::event_channel::EvtchnPort;
+use pv_abi::xen::{VIRQ_TIMER, VcpuTimeInfo};
+
+impl<M: PhysMem> Guests<'_, M> {
+    /// Ends a vCPU's block or poll: it becomes runnable.
+    pub fn unblock(&mut self, vcpu: VcpuRef) {
+        if self.sched.state(vcpu) != RunState::Blocked {
+            return;
+        }
+        let runtime = &mut self.runtime[vcpu.slot].vcpus[vcpu.vcpu];
+        runtime.polling.clear();
+        runtime.timers.poll_timeout = None;
+        self.sched.wake(vcpu, self.now);
+    }
+
+    /// SCHEDOP_block for the active vCPU of `slot`: enables event delivery, and blocks
+    /// unless an upcall is due already. Returns whether it blocked.
+    pub fn block(&mut self, slot: usize) -> bool {
+        let Some(domain) = self.domain(slot) else {
+            return false;
+        };
+        let info = VcpuInfoRef::of(self.mem, domain);
+        info.set_upcall_mask(false);
+        if info.needs_delivery() {
+            return false;
+        }
+        let vcpu = VcpuRef {
+            slot,
+            vcpu: domain.vcpu.id as usize,
+        };
+        self.sched.block(vcpu, self.now);
+        true
+    }
+
+    /// SCHEDOP_poll for the active vCPU of `slot` on `ports` (already read from the
+    /// guest), until one is pending or system time `timeout` (0: none). Returns whether
+    /// it blocked.
+    pub fn poll(
+        &mut self,
+        slot: usize,
+        ports: &[EvtchnPort],
+        timeout: Nanos,
+    ) -> Result<bool, Errno> {
+        let domain = self.domain(slot).ok_or(Errno::ESRCH)?;
+        if ports.len() > MAX_POLL_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        let events = SharedEvents::new(self.mem, domain.shared_info);
+        if VcpuInfoRef::of(self.mem, domain).needs_delivery() {
+            return Ok(false);
+        }
+        for &port in ports {
+            if port as usize >= crate::evtchn::MAX_PORTS {
+                return Err(Errno::EINVAL);
+            }
+            if events.is_pending(port) {
+                return Ok(false);
+            }
+        }
+        let vcpu = domain.vcpu.id as usize;
+        if timeout != 0 && timeout <= self.now {
+            return Ok(false);
+        }
+        let runtime = &mut self.runtime[slot].vcpus[vcpu];
+        runtime.polling.clear();
+        // Cannot overflow: checked against MAX_POLL_PORTS above.
+        let _ = runtime.polling.extend_from_slice(ports);
+        runtime.timers.poll_timeout = (timeout != 0).then_some(timeout);
+        self.sched.block(VcpuRef { slot, vcpu }, self.now);
+        Ok(true)
+    }
+
+    /// Fires every timer that is due: VIRQ_TIMER for single-shot and periodic timers,
+    /// the end of a poll for poll timeouts.
+    pub fn fire_timers(&mut self) {
+        for slot in 0..self.domains.len().min(self.runtime.len()) {
+            if self.domain(slot).is_none() {
+                continue;
+            }
+            for vcpu in 0..self.vcpu_count(slot) {
+                let blocked = self.sched.state(VcpuRef {
+                    slot,
+                    vcpu: vcpu as usize,
+                }) == RunState::Blocked;
+                let timers = &mut self.runtime[slot].vcpus[vcpu as usize].timers;
+                // As in Xen, a periodic timer ticks only while its vCPU may run: it
+                // never wakes a blocked vCPU (it fires once when the vCPU wakes).
+                let periodic = timers.periodic.take_if(|_| blocked);
+                let deadline = timers.singleshot;
+                let fired = timers.expire(self.now);
+                if periodic.is_some() {
+                    timers.periodic = periodic;
+                }
+                if fired.timer_virq {
+                    self.raise_virq(slot, vcpu, VIRQ_TIMER);
+                    let v = VcpuRef {
+                        slot,
+                        vcpu: vcpu as usize,
+                    };
+                    if blocked && self.sched.state(v) != RunState::Blocked {
+                        self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
+                            deadline.map(|d| (d, self.now));
+                    }
+                }
+                if fired.poll_timeout {
+                    self.unblock(VcpuRef {
+                        slot,
+                        vcpu: vcpu as usize,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The earliest armed timer of any live vCPU (blocked vCPUs' periodic timers do
+    /// not count: they wake no one).
+    pub fn next_deadline(&self) -> Option<Nanos> {
+        (0..self.domains.len().min(self.runtime.len()))
+            .filter(|&slot| self.domain(slot).is_some())
+            .flat_map(|slot| {
+                self.runtime[slot].vcpus[..self.vcpu_count(slot) as usize]
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(vcpu, v)| {
+                        let mut timers = v.timers;
+                        if self.sched.state(VcpuRef { slot, vcpu }) == RunState::Blocked {
+                            timers.periodic = None;
+                        }
+                        timers.next_deadline()
+                    })
+            })
+            .min()
+    }
+
+    /// `vcpu` is on the CPU: if a timer woke it, record how late after the deadline.
+    pub fn note_running(&mut self, vcpu: VcpuRef) {
+        let runtime = &mut self.runtime[vcpu.slot];
+        if let Some((deadline, fired)) = runtime.vcpus[vcpu.vcpu].woken_by_timer.take() {
+            let record = &mut runtime.timer_latency;
+            record.wakes += 1;
+            let late = self.now.saturating_sub(deadline);
+            record.worst = record.worst.max(late);
+            if late > 2_000_000 {
+                log::debug!(
+                    "slot {} vcpu {}: timer fired {} us after its deadline, ran {} us later",
+                    vcpu.slot,
+                    vcpu.vcpu,
+                    fired.saturating_sub(deadline) / 1000,
+                    self.now.saturating_sub(fired) / 1000
+                );
+            }
+        }
+    }
+
+    /// Publishes system time to the active vCPU of `slot`.
+    pub fn publish_time(&self, slot: usize, time: &VcpuTimeInfo) {
+        if let Some(domain) = self.domain(slot) {
+            VcpuInfoRef::of(self.mem, domain).write_time(time);
+        }
+    }
+
+    /// Writes the runstate of `vcpu` to its registered area, if any (failures are
+    /// ignored, as in Xen: the area is the guest's business).
+    pub fn publish_runstate(&self, vcpu: VcpuRef) {
+        let Some(domain) = self.domain(vcpu.slot) else {
+            return;
+        };
+        let Some(area) = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].runstate_area else {
+            return;
+        };
+        let root = if domain.vcpu.id as usize == vcpu.vcpu {
+            domain.vcpu.kernel_root
+        } else {
+            match &self.runtime[vcpu.slot].parked[vcpu.vcpu] {
+                Some(parked) => parked.kernel_root,
+                None => return,
+            }
+        };
+        let info = self.sched.runstate(vcpu, self.now);
+        let _ = GuestMem::new(self.mem, self.frames, domain.id, root).write_obj(area, &info);
+    }
+}
