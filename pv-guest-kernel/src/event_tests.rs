@@ -173,9 +173,11 @@ fn runstate_info(_: &Boot) -> Outcome {
 }
 
 fn timer_sleep(_: &Boot) -> Outcome {
-    // Ten sleeps of 2..6 ms: each ends after its deadline, and not absurdly late (the
-    // strict bound, one scheduler tick, is checked by the multi-domain scenarios; Xen
-    // under QEMU's emulation is occasionally a few ms late).
+    // Ten sleeps of 2..6 ms: each ends after its deadline, and not absurdly late (a lost
+    // timer would wait for some unrelated wake-up). The strict bound, one scheduler
+    // tick, is checked by the multi-domain scenarios for latency-sensitive domains;
+    // here the domain may share the CPU with busy ones, and QEMU on a loaded host
+    // stalls now and then.
     let mut worst = 0;
     for i in 0..10u64 {
         let deadline = time::now_ns() + 2_000_000 + i * 400_000;
@@ -186,7 +188,7 @@ fn timer_sleep(_: &Boot) -> Outcome {
         }
         worst = worst.max(now - deadline);
     }
-    if worst > 20_000_000 {
+    if worst > 50_000_000 {
         fail!("a timer fired {worst} ns late");
     }
     Ok(())
@@ -263,7 +265,7 @@ fn poll_timeout(_: &Boot) -> Outcome {
     events::restore(was);
     let _ = guest::evtchn_close(port);
     check("poll", result)?;
-    if !(4_000_000..=50_000_000).contains(&waited) {
+    if !(4_000_000..=200_000_000).contains(&waited) {
         fail!("poll with a 5 ms timeout returned after {waited} ns");
     }
     Ok(())

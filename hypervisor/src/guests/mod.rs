@@ -52,6 +52,8 @@ pub struct TimerLatency {
     pub wakes: u64,
     /// The latest any of them ran, after its deadline.
     pub worst: Nanos,
+    /// For that one: how late the timer fired (the rest is the wait for the CPU).
+    pub worst_fired: Nanos,
 }
 
 impl VcpuRuntime {
@@ -91,7 +93,11 @@ impl Runtime {
         vcpus: [VcpuRuntime::NEW; MAX_VCPUS],
         parked: [const { None }; MAX_VCPUS],
         nr_vcpus: 0,
-        timer_latency: TimerLatency { wakes: 0, worst: 0 },
+        timer_latency: TimerLatency {
+            wakes: 0,
+            worst: 0,
+            worst_fired: 0,
+        },
     };
 
     fn reset(&mut self, nr_vcpus: u32) {

@@ -312,7 +312,8 @@ fn timers_raise_virq_timer_and_wake() {
         w.runtime[0].timer_latency,
         TimerLatency {
             wakes: 1,
-            worst: 300_000
+            worst: 300_000,
+            worst_fired: 0
         }
     );
     // Blocking with an upcall already due does not block.

@@ -363,14 +363,15 @@ pub(super) fn report(state: &mut State) {
             let cpu = state.sched.cpu_time(slot);
             let timers = state.runtime[slot].timer_latency;
             log::info!(
-                "  domain {} ({}): cpu {} ms ({}.{}%); {} timer wake-ups, the latest ran {} us after its deadline",
+                "  domain {} ({}): cpu {} ms ({}.{}%); {} timer wake-ups, the latest ran {} us after its deadline (fired {} us late)",
                 domain.id,
                 domain.name,
                 cpu / 1_000_000,
                 cpu * 100 / now.max(1),
                 cpu * 1000 / now.max(1) % 10,
                 timers.wakes,
-                timers.worst / 1000
+                timers.worst / 1000,
+                timers.worst_fired / 1000
             );
         }
     }
