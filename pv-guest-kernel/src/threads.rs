@@ -233,6 +233,13 @@ pub fn spawn(entry: fn(usize), arg: usize) -> Option<usize> {
 /// self-IPI, so the switch happens in the upcall with this thread's frame saved).
 fn switch_away(state: State) {
     let was = events::save_and_mask();
+    switch_away_masked(state, was);
+}
+
+/// [`switch_away`] with events already masked by the caller (`was`: whether they were
+/// masked before), so that a condition checked under the mask cannot change before the
+/// thread is marked.
+fn switch_away_masked(state: State, was: bool) {
     // SAFETY: events are masked.
     let sched = unsafe { &mut *SCHED.0.get() };
     let current = sched.current;
@@ -291,16 +298,19 @@ pub fn wait_until(ready: impl FnMut() -> bool) {
 /// holds.
 pub fn wait_until_or(deadline: u64, mut ready: impl FnMut() -> bool) -> bool {
     loop {
+        // Check and mark under one mask: an event that makes `ready` true after the
+        // check is delivered only once the thread is Waiting, so its handler's
+        // notify_all wakes it (no lost wake-up).
         let was = events::save_and_mask();
-        let done = ready();
-        events::restore(was);
-        if done {
+        if ready() {
+            events::restore(was);
             return true;
         }
         if now_ns() >= deadline {
+            events::restore(was);
             return false;
         }
-        switch_away(State::Waiting(deadline));
+        switch_away_masked(State::Waiting(deadline), was);
     }
 }
 
