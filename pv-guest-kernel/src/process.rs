@@ -95,10 +95,32 @@ enum State {
     Done(Ending),
 }
 
+/// A process's x87/SSE state (an FXSAVE image).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct FpuState([u8; 512]);
+
+impl FpuState {
+    /// The state after `fninit` with SSE defaults: FCW 0x37f, MXCSR 0x1f80.
+    fn initial() -> FpuState {
+        let mut area = [0u8; 512];
+        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FpuState(area)
+    }
+}
+
+/// Where the trap stub saved the interrupted x87/SSE state for `frame` (see
+/// arch/traps.S: 512 bytes below the frame, rounded down to 16).
+fn saved_fpu(frame: &GuestFrame) -> *mut FpuState {
+    (((frame as *const GuestFrame as usize) - 512) & !0xf) as *mut FpuState
+}
+
 struct Process {
     pid: u64,
     state: State,
     context: GuestFrame,
+    fpu: FpuState,
     user_root: u64,
     kernel_root: u64,
     l3: u64,
@@ -313,6 +335,7 @@ impl World {
             pid,
             state: State::Ready,
             context,
+            fpu: FpuState::initial(),
             user_root: 0,
             kernel_root: 0,
             l3: 0,
@@ -501,6 +524,10 @@ pub fn user_event(frame: &mut GuestFrame) {
         panic!("user event with no current process")
     };
     proc.context = *frame;
+    let fpu = saved_fpu(frame);
+    // SAFETY: the trap stub saved the process's x87/SSE state there (arch/traps.S) and
+    // restores from there on return; nothing else uses the area meanwhile.
+    proc.fpu = unsafe { fpu.read() };
     let switch = if frame.vector == SYSCALL_MARKER {
         syscall(world, slot)
     } else {
@@ -519,10 +546,12 @@ pub fn user_event(frame: &mut GuestFrame) {
                     panic!("cannot switch to process {next}");
                 }
             }
-            *frame = world.processes[next]
-                .as_ref()
-                .map(|p| p.context)
-                .unwrap_or_default();
+            let Some(proc) = world.processes[next].as_ref() else {
+                panic!("picked a process that does not exist")
+            };
+            *frame = proc.context;
+            // SAFETY: as above; the stub restores this state into the process it resumes.
+            unsafe { fpu.write(proc.fpu) };
         }
         None => {
             if world.activate(None).is_err() {

@@ -47,12 +47,18 @@ guest_trap_common:
     push %r13
     push %r14
     push %r15
+    /* Save the interrupted x87/SSE state below the frame: the Rust handler uses SSE
+     * registers, and the interrupted code (kernel or a user process) must get its own
+     * back. The area is 16-byte aligned and directly below the (aligned) frame area,
+     * where the user-event path finds it (process switches swap its contents). */
     mov %rsp, %rdi
-    cld
-    /* Keep the ABI's 16-byte stack alignment for the call. */
     mov %rsp, %rbx
+    sub $512, %rsp
     and $~0xf, %rsp
+    fxsave64 (%rsp)
+    cld
     call guest_trap
+    fxrstor64 (%rsp)
     mov %rbx, %rsp
 .global guest_trap_return
 guest_trap_return:

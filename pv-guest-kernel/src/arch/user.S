@@ -50,8 +50,9 @@ user_world_saved_rsp: .quad 0
 .section .rodata.user_programs, "a"
 .p2align 12
 
-/* hello: greet, yield, grow the heap and touch it (demand paging), map anonymous memory
- * and touch it, check every value, exit 0 (or 99 on a wrong value). */
+/* hello: greet, keep its pid in xmm5 across a yield (other processes run meanwhile: the
+ * kernel must switch x87/SSE state per process), grow the heap and touch it (demand
+ * paging), map anonymous memory and touch it, check every value, exit 0 (or 99). */
 .global user_hello_start, user_hello_end
 user_hello_start:
     mov $1, %edi
@@ -59,8 +60,15 @@ user_hello_start:
     mov $(hello_msg_end - hello_msg), %edx
     xor %eax, %eax
     syscall
+    mov $2, %eax                 /* getpid */
+    syscall
+    mov %rax, %r15
+    movq %rax, %xmm5
     mov $3, %eax
     syscall
+    movq %xmm5, %rax
+    cmp %r15, %rax
+    jne 1f
     mov $5, %eax                 /* brk(0): current break */
     xor %edi, %edi
     syscall
