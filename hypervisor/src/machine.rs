@@ -371,7 +371,20 @@ fn on_trap(
     };
     match handler(&mut ctx) {
         traps::Outcome::Resume => After::Resume,
-        traps::Outcome::Yield => After::Reschedule,
+        traps::Outcome::Yield => {
+            state.machine_dirty = true;
+            After::Reschedule
+        }
+        traps::Outcome::Block => {
+            state.machine_dirty = true;
+            let now = state.now();
+            let slot = state.current;
+            if state.guests(now).block(slot) {
+                After::Reschedule
+            } else {
+                After::Resume
+            }
+        }
         traps::Outcome::Crash(reason) => After::Crash(reason),
     }
 }

@@ -808,11 +808,17 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
     };
     let top = trap_stack_top() - core::mem::size_of::<GuestFrame>() as u64;
     let frame = top as *mut GuestFrame;
+    let was_masked = paravirt::irqs_masked();
     // SAFETY: the frame slot at the top of the trap stack is what the trap-return path
     // pops; enter_user_world returns once the last process has ended.
     unsafe {
         frame.write(first);
         enter_user_world(frame);
+    }
+    // Entries from user mode mask events (the syscall callback asks for it); give the
+    // kernel back the event mask it had.
+    if !was_masked {
+        paravirt::irq_enable();
     }
     let mut guard = WORLD.0.borrow_mut();
     let world = guard.as_mut().ok_or("process world lost")?;

@@ -496,11 +496,24 @@ fn emulate_int_n(_: &Boot) -> Outcome {
 
 fn emulate_hlt(_: &Boot) -> Outcome {
     if on_xen() {
-        // Xen blocks the vCPU until an event arrives; with none bound, never. Skip.
+        // Not the same instruction on Xen: its PV emulation has no hlt. Skip.
         return Ok(());
     }
-    // SAFETY: hlt is emulated as giving up the CPU; we continue right after it.
+    // An unmodified kernel idles with hlt until an interrupt: ours blocks the vCPU until
+    // an event (here our own single-shot timer 2 ms ahead), as SCHEDOP_block does. The
+    // timer event needs VIRQ_TIMER bound: the thread world binds it.
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let deadline = crate::time::now_ns() + 2_000_000;
+    guest::set_timer_op(deadline).map_err(|e| failure(format_args!("set_timer_op: {e}")))?;
+    // SAFETY: hlt is emulated: the vCPU waits for the timer event and continues after it.
     unsafe { core::arch::asm!("hlt") };
+    let now = crate::time::now_ns();
+    if now < deadline {
+        fail!(
+            "hlt returned {} us before the timer",
+            (deadline - now) / 1000
+        );
+    }
     Ok(())
 }
 

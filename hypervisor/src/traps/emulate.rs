@@ -9,7 +9,7 @@
 //! | instruction | effect |
 //! | --- | --- |
 //! | `cli` / `sti` | set / clear the vCPU's event mask (its virtual IF) |
-//! | `hlt` | give up the CPU (`sched_op(yield)`; blocking comes with events) |
+//! | `hlt` | wait for an event, as `sched_op(block)` (which also unmasks events) |
 //! | `mov` from CR0/CR2/CR3/CR4/CR8 | the virtual value (CR3: the kernel root's machine address) |
 //! | `mov` to CR0 (TS only), CR2, CR3, CR4 (PGE only) | `fpu_taskswitch`, CR2, `MMUEXT_NEW_BASEPTR`, TLB flush |
 //! | `clts` | clear virtual CR0.TS |
@@ -179,7 +179,7 @@ fn emulate<M: PhysMem>(
         }
         Instruction::Hlt => {
             step(ctx, decoded);
-            Some(Outcome::Yield)
+            Some(Outcome::Block)
         }
         Instruction::Clts => {
             ctx.domain.vcpu.virtual_ts = false;

@@ -65,8 +65,10 @@ pub struct TrapContext<'a, M: PhysMem> {
 pub enum Outcome {
     /// The vCPU continues (in its handler, or after an emulated instruction).
     Resume,
-    /// The vCPU gave up the CPU (e.g. an emulated `hlt`).
+    /// The vCPU gave up the CPU.
     Yield,
+    /// The vCPU waits for an event (an emulated `hlt`: SCHEDOP_block semantics).
+    Block,
     /// The domain must be destroyed.
     Crash(CrashReason),
 }
