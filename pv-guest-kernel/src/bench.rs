@@ -538,7 +538,7 @@ fn guest_kernel_cases(runner: &mut Runner, plans: &Plans) {
                             got += 1;
                         }
                         process::Ending::Exited(_) => {}
-                        process::Ending::Killed { .. } => {
+                        process::Ending::Killed { .. } | process::Ending::OutOfTime => {
                             failure = Some("a benchmark process was killed")
                         }
                     }

@@ -86,7 +86,14 @@ pub enum Ending {
         /// The exception vector.
         vector: u64,
     },
+    /// Stopped by the kernel after using up its CPU budget without finishing.
+    OutOfTime,
 }
+
+/// Timer ticks of CPU a process may use before the kernel stops it.
+const CPU_BUDGET_TICKS: u64 = 20;
+/// The scheduler tick while processes run.
+const TICK_NS: u64 = 10_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -121,6 +128,8 @@ struct Process {
     state: State,
     context: GuestFrame,
     fpu: FpuState,
+    /// Timer ticks that found this process running.
+    ticks: u64,
     user_root: u64,
     kernel_root: u64,
     l3: u64,
@@ -166,6 +175,8 @@ unsafe extern "C" {
     static user_badaccess_end: u8;
     static user_sleeper_start: u8;
     static user_sleeper_end: u8;
+    static user_spin_start: u8;
+    static user_spin_end: u8;
 }
 
 /// The kernel stack the hypervisor switches to on entry from user mode.
@@ -185,7 +196,7 @@ fn program(start: &u8, end: &u8) -> &'static [u8] {
 }
 
 /// The programs the self-test runs.
-pub fn programs() -> [(&'static str, &'static [u8]); 4] {
+pub fn programs() -> [(&'static str, &'static [u8]); 5] {
     // SAFETY: taking addresses of symbols defined in arch/user.S.
     unsafe {
         [
@@ -196,6 +207,7 @@ pub fn programs() -> [(&'static str, &'static [u8]); 4] {
                 program(&user_badaccess_start, &user_badaccess_end),
             ),
             ("sleeper", program(&user_sleeper_start, &user_sleeper_end)),
+            ("spin", program(&user_spin_start, &user_spin_end)),
         ]
     }
 }
@@ -336,6 +348,7 @@ impl World {
             state: State::Ready,
             context,
             fpu: FpuState::initial(),
+            ticks: 0,
             user_root: 0,
             kernel_root: 0,
             l3: 0,
@@ -809,11 +822,17 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
     let top = trap_stack_top() - core::mem::size_of::<GuestFrame>() as u64;
     let frame = top as *mut GuestFrame;
     let was_masked = paravirt::irqs_masked();
+    // Ticks let the kernel take the CPU from a process that never makes a system call
+    // (they reach `preempt` through the event upcall once the thread world runs).
+    let ticking = crate::threads::started() && guest::vcpu_set_periodic_timer(0, TICK_NS).is_ok();
     // SAFETY: the frame slot at the top of the trap stack is what the trap-return path
     // pops; enter_user_world returns once the last process has ended.
     unsafe {
         frame.write(first);
         enter_user_world(frame);
+    }
+    if ticking {
+        let _ = guest::vcpu_stop_periodic_timer(0);
     }
     // Entries from user mode mask events (the syscall callback asks for it); give the
     // kernel back the event mask it had.
@@ -919,6 +938,99 @@ impl World {
             Ok(())
         } else {
             Err("repopulated memory is not zeroed")
+        }
+    }
+}
+
+// ----- preemption ---------------------------------------------------------------------
+
+/// A timer tick arrived while a user process ran (the event upcall came from user mode):
+/// charge the tick to it, stop it if its budget is gone, and give the CPU to the next
+/// ready process, if any. `frame` is the upcall's frame; the x87/SSE state sits below it.
+pub fn preempt(frame: &mut GuestFrame) {
+    let Ok(mut guard) = WORLD.0.try_borrow_mut() else {
+        return;
+    };
+    let Some(world) = guard.as_mut() else { return };
+    let slot = world.current;
+    let fpu = saved_fpu(frame);
+    let Some(proc) = world.processes[slot].as_mut() else {
+        return;
+    };
+    if proc.state != State::Ready {
+        return;
+    }
+    proc.context = *frame;
+    // SAFETY: the upcall stub saved the interrupted process's state there
+    // (arch/events.S) and restores it from there.
+    proc.fpu = unsafe { fpu.read() };
+    proc.ticks += 1;
+    if proc.ticks > CPU_BUDGET_TICKS {
+        let pid = proc.pid;
+        say(format_args!(
+            "pv-guest: process {pid} stopped: CPU budget used up\n"
+        ));
+        finish(world, slot, Ending::OutOfTime);
+    }
+    let next = (1..=MAX_PROCESSES)
+        .map(|step| (slot + step) % MAX_PROCESSES)
+        .find(|&i| {
+            world.processes[i]
+                .as_ref()
+                .is_some_and(|p| p.state == State::Ready)
+        });
+    match next {
+        Some(next) => {
+            if next != slot {
+                world.current = next;
+                if world.activate(Some(next)).is_err() {
+                    panic!("cannot switch to process {next}");
+                }
+            }
+            let Some(proc) = world.processes[next].as_ref() else {
+                return;
+            };
+            *frame = proc.context;
+            // SAFETY: as above; the stub restores this state into the resumed process.
+            unsafe { fpu.write(proc.fpu) };
+        }
+        None if world
+            .processes
+            .iter()
+            .flatten()
+            .all(|p| matches!(p.state, State::Done(_))) =>
+        {
+            if world.activate(None).is_err() {
+                panic!("cannot switch back to the boot address space");
+            }
+            drop(guard);
+            // SAFETY: as in user_event: kmain waits in enter_user_world.
+            unsafe { leave_user_world() }
+        }
+        // Only sleepers: the stopped process's frame would resume a dead process, so
+        // wait for one of them in the ordinary way.
+        None => {
+            let next = pick(world, slot);
+            match next {
+                Some(next) => {
+                    world.current = next;
+                    if world.activate(Some(next)).is_err() {
+                        panic!("cannot switch to process {next}");
+                    }
+                    let Some(proc) = world.processes[next].as_ref() else {
+                        return;
+                    };
+                    *frame = proc.context;
+                    // SAFETY: as above.
+                    unsafe { fpu.write(proc.fpu) };
+                }
+                None => {
+                    let _ = world.activate(None);
+                    drop(guard);
+                    // SAFETY: as above.
+                    unsafe { leave_user_world() }
+                }
+            }
         }
     }
 }

@@ -519,11 +519,15 @@ fn emulate_hlt(_: &Boot) -> Outcome {
 
 fn user_processes(_: &Boot) -> Outcome {
     use crate::process::{Ending, programs, run};
-    let [hello, divzero, badaccess, sleeper] = programs();
-    let report = run(&[hello, hello, hello, divzero, badaccess, sleeper])
+    let [hello, divzero, badaccess, sleeper, spin] = programs();
+    // The spinner never makes a system call: the others finish only because the timer
+    // preempts it, and the kernel stops it when its CPU budget is used up.
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let report = run(&[hello, spin, hello, hello, divzero, badaccess, sleeper])
         .map_err(|why| failure(format_args!("{why}")))?;
     let expected = [
         ("hello", Ending::Exited(0)),
+        ("spin", Ending::OutOfTime),
         ("hello", Ending::Exited(0)),
         ("hello", Ending::Exited(0)),
         ("divzero", Ending::Killed { vector: 0 }),

@@ -391,6 +391,11 @@ fn after_upcall(frame: *mut GuestFrame) -> *mut GuestFrame {
     let others_ready = (0..MAX_THREADS)
         .any(|i| i != current && i != IDLE_THREAD && sched.threads[i].state == State::Ready);
     let tick = TICK.swap(false, Ordering::SeqCst);
+    if from_user && tick {
+        // A user process was running: the process scheduler decides who runs next.
+        // SAFETY: the entry stub passes the frame it just built; nothing else holds it.
+        crate::process::preempt(unsafe { &mut *frame });
+    }
     let asked = RESCHEDULE.swap(false, Ordering::SeqCst);
     let must_leave = sched.threads[current].state != State::Ready;
     let idle_with_work = current == IDLE_THREAD && others_ready;

@@ -148,3 +148,11 @@ user_sleeper_start:
     mov $96, %edi
     syscall
 user_sleeper_end:
+
+/* spin: never makes a system call; only the timer can take the CPU from it (the kernel
+ * stops it once it has used its CPU budget). */
+.global user_spin_start, user_spin_end
+user_spin_start:
+1:  inc %rax
+    jmp 1b
+user_spin_end:
