@@ -537,10 +537,6 @@ pub fn user_event(frame: &mut GuestFrame) {
         panic!("user event with no current process")
     };
     proc.context = *frame;
-    let fpu = saved_fpu(frame);
-    // SAFETY: the trap stub saved the process's x87/SSE state there (arch/traps.S) and
-    // restores from there on return; nothing else uses the area meanwhile.
-    proc.fpu = unsafe { fpu.read() };
     let switch = if frame.vector == SYSCALL_MARKER {
         syscall(world, slot)
     } else {
@@ -553,18 +549,7 @@ pub fn user_event(frame: &mut GuestFrame) {
     };
     match next {
         Some(next) => {
-            if next != slot {
-                world.current = next;
-                if world.activate(Some(next)).is_err() {
-                    panic!("cannot switch to process {next}");
-                }
-            }
-            let Some(proc) = world.processes[next].as_ref() else {
-                panic!("picked a process that does not exist")
-            };
-            *frame = proc.context;
-            // SAFETY: as above; the stub restores this state into the process it resumes.
-            unsafe { fpu.write(proc.fpu) };
+            switch_to(world, slot, next, frame);
         }
         None => {
             if world.activate(None).is_err() {
@@ -577,6 +562,34 @@ pub fn user_event(frame: &mut GuestFrame) {
             unsafe { leave_user_world() }
         }
     }
+}
+
+/// Resumes process `next` through `frame` (whose interrupted process was `slot`):
+/// switches address spaces and x87/SSE state only if it is another process. The state
+/// area below the frame (arch/traps.S, arch/events.S) is touched only on a switch.
+fn switch_to(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
+    let fpu = saved_fpu(frame);
+    if next != slot {
+        if let Some(old) = world.processes[slot].as_mut()
+            && !matches!(old.state, State::Done(_))
+        {
+            // SAFETY: the entry stub saved the interrupted process's state there and
+            // restores from there; nothing else uses the area meanwhile.
+            old.fpu = unsafe { fpu.read() };
+        }
+        world.current = next;
+        if world.activate(Some(next)).is_err() {
+            panic!("cannot switch to process {next}");
+        }
+        if let Some(proc) = world.processes[next].as_ref() {
+            // SAFETY: as above; the stub restores this state into the resumed process.
+            unsafe { fpu.write(proc.fpu) };
+        }
+    }
+    let Some(proc) = world.processes[next].as_ref() else {
+        panic!("resuming a process that does not exist")
+    };
+    *frame = proc.context;
 }
 
 /// Handles the system call in process `slot`'s saved context. Returns whether another
@@ -953,7 +966,6 @@ pub fn preempt(frame: &mut GuestFrame) {
     };
     let Some(world) = guard.as_mut() else { return };
     let slot = world.current;
-    let fpu = saved_fpu(frame);
     let Some(proc) = world.processes[slot].as_mut() else {
         return;
     };
@@ -961,9 +973,6 @@ pub fn preempt(frame: &mut GuestFrame) {
         return;
     }
     proc.context = *frame;
-    // SAFETY: the upcall stub saved the interrupted process's state there
-    // (arch/events.S) and restores it from there.
-    proc.fpu = unsafe { fpu.read() };
     proc.ticks += 1;
     if proc.ticks > CPU_BUDGET_TICKS {
         let pid = proc.pid;
@@ -972,65 +981,21 @@ pub fn preempt(frame: &mut GuestFrame) {
         ));
         finish(world, slot, Ending::OutOfTime);
     }
-    let next = (1..=MAX_PROCESSES)
+    let ready = (1..=MAX_PROCESSES)
         .map(|step| (slot + step) % MAX_PROCESSES)
         .find(|&i| {
             world.processes[i]
                 .as_ref()
                 .is_some_and(|p| p.state == State::Ready)
         });
-    match next {
-        Some(next) => {
-            if next != slot {
-                world.current = next;
-                if world.activate(Some(next)).is_err() {
-                    panic!("cannot switch to process {next}");
-                }
-            }
-            let Some(proc) = world.processes[next].as_ref() else {
-                return;
-            };
-            *frame = proc.context;
-            // SAFETY: as above; the stub restores this state into the resumed process.
-            unsafe { fpu.write(proc.fpu) };
-        }
-        None if world
-            .processes
-            .iter()
-            .flatten()
-            .all(|p| matches!(p.state, State::Done(_))) =>
-        {
-            if world.activate(None).is_err() {
-                panic!("cannot switch back to the boot address space");
-            }
+    // With nobody ready but sleepers left, wait for one the ordinary way.
+    match ready.or_else(|| pick(world, slot)) {
+        Some(next) => switch_to(world, slot, next, frame),
+        None => {
+            let _ = world.activate(None);
             drop(guard);
             // SAFETY: as in user_event: kmain waits in enter_user_world.
             unsafe { leave_user_world() }
-        }
-        // Only sleepers: the stopped process's frame would resume a dead process, so
-        // wait for one of them in the ordinary way.
-        None => {
-            let next = pick(world, slot);
-            match next {
-                Some(next) => {
-                    world.current = next;
-                    if world.activate(Some(next)).is_err() {
-                        panic!("cannot switch to process {next}");
-                    }
-                    let Some(proc) = world.processes[next].as_ref() else {
-                        return;
-                    };
-                    *frame = proc.context;
-                    // SAFETY: as above.
-                    unsafe { fpu.write(proc.fpu) };
-                }
-                None => {
-                    let _ = world.activate(None);
-                    drop(guard);
-                    // SAFETY: as above.
-                    unsafe { leave_user_world() }
-                }
-            }
         }
     }
 }
