@@ -390,7 +390,9 @@ fn on_trap(
 }
 
 fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
-    if let Some(after) = run::global_hypercall(state, frame) {
+    if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi)
+        && let Some(after) = run::global_hypercall(state, frame)
+    {
         return after;
     }
     let domain = state.domains[state.current]
