@@ -849,9 +849,9 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
     }
     // Entries from user mode mask events (the syscall callback asks for it); give the
     // kernel back the event mask it had.
-    if !was_masked {
-        paravirt::irq_enable();
-    }
+    // Restoring state, not the kernel's "interrupts on": always the paravirtual write
+    // (a trapped `sti` is a no-op on Xen).
+    crate::events::restore(was_masked);
     let mut guard = WORLD.0.borrow_mut();
     let world = guard.as_mut().ok_or("process world lost")?;
     for (name, pid, slot) in names {
