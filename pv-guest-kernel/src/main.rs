@@ -31,9 +31,13 @@ use pv_guest_kernel::cmdline::{self, CrashMode};
 use pv_guest_kernel::selftest::Tally;
 
 core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("arch/traps.S"), options(att_syntax));
+// One block for the trap and event stubs: events.S uses traps.S's frame macro.
+core::arch::global_asm!(
+    include_str!("arch/traps.S"),
+    include_str!("arch/events.S"),
+    options(att_syntax)
+);
 core::arch::global_asm!(include_str!("arch/user.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("arch/events.S"), options(att_syntax));
 
 /// The running kernel's view of how it was started.
 pub struct Boot {

@@ -19,21 +19,7 @@ guest_event_entry:
     pop %r11
     push $0                     /* error code */
     push $EVENT_VECTOR
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    PUSH_GUEST_FRAME_GPRS
     /* The x87/SSE state goes right below the frame: the handler's Rust code uses SSE
      * registers, and a thread switch resumes another thread's state. Both hypervisors
      * align the bounce frame to 16 bytes, so the frame and this area are aligned. */

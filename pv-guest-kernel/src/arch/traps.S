@@ -10,6 +10,26 @@
 
 .set HYPERCALL_IRET, 23
 
+/* Pushes the general-purpose registers of a GuestFrame (rax first, r15 last): shared by
+ * these stubs and the event upcall stub (arch/events.S, assembled in the same block). */
+.macro PUSH_GUEST_FRAME_GPRS
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+.endm
+
 .macro GUEST_TRAP vector, has_error
 .p2align 4
 .global guest_trap_\vector
@@ -32,21 +52,7 @@ GUEST_TRAP \v, 1
 .endr
 
 guest_trap_common:
-    push %rax
-    push %rbx
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rbp
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %r12
-    push %r13
-    push %r14
-    push %r15
+    PUSH_GUEST_FRAME_GPRS
     /* Save the interrupted x87/SSE state below the frame: the Rust handler uses SSE
      * registers, and the interrupted code (kernel or a user process) must get its own
      * back. The area is 16-byte aligned and directly below the (aligned) frame area,
