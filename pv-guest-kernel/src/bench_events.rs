@@ -37,13 +37,20 @@ fn count(_: EvtchnPort) {
 
 /// Blocks until the event counter passes `seen`; false if blocking fails.
 fn wait_past(seen: u64) -> bool {
-    while EVENTS.load(Ordering::SeqCst) <= seen {
+    loop {
+        // Masked while the counter is checked, so that an event arriving between the
+        // check and the block stays pending and the block returns at once.
+        let was = crate::events::save_and_mask();
+        if EVENTS.load(Ordering::SeqCst) > seen {
+            crate::events::restore(was);
+            return true;
+        }
         // Unmasks events and returns once one is pending (its upcall runs first).
         if guest::sched_block().is_err() {
+            crate::events::restore(was);
             return false;
         }
     }
-    true
 }
 
 /// The event-channel cases (events unmasked while they run, masked again after).

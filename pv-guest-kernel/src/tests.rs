@@ -502,11 +502,24 @@ fn emulate_hlt(_: &Boot) -> Outcome {
     // An unmodified kernel idles with hlt until an interrupt: ours blocks the vCPU until
     // an event (here our own single-shot timer 2 ms ahead), as SCHEDOP_block does. The
     // timer event needs VIRQ_TIMER bound: the thread world binds it.
+    // Events are masked first, as a kernel does `cli; check for work; hlt`: otherwise a
+    // timer that fires before the hlt (the vCPU preempted in between) is taken by the
+    // upcall and the hlt then waits for an event that never comes. The emulated hlt
+    // unmasks events as it blocks, and returns at once if the timer is already pending.
     crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let was_masked = crate::events::save_and_mask();
     let deadline = crate::time::now_ns() + 2_000_000;
-    guest::set_timer_op(deadline).map_err(|e| failure(format_args!("set_timer_op: {e}")))?;
+    if let Err(e) = guest::set_timer_op(deadline) {
+        crate::events::restore(was_masked);
+        fail!("set_timer_op: {e}");
+    }
     // SAFETY: hlt is emulated: the vCPU waits for the timer event and continues after it.
     unsafe { core::arch::asm!("hlt") };
+    let masked_after = crate::events::save_and_mask();
+    crate::events::restore(was_masked);
+    if masked_after {
+        fail!("hlt left events masked (it must enable them, as SCHEDOP_block does)");
+    }
     let now = crate::time::now_ns();
     if now < deadline {
         fail!(
