@@ -18,6 +18,8 @@ use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
+use hypervisor::vcpu_info::VcpuInfoRef;
+use pv_abi::xen::{Hypercall, VcpuInfo};
 use spin::Mutex;
 
 mod debugkeys;
@@ -106,6 +108,11 @@ struct State {
     next_event: Nanos,
     /// A machine-wide change since that pass: the next exit takes the full path.
     machine_dirty: bool,
+    /// What a hypercall run by the fast path asked for, when it needs the full exit.
+    fast_after: Option<After>,
+    /// Where the on-CPU vCPU's `vcpu_info` is in the direct map (set with its other
+    /// state by `load_vcpu_state`; 0 while none is loaded).
+    vcpu_info: u64,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -117,6 +124,9 @@ struct Loaded {
     gs: u64,
     /// The per-CPU "guest wants CR0.TS" flag (`None`: unknown, as after a switch).
     ts: Option<bool>,
+    /// The vCPU is in its kernel mode (which picked `root` and `gs`); false while no
+    /// vCPU is loaded.
+    kernel_mode: bool,
 }
 
 impl Loaded {
@@ -125,6 +135,7 @@ impl Loaded {
         fs: u64::MAX,
         gs: u64::MAX,
         ts: None,
+        kernel_mode: false,
     };
 
     fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
@@ -142,6 +153,7 @@ impl Loaded {
             fs: vcpu.segments.fs,
             gs,
             ts: Some(vcpu.virtual_ts),
+            kernel_mode: vcpu.kernel_mode,
         }
     }
 }
@@ -167,6 +179,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     console_input: hypervisor::console_input::ConsoleInput::new(),
     next_event: 0,
     machine_dirty: true,
+    fast_after: None,
+    vcpu_info: 0,
 });
 
 unsafe extern "C" {
@@ -307,6 +321,23 @@ fn load_vcpu_state(state: &mut State) {
         x86::percpu::set_guest_ts(wanted.ts == Some(true));
     }
     state.loaded = wanted;
+    let vcpu_info = domain.vcpu.vcpu_info_addr(domain.shared_info);
+    state.vcpu_info = DirectMap::pointer(vcpu_info, core::mem::size_of::<VcpuInfo>()) as u64;
+}
+
+/// Whether the on-CPU vCPU has an upcall to take (pending and not masked), read from
+/// its `vcpu_info` in one load.
+fn upcall_due(state: &State) -> bool {
+    const PENDING: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
+    const MASK: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask);
+    const _: () = assert!(PENDING == 0 && MASK == 1);
+    debug_assert!(state.vcpu_info != 0);
+    // SAFETY: `load_vcpu_state` set the pointer from the loaded vCPU's vcpu_info (its
+    // slot in the shared-info page, or a registered area the domain owns), checked to
+    // lie in the direct map; the frame stays the domain's while the vCPU is loaded. A
+    // volatile read: the guest writes these bytes.
+    let flags = unsafe { (state.vcpu_info as *const [u8; 2]).read_volatile() };
+    flags[0] != 0 && flags[1] == 0
 }
 
 /// Handles one guest entry.
@@ -395,6 +426,102 @@ fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     {
         return after;
     }
+    domain_hypercall(state, frame)
+}
+
+/// What [`hypercall_fast`] tells the entry stub (`entry.S` knows these numbers).
+#[repr(u64)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FastEntry {
+    /// Not taken: nothing happened; the stub completes the frame and takes the full
+    /// path ([`trap`]).
+    Declined = 0,
+    /// Done: the same vCPU resumes with the frame's caller-saved registers and iret
+    /// frame (the stub never saved the callee-saved ones: Rust preserved them).
+    Resume = 1,
+    /// The call ran, but the way out needs the full exit path (a reschedule, a crash,
+    /// an upcall to deliver): the stub completes the frame and calls
+    /// [`finish_hypercall`].
+    Finish = 2,
+}
+
+/// The hypercall fast path, tried first on every `syscall` from a guest. It takes the
+/// per-domain hypercalls of a guest kernel (everything but the machine-wide handlers of
+/// `hypercall::global`) and, when the call leaves nothing for the scheduler, returns
+/// straight to the caller: no timers, no scheduling decision, no vCPU switch, which is
+/// right because nothing machine-wide changed and a timer that is due has its APIC
+/// interrupt pending, taken as soon as the guest runs again.
+///
+/// The frame's callee-saved registers (rbx, rbp, r12-r15) are not filled in yet (see
+/// `entry.S`): per-domain handlers read only the argument registers and write only
+/// rax, the iret frame and rcx/r11 (`iret`), which the host test
+/// `hypercall::tests::handlers_leave_callee_saved_registers_alone` checks.
+#[inline]
+pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
+    let Some(mut guard) = STATE.try_lock() else {
+        return FastEntry::Declined;
+    };
+    let state = &mut *guard;
+    // Every exit leaves these so (`run::leave` clears the flags and puts the scheduled
+    // vCPU on the CPU), and nothing runs between an exit and the next entry.
+    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
+    // A guest process's system call goes to the trap path (a bounce to its kernel).
+    // The loaded state says the mode: every change of mode loads it before the vCPU
+    // runs again.
+    if !state.loaded.kernel_mode {
+        return FastEntry::Declined;
+    }
+    // The null hypercall (and its like) needs no context at all.
+    if frame.rax == Hypercall::XenVersion.number()
+        && let Some(value) = hypercall::version::register_only(frame.rdi)
+    {
+        frame.rax = value;
+        if upcall_due(state) {
+            state.fast_after = Some(After::Resume);
+            return FastEntry::Finish;
+        }
+        return FastEntry::Resume;
+    }
+    fast_domain_hypercall(state, frame)
+}
+
+/// The fast path's general case: a per-domain hypercall with its full context.
+#[inline(never)]
+fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi) {
+        return FastEntry::Declined;
+    }
+    let after = domain_hypercall(state, frame);
+    let resume = after == After::Resume
+        && state.on_cpu.is_some()
+        && state.domains[state.current]
+            .as_ref()
+            .is_some_and(|d| d.is_running() && !VcpuInfoRef::of(&DirectMap, d).needs_delivery());
+    if !resume {
+        state.fast_after = Some(after);
+        return FastEntry::Finish;
+    }
+    load_vcpu_state(state);
+    FastEntry::Resume
+}
+
+/// The rest of a hypercall the fast path ran but could not finish (see [`FastEntry`]).
+pub fn finish_hypercall(frame: &mut TrapFrame) {
+    let mut guard = STATE.lock();
+    let state = &mut *guard;
+    let resched = match state.fast_after.take().unwrap_or(After::Reschedule) {
+        After::Resume => false,
+        After::Reschedule => true,
+        After::Crash(reason) => {
+            crash_current(state, frame, &reason);
+            true
+        }
+    };
+    run::leave(guard, frame, resched);
+}
+
+/// A hypercall of the per-domain dispatcher (`hypercall::dispatch`).
+fn domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     let domain = state.domains[state.current]
         .as_mut()
         .expect("the current domain exists");

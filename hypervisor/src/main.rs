@@ -44,6 +44,19 @@ extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {
     machine::trap(frame);
 }
 
+/// Every `syscall` from a guest tries the hypercall fast path first (`entry.S`); the
+/// frame's callee-saved registers are not saved yet (see [`machine::hypercall_fast`]).
+#[unsafe(no_mangle)]
+extern "C" fn hv_hypercall_fast(frame: &mut hypervisor::regs::TrapFrame) -> u64 {
+    machine::hypercall_fast(frame) as u64
+}
+
+/// A hypercall the fast path ran, finished by the full exit path (complete frame).
+#[unsafe(no_mangle)]
+extern "C" fn hv_hypercall_finish(frame: &mut hypervisor::regs::TrapFrame) {
+    machine::finish_hypercall(frame);
+}
+
 /// An exception in ring 0 is a hypervisor bug: report it and stop the machine.
 #[unsafe(no_mangle)]
 extern "C" fn hv_hypervisor_fault(frame: &hypervisor::regs::TrapFrame) -> ! {

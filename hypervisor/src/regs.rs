@@ -39,6 +39,19 @@ pub struct TrapFrame {
 }
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
+// entry.S addresses these fields by offset.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(TrapFrame, r15) == 0);
+    assert!(offset_of!(TrapFrame, r11) == 4 * 8);
+    assert!(offset_of!(TrapFrame, r8) == 7 * 8);
+    assert!(offset_of!(TrapFrame, rbp) == 8 * 8);
+    assert!(offset_of!(TrapFrame, rcx) == 12 * 8);
+    assert!(offset_of!(TrapFrame, rbx) == 13 * 8);
+    assert!(offset_of!(TrapFrame, rax) == 14 * 8);
+    assert!(offset_of!(TrapFrame, vector) == 15 * 8);
+    assert!(offset_of!(TrapFrame, cs) == 18 * 8);
+};
 
 /// A 64-bit hypercall decoded from registers: number in rax, arguments in rdi, rsi, rdx,
 /// r10, r8 (Xen's x86_64 PV convention).

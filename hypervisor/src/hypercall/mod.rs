@@ -20,7 +20,7 @@ mod sysctl;
 mod timer;
 mod traps;
 mod vcpu_op;
-mod version;
+pub mod version;
 
 use crate::domain::Domain;
 use crate::frames::{DomId, FrameTable};
@@ -268,6 +268,40 @@ pub(crate) mod tests {
         let mut world = World::new();
         for number in [11, 38, 43, 48, 54, 64, 1000, u64::MAX] {
             assert_eq!(world.call(number, [0; 5]).0, -38, "hypercall {number}");
+        }
+    }
+
+    /// The hypercall fast path (machine.rs, entry.S) does not save rbx, rbp and r12-r15
+    /// before dispatching and does not restore them from the frame: no handler may
+    /// read or write them.
+    #[test]
+    fn handlers_leave_callee_saved_registers_alone() {
+        let mut world = World::new();
+        let values = [0, 1, 2, 3, 7, BUF, BUF + 0x100, u64::MAX];
+        for number in 0..64 {
+            for &a in &values {
+                for &b in &values {
+                    world.domain.state = DomainState::Running;
+                    let regs = TrapFrame {
+                        rip: 0x1000,
+                        rsp: BUF + 0x800,
+                        rbx: 0xb0b0,
+                        rbp: 0xb1b1,
+                        r12: 0x1212,
+                        r13: 0x1313,
+                        r14: 0x1414,
+                        r15: 0x1515,
+                        ..TrapFrame::default()
+                    };
+                    let _ = world.call_from(regs, number, [a, b, a, b, a]);
+                    let r = world.last_regs;
+                    assert_eq!(
+                        [r.rbx, r.rbp, r.r12, r.r13, r.r14, r.r15],
+                        [0xb0b0, 0xb1b1, 0x1212, 0x1313, 0x1414, 0x1515],
+                        "hypercall {number}({a:#x}, {b:#x}) touched a callee-saved register"
+                    );
+                }
+            }
         }
     }
 

@@ -42,14 +42,25 @@ fn feature_word<M: PhysMem>(ctx: &Context<'_, M>, index: u32) -> u32 {
     word
 }
 
+/// The answer to the sub-commands that need nothing but the command (no guest memory,
+/// no domain state): `XENVER_version`, the "null hypercall" a PV kernel issues to have a
+/// pending upcall delivered after unmasking events. The hypercall fast path answers it
+/// before building any context; `None` for the rest.
+pub fn register_only(cmd: u64) -> Option<u64> {
+    (cmd == u64::from(XENVER_VERSION)).then_some((VERSION.0 << 16) | VERSION.1)
+}
+
 pub(super) fn xen_version<M: PhysMem>(
     ctx: &mut Context<'_, M>,
     cmd: u64,
     arg: u64,
 ) -> Result<u64, Errno> {
+    if let Some(value) = register_only(cmd) {
+        return Ok(value);
+    }
     let guest = &ctx.guest;
     match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
-        XENVER_VERSION => Ok((VERSION.0 << 16) | VERSION.1),
+        XENVER_PAGESIZE => Ok(crate::mm::PAGE_SIZE),
         XENVER_EXTRAVERSION => {
             guest.write_obj(arg, &padded::<XEN_EXTRAVERSION_LEN>(EXTRAVERSION))?;
             Ok(0)
@@ -87,7 +98,6 @@ pub(super) fn xen_version<M: PhysMem>(
             ctx.guest.write_obj(arg, &info)?;
             Ok(0)
         }
-        XENVER_PAGESIZE => Ok(crate::mm::PAGE_SIZE),
         XENVER_GUEST_HANDLE => {
             guest.write_obj(arg, &[0u8; 16])?;
             Ok(0)

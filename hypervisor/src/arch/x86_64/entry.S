@@ -13,6 +13,26 @@
 .set VECTOR_SYSCALL,   0x100
 .set FRAME_VECTOR,     15*8
 .set FRAME_CS,         18*8
+/* TrapFrame (src/regs.rs): r15 first, rax last of the 15 general registers. */
+.set FRAME_GPRS,       15*8
+.set FRAME_R15,        0*8
+.set FRAME_R14,        1*8
+.set FRAME_R13,        2*8
+.set FRAME_R12,        3*8
+.set FRAME_R11,        4*8
+.set FRAME_R10,        5*8
+.set FRAME_R9,         6*8
+.set FRAME_R8,         7*8
+.set FRAME_RBP,        8*8
+.set FRAME_RDI,        9*8
+.set FRAME_RSI,        10*8
+.set FRAME_RDX,        11*8
+.set FRAME_RCX,        12*8
+.set FRAME_RBX,        13*8
+.set FRAME_RAX,        14*8
+/* machine::FastEntry */
+.set FAST_DECLINED,    0
+.set FAST_RESUME,      1
 
 .macro PUSH_GPRS
     push %rax
@@ -51,6 +71,12 @@
 .endm
 
 .text
+/* syscall from ring 3: a hypercall from a guest kernel, or a guest process's system
+ * call. The fast path saves only what Rust may clobber (the caller-saved registers) and
+ * asks hv_hypercall_fast, which either declines (nothing happened), finishes the call
+ * (return straight to the guest), or ran it but needs the full exit path. For the last
+ * two, the callee-saved registers (still the guest's: Rust preserved them) complete the
+ * frame first. */
 .global syscall_entry
 syscall_entry:
     swapgs
@@ -63,8 +89,58 @@ syscall_entry:
     push %rcx
     push $0
     push $VECTOR_SYSCALL
-    PUSH_GPRS
-    jmp guest_entry_common
+    sub $FRAME_GPRS, %rsp
+    mov %rax, FRAME_RAX(%rsp)
+    mov %rcx, FRAME_RCX(%rsp)
+    mov %rdx, FRAME_RDX(%rsp)
+    mov %rsi, FRAME_RSI(%rsp)
+    mov %rdi, FRAME_RDI(%rsp)
+    mov %r8, FRAME_R8(%rsp)
+    mov %r9, FRAME_R9(%rsp)
+    mov %r10, FRAME_R10(%rsp)
+    mov %r11, FRAME_R11(%rsp)
+    /* Virtual CR0.TS: as in guest_entry_common. (FMASK cleared DF.) */
+    cmpb $0, %gs:PERCPU_GUEST_TS
+    je 1f
+    clts
+1:  mov %gs:PERCPU_FPU_AREA, %rax
+    fxsave64 (%rax)
+    mov %rsp, %rdi
+    call hv_hypercall_fast
+    cmp $FAST_RESUME, %eax
+    jne 2f
+    mov %gs:PERCPU_FPU_AREA, %rax
+    fxrstor64 (%rax)
+    cmpb $0, %gs:PERCPU_GUEST_TS
+    je 3f
+    mov %cr0, %rax
+    or $8, %rax
+    mov %rax, %cr0
+3:  mov FRAME_RCX(%rsp), %rcx
+    mov FRAME_RDX(%rsp), %rdx
+    mov FRAME_RSI(%rsp), %rsi
+    mov FRAME_RDI(%rsp), %rdi
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R11(%rsp), %r11
+    mov FRAME_RAX(%rsp), %rax
+    add $(FRAME_GPRS + 16), %rsp
+    swapgs
+    iretq
+2:  mov %rbx, FRAME_RBX(%rsp)
+    mov %rbp, FRAME_RBP(%rsp)
+    mov %r12, FRAME_R12(%rsp)
+    mov %r13, FRAME_R13(%rsp)
+    mov %r14, FRAME_R14(%rsp)
+    mov %r15, FRAME_R15(%rsp)
+    mov %rsp, %rdi
+    cmp $FAST_DECLINED, %eax
+    je 4f
+    call hv_hypercall_finish
+    jmp guest_exit
+4:  call hv_trap_entry
+    jmp guest_exit
 
 /* Exception stubs: vectors without a CPU error code push a zero first. */
 .macro EXCEPTION_STUB vector, has_error
