@@ -8,6 +8,7 @@
 
 use crate::frames::{DomId, FrameTable, Owner};
 use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
+use core::cell::Cell;
 use pv_abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -20,7 +21,22 @@ pub struct GuestMem<'a, M: PhysMem> {
     frames: &'a FrameTable<'a>,
     domain: DomId,
     root: Mfn,
+    /// The last successful walk, to skip the next walk of the same page.
+    last: Cell<Option<Walk>>,
 }
+
+/// One walk of the page tables: which page, the machine address of each level's entry
+/// and the value it held, and where the page is.
+#[derive(Clone, Copy)]
+struct Walk {
+    page: u64,
+    entries: [(u64, u64); 4],
+    frame: Mfn,
+    writable: bool,
+}
+
+/// Most pages one accessor call can span ([`MAX_COPY`] bytes, not page-aligned).
+const MAX_PAGES: usize = MAX_COPY / PAGE_SIZE as usize + 1;
 
 impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// The address space rooted at `root` (the vCPU's current L4) of `domain`.
@@ -30,6 +46,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             frames,
             domain,
             root,
+            last: Cell::new(None),
         }
     }
 
@@ -38,7 +55,33 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Machine address of guest virtual address `va`, if the guest may access it.
+    ///
+    /// The last walk is remembered, and reused for the same page only after checking
+    /// that each of its four entries still holds the value it was walked with and that
+    /// the page is still the domain's: so it answers exactly what a new walk would,
+    /// however the tables changed in between (a batch of `mmu_update`s reads its
+    /// requests from one page, and may rewrite the entries that map it).
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
+        let page = va / PAGE_SIZE;
+        if let Some(last) = self.last.get()
+            && last.page == page
+            && (last.writable || !write)
+            && last
+                .entries
+                .iter()
+                .all(|&(at, value)| self.mem.read_u64(at) == value)
+            && self.owned(last.frame)
+        {
+            return Ok(last.frame.addr() + va % PAGE_SIZE);
+        }
+        let walk = self.walk(va, write)?;
+        self.last.set(Some(walk));
+        Ok(walk.frame.addr() + va % PAGE_SIZE)
+    }
+
+    /// Walks the tables for `va`: every level present and user-accessible (and writable,
+    /// for a write), every table and the page the domain's own.
+    fn walk(&self, va: u64, write: bool) -> Result<Walk, Errno> {
         if !mm::is_canonical(va) {
             return Err(Errno::EFAULT);
         }
@@ -50,22 +93,32 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         if write {
             required |= pte::WRITABLE;
         }
+        let mut entries = [(0, 0); 4];
+        let mut writable = true;
         for level in (1..=4).rev() {
-            let entry = self
-                .mem
-                .read_u64(table.addr() + mm::table_index(va, level) as u64 * 8);
+            let at = table.addr() + mm::table_index(va, level) as u64 * 8;
+            let entry = self.mem.read_u64(at);
             if entry & required != required || (level > 1 && entry & pte::PAGE_SIZE != 0) {
                 // Superpages are never granted to PV guests, so never followed here.
                 return Err(Errno::EFAULT);
             }
+            writable &= entry & pte::WRITABLE != 0;
+            entries[(4 - level) as usize] = (at, entry);
             table = Mfn::containing(entry & pte::ADDRESS_MASK);
             if !self.owned(table) {
                 return Err(Errno::EFAULT);
             }
         }
-        Ok(table.addr() + va % PAGE_SIZE)
+        Ok(Walk {
+            page: va / PAGE_SIZE,
+            entries,
+            frame: table,
+            writable,
+        })
     }
 
+    /// Translates every page of `va..va+len` first (a failed copy changes nothing), then
+    /// hands `f` each piece: machine address, offset in the buffer, length.
     fn for_each_page(
         &self,
         va: u64,
@@ -76,19 +129,24 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         if len > MAX_COPY || va.checked_add(len as u64).is_none() {
             return Err(Errno::EFAULT);
         }
-        // Check the whole range before touching any of it: a failed copy changes nothing.
-        let mut done = 0usize;
-        while done < len {
-            let at = va + done as u64;
-            self.translate(at, write)?;
-            done += ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
+        let first = ((PAGE_SIZE - va % PAGE_SIZE) as usize).min(len);
+        if first == len {
+            // The common case: one page.
+            f(self.translate(va, write)?, 0, len);
+            return Ok(());
         }
+        let mut pieces = heapless::Vec::<(u64, usize, usize), MAX_PAGES>::new();
         let mut done = 0usize;
         while done < len {
             let at = va + done as u64;
             let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(len - done);
-            f(self.translate(at, write)?, done, n);
+            pieces
+                .push((self.translate(at, write)?, done, n))
+                .map_err(|_| Errno::EFAULT)?;
             done += n;
+        }
+        for (addr, at, n) in pieces {
+            f(addr, at, n);
         }
         Ok(())
     }
@@ -237,6 +295,47 @@ mod tests {
             other.translate(0x40_0000, false),
             Err(Errno::EFAULT),
             "foreign root"
+        );
+    }
+
+    /// The remembered walk answers exactly what a new walk would after the tables or
+    /// the page's owner change under it.
+    #[test]
+    fn the_last_walk_is_never_stale() {
+        let mem = FakeMem::new(16);
+        map(&mem, 0x40_0000, 5, ALL, ALL);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        assert_eq!(guest.translate(0x40_0010, true), Ok(5 * 4096 + 0x10));
+        assert_eq!(guest.translate(0x40_0020, true), Ok(5 * 4096 + 0x20));
+        map(&mem, 0x40_0000, 6, ALL, ALL);
+        assert_eq!(
+            guest.translate(0x40_0010, true),
+            Ok(6 * 4096 + 0x10),
+            "remapped"
+        );
+        map(&mem, 0x40_0000, 6, ALL, pte::PRESENT | pte::USER);
+        assert_eq!(guest.translate(0x40_0010, false), Ok(6 * 4096 + 0x10));
+        assert_eq!(
+            guest.translate(0x40_0010, true),
+            Err(Errno::EFAULT),
+            "made read-only"
+        );
+        map(&mem, 0x40_0000, 6, pte::PRESENT | pte::USER, ALL);
+        assert_eq!(guest.translate(0x40_0010, false), Ok(6 * 4096 + 0x10));
+        assert_eq!(
+            guest.translate(0x40_0010, true),
+            Err(Errno::EFAULT),
+            "an upper level made read-only"
+        );
+        map(&mem, 0x40_0000, 6, ALL, ALL);
+        assert_eq!(guest.translate(0x40_0010, true), Ok(6 * 4096 + 0x10));
+        assert!(frames.free(Mfn(6), Owner::Domain(1)));
+        assert_eq!(
+            guest.translate(0x40_0010, false),
+            Err(Errno::EFAULT),
+            "the page left the domain"
         );
     }
 
