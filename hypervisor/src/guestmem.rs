@@ -21,9 +21,21 @@ pub struct GuestMem<'a, M: PhysMem> {
     frames: &'a FrameTable<'a>,
     domain: DomId,
     root: Mfn,
-    /// The last successful walk, to skip the next walk of the same page.
-    last: Cell<Option<Walk>>,
+    /// The last successful walk, to skip the next walk of the same page (cells, not one
+    /// `Cell<Option<Walk>>`: reading the whole walk back would copy it every time).
+    last: LastWalk,
 }
+
+/// [`Walk`] in cells; `page` is [`NO_PAGE`] while there is none.
+struct LastWalk {
+    page: Cell<u64>,
+    entries: [Cell<(u64, u64)>; 4],
+    frame: Cell<Mfn>,
+    writable: Cell<bool>,
+}
+
+/// No page number (page numbers of canonical addresses are below 2^52).
+const NO_PAGE: u64 = u64::MAX;
 
 /// One walk of the page tables: which page, the machine address of each level's entry
 /// and the value it held, and where the page is.
@@ -46,7 +58,12 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             frames,
             domain,
             root,
-            last: Cell::new(None),
+            last: LastWalk {
+                page: Cell::new(NO_PAGE),
+                entries: [const { Cell::new((0, 0)) }; 4],
+                frame: Cell::new(Mfn(0)),
+                writable: Cell::new(false),
+            },
         }
     }
 
@@ -62,20 +79,24 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// however the tables changed in between (a batch of `mmu_update`s reads its
     /// requests from one page, and may rewrite the entries that map it).
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
-        let page = va / PAGE_SIZE;
-        if let Some(last) = self.last.get()
-            && last.page == page
-            && (last.writable || !write)
-            && last
-                .entries
-                .iter()
-                .all(|&(at, value)| self.mem.read_u64(at) == value)
-            && self.owned(last.frame)
+        let last = &self.last;
+        if last.page.get() == va / PAGE_SIZE
+            && (last.writable.get() || !write)
+            && last.entries.iter().all(|entry| {
+                let (at, value) = entry.get();
+                self.mem.read_u64(at) == value
+            })
+            && self.owned(last.frame.get())
         {
-            return Ok(last.frame.addr() + va % PAGE_SIZE);
+            return Ok(last.frame.get().addr() + va % PAGE_SIZE);
         }
         let walk = self.walk(va, write)?;
-        self.last.set(Some(walk));
+        last.page.set(walk.page);
+        for (cell, entry) in last.entries.iter().zip(walk.entries) {
+            cell.set(entry);
+        }
+        last.frame.set(walk.frame);
+        last.writable.set(walk.writable);
         Ok(walk.frame.addr() + va % PAGE_SIZE)
     }
 

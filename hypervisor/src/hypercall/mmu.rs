@@ -12,6 +12,7 @@ use super::Context;
 use crate::mm::{self, Mfn, PhysMem};
 use crate::paging::{Paging, entry};
 use pv_abi::errno::Errno;
+use zerocopy::{FromZeros, IntoBytes};
 use pv_abi::xen::{
     DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
     MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
@@ -27,6 +28,10 @@ use pv_abi::xen::{
 pub const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
 /// Requests handled per invocation before the batch is continued.
 pub const BATCH: u32 = 128;
+/// `mmu_update` requests copied from the guest at a time (before any of them is
+/// validated or applied). Xen copies one at a time: the two differ only for a batch that
+/// remaps the page holding its own later requests.
+const COPY_AHEAD: usize = 16;
 /// The low bits of `mmu_update.ptr` that hold the command (Xen decodes three).
 const COMMAND_BITS: u64 = 7;
 /// `update_va_mapping` flags: the vCPU-mask pointer (or `UVMF_LOCAL`/`UVMF_ALL`).
@@ -112,15 +117,33 @@ pub(super) fn mmu_update<M: PhysMem>(
     let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
     let mut done = 0;
     let mut result = Ok(0);
+    let mut copied = [MmuUpdate::new_zeroed(); COPY_AHEAD];
+    let mut next = 0;
+    let mut available = 0;
     while done < batch.count.min(BATCH) {
-        let at = batch.items.wrapping_add(u64::from(done) * 16);
-        let request = match ctx.guest.read_obj::<MmuUpdate>(at) {
-            Ok(request) => request,
-            Err(errno) => {
-                result = Err(errno);
-                break;
-            }
-        };
+        if next == available {
+            // Copy the next requests out of guest memory, several at once; if that
+            // fails, one, so that a bad pointer fails exactly at its request.
+            let at = batch.items.wrapping_add(u64::from(done) * 16);
+            let want = (batch.count.min(BATCH) - done).min(COPY_AHEAD as u32) as usize;
+            next = 0;
+            available = if ctx.guest.read(at, copied[..want].as_mut_bytes()).is_ok() {
+                want
+            } else {
+                match ctx.guest.read_obj::<MmuUpdate>(at) {
+                    Ok(request) => {
+                        copied[0] = request;
+                        1
+                    }
+                    Err(errno) => {
+                        result = Err(errno);
+                        break;
+                    }
+                }
+            };
+        }
+        let request = copied[next];
+        next += 1;
         let applied = match request.ptr & COMMAND_BITS {
             MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE => {
                 paging.write_pte(request.ptr & !COMMAND_BITS, request.val, false)
@@ -360,6 +383,25 @@ pub(super) mod tests {
         assert_eq!(w.batch(1, &partial, u64::from(DOMID_SELF)), (-16, 1));
         assert_eq!(w.entry(L1, 24), 0);
         assert_eq!(w.entry(L1, 25), 0, "nothing after the failure");
+        w.check();
+    }
+
+    /// Requests are copied several at a time; a list that runs into unmapped memory
+    /// still applies every request before the bad one and fails exactly there.
+    #[test]
+    fn a_request_list_running_off_its_mapping_fails_at_the_first_unreadable_request() {
+        let mut w = paging_world();
+        // The second page of the buffer ends at BUF + 0x2000; nothing is mapped after.
+        let ok = [
+            pte_update(L1, 30, (SPARE << 12) | RW),
+            pte_update(L1, 31, ((SPARE + 1) << 12) | RO),
+        ];
+        w.put(0x2000 - 32, ok.as_bytes());
+        w.put(4092, &0u32.to_le_bytes());
+        let rax = w.call(1, [BUF + 0x2000 - 32, 5, BUF + 4092, 0x7ff0, 0]).0;
+        let done = u32::from_le_bytes(w.get(4092, 4).try_into().unwrap());
+        assert_eq!((rax, done), (-14, 2), "EFAULT after the two readable requests");
+        assert_eq!(w.entry(L1, 31), ((SPARE + 1) << 12) | RO);
         w.check();
     }
 

@@ -92,10 +92,19 @@ pub fn flush_tlb_all() {
 
 /// Physical-address bits this CPU implements (CPUID 0x80000008).
 pub fn phys_addr_bits() -> u32 {
+    // Asked for every page-table entry the paging code validates: CPUID once (it is
+    // slow on real CPUs, and exits to the host under virtualization), then the copy.
+    static BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let known = BITS.load(core::sync::atomic::Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
-    if max >= 0x8000_0008 {
+    let bits = if max >= 0x8000_0008 {
         core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
     } else {
         36
-    }
+    };
+    BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
+    bits
 }
