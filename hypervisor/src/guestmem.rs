@@ -21,21 +21,10 @@ pub struct GuestMem<'a, M: PhysMem> {
     frames: &'a FrameTable<'a>,
     domain: DomId,
     root: Mfn,
-    /// The last successful walk, to skip the next walk of the same page (cells, not one
-    /// `Cell<Option<Walk>>`: reading the whole walk back would copy it every time).
-    last: LastWalk,
+    /// Where the last successful walk is remembered, to skip the next walk of the same
+    /// page (none: every access walks).
+    memo: Option<&'a WalkMemo>,
 }
-
-/// [`Walk`] in cells; `page` is [`NO_PAGE`] while there is none.
-struct LastWalk {
-    page: Cell<u64>,
-    entries: [Cell<(u64, u64)>; 4],
-    frame: Cell<Mfn>,
-    writable: Cell<bool>,
-}
-
-/// No page number (page numbers of canonical addresses are below 2^52).
-const NO_PAGE: u64 = u64::MAX;
 
 /// One walk of the page tables: which page, the machine address of each level's entry
 /// and the value it held, and where the page is.
@@ -45,6 +34,42 @@ struct Walk {
     entries: [(u64, u64); 4],
     frame: Mfn,
     writable: bool,
+}
+
+/// The last walk of some address space, kept by its owner (the machine keeps one per CPU)
+/// across accessors and hypercalls: a guest reuses the same few buffers for its requests.
+/// In cells, not one `Cell<Option<Walk>>`: reading the whole walk back would copy it.
+pub struct WalkMemo {
+    domain: Cell<DomId>,
+    root: Cell<Mfn>,
+    /// [`NO_PAGE`] while nothing is remembered.
+    page: Cell<u64>,
+    entries: [Cell<(u64, u64)>; 4],
+    frame: Cell<Mfn>,
+    writable: Cell<bool>,
+}
+
+/// No page number (page numbers of canonical addresses are below 2^52).
+const NO_PAGE: u64 = u64::MAX;
+
+impl WalkMemo {
+    /// Remembers nothing yet.
+    pub const fn new() -> WalkMemo {
+        WalkMemo {
+            domain: Cell::new(0),
+            root: Cell::new(Mfn(0)),
+            page: Cell::new(NO_PAGE),
+            entries: [const { Cell::new((0, 0)) }; 4],
+            frame: Cell::new(Mfn(0)),
+            writable: Cell::new(false),
+        }
+    }
+}
+
+impl Default for WalkMemo {
+    fn default() -> Self {
+        WalkMemo::new()
+    }
 }
 
 /// Most pages one accessor call can span ([`MAX_COPY`] bytes, not page-aligned).
@@ -58,12 +83,36 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             frames,
             domain,
             root,
-            last: LastWalk {
-                page: Cell::new(NO_PAGE),
-                entries: [const { Cell::new((0, 0)) }; 4],
-                frame: Cell::new(Mfn(0)),
-                writable: Cell::new(false),
-            },
+            memo: None,
+        }
+    }
+
+    /// The same, remembering its last walk in `memo` (which may hold a walk of another
+    /// address space: it is used only for the same domain, root and page, and checked).
+    pub fn with_memo(
+        mem: &'a M,
+        frames: &'a FrameTable<'a>,
+        domain: DomId,
+        root: Mfn,
+        memo: &'a WalkMemo,
+    ) -> Self {
+        GuestMem {
+            mem,
+            frames,
+            domain,
+            root,
+            memo: Some(memo),
+        }
+    }
+
+    /// The same domain's address space rooted at `root`, sharing the memo.
+    pub fn for_root(&self, root: Mfn) -> GuestMem<'a, M> {
+        GuestMem {
+            mem: self.mem,
+            frames: self.frames,
+            domain: self.domain,
+            root,
+            memo: self.memo,
         }
     }
 
@@ -79,24 +128,33 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// however the tables changed in between (a batch of `mmu_update`s reads its
     /// requests from one page, and may rewrite the entries that map it).
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
-        let last = &self.last;
-        if last.page.get() == va / PAGE_SIZE
-            && (last.writable.get() || !write)
-            && last.entries.iter().all(|entry| {
+        let Some(memo) = self.memo else {
+            return self
+                .walk(va, write)
+                .map(|walk| walk.frame.addr() + va % PAGE_SIZE);
+        };
+        if memo.page.get() == va / PAGE_SIZE
+            && memo.root.get() == self.root
+            && memo.domain.get() == self.domain
+            && (memo.writable.get() || !write)
+            && self.owned(self.root)
+            && memo.entries.iter().all(|entry| {
                 let (at, value) = entry.get();
                 self.mem.read_u64(at) == value
             })
-            && self.owned(last.frame.get())
+            && self.owned(memo.frame.get())
         {
-            return Ok(last.frame.get().addr() + va % PAGE_SIZE);
+            return Ok(memo.frame.get().addr() + va % PAGE_SIZE);
         }
         let walk = self.walk(va, write)?;
-        last.page.set(walk.page);
-        for (cell, entry) in last.entries.iter().zip(walk.entries) {
+        memo.domain.set(self.domain);
+        memo.root.set(self.root);
+        memo.page.set(walk.page);
+        for (cell, entry) in memo.entries.iter().zip(walk.entries) {
             cell.set(entry);
         }
-        last.frame.set(walk.frame);
-        last.writable.set(walk.writable);
+        memo.frame.set(walk.frame);
+        memo.writable.set(walk.writable);
         Ok(walk.frame.addr() + va % PAGE_SIZE)
     }
 
@@ -327,7 +385,8 @@ mod tests {
         map(&mem, 0x40_0000, 5, ALL, ALL);
         let mut storage = vec![FrameInfo::default(); 16];
         let frames = table(&mut storage);
-        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        let memo = WalkMemo::new();
+        let guest = GuestMem::with_memo(&mem, &frames, 1, Mfn(1), &memo);
         assert_eq!(guest.translate(0x40_0010, true), Ok(5 * 4096 + 0x10));
         assert_eq!(guest.translate(0x40_0020, true), Ok(5 * 4096 + 0x20));
         map(&mem, 0x40_0000, 6, ALL, ALL);
@@ -351,6 +410,20 @@ mod tests {
             "an upper level made read-only"
         );
         map(&mem, 0x40_0000, 6, ALL, ALL);
+        assert_eq!(guest.translate(0x40_0010, true), Ok(6 * 4096 + 0x10));
+        // Another accessor over the same memo: another root or domain never uses it.
+        let foreign = GuestMem::with_memo(&mem, &frames, 2, Mfn(1), &memo);
+        assert_eq!(
+            foreign.translate(0x40_0010, false),
+            Err(Errno::EFAULT),
+            "domain 2 does not own domain 1's tables"
+        );
+        let other_root = GuestMem::with_memo(&mem, &frames, 1, Mfn(9), &memo);
+        assert_eq!(
+            other_root.translate(0x40_0010, false),
+            Err(Errno::EFAULT),
+            "another root is walked"
+        );
         assert_eq!(guest.translate(0x40_0010, true), Ok(6 * 4096 + 0x10));
         assert!(frames.free(Mfn(6), Owner::Domain(1)));
         assert_eq!(

@@ -10,7 +10,7 @@ use hypervisor::bootimage::{BootImage, MAX_DOMAINS};
 use hypervisor::builder::{self, Machine};
 use hypervisor::domain::{Domain, DomainState};
 use hypervisor::frames::{FrameInfo, FrameTable};
-use hypervisor::guestmem::GuestMem;
+use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::Runtime;
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
@@ -65,6 +65,29 @@ impl PhysMem for DirectMap {
         // SAFETY: as in `read`.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
     }
+
+    // One load or store for the page-table entries the paging code and the guest-memory
+    // walk read and write all the time (the defaults copy through a byte buffer).
+    fn read_u64(&self, addr: u64) -> u64 {
+        let source = Self::pointer(addr, 8).cast::<u64>();
+        if !source.is_aligned() {
+            let mut bytes = [0; 8];
+            self.read(addr, &mut bytes);
+            return u64::from_le_bytes(bytes);
+        }
+        // SAFETY: as in `read`, and aligned; volatile, since a guest may write the word.
+        unsafe { source.read_volatile() }
+    }
+
+    fn write_u64(&self, addr: u64, value: u64) {
+        let target = Self::pointer(addr, 8).cast::<u64>();
+        if !target.is_aligned() {
+            self.write(addr, &value.to_le_bytes());
+            return;
+        }
+        // SAFETY: as in `read`, and aligned.
+        unsafe { target.write_volatile(value) }
+    }
 }
 
 struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
@@ -113,6 +136,8 @@ struct State {
     /// Where the on-CPU vCPU's `vcpu_info` is in the direct map (set with its other
     /// state by `load_vcpu_state`; 0 while none is loaded).
     vcpu_info: u64,
+    /// The last guest page-table walk of the hypercall path (see `GuestMem`).
+    walk_memo: WalkMemo,
 }
 
 /// What this CPU's hardware holds for the running vCPU, to write registers only when
@@ -181,6 +206,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     machine_dirty: true,
     fast_after: None,
     vcpu_info: 0,
+    walk_memo: WalkMemo::new(),
 });
 
 unsafe extern "C" {
@@ -530,7 +556,7 @@ fn domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
     let number = frame.rax;
     let mut hw = crate::hardware::Machine::new();
     let mut ctx = Context {
-        guest: GuestMem::new(&DirectMap, &state.frames, id, root),
+        guest: GuestMem::with_memo(&DirectMap, &state.frames, id, root, &state.walk_memo),
         mem: &DirectMap,
         frames: &state.frames,
         mmu: &mut hw,

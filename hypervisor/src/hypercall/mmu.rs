@@ -12,7 +12,6 @@ use super::Context;
 use crate::mm::{self, Mfn, PhysMem};
 use crate::paging::{Paging, entry};
 use pv_abi::errno::Errno;
-use zerocopy::{FromZeros, IntoBytes};
 use pv_abi::xen::{
     DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
     MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
@@ -22,6 +21,7 @@ use pv_abi::xen::{
     MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE,
     MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
+use zerocopy::{FromZeros, IntoBytes};
 
 /// The top bit of a batch's `count`: this call resumes a preempted batch (Xen's
 /// `MMU_UPDATE_PREEMPTED`).
@@ -400,7 +400,11 @@ pub(super) mod tests {
         w.put(4092, &0u32.to_le_bytes());
         let rax = w.call(1, [BUF + 0x2000 - 32, 5, BUF + 4092, 0x7ff0, 0]).0;
         let done = u32::from_le_bytes(w.get(4092, 4).try_into().unwrap());
-        assert_eq!((rax, done), (-14, 2), "EFAULT after the two readable requests");
+        assert_eq!(
+            (rax, done),
+            (-14, 2),
+            "EFAULT after the two readable requests"
+        );
         assert_eq!(w.entry(L1, 31), ((SPARE + 1) << 12) | RO);
         w.check();
     }

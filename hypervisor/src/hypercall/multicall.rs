@@ -15,7 +15,6 @@
 //! dispatched by the machine before the per-domain dispatcher sees a call.
 
 use super::{After, Context, dispatch};
-use crate::guestmem::GuestMem;
 use crate::mm::PhysMem;
 use core::mem::{offset_of, size_of};
 use pv_abi::errno::Errno;
@@ -98,7 +97,7 @@ fn run_one<M: PhysMem>(ctx: &mut Context<'_, M>, entry: &MulticallEntry) -> Outc
     ];
     let root = ctx.domain.vcpu.kernel_root;
     let mut call = Context {
-        guest: GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root),
+        guest: ctx.guest.for_root(root),
         domain: &mut *ctx.domain,
         mem: ctx.mem,
         frames: ctx.frames,
