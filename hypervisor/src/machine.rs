@@ -514,10 +514,19 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
 /// The fast path's general case: a per-domain hypercall with its full context.
 #[inline(never)]
 fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi) {
-        return FastEntry::Declined;
-    }
-    let after = domain_hypercall(state, frame);
+    let after = if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi)
+        && let Some(after) = run::global_hypercall(state, frame)
+    {
+        // A machine-wide call (an event sent, say) that changed nothing the scheduler
+        // or the timers must look at returns here too.
+        if state.machine_dirty {
+            state.fast_after = Some(after);
+            return FastEntry::Finish;
+        }
+        after
+    } else {
+        domain_hypercall(state, frame)
+    };
     let resume = after == After::Resume
         && state.on_cpu.is_some()
         && state.domains[state.current]

@@ -11,7 +11,7 @@ use super::After;
 use super::{console_read, event_channel, sysctl, timer, vcpu_op};
 use crate::console_input::ConsoleInput;
 use crate::domain::Domain;
-use crate::guestmem::GuestMem;
+use crate::guestmem::{GuestMem, WalkMemo};
 use crate::guests::Guests;
 use crate::mm::PhysMem;
 use crate::paging::Mmu;
@@ -35,6 +35,8 @@ pub struct GlobalCall<'a, M: PhysMem> {
     pub debug_keys: heapless::Vec<u8, MAX_DEBUG_KEYS>,
     /// Input typed on the hypervisor console (CONSOLEIO_read).
     pub console_input: &'a mut ConsoleInput,
+    /// Where guest-memory walks are remembered (see [`GuestMem::with_memo`]).
+    pub memo: Option<&'a WalkMemo>,
 }
 
 /// Most debug keys one sysctl may press.
@@ -56,12 +58,11 @@ impl<'a, M: PhysMem> GlobalCall<'a, M> {
     /// The caller's address space (guest kernel mode: hypercalls come from there).
     pub fn guest(&self) -> GuestMem<'a, M> {
         let domain = self.domain();
-        GuestMem::new(
-            self.guests.mem,
-            self.guests.frames,
-            domain.id,
-            domain.vcpu.kernel_root,
-        )
+        let (id, root) = (domain.id, domain.vcpu.kernel_root);
+        match self.memo {
+            Some(memo) => GuestMem::with_memo(self.guests.mem, self.guests.frames, id, root, memo),
+            None => GuestMem::new(self.guests.mem, self.guests.frames, id, root),
+        }
     }
 }
 
@@ -106,6 +107,18 @@ pub fn may_handle(number: u64, a1: u64) -> bool {
     }
 }
 
+/// Whether a call this dispatcher handled may have changed anything machine-wide other
+/// than vCPU states (which [`crate::sched::Scheduler::changes`] shows): a timer, a vCPU
+/// brought up or down, a domain stopped, console or debug-key work. Event-channel
+/// operations only set events pending and wake vCPUs, so after one the machine needs its
+/// full exit path only if the scheduler saw a change.
+pub fn may_change_more_than_vcpu_states(number: u64) -> bool {
+    !matches!(
+        Hypercall::try_from(number),
+        Ok(Hypercall::EventChannelOp | Hypercall::EventChannelOpCompat)
+    )
+}
+
 /// Turns a guest-supplied 64-bit value into a u32 command, or `ENOSYS`.
 pub(super) fn command(value: u64) -> Result<u32, Errno> {
     u32::try_from(value).map_err(|_| Errno::ENOSYS)
@@ -141,9 +154,18 @@ pub(crate) mod tests {
         number: Hypercall,
         args: [u64; 5],
     ) -> Option<(i64, After, Vec<u8>)> {
+        // The hypercall fast path (machine.rs) runs these handlers before the frame's
+        // callee-saved registers are saved: every call here checks they stay untouched.
+        let callee_saved = [0xb0b0, 0xb1b1, 0x1212, 0x1313, 0x1414, 0x1515];
         let mut regs = TrapFrame {
             rip: 0x1000,
             rax: number as u64,
+            rbx: callee_saved[0],
+            rbp: callee_saved[1],
+            r12: callee_saved[2],
+            r13: callee_saved[3],
+            r14: callee_saved[4],
+            r15: callee_saved[5],
             ..TrapFrame::default()
         };
         [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
@@ -165,10 +187,16 @@ pub(crate) mod tests {
                 after: After::Resume,
                 debug_keys: heapless::Vec::new(),
                 console_input: &mut console,
+                memo: None,
             };
             dispatch(&mut call).map(|after| (after, call.debug_keys.to_vec()))
         });
         world.console = console;
+        assert_eq!(
+            [regs.rbx, regs.rbp, regs.r12, regs.r13, regs.r14, regs.r15],
+            callee_saved,
+            "{number:?} touched a callee-saved register"
+        );
         let after = after?;
         Some((regs.rax as i64, after.0, after.1))
     }

@@ -20,6 +20,7 @@ use super::{DirectMap, STATE, State, crash_current, finish, load_vcpu_state, swi
 use crate::arch::x86_64::{idle, lapic, rtc, tsc};
 use hypervisor::bootimage::DomainSpec;
 use hypervisor::console_input::ConsoleInput;
+use hypervisor::guestmem::WalkMemo;
 use hypervisor::guests::Guests;
 use hypervisor::hypercall::After;
 use hypervisor::hypercall::global::{self, GlobalCall};
@@ -45,6 +46,15 @@ impl State {
 
     /// Every guest, and the console's input.
     fn guests_and_console(&mut self, now: Nanos) -> (Guests<'_, DirectMap>, &mut ConsoleInput) {
+        let (guests, console, _) = self.guests_console_memo(now);
+        (guests, console)
+    }
+
+    /// Every guest, the console's input and the guest-memory walk memo.
+    fn guests_console_memo(
+        &mut self,
+        now: Nanos,
+    ) -> (Guests<'_, DirectMap>, &mut ConsoleInput, &WalkMemo) {
         let guests = Guests {
             mem: &DirectMap,
             frames: &self.frames,
@@ -53,7 +63,7 @@ impl State {
             sched: &mut self.sched,
             now,
         };
-        (guests, &mut self.console_input)
+        (guests, &mut self.console_input, &self.walk_memo)
     }
 }
 
@@ -138,8 +148,10 @@ pub(super) fn start_domain(state: &mut State, slot: usize, spec: &DomainSpec<'_>
 pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Option<After> {
     let now = state.now();
     let slot = state.current;
+    let number = frame.rax;
+    let changes = state.sched.changes();
     let mut hw = crate::hardware::Machine::new();
-    let (guests, console_input) = state.guests_and_console(now);
+    let (guests, console_input, memo) = state.guests_console_memo(now);
     let mut call = GlobalCall {
         guests,
         slot,
@@ -148,10 +160,17 @@ pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Opti
         after: After::Resume,
         debug_keys: heapless::Vec::new(),
         console_input,
+        memo: Some(memo),
     };
     let after = global::dispatch(&mut call);
     let keys = core::mem::take(&mut call.debug_keys);
-    if after.is_some() {
+    // The exit's full path (timers, the scheduler) only when it has something new.
+    if let Some(after) = after
+        && (after != After::Resume
+            || state.sched.changes() != changes
+            || global::may_change_more_than_vcpu_states(number)
+            || !keys.is_empty())
+    {
         state.machine_dirty = true;
     }
     if let Some(root) = hw.loaded_root {

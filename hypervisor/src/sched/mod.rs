@@ -199,6 +199,8 @@ pub struct Scheduler {
     preempt: bool,
     /// The domain whose vCPU yielded: the next pick prefers any other.
     yielded: Option<usize>,
+    /// Bumped by every change of a vCPU's state (see [`Scheduler::changes`]).
+    changes: u64,
 }
 
 impl Default for Scheduler {
@@ -219,6 +221,7 @@ impl Scheduler {
             period_start: 0,
             preempt: false,
             yielded: None,
+            changes: 0,
         }
     }
 
@@ -237,6 +240,7 @@ impl Scheduler {
         nr_vcpus: usize,
         now: Nanos,
     ) -> Result<(), SchedError> {
+        self.changes = self.changes.wrapping_add(1);
         let entry = self.domains.get_mut(slot).ok_or(SchedError::BadSlot)?;
         if entry.present {
             return Err(SchedError::BadSlot);
@@ -264,6 +268,7 @@ impl Scheduler {
 
     /// Takes a domain off the scheduler for good (it stopped): all its vCPUs go offline.
     pub fn remove_domain(&mut self, slot: usize, now: Nanos) {
+        self.changes = self.changes.wrapping_add(1);
         if !self.present(slot) {
             return;
         }
@@ -292,6 +297,13 @@ impl Scheduler {
         self.entry(vcpu).map_or(RunState::Offline, |e| e.state)
     }
 
+    /// A count that changes whenever a vCPU changes state (wakes, blocks, runs, goes
+    /// offline): the machine compares it around an operation to see whether the
+    /// scheduler has anything new to decide.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// The vCPU on the CPU, if any.
     pub fn running(&self) -> Option<VcpuRef> {
         self.running.map(|(vcpu, _)| vcpu)
@@ -302,6 +314,7 @@ impl Scheduler {
         if self.entry(vcpu).is_none() {
             return;
         }
+        self.changes = self.changes.wrapping_add(1);
         if self.running() == Some(vcpu) && state != RunState::Running {
             self.charge(now);
             self.running = None;
