@@ -123,6 +123,9 @@ pub struct FrameTable<'a> {
     free: Cell<usize>,
     next: Cell<usize>,
     ram_end: Cell<usize>,
+    /// Bumped by every change of a frame's bookkeeping and every page-table write (see
+    /// [`FrameTable::generation`]).
+    generation: Cell<u64>,
 }
 
 // SAFETY: the cells are reachable only through this table: `new`/`adopt`/`attach_m2p`
@@ -140,6 +143,7 @@ impl<'a> FrameTable<'a> {
             free: Cell::new(0),
             next: Cell::new(0),
             ram_end: Cell::new(0),
+            generation: Cell::new(0),
         }
     }
 
@@ -165,6 +169,7 @@ impl<'a> FrameTable<'a> {
             free: Cell::new(free),
             next: Cell::new(0),
             ram_end: Cell::new(ram_end),
+            generation: Cell::new(0),
         }
     }
 
@@ -178,6 +183,19 @@ impl<'a> FrameTable<'a> {
     /// Uses `m2p` as the machine-to-phys table, keeping its contents.
     pub fn adopt_m2p(&mut self, m2p: &'a mut [u64]) {
         self.m2p = Cell::from_mut(m2p).as_slice_of_cells();
+    }
+
+    /// A count that changes whenever any frame changes hands, type or references, and
+    /// whenever the paging code writes a page-table entry ([`FrameTable::note_table_write`]):
+    /// a guest's translations can only have changed if it did. (Guests cannot write their
+    /// page tables themselves: every write goes through the paging code.)
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+
+    /// The paging code wrote a page-table entry.
+    pub fn note_table_write(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
     }
 
     /// How many frames the table can describe.
@@ -197,6 +215,7 @@ impl<'a> FrameTable<'a> {
         for cell in self.frames.iter().take(end).skip(start.0 as usize) {
             if cell.get().owner == Owner::Unusable {
                 cell.set(FrameInfo::owned_by(Owner::Free));
+                self.note_table_write();
                 self.free.set(self.free.get() + 1);
             }
         }
@@ -233,6 +252,7 @@ impl<'a> FrameTable<'a> {
         if let Some(cell) = self.cell(mfn) {
             debug_assert_eq!(cell.get().owner, info.owner);
             cell.set(info);
+            self.note_table_write();
         }
     }
 
@@ -277,6 +297,7 @@ impl<'a> FrameTable<'a> {
             let index = (self.next.get() + step) % len;
             if self.frames[index].get().owner == Owner::Free {
                 self.frames[index].set(FrameInfo::owned_by(owner));
+                self.note_table_write();
                 self.free.set(self.free.get() - 1);
                 self.next.set((index + 1) % len);
                 let mfn = Mfn(index as u64);
@@ -295,6 +316,7 @@ impl<'a> FrameTable<'a> {
         match self.cell(mfn) {
             Some(cell) if cell.get().owner == owner && owner != Owner::Free => {
                 cell.set(FrameInfo::owned_by(Owner::Free));
+                self.note_table_write();
                 self.free.set(self.free.get() + 1);
                 self.set_m2p(mfn, INVALID_M2P_ENTRY);
                 true
@@ -315,6 +337,7 @@ impl<'a> FrameTable<'a> {
             }
         }
         self.free.set(self.free.get() + released);
+        self.note_table_write();
         released
     }
 

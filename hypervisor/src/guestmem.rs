@@ -26,24 +26,31 @@ pub struct GuestMem<'a, M: PhysMem> {
     memo: Option<&'a WalkMemo>,
 }
 
-/// One walk of the page tables: which page, the machine address of each level's entry
-/// and the value it held, and where the page is.
+/// One walk of the page tables: which page, where it is, and whether every level
+/// allowed writes.
 #[derive(Clone, Copy)]
 struct Walk {
     page: u64,
+    /// The machine address of each level's entry, and the value it held.
     entries: [(u64, u64); 4],
     frame: Mfn,
     writable: bool,
 }
 
 /// The last walk of some address space, kept by its owner (the machine keeps one per CPU)
-/// across accessors and hypercalls: a guest reuses the same few buffers for its requests.
-/// In cells, not one `Cell<Option<Walk>>`: reading the whole walk back would copy it.
+/// across accessors and hypercalls, since a guest reuses the same few buffers for its
+/// requests. It is reused only for the same domain, root and page, and only if the page
+/// is still the domain's and either the frame table's [generation](FrameTable::generation)
+/// is unchanged (no page-table entry and no frame's bookkeeping changed since) or each of
+/// the four entries walked still holds the value it was walked with (the tables changed,
+/// but not on this path: a batch of `mmu_update`s reads its requests from one page while
+/// it rewrites other entries).
 pub struct WalkMemo {
     domain: Cell<DomId>,
     root: Cell<Mfn>,
     /// [`NO_PAGE`] while nothing is remembered.
     page: Cell<u64>,
+    generation: Cell<u64>,
     entries: [Cell<(u64, u64)>; 4],
     frame: Cell<Mfn>,
     writable: Cell<bool>,
@@ -59,6 +66,7 @@ impl WalkMemo {
             domain: Cell::new(0),
             root: Cell::new(Mfn(0)),
             page: Cell::new(NO_PAGE),
+            generation: Cell::new(0),
             entries: [const { Cell::new((0, 0)) }; 4],
             frame: Cell::new(Mfn(0)),
             writable: Cell::new(false),
@@ -122,34 +130,35 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
 
     /// Machine address of guest virtual address `va`, if the guest may access it.
     ///
-    /// The last walk is remembered, and reused for the same page only after checking
-    /// that each of its four entries still holds the value it was walked with and that
-    /// the page is still the domain's: so it answers exactly what a new walk would,
-    /// however the tables changed in between (a batch of `mmu_update`s reads its
-    /// requests from one page, and may rewrite the entries that map it).
+    /// With a memo, the last walk is reused for the same page only when it is certain to
+    /// answer what a new walk would (see [`WalkMemo`]); even a stale memo could only ever
+    /// reach a page the domain owns, which is checked on every use.
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
         let Some(memo) = self.memo else {
             return self
                 .walk(va, write)
                 .map(|walk| walk.frame.addr() + va % PAGE_SIZE);
         };
+        let generation = self.frames.generation();
         if memo.page.get() == va / PAGE_SIZE
             && memo.root.get() == self.root
             && memo.domain.get() == self.domain
             && (memo.writable.get() || !write)
-            && self.owned(self.root)
-            && memo.entries.iter().all(|entry| {
-                let (at, value) = entry.get();
-                self.mem.read_u64(at) == value
-            })
+            && (memo.generation.get() == generation
+                || memo.entries.iter().all(|entry| {
+                    let (at, value) = entry.get();
+                    self.mem.read_u64(at) == value
+                }))
             && self.owned(memo.frame.get())
         {
+            memo.generation.set(generation);
             return Ok(memo.frame.get().addr() + va % PAGE_SIZE);
         }
         let walk = self.walk(va, write)?;
         memo.domain.set(self.domain);
         memo.root.set(self.root);
         memo.page.set(walk.page);
+        memo.generation.set(generation);
         for (cell, entry) in memo.entries.iter().zip(walk.entries) {
             cell.set(entry);
         }
@@ -377,8 +386,8 @@ mod tests {
         );
     }
 
-    /// The remembered walk answers exactly what a new walk would after the tables or
-    /// the page's owner change under it.
+    /// The remembered walk answers exactly what a new walk would after the paging code
+    /// changes the tables or the page's owner changes.
     #[test]
     fn the_last_walk_is_never_stale() {
         let mem = FakeMem::new(16);
@@ -390,12 +399,14 @@ mod tests {
         assert_eq!(guest.translate(0x40_0010, true), Ok(5 * 4096 + 0x10));
         assert_eq!(guest.translate(0x40_0020, true), Ok(5 * 4096 + 0x20));
         map(&mem, 0x40_0000, 6, ALL, ALL);
+        frames.note_table_write(); // as the paging code does after a write
         assert_eq!(
             guest.translate(0x40_0010, true),
             Ok(6 * 4096 + 0x10),
             "remapped"
         );
         map(&mem, 0x40_0000, 6, ALL, pte::PRESENT | pte::USER);
+        frames.note_table_write(); // as the paging code does after a write
         assert_eq!(guest.translate(0x40_0010, false), Ok(6 * 4096 + 0x10));
         assert_eq!(
             guest.translate(0x40_0010, true),
@@ -403,6 +414,7 @@ mod tests {
             "made read-only"
         );
         map(&mem, 0x40_0000, 6, pte::PRESENT | pte::USER, ALL);
+        frames.note_table_write(); // as the paging code does after a write
         assert_eq!(guest.translate(0x40_0010, false), Ok(6 * 4096 + 0x10));
         assert_eq!(
             guest.translate(0x40_0010, true),
@@ -410,6 +422,7 @@ mod tests {
             "an upper level made read-only"
         );
         map(&mem, 0x40_0000, 6, ALL, ALL);
+        frames.note_table_write(); // as the paging code does after a write
         assert_eq!(guest.translate(0x40_0010, true), Ok(6 * 4096 + 0x10));
         // Another accessor over the same memo: another root or domain never uses it.
         let foreign = GuestMem::with_memo(&mem, &frames, 2, Mfn(1), &memo);

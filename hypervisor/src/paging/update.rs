@@ -42,6 +42,7 @@ impl<M: PhysMem> Paging<'_, M> {
             stored |= old & ACCESSED_DIRTY;
         }
         self.mem.write_u64(at, stored);
+        self.frames.note_table_write();
         self.put_entry_refs(level, old);
         if level > 1 {
             // Cached paging structures may still hold the old entry's subtree.
@@ -70,6 +71,7 @@ impl<M: PhysMem> Paging<'_, M> {
         self.get_page_and_type(frame, PageType::Writable)
             .map_err(|_| Errno::EINVAL)?;
         self.mem.write_u64(pte_addr & !7, new);
+        self.frames.note_table_write();
         self.put_page_and_type(frame);
         Ok(())
     }
