@@ -10,18 +10,17 @@ use x86_64::instructions::port::Port;
 
 /// This CPU, on behalf of the running vCPU.
 pub struct Machine {
-    hypervisor_l4: [(usize, u64); 2],
     /// The root most recently loaded into CR3 through `load_root`, if any.
     pub loaded_root: Option<Mfn>,
 }
 
+/// The hypervisor's L4 entries, read once (they never change after boot).
+static HYPERVISOR_L4: spin::Once<[(usize, u64); 2]> = spin::Once::new();
+
 impl Machine {
-    /// The CPU as it is now.
+    /// The CPU as it is now (made on every hypercall: nothing to compute).
     pub fn new() -> Machine {
-        Machine {
-            hypervisor_l4: x86::hypervisor_l4_entries(),
-            loaded_root: None,
-        }
+        Machine { loaded_root: None }
     }
 }
 
@@ -42,7 +41,7 @@ impl Mmu for Machine {
     }
 
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
-        &self.hypervisor_l4
+        HYPERVISOR_L4.call_once(x86::hypervisor_l4_entries)
     }
 
     fn phys_addr_bits(&self) -> u32 {

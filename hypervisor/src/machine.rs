@@ -447,12 +447,13 @@ fn on_trap(
 }
 
 fn hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
-    if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi)
-        && let Some(after) = run::global_hypercall(state, frame)
+    let decoded = Hypercall::try_from(frame.rax).ok();
+    if hypervisor::hypercall::global::may_handle_decoded(decoded, frame.rdi)
+        && let Some(after) = run::global_hypercall(state, frame, decoded)
     {
         return after;
     }
-    domain_hypercall(state, frame)
+    domain_hypercall(state, frame, decoded)
 }
 
 /// What [`hypercall_fast`] tells the entry stub (`entry.S` knows these numbers).
@@ -514,8 +515,9 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
 /// The fast path's general case: a per-domain hypercall with its full context.
 #[inline(never)]
 fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    let after = if hypervisor::hypercall::global::may_handle(frame.rax, frame.rdi)
-        && let Some(after) = run::global_hypercall(state, frame)
+    let decoded = Hypercall::try_from(frame.rax).ok();
+    let after = if hypervisor::hypercall::global::may_handle_decoded(decoded, frame.rdi)
+        && let Some(after) = run::global_hypercall(state, frame, decoded)
     {
         // A machine-wide call (an event sent, say) that changed nothing the scheduler
         // or the timers must look at returns here too.
@@ -525,7 +527,11 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         }
         after
     } else {
-        domain_hypercall(state, frame)
+        let after = domain_hypercall(state, frame, decoded);
+        if hypercall::may_change_loaded_state(decoded) {
+            load_vcpu_state(state);
+        }
+        after
     };
     let resume = after == After::Resume
         && state.on_cpu.is_some()
@@ -536,7 +542,6 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         state.fast_after = Some(after);
         return FastEntry::Finish;
     }
-    load_vcpu_state(state);
     FastEntry::Resume
 }
 
@@ -556,7 +561,7 @@ pub fn finish_hypercall(frame: &mut TrapFrame) {
 }
 
 /// A hypercall of the per-domain dispatcher (`hypercall::dispatch`).
-fn domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
+fn domain_hypercall(state: &mut State, frame: &mut TrapFrame, decoded: Option<Hypercall>) -> After {
     let domain = state.domains[state.current]
         .as_mut()
         .expect("the current domain exists");
@@ -575,7 +580,7 @@ fn domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> After {
         hypervisor_cmdline: state.cmdline,
         after: After::Resume,
     };
-    let after = hypercall::dispatch(&mut ctx);
+    let after = hypercall::dispatch_decoded(&mut ctx, decoded);
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
     }

@@ -69,9 +69,19 @@ impl<'a, M: PhysMem> GlobalCall<'a, M> {
 /// Handles the hypercall in `call.regs` if it is one of these; returns what the
 /// scheduler should do, or `None` to leave the call to the per-domain dispatcher.
 pub fn dispatch<M: PhysMem>(call: &mut GlobalCall<'_, M>) -> Option<After> {
+    let decoded = Hypercall::try_from(call.regs.rax).ok();
+    dispatch_decoded(call, decoded)
+}
+
+/// [`dispatch`] for a caller that decoded the number already (`decoded` is
+/// `Hypercall::try_from(call.regs.rax).ok()`).
+pub fn dispatch_decoded<M: PhysMem>(
+    call: &mut GlobalCall<'_, M>,
+    decoded: Option<Hypercall>,
+) -> Option<After> {
     let args = call.regs.hypercall_args();
     let [a1, a2, a3, ..] = args.args;
-    let result = match Hypercall::try_from(args.number) {
+    let result = match decoded.ok_or(()) {
         Ok(Hypercall::ConsoleIo) if a1 == u64::from(CONSOLEIO_READ) => {
             console_read::console_read(call, a2, a3)
         }
@@ -93,7 +103,12 @@ pub fn dispatch<M: PhysMem>(call: &mut GlobalCall<'_, M>) -> Option<After> {
 /// Whether [`dispatch`] may take hypercall `number` (with first argument `a1`): a cheap
 /// check, so that per-domain calls skip building the machine-wide context.
 pub fn may_handle(number: u64, a1: u64) -> bool {
-    match Hypercall::try_from(number) {
+    may_handle_decoded(Hypercall::try_from(number).ok(), a1)
+}
+
+/// [`may_handle`] for a decoded number.
+pub fn may_handle_decoded(decoded: Option<Hypercall>, a1: u64) -> bool {
+    match decoded.ok_or(()) {
         Ok(Hypercall::ConsoleIo) => a1 == u64::from(CONSOLEIO_READ),
         Ok(
             Hypercall::EventChannelOp
@@ -112,10 +127,10 @@ pub fn may_handle(number: u64, a1: u64) -> bool {
 /// brought up or down, a domain stopped, console or debug-key work. Event-channel
 /// operations only set events pending and wake vCPUs, so after one the machine needs its
 /// full exit path only if the scheduler saw a change.
-pub fn may_change_more_than_vcpu_states(number: u64) -> bool {
+pub fn may_change_more_than_vcpu_states(decoded: Option<Hypercall>) -> bool {
     !matches!(
-        Hypercall::try_from(number),
-        Ok(Hypercall::EventChannelOp | Hypercall::EventChannelOpCompat)
+        decoded,
+        Some(Hypercall::EventChannelOp | Hypercall::EventChannelOpCompat)
     )
 }
 

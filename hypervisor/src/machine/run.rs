@@ -28,6 +28,7 @@ use hypervisor::regs::TrapFrame;
 use hypervisor::sched::{Pick, Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps;
+use pv_abi::xen::Hypercall;
 use spin::MutexGuard;
 
 /// Longest halt while idle: the debug keys are polled at least this often.
@@ -145,10 +146,13 @@ pub(super) fn start_domain(state: &mut State, slot: usize, spec: &DomainSpec<'_>
 }
 
 /// Offers a hypercall to the machine-wide handlers.
-pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Option<After> {
+pub(super) fn global_hypercall(
+    state: &mut State,
+    frame: &mut TrapFrame,
+    decoded: Option<Hypercall>,
+) -> Option<After> {
     let now = state.now();
     let slot = state.current;
-    let number = frame.rax;
     let changes = state.sched.changes();
     let mut hw = crate::hardware::Machine::new();
     let (guests, console_input, memo) = state.guests_console_memo(now);
@@ -162,13 +166,13 @@ pub(super) fn global_hypercall(state: &mut State, frame: &mut TrapFrame) -> Opti
         console_input,
         memo: Some(memo),
     };
-    let after = global::dispatch(&mut call);
+    let after = global::dispatch_decoded(&mut call, decoded);
     let keys = core::mem::take(&mut call.debug_keys);
     // The exit's full path (timers, the scheduler) only when it has something new.
     if let Some(after) = after
         && (after != After::Resume
             || state.sched.changes() != changes
-            || global::may_change_more_than_vcpu_states(number)
+            || global::may_change_more_than_vcpu_states(decoded)
             || !keys.is_empty())
     {
         state.machine_dirty = true;
