@@ -242,6 +242,11 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// Copies `buf.len()` bytes from guest address `va`.
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len();
+        if Self::in_one_page(va, len) {
+            // The common case (a request structure): one translation, one copy.
+            self.mem.read(self.translate(va, false)?, buf);
+            return Ok(());
+        }
         self.for_each_page(va, len, false, |addr, at, n| {
             self.mem.read(addr, &mut buf[at..at + n])
         })
@@ -249,9 +254,18 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
 
     /// Copies `data` to guest address `va`.
     pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+        if Self::in_one_page(va, data.len()) {
+            self.mem.write(self.translate(va, true)?, data);
+            return Ok(());
+        }
         self.for_each_page(va, data.len(), true, |addr, at, n| {
             self.mem.write(addr, &data[at..at + n])
         })
+    }
+
+    /// Whether `va..va+len` lies within one page (and is not empty).
+    fn in_one_page(va: u64, len: usize) -> bool {
+        len != 0 && (va % PAGE_SIZE) + (len as u64) <= PAGE_SIZE
     }
 
     /// Reads one wire structure from guest address `va`.
