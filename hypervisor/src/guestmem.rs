@@ -240,6 +240,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Copies `buf.len()` bytes from guest address `va`.
+    #[inline]
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len();
         if Self::in_one_page(va, len) {
@@ -253,6 +254,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Copies `data` to guest address `va`.
+    #[inline]
     pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
         if Self::in_one_page(va, data.len()) {
             self.mem.write(self.translate(va, true)?, data);

@@ -18,7 +18,6 @@ use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
-use hypervisor::vcpu_info::VcpuInfoRef;
 use pv_abi::xen::{Hypercall, VcpuInfo};
 use spin::Mutex;
 
@@ -52,6 +51,7 @@ impl DirectMap {
 }
 
 impl PhysMem for DirectMap {
+    #[inline]
     fn read(&self, addr: u64, buf: &mut [u8]) {
         let source = Self::pointer(addr, buf.len());
         // SAFETY: the range lies in the direct map (checked), which maps RAM for the
@@ -60,6 +60,7 @@ impl PhysMem for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(source, buf.as_mut_ptr(), buf.len()) };
     }
 
+    #[inline]
     fn write(&self, addr: u64, data: &[u8]) {
         let target = Self::pointer(addr, data.len());
         // SAFETY: as in `read`.
@@ -322,8 +323,19 @@ fn switch_to(state: &mut State, index: usize) -> TrapFrame {
     regs
 }
 
-/// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state.
+/// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and
+/// notes where its `vcpu_info` is.
 fn load_vcpu_state(state: &mut State) {
+    load_vcpu_hardware(state);
+    if let Some(domain) = state.domains[state.current].as_ref() {
+        let vcpu_info = domain.vcpu.vcpu_info_addr(domain.shared_info);
+        state.vcpu_info = DirectMap::pointer(vcpu_info, core::mem::size_of::<VcpuInfo>()) as u64;
+    }
+}
+
+/// The part of [`load_vcpu_state`] a per-domain hypercall can make necessary (none of
+/// them moves the `vcpu_info`: only `VCPUOP_register_vcpu_info` does, on the full path).
+fn load_vcpu_hardware(state: &mut State) {
     let Some(domain) = state.domains[state.current].as_ref() else {
         return;
     };
@@ -347,8 +359,6 @@ fn load_vcpu_state(state: &mut State) {
         x86::percpu::set_guest_ts(wanted.ts == Some(true));
     }
     state.loaded = wanted;
-    let vcpu_info = domain.vcpu.vcpu_info_addr(domain.shared_info);
-    state.vcpu_info = DirectMap::pointer(vcpu_info, core::mem::size_of::<VcpuInfo>()) as u64;
 }
 
 /// Whether the on-CPU vCPU has an upcall to take (pending and not masked), read from
@@ -529,7 +539,7 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
     } else {
         let after = domain_hypercall(state, frame, decoded);
         if hypercall::may_change_loaded_state(decoded) {
-            load_vcpu_state(state);
+            load_vcpu_hardware(state);
         }
         after
     };
@@ -537,7 +547,8 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         && state.on_cpu.is_some()
         && state.domains[state.current]
             .as_ref()
-            .is_some_and(|d| d.is_running() && !VcpuInfoRef::of(&DirectMap, d).needs_delivery());
+            .is_some_and(Domain::is_running)
+        && !upcall_due(state);
     if !resume {
         state.fast_after = Some(after);
         return FastEntry::Finish;
