@@ -113,6 +113,11 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         }
     }
 
+    /// The memo this accessor uses, if any.
+    pub fn memo(&self) -> Option<&'a WalkMemo> {
+        self.memo
+    }
+
     /// The same domain's address space rooted at `root`, sharing the memo.
     pub fn for_root(&self, root: Mfn) -> GuestMem<'a, M> {
         GuestMem {

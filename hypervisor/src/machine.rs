@@ -435,6 +435,7 @@ fn on_trap(
         mem: &DirectMap,
         frames: &state.frames,
         regs: frame,
+        memo: Some(&state.walk_memo),
     };
     match handler(&mut ctx) {
         traps::Outcome::Resume => After::Resume,

@@ -176,6 +176,7 @@ impl<M: PhysMem> Guests<'_, M> {
             mem,
             frames,
             regs,
+            memo: None,
         };
         let bounce = Bounce {
             handler,

@@ -81,6 +81,7 @@ impl<M: PhysMem> Context<'_, M> {
             mem: self.mem,
             frames: self.frames,
             regs: self.regs,
+            memo: self.guest.memo(),
         }
     }
 

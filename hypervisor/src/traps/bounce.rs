@@ -16,10 +16,10 @@
 //! RFLAGS.IF shows the virtual interrupt flag (the inverse of that mask).
 
 use super::TrapContext;
-use crate::guestmem::GuestMem;
 use crate::mm::{PhysMem, is_canonical};
 use crate::vcpu_info::VcpuInfoRef;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
+use zerocopy::IntoBytes;
 
 /// RFLAGS bits.
 pub mod rflags {
@@ -119,10 +119,9 @@ pub fn deliver<M: PhysMem>(
     let frame_size = 8 * n as u64;
     let top = stack & !0xf;
     let new_rsp = top.wrapping_sub(frame_size);
-    let bytes: heapless::Vec<u8, 104> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
     let root = vcpu.kernel_root;
-    let guest = GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root);
-    if top < frame_size || guest.write(new_rsp, &bytes).is_err() {
+    let guest = ctx.guest_mem(root);
+    if top < frame_size || guest.write(new_rsp, words[..n].as_bytes()).is_err() {
         return Err(BounceError::BadStack(new_rsp));
     }
 

@@ -27,7 +27,6 @@ use super::{Outcome, TrapContext, inject, software_interrupt_allowed, vector};
 use crate::emulate::{
     ControlRegister, Decoded, Gpr, Instruction, OperandSize, PortOperand, decode, fetch,
 };
-use crate::guestmem::GuestMem;
 use crate::mm::{Mfn, PhysMem, is_canonical};
 use crate::paging::{Mmu, Paging};
 use crate::vcpu_info::VcpuInfoRef;
@@ -89,7 +88,7 @@ fn port_allowed<M: PhysMem>(ctx: &TrapContext<'_, M>, port: u16, size: OperandSi
     if last >= ports {
         return false;
     }
-    let guest = GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, vcpu.kernel_root);
+    let guest = ctx.guest_mem(vcpu.kernel_root);
     let mut bytes = [0u8; 2];
     let at = bitmap.wrapping_add(u64::from(first / 8));
     let len = if (last / 8) != (first / 8) { 2 } else { 1 };
@@ -142,10 +141,7 @@ pub fn privileged_op<M: PhysMem>(
     hw: &mut dyn Hardware,
 ) -> Option<Outcome> {
     let root = ctx.domain.vcpu.kernel_root;
-    let bytes = fetch(
-        &GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root),
-        ctx.regs.rip,
-    );
+    let bytes = fetch(&ctx.guest_mem(root), ctx.regs.rip);
     let decoded = decode(&bytes).ok()?;
     if !ctx.domain.vcpu.kernel_mode {
         // User mode may only raise software interrupts and ask for filtered CPUID.
@@ -316,7 +312,7 @@ pub fn page_table_write<M: PhysMem>(
         return None;
     }
     let root = ctx.domain.vcpu.kernel_root;
-    let guest = GuestMem::new(ctx.mem, ctx.frames, ctx.domain.id, root);
+    let guest = ctx.guest_mem(root);
     let decoded = decode(&fetch(&guest, ctx.regs.rip)).ok()?;
     let Instruction::Store(store) = decoded.instruction else {
         return None;

@@ -58,6 +58,21 @@ pub struct TrapContext<'a, M: PhysMem> {
     pub frames: &'a FrameTable<'a>,
     /// The interrupted registers.
     pub regs: &'a mut TrapFrame,
+    /// Where guest-memory walks are remembered, if the caller keeps one.
+    pub memo: Option<&'a crate::guestmem::WalkMemo>,
+}
+
+impl<'a, M: PhysMem> TrapContext<'a, M> {
+    /// The interrupted domain's address space rooted at `root` (the checked accessor).
+    pub fn guest_mem(&self, root: crate::mm::Mfn) -> crate::guestmem::GuestMem<'a, M> {
+        let id = self.domain.id;
+        match self.memo {
+            Some(memo) => {
+                crate::guestmem::GuestMem::with_memo(self.mem, self.frames, id, root, memo)
+            }
+            None => crate::guestmem::GuestMem::new(self.mem, self.frames, id, root),
+        }
+    }
 }
 
 /// How a trap ended.

@@ -51,6 +51,7 @@ fn run<T>(
             mem: &world.mem,
             frames: &frames,
             regs: &mut regs,
+            memo: None,
         };
         f(&mut ctx)
     };
