@@ -161,7 +161,13 @@ impl<M: PhysMem> Guests<'_, M> {
     /// Delivers an event upcall to the active vCPU of `slot` if one is due (pending,
     /// not masked, a callback registered), as Xen does on every return to a guest: a
     /// bounce frame to the event callback, with events masked.
-    pub fn deliver_upcall(&mut self, slot: usize, regs: &mut TrapFrame) -> traps::Outcome {
+    /// `memo` remembers guest-memory walks across calls, if the caller keeps one.
+    pub fn deliver_upcall(
+        &mut self,
+        slot: usize,
+        regs: &mut TrapFrame,
+        memo: Option<&crate::guestmem::WalkMemo>,
+    ) -> traps::Outcome {
         let mem = self.mem;
         let frames = self.frames;
         let Some(domain) = self.domains.get_mut(slot).and_then(Option::as_mut) else {
@@ -176,7 +182,7 @@ impl<M: PhysMem> Guests<'_, M> {
             mem,
             frames,
             regs,
-            memo: None,
+            memo,
         };
         let bounce = Bounce {
             handler,

@@ -354,16 +354,16 @@ fn upcalls_are_delivered_only_when_unmasked_and_registered() {
     };
     w.with(|g| g.send(0, port)).unwrap();
     assert_eq!(
-        w.with(|g| g.deliver_upcall(0, &mut regs)),
+        w.with(|g| g.deliver_upcall(0, &mut regs, None)),
         traps::Outcome::Resume
     );
     assert_eq!(regs.rip, 0x1234, "no callback registered: nothing happens");
     w.domains[0].as_mut().unwrap().vcpu.callbacks.event = 0xffff_8000_0000_1000;
     w.info(0, 0).set_upcall_mask(true);
-    w.with(|g| g.deliver_upcall(0, &mut regs));
+    w.with(|g| g.deliver_upcall(0, &mut regs, None));
     assert_eq!(regs.rip, 0x1234, "masked: nothing happens");
     w.info(0, 0).set_upcall_mask(false);
-    w.with(|g| g.deliver_upcall(0, &mut regs));
+    w.with(|g| g.deliver_upcall(0, &mut regs, None));
     assert_eq!(regs.rip, 0xffff_8000_0000_1000);
     assert!(w.info(0, 0).upcall_mask(), "delivered with events masked");
     assert_eq!(

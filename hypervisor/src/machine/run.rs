@@ -308,7 +308,7 @@ pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame
         }
         let slot = state.current;
         let now = state.now();
-        if let traps::Outcome::Crash(reason) = state.guests(now).deliver_upcall(slot, frame) {
+        if let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame) {
             crash_current(state, frame, &reason);
             resched = true;
             continue;
@@ -339,12 +339,23 @@ fn fast_path(state: &mut State, frame: &mut TrapFrame) -> bool {
         return false;
     }
     let slot = state.current;
-    if let traps::Outcome::Crash(reason) = state.guests(now).deliver_upcall(slot, frame) {
+    if let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame) {
         crash_current(state, frame, &reason);
         return false;
     }
     load_vcpu_state(state);
     true
+}
+
+/// Delivers a due event upcall to the vCPU in `frame` (see `Guests::deliver_upcall`).
+fn deliver_upcall(
+    state: &mut State,
+    now: Nanos,
+    slot: usize,
+    frame: &mut TrapFrame,
+) -> traps::Outcome {
+    let (mut guests, _, memo) = state.guests_console_memo(now);
+    guests.deliver_upcall(slot, frame, Some(memo))
 }
 
 /// The APIC timer fired (the entry path acknowledges it here).
