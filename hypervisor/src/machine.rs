@@ -316,7 +316,7 @@ fn switch_to(state: &mut State, index: usize) -> TrapFrame {
     state.current = index;
     // SAFETY: the FPU area lives in the static domain table, 16-aligned, and holds a
     // valid image (initial or saved by fxsave).
-    unsafe { x86::percpu::set_fpu_area(&raw const domain.vcpu.fpu as u64) };
+    unsafe { x86::percpu::switch_fpu_area(&raw const domain.vcpu.fpu as u64) };
     state.loaded = Loaded::NOTHING;
     let regs = domain.vcpu.regs;
     load_vcpu_state(state);
@@ -520,6 +520,9 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
         }
         return FastEntry::Resume;
     }
+    // Everything past here may use SSE: save the guest's FPU state now rather than
+    // through a #NM on the first SSE instruction (see entry.S).
+    x86::percpu::save_fpu();
     fast_domain_hypercall(state, frame)
 }
 

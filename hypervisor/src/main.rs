@@ -41,6 +41,9 @@ extern "C" fn hv_start(start_info_paddr: u32) -> ! {
 /// Every entry from a guest: a hypercall, an exception, or an interrupt.
 #[unsafe(no_mangle)]
 extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {
+    // The full path uses SSE: save the guest's FPU state up front rather than through a
+    // #NM on the first SSE instruction (see entry.S).
+    x86::percpu::save_fpu();
     machine::trap(frame);
 }
 

@@ -240,6 +240,9 @@ fn save_on_cpu(state: &mut State, frame: &TrapFrame) {
 /// address space and FPU area, publishes its time and runstate.
 fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
     let now = state.now();
+    // Activating a vCPU moves vCPU structures (and their FPU areas): the registers of
+    // the one that ran last go to its own area first.
+    crate::arch::x86_64::percpu::save_fpu();
     state.guests(now).activate(vcpu);
     *frame = switch_to(state, vcpu.slot);
     state.on_cpu = Some(vcpu);

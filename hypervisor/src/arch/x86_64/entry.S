@@ -1,13 +1,20 @@
 /* Entry and exit stubs. Every entry from a guest builds the same TrapFrame (see
- * src/regs.rs) on the per-CPU stack, saves the guest's FPU/SSE state into the current
- * vCPU's area (Rust code clobbers XMM registers), and calls hv_trap_entry(frame). The
- * exit path restores the FPU/SSE state of whatever vCPU is current by then, pops the
- * frame and returns to ring 3 with iretq. */
+ * src/regs.rs) on the per-CPU stack and calls into Rust; the exit path pops the frame of
+ * whatever vCPU is current by then and returns to ring 3.
+ *
+ * The guest's FPU/SSE registers are saved lazily. Rust code in ring 0 uses SSE, so the
+ * guest's registers must not be lost, but most entries (a hypercall, an emulated
+ * instruction) never touch them: each entry sets CR0.TS, and the hypervisor's first
+ * SSE instruction takes a #NM in ring 0 (ring0_nm) that saves the guest's registers to
+ * its vCPU's FXSAVE area, clears TS and marks them saved (PERCPU_FPU_SAVED). Switching
+ * vCPUs saves them too (percpu::switch_fpu_area). The exit reloads the area only if they
+ * were saved, then sets the real TS to the guest's virtual TS. */
 
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
 .set PERCPU_FPU_AREA,  24
 .set PERCPU_GUEST_TS,  40
+.set PERCPU_FPU_SAVED, 48
 .set FLAT_RING3_CS64,  0xe033
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
@@ -50,6 +57,34 @@
     push %r13
     push %r14
     push %r15
+.endm
+
+/* Entry from ring 3: FPU use in ring 0 from now on traps (see the top). Clobbers rax. */
+.macro LAZY_FPU_ENTRY
+    mov %cr0, %rax
+    or $8, %rax
+    mov %rax, %cr0
+.endm
+
+/* Exit to ring 3: reload the guest's FPU/SSE registers if they were saved, then set the
+ * real CR0.TS to the guest's virtual TS. Clobbers rax. */
+.macro LAZY_FPU_EXIT
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    je .Lfpu_live\@
+    clts
+    mov %gs:PERCPU_FPU_AREA, %rax
+    fxrstor64 (%rax)
+    movb $0, %gs:PERCPU_FPU_SAVED
+.Lfpu_live\@:
+    cmpb $0, %gs:PERCPU_GUEST_TS
+    je .Lfpu_no_ts\@
+    mov %cr0, %rax
+    or $8, %rax
+    mov %rax, %cr0
+    jmp .Lfpu_done\@
+.Lfpu_no_ts\@:
+    clts
+.Lfpu_done\@:
 .endm
 
 .macro POP_GPRS
@@ -99,24 +134,14 @@ syscall_entry:
     mov %r9, FRAME_R9(%rsp)
     mov %r10, FRAME_R10(%rsp)
     mov %r11, FRAME_R11(%rsp)
-    /* Virtual CR0.TS: as in guest_entry_common. (FMASK cleared DF.) */
-    cmpb $0, %gs:PERCPU_GUEST_TS
-    je 1f
-    clts
-1:  mov %gs:PERCPU_FPU_AREA, %rax
-    fxsave64 (%rax)
+    LAZY_FPU_ENTRY
+    /* (FMASK cleared DF.) */
     mov %rsp, %rdi
     call hv_hypercall_fast
     cmp $FAST_RESUME, %eax
     jne 2f
-    mov %gs:PERCPU_FPU_AREA, %rax
-    fxrstor64 (%rax)
-    cmpb $0, %gs:PERCPU_GUEST_TS
-    je 3f
-    mov %cr0, %rax
-    or $8, %rax
-    mov %rax, %cr0
-3:  mov FRAME_RCX(%rsp), %rcx
+    LAZY_FPU_EXIT
+    mov FRAME_RCX(%rsp), %rcx
     mov FRAME_RDX(%rsp), %rdx
     mov FRAME_RSI(%rsp), %rsi
     mov FRAME_RDI(%rsp), %rdi
@@ -173,26 +198,13 @@ exception_common:
     jz ring0_entry
     swapgs
 guest_entry_common:
-    /* A guest with virtual CR0.TS runs with the real TS set; clear it before touching
-     * the FPU (fxsave would fault, and so would Rust's own SSE code). */
-    cmpb $0, %gs:PERCPU_GUEST_TS
-    je 1f
-    clts
-1:  mov %gs:PERCPU_FPU_AREA, %rax
-    fxsave64 (%rax)
+    LAZY_FPU_ENTRY
     mov %rsp, %rdi
     cld
     call hv_trap_entry
 .global guest_exit
 guest_exit:
-    mov %gs:PERCPU_FPU_AREA, %rax
-    fxrstor64 (%rax)
-    cmpb $0, %gs:PERCPU_GUEST_TS
-    je 1f
-    mov %cr0, %rax
-    or $8, %rax
-    mov %rax, %cr0
-1:
+    LAZY_FPU_EXIT
     POP_GPRS
     add $16, %rsp
     swapgs
@@ -203,12 +215,28 @@ guest_exit:
  * register clobbered: acknowledge it and return there. No swapgs (GS is already the
  * hypervisor's), no FPU save (no guest state is live). */
 ring0_entry:
+    cmpq $7, FRAME_VECTOR(%rsp)
+    je ring0_nm
     cmpq $32, FRAME_VECTOR(%rsp)
     jb hypervisor_fault
     mov %rsp, %rdi
     cld
     call hv_ring0_interrupt
     POP_GPRS
+    add $16, %rsp
+    iretq
+
+/* #NM in ring 0: the hypervisor's first FPU/SSE use since a guest entry set CR0.TS.
+ * Save the guest's registers (unless they were saved already), clear TS, and retry the
+ * instruction. */
+ring0_nm:
+    clts
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    jne 1f
+    mov %gs:PERCPU_FPU_AREA, %rax
+    fxsave64 (%rax)
+    movb $1, %gs:PERCPU_FPU_SAVED
+1:  POP_GPRS
     add $16, %rsp
     iretq
 

@@ -28,6 +28,10 @@ pub struct PerCpu {
     /// Nonzero while the current vCPU has virtual CR0.TS set (the exit path then sets the
     /// real TS so the guest's next FPU use traps).
     pub guest_ts: u64,
+    /// Nonzero when the FPU/SSE registers do not hold the current vCPU's state (it is in
+    /// its FXSAVE area, saved on the hypervisor's first FPU use since the entry, or the
+    /// vCPU was just switched in): the exit path then reloads it. See `entry.S`.
+    pub fpu_saved: u64,
 }
 
 const _: () = {
@@ -35,6 +39,7 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, stack_top) == 16);
     assert!(core::mem::offset_of!(PerCpu, fpu_area) == 24);
     assert!(core::mem::offset_of!(PerCpu, guest_ts) == 40);
+    assert!(core::mem::offset_of!(PerCpu, fpu_saved) == 48);
 };
 
 #[repr(C, align(4096))]
@@ -60,6 +65,7 @@ static CPU0: CpuStorage = CpuStorage {
         fpu_area: 0,
         cpu_id: 0,
         guest_ts: 0,
+        fpu_saved: 1,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -109,7 +115,8 @@ pub fn stack_top() -> u64 {
     unsafe { (*current()).stack_top }
 }
 
-/// Points the entry stubs at the FXSAVE area of the vCPU about to run.
+/// Points the entry stubs at the FXSAVE area of the vCPU about to run (see also
+/// [`switch_fpu_area`]).
 ///
 /// # Safety
 /// `area` must be a 16-byte aligned, 512-byte area that stays valid while it is current
@@ -117,6 +124,39 @@ pub fn stack_top() -> u64 {
 pub unsafe fn set_fpu_area(area: u64) {
     // SAFETY: writing a field of this CPU's own block; validity is the caller's promise.
     unsafe { (*current()).fpu_area = area };
+}
+
+/// Saves the FPU/SSE registers into the current vCPU's area if they still hold its state
+/// (the lazy save of `entry.S`, done now), and marks them for reloading at the exit: to
+/// be called before the current vCPU changes or its area moves.
+pub fn save_fpu() {
+    // SAFETY: ring 0 with GS at this CPU's block; the area pointer is the current vCPU's
+    // 16-byte aligned FXSAVE area (set_fpu_area's promise). clts first: the entry path
+    // leaves CR0.TS set until the hypervisor's first FPU use.
+    unsafe {
+        core::arch::asm!(
+            "cmp qword ptr gs:[48], 0",
+            "jne 2f",
+            "clts",
+            "mov {area}, gs:[24]",
+            "fxsave64 [{area}]",
+            "mov qword ptr gs:[48], 1",
+            "2:",
+            area = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// Makes `area` the current vCPU's FXSAVE area, to be loaded at the next exit (after
+/// saving the outgoing vCPU's registers into its own area).
+///
+/// # Safety
+/// As for [`set_fpu_area`].
+pub unsafe fn switch_fpu_area(area: u64) {
+    save_fpu();
+    // SAFETY: the caller's promise.
+    unsafe { set_fpu_area(area) };
 }
 
 /// Records whether the current vCPU runs with virtual CR0.TS.
