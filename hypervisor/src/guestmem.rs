@@ -46,6 +46,16 @@ struct Walk {
 /// but not on this path: a batch of `mmu_update`s reads its requests from one page while
 /// it rewrites other entries).
 pub struct WalkMemo {
+    /// Direct-mapped by page number: an instruction fetch and the data it touches (a
+    /// trap), or a request list and its `done` counter, rarely share a slot.
+    slots: [MemoSlot; MEMO_SLOTS],
+}
+
+/// Pages a [`WalkMemo`] remembers.
+const MEMO_SLOTS: usize = 8;
+
+/// One remembered walk.
+struct MemoSlot {
     domain: Cell<DomId>,
     root: Cell<Mfn>,
     /// [`NO_PAGE`] while nothing is remembered.
@@ -63,13 +73,17 @@ impl WalkMemo {
     /// Remembers nothing yet.
     pub const fn new() -> WalkMemo {
         WalkMemo {
-            domain: Cell::new(0),
-            root: Cell::new(Mfn(0)),
-            page: Cell::new(NO_PAGE),
-            generation: Cell::new(0),
-            entries: [const { Cell::new((0, 0)) }; 4],
-            frame: Cell::new(Mfn(0)),
-            writable: Cell::new(false),
+            slots: [const {
+                MemoSlot {
+                    domain: Cell::new(0),
+                    root: Cell::new(Mfn(0)),
+                    page: Cell::new(NO_PAGE),
+                    generation: Cell::new(0),
+                    entries: [const { Cell::new((0, 0)) }; 4],
+                    frame: Cell::new(Mfn(0)),
+                    writable: Cell::new(false),
+                }
+            }; MEMO_SLOTS],
         }
     }
 }
@@ -145,7 +159,9 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
                 .map(|walk| walk.frame.addr() + va % PAGE_SIZE);
         };
         let generation = self.frames.generation();
-        if memo.page.get() == va / PAGE_SIZE
+        let page = va / PAGE_SIZE;
+        let memo = &memo.slots[page as usize % MEMO_SLOTS];
+        if memo.page.get() == page
             && memo.root.get() == self.root
             && memo.domain.get() == self.domain
             && (memo.writable.get() || !write)
