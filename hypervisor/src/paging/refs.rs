@@ -78,7 +78,8 @@ impl<M: PhysMem> Paging<'_, M> {
                 self.mmu.flush_all();
             }
             info.page_type = wanted;
-            info.validated = false;
+            // A writable page needs no validation; a table does.
+            info.validated = wanted == PageType::Writable;
         }
         info.type_count = 1;
         self.frames.set_info(mfn, info);
@@ -151,12 +152,18 @@ impl<M: PhysMem> Paging<'_, M> {
         if level > 1 {
             return self.get_page_and_type(target, PageType::table(level - 1));
         }
-        match self.info(target).owner {
+        let mut info = self.info(target);
+        match info.owner {
             Owner::Domain(owner) if owner == self.domain => {}
             Owner::Unusable => return Err(Errno::EPERM),
             _ => return Err(Errno::EBUSY),
         }
-        self.get_page(target).map_err(|_| Errno::EBUSY)?;
+        // get_page, on the bookkeeping just read.
+        if info.ref_count == MAX_COUNT {
+            return Err(Errno::EBUSY);
+        }
+        info.ref_count += 1;
+        self.frames.set_info(target, info);
         if entry::is_writable(entry) && self.get_page_type(target, PageType::Writable).is_err() {
             self.put_page(target);
             return Err(Errno::EBUSY);
@@ -171,8 +178,16 @@ impl<M: PhysMem> Paging<'_, M> {
             return;
         }
         let target = entry::target(entry);
-        if level > 1 || entry::is_writable(entry) {
+        if level > 1 {
             self.put_page_and_type(target);
+        } else if entry::is_writable(entry) {
+            // put_page_and_type of a writable page in one update (no table to devalidate).
+            let mut info = self.info(target);
+            debug_assert!(info.type_count > 0 && info.ref_count > 0);
+            debug_assert_eq!(info.page_type, PageType::Writable);
+            info.type_count = info.type_count.saturating_sub(1);
+            info.ref_count = info.ref_count.saturating_sub(1);
+            self.frames.set_info(target, info);
         } else {
             self.put_page(target);
         }
