@@ -65,7 +65,9 @@ static CPU0: CpuStorage = CpuStorage {
         fpu_area: 0,
         cpu_id: 0,
         guest_ts: 0,
-        fpu_saved: 1,
+        // Set by init_cpu0: a nonzero initialiser would move this whole static (stacks
+        // included) from .bss into the loaded image.
+        fpu_saved: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -91,6 +93,8 @@ pub fn init_cpu0() -> CpuStacks {
         (*percpu).self_ptr = percpu as u64;
         (*percpu).stack_top = stack_top;
         (*percpu).cpu_id = 0;
+        // No vCPU's FPU state is in the registers yet: the first exit loads one.
+        (*percpu).fpu_saved = 1;
         super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
         super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
     }
