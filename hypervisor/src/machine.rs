@@ -504,11 +504,11 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     // Every exit leaves these so (`run::leave` clears the flags and puts the scheduled
     // vCPU on the CPU), and nothing runs between an exit and the next entry.
     debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
-    // A guest process's system call goes to the trap path (a bounce to its kernel).
     // The loaded state says the mode: every change of mode loads it before the vCPU
-    // runs again.
+    // runs again. A guest process's system call is bounced to its kernel's callback.
     if !state.loaded.kernel_mode {
-        return FastEntry::Declined;
+        x86::percpu::save_fpu();
+        return fast_user_syscall(state, frame);
     }
     // The null hypercall (and its like) needs no context at all.
     if frame.rax == Hypercall::XenVersion.number()
@@ -568,6 +568,28 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         Err(errno) => errno.to_ret() as u64,
     };
     if state.machine_dirty || upcall_due(state) {
+        state.fast_after = Some(After::Resume);
+        return FastEntry::Finish;
+    }
+    FastEntry::Resume
+}
+
+/// A guest process's `syscall` on the fast path: the bounce to the guest kernel's
+/// syscall callback (`traps::user_syscall`, which reads only the iret part of the frame
+/// and rcx/r11), then straight back unless the bounce failed or an upcall is due.
+#[inline(never)]
+fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    if state.domains[state.current].is_none() {
+        return FastEntry::Declined;
+    }
+    let after = on_trap(state, frame, traps::user_syscall);
+    if after != After::Resume || state.machine_dirty {
+        state.fast_after = Some(after);
+        return FastEntry::Finish;
+    }
+    // Now in guest kernel mode: its root and GS base.
+    load_vcpu_hardware(state);
+    if upcall_due(state) {
         state.fast_after = Some(After::Resume);
         return FastEntry::Finish;
     }
