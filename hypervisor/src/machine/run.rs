@@ -342,11 +342,15 @@ fn fast_path(state: &mut State, frame: &mut TrapFrame) -> bool {
         return false;
     }
     let slot = state.current;
-    if let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame) {
+    if super::upcall_due(state)
+        && let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame)
+    {
         crash_current(state, frame, &reason);
         return false;
     }
-    load_vcpu_state(state);
+    // The same vCPU stays: only its hardware state can have changed (a mode switch),
+    // not where its vcpu_info is (that takes a machine-wide call, which dirties).
+    super::load_vcpu_hardware(state);
     true
 }
 
