@@ -19,7 +19,8 @@
 //!   neediest runnable domain: event and timer latency stay below a tick, and a domain
 //!   that wakes often still pays for all the CPU it uses;
 //! - a cap (percent of one CPU) is a budget per [`CAP_PERIOD`]: a domain that used it
-//!   up waits, even if the CPU would otherwise idle, until the next period.
+//!   up waits, even if the CPU would otherwise idle, until the next period; what it ran
+//!   beyond its budget is owed to the next period.
 //!
 //! Over any interval in which a set of domains stays runnable, each receives CPU time
 //! in proportion to its weight, to within one slice per domain (the host tests check a
@@ -444,7 +445,16 @@ impl Scheduler {
             let periods = (now - self.period_start) / CAP_PERIOD;
             self.period_start += periods * CAP_PERIOD;
             for domain in &mut self.domains {
-                domain.period_used = 0;
+                // What a capped domain ran beyond its budget (its slice ended late: a
+                // timer interrupt delayed, or the host itself preempted the emulator)
+                // is owed to the next period, as negative credit is in Xen's credit
+                // scheduler; otherwise the overruns add up to more than the cap.
+                domain.period_used = match domain.budget() {
+                    Some(budget) => domain
+                        .period_used
+                        .saturating_sub(budget.saturating_mul(periods)),
+                    None => 0,
+                };
             }
         }
     }
