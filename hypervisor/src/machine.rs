@@ -411,6 +411,13 @@ pub fn trap(frame: &mut TrapFrame) {
             after
         }
     };
+    leave_after(guard, frame, after);
+}
+
+/// Ends an entry as its handler asked: a crash is reported and its domain torn down;
+/// then the exit path runs, with a scheduling decision unless the vCPU simply resumes.
+fn leave_after(mut guard: spin::MutexGuard<'static, State>, frame: &mut TrapFrame, after: After) {
+    let state = &mut *guard;
     let resched = match after {
         After::Resume => false,
         After::Reschedule => true,
@@ -633,16 +640,8 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
 /// The rest of a hypercall the fast path ran but could not finish (see [`FastEntry`]).
 pub fn finish_hypercall(frame: &mut TrapFrame) {
     let mut guard = STATE.lock();
-    let state = &mut *guard;
-    let resched = match state.fast_after.take().unwrap_or(After::Reschedule) {
-        After::Resume => false,
-        After::Reschedule => true,
-        After::Crash(reason) => {
-            crash_current(state, frame, &reason);
-            true
-        }
-    };
-    run::leave(guard, frame, resched);
+    let after = guard.fast_after.take().unwrap_or(After::Reschedule);
+    leave_after(guard, frame, after);
 }
 
 /// A hypercall of the per-domain dispatcher (`hypercall::dispatch`).
