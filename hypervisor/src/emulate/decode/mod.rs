@@ -116,8 +116,12 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 /// the bytes do not begin with the signature (decode them normally).
 fn forced_emulation(bytes: &[u8]) -> Option<Result<Decoded, DecodeError>> {
     let signature = FORCED_EMULATION_SIGNATURE;
+    // The usual answer, without a slice comparison: the signature starts with ud2.
+    if bytes.len() < 2 || bytes[..2] != signature[..2] {
+        return None;
+    }
     let compared = bytes.len().min(signature.len());
-    if bytes.len() < 2 || bytes.get(..compared) != signature.get(..compared) {
+    if bytes.get(..compared) != signature.get(..compared) {
         return None;
     }
     let inner = bytes.get(signature.len()..).unwrap_or_default();

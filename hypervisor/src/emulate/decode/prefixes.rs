@@ -18,7 +18,11 @@ const OPERAND_SIZE: u8 = 0x66;
 const ADDRESS_SIZE: u8 = 0x67;
 const FS: u8 = 0x64;
 const GS: u8 = 0x65;
-const IGNORED_SEGMENTS: [u8; 4] = [0x26, 0x2e, 0x36, 0x3e];
+/// Segment overrides with no effect in 64-bit mode.
+const ES: u8 = 0x26;
+const CS: u8 = 0x2e;
+const SS: u8 = 0x36;
+const DS: u8 = 0x3e;
 const REX_FIRST: u8 = 0x40;
 const REX_LAST: u8 = 0x4f;
 
@@ -85,11 +89,20 @@ impl Prefixes {
         let mut ignored_segment = false;
         loop {
             let byte = cursor.byte()?;
+            // One match classifies the byte (most instructions we emulate have no prefix
+            // but REX, and this runs on every trapped instruction).
             let is_prefix = matches!(
                 byte,
-                LOCK | REPNE | REP | OPERAND_SIZE | ADDRESS_SIZE | FS | GS | REX_FIRST..=REX_LAST
-            ) || IGNORED_SEGMENTS.contains(&byte);
-            if prefixes.rex.present && is_prefix {
+                LOCK | REPNE | REP | OPERAND_SIZE | ADDRESS_SIZE | FS | GS | REX_FIRST
+                    ..=REX_LAST | ES | CS | SS | DS
+            );
+            if !is_prefix {
+                if ignored_segment && prefixes.segment.is_some() {
+                    return Err(DecodeError::Unsupported);
+                }
+                return Ok((prefixes, byte));
+            }
+            if prefixes.rex.present {
                 return Err(DecodeError::Invalid);
             }
             match byte {
@@ -102,13 +115,8 @@ impl Prefixes {
                 FS => set_once(&mut prefixes.segment, Segment::Fs)?,
                 GS => set_once(&mut prefixes.segment, Segment::Gs)?,
                 REX_FIRST..=REX_LAST => prefixes.rex = Rex::from_byte(byte),
-                _ if IGNORED_SEGMENTS.contains(&byte) => ignored_segment = true,
-                opcode => {
-                    if ignored_segment && prefixes.segment.is_some() {
-                        return Err(DecodeError::Unsupported);
-                    }
-                    return Ok((prefixes, opcode));
-                }
+                // ES, CS, SS, DS: no effect in 64-bit mode.
+                _ => ignored_segment = true,
             }
         }
     }
