@@ -187,6 +187,19 @@ fn offer(peer: u16) -> Result<EvtchnPort, Errno> {
     guest::evtchn_alloc_unbound(DOMID_SELF, peer)
 }
 
+/// Offers a port to `peer` with `handler` bound to it before any event can arrive: the
+/// peer may bind and send the moment the port exists, and an event on a port without a
+/// handler is stray (lost), so events stay masked until the handler is in place.
+fn offer_handled(peer: u16, handler: events::Handler) -> Result<EvtchnPort, Errno> {
+    let was = events::save_and_mask();
+    let offered = offer(peer);
+    if let Ok(port) = offered {
+        events::bind(port, handler);
+    }
+    events::restore(was);
+    offered
+}
+
 /// Finds the port `peer` offered us: probes its ports until one binds (only a port
 /// offered to us can), for up to `patience` ns. The new local end starts pending (as
 /// on Xen); that event is discarded.
@@ -231,8 +244,8 @@ fn ping_server(scenario: &Scenario, report: &mut Report) {
         let peer = scenario
             .peer()
             .ok_or_else(|| failure(format_args!("no peer")))?;
-        let port = offer(peer).map_err(|e| failure(format_args!("offer: {e}")))?;
-        events::bind(port, count_and_wake);
+        let port =
+            offer_handled(peer, count_and_wake).map_err(|e| failure(format_args!("offer: {e}")))?;
         say(format_args!(
             "pv-guest: ping-pong server: port {port} offered to domain {peer}"
         ));
