@@ -1,10 +1,24 @@
 //! The one checked accessor for guest memory.
 //!
-//! A pointer a guest passes is an allegation. The hypervisor never dereferences it: it
-//! walks the guest's current page tables in software, requires every level to be present
-//! and user-accessible (and writable, for a write), requires every table and the final
-//! frame to belong to the guest, and only then copies through the machine address. The
-//! hypervisor's own slots are supervisor-only, so no guest pointer can reach them.
+//! A pointer a guest passes is an allegation. The hypervisor reaches it in one of two
+//! ways, both here:
+//!
+//! - **By the MMU**, when the address space is the one loaded on the CPU (a hypercall
+//!   from a guest kernel: its own tables): the range must lie wholly in the guest's part
+//!   of the address space ([`mmu_may_copy`]: below the canonical hole, or above the
+//!   hypervisor's L4 slots), and the copy runs through the guest's tables with a fix-up
+//!   for page faults (`hv_guest_copy` in `entry.S`). That is safe because every entry of
+//!   those tables was validated (they map only frames the guest may map, its page tables
+//!   read-only), CR0.WP makes the hypervisor honour read-only mappings, and the TLB is
+//!   flushed whenever a frame leaves the domain or becomes a page table. A write is
+//!   taken this way only within one page, so that a fault stops it before any byte.
+//! - **In software** otherwise (another root, a multi-page write, host tests): walk the
+//!   tables, require every level present and user-accessible (and writable, for a
+//!   write), every table and the final frame the guest's, then copy through the machine
+//!   address.
+//!
+//! The hypervisor's own slots are excluded by range in the first and are
+//! supervisor-only in the second, so no guest pointer can reach them.
 
 use crate::frames::{DomId, FrameTable, Owner};
 use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
@@ -91,6 +105,22 @@ impl WalkMemo {
 impl Default for WalkMemo {
     fn default() -> Self {
         WalkMemo::new()
+    }
+}
+
+/// First address above the lower canonical half.
+const LOWER_HALF_END: u64 = 1 << 47;
+/// First address of the guest's part of the upper half (L4 slot 272, above the
+/// hypervisor's slots 256..272).
+const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
+
+/// Whether the MMU may copy `va..va+len` for a guest: the range lies wholly below the
+/// canonical hole or wholly above the hypervisor's L4 slots, so the copy can neither
+/// reach the hypervisor's mappings nor take any fault but a page fault.
+pub fn mmu_may_copy(va: u64, len: usize) -> bool {
+    match va.checked_add((len as u64).saturating_sub(1)) {
+        Some(last) => last < LOWER_HALF_END || va >= GUEST_UPPER_START,
+        None => false,
     }
 }
 
@@ -264,6 +294,12 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     #[inline]
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let len = buf.len();
+        if len <= MAX_COPY
+            && mmu_may_copy(va, len)
+            && let Some(copied) = self.mem.read_virtual(self.root, va, buf)
+        {
+            return if copied { Ok(()) } else { Err(Errno::EFAULT) };
+        }
         if Self::in_one_page(va, len) {
             // The common case (a request structure): one translation, one copy.
             self.mem.read(self.translate(va, false)?, buf);
@@ -278,6 +314,11 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     #[inline]
     pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
         if Self::in_one_page(va, data.len()) {
+            if mmu_may_copy(va, data.len())
+                && let Some(copied) = self.mem.write_virtual(self.root, va, data)
+            {
+                return if copied { Ok(()) } else { Err(Errno::EFAULT) };
+            }
             self.mem.write(self.translate(va, true)?, data);
             return Ok(());
         }
@@ -497,5 +538,104 @@ mod tests {
             Err(Errno::EFAULT)
         );
         assert_eq!(guest.read(u64::MAX - 3, &mut [0; 8]), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn the_mmu_may_copy_only_guest_ranges() {
+        assert!(mmu_may_copy(0, 8));
+        assert!(mmu_may_copy((1 << 47) - 8, 8));
+        assert!(
+            !mmu_may_copy((1 << 47) - 8, 9),
+            "runs into the canonical hole"
+        );
+        assert!(!mmu_may_copy(1 << 47, 1));
+        assert!(
+            !mmu_may_copy(0xffff_8000_0000_0000, 8),
+            "the hypervisor's slots"
+        );
+        assert!(
+            !mmu_may_copy(0xffff_87ff_ffff_fff8, 8),
+            "the last hypervisor slot"
+        );
+        assert!(mmu_may_copy(0xffff_8800_0000_0000, 8));
+        assert!(mmu_may_copy(u64::MAX - 7, 8));
+        assert!(!mmu_may_copy(u64::MAX - 7, 9), "wraps around");
+    }
+
+    /// Memory whose "MMU" has `loaded` in CR3: records what it was asked to copy and
+    /// answers with `fault`.
+    struct MmuMem {
+        inner: FakeMem,
+        loaded: Mfn,
+        fault: Cell<bool>,
+        asked: std::cell::RefCell<Vec<(u64, usize)>>,
+    }
+
+    impl PhysMem for MmuMem {
+        fn read(&self, addr: u64, buf: &mut [u8]) {
+            self.inner.read(addr, buf);
+        }
+        fn write(&self, addr: u64, data: &[u8]) {
+            self.inner.write(addr, data);
+        }
+        fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
+            if root != self.loaded {
+                return None;
+            }
+            self.asked.borrow_mut().push((va, buf.len()));
+            buf.fill(0x5a);
+            Some(!self.fault.get())
+        }
+        fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
+            if root != self.loaded {
+                return None;
+            }
+            self.asked.borrow_mut().push((va, data.len()));
+            Some(!self.fault.get())
+        }
+    }
+
+    #[test]
+    fn the_loaded_root_is_copied_by_the_mmu_and_the_rest_walked() {
+        let mem = MmuMem {
+            inner: FakeMem::new(16),
+            loaded: Mfn(1),
+            fault: Cell::new(false),
+            asked: Default::default(),
+        };
+        map(&mem.inner, 0x40_0000, 5, ALL, ALL);
+        map(&mem.inner, 0x40_1000, 6, ALL, ALL);
+        mem.inner.write_u64(5 * 4096, 7);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let guest = GuestMem::new(&mem, &frames, 1, Mfn(1));
+        // The loaded root, a guest range: the MMU copies (and its fault is EFAULT).
+        assert_eq!(guest.read_obj::<u64>(0x40_0000), Ok(0x5a5a_5a5a_5a5a_5a5a));
+        assert_eq!(guest.write_obj(0x40_0000, &1u64), Ok(()));
+        mem.fault.set(true);
+        assert_eq!(guest.read_obj::<u64>(0x40_0000), Err(Errno::EFAULT));
+        assert_eq!(guest.write_obj(0x40_0000, &1u64), Err(Errno::EFAULT));
+        assert_eq!(mem.asked.borrow().len(), 4);
+        mem.fault.set(false);
+        // Never the hypervisor's range, never a write across pages, never another root:
+        // those are walked in software.
+        mem.asked.borrow_mut().clear();
+        assert_eq!(
+            guest.read_obj::<u64>(0xffff_8300_0000_0000),
+            Err(Errno::EFAULT)
+        );
+        guest.write(0x40_0ffc, b"abcdefgh").unwrap();
+        assert_eq!(
+            mem.inner.read_u64(6 * 4096) as u32,
+            u32::from_le_bytes(*b"efgh")
+        );
+        let other = guest.for_root(Mfn(2));
+        assert_eq!(other.read_obj::<u64>(0x40_0000), Err(Errno::EFAULT));
+        assert!(mem.asked.borrow().is_empty(), "{:?}", mem.asked.borrow());
+        assert_eq!(
+            mem.inner.read_u64(5 * 4096),
+            7,
+            "the MMU's writes are its own"
+        );
     }
 }

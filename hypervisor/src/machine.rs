@@ -13,7 +13,7 @@ use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::Runtime;
 use hypervisor::hypercall::{self, After, Context};
-use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
+use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem, pte};
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
@@ -88,6 +88,28 @@ impl PhysMem for DirectMap {
         }
         // SAFETY: as in `read`, and aligned.
         unsafe { target.write_volatile(value) }
+    }
+
+    // Guest virtual memory through the MMU, when the guest's tables are the loaded ones:
+    // every entry of them was validated, so the walk reaches only what the guest may
+    // map, and CR0.WP makes read-only mappings (its page tables) refuse the write.
+    #[inline]
+    fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
+        if cpu::read_cr3() & pte::ADDRESS_MASK != root.addr() {
+            return None;
+        }
+        // SAFETY: `GuestMem` checked `va..va+len` lies in guest slots (`mmu_may_copy`);
+        // `buf` is ours.
+        Some(unsafe { x86::mem::guest_copy(buf.as_mut_ptr(), va as *const u8, buf.len()) })
+    }
+
+    #[inline]
+    fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
+        if cpu::read_cr3() & pte::ADDRESS_MASK != root.addr() {
+            return None;
+        }
+        // SAFETY: as in `read_virtual`.
+        Some(unsafe { x86::mem::guest_copy(va as *mut u8, data.as_ptr(), data.len()) })
     }
 }
 

@@ -101,6 +101,25 @@ pub trait PhysMem {
         old
     }
 
+    /// Copies `buf.len()` bytes from guest virtual address `va` with the MMU, through the
+    /// page tables loaded on this CPU, if they are `root` and this memory can (the real
+    /// machine can; host fakes cannot, and say `None`): `Some(true)` copied, `Some(false)`
+    /// a page fault stopped it (`buf` then holds part of the bytes). Only
+    /// [`GuestMem`](crate::guestmem::GuestMem) calls it, for a range it checked with
+    /// [`mmu_may_copy`](crate::guestmem::mmu_may_copy).
+    fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
+        let _ = (root, va, buf);
+        None
+    }
+
+    /// Copies `data` to guest virtual address `va` with the MMU (see
+    /// [`PhysMem::read_virtual`]). The caller passes a range within one page, so a fault
+    /// stops it before any byte is written.
+    fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
+        let _ = (root, va, data);
+        None
+    }
+
     /// Fills a whole frame with zeroes.
     fn zero_frame(&self, mfn: Mfn) {
         let zeros = [0u8; 512];

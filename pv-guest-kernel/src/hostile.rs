@@ -267,6 +267,43 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         };
         r.check(name, Errno::EFAULT, Got::Errno(Errno::from_ret(ret)));
     }
+    // A request list running past the lower canonical half.
+    // SAFETY: raw call with a pointer the hypervisor must not follow.
+    let ret = unsafe {
+        guest::raw::hypercall4(
+            pv_abi::xen::Hypercall::MmuUpdate,
+            (1 << 47) - 8,
+            1,
+            0,
+            u64::from(DOMID_SELF),
+        )
+    };
+    r.check(
+        "pointer_past_lower_half",
+        Errno::EFAULT,
+        Got::Errno(Errno::from_ret(ret)),
+    );
+    // An output buffer in our own page table (mapped read-only): the hypervisor's copy
+    // must fault like our own store would, and leave the table as it was.
+    let table = va_of(l1);
+    let before = peek(table);
+    // SAFETY: raw call; the hypervisor must refuse to write the read-only page.
+    let ret = unsafe {
+        guest::raw::hypercall2(
+            pv_abi::xen::Hypercall::XenVersion,
+            u64::from(pv_abi::version::XENVER_EXTRAVERSION),
+            table,
+        )
+    };
+    if peek(table) == before {
+        r.check(
+            "output_into_page_table",
+            Errno::EFAULT,
+            Got::Errno(Errno::from_ret(ret)),
+        );
+    } else {
+        r.fail("output_into_page_table", "the table was written");
+    }
 
     // Reservations.
     let mut extents = [0u64; 1];

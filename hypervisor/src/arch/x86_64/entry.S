@@ -19,7 +19,9 @@
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
 .set FRAME_VECTOR,     15*8
+.set FRAME_RIP,        17*8
 .set FRAME_CS,         18*8
+.set VECTOR_PF,        14
 /* TrapFrame (src/regs.rs): r15 first, rax last of the 15 general registers. */
 .set FRAME_GPRS,       15*8
 .set FRAME_R15,        0*8
@@ -217,6 +219,8 @@ guest_exit:
 ring0_entry:
     cmpq $7, FRAME_VECTOR(%rsp)
     je ring0_nm
+    cmpq $VECTOR_PF, FRAME_VECTOR(%rsp)
+    je ring0_pf
     cmpq $32, FRAME_VECTOR(%rsp)
     jb hypervisor_fault
     mov %rsp, %rdi
@@ -240,6 +244,23 @@ ring0_nm:
     add $16, %rsp
     iretq
 
+/* #PF in ring 0: expected only on the one instruction that copies guest virtual memory
+ * (hv_guest_copy), which then returns the bytes it did not copy; anywhere else it is a
+ * hypervisor bug. */
+ring0_pf:
+    lea guest_copy_quads(%rip), %rax
+    cmp %rax, FRAME_RIP(%rsp)
+    lea guest_copy_quads_fault(%rip), %rax
+    je 1f
+    lea guest_copy_bytes(%rip), %rax
+    cmp %rax, FRAME_RIP(%rsp)
+    jne hypervisor_fault
+    lea guest_copy_bytes_fault(%rip), %rax
+1:  mov %rax, FRAME_RIP(%rsp)
+    POP_GPRS
+    add $16, %rsp
+    iretq
+
 hypervisor_fault:
     mov %rsp, %rdi
     cld
@@ -247,6 +268,29 @@ hypervisor_fault:
 1:  cli
     hlt
     jmp 1b
+
+/* usize hv_guest_copy(dst %rdi, src %rsi, len %rdx): copies between hypervisor memory
+ * and guest virtual memory through the page tables loaded on this CPU (the guest's, whose
+ * every entry the hypervisor validated), eight bytes at a time and then the tail, and
+ * returns the bytes left uncopied: 0, or what remained when a page fault stopped it
+ * (ring0_pf resumes at the matching *_fault label, where %rcx counts what the rep had
+ * left). The caller checks the range: only guest slots, so a fault can only be a #PF. */
+.global hv_guest_copy
+hv_guest_copy:
+    mov %rdx, %rcx
+    shr $3, %rcx
+    and $7, %edx
+guest_copy_quads:
+    rep movsq
+    mov %rdx, %rcx
+guest_copy_bytes:
+    rep movsb
+guest_copy_bytes_fault:
+    mov %rcx, %rax
+    ret
+guest_copy_quads_fault:
+    lea (%rdx,%rcx,8), %rax
+    ret
 
 /* Enters the guest for the first time on this CPU: %rdi = TrapFrame at the top of the
  * per-CPU stack, already filled in. */
