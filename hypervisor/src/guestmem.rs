@@ -117,6 +117,7 @@ const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
 /// Whether the MMU may copy `va..va+len` for a guest: the range lies wholly below the
 /// canonical hole or wholly above the hypervisor's L4 slots, so the copy can neither
 /// reach the hypervisor's mappings nor take any fault but a page fault.
+#[inline]
 pub fn mmu_may_copy(va: u64, len: usize) -> bool {
     match va.checked_add((len as u64).saturating_sub(1)) {
         Some(last) => last < LOWER_HALF_END || va >= GUEST_UPPER_START,
@@ -333,6 +334,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Reads one wire structure from guest address `va`.
+    #[inline]
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {
         let mut value = T::new_zeroed();
         self.read(va, value.as_mut_bytes())?;
@@ -340,6 +342,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Writes one wire structure to guest address `va`.
+    #[inline]
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, value: &T) -> Result<(), Errno> {
         self.write(va, value.as_bytes())
     }

@@ -9,9 +9,10 @@ use core::cell::UnsafeCell;
 use hypervisor::bootimage::{BootImage, MAX_DOMAINS};
 use hypervisor::builder::{self, Machine};
 use hypervisor::domain::{Domain, DomainState};
+use hypervisor::evtchn::shared::Raised;
 use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::{GuestMem, WalkMemo};
-use hypervisor::guests::Runtime;
+use hypervisor::guests::{Runtime, events};
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem, pte};
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
@@ -562,17 +563,18 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     fast_domain_hypercall(state, frame)
 }
 
-/// `EVTCHNOP_send` on the fast path: the same handler as the machine-wide dispatcher's
-/// (`Guests::send`), without building its context, and without saving the guest's FPU
-/// state up front (the handler needs no SSE; if the compiler ever makes it use some, the
-/// #NM path saves it). Like the dispatcher, it leaves the full exit path to a send that
-/// woke a vCPU.
+/// `EVTCHNOP_send` on the fast path: the same steps as the machine-wide dispatcher's
+/// (`Guests::send`: `send_target`, `mark_pending`, `wake_for`), but the scheduler and
+/// the clock are reached only if a vCPU must wake, and the guest's FPU state is not
+/// saved up front (nothing here needs SSE; if the compiler ever makes it use some, the
+/// #NM path saves it). A send that woke a vCPU leaves by the full exit path.
 #[inline(never)]
 fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     let slot = state.current;
     let Some(domain) = state.domains[slot].as_ref() else {
         return FastEntry::Declined;
     };
+    let running_vcpu = domain.vcpu.id;
     let guest = GuestMem::with_memo(
         &DirectMap,
         &state.frames,
@@ -580,20 +582,32 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         domain.vcpu.kernel_root,
         &state.walk_memo,
     );
-    let result = match guest.read_obj::<pv_abi::event_channel::EvtchnSend>(frame.rsi) {
-        Ok(op) => {
-            let changes = state.sched.changes();
-            let now = state.now();
-            let sent = state.guests(now).send(slot, op.port);
-            if state.sched.changes() != changes {
-                state.machine_dirty = true;
+    let target = guest
+        .read_obj::<pv_abi::event_channel::EvtchnSend>(frame.rsi)
+        .and_then(|op| events::send_target(&state.domains, &state.runtime, slot, op.port));
+    frame.rax = match target {
+        Ok(target) => {
+            if let Some((target, port)) = target
+                && let Some((vcpu, raised)) =
+                    events::mark_pending(&DirectMap, &state.domains, &state.runtime, target, port)
+            {
+                // The vCPU making the call is running: an upcall for it needs no wake-up
+                // (it is delivered on the way out).
+                let raised = Raised {
+                    upcall: raised.upcall && !(target == slot && vcpu == running_vcpu),
+                    ..raised
+                };
+                if events::needs_wake(&state.runtime[target], port, raised) {
+                    let changes = state.sched.changes();
+                    let now = state.now();
+                    state.guests(now).wake_for(target, vcpu, port, raised);
+                    if state.sched.changes() != changes {
+                        state.machine_dirty = true;
+                    }
+                }
             }
-            sent
+            0
         }
-        Err(errno) => Err(errno),
-    };
-    frame.rax = match result {
-        Ok(()) => 0,
         Err(errno) => errno.to_ret() as u64,
     };
     if state.machine_dirty || upcall_due(state) {

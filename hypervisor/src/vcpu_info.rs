@@ -61,6 +61,7 @@ impl<'a, M: PhysMem> VcpuInfoRef<'a, M> {
 
     /// The `vcpu_info` at machine address `base` (vCPU `n` of the shared-info page, see
     /// [`shared_slot`], or an area registered with VCPUOP_register_vcpu_info).
+    #[inline]
     pub fn at(mem: &'a M, base: u64) -> Self {
         VcpuInfoRef { mem, base }
     }

@@ -111,11 +111,13 @@ impl EventTable {
     }
 
     /// The port's channel, if the port number is in range.
+    #[inline]
     pub fn get(&self, port: EvtchnPort) -> Option<&Channel> {
         self.channels.get(port as usize)
     }
 
     /// The port's channel if it is open (not closed, not port 0).
+    #[inline]
     pub fn open(&self, port: EvtchnPort) -> Result<&Channel, Errno> {
         match self.get(port) {
             Some(channel) if port != 0 && channel.binding != Binding::Closed => Ok(channel),

@@ -36,10 +36,12 @@ pub struct SharedEvents<'a, M: PhysMem> {
 
 impl<'a, M: PhysMem> SharedEvents<'a, M> {
     /// The bitmaps of the domain whose shared-info page is `shared_info`.
+    #[inline]
     pub fn new(mem: &'a M, shared_info: Mfn) -> Self {
         SharedEvents { mem, shared_info }
     }
 
+    #[inline]
     fn word_addr(&self, field: usize, port: EvtchnPort) -> (u64, u64) {
         let (word, bit) = port_word_and_bit(port);
         (
@@ -63,6 +65,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
     }
 
     /// Whether `port` is masked.
+    #[inline]
     pub fn is_masked(&self, port: EvtchnPort) -> bool {
         let (addr, bit) = self.mask_word(port);
         self.mem.read_u64(addr) & bit != 0
@@ -82,6 +85,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
     }
 
     /// Raises `port` for the vCPU whose `vcpu_info` is `info` (see the module docs).
+    #[inline]
     pub fn raise(&self, info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> Raised {
         let (addr, bit) = self.pending_word(port);
         if self.mem.fetch_or_u64(addr, bit) & bit != 0 {
@@ -99,6 +103,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
 
     /// Sets the selector bit for `port` and, if it was clear, the upcall flag; returns
     /// whether the upcall flag went from clear to set.
+    #[inline]
     fn select(info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> bool {
         let (word, _) = port_word_and_bit(port);
         !info.test_and_set_selector(word as u32) && !info.mark_upcall_pending()

@@ -2,7 +2,9 @@
 //! closing interdomain channels, releasing a stopped domain's ports, and the upcall.
 
 use super::{Guests, VECTOR_UPCALL};
-use crate::evtchn::shared::SharedEvents;
+use super::{Runtime, live_slot_of, vcpu_info_addr};
+use crate::domain::Domain;
+use crate::evtchn::shared::{Raised, SharedEvents};
 use crate::evtchn::{Binding, virq_is_global};
 use crate::frames::DomId;
 use crate::mm::PhysMem;
@@ -15,23 +17,74 @@ use pv_abi::errno::Errno;
 use pv_abi::event_channel::EvtchnPort;
 use pv_abi::xen::VIRQ_DOM_EXC;
 
+/// The first half of raising `port` of the domain in `slot`: the shared-memory part (the
+/// pending bit, then, if that makes an upcall due, the selector bit and the vCPU's
+/// upcall flag), which needs neither the scheduler nor the time. Returns the notified
+/// vCPU and what changed, or `None` if the domain is not running or the port is closed.
+/// [`needs_wake`] says whether the second half ([`Guests::wake_for`]) has work.
+#[inline]
+pub fn mark_pending<M: PhysMem>(
+    mem: &M,
+    domains: &[Option<Domain>],
+    runtime: &[Runtime],
+    slot: usize,
+    port: EvtchnPort,
+) -> Option<(u32, Raised)> {
+    let domain = domains.get(slot)?.as_ref().filter(|d| d.is_running())?;
+    let channel = runtime[slot].events.open(port).ok()?;
+    let vcpu = channel.vcpu;
+    let info = vcpu_info_addr(domain, &runtime[slot], vcpu)?;
+    let raised =
+        SharedEvents::new(mem, domain.shared_info).raise(&VcpuInfoRef::at(mem, info), port);
+    Some((vcpu, raised))
+}
+
+/// Whether a raise of `port` in the domain with runtime `runtime` that did `raised` must
+/// wake a vCPU: an upcall became due, or the port became pending while some vCPU polls.
+#[inline]
+pub fn needs_wake(runtime: &Runtime, port: EvtchnPort, raised: Raised) -> bool {
+    raised.upcall
+        || (raised.newly_pending
+            && runtime.vcpus[..runtime.nr_vcpus as usize]
+                .iter()
+                .any(|v| !v.polling.is_empty() && v.polling.contains(&port)))
+}
+
+/// Where an `EVTCHNOP_send` on `port` of `slot` lands: the slot and port to raise, or
+/// `None` if the notification is dropped (an unbound port, a peer that is gone).
+#[inline]
+pub fn send_target(
+    domains: &[Option<Domain>],
+    runtime: &[Runtime],
+    slot: usize,
+    port: EvtchnPort,
+) -> Result<Option<(usize, EvtchnPort)>, Errno> {
+    match runtime[slot].events.open(port)?.binding {
+        Binding::Interdomain {
+            remote,
+            remote_port,
+        } => Ok(live_slot_of(domains, remote).map(|remote_slot| (remote_slot, remote_port))),
+        Binding::Ipi => Ok(Some((slot, port))),
+        // As in Xen: nobody listens yet, the notification is dropped.
+        Binding::Unbound { .. } => Ok(None),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
 impl<M: PhysMem> Guests<'_, M> {
     /// Raises `port` of the domain in `slot`: sets it pending, and wakes the notified
     /// vCPU if that makes an upcall due or the vCPU polls this port.
     pub fn raise(&mut self, slot: usize, port: EvtchnPort) {
-        let Some(domain) = self.domain(slot) else {
-            return;
-        };
-        let shared = domain.shared_info;
-        let Ok(channel) = self.runtime[slot].events.open(port) else {
-            return;
-        };
-        let vcpu = channel.vcpu;
-        let Some(info) = self.vcpu_info_addr(slot, vcpu) else {
-            return;
-        };
-        let raised =
-            SharedEvents::new(self.mem, shared).raise(&VcpuInfoRef::at(self.mem, info), port);
+        if let Some((vcpu, raised)) = mark_pending(self.mem, self.domains, self.runtime, slot, port)
+        {
+            self.wake_for(slot, vcpu, port, raised);
+        }
+    }
+
+    /// The second half of raising `port` of `slot` (see [`mark_pending`]): wakes the
+    /// notified vCPU `vcpu` if an upcall became due, and every vCPU polling the port if it
+    /// became pending.
+    pub fn wake_for(&mut self, slot: usize, vcpu: u32, port: EvtchnPort, raised: Raised) {
         if raised.upcall {
             self.unblock(VcpuRef {
                 slot,
@@ -62,25 +115,10 @@ impl<M: PhysMem> Guests<'_, M> {
 
     /// EVTCHNOP_send from `slot`.
     pub fn send(&mut self, slot: usize, port: EvtchnPort) -> Result<(), Errno> {
-        let channel = *self.runtime[slot].events.open(port)?;
-        match channel.binding {
-            Binding::Interdomain {
-                remote,
-                remote_port,
-            } => {
-                if let Some(remote_slot) = self.slot_of(remote) {
-                    self.raise(remote_slot, remote_port);
-                }
-                Ok(())
-            }
-            Binding::Ipi => {
-                self.raise(slot, port);
-                Ok(())
-            }
-            // As in Xen: nobody listens yet, the notification is dropped.
-            Binding::Unbound { .. } => Ok(()),
-            _ => Err(Errno::EINVAL),
+        if let Some((target, target_port)) = send_target(self.domains, self.runtime, slot, port)? {
+            self.raise(target, target_port);
         }
+        Ok(())
     }
 
     /// EVTCHNOP_bind_interdomain from `slot`: connects a new local port to

@@ -110,6 +110,32 @@ impl Runtime {
     }
 }
 
+/// The slot of the live (running) domain `id` in `domains`.
+#[inline]
+pub fn live_slot_of(domains: &[Option<Domain>], id: DomId) -> Option<usize> {
+    domains
+        .iter()
+        .position(|d| d.as_ref().is_some_and(|d| d.id == id && d.is_running()))
+}
+
+/// Machine address of the `vcpu_info` of vCPU `vcpu` of `domain` (whose runtime is
+/// `runtime`): the active vCPU's or a parked one's registered area, else its slot in
+/// the shared-info page.
+#[inline]
+pub fn vcpu_info_addr(domain: &Domain, runtime: &Runtime, vcpu: u32) -> Option<u64> {
+    if vcpu >= runtime.nr_vcpus {
+        return None;
+    }
+    Some(if domain.vcpu.id == vcpu {
+        domain.vcpu.vcpu_info_addr(domain.shared_info)
+    } else {
+        match &runtime.parked[vcpu as usize] {
+            Some(parked) => parked.vcpu_info_addr(domain.shared_info),
+            None => shared_slot(domain.shared_info, vcpu),
+        }
+    })
+}
+
 /// Every guest, borrowed for one entry into the hypervisor.
 pub struct Guests<'a, M: PhysMem> {
     /// Machine memory.
@@ -158,7 +184,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
 
     /// The slot of the live domain `id`.
     pub fn slot_of(&self, id: DomId) -> Option<usize> {
-        (0..self.domains.len()).find(|&slot| self.domain(slot).is_some_and(|d| d.id == id))
+        live_slot_of(self.domains, id)
     }
 
     /// Resolves `DOMID_SELF` for the domain in `slot`.
@@ -173,18 +199,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
 
     /// Machine address of the `vcpu_info` of vCPU `vcpu` in `slot`.
     pub fn vcpu_info_addr(&self, slot: usize, vcpu: u32) -> Option<u64> {
-        let domain = self.domain(slot)?;
-        if vcpu >= self.vcpu_count(slot) {
-            return None;
-        }
-        Some(if domain.vcpu.id == vcpu {
-            domain.vcpu.vcpu_info_addr(domain.shared_info)
-        } else {
-            match &self.runtime[slot].parked[vcpu as usize] {
-                Some(parked) => parked.vcpu_info_addr(domain.shared_info),
-                None => shared_slot(domain.shared_info, vcpu),
-            }
-        })
+        vcpu_info_addr(self.domain(slot)?, &self.runtime[slot], vcpu)
     }
 
     /// The vCPU `vcpu` of `slot`, wherever it is (active or parked).
@@ -220,7 +235,7 @@ impl<'a, M: PhysMem> Guests<'a, M> {
 }
 
 mod dump;
-mod events;
+pub mod events;
 mod waiting;
 
 #[cfg(test)]

@@ -412,3 +412,62 @@ fn runstate_areas_are_written() {
     let running = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
     assert_eq!(running, 7_000);
 }
+
+#[test]
+fn a_send_wakes_only_when_an_upcall_or_a_poller_needs_it() {
+    let mut w = Multi::new(2);
+    let server_port = w.runtime[0].events.alloc_unbound(2).unwrap();
+    let client_port = w.with(|g| g.bind_interdomain(1, 1, server_port)).unwrap();
+    let target = events::send_target(&w.domains, &w.runtime, 1, client_port);
+    assert_eq!(target, Ok(Some((0, server_port))));
+    let mark = |w: &Multi| {
+        events::mark_pending(&w.mem, &w.domains, &w.runtime, 0, server_port).map(
+            |(vcpu, raised)| {
+                (
+                    vcpu,
+                    raised,
+                    events::needs_wake(&w.runtime[0], server_port, raised),
+                )
+            },
+        )
+    };
+    // Masked: pending, nothing to wake; a second send changes nothing.
+    w.events(0).set_mask(server_port);
+    let (vcpu, raised, wake) = mark(&w).unwrap();
+    assert_eq!(
+        (vcpu, raised.newly_pending, raised.upcall, wake),
+        (0, true, false, false)
+    );
+    assert!(w.events(0).is_pending(server_port));
+    let (_, raised, wake) = mark(&w).unwrap();
+    assert_eq!((raised.newly_pending, wake), (false, false));
+    // Masked but polled: the poller must wake.
+    w.events(0).clear_pending(server_port);
+    w.runtime[0].vcpus[0].polling.push(server_port).unwrap();
+    assert_eq!(mark(&w).map(|m| m.2), Some(true));
+    w.runtime[0].vcpus[0].polling.clear();
+    // Unmasked: the upcall becomes due, the vCPU must wake.
+    w.events(0).clear_pending(server_port);
+    let _ = w.events(0).unmask(&w.info(0, 0), server_port);
+    let (_, raised, wake) = mark(&w).unwrap();
+    assert!(raised.upcall && wake);
+    // Nobody listening, a closed port, a peer that is gone.
+    let unbound = w.runtime[1].events.alloc_unbound(1).unwrap();
+    assert_eq!(
+        events::send_target(&w.domains, &w.runtime, 1, unbound),
+        Ok(None)
+    );
+    assert_eq!(
+        events::send_target(&w.domains, &w.runtime, 1, 77),
+        Err(Errno::EINVAL)
+    );
+    w.domains[0].as_mut().unwrap().state = DomainState::Crashed;
+    assert_eq!(
+        events::send_target(&w.domains, &w.runtime, 1, client_port),
+        Ok(None)
+    );
+    assert!(
+        mark(&w).is_none(),
+        "a stopped domain's ports are not raised"
+    );
+}
