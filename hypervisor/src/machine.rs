@@ -557,6 +557,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     {
         return fast_send(state, frame);
     }
+    // A TLB flush, an INVLPG or a reload of the current root: no context either.
+    if frame.rax == Hypercall::MmuextOp.number()
+        && let Some(entry) = fast_mmuext(state, frame)
+    {
+        return entry;
+    }
     // Everything past here may use SSE: save the guest's FPU state now rather than
     // through a #NM on the first SSE instruction (see entry.S).
     x86::percpu::save_fpu();
@@ -615,6 +621,30 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         return FastEntry::Finish;
     }
     FastEntry::Resume
+}
+
+/// A one-operation `mmuext_op` that touches only the TLB or reloads the current root
+/// (`hypercall::light_mmuext_op`), without a context; `None` if the call is not one
+/// (nothing done: the general path takes it).
+#[inline(never)]
+fn fast_mmuext(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
+    // The request is copied through SSE registers: save the guest's now (cheaper than
+    // the #NM that would).
+    x86::percpu::save_fpu();
+    let domain = state.domains[state.current].as_ref()?;
+    let root = domain.vcpu.kernel_root;
+    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+    let mut hw = crate::hardware::Machine::new();
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
+    frame.rax = hypercall::light_mmuext_op(&guest, &mut hw, root, args)?;
+    if let Some(root) = hw.loaded_root {
+        state.loaded.root = root.addr();
+    }
+    if upcall_due(state) {
+        state.fast_after = Some(After::Resume);
+        return Some(FastEntry::Finish);
+    }
+    Some(FastEntry::Resume)
 }
 
 /// A guest process's `syscall` on the fast path: the bounce to the guest kernel's

@@ -9,8 +9,9 @@
 //! an unbounded time.
 
 use super::Context;
+use crate::guestmem::GuestMem;
 use crate::mm::{self, Mfn, PhysMem};
-use crate::paging::{Paging, entry};
+use crate::paging::{Mmu, Paging, entry};
 use pv_abi::errno::Errno;
 use pv_abi::xen::{
     DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
@@ -209,18 +210,60 @@ fn check_vcpu_mask<M: PhysMem>(ctx: &Context<'_, M>, mask: u64) -> Result<(), Er
     ctx.guest.read_obj::<u64>(mask).map(|_| ())
 }
 
-fn one_mmuext_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: MmuextOp) -> Result<(), Errno> {
-    match op.cmd {
-        MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
-            ctx.mmu.flush_all();
-            return Ok(());
-        }
+/// The TLB operations that need nothing more from the guest: a flush or an INVLPG, on
+/// this CPU or on all (the domain's one vCPU runs only here); `None` for any other
+/// command (nothing done).
+#[inline]
+fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<()> {
+    match cmd {
+        MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => mmu.flush_all(),
         MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
-            if guest_address(op.arg1) {
-                ctx.mmu.flush_va(op.arg1);
+            if guest_address(va) {
+                mmu.flush_va(va);
             }
-            return Ok(());
         }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// `mmuext_op` for the hypercall fast path: a batch of exactly one operation that needs
+/// no hypercall context because it changes no frame's type or count and no vCPU state: a
+/// TLB flush or INVLPG, or `MMUEXT_NEW_BASEPTR` to the vCPU's current kernel root (a
+/// reload, which is Xen's shortcut in `new_guest_cr3` too). Does what [`mmuext_op`]
+/// would, with the same result and `done` count; `None` means the call is not such a
+/// batch and nothing was done (the caller takes the general path, which reads the
+/// request again and reports any error).
+pub fn light_mmuext_op<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    mmu: &mut impl Mmu,
+    kernel_root: Mfn,
+    args: [u64; 4],
+) -> Option<u64> {
+    let [ops, count, done_out, foreigndom] = args;
+    if count as u32 != 1 || foreigndom != u64::from(DOMID_SELF) {
+        return None;
+    }
+    let op = guest.read_obj::<MmuextOp>(ops).ok()?;
+    if op.cmd == MMUEXT_NEW_BASEPTR {
+        if Mfn(op.arg1) != kernel_root {
+            return None;
+        }
+        mmu.load_root(kernel_root);
+    } else {
+        simple_tlb_op(mmu, op.cmd, op.arg1)?;
+    }
+    if done_out != 0 {
+        let _ = guest.write_obj(done_out, &1u32);
+    }
+    Some(0)
+}
+
+fn one_mmuext_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: MmuextOp) -> Result<(), Errno> {
+    if simple_tlb_op(ctx.mmu, op.cmd, op.arg1).is_some() {
+        return Ok(());
+    }
+    match op.cmd {
         MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
             check_vcpu_mask(ctx, op.arg2).map_err(|_| Errno::EINVAL)?;
             if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
@@ -580,5 +623,98 @@ pub(super) mod tests {
         assert_eq!(w.call(14, [va, val, UVMF_TLB_FLUSH | 0x10, 0, 0]).0, -14);
         assert_eq!(w.entry(L1, 2), val);
         w.check();
+    }
+
+    /// The fast path's `light_mmuext_op` either declines (nothing done) or does exactly
+    /// what the general `mmuext_op` does: same result, same `done`, same TLB work, same
+    /// frame table.
+    #[test]
+    fn the_light_mmuext_path_matches_the_general_one_or_declines() {
+        use pv_abi::xen::{MMUEXT_INVLPG_LOCAL, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL};
+        const DONE: u64 = BUF + 0x100;
+        let self_id = u64::from(DOMID_SELF);
+        let cases: [(MmuextOp, [u64; 4], bool); 10] = [
+            (
+                MmuextOp::new(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+                [BUF, 1, DONE, self_id],
+                true,
+            ),
+            (
+                MmuextOp::new(MMUEXT_TLB_FLUSH_ALL, 0, 0),
+                [BUF, 1, 0, self_id],
+                true,
+            ),
+            (
+                MmuextOp::new(MMUEXT_INVLPG_LOCAL, BUF, 0),
+                [BUF, 1, DONE, self_id],
+                true,
+            ),
+            // An address the guest may not flush: done, without a flush.
+            (
+                MmuextOp::new(MMUEXT_INVLPG_LOCAL, 0xffff_8000_0000_0000, 0),
+                [BUF, 1, DONE, self_id],
+                true,
+            ),
+            (MmuextOp::new_baseptr(L4.0), [BUF, 1, DONE, self_id], true),
+            // Declined: another root, a batch of two, another domain, a bad pointer, a
+            // command with frame-table work, a continuation.
+            (MmuextOp::new_baseptr(SPARE), [BUF, 1, DONE, self_id], false),
+            (
+                MmuextOp::new(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+                [BUF, 2, DONE, self_id],
+                false,
+            ),
+            (
+                MmuextOp::new(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+                [BUF, 1, DONE, 2],
+                false,
+            ),
+            (
+                MmuextOp::new(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+                [0x1000, 1, DONE, self_id],
+                false,
+            ),
+            (
+                MmuextOp::pin_table(1, SPARE).unwrap(),
+                [BUF, 1, DONE, self_id],
+                false,
+            ),
+        ];
+        for (op, args, taken) in cases {
+            let run = |light: bool| {
+                let mut world = paging_world();
+                world.put(0, op.as_bytes());
+                world.put(0x100, &[0xee; 4]);
+                let result = if light {
+                    let frames = FrameTable::adopt(&mut world.storage);
+                    let guest = GuestMem::new(&world.mem, &frames, 1, L4);
+                    light_mmuext_op(&guest, &mut world.mmu, L4, args).map(|r| r as i64)
+                } else {
+                    let [a1, a2, a3, a4] = args;
+                    Some(
+                        world
+                            .call(Hypercall::MmuextOp.number(), [a1, a2, a3, a4, 0])
+                            .0,
+                    )
+                };
+                let frames = FrameTable::adopt(&mut world.storage);
+                let table: Vec<_> = (0..17).map(|f| frames.info(Mfn(f))).collect();
+                let mmu = (
+                    world.mmu.flushes,
+                    world.mmu.flushed.clone(),
+                    world.mmu.loaded.clone(),
+                );
+                (result, world.get(0x100, 4), mmu, format!("{table:?}"))
+            };
+            let light = run(true);
+            if !taken {
+                assert_eq!(light.0, None, "{op:?} {args:x?} must be declined");
+                assert_eq!(light.1, vec![0xee; 4], "declined: done untouched");
+                assert_eq!((light.2.0, light.2.1.len(), light.2.2.len()), (0, 0, 0));
+                continue;
+            }
+            assert!(light.0.is_some(), "{op:?} {args:x?} should be taken");
+            assert_eq!(light, run(false), "{op:?} {args:x?}");
+        }
     }
 }

@@ -22,6 +22,8 @@ mod traps;
 mod vcpu_op;
 pub mod version;
 
+pub use mmu::light_mmuext_op;
+
 use crate::domain::Domain;
 use crate::frames::{DomId, FrameTable};
 use crate::guestmem::GuestMem;
