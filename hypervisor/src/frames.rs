@@ -189,11 +189,13 @@ impl<'a> FrameTable<'a> {
     /// whenever the paging code writes a page-table entry ([`FrameTable::note_table_write`]):
     /// a guest's translations can only have changed if it did. (Guests cannot write their
     /// page tables themselves: every write goes through the paging code.)
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.get()
     }
 
     /// The paging code wrote a page-table entry.
+    #[inline]
     pub fn note_table_write(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
     }
@@ -237,17 +239,20 @@ impl<'a> FrameTable<'a> {
     }
 
     /// Who holds `mfn` (unusable if it is beyond the table).
+    #[inline]
     pub fn owner(&self, mfn: Mfn) -> Owner {
         self.info(mfn).owner
     }
 
     /// The bookkeeping of `mfn` (an unusable frame if it is beyond the table).
+    #[inline]
     pub fn info(&self, mfn: Mfn) -> FrameInfo {
         self.cell(mfn).map_or(FrameInfo::UNUSABLE, Cell::get)
     }
 
     /// Replaces the bookkeeping of `mfn` (ignored beyond the table). Only the paging code
     /// calls this, and never to change the owner.
+    #[inline]
     pub fn set_info(&self, mfn: Mfn, info: FrameInfo) {
         if let Some(cell) = self.cell(mfn) {
             debug_assert_eq!(cell.get().owner, info.owner);
@@ -256,6 +261,7 @@ impl<'a> FrameTable<'a> {
         }
     }
 
+    #[inline]
     fn cell(&self, mfn: Mfn) -> Option<&Cell<FrameInfo>> {
         usize::try_from(mfn.0)
             .ok()

@@ -15,6 +15,7 @@ use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::{Runtime, events};
 use hypervisor::hypercall::{self, After, Context};
 use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem, pte};
+use hypervisor::paging::Paging;
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
@@ -557,9 +558,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     {
         return fast_send(state, frame);
     }
-    // A TLB flush, an INVLPG or a reload of the current root: no context either.
-    if frame.rax == Hypercall::MmuextOp.number()
-        && let Some(entry) = fast_mmuext(state, frame)
+    // One page-table update, a TLB flush, an INVLPG or a reload of the current root: no
+    // context either.
+    if (frame.rax == Hypercall::MmuUpdate.number()
+        || frame.rax == Hypercall::MmuextOp.number()
+        || frame.rax == Hypercall::UpdateVaMapping.number())
+        && let Some(entry) = fast_batch_of_one(state, frame)
     {
         return entry;
     }
@@ -623,28 +627,61 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     FastEntry::Resume
 }
 
-/// A one-operation `mmuext_op` that touches only the TLB or reloads the current root
-/// (`hypercall::light_mmuext_op`), without a context; `None` if the call is not one
-/// (nothing done: the general path takes it).
+/// `mmu_update`, `mmuext_op` or `update_va_mapping` on the fast path, if it is one
+/// request that needs no context (see [`fast_light`]).
 #[inline(never)]
-fn fast_mmuext(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
-    // The request is copied through SSE registers: save the guest's now (cheaper than
-    // the #NM that would).
+fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
+    // Arguments and requests are copied, and frame records updated, through SSE
+    // registers: save the guest's now (cheaper than the #NM that would).
     x86::percpu::save_fpu();
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
+    let rax_of = |result: Result<u64, pv_abi::errno::Errno>| {
+        result.unwrap_or_else(|errno| errno.to_ret() as u64)
+    };
+    let (rax, entry) = if frame.rax == Hypercall::MmuUpdate.number() {
+        fast_light(state, |guest, paging, _| {
+            hypercall::light_mmu_update(guest, paging, args).map(rax_of)
+        })
+    } else if frame.rax == Hypercall::UpdateVaMapping.number() {
+        fast_light(state, |_, paging, root| {
+            let [va, val, flags, _] = args;
+            hypercall::light_update_va_mapping(paging, root, [va, val, flags]).map(rax_of)
+        })
+    } else {
+        fast_light(state, |guest, paging, root| {
+            hypercall::light_mmuext_op(guest, paging.mmu, root, args)
+        })
+    }?;
+    frame.rax = rax;
+    Some(entry)
+}
+
+/// A batch hypercall of one request that needs no context (`hypercall::light_*`: one
+/// page-table update, a TLB flush, an INVLPG, a reload of the current root): `run` does
+/// it with the caller's address space, its paging engine and its kernel root, and
+/// returns `rax`, or `None` if the call is not one (nothing done: the general path
+/// takes it). Returns `rax` and the way out.
+#[inline]
+fn fast_light(
+    state: &mut State,
+    run: impl FnOnce(&GuestMem<'_, DirectMap>, &mut Paging<'_, DirectMap>, Mfn) -> Option<u64>,
+) -> Option<(u64, FastEntry)> {
     let domain = state.domains[state.current].as_ref()?;
     let root = domain.vcpu.kernel_root;
     let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
     let mut hw = crate::hardware::Machine::new();
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
-    frame.rax = hypercall::light_mmuext_op(&guest, &mut hw, root, args)?;
+    let rax = {
+        let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
+        run(&guest, &mut paging, root)?
+    };
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
     }
     if upcall_due(state) {
         state.fast_after = Some(After::Resume);
-        return Some(FastEntry::Finish);
+        return Some((rax, FastEntry::Finish));
     }
-    Some(FastEntry::Resume)
+    Some((rax, FastEntry::Resume))
 }
 
 /// A guest process's `syscall` on the fast path: the bounce to the guest kernel's

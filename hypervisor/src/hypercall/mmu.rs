@@ -145,31 +145,58 @@ pub(super) fn mmu_update<M: PhysMem>(
         }
         let request = copied[next];
         next += 1;
-        let applied = match request.ptr & COMMAND_BITS {
-            MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE => {
-                paging.write_pte(request.ptr & !COMMAND_BITS, request.val, false)
-            }
-            MMU_PT_UPDATE_PRESERVE_AD => {
-                paging.write_pte(request.ptr & !COMMAND_BITS, request.val, true)
-            }
-            MMU_MACHPHYS_UPDATE => {
-                let mfn = Mfn(request.ptr >> mm::PAGE_SHIFT);
-                if paging.owns(mfn) {
-                    ctx.frames.set_m2p(mfn, request.val);
-                    Ok(())
-                } else {
-                    Err(Errno::EINVAL)
-                }
-            }
-            _ => Err(Errno::ENOSYS),
-        };
-        if let Err(errno) = applied {
+        if let Err(errno) = apply_request(&mut paging, request) {
             result = Err(errno);
             break;
         }
         done += 1;
     }
     batch.finish(ctx, Hypercall::MmuUpdate, 16, done, result)
+}
+
+/// One `mmu_update` request, for a batch and for the fast path alike.
+#[inline]
+fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> Result<(), Errno> {
+    match request.ptr & COMMAND_BITS {
+        MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE => {
+            paging.write_pte(request.ptr & !COMMAND_BITS, request.val, false)
+        }
+        MMU_PT_UPDATE_PRESERVE_AD => {
+            paging.write_pte(request.ptr & !COMMAND_BITS, request.val, true)
+        }
+        MMU_MACHPHYS_UPDATE => {
+            let mfn = Mfn(request.ptr >> mm::PAGE_SHIFT);
+            if paging.owns(mfn) {
+                paging.frames.set_m2p(mfn, request.val);
+                Ok(())
+            } else {
+                Err(Errno::EINVAL)
+            }
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// `mmu_update` for the hypercall fast path: a batch of exactly one request on the
+/// caller's own tables (not a continuation), without a hypercall context. Does what
+/// [`mmu_update`] would (the same [`apply_request`]), with the same result and `done`
+/// count; `None` means the call is not such a batch and nothing was done (the general
+/// path takes it, and reports a request it cannot read).
+pub fn light_mmu_update<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    args: [u64; 4],
+) -> Option<Result<u64, Errno>> {
+    let [requests, count, done_out, foreigndom] = args;
+    if count as u32 != 1 || foreigndom != u64::from(DOMID_SELF) {
+        return None;
+    }
+    let request = guest.read_obj::<MmuUpdate>(requests).ok()?;
+    let applied = apply_request(paging, request);
+    if done_out != 0 {
+        let _ = guest.write_obj(done_out, &u32::from(applied.is_ok()));
+    }
+    Some(applied.map(|()| 0))
 }
 
 /// `mmuext_op(ops, count, done_out, foreigndom)`.
@@ -236,7 +263,7 @@ fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<()>
 /// request again and reports any error).
 pub fn light_mmuext_op<M: PhysMem>(
     guest: &GuestMem<'_, M>,
-    mmu: &mut impl Mmu,
+    mmu: &mut (impl Mmu + ?Sized),
     kernel_root: Mfn,
     args: [u64; 4],
 ) -> Option<u64> {
@@ -308,8 +335,7 @@ pub(super) fn update_va_mapping<M: PhysMem>(
     let root = ctx.domain.vcpu.kernel_root;
     {
         let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
-        let (table, index) = paging.l1_slot_for(root, va)?;
-        paging.update_entry(table, 1, index, val, false)?;
+        set_va_entry(&mut paging, root, va, val)?;
     }
     let flush = flags & UVMF_FLUSHTYPE_MASK;
     if flush != UVMF_TLB_FLUSH && flush != UVMF_INVLPG {
@@ -321,12 +347,49 @@ pub(super) fn update_va_mapping<M: PhysMem>(
     } else {
         check_vcpu_mask(ctx, mask)
     };
-    if flush == UVMF_TLB_FLUSH {
-        ctx.mmu.flush_all();
-    } else {
-        ctx.mmu.flush_va(va);
-    }
+    flush_for(ctx.mmu, va, flags);
     checked.map(|()| 0)
+}
+
+/// `update_va_mapping` for the hypercall fast path, when `flags` name no vCPU mask in
+/// guest memory (local or all: the domain's one vCPU runs only here), so that nothing
+/// but the paging engine is needed. Does what [`update_va_mapping`] would; `None` for a
+/// mask pointer (nothing done: the general path takes it).
+pub fn light_update_va_mapping<M: PhysMem>(
+    paging: &mut Paging<'_, M>,
+    root: Mfn,
+    [va, val, flags]: [u64; 3],
+) -> Option<Result<u64, Errno>> {
+    let mask = flags & UVMF_MASK_BITS;
+    if mask != 0 && mask != UVMF_ALL {
+        return None;
+    }
+    Some(set_va_entry(paging, root, va, val).map(|()| {
+        flush_for(paging.mmu, va, flags);
+        0
+    }))
+}
+
+/// Sets the L1 entry that maps `va` under `root` to `val`.
+#[inline]
+fn set_va_entry<M: PhysMem>(
+    paging: &mut Paging<'_, M>,
+    root: Mfn,
+    va: u64,
+    val: u64,
+) -> Result<(), Errno> {
+    let (table, index) = paging.l1_slot_for(root, va)?;
+    paging.update_entry(table, 1, index, val, false)
+}
+
+/// The TLB work `update_va_mapping`'s `flags` ask for after the update.
+#[inline]
+fn flush_for(mmu: &mut (impl Mmu + ?Sized), va: u64, flags: u64) {
+    match flags & UVMF_FLUSHTYPE_MASK {
+        UVMF_TLB_FLUSH => mmu.flush_all(),
+        UVMF_INVLPG => mmu.flush_va(va),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +397,7 @@ pub(super) mod tests {
     use super::super::tests::{BUF, World};
     use super::*;
     use crate::frames::{FrameTable, Owner, PageType};
+    use crate::mm::fake::FakeMem;
     use crate::mm::pte;
     use crate::paging::audit::audit;
     use zerocopy::IntoBytes;
@@ -715,6 +779,192 @@ pub(super) mod tests {
             }
             assert!(light.0.is_some(), "{op:?} {args:x?} should be taken");
             assert_eq!(light, run(false), "{op:?} {args:x?}");
+        }
+    }
+
+    /// Everything a light path and the general one could differ in after a call: the
+    /// result, `done`, the TLB work, the frame table, the M2P and the L1 table.
+    type Trace = (
+        Option<i64>,
+        Vec<u8>,
+        (usize, Vec<u64>, Vec<Mfn>),
+        String,
+        Vec<u64>,
+        Vec<u64>,
+    );
+
+    /// Runs one call on a fresh paging world, by `light` (given the guest's memory and
+    /// paging engine; `None`: declined) or by the general dispatcher (`number`, `args`).
+    /// A light path under test, on the guest's memory and paging engine.
+    type Light<'a> = &'a dyn Fn(&GuestMem<'_, FakeMem>, &mut Paging<'_, FakeMem>) -> Option<i64>;
+
+    fn trace(light: Option<Light<'_>>, number: Hypercall, args: [u64; 4], request: &[u8]) -> Trace {
+        let mut world = paging_world();
+        world.put(0, request);
+        world.put(0x100, &[0xee; 4]);
+        let result = match light {
+            Some(light) => {
+                let mut frames = FrameTable::adopt(&mut world.storage);
+                frames.adopt_m2p(&mut world.m2p);
+                let guest = GuestMem::new(&world.mem, &frames, 1, L4);
+                let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
+                light(&guest, &mut paging)
+            }
+            None => {
+                let [a1, a2, a3, a4] = args;
+                Some(world.call(number.number(), [a1, a2, a3, a4, 0]).0)
+            }
+        };
+        let mut frames = FrameTable::adopt(&mut world.storage);
+        frames.adopt_m2p(&mut world.m2p);
+        let table: Vec<_> = (0..17).map(|f| frames.info(Mfn(f))).collect();
+        let m2p = (0..17).map(|f| frames.m2p(Mfn(f))).collect();
+        let l1 = (0..512)
+            .map(|i| world.mem.read_u64(L1.addr() + i * 8))
+            .collect();
+        let mmu = (
+            world.mmu.flushes,
+            world.mmu.flushed.clone(),
+            world.mmu.loaded.clone(),
+        );
+        (
+            result,
+            world.get(0x100, 4),
+            mmu,
+            format!("{table:?}"),
+            m2p,
+            l1,
+        )
+    }
+
+    fn errno_or_value(result: Result<u64, Errno>) -> i64 {
+        result.map_or_else(|e| e.to_ret(), |v| v as i64)
+    }
+
+    #[test]
+    fn the_light_mmu_update_matches_the_general_one_or_declines() {
+        const DONE: u64 = BUF + 0x100;
+        let me = u64::from(DOMID_SELF);
+        let entry = L1.addr() + mm::table_index(BUF + 0x2000, 1) as u64 * 8;
+        let spare = SPARE << 12;
+        let cases: [(MmuUpdate, [u64; 4], bool); 11] = [
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (MmuUpdate::normal(entry, spare | RO), [BUF, 1, 0, me], true),
+            (
+                MmuUpdate::preserve_ad(entry, spare | RW),
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (
+                MmuUpdate::normal(entry, FOREIGN.addr() | RO),
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (
+                MmuUpdate::normal(entry, L1.addr() | RW),
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (MmuUpdate::machphys(SPARE, 0x42), [BUF, 1, DONE, me], true),
+            (
+                MmuUpdate::machphys(FOREIGN.0, 0x42),
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (
+                MmuUpdate {
+                    ptr: entry | 5,
+                    val: 0,
+                },
+                [BUF, 1, DONE, me],
+                true,
+            ),
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [BUF, 2, DONE, me],
+                false,
+            ),
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [BUF, 1, DONE, 1],
+                false,
+            ),
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [0x1000, 1, DONE, me],
+                false,
+            ),
+        ];
+        for (request, args, taken) in cases {
+            let light = |guest: &GuestMem<'_, FakeMem>, paging: &mut Paging<'_, FakeMem>| {
+                light_mmu_update(guest, paging, args).map(errno_or_value)
+            };
+            let fast = trace(Some(&light), Hypercall::MmuUpdate, args, request.as_bytes());
+            if taken {
+                let general = trace(None, Hypercall::MmuUpdate, args, request.as_bytes());
+                assert!(fast.0.is_some(), "{request:x?} {args:x?} should be taken");
+                assert_eq!(fast, general, "{request:x?} {args:x?}");
+            } else {
+                let untouched = trace(Some(&|_, _| None), Hypercall::MmuUpdate, args, &[]);
+                assert_eq!(fast.0, None, "{request:x?} {args:x?} must be declined");
+                assert_eq!(
+                    (fast.0, &fast.1, &fast.2, &fast.3, &fast.4, &fast.5),
+                    (
+                        None,
+                        &untouched.1,
+                        &untouched.2,
+                        &untouched.3,
+                        &untouched.4,
+                        &untouched.5
+                    )
+                );
+            }
+        }
+        // A continuation (the PREEMPTED flag) is the general path's.
+        let args = [BUF, 1 | u64::from(MMU_UPDATE_PREEMPTED), DONE, me];
+        let light = |guest: &GuestMem<'_, FakeMem>, paging: &mut Paging<'_, FakeMem>| {
+            light_mmu_update(guest, paging, args).map(errno_or_value)
+        };
+        let request = MmuUpdate::normal(entry, spare | RW);
+        assert_eq!(
+            trace(Some(&light), Hypercall::MmuUpdate, args, request.as_bytes()).0,
+            None
+        );
+    }
+
+    #[test]
+    fn the_light_update_va_mapping_matches_the_general_one_or_declines() {
+        use pv_abi::xen::{UVMF_ALL, UVMF_INVLPG, UVMF_TLB_FLUSH};
+        let spare = SPARE << 12;
+        let cases: [([u64; 3], bool); 8] = [
+            ([BUF + 0x2000, spare | RW, UVMF_INVLPG], true),
+            ([BUF + 0x2000, spare | RO, UVMF_TLB_FLUSH | UVMF_ALL], true),
+            ([BUF + 0x2000, 0, 0], true),
+            ([BUF + 0x2000, FOREIGN.addr() | RW, UVMF_INVLPG], true),
+            ([BUF + 0x2000, L1.addr() | RW, UVMF_INVLPG], true),
+            ([0xffff_8000_0000_0000, spare | RW, UVMF_INVLPG], true),
+            ([BUF + 0x40_0000, spare | RW, UVMF_INVLPG], true),
+            // A vCPU mask in guest memory: the general path's.
+            ([BUF + 0x2000, spare | RW, UVMF_INVLPG | BUF], false),
+        ];
+        for (args, taken) in cases {
+            let light = |_: &GuestMem<'_, FakeMem>, paging: &mut Paging<'_, FakeMem>| {
+                light_update_va_mapping(paging, L4, args).map(errno_or_value)
+            };
+            let [va, val, flags] = args;
+            let all = [va, val, flags, 0];
+            let fast = trace(Some(&light), Hypercall::UpdateVaMapping, all, &[]);
+            if taken {
+                let general = trace(None, Hypercall::UpdateVaMapping, all, &[]);
+                assert!(fast.0.is_some(), "{args:x?} should be taken");
+                assert_eq!(fast, general, "{args:x?}");
+            } else {
+                assert_eq!(fast.0, None, "{args:x?} must be declined");
+            }
         }
     }
 }

@@ -43,21 +43,25 @@ const BASE_ALLOWED: u64 = pte::PRESENT
 const L1_ALLOWED: u64 = BASE_ALLOWED | pte::GLOBAL;
 
 /// Whether an entry is present.
+#[inline]
 pub const fn is_present(entry: u64) -> bool {
     entry & pte::PRESENT != 0
 }
 
 /// Whether an entry maps (L1) or points to (L2..L4) a page writably.
+#[inline]
 pub const fn is_writable(entry: u64) -> bool {
     entry & pte::WRITABLE != 0
 }
 
 /// The frame an entry names.
+#[inline]
 pub const fn target(entry: u64) -> Mfn {
     Mfn::containing(entry & pte::ADDRESS_MASK)
 }
 
 /// Whether slot `index` of an L4 is the guest's.
+#[inline]
 pub fn is_guest_slot(level: u32, index: usize) -> bool {
     level != 4 || !HYPERVISOR_L4_SLOTS.contains(&index)
 }
@@ -69,6 +73,7 @@ pub const fn allowed_bits(level: u32) -> u64 {
 
 /// Checks a present entry for `level` (1..=4): no disallowed bit, and an address the
 /// machine can decode. `EINVAL` otherwise.
+#[inline]
 pub fn check(level: u32, entry: u64, phys_addr_bits: u32) -> Result<(), Errno> {
     if entry & !allowed_bits(level) != 0 {
         return Err(Errno::EINVAL);
@@ -81,6 +86,7 @@ pub fn check(level: u32, entry: u64, phys_addr_bits: u32) -> Result<(), Errno> {
 }
 
 /// The entry as the hypervisor stores it: user forced on, and global cleared at level 1.
+#[inline]
 pub const fn adjust(level: u32, entry: u64) -> u64 {
     if !is_present(entry) {
         return entry;

@@ -24,11 +24,13 @@ use pv_abi::errno::Errno;
 pub const MAX_COUNT: u32 = u32::MAX;
 
 impl<M: PhysMem> Paging<'_, M> {
+    #[inline]
     fn info(&self, mfn: Mfn) -> FrameInfo {
         self.frames.info(mfn)
     }
 
     /// Whether `mfn` belongs to the domain.
+    #[inline]
     pub fn owns(&self, mfn: Mfn) -> bool {
         self.info(mfn).owner == Owner::Domain(self.domain)
     }
@@ -46,6 +48,7 @@ impl<M: PhysMem> Paging<'_, M> {
     }
 
     /// Drops a general reference.
+    #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
         let mut info = self.info(mfn);
         debug_assert!(info.ref_count > 0, "general count underflow on {mfn:?}");
@@ -147,6 +150,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// `EBUSY` for anyone else's frame or a frame that cannot be writable. Levels 2..4: a
     /// reference of the next level's page-table type (`EINVAL`, or whatever validating
     /// that table reported).
+    #[inline]
     pub fn get_entry_refs(&mut self, level: u32, entry: u64) -> Result<(), Errno> {
         let target = entry::target(entry);
         if level > 1 {
@@ -163,6 +167,18 @@ impl<M: PhysMem> Paging<'_, M> {
             return Err(Errno::EBUSY);
         }
         info.ref_count += 1;
+        if entry::is_writable(entry)
+            && info.page_type == PageType::Writable
+            && info.validated
+            && info.type_count > 0
+            && info.type_count < MAX_COUNT
+        {
+            // The common case, a page mapped writable again: get_page_type stacks on the
+            // same type, so both counts go up in one update.
+            info.type_count += 1;
+            self.frames.set_info(target, info);
+            return Ok(());
+        }
         self.frames.set_info(target, info);
         if entry::is_writable(entry) && self.get_page_type(target, PageType::Writable).is_err() {
             self.put_page(target);
@@ -173,6 +189,7 @@ impl<M: PhysMem> Paging<'_, M> {
 
     /// Releases what [`get_entry_refs`](Self::get_entry_refs) took for `entry` (nothing
     /// for a non-present entry).
+    #[inline]
     pub fn put_entry_refs(&mut self, level: u32, entry: u64) {
         if !entry::is_present(entry) {
             return;

@@ -19,6 +19,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Sets entry `index` of `table`, a validated level-`level` table of the domain, to
     /// `new` (Xen's `mod_l?_entry`). With `preserve_ad`, the accessed and dirty bits of
     /// the old entry are kept. Errors leave the entry and every count unchanged.
+    #[inline]
     pub fn update_entry(
         &mut self,
         table: Mfn,
