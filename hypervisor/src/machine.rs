@@ -558,6 +558,10 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     {
         return fast_send(state, frame);
     }
+    // The guest kernel's return to a process or from an event: no context either.
+    if frame.rax == Hypercall::Iret.number() {
+        return fast_iret(state, frame);
+    }
     // One page-table update, a TLB flush, an INVLPG or a reload of the current root: no
     // context either.
     if (frame.rax == Hypercall::MmuUpdate.number()
@@ -684,13 +688,50 @@ fn fast_light(
     Some((rax, FastEntry::Resume))
 }
 
+/// `HYPERVISOR_iret` on the fast path: the same `iret::return_from` as the dispatcher's,
+/// then the vCPU's hardware state for the mode it returns to (user page table and GS
+/// base), as the general fast path does after any call that may change it.
+#[inline(never)]
+fn fast_iret(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    // The iret frame is copied through SSE registers: save the guest's first.
+    x86::percpu::save_fpu();
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return FastEntry::Declined;
+    };
+    let root = domain.vcpu.kernel_root;
+    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+    match hypercall::iret::return_from(&guest, &DirectMap, domain, frame) {
+        Ok(rax) => frame.rax = rax,
+        Err(reason) => {
+            state.fast_after = Some(After::Crash(reason));
+            return FastEntry::Finish;
+        }
+    }
+    load_vcpu_hardware(state);
+    if upcall_due(state) {
+        state.fast_after = Some(After::Resume);
+        return FastEntry::Finish;
+    }
+    FastEntry::Resume
+}
+
 /// A guest process's `syscall` on the fast path: the bounce to the guest kernel's
 /// syscall callback (`traps::user_syscall`, which reads only the iret part of the frame
 /// and rcx/r11), then straight back unless the bounce failed or an upcall is due.
 #[inline(never)]
 fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    if state.domains[state.current].is_none() {
+    let Some(domain) = state.domains[state.current].as_ref() else {
         return FastEntry::Declined;
+    };
+    // The bounce frame goes on the guest kernel's stack, which only the kernel's page
+    // table maps: load that first (as Xen's toggle_guest_mode does), so the frame is
+    // written through the MMU instead of a software walk. The mode switch itself follows.
+    let kernel_root = domain.vcpu.kernel_root.addr();
+    if state.loaded.root != kernel_root {
+        // SAFETY: the vCPU's own validated kernel root, which carries the hypervisor's
+        // slots (as in `load_vcpu_hardware`).
+        unsafe { cpu::write_cr3(kernel_root) };
+        state.loaded.root = kernel_root;
     }
     let after = on_trap(state, frame, traps::user_syscall);
     if after != After::Resume || state.machine_dirty {

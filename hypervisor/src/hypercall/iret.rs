@@ -8,7 +8,10 @@
 //! `sysret` and leaves rcx and r11 alone.
 
 use super::{After, Context};
+use crate::domain::Domain;
+use crate::guestmem::GuestMem;
 use crate::mm::{PhysMem, is_canonical};
+use crate::regs::TrapFrame;
 use crate::traps::CrashReason;
 use crate::traps::bounce::{rflags, toggle_guest_mode};
 use crate::vcpu_info::VcpuInfoRef;
@@ -16,9 +19,29 @@ use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext, VGCF_IN
 use pv_abi::errno::Errno;
 
 pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
-    let Ok(frame) = ctx.guest.read_obj::<IretContext>(ctx.regs.rsp) else {
-        ctx.after = After::Crash(CrashReason::BadIret);
-        return Ok(0);
+    match return_from(&ctx.guest, ctx.mem, ctx.domain, ctx.regs) {
+        Ok(rax) => Ok(rax),
+        Err(reason) => {
+            ctx.after = After::Crash(reason);
+            Ok(0)
+        }
+    }
+}
+
+/// The whole of `HYPERVISOR_iret` for the running vCPU of `domain`, whose registers are
+/// `regs` and whose kernel address space is `guest`: reads the `iret_context` at the
+/// stack pointer, checks it, switches to user mode if it says so, and loads the
+/// registers. Returns the `rax` to resume with, or why the domain must be stopped (an
+/// unreadable or impossible frame: as in Xen, the domain is crashed). The hypercall
+/// dispatcher and the machine's fast path both call this.
+pub fn return_from<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    mem: &M,
+    domain: &mut Domain,
+    regs: &mut TrapFrame,
+) -> Result<u64, CrashReason> {
+    let Ok(frame) = guest.read_obj::<IretContext>(regs.rsp) else {
+        return Err(CrashReason::BadIret);
     };
     // Only the selector bits count: a bounce frame carries the saved event mask in bits
     // 32..39 of its CS slot, and guests hand the slot back unchanged (Xen truncates too).
@@ -32,15 +55,13 @@ pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
         && is_canonical(frame.rsp);
     // As in Xen, user mode needs its own page table: with the kernel's, user code could
     // reach all of guest kernel memory (both modes run in ring 3).
-    if !plausible || (to_user && ctx.domain.vcpu.user_root.is_none()) {
-        log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", ctx.domain.id);
-        ctx.after = After::Crash(CrashReason::BadIret);
-        return Ok(0);
+    if !plausible || (to_user && domain.vcpu.user_root.is_none()) {
+        log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", domain.id);
+        return Err(CrashReason::BadIret);
     }
     if to_user {
-        toggle_guest_mode(&mut ctx.domain.vcpu);
+        toggle_guest_mode(&mut domain.vcpu);
     }
-    let regs = &mut *ctx.regs;
     regs.rip = frame.rip;
     regs.cs = u64::from(FLAT_RING3_CS64);
     regs.rflags = (frame.rflags & rflags::GUEST_SETTABLE) | rflags::IF | rflags::RESERVED_ONE;
@@ -50,7 +71,7 @@ pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
         regs.r11 = frame.r11;
         regs.rcx = frame.rcx;
     }
-    VcpuInfoRef::of(ctx.mem, ctx.domain).set_upcall_mask(frame.rflags & rflags::IF == 0);
+    VcpuInfoRef::of(mem, domain).set_upcall_mask(frame.rflags & rflags::IF == 0);
     // rax of the interrupted context becomes the hypercall's "return value".
     Ok(frame.rax)
 }

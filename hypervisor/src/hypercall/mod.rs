@@ -10,7 +10,7 @@ mod console_read;
 mod event_channel;
 mod ext;
 pub mod global;
-mod iret;
+pub mod iret;
 mod memory;
 mod mmu;
 mod multicall;
