@@ -546,11 +546,7 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
         && let Some(value) = hypercall::version::register_only(frame.rdi)
     {
         frame.rax = value;
-        if upcall_due(state) {
-            state.fast_after = Some(After::Resume);
-            return FastEntry::Finish;
-        }
-        return FastEntry::Resume;
+        return resume_fast(state, frame);
     }
     // An event sent on a port: the notification of every PV ring, as cheap as it can be.
     if frame.rax == Hypercall::EventChannelOp.number()
@@ -624,11 +620,11 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         }
         Err(errno) => errno.to_ret() as u64,
     };
-    if state.machine_dirty || upcall_due(state) {
+    if state.machine_dirty {
         state.fast_after = Some(After::Resume);
         return FastEntry::Finish;
     }
-    FastEntry::Resume
+    resume_fast(state, frame)
 }
 
 /// `mmu_update`, `mmuext_op` or `update_va_mapping` on the fast path, if it is one
@@ -642,7 +638,7 @@ fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEnt
     let rax_of = |result: Result<u64, pv_abi::errno::Errno>| {
         result.unwrap_or_else(|errno| errno.to_ret() as u64)
     };
-    let (rax, entry) = if frame.rax == Hypercall::MmuUpdate.number() {
+    let rax = if frame.rax == Hypercall::MmuUpdate.number() {
         fast_light(state, |guest, paging, _| {
             hypercall::light_mmu_update(guest, paging, args).map(rax_of)
         })
@@ -657,19 +653,19 @@ fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEnt
         })
     }?;
     frame.rax = rax;
-    Some(entry)
+    Some(resume_fast(state, frame))
 }
 
 /// A batch hypercall of one request that needs no context (`hypercall::light_*`: one
 /// page-table update, a TLB flush, an INVLPG, a reload of the current root): `run` does
 /// it with the caller's address space, its paging engine and its kernel root, and
 /// returns `rax`, or `None` if the call is not one (nothing done: the general path
-/// takes it). Returns `rax` and the way out.
+/// takes it).
 #[inline]
 fn fast_light(
     state: &mut State,
     run: impl FnOnce(&GuestMem<'_, DirectMap>, &mut Paging<'_, DirectMap>, Mfn) -> Option<u64>,
-) -> Option<(u64, FastEntry)> {
+) -> Option<u64> {
     let domain = state.domains[state.current].as_ref()?;
     let root = domain.vcpu.kernel_root;
     let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
@@ -681,11 +677,7 @@ fn fast_light(
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
     }
-    if upcall_due(state) {
-        state.fast_after = Some(After::Resume);
-        return Some((rax, FastEntry::Finish));
-    }
-    Some((rax, FastEntry::Resume))
+    Some(rax)
 }
 
 /// `HYPERVISOR_iret` on the fast path: the same `iret::return_from` as the dispatcher's,
@@ -708,11 +700,7 @@ fn fast_iret(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         }
     }
     load_vcpu_hardware(state);
-    if upcall_due(state) {
-        state.fast_after = Some(After::Resume);
-        return FastEntry::Finish;
-    }
-    FastEntry::Resume
+    resume_fast(state, frame)
 }
 
 /// A guest process's `syscall` on the fast path: the bounce to the guest kernel's
@@ -740,11 +728,7 @@ fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     }
     // Now in guest kernel mode: its root and GS base.
     load_vcpu_hardware(state);
-    if upcall_due(state) {
-        state.fast_after = Some(After::Resume);
-        return FastEntry::Finish;
-    }
-    FastEntry::Resume
+    resume_fast(state, frame)
 }
 
 /// The fast path's general case: a per-domain hypercall with its full context.
@@ -772,13 +756,51 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         && state.on_cpu.is_some()
         && state.domains[state.current]
             .as_ref()
-            .is_some_and(Domain::is_running)
-        && !upcall_due(state);
+            .is_some_and(Domain::is_running);
     if !resume {
         state.fast_after = Some(after);
         return FastEntry::Finish;
     }
+    resume_fast(state, frame)
+}
+
+/// How a fast-path call that keeps the same vCPU running leaves: straight back to it,
+/// or, if an upcall became due, into its event callback, delivered here as the exit path
+/// would (the bounce reads and writes only rcx, r11 and the iret part of the frame,
+/// which the fast path's frame holds). Only a delivery that fails takes the full path,
+/// which stops the domain.
+#[inline]
+fn resume_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    if upcall_due(state) {
+        return upcall_fast(state, frame);
+    }
     FastEntry::Resume
+}
+
+#[inline(never)]
+fn upcall_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    // The bounce frame is built in SSE registers: save the guest's first.
+    x86::percpu::save_fpu();
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        state.fast_after = Some(After::Resume);
+        return FastEntry::Finish;
+    };
+    let memo = Some(&state.walk_memo);
+    match events::deliver_upcall_to(&DirectMap, &state.frames, domain, frame, memo) {
+        traps::Outcome::Resume => {
+            // A delivery from user mode switched the vCPU to kernel mode.
+            load_vcpu_hardware(state);
+            FastEntry::Resume
+        }
+        traps::Outcome::Crash(reason) => {
+            state.fast_after = Some(After::Crash(reason));
+            FastEntry::Finish
+        }
+        _ => {
+            state.fast_after = Some(After::Resume);
+            FastEntry::Finish
+        }
+    }
 }
 
 /// The rest of a hypercall the fast path ran but could not finish (see [`FastEntry`]).

@@ -22,15 +22,27 @@ pub enum CrashMode {
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
+    /// Send an event to ourselves, unmasked, with the stack pointing at unmapped memory:
+    /// the upcall the send makes due cannot be pushed, and the hypervisor stops the
+    /// domain (on its hypercall fast path).
+    BadUpcallStack,
 }
 
 impl CrashMode {
+    /// Whether the mode needs the kernel set up first (shared info mapped, for events).
+    pub fn after_setup(self) -> bool {
+        self == CrashMode::BadUpcallStack
+    }
+
     /// Whether the mode corrupts state after the trap table is registered (rather than
     /// faulting before any handler exists).
     pub fn after_traps(self) -> bool {
         matches!(
             self,
-            CrashMode::BadTrapTable | CrashMode::BadKernelStack | CrashMode::BadCallbacks
+            CrashMode::BadTrapTable
+                | CrashMode::BadKernelStack
+                | CrashMode::BadCallbacks
+                | CrashMode::BadUpcallStack
         )
     }
 }
@@ -68,6 +80,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-trap-table" => Some(CrashMode::BadTrapTable),
             "crash=bad-kernel-stack" => Some(CrashMode::BadKernelStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
+            "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,
         };
         match crash {

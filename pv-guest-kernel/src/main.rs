@@ -24,6 +24,7 @@ mod vm;
 mod workloads;
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
 use pv_abi::callback::{CALLBACKTYPE_FAILSAFE, CallbackRegister};
 use pv_abi::xen::StartInfo;
@@ -97,7 +98,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
         let _ = writeln!(out, "pv-guest: cannot register the trap table: {error}");
         power_off(1);
     }
-    if let Some(mode) = options.crash {
+    if let Some(mode) = options.crash.filter(|m| !m.after_setup()) {
         let _ = writeln!(
             out,
             "pv-guest: corrupting my own state on purpose ({mode:?})"
@@ -112,6 +113,13 @@ extern "C" fn kmain(start_info: u64) -> ! {
     let _ = writeln!(out, "pv-guest: privileged operations by {mode:?}");
     if let Err(why) = process::init(&boot, mode) {
         let _ = writeln!(out, "pv-guest: cannot prepare user processes: {why}");
+    }
+    if let Some(mode) = options.crash {
+        let _ = writeln!(
+            out,
+            "pv-guest: corrupting my own state on purpose ({mode:?})"
+        );
+        crash(mode);
     }
 
     if let Some(role) = options.bench {
@@ -186,6 +194,26 @@ fn crash(mode: CrashMode) -> ! {
                 let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
                 let _ = pv_abi::guest::callback_register(&failsafe);
                 core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
+            }
+            CrashMode::BadUpcallStack => {
+                // The send is a bare `syscall` (the hypercall page's stub would push a
+                // return address first, and fault on that instead).
+                static SEND: AtomicU32 = AtomicU32::new(0);
+                let port = crate::events::init().and_then(|()| pv_abi::guest::evtchn_bind_ipi(0));
+                if let Ok(port) = port {
+                    SEND.store(port, Ordering::SeqCst);
+                    let _ = crate::events::unmask(port);
+                    crate::events::unmask_all();
+                }
+                core::arch::asm!(
+                    "mov rsp, 0x10",
+                    "syscall",
+                    "ud2",
+                    in("rax") pv_abi::xen::Hypercall::EventChannelOp.number(),
+                    in("rdi") u64::from(pv_abi::event_channel::EVTCHNOP_SEND),
+                    in("rsi") SEND.as_ptr(),
+                    options(noreturn)
+                )
             }
         }
     }

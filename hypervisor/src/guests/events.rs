@@ -6,7 +6,7 @@ use super::{Runtime, live_slot_of, vcpu_info_addr};
 use crate::domain::Domain;
 use crate::evtchn::shared::{Raised, SharedEvents};
 use crate::evtchn::{Binding, virq_is_global};
-use crate::frames::DomId;
+use crate::frames::{DomId, FrameTable};
 use crate::mm::PhysMem;
 use crate::regs::TrapFrame;
 use crate::sched::VcpuRef;
@@ -196,38 +196,49 @@ impl<M: PhysMem> Guests<'_, M> {
         }
     }
 
-    /// Delivers an event upcall to the active vCPU of `slot` if one is due (pending,
-    /// not masked, a callback registered), as Xen does on every return to a guest: a
-    /// bounce frame to the event callback, with events masked.
-    /// `memo` remembers guest-memory walks across calls, if the caller keeps one.
+    /// Delivers an event upcall to the active vCPU of `slot` if one is due (see
+    /// [`deliver_upcall_to`]).
     pub fn deliver_upcall(
         &mut self,
         slot: usize,
         regs: &mut TrapFrame,
         memo: Option<&crate::guestmem::WalkMemo>,
     ) -> traps::Outcome {
-        let mem = self.mem;
-        let frames = self.frames;
-        let Some(domain) = self.domains.get_mut(slot).and_then(Option::as_mut) else {
-            return traps::Outcome::Resume;
-        };
-        let handler = domain.vcpu.callbacks.event;
-        if !domain.is_running() || handler == 0 || !VcpuInfoRef::of(mem, domain).needs_delivery() {
-            return traps::Outcome::Resume;
+        match self.domains.get_mut(slot).and_then(Option::as_mut) {
+            Some(domain) => deliver_upcall_to(self.mem, self.frames, domain, regs, memo),
+            None => traps::Outcome::Resume,
         }
-        let mut ctx = TrapContext {
-            domain,
-            mem,
-            frames,
-            regs,
-            memo,
-        };
-        let bounce = Bounce {
-            handler,
-            error_code: None,
-            mask_events: true,
-            failsafe: false,
-        };
-        traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
     }
+}
+
+/// Delivers an event upcall to `domain`'s active vCPU, whose registers are `regs`, if one
+/// is due (pending, not masked, a callback registered), as Xen does on every return to a
+/// guest: a bounce frame to the event callback, with events masked. The bounce reads and
+/// writes only rcx, r11 and the iret part of `regs`. `memo` remembers guest-memory walks
+/// across calls, if the caller keeps one.
+pub fn deliver_upcall_to<M: PhysMem>(
+    mem: &M,
+    frames: &FrameTable<'_>,
+    domain: &mut Domain,
+    regs: &mut TrapFrame,
+    memo: Option<&crate::guestmem::WalkMemo>,
+) -> traps::Outcome {
+    let handler = domain.vcpu.callbacks.event;
+    if !domain.is_running() || handler == 0 || !VcpuInfoRef::of(mem, domain).needs_delivery() {
+        return traps::Outcome::Resume;
+    }
+    let mut ctx = TrapContext {
+        domain,
+        mem,
+        frames,
+        regs,
+        memo,
+    };
+    let bounce = Bounce {
+        handler,
+        error_code: None,
+        mask_events: true,
+        failsafe: false,
+    };
+    traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
 }
