@@ -272,11 +272,16 @@ fn xmm_preserved(_: &Boot) -> Outcome {
         let pattern: [u64; 32] =
             core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1) + round as u64);
         let mut after = [0u64; 32];
+        // MXCSR too, with a rounding mode other than the default (round toward -inf).
+        let mxcsr_in: u32 = 0x3f80;
+        let mut mxcsr_out: u32 = 0;
         // SAFETY: the asm reads `pattern` and writes `after` (both 256 bytes), declares
         // every register it or the hypercall changes; the hypercalls write at most the
-        // 16-byte `extraversion` buffer.
+        // 16-byte `extraversion` buffer. MXCSR is set back to its default before the
+        // asm ends.
         unsafe {
             core::arch::asm!(
+                "ldmxcsr [{mi}]",
                 "movdqu xmm0, [{p}]", "movdqu xmm1, [{p} + 16]", "movdqu xmm2, [{p} + 32]",
                 "movdqu xmm3, [{p} + 48]", "movdqu xmm4, [{p} + 64]", "movdqu xmm5, [{p} + 80]",
                 "movdqu xmm6, [{p} + 96]", "movdqu xmm7, [{p} + 112]", "movdqu xmm8, [{p} + 128]",
@@ -290,8 +295,13 @@ fn xmm_preserved(_: &Boot) -> Outcome {
                 "movdqu [{a} + 144], xmm9", "movdqu [{a} + 160], xmm10", "movdqu [{a} + 176], xmm11",
                 "movdqu [{a} + 192], xmm12", "movdqu [{a} + 208], xmm13", "movdqu [{a} + 224], xmm14",
                 "movdqu [{a} + 240], xmm15",
+                "stmxcsr [{mo}]",
+                "ldmxcsr [{md}]",
                 p = in(reg) pattern.as_ptr(),
                 a = in(reg) after.as_mut_ptr(),
+                mi = in(reg) &mxcsr_in,
+                mo = in(reg) &mut mxcsr_out,
+                md = in(reg) &MXCSR_DEFAULT,
                 inlateout("rax") number => _,
                 inlateout("rdi") cmd => _,
                 inlateout("rsi") arg => _,
@@ -314,9 +324,15 @@ fn xmm_preserved(_: &Boot) -> Outcome {
                 .unwrap_or(0);
             fail!("xmm{} changed across {what}", first / 2);
         }
+        if mxcsr_out != mxcsr_in {
+            fail!("MXCSR changed across {what}: {mxcsr_in:#x} -> {mxcsr_out:#x}");
+        }
     }
     Ok(())
 }
+
+/// MXCSR at reset: every exception masked, round to nearest.
+static MXCSR_DEFAULT: u32 = 0x1f80;
 
 /// Checks a fault was delivered as `vector` from kernel mode (CS RPL 0 in the frame).
 fn delivered(seen: Option<crate::traps::Seen>, vector: u64) -> Outcome {

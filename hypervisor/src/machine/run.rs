@@ -242,7 +242,7 @@ fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
     let now = state.now();
     // Activating a vCPU moves vCPU structures (and their FPU areas): the registers of
     // the one that ran last go to its own area first.
-    crate::arch::x86_64::percpu::save_fpu();
+    crate::arch::x86_64::percpu::save_fpu_full();
     state.guests(now).activate(vcpu);
     *frame = switch_to(state, vcpu.slot);
     state.on_cpu = Some(vcpu);

@@ -2,19 +2,30 @@
  * src/regs.rs) on the per-CPU stack and calls into Rust; the exit path pops the frame of
  * whatever vCPU is current by then and returns to ring 3.
  *
- * The guest's FPU/SSE registers are saved lazily. Rust code in ring 0 uses SSE, so the
- * guest's registers must not be lost, but most entries (a hypercall, an emulated
- * instruction) never touch them: each entry sets CR0.TS, and the hypervisor's first
- * SSE instruction takes a #NM in ring 0 (ring0_nm) that saves the guest's registers to
- * its vCPU's FXSAVE area, clears TS and marks them saved (PERCPU_FPU_SAVED). Switching
- * vCPUs saves them too (percpu::switch_fpu_area). The exit reloads the area only if they
- * were saved, then sets the real TS to the guest's virtual TS. */
+ * The guest's FPU/SSE registers are saved lazily. Rust code in ring 0 uses the XMM
+ * registers (as integer storage for copies: it has no floating-point or x87 code), so
+ * the guest's must not be lost, but most entries (a hypercall, an emulated instruction)
+ * never touch them: each entry sets CR0.TS, and the hypervisor's first SSE instruction
+ * takes a #NM in ring 0 (ring0_nm) that saves the guest's XMM registers and MXCSR into
+ * the XMM slots of its vCPU's FXSAVE area, clears TS and marks them saved
+ * (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it will use SSE does the same
+ * up front (percpu::save_fpu). The x87 state stays in the CPU, untouched. Before a vCPU
+ * switch the image is completed (percpu::save_fpu_full: XMM reloaded, then fxsave,
+ * FPU_SAVED_FULL). The exit reloads what was saved, then sets the real TS to the guest's
+ * virtual TS. Saving sixteen registers instead of the whole FXSAVE image keeps a saved
+ * entry cheap under QEMU, whose fxsave/fxrstor cost thousands of cycles each. */
 
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
 .set PERCPU_FPU_AREA,  24
 .set PERCPU_GUEST_TS,  40
 .set PERCPU_FPU_SAVED, 48
+/* percpu::FpuSaved */
+.set FPU_SAVED_FULL,   1
+.set FPU_SAVED_XMM,    2
+/* Offsets in the FXSAVE image. */
+.set FXSAVE_MXCSR,     24
+.set FXSAVE_XMM0,      160
 .set FLAT_RING3_CS64,  0xe033
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
@@ -68,14 +79,36 @@
     mov %rax, %cr0
 .endm
 
-/* Exit to ring 3: reload the guest's FPU/SSE registers if they were saved, then set the
- * real CR0.TS to the guest's virtual TS. Clobbers rax. */
+/* The guest's XMM registers and MXCSR to and from the XMM slots of the FXSAVE image at
+ * \area (16-byte aligned). */
+.macro SAVE_XMM area
+    stmxcsr FXSAVE_MXCSR(\area)
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    movaps %xmm\n, FXSAVE_XMM0 + 16*\n(\area)
+    .endr
+.endm
+
+.macro RESTORE_XMM area
+    ldmxcsr FXSAVE_MXCSR(\area)
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    movaps FXSAVE_XMM0 + 16*\n(\area), %xmm\n
+    .endr
+.endm
+
+/* Exit to ring 3: reload the guest's FPU/SSE registers if they were saved (the XMM part
+ * or the whole image), then set the real CR0.TS to the guest's virtual TS. Clobbers rax. */
 .macro LAZY_FPU_EXIT
     cmpb $0, %gs:PERCPU_FPU_SAVED
     je .Lfpu_live\@
     clts
     mov %gs:PERCPU_FPU_AREA, %rax
+    cmpb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
+    je .Lfpu_xmm\@
     fxrstor64 (%rax)
+    jmp .Lfpu_restored\@
+.Lfpu_xmm\@:
+    RESTORE_XMM %rax
+.Lfpu_restored\@:
     movb $0, %gs:PERCPU_FPU_SAVED
 .Lfpu_live\@:
     cmpb $0, %gs:PERCPU_GUEST_TS
@@ -230,16 +263,16 @@ ring0_entry:
     add $16, %rsp
     iretq
 
-/* #NM in ring 0: the hypervisor's first FPU/SSE use since a guest entry set CR0.TS.
- * Save the guest's registers (unless they were saved already), clear TS, and retry the
+/* #NM in ring 0: the hypervisor's first SSE use since a guest entry set CR0.TS. Save
+ * the guest's XMM registers (unless they were saved already), clear TS, and retry the
  * instruction. */
 ring0_nm:
     clts
     cmpb $0, %gs:PERCPU_FPU_SAVED
     jne 1f
     mov %gs:PERCPU_FPU_AREA, %rax
-    fxsave64 (%rax)
-    movb $1, %gs:PERCPU_FPU_SAVED
+    SAVE_XMM %rax
+    movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
 1:  POP_GPRS
     add $16, %rsp
     iretq
