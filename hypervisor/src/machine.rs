@@ -635,23 +635,10 @@ fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEnt
     // registers: save the guest's now (cheaper than the #NM that would).
     x86::percpu::save_fpu();
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
-    let rax_of = |result: Result<u64, pv_abi::errno::Errno>| {
-        result.unwrap_or_else(|errno| errno.to_ret() as u64)
-    };
-    let rax = if frame.rax == Hypercall::MmuUpdate.number() {
-        fast_light(state, |guest, paging, _| {
-            hypercall::light_mmu_update(guest, paging, args).map(rax_of)
-        })
-    } else if frame.rax == Hypercall::UpdateVaMapping.number() {
-        fast_light(state, |_, paging, root| {
-            let [va, val, flags, _] = args;
-            hypercall::light_update_va_mapping(paging, root, [va, val, flags]).map(rax_of)
-        })
-    } else {
-        fast_light(state, |guest, paging, root| {
-            hypercall::light_mmuext_op(guest, paging.mmu, root, args)
-        })
-    }?;
+    let number = frame.rax;
+    let rax = fast_light(state, |guest, paging, root| {
+        hypercall::light_call(guest, paging, root, number, args)
+    })?;
     frame.rax = rax;
     Some(resume_fast(state, frame))
 }

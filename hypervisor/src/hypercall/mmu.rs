@@ -370,6 +370,29 @@ pub fn light_update_va_mapping<M: PhysMem>(
     }))
 }
 
+/// The light paths of the batch hypercalls by number (`mmu_update`, `update_va_mapping`,
+/// `mmuext_op` with their first four arguments): the value for `rax`, or `None` if the
+/// call has no light path or declined (nothing done). The machine's fast path and
+/// `multicall` try this before a full dispatch.
+pub fn light_call<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    root: Mfn,
+    number: u64,
+    args: [u64; 4],
+) -> Option<u64> {
+    let rax = |result: Result<u64, Errno>| result.unwrap_or_else(|errno| errno.to_ret() as u64);
+    if number == Hypercall::MmuUpdate.number() {
+        light_mmu_update(guest, paging, args).map(rax)
+    } else if number == Hypercall::UpdateVaMapping.number() {
+        light_update_va_mapping(paging, root, [args[0], args[1], args[2]]).map(rax)
+    } else if number == Hypercall::MmuextOp.number() {
+        light_mmuext_op(guest, paging.mmu, root, args)
+    } else {
+        None
+    }
+}
+
 /// Sets the L1 entry that maps `va` under `root` to `val`.
 #[inline]
 fn set_va_entry<M: PhysMem>(

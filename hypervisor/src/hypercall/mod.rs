@@ -22,7 +22,7 @@ mod traps;
 mod vcpu_op;
 pub mod version;
 
-pub use mmu::{light_mmu_update, light_mmuext_op, light_update_va_mapping};
+pub use mmu::{light_call, light_mmu_update, light_mmuext_op, light_update_va_mapping};
 
 use crate::domain::Domain;
 use crate::frames::{DomId, FrameTable};
