@@ -36,6 +36,7 @@ mod tests;
 
 use crate::frames::{DomId, FrameTable};
 use crate::mm::{Mfn, PhysMem};
+use core::cell::Cell;
 
 pub use update::{PteWrite, emulate_pt_write};
 
@@ -65,6 +66,12 @@ pub struct Paging<'a, M: PhysMem> {
     pub domain: DomId,
     /// TLB and CR3 effects.
     pub mmu: &'a mut dyn Mmu,
+    /// The last frame `write_pte` found to be a live L1 table of the domain (owned,
+    /// typed L1 with a type reference, validated), so that a batch writing one table
+    /// looks its record up once. Only a dropped type reference (`put_page_type`) or a
+    /// released frame can end that state, and both forget it; writing L1 entries never
+    /// touches any table's type.
+    live_l1: Cell<Option<Mfn>>,
 }
 
 impl<'a, M: PhysMem> Paging<'a, M> {
@@ -80,6 +87,15 @@ impl<'a, M: PhysMem> Paging<'a, M> {
             frames,
             domain,
             mmu,
+            live_l1: Cell::new(None),
         }
+    }
+}
+
+impl<M: PhysMem> Paging<'_, M> {
+    /// Forgets the remembered live L1 table (see `Paging::live_l1`).
+    #[inline]
+    pub(crate) fn forget_live_l1(&self) {
+        self.live_l1.set(None);
     }
 }

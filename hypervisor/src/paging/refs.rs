@@ -114,6 +114,8 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Drops a type reference; the last one of a validated page table releases the
     /// references its entries hold.
     pub fn put_page_type(&mut self, mfn: Mfn) {
+        // The frame may be (or contain the references of) the remembered live L1.
+        self.forget_live_l1();
         let mut info = self.info(mfn);
         debug_assert!(info.type_count > 0, "type count underflow on {mfn:?}");
         if info.type_count == 0 {
@@ -150,7 +152,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// `EBUSY` for anyone else's frame or a frame that cannot be writable. Levels 2..4: a
     /// reference of the next level's page-table type (`EINVAL`, or whatever validating
     /// that table reported).
-    #[inline]
+    #[inline(always)]
     pub fn get_entry_refs(&mut self, level: u32, entry: u64) -> Result<(), Errno> {
         let target = entry::target(entry);
         if level > 1 {

@@ -52,6 +52,7 @@ impl<M: PhysMem> Paging<'_, M> {
             return Err(Errno::EBUSY);
         }
         self.mmu.flush_all();
+        self.forget_live_l1();
         self.frames.free(mfn, info.owner);
         domain.nr_pages = domain.nr_pages.saturating_sub(1);
         Ok(())

@@ -588,3 +588,29 @@ fn the_va_walk_finds_l1_slots_only_in_live_guest_tables() {
         "hypervisor range"
     );
 }
+
+/// The engine remembers the last live L1 it wrote (a batch looks the table's record up
+/// once); once that table stops being one, the next write to it is a plain store again.
+#[test]
+fn a_remembered_l1_is_forgotten_when_it_stops_being_a_table() {
+    let mem = mem();
+    let mut storage = Storage::new();
+    let frames = storage.table();
+    let t = tree(&mem, &frames);
+    let mut mmu = FakeMmu::new();
+    let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
+    p.pin(t.l4, 4).unwrap();
+    // A validated write remembers the L1 ...
+    p.write_pte(t.l1.addr() + 8 * 9, t.data[2].addr() | RO, false)
+        .unwrap();
+    assert_eq!(frames.info(t.data[2]).ref_count, 2);
+    // ... which then leaves the tree: its last type reference goes.
+    p.write_pte(t.l2.addr(), 0, false).unwrap();
+    assert_eq!(frames.info(t.l1).type_count, 0);
+    // A plain page of the domain now: the next write is stored as is, taking no
+    // reference (as a fresh engine would do), and a value no table could hold is fine.
+    let plain = Mfn(5).addr() | RW;
+    p.write_pte(t.l1.addr() + 8 * 10, plain, false).unwrap();
+    assert_eq!(mem.read_u64(t.l1.addr() + 8 * 10), plain);
+    audit(&mem, &frames, 1, &[]).unwrap();
+}

@@ -19,7 +19,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Sets entry `index` of `table`, a validated level-`level` table of the domain, to
     /// `new` (Xen's `mod_l?_entry`). With `preserve_ad`, the accessed and dirty bits of
     /// the old entry are kept. Errors leave the entry and every count unchanged.
-    #[inline]
+    #[inline(always)]
     pub fn update_entry(
         &mut self,
         table: Mfn,
@@ -59,6 +59,9 @@ impl<M: PhysMem> Paging<'_, M> {
     pub fn write_pte(&mut self, pte_addr: u64, new: u64, preserve_ad: bool) -> Result<(), Errno> {
         let frame = Mfn::containing(pte_addr);
         let index = ((pte_addr % PAGE_SIZE) / 8) as usize;
+        if self.live_l1.get() == Some(frame) {
+            return self.update_entry(frame, 1, index, new, preserve_ad);
+        }
         let info = self.frames.info(frame);
         if info.owner != Owner::Domain(self.domain) {
             return Err(Errno::EINVAL);
@@ -67,6 +70,9 @@ impl<M: PhysMem> Paging<'_, M> {
             && info.type_count > 0
             && info.validated
         {
+            if level == 1 {
+                self.live_l1.set(Some(frame));
+            }
             return self.update_entry(frame, level, index, new, preserve_ad);
         }
         self.get_page_and_type(frame, PageType::Writable)
