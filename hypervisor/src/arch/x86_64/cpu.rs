@@ -108,3 +108,53 @@ pub fn phys_addr_bits() -> u32 {
     BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
     bits
 }
+
+/// Whether CR4.SMAP is on: the guest-copy routine (`hv_guest_copy` in `entry.S`) and the
+/// exception entry read it to know whether `stac`/`clac` exist. Written once at boot.
+#[unsafe(no_mangle)]
+pub static HV_SMAP: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// What [`enable_smep_smap`] turned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protections {
+    /// Ring 0 cannot execute user pages (CR4.SMEP).
+    pub smep: bool,
+    /// Ring 0 cannot touch user pages outside `stac`/`clac` (CR4.SMAP).
+    pub smap: bool,
+}
+
+/// Turns on SMEP and SMAP where the CPU has them. Every guest page is a user page (a PV
+/// guest's kernel runs in ring 3), so with SMAP the hypervisor can reach guest memory
+/// through a guest address only inside `hv_guest_copy` (which brackets its copy with
+/// `stac`/`clac`) and with SMEP it can never run guest code: a stray dereference of a
+/// guest pointer faults instead of succeeding.
+pub fn enable_smep_smap() -> Protections {
+    const SMEP: u64 = 1 << 20;
+    const SMAP: u64 = 1 << 21;
+    let leaf7 = if core::arch::x86_64::__cpuid(0).eax >= 7 {
+        core::arch::x86_64::__cpuid_count(7, 0).ebx
+    } else {
+        0
+    };
+    let protections = Protections {
+        smep: leaf7 & (1 << 7) != 0,
+        smap: leaf7 & (1 << 20) != 0,
+    };
+    let mut cr4: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack)) };
+    if protections.smep {
+        cr4 |= SMEP;
+    }
+    if protections.smap {
+        cr4 |= SMAP;
+    }
+    // SAFETY: setting SMEP/SMAP, which the CPU has (CPUID above); ring 0 runs only from
+    // supervisor pages and touches user pages only in hv_guest_copy, which knows.
+    unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
+    HV_SMAP.store(
+        u8::from(protections.smap),
+        core::sync::atomic::Ordering::Relaxed,
+    );
+    protections
+}

@@ -232,6 +232,11 @@ exception_common:
     testb $3, FRAME_CS(%rsp)
     jz ring0_entry
     swapgs
+    /* A guest may run with RFLAGS.AC set, and an exception gate keeps it: clear it, or
+     * SMAP would not apply in ring 0 (syscall clears it through FMASK). */
+    cmpb $0, HV_SMAP(%rip)
+    je guest_entry_common
+    clac
 guest_entry_common:
     LAZY_FPU_ENTRY
     mov %rsp, %rdi
@@ -307,10 +312,15 @@ hypervisor_fault:
  * every entry the hypervisor validated), eight bytes at a time and then the tail, and
  * returns the bytes left uncopied: 0, or what remained when a page fault stopped it
  * (ring0_pf resumes at the matching *_fault label, where %rcx counts what the rep had
- * left). The caller checks the range: only guest slots, so a fault can only be a #PF. */
+ * left). The caller checks the range: only guest slots, so a fault can only be a #PF.
+ * With SMAP on, the copy runs between stac and clac (the fault path's iretq restores
+ * AC=1, the common tail clears it). */
 .global hv_guest_copy
 hv_guest_copy:
-    mov %rdx, %rcx
+    cmpb $0, HV_SMAP(%rip)
+    je 1f
+    stac                    /* guest pages are user pages: allow the copy (SMAP) */
+1:  mov %rdx, %rcx
     shr $3, %rcx
     and $7, %edx
 guest_copy_quads:
@@ -320,10 +330,13 @@ guest_copy_bytes:
     rep movsb
 guest_copy_bytes_fault:
     mov %rcx, %rax
-    ret
+    jmp 2f
 guest_copy_quads_fault:
     lea (%rdx,%rcx,8), %rax
-    ret
+2:  cmpb $0, HV_SMAP(%rip)
+    je 3f
+    clac
+3:  ret
 
 /* Enters the guest for the first time on this CPU: %rdi = TrapFrame at the top of the
  * per-CPU stack, already filled in. */

@@ -54,6 +54,20 @@ pub fn init_cpu0() {
         );
     }
     drop_identity_map();
+    let protections = cpu::enable_smep_smap();
+    log::info!(
+        "cpu: SMEP {}, SMAP {}",
+        if protections.smep {
+            "on"
+        } else {
+            "not available"
+        },
+        if protections.smap {
+            "on"
+        } else {
+            "not available"
+        }
+    );
 }
 
 /// Removes the boot identity map: from now on the lower half belongs to guests.
