@@ -522,6 +522,12 @@ pub enum FastEntry {
 /// right because nothing machine-wide changed and a timer that is due has its APIC
 /// interrupt pending, taken as soon as the guest runs again.
 ///
+/// The commonest calls skip even the hypercall context: the null hypercall, an event
+/// send, `HYPERVISOR_iret`, a process's `syscall` bounce and the one-request page-table
+/// calls (`hypercall::light_call`). Each runs the same code as its general handler (host
+/// tests compare them) or declines having done nothing; an upcall that becomes due is
+/// delivered on the way out ([`resume_fast`]).
+///
 /// The frame's callee-saved registers (rbx, rbp, r12-r15) are not filled in yet (see
 /// `entry.S`): per-domain handlers read only the argument registers and write only
 /// rax, the iret frame and rcx/r11 (`iret`), which the host test

@@ -179,7 +179,7 @@ fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> 
 
 /// `mmu_update` for the hypercall fast path: a batch of exactly one request on the
 /// caller's own tables (not a continuation), without a hypercall context. Does what
-/// [`mmu_update`] would (the same [`apply_request`]), with the same result and `done`
+/// `mmu_update` would (the same `apply_request`), with the same result and `done`
 /// count; `None` means the call is not such a batch and nothing was done (the general
 /// path takes it, and reports a request it cannot read).
 pub fn light_mmu_update<M: PhysMem>(
@@ -257,7 +257,7 @@ fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<()>
 /// `mmuext_op` for the hypercall fast path: a batch of exactly one operation that needs
 /// no hypercall context because it changes no frame's type or count and no vCPU state: a
 /// TLB flush or INVLPG, or `MMUEXT_NEW_BASEPTR` to the vCPU's current kernel root (a
-/// reload, which is Xen's shortcut in `new_guest_cr3` too). Does what [`mmuext_op`]
+/// reload, which is Xen's shortcut in `new_guest_cr3` too). Does what `mmuext_op`
 /// would, with the same result and `done` count; `None` means the call is not such a
 /// batch and nothing was done (the caller takes the general path, which reads the
 /// request again and reports any error).
@@ -353,7 +353,7 @@ pub(super) fn update_va_mapping<M: PhysMem>(
 
 /// `update_va_mapping` for the hypercall fast path, when `flags` name no vCPU mask in
 /// guest memory (local or all: the domain's one vCPU runs only here), so that nothing
-/// but the paging engine is needed. Does what [`update_va_mapping`] would; `None` for a
+/// but the paging engine is needed. Does what `update_va_mapping` would; `None` for a
 /// mask pointer (nothing done: the general path takes it).
 pub fn light_update_va_mapping<M: PhysMem>(
     paging: &mut Paging<'_, M>,

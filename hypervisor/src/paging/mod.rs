@@ -2,7 +2,7 @@
 //! numbers, and the hypervisor lets the MMU use them only after checking every entry.
 //!
 //! The safety model (see `docs/memory.md`):
-//! - every frame has one [`PageType`] at a time, with a type count and a general reference
+//! - every frame has one [`PageType`](crate::frames::PageType) at a time, with a type count and a general reference
 //!   count ([`crate::frames::FrameInfo`]);
 //! - a frame becomes a page table of level N only by validating every present entry, which
 //!   takes a reference of type L(N-1) (or, at level 1, a writable-type or general
@@ -52,7 +52,7 @@ pub trait Mmu {
     fn load_root(&mut self, root: Mfn);
     /// The L4 slots (index, entry) the hypervisor installs in every guest root.
     fn hypervisor_l4(&self) -> &[(usize, u64)];
-    /// Physical address bits the machine implements (CPUID 0x80000008 EAX[7:0]).
+    /// Physical address bits the machine implements (CPUID 0x80000008 EAX bits 7..0).
     fn phys_addr_bits(&self) -> u32;
 }
 
