@@ -2,6 +2,7 @@
 //!
 //! 1. prerequisites (QEMU, Xen's headers; installed when running as root) and the Xen image,
 //! 2. host checks: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test`,
+//!    `cargo doc` (rustdoc warnings denied),
 //! 3. the kernel build,
 //! 4. every scenario on every hypervisor its `[test]` table lists, each a set of checks,
 //!    then the benchmark's instruction budgets (`bench::guard`),
@@ -85,9 +86,16 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
                 "warnings",
             ],
             &["test", "--workspace"],
+            // The ABI crate is what driver writers read: its docs (and everyone's) must
+            // build without a broken or private link.
+            &["doc", "--workspace", "--no-deps"],
         ] {
             step(&mut report, &format!("cargo {}", command.join(" ")), || {
-                let status = workspace.cargo().args(command).status()?;
+                let mut cargo = workspace.cargo();
+                if command[0] == "doc" {
+                    cargo.env("RUSTDOCFLAGS", "-D warnings");
+                }
+                let status = cargo.args(command).status()?;
                 if !status.success() {
                     bail!("{status}");
                 }
