@@ -52,6 +52,10 @@ pub struct Args {
     /// Only this QEMU mode (default: both).
     #[arg(long, value_enum)]
     mode: Option<Mode>,
+    /// Timed (TCG) runs per hypervisor, alternating ours and Xen so that a change in the
+    /// host's load weighs on both sides alike (default: 3, or 1 with `--quick`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
+    tcg_rounds: Option<u32>,
 }
 
 /// How QEMU keeps time in a run.
@@ -100,6 +104,60 @@ pub struct RunResult {
     pub log: PathBuf,
     /// The QEMU command line.
     pub command: String,
+    /// Runs merged into this result (see [`RunResult::merge`]).
+    pub rounds: u32,
+}
+
+impl RunResult {
+    /// Several rounds of the same hypervisor and mode as one result: per case the median
+    /// of the rounds' medians, the lowest minimum, the highest maximum and every operation
+    /// counted; complete only if every round was. `None` for no rounds.
+    fn merge(rounds: Vec<RunResult>) -> Option<RunResult> {
+        let mut rounds = rounds.into_iter();
+        let mut merged = rounds.next()?;
+        let rest: Vec<RunResult> = rounds.collect();
+        if rest.is_empty() {
+            return Some(merged);
+        }
+        for (name, first) in merged.lines.results.iter_mut() {
+            let mut medians = vec![first.median];
+            for other in rest.iter().filter_map(|run| run.lines.results.get(name)) {
+                medians.push(other.median);
+                first.ops += other.ops;
+                first.min = first.min.min(other.min);
+                first.max = first.max.max(other.max);
+            }
+            first.median = median_of(&mut medians);
+        }
+        for run in &rest {
+            merged.complete &= run.complete;
+            merged.lines.ended &= run.lines.ended;
+            merged.seconds += run.seconds;
+            if merged.outcome == RunOutcome::Clean.describe() {
+                merged.outcome.clone_from(&run.outcome);
+            }
+            for (name, why) in &run.lines.errors {
+                merged
+                    .lines
+                    .errors
+                    .entry(name.clone())
+                    .or_insert_with(|| why.clone());
+            }
+        }
+        merged.rounds = 1 + rest.len() as u32;
+        Some(merged)
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 /// Everything the runs share: paths and command lines.
@@ -237,11 +295,22 @@ impl<'a> Setup<'a> {
 
     /// Boots one run to its end and reads its lines.
     fn run(&self, hypervisor: Hypervisor, mode: Mode) -> Result<RunResult> {
+        self.run_round(hypervisor, mode, None)
+    }
+
+    /// [`Setup::run`], for round `round` of several (its own log).
+    fn run_round(
+        &self,
+        hypervisor: Hypervisor,
+        mode: Mode,
+        round: Option<u32>,
+    ) -> Result<RunResult> {
         let command = self.command(hypervisor, mode)?;
         let described = qemu::describe(&command, self.workspace);
+        let suffix = round.map_or(String::new(), |round| format!("-{round}"));
         let log = out_dir(self.workspace)
             .join("logs")
-            .join(format!("{hypervisor}-{}.log", mode.name()));
+            .join(format!("{hypervisor}-{}{suffix}.log", mode.name()));
         let sinks = Sinks {
             echo: false,
             log: Some(&log),
@@ -275,6 +344,7 @@ impl<'a> Setup<'a> {
             seconds: crate::report::seconds(capture.elapsed),
             log,
             command: described,
+            rounds: 1,
         })
     }
 }
@@ -360,15 +430,20 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         }
     }
     if modes.contains(&Mode::Tcg) {
-        for &hv in &hypervisors {
-            println!("xtask: bench: {hv} / tcg (alone, for timing)");
-            let result = setup.run(hv, Mode::Tcg);
-            announce(&result, hv, Mode::Tcg, workspace);
-            match result {
-                Ok(run) => runs.push(run),
-                Err(_) => failures += 1,
+        let rounds = args.tcg_rounds.unwrap_or(if args.quick { 1 } else { 3 });
+        let mut timed: Vec<Vec<RunResult>> = hypervisors.iter().map(|_| Vec::new()).collect();
+        for round in 1..=rounds {
+            for (&hv, done) in hypervisors.iter().zip(&mut timed) {
+                println!("xtask: bench: {hv} / tcg, round {round} of {rounds} (alone, for timing)");
+                let result = setup.run_round(hv, Mode::Tcg, (rounds > 1).then_some(round));
+                announce(&result, hv, Mode::Tcg, workspace);
+                match result {
+                    Ok(run) => done.push(run),
+                    Err(_) => failures += 1,
+                }
             }
         }
+        runs.extend(timed.into_iter().filter_map(RunResult::merge));
     }
     failures += runs.iter().filter(|run| !run.complete).count();
 
@@ -453,5 +528,62 @@ mod tests {
         assert!(domains[0].privileged, "port I/O needs a privileged domain");
         assert!(domains.iter().any(|d| d.cmdline.contains("bench=pong")));
         assert!(scenario.manifest.test.is_none(), "not a test scenario");
+    }
+
+    fn timed(median: f64, min: f64, max: f64, ended: bool) -> RunResult {
+        let mut lines = RunLines::default();
+        lines.results.insert(
+            "null_hypercall".into(),
+            crate::bench_parse::Measured {
+                ops: 100,
+                median,
+                min,
+                max,
+            },
+        );
+        lines.ended = ended;
+        RunResult {
+            hypervisor: Hypervisor::Xen,
+            mode: Mode::Tcg,
+            lines,
+            outcome: RunOutcome::Clean.describe(),
+            complete: ended,
+            seconds: 2.0,
+            log: PathBuf::from("log"),
+            command: "qemu".into(),
+            rounds: 1,
+        }
+    }
+
+    #[test]
+    fn rounds_merge_into_the_median_of_medians() {
+        let merged = RunResult::merge(vec![
+            timed(900.0, 700.0, 5000.0, true),
+            timed(600.0, 550.0, 800.0, true),
+            timed(1200.0, 1000.0, 9000.0, true),
+        ])
+        .unwrap();
+        let case = merged.lines.results["null_hypercall"];
+        assert_eq!(
+            (case.median, case.min, case.max, case.ops),
+            (900.0, 550.0, 9000.0, 300)
+        );
+        assert_eq!((merged.rounds, merged.seconds), (3, 6.0));
+        assert!(merged.complete);
+        // An incomplete round makes the whole incomplete; one round is itself.
+        let merged = RunResult::merge(vec![
+            timed(1.0, 1.0, 1.0, true),
+            timed(3.0, 3.0, 3.0, false),
+        ])
+        .unwrap();
+        assert_eq!(merged.lines.results["null_hypercall"].median, 2.0);
+        assert!(!merged.complete && !merged.lines.ended);
+        assert_eq!(
+            RunResult::merge(vec![timed(5.0, 4.0, 6.0, true)])
+                .unwrap()
+                .rounds,
+            1
+        );
+        assert!(RunResult::merge(Vec::new()).is_none());
     }
 }

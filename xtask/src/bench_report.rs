@@ -169,11 +169,14 @@ pub struct RunSummary {
     pub outcome: String,
     /// Whether it finished with its closing line.
     pub complete: bool,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds (all rounds).
     pub seconds: f64,
+    /// Runs merged into the results (timed runs alternate between the hypervisors; per
+    /// case the median of the rounds' medians, the lowest minimum, the highest maximum).
+    pub rounds: u32,
     /// The QEMU command line.
     pub command: String,
-    /// The serial log.
+    /// The serial log (the first round's).
     pub log: String,
 }
 
@@ -281,6 +284,7 @@ impl Report {
                     outcome: run.outcome.clone(),
                     complete: run.complete,
                     seconds: run.seconds,
+                    rounds: run.rounds,
                     command: run.command.clone(),
                     log: run.log.display().to_string(),
                 })
@@ -574,18 +578,28 @@ impl Report {
             let _ = writeln!(md, "| Xen package | {package} |");
         }
         let _ = writeln!(md, "\n### Runs\n");
-        let _ = writeln!(md, "| hypervisor | mode | outcome | seconds | command |");
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            md,
+            "| hypervisor | mode | rounds | outcome | seconds | command |"
+        );
+        let _ = writeln!(md, "| --- | --- | ---: | --- | --- | --- |");
         for run in &self.runs {
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{} | {:.1} | `{}` |",
+                "| {} | {} | {} | {}{} | {:.1} | `{}` |",
                 run.hypervisor,
                 run.mode,
+                run.rounds,
                 run.outcome,
                 if run.complete { "" } else { " (incomplete)" },
                 run.seconds,
                 run.command
+            );
+        }
+        if self.runs.iter().any(|run| run.rounds > 1) {
+            let _ = writeln!(
+                md,
+                "\nTimed runs of several rounds alternate between the hypervisors (ours, Xen, ours, ...); each case's figure is the median of the rounds' medians, with the lowest minimum and the highest maximum."
             );
         }
         for mode in self.modes() {
