@@ -12,6 +12,7 @@
 //! [`guard`] is the regression test `cargo xtask test` runs: our hypervisor, `-icount`,
 //! the PV cases against `xtask/bench-budgets.toml`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -106,6 +107,9 @@ pub struct RunResult {
     pub command: String,
     /// Runs merged into this result (see [`RunResult::merge`]).
     pub rounds: u32,
+    /// For a merged result: each case's median in every round, in round order (empty for
+    /// a single run), so that ratios can pair rounds that ran next to each other.
+    pub round_medians: BTreeMap<String, Vec<f64>>,
 }
 
 impl RunResult {
@@ -127,6 +131,7 @@ impl RunResult {
                 first.min = first.min.min(other.min);
                 first.max = first.max.max(other.max);
             }
+            merged.round_medians.insert(name.clone(), medians.clone());
             first.median = median_of(&mut medians);
         }
         for run in &rest {
@@ -150,7 +155,7 @@ impl RunResult {
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
-fn median_of(values: &mut [f64]) -> f64 {
+pub fn median_of(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len() % 2 == 1 {
@@ -345,6 +350,7 @@ impl<'a> Setup<'a> {
             log,
             command: described,
             rounds: 1,
+            round_medians: BTreeMap::new(),
         })
     }
 }
@@ -552,6 +558,7 @@ mod tests {
             log: PathBuf::from("log"),
             command: "qemu".into(),
             rounds: 1,
+            round_medians: BTreeMap::new(),
         }
     }
 
@@ -567,6 +574,10 @@ mod tests {
         assert_eq!(
             (case.median, case.min, case.max, case.ops),
             (900.0, 550.0, 9000.0, 300)
+        );
+        assert_eq!(
+            merged.round_medians["null_hypercall"],
+            [900.0, 600.0, 1200.0]
         );
         assert_eq!((merged.rounds, merged.seconds), (3, 6.0));
         assert!(merged.complete);
