@@ -42,6 +42,12 @@ const LOW_MEMORY_END: u64 = 1 << 20;
 pub struct DirectMap;
 
 impl DirectMap {
+    /// Whether `root` is the page table loaded on this CPU (so the MMU walks it).
+    #[inline]
+    fn loaded(root: Mfn) -> bool {
+        cpu::read_cr3() & pte::ADDRESS_MASK == root.addr()
+    }
+
     fn pointer(addr: u64, len: usize) -> *mut u8 {
         let end = addr.checked_add(len as u64);
         assert!(
@@ -97,7 +103,7 @@ impl PhysMem for DirectMap {
     // map, and CR0.WP makes read-only mappings (its page tables) refuse the write.
     #[inline]
     fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
-        if cpu::read_cr3() & pte::ADDRESS_MASK != root.addr() {
+        if !Self::loaded(root) {
             return None;
         }
         // SAFETY: `GuestMem` checked `va..va+len` lies in guest slots (`mmu_may_copy`);
@@ -107,7 +113,7 @@ impl PhysMem for DirectMap {
 
     #[inline]
     fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
-        if cpu::read_cr3() & pte::ADDRESS_MASK != root.addr() {
+        if !Self::loaded(root) {
             return None;
         }
         // SAFETY: as in `read_virtual`.

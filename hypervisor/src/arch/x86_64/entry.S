@@ -9,18 +9,19 @@
  * takes a #NM in ring 0 (ring0_nm) that saves the guest's XMM registers and MXCSR into
  * the XMM slots of its vCPU's FXSAVE area, clears TS and marks them saved
  * (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it will use SSE does the same
- * up front (percpu::save_fpu). The x87 state stays in the CPU, untouched. Before a vCPU
- * switch the image is completed (percpu::save_fpu_full: XMM reloaded, then fxsave,
- * FPU_SAVED_FULL). The exit reloads what was saved, then sets the real TS to the guest's
- * virtual TS. Saving sixteen registers instead of the whole FXSAVE image keeps a saved
- * entry cheap under QEMU, whose fxsave/fxrstor cost thousands of cycles each. */
+ * up front (percpu::save_fpu). Both call hv_save_fpu_xmm below. The x87 state stays in
+ * the CPU, untouched. Before a vCPU switch the image is completed (hv_save_fpu_full: XMM
+ * reloaded, then fxsave, FPU_SAVED_FULL). The exit reloads what was saved, then sets the
+ * real TS to the guest's virtual TS. Saving sixteen registers instead of the whole
+ * FXSAVE image keeps a saved entry cheap under QEMU, whose fxsave/fxrstor cost
+ * thousands of cycles each. */
 
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
 .set PERCPU_FPU_AREA,  24
 .set PERCPU_GUEST_TS,  40
 .set PERCPU_FPU_SAVED, 48
-/* percpu::FpuSaved */
+/* PerCpu::fpu_saved: 0 = live in the CPU (also percpu::FPU_SAVED_FULL) */
 .set FPU_SAVED_FULL,   1
 .set FPU_SAVED_XMM,    2
 /* Offsets in the FXSAVE image. */
@@ -272,13 +273,8 @@ ring0_entry:
  * the guest's XMM registers (unless they were saved already), clear TS, and retry the
  * instruction. */
 ring0_nm:
-    clts
-    cmpb $0, %gs:PERCPU_FPU_SAVED
-    jne 1f
-    mov %gs:PERCPU_FPU_AREA, %rax
-    SAVE_XMM %rax
-    movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
-1:  POP_GPRS
+    call hv_save_fpu_xmm
+    POP_GPRS
     add $16, %rsp
     iretq
 
@@ -306,6 +302,36 @@ hypervisor_fault:
 1:  cli
     hlt
     jmp 1b
+
+/* hv_save_fpu_xmm(): saves the guest's XMM registers and MXCSR into the current vCPU's
+ * FXSAVE image if they are still live (FPU_SAVED_XMM), and clears CR0.TS: for ring0_nm
+ * and for Rust code about to use SSE (percpu::save_fpu). Clobbers rax only. */
+.global hv_save_fpu_xmm
+hv_save_fpu_xmm:
+    clts
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    jne 1f
+    mov %gs:PERCPU_FPU_AREA, %rax
+    SAVE_XMM %rax
+    movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
+1:  ret
+
+/* hv_save_fpu_full(): the current vCPU's whole FPU/SSE image into its area
+ * (FPU_SAVED_FULL), completing an XMM-only save first (the x87 state is still the
+ * guest's; its XMM registers and MXCSR come back from the area): before a vCPU switch
+ * (percpu::save_fpu_full). Clobbers rax and the XMM registers. */
+.global hv_save_fpu_full
+hv_save_fpu_full:
+    cmpb $FPU_SAVED_FULL, %gs:PERCPU_FPU_SAVED
+    je 2f
+    clts
+    mov %gs:PERCPU_FPU_AREA, %rax
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    je 1f
+    RESTORE_XMM %rax
+1:  fxsave64 (%rax)
+    movb $FPU_SAVED_FULL, %gs:PERCPU_FPU_SAVED
+2:  ret
 
 /* usize hv_guest_copy(dst %rdi, src %rsi, len %rdx): copies between hypervisor memory
  * and guest virtual memory through the page tables loaded on this CPU (the guest's, whose

@@ -28,7 +28,7 @@ pub struct PerCpu {
     /// Nonzero while the current vCPU has virtual CR0.TS set (the exit path then sets the
     /// real TS so the guest's next FPU use traps).
     pub guest_ts: u64,
-    /// Where the current vCPU's FPU/SSE state is (a [`FpuSaved`] value): live in the
+    /// Where the current vCPU's FPU/SSE state is (`entry.S`'s `FPU_SAVED_*`): live in the
     /// CPU, its XMM registers and MXCSR saved in its area (on the hypervisor's first SSE
     /// use since the entry), or its whole image in its area (before a vCPU switch, or a
     /// vCPU just switched in). The exit path reloads what was saved. See `entry.S`.
@@ -95,7 +95,7 @@ pub fn init_cpu0() -> CpuStacks {
         (*percpu).stack_top = stack_top;
         (*percpu).cpu_id = 0;
         // No vCPU's FPU state is in the registers yet: the first exit loads one.
-        (*percpu).fpu_saved = FpuSaved::Full as u64;
+        (*percpu).fpu_saved = FPU_SAVED_FULL;
         super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
         super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
     }
@@ -131,17 +131,13 @@ pub unsafe fn set_fpu_area(area: u64) {
     unsafe { (*current()).fpu_area = area };
 }
 
-/// Where the current vCPU's FPU/SSE state is (`PerCpu::fpu_saved`; `entry.S` knows
-/// these numbers).
-#[repr(u64)]
-pub enum FpuSaved {
-    /// In the CPU.
-    Live = 0,
-    /// The whole FXSAVE image is in the vCPU's area.
-    Full = 1,
-    /// The XMM registers and MXCSR are in the area's XMM slots; the x87 state is still
-    /// in the CPU.
-    Xmm = 2,
+/// `PerCpu::fpu_saved` when the vCPU's whole FXSAVE image is in its area (`entry.S`'s
+/// `FPU_SAVED_FULL`; 0 means live in the CPU, `FPU_SAVED_XMM` the XMM part saved).
+const FPU_SAVED_FULL: u64 = 1;
+
+unsafe extern "C" {
+    fn hv_save_fpu_xmm();
+    fn hv_save_fpu_full();
 }
 
 /// Saves the guest's XMM registers and MXCSR into the current vCPU's area if they are
@@ -149,88 +145,19 @@ pub enum FpuSaved {
 /// SSE. The exit path reloads them.
 #[inline]
 pub fn save_fpu() {
-    // SAFETY: ring 0 with GS at this CPU's block; the area pointer is the current vCPU's
-    // 16-byte aligned FXSAVE area (set_fpu_area's promise); the stores only read the XMM
-    // registers. clts first: the entry path leaves CR0.TS set until the hypervisor's
-    // first FPU use.
-    unsafe {
-        core::arch::asm!(
-            "cmp qword ptr gs:[48], {live}",
-            "jne 2f",
-            "clts",
-            "mov {area}, gs:[24]",
-            "stmxcsr [{area} + 24]",
-            "movaps [{area} + 160], xmm0",
-            "movaps [{area} + 176], xmm1",
-            "movaps [{area} + 192], xmm2",
-            "movaps [{area} + 208], xmm3",
-            "movaps [{area} + 224], xmm4",
-            "movaps [{area} + 240], xmm5",
-            "movaps [{area} + 256], xmm6",
-            "movaps [{area} + 272], xmm7",
-            "movaps [{area} + 288], xmm8",
-            "movaps [{area} + 304], xmm9",
-            "movaps [{area} + 320], xmm10",
-            "movaps [{area} + 336], xmm11",
-            "movaps [{area} + 352], xmm12",
-            "movaps [{area} + 368], xmm13",
-            "movaps [{area} + 384], xmm14",
-            "movaps [{area} + 400], xmm15",
-            "mov qword ptr gs:[48], {xmm}",
-            "2:",
-            area = out(reg) _,
-            live = const FpuSaved::Live as u64,
-            xmm = const FpuSaved::Xmm as u64,
-            options(nostack),
-        );
-    }
+    // SAFETY: ring 0 with GS at this CPU's block, whose area pointer is the current
+    // vCPU's 16-byte aligned FXSAVE area (set_fpu_area's promise); the routine only reads
+    // the XMM registers and MXCSR and writes that area and the block's flag.
+    unsafe { hv_save_fpu_xmm() };
 }
 
 /// Saves the current vCPU's whole FPU/SSE image into its area, completing an XMM-only
 /// save (the x87 state is still the guest's, the XMM registers are reloaded from the
 /// area first): before the current vCPU changes or its area moves.
 pub fn save_fpu_full() {
-    // SAFETY: as in `save_fpu`; the XMM registers are overwritten (declared clobbered)
-    // with the guest's values just saved, and MXCSR with the guest's saved value.
-    unsafe {
-        core::arch::asm!(
-            "cmp qword ptr gs:[48], {full}",
-            "je 3f",
-            "clts",
-            "mov {area}, gs:[24]",
-            "cmp qword ptr gs:[48], {live}",
-            "je 2f",
-            "ldmxcsr [{area} + 24]",
-            "movaps xmm0, [{area} + 160]",
-            "movaps xmm1, [{area} + 176]",
-            "movaps xmm2, [{area} + 192]",
-            "movaps xmm3, [{area} + 208]",
-            "movaps xmm4, [{area} + 224]",
-            "movaps xmm5, [{area} + 240]",
-            "movaps xmm6, [{area} + 256]",
-            "movaps xmm7, [{area} + 272]",
-            "movaps xmm8, [{area} + 288]",
-            "movaps xmm9, [{area} + 304]",
-            "movaps xmm10, [{area} + 320]",
-            "movaps xmm11, [{area} + 336]",
-            "movaps xmm12, [{area} + 352]",
-            "movaps xmm13, [{area} + 368]",
-            "movaps xmm14, [{area} + 384]",
-            "movaps xmm15, [{area} + 400]",
-            "2:",
-            "fxsave64 [{area}]",
-            "mov qword ptr gs:[48], {full}",
-            "3:",
-            area = out(reg) _,
-            full = const FpuSaved::Full as u64,
-            live = const FpuSaved::Live as u64,
-            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
-            out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
-            out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
-            options(nostack),
-        );
-    }
+    // SAFETY: as in `save_fpu`; the XMM registers it overwrites with the guest's saved
+    // values are caller-saved in the C calling convention, so nothing of ours is lost.
+    unsafe { hv_save_fpu_full() };
 }
 
 /// Makes `area` the current vCPU's FXSAVE area, to be loaded at the next exit (after
