@@ -253,7 +253,7 @@ impl<'a> Setup<'a> {
                 "isa-debug-exit,iobase=0xf4,iosize=0x04",
             ]);
         if mode == Mode::Icount {
-            command.args(["-icount", "shift=0,sleep=off", "-rtc", "clock=vm"]);
+            qemu::count_instructions(&mut command);
         }
         command
     }

@@ -91,6 +91,26 @@ pub struct HypervisorConfig {
     /// Typed on the serial console when QEMU starts (e.g. debug keys); default none.
     #[serde(default)]
     pub console_input: String,
+    /// What the guests' time counts: the host's (default) or guest instructions.
+    #[serde(default)]
+    pub clock: Clock,
+}
+
+/// The machine's clock (`[hypervisor] clock`).
+///
+/// Scenarios that measure CPU shares or timer lateness take `instructions`: under plain
+/// TCG the TSC and timers follow the host, so a host that stalls QEMU for 20 ms charges
+/// those 20 ms to whichever domain was running, and a loaded CI machine fails a correct
+/// scheduler. Under `-icount` time is the guest's own instruction count: the same run
+/// gives the same numbers on any host, only slower.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// Plain TCG: the TSC and timers follow the host's clock.
+    #[default]
+    Host,
+    /// `-icount shift=0,sleep=off -rtc clock=vm`: one nanosecond per guest instruction.
+    Instructions,
 }
 
 impl Default for HypervisorConfig {
@@ -99,6 +119,7 @@ impl Default for HypervisorConfig {
             cmdline: String::new(),
             memory_mib: DEFAULT_HYPERVISOR_MEMORY_MIB,
             console_input: String::new(),
+            clock: Clock::Host,
         }
     }
 }
@@ -354,6 +375,7 @@ mod tests {
         assert_eq!((domain.vcpus, domain.weight, domain.cap), (1, 256, 0));
         assert!(!domain.privileged);
         assert_eq!(domain.cmdline, "");
+        assert_eq!(manifest.hypervisor.clock, Clock::Host);
         let test = manifest.test.unwrap();
         assert_eq!(test.hypervisors, [Hypervisor::Ours, Hypervisor::Xen]);
         assert_eq!(test.expect_exit, ExpectExit::Clean);
@@ -391,6 +413,11 @@ mod tests {
             ("cmdline = \"loglvl=info\"", "cmdline = 1", "invalid type"),
             ("[\"ours\", \"xen\"]", "[\"qemu\"]", "unknown variant"),
             (
+                "memory_mib = 256",
+                "memory_mib = 256\nclock = \"icount\"",
+                "unknown variant `icount`",
+            ),
+            (
                 "kernel = \"pv-guest-kernel\"",
                 "kernel = \"\"",
                 "`kernel` is empty",
@@ -411,6 +438,16 @@ mod tests {
             "[[domain]]\nname = \"demo\"\nkernel = \"k\"\nmemory_mib = 4\n[test]",
         );
         assert!(format!("{:#}", Manifest::parse(&twice).unwrap_err()).contains("used twice"));
+    }
+
+    #[test]
+    fn the_clock_can_count_instructions() {
+        let text = DEMO.replace(
+            "memory_mib = 256",
+            "memory_mib = 256\nclock = \"instructions\"",
+        );
+        let manifest = Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.hypervisor.clock, Clock::Instructions);
     }
 
     #[test]

@@ -60,6 +60,13 @@ fn base_command(accel: Accel, cpu: &str, memory_mib: u64) -> Command {
     command
 }
 
+/// Makes `command`'s guest time count guest instructions, one nanosecond each: the TSC,
+/// the timers and the RTC follow the virtual clock, and an idle machine skips ahead to its
+/// next timer instead of sleeping, so a run is repeatable on any host.
+pub fn count_instructions(command: &mut Command) {
+    command.args(["-icount", "shift=0,sleep=off", "-rtc", "clock=vm"]);
+}
+
 /// QEMU booting our hypervisor (PVH) with the boot image as its one module.
 pub fn our_hypervisor_command(
     hypervisor: &Path,

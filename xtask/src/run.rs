@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::build::{HYPERVISOR_BIN, WorkspaceBinaries};
-use crate::manifest::{DEFAULT_TIMEOUT_SECS, Hypervisor, Scenario};
+use crate::manifest::{Clock, DEFAULT_TIMEOUT_SECS, Hypervisor, Scenario};
 use crate::outcome::{RunOutcome, XenConsole};
 use crate::pack::{self, DomainImage};
 use crate::prereq::{self, Apt, Needs};
@@ -206,13 +206,14 @@ pub fn launch(
             let image_path = workspace.xtask_dir().join(format!("{}.img", scenario.name));
             std::fs::write(&image_path, pack::write(&domains)?)
                 .with_context(|| format!("writing {}", image_path.display()))?;
-            let command = qemu::our_hypervisor_command(
+            let mut command = qemu::our_hypervisor_command(
                 &workspace.kernel_dir(Profile::Release).join(HYPERVISOR_BIN),
                 &manifest.hypervisor.cmdline,
                 manifest.hypervisor.memory_mib,
                 &image_path,
                 run.accel,
             );
+            apply_clock(&mut command, manifest.hypervisor.clock, run.accel)?;
             announce(workspace, run, &command);
             let capture = qemu::run(command, run.timeout, &sinks, &mut UntilExit)?;
             let outcome = RunOutcome::from_our_hypervisor(&capture.end);
@@ -241,7 +242,7 @@ pub fn launch(
                 m = dom0.memory_mib
             );
             let memory = manifest.hypervisor.memory_mib.max(xen::XEN_MIN_MEMORY_MIB);
-            let command = qemu::xen_command(
+            let mut command = qemu::xen_command(
                 xen_image,
                 &xen_cmdline,
                 memory,
@@ -249,6 +250,7 @@ pub fn launch(
                 &dom0.cmdline,
                 run.accel,
             )?;
+            apply_clock(&mut command, manifest.hypervisor.clock, run.accel)?;
             announce(workspace, run, &command);
             let mut console = XenConsole::default();
             let capture = qemu::run(command, run.timeout, &sinks, &mut console)?;
@@ -259,6 +261,19 @@ pub fn launch(
     Ok((outcome, capture, log))
 }
 
+/// Adds the manifest's `clock` to a QEMU command; instruction counting needs TCG.
+fn apply_clock(command: &mut std::process::Command, clock: Clock, accel: Accel) -> Result<()> {
+    if clock == Clock::Instructions {
+        ensure!(
+            accel == Accel::Tcg,
+            "this scenario's clock counts guest instructions (-icount), which QEMU allows \
+             only with `--accel tcg`"
+        );
+        qemu::count_instructions(command);
+    }
+    Ok(())
+}
+
 fn announce(workspace: &Workspace, run: &Run<'_>, command: &std::process::Command) {
     println!(
         "xtask: {} on {} (timeout {}s): {}",
@@ -267,4 +282,32 @@ fn announce(workspace: &Workspace, run: &Run<'_>, command: &std::process::Comman
         run.timeout.as_secs(),
         qemu::describe(command, workspace)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(command: &std::process::Command) -> String {
+        let args: Vec<_> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        args.join(" ")
+    }
+
+    #[test]
+    fn the_instruction_clock_adds_icount_and_needs_tcg() {
+        let mut host = std::process::Command::new("qemu");
+        apply_clock(&mut host, Clock::Host, Accel::Kvm).unwrap();
+        assert_eq!(args(&host), "");
+
+        let mut counted = std::process::Command::new("qemu");
+        apply_clock(&mut counted, Clock::Instructions, Accel::Tcg).unwrap();
+        assert_eq!(args(&counted), "-icount shift=0,sleep=off -rtc clock=vm");
+
+        let mut kvm = std::process::Command::new("qemu");
+        let error = apply_clock(&mut kvm, Clock::Instructions, Accel::Kvm).unwrap_err();
+        assert!(error.to_string().contains("--accel tcg"), "{error}");
+    }
 }
