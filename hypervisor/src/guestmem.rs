@@ -23,6 +23,7 @@
 use crate::frames::{DomId, FrameTable, Owner};
 use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use pv_abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -297,7 +298,8 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         let len = buf.len();
         if len <= MAX_COPY
             && mmu_may_copy(va, len)
-            && let Some(copied) = self.mem.read_virtual(self.root, va, buf)
+            // SAFETY: `buf` is writable for `len` bytes.
+            && let Some(copied) = unsafe { self.mem.read_virtual(self.root, va, buf.as_mut_ptr(), len) }
         {
             return if copied { Ok(()) } else { Err(Errno::EFAULT) };
         }
@@ -334,11 +336,60 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     }
 
     /// Reads one wire structure from guest address `va`.
-    #[inline]
+    #[inline(always)]
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {
+        let len = size_of::<T>();
+        if len <= MAX_COPY && mmu_may_copy(va, len) {
+            // Straight into uninitialised memory: zeroing a request first would take an
+            // SSE store for 16 bytes or more, and with it a save of the guest's XMM
+            // registers on paths that otherwise never touch them.
+            let mut value = MaybeUninit::<T>::uninit();
+            // SAFETY: `value` is writable for `len` bytes.
+            let copied = unsafe {
+                self.mem
+                    .read_virtual(self.root, va, value.as_mut_ptr().cast(), len)
+            };
+            match copied {
+                // SAFETY: the MMU copy wrote all `len` bytes, and `T: FromBytes` makes any
+                // bytes a valid `T`.
+                Some(true) => return Ok(unsafe { value.assume_init() }),
+                Some(false) => return Err(Errno::EFAULT),
+                None => {}
+            }
+        }
         let mut value = T::new_zeroed();
         self.read(va, value.as_mut_bytes())?;
         Ok(value)
+    }
+
+    /// Reads one wire structure from guest address `va` and hands `f` a reference to it:
+    /// for structures too large to move around cheaply (a move of more than 16 bytes is
+    /// an SSE copy, and with it a save of the guest's XMM registers on paths that
+    /// otherwise never touch them). The copy is read straight into `f`'s argument.
+    #[inline(always)]
+    pub fn with_obj<T: FromBytes + IntoBytes, R>(
+        &self,
+        va: u64,
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<R, Errno> {
+        let len = size_of::<T>();
+        if len <= MAX_COPY && mmu_may_copy(va, len) {
+            let mut value = MaybeUninit::<T>::uninit();
+            // SAFETY: `value` is writable for `len` bytes.
+            let copied = unsafe {
+                self.mem
+                    .read_virtual(self.root, va, value.as_mut_ptr().cast(), len)
+            };
+            match copied {
+                // SAFETY: as in `read_obj`: all `len` bytes written, any bytes a valid `T`.
+                Some(true) => return Ok(f(unsafe { value.assume_init_ref() })),
+                Some(false) => return Err(Errno::EFAULT),
+                None => {}
+            }
+        }
+        let mut value = T::new_zeroed();
+        self.read(va, value.as_mut_bytes())?;
+        Ok(f(&value))
     }
 
     /// Writes one wire structure to guest address `va`.
@@ -581,12 +632,19 @@ mod tests {
         fn write(&self, addr: u64, data: &[u8]) {
             self.inner.write(addr, data);
         }
-        fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
+        unsafe fn read_virtual(
+            &self,
+            root: Mfn,
+            va: u64,
+            dst: *mut u8,
+            len: usize,
+        ) -> Option<bool> {
             if root != self.loaded {
                 return None;
             }
-            self.asked.borrow_mut().push((va, buf.len()));
-            buf.fill(0x5a);
+            self.asked.borrow_mut().push((va, len));
+            // SAFETY: the caller promises `dst` is writable for `len` bytes.
+            unsafe { dst.write_bytes(0x5a, len) };
             Some(!self.fault.get())
         }
         fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {

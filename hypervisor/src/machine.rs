@@ -102,13 +102,13 @@ impl PhysMem for DirectMap {
     // every entry of them was validated, so the walk reaches only what the guest may
     // map, and CR0.WP makes read-only mappings (its page tables) refuse the write.
     #[inline]
-    fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
+    unsafe fn read_virtual(&self, root: Mfn, va: u64, dst: *mut u8, len: usize) -> Option<bool> {
         if !Self::loaded(root) {
             return None;
         }
         // SAFETY: `GuestMem` checked `va..va+len` lies in guest slots (`mmu_may_copy`);
-        // `buf` is ours.
-        Some(unsafe { x86::mem::guest_copy(buf.as_mut_ptr(), va as *const u8, buf.len()) })
+        // the caller promises `dst` is writable for `len` bytes.
+        Some(unsafe { x86::mem::guest_copy(dst, va as *const u8, len) })
     }
 
     #[inline]
@@ -534,6 +534,13 @@ pub enum FastEntry {
 /// tests compare them) or declines having done nothing; an upcall that becomes due is
 /// delivered on the way out ([`resume_fast`]).
 ///
+/// These context-free paths do not save the guest's FPU state: they are written not to
+/// touch SSE registers (no zeroed or moved structures over 16 bytes, no SLP
+/// vectorisation: docs/architecture.md, "Guest x87/SSE state across hypervisor
+/// entries"), and if a change ever makes the compiler use one, CR0.TS turns it into a
+/// #NM that saves the state then, which costs instructions (the bench budgets catch it)
+/// but never correctness.
+///
 /// The frame's callee-saved registers (rbx, rbp, r12-r15) are not filled in yet (see
 /// `entry.S`): per-domain handlers read only the argument registers and write only
 /// rax, the iret frame and rcx/r11 (`iret`), which the host test
@@ -550,7 +557,6 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     // The loaded state says the mode: every change of mode loads it before the vCPU
     // runs again. A guest process's system call is bounced to its kernel's callback.
     if !state.loaded.kernel_mode {
-        x86::percpu::save_fpu();
         return fast_user_syscall(state, frame);
     }
     // The null hypercall (and its like) needs no context at all.
@@ -643,9 +649,6 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 /// request that needs no context (see [`fast_light`]).
 #[inline(never)]
 fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
-    // Arguments and requests are copied, and frame records updated, through SSE
-    // registers: save the guest's now (cheaper than the #NM that would).
-    x86::percpu::save_fpu();
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
     let number = frame.rax;
     let rax = fast_light(state, |guest, paging, root| {
@@ -684,8 +687,6 @@ fn fast_light(
 /// base), as the general fast path does after any call that may change it.
 #[inline(never)]
 fn fast_iret(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    // The iret frame is copied through SSE registers: save the guest's first.
-    x86::percpu::save_fpu();
     let Some(domain) = state.domains[state.current].as_mut() else {
         return FastEntry::Declined;
     };
@@ -778,8 +779,6 @@ fn resume_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 
 #[inline(never)]
 fn upcall_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    // The bounce frame is built in SSE registers: save the guest's first.
-    x86::percpu::save_fpu();
     let Some(domain) = state.domains[state.current].as_mut() else {
         state.fast_after = Some(After::Resume);
         return FastEntry::Finish;

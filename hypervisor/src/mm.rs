@@ -101,14 +101,19 @@ pub trait PhysMem {
         old
     }
 
-    /// Copies `buf.len()` bytes from guest virtual address `va` with the MMU, through the
-    /// page tables loaded on this CPU, if they are `root` and this memory can (the real
-    /// machine can; host fakes cannot, and say `None`): `Some(true)` copied, `Some(false)`
-    /// a page fault stopped it (`buf` then holds part of the bytes). Only
-    /// [`GuestMem`](crate::guestmem::GuestMem) calls it, for a range it checked with
-    /// [`mmu_may_copy`](crate::guestmem::mmu_may_copy).
-    fn read_virtual(&self, root: Mfn, va: u64, buf: &mut [u8]) -> Option<bool> {
-        let _ = (root, va, buf);
+    /// Copies `len` bytes from guest virtual address `va` to `dst` with the MMU, through
+    /// the page tables loaded on this CPU, if they are `root` and this memory can (the
+    /// real machine can; host fakes cannot, and say `None`): `Some(true)` copied all
+    /// `len`, `Some(false)` a page fault stopped it (`dst` then holds part of the bytes).
+    /// Only [`GuestMem`](crate::guestmem::GuestMem) calls it, for a range it checked with
+    /// [`mmu_may_copy`](crate::guestmem::mmu_may_copy). `dst` is a raw pointer so that a
+    /// structure can be read into uninitialised memory: zeroing it first would take an
+    /// SSE store, which the fast paths avoid (see `GuestMem::read_obj`).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `len` bytes.
+    unsafe fn read_virtual(&self, root: Mfn, va: u64, dst: *mut u8, len: usize) -> Option<bool> {
+        let _ = (root, va, dst, len);
         None
     }
 

@@ -40,9 +40,21 @@ pub fn return_from<M: PhysMem>(
     domain: &mut Domain,
     regs: &mut TrapFrame,
 ) -> Result<u64, CrashReason> {
-    let Ok(frame) = guest.read_obj::<IretContext>(regs.rsp) else {
+    let Ok(result) = guest.with_obj(regs.rsp, |frame| return_to(frame, mem, domain, regs)) else {
         return Err(CrashReason::BadIret);
     };
+    result
+}
+
+/// The checks and register loads of [`return_from`], on the frame read from the guest's
+/// stack (by reference: the 72-byte frame is never moved).
+#[inline(always)]
+fn return_to<M: PhysMem>(
+    frame: &IretContext,
+    mem: &M,
+    domain: &mut Domain,
+    regs: &mut TrapFrame,
+) -> Result<u64, CrashReason> {
     // Only the selector bits count: a bounce frame carries the saved event mask in bits
     // 32..39 of its CS slot, and guests hand the slot back unchanged (Xen truncates too).
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);

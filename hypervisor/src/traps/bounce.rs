@@ -18,8 +18,8 @@
 use super::TrapContext;
 use crate::mm::{PhysMem, is_canonical};
 use crate::vcpu_info::VcpuInfoRef;
+use core::mem::MaybeUninit;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
-use zerocopy::IntoBytes;
 
 /// RFLAGS bits.
 pub mod rflags {
@@ -92,10 +92,12 @@ pub fn deliver<M: PhysMem>(
     let saved_mask = info.upcall_mask();
     let shown_flags = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
 
-    let mut words = [0u64; 13];
+    // Not zeroed first: 104 zero bytes would be SSE stores, and with them a save of the
+    // guest's XMM registers on a path that otherwise never touches them.
+    let mut words = [const { MaybeUninit::<u64>::uninit() }; 13];
     let mut n = 0;
     let mut push = |value: u64| {
-        words[n] = value;
+        words[n].write(value);
         n += 1;
     };
     push(regs.rcx);
@@ -121,7 +123,9 @@ pub fn deliver<M: PhysMem>(
     let new_rsp = top.wrapping_sub(frame_size);
     let root = vcpu.kernel_root;
     let guest = ctx.guest_mem(root);
-    if top < frame_size || guest.write(new_rsp, words[..n].as_bytes()).is_err() {
+    // SAFETY: `push` initialised the first `n` words, `8 * n` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 8 * n) };
+    if top < frame_size || guest.write(new_rsp, bytes).is_err() {
         return Err(BounceError::BadStack(new_rsp));
     }
 
