@@ -5,7 +5,7 @@ use crate::arch::x86_64::{self as x86, cpu};
 use hypervisor::emulate::OperandSize;
 use hypervisor::mm::Mfn;
 use hypervisor::paging::Mmu;
-use hypervisor::traps::emulate::Hardware;
+use hypervisor::traps::emulate::{Hardware, Ports};
 use x86_64::instructions::port::Port;
 
 /// This CPU, on behalf of the running vCPU.
@@ -49,14 +49,14 @@ impl Mmu for Machine {
     }
 }
 
-impl Hardware for Machine {
-    fn mmu(&mut self) -> &mut dyn Mmu {
-        self
-    }
+/// The machine's I/O ports (no state: the hypercall context holds these beside a
+/// [`Machine`] lent out as its `Mmu`).
+pub struct IoPorts;
 
+impl Ports for IoPorts {
     fn port_in(&mut self, port: u16, size: OperandSize) -> u32 {
-        // SAFETY: the emulator checked the domain may use this port; the hypervisor's own
-        // ports are never allowed.
+        // SAFETY: the caller (trapped `in`/`out`, or the port-I/O extension hypercall)
+        // checked `port_allowed`; the hypervisor's own ports are never allowed.
         unsafe {
             match size {
                 OperandSize::Byte => u32::from(Port::<u8>::new(port).read()),
@@ -75,6 +75,22 @@ impl Hardware for Machine {
                 _ => Port::<u32>::new(port).write(value),
             }
         }
+    }
+}
+
+impl Ports for Machine {
+    fn port_in(&mut self, port: u16, size: OperandSize) -> u32 {
+        IoPorts.port_in(port, size)
+    }
+
+    fn port_out(&mut self, port: u16, size: OperandSize, value: u32) {
+        IoPorts.port_out(port, size, value);
+    }
+}
+
+impl Hardware for Machine {
+    fn mmu(&mut self) -> &mut dyn Mmu {
+        self
     }
 
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {

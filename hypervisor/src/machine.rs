@@ -20,6 +20,7 @@ use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
+use pv_abi::ext::{EXTOP_PORT_READ, EXTOP_PORT_WRITE};
 use pv_abi::xen::{Hypercall, VcpuInfo};
 use spin::Mutex;
 
@@ -572,6 +573,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     {
         return fast_send(state, frame);
     }
+    // Port I/O through our extension (a driver domain's device registers): no context.
+    if frame.rax == pv_abi::ext::EXT_OP.number()
+        && let Ok(cmd @ (EXTOP_PORT_WRITE | EXTOP_PORT_READ)) = u32::try_from(frame.rdi)
+    {
+        return fast_port_op(state, frame, cmd);
+    }
     // The guest kernel's return to a process or from an event: no context either.
     if frame.rax == Hypercall::Iret.number() {
         return fast_iret(state, frame);
@@ -642,6 +649,27 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         state.fast_after = Some(After::Resume);
         return FastEntry::Finish;
     }
+    resume_fast(state, frame)
+}
+
+/// `ext_op(EXTOP_PORT_WRITE or EXTOP_PORT_READ)` on the fast path: the dispatcher's
+/// `hypercall::port_op`, with the caller's kernel address space for its I/O bitmap.
+#[inline(never)]
+fn fast_port_op(state: &mut State, frame: &mut TrapFrame, cmd: u32) -> FastEntry {
+    let Some(domain) = state.domains[state.current].as_ref() else {
+        return FastEntry::Declined;
+    };
+    let root = domain.vcpu.kernel_root;
+    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+    let result = hypercall::port_op(
+        domain,
+        &guest,
+        &mut crate::hardware::IoPorts,
+        cmd,
+        frame.rsi,
+        frame.rdx,
+    );
+    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
     resume_fast(state, frame)
 }
 
@@ -822,6 +850,7 @@ fn domain_hypercall(state: &mut State, frame: &mut TrapFrame, decoded: Option<Hy
         mem: &DirectMap,
         frames: &state.frames,
         mmu: &mut hw,
+        ports: &mut crate::hardware::IoPorts,
         domain,
         regs: frame,
         console: &mut GuestConsole,

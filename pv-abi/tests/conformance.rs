@@ -1754,6 +1754,8 @@ const NO_C_ORACLE: &[(&str, &str)] = &[
     ),
     ("MAX_ERRNO", "ours: Linux/Xen convention for error returns"),
     ("EXTOP_SET_EXIT_CODE", "ours: the ext_op extension"),
+    ("EXTOP_PORT_WRITE", "ours: the ext_op extension"),
+    ("EXTOP_PORT_READ", "ours: the ext_op extension"),
     ("BLKIF_SECTOR_SIZE", "prose in blkif.h (512-byte sectors)"),
     ("E820_RAM", "BIOS E820 types"),
     ("E820_RESERVED", "BIOS E820 types"),

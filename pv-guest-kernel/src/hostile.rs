@@ -10,6 +10,7 @@ use crate::Boot;
 use crate::vm::{self, RO, RW, WRITABLE, l1e, map, mfn_of, peek, poke, scratch, va_of, walk};
 use core::fmt::Write;
 use pv_abi::Errno;
+use pv_abi::ext::{self, PortWidth};
 use pv_abi::guest;
 use pv_abi::xen::{
     DOMID_SELF, MmuUpdate, MmuextOp, VMASST_CMD_DISABLE, VMASST_TYPE_WRITABLE_PAGETABLES,
@@ -313,6 +314,33 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
     // SAFETY: refused: the frame is mapped.
     let done = unsafe { guest::decrease_reservation(&mut list, 0, DOMID_SELF) };
     r.check_count("give_back_mapped_frame", done, 1);
+
+    // Port I/O through our extension: this domain is not I/O-capable, and no domain may
+    // reach the hypervisor's ports (0xf4 would end the whole machine).
+    for (name, port, width) in [
+        ("port_write_unprivileged", 0x80, PortWidth::Byte),
+        ("port_write_debug_exit", 0xf4, PortWidth::Dword),
+        ("port_write_serial", 0x3f8, PortWidth::Byte),
+    ] {
+        // SAFETY: the hypervisor must refuse; had it not, 0x80 is harmless and the other
+        // two would show as a failed run.
+        let got = unsafe { ext::port_write(port, width, 0) };
+        r.check(name, Errno::EPERM, Got::Errno(got.map(|()| 0)));
+    }
+    // SAFETY: a malformed request: refused before any port is looked at.
+    let ret = unsafe {
+        guest::raw::hypercall3(
+            ext::EXT_OP,
+            u64::from(ext::EXTOP_PORT_WRITE),
+            0x80 | 3 << 16,
+            0,
+        )
+    };
+    r.check(
+        "port_write_bad_width",
+        Errno::EINVAL,
+        Got::Errno(Errno::from_ret(ret)),
+    );
 
     // A batch stops at the first bad request and reports what it did.
     let batch = [

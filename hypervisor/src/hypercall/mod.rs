@@ -22,6 +22,7 @@ mod traps;
 mod vcpu_op;
 pub mod version;
 
+pub use ext::port_op;
 pub use mmu::{light_call, light_mmu_update, light_mmuext_op, light_update_va_mapping};
 
 use crate::domain::Domain;
@@ -64,6 +65,8 @@ pub struct Context<'a, M: PhysMem> {
     pub frames: &'a FrameTable<'a>,
     /// TLB and CR3 effects, and the machine facts the paging code checks entries against.
     pub mmu: &'a mut dyn crate::paging::Mmu,
+    /// The machine's I/O ports (the port-I/O extension, `ext_op`).
+    pub ports: &'a mut dyn crate::traps::emulate::Ports,
     /// The caller's registers (for continuations).
     pub regs: &'a mut TrapFrame,
     /// Console sink.
@@ -148,7 +151,7 @@ pub fn dispatch_decoded<M: PhysMem>(ctx: &mut Context<'_, M>, decoded: Option<Hy
         Ok(Hypercall::SetSegmentBase) => traps::set_segment_base(ctx, a1, a2),
         Ok(Hypercall::Iret) => iret::iret(ctx),
         Ok(Hypercall::PhysdevOp) => physdev::physdev_op(ctx, a1, a2),
-        Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2),
+        Ok(Hypercall::Arch7) => ext::ext_op(ctx, a1, a2, a3),
         Ok(Hypercall::Multicall) => multicall::multicall(ctx, a1, a2),
         _ => Err(Errno::ENOSYS),
     };
@@ -180,11 +183,29 @@ pub(crate) mod tests {
         }
     }
 
+    /// I/O ports that record writes and answer reads with `port + 1`.
+    #[derive(Default)]
+    pub struct FakePorts {
+        pub outs: Vec<(u16, crate::emulate::OperandSize, u32)>,
+        pub ins: Vec<(u16, crate::emulate::OperandSize)>,
+    }
+
+    impl crate::traps::emulate::Ports for FakePorts {
+        fn port_in(&mut self, port: u16, size: crate::emulate::OperandSize) -> u32 {
+            self.ins.push((port, size));
+            u32::from(port) + 1
+        }
+        fn port_out(&mut self, port: u16, size: crate::emulate::OperandSize, value: u32) {
+            self.outs.push((port, size, value));
+        }
+    }
+
     pub struct World {
         pub mem: FakeMem,
         pub storage: Vec<FrameInfo>,
         pub m2p: Vec<u64>,
         pub mmu: crate::paging::testing::FakeMmu,
+        pub ports: FakePorts,
         pub domain: Domain,
         pub lines: Lines,
         pub last_regs: TrapFrame,
@@ -234,6 +255,7 @@ pub(crate) mod tests {
                 storage,
                 m2p: vec![crate::frames::INVALID_M2P_ENTRY; 32],
                 mmu: crate::paging::testing::FakeMmu::new(),
+                ports: FakePorts::default(),
                 domain,
                 lines: Lines::default(),
                 last_regs: TrapFrame::default(),
@@ -266,6 +288,7 @@ pub(crate) mod tests {
                 mem: &self.mem,
                 frames: &frames,
                 mmu: &mut self.mmu,
+                ports: &mut self.ports,
                 domain: &mut self.domain,
                 regs: &mut regs,
                 console: &mut self.lines,

@@ -117,6 +117,7 @@ fn run_one<M: PhysMem>(ctx: &mut Context<'_, M>, entry: &MulticallEntry) -> Outc
         mem: ctx.mem,
         frames: ctx.frames,
         mmu: &mut *ctx.mmu,
+        ports: &mut *ctx.ports,
         regs: &mut regs,
         console: &mut *ctx.console,
         hypervisor_cmdline: ctx.hypervisor_cmdline,

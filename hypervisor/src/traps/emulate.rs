@@ -24,21 +24,28 @@
 //! wants its virtual interrupt flag must use `cli`/`sti` or `vcpu_info` directly.
 
 use super::{Outcome, TrapContext, inject, software_interrupt_allowed, vector};
+use crate::domain::Domain;
 use crate::emulate::{
     ControlRegister, Decoded, Gpr, Instruction, OperandSize, PortOperand, decode, fetch,
 };
+use crate::guestmem::GuestMem;
 use crate::mm::{Mfn, PhysMem, is_canonical};
 use crate::paging::{Mmu, Paging};
 use crate::vcpu_info::VcpuInfoRef;
 
-/// What emulation needs from the machine besides memory.
-pub trait Hardware {
-    /// TLB and CR3 effects (shared with the paging engine).
-    fn mmu(&mut self) -> &mut dyn Mmu;
+/// The machine's I/O ports, for a trapped `in`/`out` and for the port-I/O extension
+/// hypercall (`hypercall::ext`). Callers check [`port_allowed`] first.
+pub trait Ports {
     /// Reads an I/O port.
     fn port_in(&mut self, port: u16, size: OperandSize) -> u32;
     /// Writes an I/O port.
     fn port_out(&mut self, port: u16, size: OperandSize, value: u32);
+}
+
+/// What emulation needs from the machine besides memory.
+pub trait Hardware: Ports {
+    /// TLB and CR3 effects (shared with the paging engine).
+    fn mmu(&mut self) -> &mut dyn Mmu;
     /// Executes CPUID on the real CPU.
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
 }
@@ -68,17 +75,24 @@ const HYPERVISOR_PORTS: [(u16, u16); 6] = [
     (0xf4, 0xf7),
 ];
 
-/// Whether the current vCPU may touch `size` bytes at `port`: the domain must be
+/// Whether `domain`'s current vCPU may touch `size` bytes at `port`: the domain must be
 /// I/O-capable (privileged), the port not the hypervisor's, and the vCPU in kernel mode
-/// with virtual IOPL >= 1 or with every port of the access clear in its I/O bitmap.
-fn port_allowed<M: PhysMem>(ctx: &TrapContext<'_, M>, port: u16, size: OperandSize) -> bool {
+/// with virtual IOPL >= 1 or with every port of the access clear in its I/O bitmap
+/// (read through `guest`, the vCPU's kernel address space). The trapped `in`/`out` and
+/// the port-I/O extension hypercall both ask this.
+pub fn port_allowed<M: PhysMem>(
+    domain: &Domain,
+    guest: &GuestMem<'_, M>,
+    port: u16,
+    size: OperandSize,
+) -> bool {
     let first = u32::from(port);
     let last = first + size.bytes() as u32 - 1;
     let reserved = HYPERVISOR_PORTS
         .iter()
         .any(|&(lo, hi)| first <= u32::from(hi) && last >= u32::from(lo));
-    let vcpu = &ctx.domain.vcpu;
-    if !ctx.domain.privileged || !vcpu.kernel_mode || reserved || last > 0xffff {
+    let vcpu = &domain.vcpu;
+    if !domain.privileged || !vcpu.kernel_mode || reserved || last > 0xffff {
         return false;
     }
     if vcpu.iopl >= 1 {
@@ -88,7 +102,6 @@ fn port_allowed<M: PhysMem>(ctx: &TrapContext<'_, M>, port: u16, size: OperandSi
     if last >= ports {
         return false;
     }
-    let guest = ctx.guest_mem(vcpu.kernel_root);
     let mut bytes = [0u8; 2];
     let at = bitmap.wrapping_add(u64::from(first / 8));
     let len = if (last / 8) != (first / 8) { 2 } else { 1 };
@@ -242,7 +255,8 @@ fn emulate<M: PhysMem>(
         }
         Instruction::In { port, size } => {
             let port = port_number(port, ctx.regs.rdx);
-            if !port_allowed(ctx, port, size) {
+            let guest = ctx.guest_mem(ctx.domain.vcpu.kernel_root);
+            if !port_allowed(ctx.domain, &guest, port, size) {
                 return None;
             }
             let value = hw.port_in(port, size);
@@ -251,7 +265,8 @@ fn emulate<M: PhysMem>(
         }
         Instruction::Out { port, size } => {
             let port = port_number(port, ctx.regs.rdx);
-            if !port_allowed(ctx, port, size) {
+            let guest = ctx.guest_mem(ctx.domain.vcpu.kernel_root);
+            if !port_allowed(ctx.domain, &guest, port, size) {
                 return None;
             }
             hw.port_out(port, size, (ctx.regs.rax & size.mask()) as u32);

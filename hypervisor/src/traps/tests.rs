@@ -1,7 +1,7 @@
 //! Trap-path tests on the one-domain test world of `hypercall::tests` (a writable buffer
 //! at `BUF`, two pages, used here as the guest kernel stack; shared info in frame 7).
 
-use super::emulate::{Hardware, VIRTUAL_CR0};
+use super::emulate::{Hardware, Ports, VIRTUAL_CR0};
 use super::*;
 use crate::emulate::OperandSize;
 use crate::frames::FrameTable;
@@ -17,15 +17,18 @@ struct FakeHardware {
     outs: Vec<(u16, u32)>,
 }
 
-impl Hardware for FakeHardware {
-    fn mmu(&mut self) -> &mut dyn Mmu {
-        &mut self.mmu
-    }
+impl Ports for FakeHardware {
     fn port_in(&mut self, port: u16, _: OperandSize) -> u32 {
         u32::from(port) + 1
     }
     fn port_out(&mut self, port: u16, _: OperandSize, value: u32) {
         self.outs.push((port, value));
+    }
+}
+
+impl Hardware for FakeHardware {
+    fn mmu(&mut self) -> &mut dyn Mmu {
+        &mut self.mmu
     }
     fn cpuid(&mut self, _: u32, _: u32) -> [u32; 4] {
         [0xffff_ffff; 4]
