@@ -560,37 +560,43 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     if !state.loaded.kernel_mode {
         return fast_user_syscall(state, frame);
     }
-    // The null hypercall (and its like) needs no context at all.
+    // The null hypercall (and its like) needs no context at all; tested first, as the
+    // cheapest call should be.
     if frame.rax == Hypercall::XenVersion.number()
         && let Some(value) = hypercall::version::register_only(frame.rdi)
     {
         frame.rax = value;
         return resume_fast(state, frame);
     }
-    // An event sent on a port: the notification of every PV ring, as cheap as it can be.
-    if frame.rax == Hypercall::EventChannelOp.number()
-        && frame.rdi == u64::from(pv_abi::event_channel::EVTCHNOP_SEND)
-    {
-        return fast_send(state, frame);
-    }
-    // Port I/O through our extension (a driver domain's device registers): no context.
-    if frame.rax == pv_abi::ext::EXT_OP.number()
-        && let Ok(cmd @ (EXTOP_PORT_WRITE | EXTOP_PORT_READ)) = u32::try_from(frame.rdi)
-    {
-        return fast_port_op(state, frame, cmd);
-    }
-    // The guest kernel's return to a process or from an event: no context either.
-    if frame.rax == Hypercall::Iret.number() {
-        return fast_iret(state, frame);
-    }
-    // One page-table update, a TLB flush, an INVLPG or a reload of the current root: no
-    // context either.
-    if (frame.rax == Hypercall::MmuUpdate.number()
-        || frame.rax == Hypercall::MmuextOp.number()
-        || frame.rax == Hypercall::UpdateVaMapping.number())
-        && let Some(entry) = fast_batch_of_one(state, frame)
-    {
-        return entry;
+    // One dispatch on the number (a jump table) for the other calls that need no
+    // context.
+    const EVENT_CHANNEL_OP: u64 = Hypercall::EventChannelOp.number();
+    const EXT_OP: u64 = pv_abi::ext::EXT_OP.number();
+    const IRET: u64 = Hypercall::Iret.number();
+    const MMU_UPDATE: u64 = Hypercall::MmuUpdate.number();
+    const MMUEXT_OP: u64 = Hypercall::MmuextOp.number();
+    const UPDATE_VA_MAPPING: u64 = Hypercall::UpdateVaMapping.number();
+    match frame.rax {
+        // An event sent on a port: the notification of every PV ring, as cheap as it
+        // can be.
+        EVENT_CHANNEL_OP if frame.rdi == u64::from(pv_abi::event_channel::EVTCHNOP_SEND) => {
+            return fast_send(state, frame);
+        }
+        // Port I/O through our extension (a driver domain's device registers).
+        EXT_OP => {
+            if let Ok(cmd @ (EXTOP_PORT_WRITE | EXTOP_PORT_READ)) = u32::try_from(frame.rdi) {
+                return fast_port_op(state, frame, cmd);
+            }
+        }
+        // The guest kernel's return to a process or from an event.
+        IRET => return fast_iret(state, frame),
+        // One page-table update, a TLB flush, an INVLPG or a reload of the current root.
+        MMU_UPDATE | MMUEXT_OP | UPDATE_VA_MAPPING => {
+            if let Some(entry) = fast_batch_of_one(state, frame) {
+                return entry;
+            }
+        }
+        _ => {}
     }
     // Everything past here may use SSE: save the guest's FPU state now rather than
     // through a #NM on the first SSE instruction (see entry.S).
