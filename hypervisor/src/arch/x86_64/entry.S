@@ -33,6 +33,7 @@
 .set FRAME_VECTOR,     15*8
 .set FRAME_RIP,        17*8
 .set FRAME_CS,         18*8
+.set FRAME_RSP,        20*8
 .set VECTOR_PF,        14
 /* TrapFrame (src/regs.rs): r15 first, rax last of the 15 general registers. */
 .set FRAME_GPRS,       15*8
@@ -54,6 +55,7 @@
 /* machine::FastEntry */
 .set FAST_DECLINED,    0
 .set FAST_RESUME,      1
+.set FAST_RETURN,      3
 
 .macro PUSH_GPRS
     push %rax
@@ -174,9 +176,34 @@ syscall_entry:
     /* (FMASK cleared DF.) */
     mov %rsp, %rdi
     call hv_hypercall_fast
-    cmp $FAST_RESUME, %eax
-    jne 2f
+    cmp $FAST_RETURN, %eax
+    jne 5f
+    /* Only rax changed: back after the syscall by sysretq, which takes rip from rcx and
+     * rflags from r11 as the syscall left them (frame.rip and frame.rflags hold the same)
+     * and CS/SS from STAR (FLAT_RING3_CS64/SS64). A non-canonical rcx would make sysretq
+     * fault in ring 0 with the guest's stack (Intel): take iretq for it, whatever the
+     * reason. */
+    mov FRAME_RCX(%rsp), %rcx
+    mov %rcx, %rax
+    shl $16, %rax
+    sar $16, %rax
+    cmp %rax, %rcx
+    jne 6f
     LAZY_FPU_EXIT
+    mov FRAME_RDX(%rsp), %rdx
+    mov FRAME_RSI(%rsp), %rsi
+    mov FRAME_RDI(%rsp), %rdi
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R11(%rsp), %r11
+    mov FRAME_RAX(%rsp), %rax
+    mov FRAME_RSP(%rsp), %rsp
+    swapgs
+    sysretq
+5:  cmp $FAST_RESUME, %eax
+    jne 2f
+6:  LAZY_FPU_EXIT
     mov FRAME_RCX(%rsp), %rcx
     mov FRAME_RDX(%rsp), %rdx
     mov FRAME_RSI(%rsp), %rsi
