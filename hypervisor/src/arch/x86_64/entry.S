@@ -184,11 +184,10 @@ syscall_entry:
      * fault in ring 0 with the guest's stack (Intel): take iretq for it, whatever the
      * reason. */
     mov FRAME_RCX(%rsp), %rcx
-    mov %rcx, %rax
-    shl $16, %rax
-    sar $16, %rax
-    cmp %rax, %rcx
-    jne 6f
+    movabs $0x800000000000, %rax    /* canonical iff rcx + 2^47 < 2^48 */
+    add %rcx, %rax
+    shr $48, %rax
+    jnz 6f
     LAZY_FPU_EXIT
     mov FRAME_RDX(%rsp), %rdx
     mov FRAME_RSI(%rsp), %rsi
