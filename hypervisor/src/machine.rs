@@ -599,8 +599,18 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
         // The guest kernel's return to a process or from an event.
         IRET => return fast_iret(state, frame),
         // One page-table update, a TLB flush, an INVLPG or a reload of the current root.
-        MMU_UPDATE | MMUEXT_OP | UPDATE_VA_MAPPING => {
-            if let Some(entry) = fast_batch_of_one(state, frame) {
+        MMUEXT_OP => {
+            if let Some(entry) = fast_mmuext_one(state, frame) {
+                return entry;
+            }
+        }
+        MMU_UPDATE => {
+            if let Some(entry) = fast_mmu_update_one(state, frame) {
+                return entry;
+            }
+        }
+        UPDATE_VA_MAPPING => {
+            if let Some(entry) = fast_update_va_mapping(state, frame) {
                 return entry;
             }
         }
@@ -687,41 +697,49 @@ fn fast_port_op(state: &mut State, frame: &mut TrapFrame, cmd: u32) -> FastEntry
     return_fast(state, frame)
 }
 
-/// `mmu_update`, `mmuext_op` or `update_va_mapping` on the fast path, if it is one
-/// request that needs no context (see [`fast_light`]).
+/// `mmuext_op` of one request on the fast path: `light_call`'s `light_mmuext_op`, called
+/// directly, without the paging engine it does not need.
 #[inline(never)]
-fn fast_batch_of_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
-    let number = frame.rax;
-    let rax = fast_light(state, |guest, paging, root| {
-        hypercall::light_call(guest, paging, root, number, args)
-    })?;
-    frame.rax = rax;
-    Some(return_fast(state, frame))
-}
-
-/// A batch hypercall of one request that needs no context (`hypercall::light_*`: one
-/// page-table update, a TLB flush, an INVLPG, a reload of the current root): `run` does
-/// it with the caller's address space, its paging engine and its kernel root, and
-/// returns `rax`, or `None` if the call is not one (nothing done: the general path
-/// takes it).
-#[inline]
-fn fast_light(
-    state: &mut State,
-    run: impl FnOnce(&GuestMem<'_, DirectMap>, &mut Paging<'_, DirectMap>, Mfn) -> Option<u64>,
-) -> Option<u64> {
+fn fast_mmuext_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
     let domain = state.domains[state.current].as_ref()?;
     let root = domain.vcpu.kernel_root;
     let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
     let mut hw = crate::hardware::Machine::new();
-    let rax = {
-        let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
-        run(&guest, &mut paging, root)?
-    };
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
+    let rax = hypercall::light_mmuext_op(&guest, &mut hw, root, args)?;
     if let Some(root) = hw.loaded_root {
         state.loaded.root = root.addr();
     }
-    Some(rax)
+    frame.rax = rax;
+    Some(return_fast(state, frame))
+}
+
+/// `mmu_update` of one request on the fast path (`light_call`'s `light_mmu_update`).
+#[inline(never)]
+fn fast_mmu_update_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
+    let domain = state.domains[state.current].as_ref()?;
+    let root = domain.vcpu.kernel_root;
+    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+    let mut hw = crate::hardware::Machine::new();
+    let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
+    let result = hypercall::light_mmu_update(&guest, &mut paging, args)?;
+    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
+    Some(return_fast(state, frame))
+}
+
+/// `update_va_mapping` on the fast path (`light_call`'s `light_update_va_mapping`,
+/// which needs no guest memory).
+#[inline(never)]
+fn fast_update_va_mapping(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
+    let domain = state.domains[state.current].as_ref()?;
+    let root = domain.vcpu.kernel_root;
+    let mut hw = crate::hardware::Machine::new();
+    let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
+    let args = [frame.rdi, frame.rsi, frame.rdx];
+    let result = hypercall::light_update_va_mapping(&mut paging, root, args)?;
+    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
+    Some(return_fast(state, frame))
 }
 
 /// `HYPERVISOR_iret` on the fast path: the same `iret::return_from` as the dispatcher's,

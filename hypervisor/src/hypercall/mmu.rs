@@ -182,6 +182,7 @@ fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> 
 /// `mmu_update` would (the same `apply_request`), with the same result and `done`
 /// count; `None` means the call is not such a batch and nothing was done (the general
 /// path takes it, and reports a request it cannot read).
+#[inline(always)]
 pub fn light_mmu_update<M: PhysMem>(
     guest: &GuestMem<'_, M>,
     paging: &mut Paging<'_, M>,
@@ -260,7 +261,9 @@ fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<()>
 /// reload, which is Xen's shortcut in `new_guest_cr3` too). Does what `mmuext_op`
 /// would, with the same result and `done` count; `None` means the call is not such a
 /// batch and nothing was done (the caller takes the general path, which reads the
-/// request again and reports any error).
+/// request again and reports any error). Always inlined: the arguments then stay in
+/// registers (an array of them built in memory is copied with SSE).
+#[inline(always)]
 pub fn light_mmuext_op<M: PhysMem>(
     guest: &GuestMem<'_, M>,
     mmu: &mut (impl Mmu + ?Sized),
@@ -355,6 +358,7 @@ pub(super) fn update_va_mapping<M: PhysMem>(
 /// guest memory (local or all: the domain's one vCPU runs only here), so that nothing
 /// but the paging engine is needed. Does what `update_va_mapping` would; `None` for a
 /// mask pointer (nothing done: the general path takes it).
+#[inline(always)]
 pub fn light_update_va_mapping<M: PhysMem>(
     paging: &mut Paging<'_, M>,
     root: Mfn,
