@@ -338,28 +338,17 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// Reads one wire structure from guest address `va`.
     #[inline(always)]
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {
-        let len = size_of::<T>();
-        if len <= MAX_COPY && mmu_may_copy(va, len) {
-            // Straight into uninitialised memory: zeroing a request first would take an
-            // SSE store for 16 bytes or more, and with it a save of the guest's XMM
-            // registers on paths that otherwise never touch them.
-            let mut value = MaybeUninit::<T>::uninit();
-            // SAFETY: `value` is writable for `len` bytes.
-            let copied = unsafe {
-                self.mem
-                    .read_virtual(self.root, va, value.as_mut_ptr().cast(), len)
-            };
-            match copied {
-                // SAFETY: the MMU copy wrote all `len` bytes, and `T: FromBytes` makes any
-                // bytes a valid `T`.
-                Some(true) => return Ok(unsafe { value.assume_init() }),
-                Some(false) => return Err(Errno::EFAULT),
-                None => {}
+        let mut slot = MaybeUninit::<T>::uninit();
+        match self.mmu_read_into(va, &mut slot) {
+            // SAFETY: the MMU copy initialised `slot` (see `mmu_read_into`).
+            Some(Ok(())) => Ok(unsafe { slot.assume_init() }),
+            Some(Err(errno)) => Err(errno),
+            None => {
+                let mut value = T::new_zeroed();
+                self.read(va, value.as_mut_bytes())?;
+                Ok(value)
             }
         }
-        let mut value = T::new_zeroed();
-        self.read(va, value.as_mut_bytes())?;
-        Ok(value)
     }
 
     /// Reads one wire structure from guest address `va` and hands `f` a reference to it:
@@ -372,24 +361,42 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         va: u64,
         f: impl FnOnce(&T) -> R,
     ) -> Result<R, Errno> {
-        let len = size_of::<T>();
-        if len <= MAX_COPY && mmu_may_copy(va, len) {
-            let mut value = MaybeUninit::<T>::uninit();
-            // SAFETY: `value` is writable for `len` bytes.
-            let copied = unsafe {
-                self.mem
-                    .read_virtual(self.root, va, value.as_mut_ptr().cast(), len)
-            };
-            match copied {
-                // SAFETY: as in `read_obj`: all `len` bytes written, any bytes a valid `T`.
-                Some(true) => return Ok(f(unsafe { value.assume_init_ref() })),
-                Some(false) => return Err(Errno::EFAULT),
-                None => {}
+        let mut slot = MaybeUninit::<T>::uninit();
+        match self.mmu_read_into(va, &mut slot) {
+            // SAFETY: the MMU copy initialised `slot` (see `mmu_read_into`).
+            Some(Ok(())) => Ok(f(unsafe { slot.assume_init_ref() })),
+            Some(Err(errno)) => Err(errno),
+            None => {
+                let mut value = T::new_zeroed();
+                self.read(va, value.as_mut_bytes())?;
+                Ok(f(&value))
             }
         }
-        let mut value = T::new_zeroed();
-        self.read(va, value.as_mut_bytes())?;
-        Ok(f(&value))
+    }
+
+    /// The MMU copy of a `T` from `va` straight into uninitialised `slot`, if the MMU
+    /// can make it (see [`read`](Self::read)): `None` if it cannot (nothing written),
+    /// `Some(Ok(()))` when all of `T` arrived, so `slot` is initialised (and, `T` being
+    /// `FromBytes`, a valid `T`), `Some(Err(EFAULT))` when a fault stopped it. Not
+    /// zeroing first matters: zeroing a request of 16 bytes or more takes an SSE store,
+    /// and with it a save of the guest's XMM registers on paths that otherwise never
+    /// touch them.
+    #[inline(always)]
+    fn mmu_read_into<T: FromBytes + IntoBytes>(
+        &self,
+        va: u64,
+        slot: &mut MaybeUninit<T>,
+    ) -> Option<Result<(), Errno>> {
+        let len = size_of::<T>();
+        if len > MAX_COPY || !mmu_may_copy(va, len) {
+            return None;
+        }
+        // SAFETY: `slot` is writable for `len` bytes.
+        let copied = unsafe {
+            self.mem
+                .read_virtual(self.root, va, slot.as_mut_ptr().cast(), len)
+        }?;
+        Some(if copied { Ok(()) } else { Err(Errno::EFAULT) })
     }
 
     /// Writes one wire structure to guest address `va`.

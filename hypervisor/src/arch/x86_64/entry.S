@@ -125,6 +125,19 @@
 .Lfpu_done\@:
 .endm
 
+/* The fast path's exits: the caller-saved registers the stub saved, from the frame at
+ * %rsp (rcx is loaded by each exit itself; rax last). */
+.macro RESTORE_CALLER_SAVED_BUT_RCX
+    mov FRAME_RDX(%rsp), %rdx
+    mov FRAME_RSI(%rsp), %rsi
+    mov FRAME_RDI(%rsp), %rdi
+    mov FRAME_R8(%rsp), %r8
+    mov FRAME_R9(%rsp), %r9
+    mov FRAME_R10(%rsp), %r10
+    mov FRAME_R11(%rsp), %r11
+    mov FRAME_RAX(%rsp), %rax
+.endm
+
 .macro POP_GPRS
     pop %r15
     pop %r14
@@ -189,14 +202,7 @@ syscall_entry:
     shr $48, %rax
     jnz 6f
     LAZY_FPU_EXIT
-    mov FRAME_RDX(%rsp), %rdx
-    mov FRAME_RSI(%rsp), %rsi
-    mov FRAME_RDI(%rsp), %rdi
-    mov FRAME_R8(%rsp), %r8
-    mov FRAME_R9(%rsp), %r9
-    mov FRAME_R10(%rsp), %r10
-    mov FRAME_R11(%rsp), %r11
-    mov FRAME_RAX(%rsp), %rax
+    RESTORE_CALLER_SAVED_BUT_RCX
     mov FRAME_RSP(%rsp), %rsp
     swapgs
     sysretq
@@ -204,14 +210,7 @@ syscall_entry:
     jne 2f
 6:  LAZY_FPU_EXIT
     mov FRAME_RCX(%rsp), %rcx
-    mov FRAME_RDX(%rsp), %rdx
-    mov FRAME_RSI(%rsp), %rsi
-    mov FRAME_RDI(%rsp), %rdi
-    mov FRAME_R8(%rsp), %r8
-    mov FRAME_R9(%rsp), %r9
-    mov FRAME_R10(%rsp), %r10
-    mov FRAME_R11(%rsp), %r11
-    mov FRAME_RAX(%rsp), %rax
+    RESTORE_CALLER_SAVED_BUT_RCX
     add $(FRAME_GPRS + 16), %rsp
     swapgs
     iretq
