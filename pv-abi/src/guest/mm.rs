@@ -37,6 +37,7 @@ pub struct PartialError {
 /// or remapped by them, and new mappings must not alias memory Rust owns exclusively.
 pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, PartialError> {
     let mut done: u32 = 0;
+    let done_arg = done_pointer(reqs.len(), &mut done);
     // SAFETY: `reqs` is read by the hypervisor and `done` written, both live borrows;
     // the effect of the updates is the caller's responsibility.
     let r = unsafe {
@@ -44,12 +45,28 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, P
             Hypercall::MmuUpdate,
             addr_of(reqs),
             reqs.len() as u64,
-            addr_of_mut(&mut done),
+            done_arg,
             u64::from(foreigndom),
         )
     };
-    match ret(r) {
+    batch_result(ret(r), reqs.len(), done)
+}
+
+/// The `done` argument of a batch of `len` requests: a pointer to `done`, or NULL for a
+/// single request, which needs no counter (success means it was done, failure that it
+/// was not, and no continuation splits one request). Linux passes NULL for those too;
+/// the hypervisor then writes nothing back, one guest copy less per call.
+fn done_pointer(len: usize, done: &mut u32) -> u64 {
+    if len == 1 { 0 } else { addr_of_mut(done) }
+}
+
+/// The result of a batch of `len` requests whose counter (see [`done_pointer`]) holds
+/// `done`.
+fn batch_result(result: Result<u64, Errno>, len: usize, done: u32) -> Result<u32, PartialError> {
+    match result {
+        Ok(_) if len == 1 => Ok(1),
         Ok(_) => Ok(done),
+        Err(errno) if len == 1 => Err(PartialError { done: 0, errno }),
         Err(errno) => Err(PartialError { done, errno }),
     }
 }
@@ -62,20 +79,18 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, P
 /// valid.
 pub unsafe fn mmuext_op(ops: &[MmuextOp], foreigndom: DomId) -> Result<u32, PartialError> {
     let mut done: u32 = 0;
+    let done_arg = done_pointer(ops.len(), &mut done);
     // SAFETY: as in `mmu_update`.
     let r = unsafe {
         hypercall4(
             Hypercall::MmuextOp,
             addr_of(ops),
             ops.len() as u64,
-            addr_of_mut(&mut done),
+            done_arg,
             u64::from(foreigndom),
         )
     };
-    match ret(r) {
-        Ok(_) => Ok(done),
-        Err(errno) => Err(PartialError { done, errno }),
-    }
+    batch_result(ret(r), ops.len(), done)
 }
 
 /// Writes the PTE mapping `va` (`update_va_mapping`), with `UVMF_*` flush `flags`.
