@@ -65,6 +65,7 @@ pub const fn port_arg(port: u16, width: PortWidth) -> u64 {
 /// A port write can do anything the device behind it does (reset the machine, start
 /// DMA): the caller must know the device.
 #[cfg(feature = "guest")]
+#[inline]
 pub unsafe fn port_write(
     port: u16,
     width: PortWidth,
@@ -87,6 +88,7 @@ pub unsafe fn port_write(
 /// # Safety
 /// As [`port_write`]: reading a device register can have side effects.
 #[cfg(feature = "guest")]
+#[inline]
 pub unsafe fn port_read(port: u16, width: PortWidth) -> Result<u32, crate::errno::Errno> {
     // SAFETY: as in `port_write`.
     let ret = unsafe {

@@ -93,6 +93,7 @@ fn xen_version_into<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
 }
 
 /// The hypervisor version as `(major, minor)` (`XENVER_version`).
+#[inline]
 pub fn version() -> Result<(u16, u16), Errno> {
     // SAFETY: `XENVER_version` takes no argument.
     let v = unsafe { xen_version_raw(XENVER_VERSION, 0) }?;

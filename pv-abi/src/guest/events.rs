@@ -102,6 +102,7 @@ pub fn evtchn_close(port: EvtchnPort) -> Result<u64, Errno> {
 }
 
 /// Notifies the other end of `port` (`EVTCHNOP_send`).
+#[inline]
 pub fn evtchn_send(port: EvtchnPort) -> Result<u64, Errno> {
     evtchn(EVTCHNOP_SEND, &mut EvtchnSend { port })
 }

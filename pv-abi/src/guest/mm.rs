@@ -35,6 +35,7 @@ pub struct PartialError {
 /// # Safety
 /// The updates change the guest's address space: no live Rust reference may be unmapped
 /// or remapped by them, and new mappings must not alias memory Rust owns exclusively.
+#[inline]
 pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, PartialError> {
     let mut done: u32 = 0;
     let done_arg = done_pointer(reqs.len(), &mut done);
@@ -56,12 +57,14 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, P
 /// single request, which needs no counter (success means it was done, failure that it
 /// was not, and no continuation splits one request). Linux passes NULL for those too;
 /// the hypervisor then writes nothing back, one guest copy less per call.
+#[inline]
 fn done_pointer(len: usize, done: &mut u32) -> u64 {
     if len == 1 { 0 } else { addr_of_mut(done) }
 }
 
 /// The result of a batch of `len` requests whose counter (see [`done_pointer`]) holds
 /// `done`.
+#[inline]
 fn batch_result(result: Result<u64, Errno>, len: usize, done: u32) -> Result<u32, PartialError> {
     match result {
         Ok(_) if len == 1 => Ok(1),
@@ -77,6 +80,7 @@ fn batch_result(result: Result<u64, Errno>, len: usize, done: u32) -> Result<u32
 /// As [`mmu_update`]: pinning, base-pointer switches, LDT changes and page copies alter
 /// the address space or memory contents. Pointers in `arg2` (VCPU bitmaps) must be
 /// valid.
+#[inline]
 pub unsafe fn mmuext_op(ops: &[MmuextOp], foreigndom: DomId) -> Result<u32, PartialError> {
     let mut done: u32 = 0;
     let done_arg = done_pointer(ops.len(), &mut done);
@@ -97,6 +101,7 @@ pub unsafe fn mmuext_op(ops: &[MmuextOp], foreigndom: DomId) -> Result<u32, Part
 ///
 /// # Safety
 /// As [`mmu_update`] for the page at `va`.
+#[inline]
 pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<u64, Errno> {
     // SAFETY: the mapping change is the caller's responsibility.
     ret(unsafe { hypercall3(Hypercall::UpdateVaMapping, va, pte, flags) })
