@@ -391,11 +391,8 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         if len > MAX_COPY || !mmu_may_copy(va, len) {
             return None;
         }
-        // SAFETY: `slot` is writable for `len` bytes.
-        let copied = unsafe {
-            self.mem
-                .read_virtual(self.root, va, slot.as_mut_ptr().cast(), len)
-        }?;
+        // SAFETY: `slot` is writable for one `T`.
+        let copied = unsafe { self.mem.read_virtual_obj(self.root, va, slot.as_mut_ptr()) }?;
         Some(if copied { Ok(()) } else { Err(Errno::EFAULT) })
     }
 

@@ -109,7 +109,16 @@ impl PhysMem for DirectMap {
         }
         // SAFETY: `GuestMem` checked `va..va+len` lies in guest slots (`mmu_may_copy`);
         // the caller promises `dst` is writable for `len` bytes.
-        Some(unsafe { x86::mem::guest_copy(dst, va as *const u8, len) })
+        Some(unsafe { x86::guest_access::read(dst, va as *const u8, len) })
+    }
+
+    #[inline(always)]
+    unsafe fn read_virtual_obj<T>(&self, root: Mfn, va: u64, dst: *mut T) -> Option<bool> {
+        if !Self::loaded(root) {
+            return None;
+        }
+        // SAFETY: as in `read_virtual`, for one `T`.
+        Some(unsafe { x86::guest_access::read_obj(dst, va as *const T) })
     }
 
     #[inline]
@@ -118,7 +127,7 @@ impl PhysMem for DirectMap {
             return None;
         }
         // SAFETY: as in `read_virtual`.
-        Some(unsafe { x86::mem::guest_copy(va as *mut u8, data.as_ptr(), data.len()) })
+        Some(unsafe { x86::guest_access::write(va as *mut u8, data.as_ptr(), data.len()) })
     }
 }
 

@@ -117,6 +117,18 @@ pub trait PhysMem {
         None
     }
 
+    /// Copies one `T` from guest virtual address `va` to `dst` with the MMU, as
+    /// [`read_virtual`](PhysMem::read_virtual) with the size of `T`: the size is known
+    /// when compiling, so the real machine's copy is a few inline loads instead of a call.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of one `T`.
+    #[inline]
+    unsafe fn read_virtual_obj<T>(&self, root: Mfn, va: u64, dst: *mut T) -> Option<bool> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.read_virtual(root, va, dst.cast(), size_of::<T>()) }
+    }
+
     /// Copies `data` to guest virtual address `va` with the MMU (see
     /// [`PhysMem::read_virtual`]). The caller passes a range within one page, so a fault
     /// stops it before any byte is written.

@@ -177,6 +177,7 @@ impl Errno {
 
     /// Decodes a hypercall return value: `-4095..=-1` is an error, anything else is the
     /// result, reinterpreted as unsigned.
+    #[inline]
     pub fn from_ret(ret: i64) -> Result<u64, Errno> {
         if (-(MAX_ERRNO as i64)..0).contains(&ret) {
             Err(Errno(-ret as i32))

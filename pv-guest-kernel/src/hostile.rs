@@ -268,6 +268,58 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         };
         r.check(name, Errno::EFAULT, Got::Errno(Errno::from_ret(ret)));
     }
+    // The one-request fast paths read their request with inline loads, each with its
+    // own fix-up: an unmapped request must come back as EFAULT from every one of them.
+    // SAFETY: raw call with a pointer the hypervisor must not follow.
+    let ret = unsafe {
+        guest::raw::hypercall4(
+            pv_abi::xen::Hypercall::MmuextOp,
+            0x1000,
+            1,
+            0,
+            u64::from(DOMID_SELF),
+        )
+    };
+    r.check(
+        "mmuext_pointer_unmapped",
+        Errno::EFAULT,
+        Got::Errno(Errno::from_ret(ret)),
+    );
+    let send = u64::from(pv_abi::event_channel::EVTCHNOP_SEND);
+    // SAFETY: as above.
+    let ret =
+        unsafe { guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, 0x1000) };
+    r.check(
+        "send_pointer_unmapped",
+        Errno::EFAULT,
+        Got::Errno(Errno::from_ret(ret)),
+    );
+    // A request whose first word is mapped and the rest not: the copy faults partway.
+    let next = s + 4096;
+    let next_mfn = mfn_of(boot, next);
+    match map(next, 0, 0) {
+        Ok(_) => {
+            // SAFETY: raw call with a request that runs into an unmapped page.
+            let ret = unsafe {
+                guest::raw::hypercall4(
+                    pv_abi::xen::Hypercall::MmuextOp,
+                    next - 8,
+                    1,
+                    0,
+                    u64::from(DOMID_SELF),
+                )
+            };
+            r.check(
+                "request_into_unmapped_page",
+                Errno::EFAULT,
+                Got::Errno(Errno::from_ret(ret)),
+            );
+            if map(next, next_mfn, RW).is_err() {
+                r.fail("request_into_unmapped_page", "could not map the page again");
+            }
+        }
+        Err(_) => r.fail("request_into_unmapped_page", "could not unmap the page"),
+    }
     // A request list running past the lower canonical half.
     // SAFETY: raw call with a pointer the hypervisor must not follow.
     let ret = unsafe {

@@ -21,15 +21,18 @@ use crate::version::{
 use crate::xen::{CONSOLEIO_READ, CONSOLEIO_WRITE, Hypercall, XenDomainHandle};
 
 /// The guest virtual address of a shared reference, as a hypercall argument.
+#[inline]
 pub(crate) fn addr_of<T: ?Sized>(r: &T) -> u64 {
     r as *const T as *const u8 as u64
 }
 
 /// The guest virtual address of an exclusive reference, as a hypercall argument.
+#[inline]
 pub(crate) fn addr_of_mut<T: ?Sized>(r: &mut T) -> u64 {
     r as *mut T as *mut u8 as u64
 }
 
+#[inline]
 pub(crate) fn ret(r: i64) -> Result<u64, Errno> {
     Errno::from_ret(r)
 }

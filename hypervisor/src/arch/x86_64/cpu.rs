@@ -109,8 +109,9 @@ pub fn phys_addr_bits() -> u32 {
     bits
 }
 
-/// Whether CR4.SMAP is on: the guest-copy routine (`hv_guest_copy` in `entry.S`) and the
-/// exception entry read it to know whether `stac`/`clac` exist. Written once at boot.
+/// Whether CR4.SMAP is on: the guest accesses (`guest_access.rs`, `hv_guest_copy` in
+/// `entry.S`) and the exception entry read it to know whether `stac`/`clac` exist.
+/// Written once at boot.
 #[unsafe(no_mangle)]
 pub static HV_SMAP: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 

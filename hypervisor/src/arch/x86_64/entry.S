@@ -303,19 +303,27 @@ ring0_nm:
     add $16, %rsp
     iretq
 
-/* #PF in ring 0: expected only on the one instruction that copies guest virtual memory
- * (hv_guest_copy), which then returns the bytes it did not copy; anywhere else it is a
- * hypervisor bug. */
+/* #PF in ring 0: expected only on an instruction that accesses guest virtual memory
+ * (guest_access.rs, hv_guest_copy), each listed in the exception table (.hv_extable,
+ * between __hv_extable_start and __hv_extable_end: per entry, the instruction's address
+ * and its fix-up's, each as a 32-bit offset from itself). Resume at the fix-up, which
+ * records the fault; anywhere else a ring-0 #PF is a hypervisor bug. A linear search:
+ * the table is small and only a guest's bad pointer gets here. */
 ring0_pf:
-    lea guest_copy_quads(%rip), %rax
-    cmp %rax, FRAME_RIP(%rsp)
-    lea guest_copy_quads_fault(%rip), %rax
-    je 1f
-    lea guest_copy_bytes(%rip), %rax
-    cmp %rax, FRAME_RIP(%rsp)
-    jne hypervisor_fault
-    lea guest_copy_bytes_fault(%rip), %rax
-1:  mov %rax, FRAME_RIP(%rsp)
+    mov FRAME_RIP(%rsp), %rdx
+    lea __hv_extable_start(%rip), %rcx
+    lea __hv_extable_end(%rip), %rsi
+1:  cmp %rsi, %rcx
+    jae hypervisor_fault
+    movslq (%rcx), %rax
+    add %rcx, %rax
+    cmp %rax, %rdx
+    je 2f
+    add $8, %rcx
+    jmp 1b
+2:  movslq 4(%rcx), %rax
+    lea 4(%rcx,%rax), %rax
+    mov %rax, FRAME_RIP(%rsp)
     POP_GPRS
     add $16, %rsp
     iretq
@@ -379,6 +387,13 @@ guest_copy_quads:
     mov %rdx, %rcx
 guest_copy_bytes:
     rep movsb
+.pushsection .hv_extable, "a"
+.balign 4
+    .long guest_copy_quads - .
+    .long guest_copy_quads_fault - .
+    .long guest_copy_bytes - .
+    .long guest_copy_bytes_fault - .
+.popsection
 guest_copy_bytes_fault:
     mov %rcx, %rax
     jmp 2f

@@ -91,21 +91,3 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// Required by the precompiled `core`; never called since we never unwind.
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
-
-unsafe extern "C" {
-    fn hv_guest_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
-}
-
-/// Copies `len` bytes from `src` to `dst` where one side is guest virtual memory reached
-/// through the page tables loaded on this CPU; returns whether every byte was copied
-/// (`false`: a page fault stopped the copy, which `entry.S` turns into a return).
-///
-/// # Safety
-/// The guest side must lie wholly in the guest's slots of the loaded tables
-/// (`hypervisor::guestmem::mmu_may_copy`), so that the only fault it can take is a #PF
-/// on a guest mapping; the hypervisor side must be valid for `len` bytes.
-pub unsafe fn guest_copy(dst: *mut u8, src: *const u8, len: usize) -> bool {
-    // SAFETY: forwarded to the caller; `hv_guest_copy` touches nothing but the two ranges
-    // and faults only into its own fix-up.
-    unsafe { hv_guest_copy(dst, src, len) == 0 }
-}

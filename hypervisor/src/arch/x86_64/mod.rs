@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod floor;
 pub mod gdt;
+pub mod guest_access;
 pub mod idle;
 pub mod idt;
 pub mod lapic;
