@@ -261,6 +261,25 @@ impl<'a> FrameTable<'a> {
         }
     }
 
+    /// Sets the two reference counts of `mfn` in place, leaving the rest of its
+    /// bookkeeping as it is (ignored beyond the table): what taking or dropping a
+    /// reference changes, in two stores instead of a rewrite of the whole record.
+    #[inline]
+    pub fn set_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {
+        if let Some(cell) = self.cell(mfn) {
+            let info = cell.as_ptr();
+            // SAFETY: `info` points at the record inside the cell, valid while `self` is
+            // borrowed. A `Cell` never lends a reference to its value, and the table is
+            // not `Sync`, so no other access to the record can overlap these two stores
+            // (the raw field pointers make no reference either).
+            unsafe {
+                core::ptr::addr_of_mut!((*info).type_count).write(type_count);
+                core::ptr::addr_of_mut!((*info).ref_count).write(ref_count);
+            }
+            self.note_table_write();
+        }
+    }
+
     #[inline]
     fn cell(&self, mfn: Mfn) -> Option<&Cell<FrameInfo>> {
         usize::try_from(mfn.0)

@@ -120,10 +120,13 @@ const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
 /// reach the hypervisor's mappings nor take any fault but a page fault.
 #[inline]
 pub fn mmu_may_copy(va: u64, len: usize) -> bool {
-    match va.checked_add((len as u64).saturating_sub(1)) {
-        Some(last) => last < LOWER_HALF_END || va >= GUEST_UPPER_START,
-        None => false,
+    // The last byte is `va + span`; written as bounds on `va` alone, so that for a
+    // structure (constant `len`) the common case, a lower-half address, is one compare.
+    let span = (len as u64).saturating_sub(1);
+    if span >= LOWER_HALF_END {
+        return false;
     }
+    va < LOWER_HALF_END - span || (va >= GUEST_UPPER_START && va <= u64::MAX - span)
 }
 
 /// Most pages one accessor call can span ([`MAX_COPY`] bytes, not page-aligned).
@@ -344,11 +347,34 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             Some(Ok(())) => Ok(unsafe { slot.assume_init() }),
             Some(Err(errno)) => Err(errno),
             None => {
-                let mut value = T::new_zeroed();
-                self.read(va, value.as_mut_bytes())?;
-                Ok(value)
+                Self::read_obj_walked(self.mem, self.frames, self.domain, self.root, self.memo, va)
             }
         }
+    }
+
+    /// [`read_obj`](Self::read_obj) when the MMU cannot copy: the software walk. Out of
+    /// line and with the accessor's parts as arguments, so that the MMU path (the hot
+    /// one) never has to build the accessor in memory for it.
+    #[cold]
+    #[inline(never)]
+    fn read_obj_walked<T: FromBytes + IntoBytes>(
+        mem: &'a M,
+        frames: &'a FrameTable<'a>,
+        domain: DomId,
+        root: Mfn,
+        memo: Option<&'a WalkMemo>,
+        va: u64,
+    ) -> Result<T, Errno> {
+        let guest = GuestMem {
+            mem,
+            frames,
+            domain,
+            root,
+            memo,
+        };
+        let mut value = T::new_zeroed();
+        guest.read(va, value.as_mut_bytes())?;
+        Ok(value)
     }
 
     /// Reads one wire structure from guest address `va` and hands `f` a reference to it:
@@ -618,6 +644,27 @@ mod tests {
         assert!(mmu_may_copy(0xffff_8800_0000_0000, 8));
         assert!(mmu_may_copy(u64::MAX - 7, 8));
         assert!(!mmu_may_copy(u64::MAX - 7, 9), "wraps around");
+    }
+
+    /// The bounds on `va` alone agree with the plain statement (every byte from `va` to
+    /// `va + len - 1` below the hole or above the hypervisor's slots, without wrapping)
+    /// around every edge, for every length up to two pages.
+    #[test]
+    fn mmu_may_copy_agrees_with_its_definition() {
+        let plain = |va: u64, len: usize| match va.checked_add((len as u64).saturating_sub(1)) {
+            Some(last) => last < LOWER_HALF_END || va >= GUEST_UPPER_START,
+            None => false,
+        };
+        let edges = [0, LOWER_HALF_END, GUEST_UPPER_START, u64::MAX];
+        for edge in edges {
+            for delta in 0..=2 * PAGE_SIZE + 2 {
+                for va in [edge.wrapping_sub(delta), edge.wrapping_add(delta)] {
+                    for len in [0, 1, 2, 4, 7, 8, 16, 24, 4096, 8192] {
+                        assert_eq!(mmu_may_copy(va, len), plain(va, len), "{va:#x} + {len}");
+                    }
+                }
+            }
+        }
     }
 
     /// Memory whose "MMU" has `loaded` in CR3: records what it was asked to copy and

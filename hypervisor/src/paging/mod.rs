@@ -72,10 +72,15 @@ pub struct Paging<'a, M: PhysMem> {
     /// released frame can end that state, and both forget it; writing L1 entries never
     /// touches any table's type.
     live_l1: Cell<Option<Mfn>>,
+    /// The CPU's physical address width ([`Mmu::phys_addr_bits`]), asked once here
+    /// rather than through the `dyn Mmu` for every entry validated (where the caller
+    /// builds the engine, the concrete `Mmu` is known and the question is inlined).
+    phys_bits: u32,
 }
 
 impl<'a, M: PhysMem> Paging<'a, M> {
     /// The engine for `domain`.
+    #[inline]
     pub fn new(
         mem: &'a M,
         frames: &'a FrameTable<'a>,
@@ -86,6 +91,7 @@ impl<'a, M: PhysMem> Paging<'a, M> {
             mem,
             frames,
             domain,
+            phys_bits: mmu.phys_addr_bits(),
             mmu,
             live_l1: Cell::new(None),
         }

@@ -38,22 +38,22 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Takes a general reference on a frame the domain owns (`EINVAL` if it does not, or
     /// if the count is at its maximum).
     pub fn get_page(&mut self, mfn: Mfn) -> Result<(), Errno> {
-        let mut info = self.info(mfn);
+        let info = self.info(mfn);
         if info.owner != Owner::Domain(self.domain) || info.ref_count == MAX_COUNT {
             return Err(Errno::EINVAL);
         }
-        info.ref_count += 1;
-        self.frames.set_info(mfn, info);
+        self.frames
+            .set_counts(mfn, info.type_count, info.ref_count + 1);
         Ok(())
     }
 
     /// Drops a general reference.
     #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
-        let mut info = self.info(mfn);
+        let info = self.info(mfn);
         debug_assert!(info.ref_count > 0, "general count underflow on {mfn:?}");
-        info.ref_count = info.ref_count.saturating_sub(1);
-        self.frames.set_info(mfn, info);
+        self.frames
+            .set_counts(mfn, info.type_count, info.ref_count.saturating_sub(1));
     }
 
     /// Takes a reference of type `wanted` on `mfn`, on which the caller holds a general
@@ -177,11 +177,12 @@ impl<M: PhysMem> Paging<'_, M> {
         {
             // The common case, a page mapped writable again: get_page_type stacks on the
             // same type, so both counts go up in one update.
-            info.type_count += 1;
-            self.frames.set_info(target, info);
+            self.frames
+                .set_counts(target, info.type_count + 1, info.ref_count);
             return Ok(());
         }
-        self.frames.set_info(target, info);
+        self.frames
+            .set_counts(target, info.type_count, info.ref_count);
         if entry::is_writable(entry) && self.get_page_type(target, PageType::Writable).is_err() {
             self.put_page(target);
             return Err(Errno::EBUSY);
@@ -201,12 +202,14 @@ impl<M: PhysMem> Paging<'_, M> {
             self.put_page_and_type(target);
         } else if entry::is_writable(entry) {
             // put_page_and_type of a writable page in one update (no table to devalidate).
-            let mut info = self.info(target);
+            let info = self.info(target);
             debug_assert!(info.type_count > 0 && info.ref_count > 0);
             debug_assert_eq!(info.page_type, PageType::Writable);
-            info.type_count = info.type_count.saturating_sub(1);
-            info.ref_count = info.ref_count.saturating_sub(1);
-            self.frames.set_info(target, info);
+            self.frames.set_counts(
+                target,
+                info.type_count.saturating_sub(1),
+                info.ref_count.saturating_sub(1),
+            );
         } else {
             self.put_page(target);
         }
@@ -219,7 +222,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Checks every present guest entry of `table` as a level-`level` table and takes its
     /// references; on failure releases those already taken.
     fn validate_table(&mut self, table: Mfn, level: u32) -> Result<(), Errno> {
-        let phys_bits = self.mmu.phys_addr_bits();
+        let phys_bits = self.phys_bits;
         for index in 0..ENTRIES_PER_TABLE {
             if !entry::is_guest_slot(level, index) {
                 continue;
