@@ -56,23 +56,47 @@ impl<M: PhysMem> Paging<'_, M> {
     /// machine address `pte_addr` (8-byte aligned) in a frame the domain owns. In a
     /// validated page table the entry is validated for its level; in any other frame that
     /// can take the writable type the value is simply stored. `EINVAL` otherwise.
+    ///
+    /// The commonest case, an entry of a live L1 table, is inlined into the caller (the
+    /// hypercall's light path, the batch loop); every other one is `write_pte_other`.
+    #[inline(always)]
     pub fn write_pte(&mut self, pte_addr: u64, new: u64, preserve_ad: bool) -> Result<(), Errno> {
         let frame = Mfn::containing(pte_addr);
         let index = ((pte_addr % PAGE_SIZE) / 8) as usize;
-        if self.live_l1.get() == Some(frame) {
+        if self.live_l1.get() == Some(frame) || self.live_table_level(frame) == Some(1) {
+            self.live_l1.set(Some(frame));
             return self.update_entry(frame, 1, index, new, preserve_ad);
         }
+        self.write_pte_other(frame, pte_addr, new, preserve_ad)
+    }
+
+    /// The level of `frame` if it is a live page table of the domain (owned, typed as a
+    /// table with a type reference, validated): the tables whose entries `write_pte`
+    /// validates.
+    #[inline(always)]
+    fn live_table_level(&self, frame: Mfn) -> Option<u32> {
         let info = self.frames.info(frame);
-        if info.owner != Owner::Domain(self.domain) {
+        if info.owner != Owner::Domain(self.domain) || info.type_count == 0 || !info.validated {
+            return None;
+        }
+        info.page_type.table_level()
+    }
+
+    /// [`write_pte`](Self::write_pte) into anything but a live L1 table: an entry of a
+    /// live L2..L4 table, or a plain store into a frame that can take the writable type.
+    #[inline(never)]
+    fn write_pte_other(
+        &mut self,
+        frame: Mfn,
+        pte_addr: u64,
+        new: u64,
+        preserve_ad: bool,
+    ) -> Result<(), Errno> {
+        let index = ((pte_addr % PAGE_SIZE) / 8) as usize;
+        if self.frames.info(frame).owner != Owner::Domain(self.domain) {
             return Err(Errno::EINVAL);
         }
-        if let Some(level) = info.page_type.table_level()
-            && info.type_count > 0
-            && info.validated
-        {
-            if level == 1 {
-                self.live_l1.set(Some(frame));
-            }
+        if let Some(level) = self.live_table_level(frame) {
             return self.update_entry(frame, level, index, new, preserve_ad);
         }
         self.get_page_and_type(frame, PageType::Writable)
