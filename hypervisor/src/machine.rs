@@ -49,6 +49,8 @@ impl DirectMap {
         cpu::read_cr3() & pte::ADDRESS_MASK == root.addr()
     }
 
+    /// Where machine address `addr` is in the direct map, for `len` bytes; a hypervisor
+    /// bug (a panic) if any of them lies outside it.
     fn pointer(addr: u64, len: usize) -> *mut u8 {
         let end = addr.checked_add(len as u64);
         assert!(
@@ -57,6 +59,23 @@ impl DirectMap {
         );
         (x86::DIRECTMAP_BASE + addr) as *mut u8
     }
+
+    /// [`pointer`](Self::pointer) for one aligned-or-not 64-bit word (a page-table entry,
+    /// an event word: the paging and event paths' every access): one compare, with the
+    /// panic's formatting out of line so that the check leaves nothing in memory.
+    #[inline(always)]
+    fn word_pointer(addr: u64) -> *mut u64 {
+        if addr > x86::DIRECTMAP_SIZE - 8 {
+            outside_direct_map(addr);
+        }
+        (x86::DIRECTMAP_BASE + addr) as *mut u64
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn outside_direct_map(addr: u64) -> ! {
+    panic!("machine address {addr:#x} outside the direct map")
 }
 
 impl PhysMem for DirectMap {
@@ -79,7 +98,7 @@ impl PhysMem for DirectMap {
     // One load or store for the page-table entries the paging code and the guest-memory
     // walk read and write all the time (the defaults copy through a byte buffer).
     fn read_u64(&self, addr: u64) -> u64 {
-        let source = Self::pointer(addr, 8).cast::<u64>();
+        let source = Self::word_pointer(addr);
         if !source.is_aligned() {
             let mut bytes = [0; 8];
             self.read(addr, &mut bytes);
@@ -90,7 +109,7 @@ impl PhysMem for DirectMap {
     }
 
     fn write_u64(&self, addr: u64, value: u64) {
-        let target = Self::pointer(addr, 8).cast::<u64>();
+        let target = Self::word_pointer(addr);
         if !target.is_aligned() {
             self.write(addr, &value.to_le_bytes());
             return;

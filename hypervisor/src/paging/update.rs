@@ -107,20 +107,27 @@ impl<M: PhysMem> Paging<'_, M> {
         Ok(())
     }
 
-    /// Walks the domain's tables from `root` to the L1 table mapping `va`, which must be a
-    /// validated L1 of the domain; returns it and the entry's index (Xen's
+    /// Walks the domain's tables from `root`, which must be a live L4 table of the
+    /// domain, to the L1 table mapping `va`; returns it and the entry's index (Xen's
     /// `map_guest_l1e`). `EINVAL` for addresses in the hypervisor's range, non-canonical
-    /// addresses, and missing or foreign tables.
+    /// addresses, a root that is not a live L4, and missing tables.
+    ///
+    /// Below a live root only presence is checked, as in Xen: every present entry of a
+    /// validated table holds a type reference on a validated table of the next level that
+    /// the domain owns (superpages are refused when a table is validated), so the walk
+    /// can only reach the domain's live tables. Debug builds (the host tests) assert it
+    /// at every level.
+    #[inline]
     pub fn l1_slot_for(&self, root: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
         let l4_index = mm::table_index(va, 4);
-        if !mm::is_canonical(va) || !entry::is_guest_slot(4, l4_index) {
+        if !mm::is_canonical(va)
+            || !entry::is_guest_slot(4, l4_index)
+            || self.live_table_level(root) != Some(4)
+        {
             return Err(Errno::EINVAL);
         }
         let mut table = root;
         for level in (2..=4).rev() {
-            if !self.owns(table) {
-                return Err(Errno::EINVAL);
-            }
             let value = self
                 .mem
                 .read_u64(table.addr() + mm::table_index(va, level) as u64 * 8);
@@ -128,14 +135,11 @@ impl<M: PhysMem> Paging<'_, M> {
                 return Err(Errno::EINVAL);
             }
             table = entry::target(value);
-        }
-        let info = self.frames.info(table);
-        if info.owner != Owner::Domain(self.domain)
-            || info.page_type != PageType::L1Table
-            || info.type_count == 0
-            || !info.validated
-        {
-            return Err(Errno::EINVAL);
+            debug_assert_eq!(
+                self.live_table_level(table),
+                Some(level - 1),
+                "a validated table's entry reaches a live table"
+            );
         }
         Ok((table, mm::table_index(va, 1)))
     }

@@ -91,21 +91,30 @@ pub fn flush_tlb_all() {
 }
 
 /// Physical-address bits this CPU implements (CPUID 0x80000008).
+#[inline]
 pub fn phys_addr_bits() -> u32 {
-    // Asked for every page-table entry the paging code validates: CPUID once (it is
-    // slow on real CPUs, and exits to the host under virtualization), then the copy.
-    static BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-    let known = BITS.load(core::sync::atomic::Ordering::Relaxed);
+    // Asked whenever the paging engine is built: CPUID once (it is slow on real CPUs, and
+    // exits to the host under virtualization), then the copy, read inline.
+    let known = PHYS_ADDR_BITS.load(core::sync::atomic::Ordering::Relaxed);
     if known != 0 {
         return known;
     }
+    probe_phys_addr_bits()
+}
+
+/// [`phys_addr_bits`] once known (0 before the first question).
+static PHYS_ADDR_BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+#[cold]
+#[inline(never)]
+fn probe_phys_addr_bits() -> u32 {
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
     let bits = if max >= 0x8000_0008 {
         core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
     } else {
         36
     };
-    BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
+    PHYS_ADDR_BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
     bits
 }
 
