@@ -422,10 +422,50 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         Some(if copied { Ok(()) } else { Err(Errno::EFAULT) })
     }
 
-    /// Writes one wire structure to guest address `va`.
-    #[inline]
+    /// Writes one wire structure to guest address `va`: by the MMU when it can (inline),
+    /// otherwise by [`write`](Self::write), out of line with the accessor's parts as
+    /// arguments so that a caller on the MMU path (the hot one) never builds the
+    /// accessor in memory for it.
+    #[inline(always)]
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, value: &T) -> Result<(), Errno> {
-        self.write(va, value.as_bytes())
+        let data = value.as_bytes();
+        if Self::in_one_page(va, data.len())
+            && mmu_may_copy(va, data.len())
+            && let Some(copied) = self.mem.write_virtual(self.root, va, data)
+        {
+            return if copied { Ok(()) } else { Err(Errno::EFAULT) };
+        }
+        Self::write_walked(
+            self.mem,
+            self.frames,
+            self.domain,
+            self.root,
+            self.memo,
+            va,
+            data,
+        )
+    }
+
+    /// [`write_obj`](Self::write_obj) when the MMU cannot copy: [`write`](Self::write).
+    #[cold]
+    #[inline(never)]
+    fn write_walked(
+        mem: &'a M,
+        frames: &'a FrameTable<'a>,
+        domain: DomId,
+        root: Mfn,
+        memo: Option<&'a WalkMemo>,
+        va: u64,
+        data: &[u8],
+    ) -> Result<(), Errno> {
+        let guest = GuestMem {
+            mem,
+            frames,
+            domain,
+            root,
+            memo,
+        };
+        guest.write(va, data)
     }
 }
 

@@ -11,7 +11,7 @@
 use super::Context;
 use crate::guestmem::GuestMem;
 use crate::mm::{self, Mfn, PhysMem};
-use crate::paging::{Mmu, Paging, entry};
+use crate::paging::{Mmu, Paging};
 use pv_abi::errno::Errno;
 use pv_abi::xen::{
     DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
@@ -227,9 +227,12 @@ pub(super) fn mmuext_op<M: PhysMem>(
 }
 
 /// Whether a guest-supplied address may be flushed (canonical, outside the hypervisor's
-/// range: Xen's `__addr_ok`).
+/// range: Xen's `__addr_ok`). That is exactly the one-byte range the MMU may copy for a
+/// guest (below the canonical hole, or above the hypervisor's L4 slots): two compares
+/// (a host test holds it to the definition).
+#[inline]
 fn guest_address(va: u64) -> bool {
-    mm::is_canonical(va) && entry::is_guest_slot(4, mm::table_index(va, 4))
+    crate::guestmem::mmu_may_copy(va, 1)
 }
 
 /// Reads (and ignores) the first word of a vCPU bitmap: there is one vCPU, so any mask
@@ -423,6 +426,26 @@ fn flush_for(mmu: &mut (impl Mmu + ?Sized), va: u64, flags: u64) {
 pub(super) mod tests {
     use super::super::tests::{BUF, World};
     use super::*;
+
+    #[test]
+    fn guest_address_is_canonical_outside_the_hypervisor_slots() {
+        let definition = |va: u64| {
+            mm::is_canonical(va) && crate::paging::entry::is_guest_slot(4, mm::table_index(va, 4))
+        };
+        for edge in [
+            0,
+            1 << 47,
+            0xffff_8000_0000_0000,
+            0xffff_8800_0000_0000,
+            u64::MAX,
+        ] {
+            for delta in 0..4096 {
+                for va in [edge.wrapping_sub(delta), edge.wrapping_add(delta)] {
+                    assert_eq!(guest_address(va), definition(va), "{va:#x}");
+                }
+            }
+        }
+    }
     use crate::frames::{FrameTable, Owner, PageType};
     use crate::mm::fake::FakeMem;
     use crate::mm::pte;

@@ -101,25 +101,28 @@ pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
 }
 
 /// Guest pages are user pages: with SMAP on, the hypervisor may touch them only while
-/// RFLAGS.AC is set. Open from [`open`](Self::open) until dropped.
-struct UserAccess;
+/// RFLAGS.AC is set. Open from [`open`](Self::open) until dropped; the flag is read once.
+struct UserAccess {
+    smap: bool,
+}
 
 impl UserAccess {
     #[inline(always)]
     fn open() -> UserAccess {
-        if HV_SMAP.load(Ordering::Relaxed) != 0 {
+        let smap = HV_SMAP.load(Ordering::Relaxed) != 0;
+        if smap {
             // SAFETY: SMAP is on, so `stac` exists; it only sets RFLAGS.AC. Not `nomem`:
             // the guest accesses must stay after it.
             unsafe { asm!("stac", options(nostack)) };
         }
-        UserAccess
+        UserAccess { smap }
     }
 }
 
 impl Drop for UserAccess {
     #[inline(always)]
     fn drop(&mut self) {
-        if HV_SMAP.load(Ordering::Relaxed) != 0 {
+        if self.smap {
             // SAFETY: as in `open`; `clac` only clears RFLAGS.AC.
             unsafe { asm!("clac", options(nostack)) };
         }
