@@ -185,10 +185,12 @@ impl<'a> FrameTable<'a> {
         self.m2p = Cell::from_mut(m2p).as_slice_of_cells();
     }
 
-    /// A count that changes whenever any frame changes hands, type or references, and
-    /// whenever the paging code writes a page-table entry ([`FrameTable::note_table_write`]):
-    /// a guest's translations can only have changed if it did. (Guests cannot write their
-    /// page tables themselves: every write goes through the paging code.)
+    /// A count that changes whenever any frame changes hands or type, and whenever the
+    /// paging code writes a page-table entry ([`FrameTable::note_table_write`]): a guest's
+    /// translations can only have changed if it did. (Guests cannot write their page
+    /// tables themselves: every write goes through the paging code. A reference count
+    /// alone changes no translation: a table can only lose its last reference, and so
+    /// its type or owner, by an entry write, which moves the count.)
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.get()
@@ -263,7 +265,9 @@ impl<'a> FrameTable<'a> {
 
     /// Sets the two reference counts of `mfn` in place, leaving the rest of its
     /// bookkeeping as it is (ignored beyond the table): what taking or dropping a
-    /// reference changes, in two stores instead of a rewrite of the whole record.
+    /// reference changes, in two stores instead of a rewrite of the whole record. Only
+    /// for a change of counts alone: a change of type or owner goes through
+    /// [`set_info`](Self::set_info).
     #[inline]
     pub fn set_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {
         if let Some(cell) = self.cell(mfn) {
@@ -276,7 +280,7 @@ impl<'a> FrameTable<'a> {
                 core::ptr::addr_of_mut!((*info).type_count).write(type_count);
                 core::ptr::addr_of_mut!((*info).ref_count).write(ref_count);
             }
-            self.note_table_write();
+            // No generation step: counts alone change no translation (see `generation`).
         }
     }
 

@@ -154,16 +154,29 @@ pub(super) fn mmu_update<M: PhysMem>(
     batch.finish(ctx, Hypercall::MmuUpdate, 16, done, result)
 }
 
-/// One `mmu_update` request, for a batch and for the fast path alike.
-#[inline]
+/// One `mmu_update` request, for a batch and for the fast path alike. A page-table
+/// write (the commonest request by far) is inlined into both; the rest is
+/// `apply_other_request`.
+#[inline(always)]
 fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> Result<(), Errno> {
+    let cmd = request.ptr & COMMAND_BITS;
+    if matches!(
+        cmd,
+        MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE | MMU_PT_UPDATE_PRESERVE_AD
+    ) {
+        let preserve_ad = cmd == MMU_PT_UPDATE_PRESERVE_AD;
+        return paging.write_pte(request.ptr & !COMMAND_BITS, request.val, preserve_ad);
+    }
+    apply_other_request(paging, request)
+}
+
+/// [`apply_request`] for anything but a page-table write.
+#[inline(never)]
+fn apply_other_request<M: PhysMem>(
+    paging: &mut Paging<'_, M>,
+    request: MmuUpdate,
+) -> Result<(), Errno> {
     match request.ptr & COMMAND_BITS {
-        MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_NO_TRANSLATE => {
-            paging.write_pte(request.ptr & !COMMAND_BITS, request.val, false)
-        }
-        MMU_PT_UPDATE_PRESERVE_AD => {
-            paging.write_pte(request.ptr & !COMMAND_BITS, request.val, true)
-        }
         MMU_MACHPHYS_UPDATE => {
             let mfn = Mfn(request.ptr >> mm::PAGE_SHIFT);
             if paging.owns(mfn) {
