@@ -319,18 +319,28 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     /// Copies `data` to guest address `va`.
     #[inline]
     pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+        if let Some(result) = self.mmu_write(va, data) {
+            return result;
+        }
         if Self::in_one_page(va, data.len()) {
-            if mmu_may_copy(va, data.len())
-                && let Some(copied) = self.mem.write_virtual(self.root, va, data)
-            {
-                return if copied { Ok(()) } else { Err(Errno::EFAULT) };
-            }
             self.mem.write(self.translate(va, true)?, data);
             return Ok(());
         }
         self.for_each_page(va, data.len(), true, |addr, at, n| {
             self.mem.write(addr, &data[at..at + n])
         })
+    }
+
+    /// The MMU copy of `data` to `va`, if the MMU can make it (see [`write`](Self::write)):
+    /// only within one page, so that a fault stops it before any byte, and only in the
+    /// guest's slots of the loaded address space. `None` if it cannot (nothing written).
+    #[inline(always)]
+    fn mmu_write(&self, va: u64, data: &[u8]) -> Option<Result<(), Errno>> {
+        if !Self::in_one_page(va, data.len()) || !mmu_may_copy(va, data.len()) {
+            return None;
+        }
+        let copied = self.mem.write_virtual(self.root, va, data)?;
+        Some(if copied { Ok(()) } else { Err(Errno::EFAULT) })
     }
 
     /// Whether `va..va+len` lies within one page (and is not empty).
@@ -429,11 +439,8 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     #[inline(always)]
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, value: &T) -> Result<(), Errno> {
         let data = value.as_bytes();
-        if Self::in_one_page(va, data.len())
-            && mmu_may_copy(va, data.len())
-            && let Some(copied) = self.mem.write_virtual(self.root, va, data)
-        {
-            return if copied { Ok(()) } else { Err(Errno::EFAULT) };
+        if let Some(result) = self.mmu_write(va, data) {
+            return result;
         }
         Self::write_walked(
             self.mem,
