@@ -121,12 +121,21 @@ const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
 #[inline]
 pub fn mmu_may_copy(va: u64, len: usize) -> bool {
     // The last byte is `va + span`; written as bounds on `va` alone, so that for a
-    // structure (constant `len`) the common case, a lower-half address, is one compare.
+    // structure (constant `len`) each half is one compare. The guest's upper part comes
+    // first: PV kernels keep their requests there (stacks, static data). Its test is
+    // `GUEST_UPPER_START <= va <= u64::MAX - span` as one unsigned compare: below
+    // `GUEST_UPPER_START`, the difference wraps to at least `2^64 - GUEST_UPPER_START`,
+    // above any bound it is compared with.
     let span = (len as u64).saturating_sub(1);
     if span >= LOWER_HALF_END {
         return false;
     }
-    va < LOWER_HALF_END - span || (va >= GUEST_UPPER_START && va <= u64::MAX - span)
+    if va.wrapping_sub(GUEST_UPPER_START) <= u64::MAX - GUEST_UPPER_START - span {
+        return true;
+    }
+    // Without the hint the compiler tests the lower half first.
+    core::hint::cold_path();
+    va < LOWER_HALF_END - span
 }
 
 /// Most pages one accessor call can span ([`MAX_COPY`] bytes, not page-aligned).

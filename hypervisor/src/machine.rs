@@ -14,7 +14,7 @@ use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::{Runtime, events};
 use hypervisor::hypercall::{self, After, Context};
-use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem, pte};
+use hypervisor::mm::{Mfn, PAGE_SIZE, PhysMem};
 use hypervisor::paging::Paging;
 use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
@@ -43,10 +43,12 @@ const LOW_MEMORY_END: u64 = 1 << 20;
 pub struct DirectMap;
 
 impl DirectMap {
-    /// Whether `root` is the page table loaded on this CPU (so the MMU walks it).
+    /// Whether `root` is the page table loaded on this CPU (so the MMU walks it). CR3
+    /// holds a bare frame address (`cpu::write_cr3`), so no mask: a CR3 with flag bits
+    /// would only send every copy to the software walk, never a copy to the wrong tables.
     #[inline]
     fn loaded(root: Mfn) -> bool {
-        cpu::read_cr3() & pte::ADDRESS_MASK == root.addr()
+        cpu::read_cr3() == root.addr()
     }
 
     /// Where machine address `addr` is in the direct map, for `len` bytes; a hypervisor
@@ -435,8 +437,9 @@ fn upcall_due(state: &State) -> bool {
     // registered area, whose offset `register_vcpu_info` requires to be).
     let flags = unsafe { (state.vcpu_info as *const u16).read_volatile() };
     // Little-endian: mask byte (high) clear and pending byte (low) set, which is exactly
-    // `flags` in 1..=0xff: one subtraction and one compare.
-    flags.wrapping_sub(1) < 0xff
+    // `flags` in 1..=0xff: one subtraction and one compare (in 32 bits, so that the
+    // difference needs no second zero-extension).
+    u32::from(flags).wrapping_sub(1) < 0xff
 }
 
 /// Handles one guest entry.

@@ -30,12 +30,18 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     unsafe { x86_64::registers::model_specific::Msr::new(msr).write(value) }
 }
 
-/// Loads CR3 with a page-table root.
+/// Loads CR3 with a page-table root: a bare frame address, without PCID, PWT or PCD
+/// bits (PCIDs are never enabled), so that reading CR3 back gives `root` itself
+/// (`DirectMap::loaded` compares the two directly).
 ///
 /// # Safety
 /// `root` must be the machine address of a valid L4 table that maps the hypervisor's
 /// slots exactly as the boot tables do.
 pub unsafe fn write_cr3(root: u64) {
+    debug_assert!(
+        root.trailing_zeros() >= 12,
+        "CR3 {root:#x} is not a bare frame address"
+    );
     // SAFETY: forwarded to the caller.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
 }

@@ -4,28 +4,80 @@
 //! whose every entry the hypervisor validated, so a copy reaches only what the guest
 //! may map, and a page fault on a guest address becomes a failed copy, not a crash.
 //!
-//! A read of a small structure (a hypercall's request: the hot paths) is a few inline
-//! loads, each with an entry in the exception table: when one faults, `ring0_pf` in
-//! `entry.S` finds the faulting instruction in the table and resumes at its fix-up,
-//! which records the fault and goes on after the load. Every other copy calls
+//! A read of a small structure (a hypercall's request: the hot paths) is one block of
+//! inline loads, each with an entry in the exception table: when one faults, `ring0_pf`
+//! in `entry.S` finds the faulting instruction in the table and resumes at its fix-up,
+//! which records the fault and goes on after the block. Every other copy calls
 //! `hv_guest_copy` (string moves, with table entries of their own): for lengths known
 //! only at run time and for larger frames (the 72-byte iret frame, bounce frames), its
 //! `rep movsq` costs fewer instructions than a load and a store per word.
 //!
-//! With SMAP on, every copy runs between `stac` and `clac` ([`UserAccess`]).
+//! With SMAP on, every copy runs between `stac` and `clac` (the inline loads: a copy of
+//! them out of line, behind one test of `HV_SMAP`).
 
 use super::cpu::HV_SMAP;
 use core::arch::asm;
-use core::sync::atomic::Ordering;
-
-/// Reads of a structure of at most this many bytes are inline loads (eight bytes each,
-/// then the tail); longer ones call `hv_guest_copy`. Every request of the fast paths
-/// fits (`mmuext_op` 24 bytes, `mmu_update` 16, `EVTCHNOP_send` 4); at 80, the iret
-/// frame's nine loads and nine stores cost more than its string move.
-const INLINE_MAX: usize = 32;
 
 unsafe extern "C" {
     fn hv_guest_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
+}
+
+/// One block of guest loads (`$insn`, each writing its operand `$v` from `[{src} + k]`)
+/// as one `asm!`: `(whether none faulted, [the values])`. With SMAP off (one test of
+/// `HV_SMAP`, read straight from its symbol rather than through the GOT) they run inline;
+/// with SMAP on, an out-of-line copy of them runs between `stac` and `clac`. Every load has
+/// an exception-table entry: a fault resumes at a fix-up (the SMAP copy's first clears
+/// RFLAGS.AC), which sets `faulted` and continues after the block, the values then being
+/// meaningless. The entry is two offsets relative to themselves (the instruction's and
+/// the fix-up's), as `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel
+/// syntax could read as binary literals.
+macro_rules! guest_loads {
+    ($src:expr, $($v:ident : $insn:literal),+) => {{
+        let mut faulted = 0u8;
+        $( let $v: u64; )+
+        // SAFETY: the caller checked the guest range at `$src`; every access in the block
+        // reads it or `HV_SMAP`, and a fault lands in a fix-up that only clears RFLAGS.AC,
+        // sets `faulted` and jumps to the block's end. `stac`/`clac` run only when
+        // `HV_SMAP` says CR4.SMAP is on, so they exist.
+        asm!(
+            "cmp byte ptr [rip + {smap}], 0",
+            "jne 5f",
+            $( concat!("2: ", $insn), extable_entry!("2b", "7f"), )+
+            "3:",
+            ".pushsection .text.hv_fixup, \"ax\"",
+            "5: stac",
+            $( concat!("6: ", $insn), extable_entry!("6b", "8f"), )+
+            "clac",
+            "jmp 3b",
+            "8: clac",
+            "7: mov {faulted}, 1",
+            "jmp 3b",
+            ".popsection",
+            src = in(reg) $src,
+            smap = sym HV_SMAP,
+            faulted = inout(reg_byte) faulted,
+            $( $v = out(reg) $v, )+
+            options(nostack, readonly),
+        );
+        (faulted == 0, [$($v),+])
+    }};
+}
+
+/// The exception-table entry of the instruction at label `$at`: its fix-up is `$fixup`.
+macro_rules! extable_entry {
+    ($at:literal, $fixup:literal) => {
+        concat!(
+            ".pushsection .hv_extable, \"a\"\n",
+            ".balign 4\n",
+            ".long ",
+            $at,
+            " - .\n",
+            ".long ",
+            $fixup,
+            " - .\n",
+            ".popsection"
+        )
+    };
 }
 
 /// Copies `len` bytes from guest virtual address `src` to hypervisor memory `dst`;
@@ -45,45 +97,93 @@ pub unsafe fn read(dst: *mut u8, src: *const u8, len: usize) -> bool {
 }
 
 /// Copies one `T` from guest virtual address `src` to `dst` (as [`read`]): a size known
-/// when compiling, so up to [`INLINE_MAX`] bytes it is a few inline loads (a request of
-/// 24 bytes: three), not a call.
+/// when compiling, so up to 32 bytes in whole four-byte units it is one block
+/// of inline loads (a request of 24 bytes: three), not a call; other sizes call
+/// `hv_guest_copy`.
 ///
 /// # Safety
 /// As [`read`] with `len` the size of `T`.
 #[inline(always)]
 pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
-    let (dst, src, len) = (dst.cast::<u8>(), src.cast::<u8>(), size_of::<T>());
-    if len > INLINE_MAX {
-        // SAFETY: forwarded to the caller.
-        return unsafe { read(dst, src, len) };
-    }
-    let _open = UserAccess::open();
-    let mut faulted = 0u8;
-    let mut at = 0;
-    // SAFETY: every step has `at + width <= len`, so its guest side lies in the caller's
-    // checked range and its hypervisor side in `dst`; unaligned accesses are fine on x86.
+    let (dst, src) = (dst.cast::<u8>(), src.cast::<u8>());
+    // SAFETY: in every arm, the loads cover exactly `size_of::<T>()` bytes from `src`, the
+    // range the caller checked, and the stores the same bytes of `dst`; unaligned
+    // accesses are fine on x86.
     unsafe {
-        while at + 8 <= len {
-            let value = load_u64(src.add(at), &mut faulted);
-            dst.add(at).cast::<u64>().write_unaligned(value);
-            at += 8;
-        }
-        if at + 4 <= len {
-            let value = load_u32(src.add(at), &mut faulted);
-            dst.add(at).cast::<u32>().write_unaligned(value);
-            at += 4;
-        }
-        if at + 2 <= len {
-            let value = load_u16(src.add(at), &mut faulted);
-            dst.add(at).cast::<u16>().write_unaligned(value);
-            at += 2;
-        }
-        if at < len {
-            let value = load_u8(src.add(at), &mut faulted);
-            dst.add(at).write(value);
+        match size_of::<T>() {
+            4 => {
+                let (ok, [a]) = guest_loads!(src, a: "mov {a:e}, dword ptr [{src}]");
+                dst.cast::<u32>().write_unaligned(a as u32);
+                ok
+            }
+            8 => {
+                let (ok, [a]) = guest_loads!(src, a: "mov {a}, qword ptr [{src}]");
+                dst.cast::<u64>().write_unaligned(a);
+                ok
+            }
+            12 => {
+                let (ok, [a, b]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b:e}, dword ptr [{src} + 8]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u32>().write_unaligned(b as u32);
+                ok
+            }
+            16 => {
+                let (ok, [a, b]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b}, qword ptr [{src} + 8]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u64>().write_unaligned(b);
+                ok
+            }
+            20 => {
+                let (ok, [a, b, c]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b}, qword ptr [{src} + 8]",
+                    c: "mov {c:e}, dword ptr [{src} + 16]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u64>().write_unaligned(b);
+                dst.add(16).cast::<u32>().write_unaligned(c as u32);
+                ok
+            }
+            24 => {
+                let (ok, [a, b, c]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b}, qword ptr [{src} + 8]",
+                    c: "mov {c}, qword ptr [{src} + 16]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u64>().write_unaligned(b);
+                dst.add(16).cast::<u64>().write_unaligned(c);
+                ok
+            }
+            28 => {
+                let (ok, [a, b, c, d]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b}, qword ptr [{src} + 8]",
+                    c: "mov {c}, qword ptr [{src} + 16]",
+                    d: "mov {d:e}, dword ptr [{src} + 24]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u64>().write_unaligned(b);
+                dst.add(16).cast::<u64>().write_unaligned(c);
+                dst.add(24).cast::<u32>().write_unaligned(d as u32);
+                ok
+            }
+            32 => {
+                let (ok, [a, b, c, d]) = guest_loads!(src,
+                    a: "mov {a}, qword ptr [{src}]",
+                    b: "mov {b}, qword ptr [{src} + 8]",
+                    c: "mov {c}, qword ptr [{src} + 16]",
+                    d: "mov {d}, qword ptr [{src} + 24]");
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(8).cast::<u64>().write_unaligned(b);
+                dst.add(16).cast::<u64>().write_unaligned(c);
+                dst.add(24).cast::<u64>().write_unaligned(d);
+                ok
+            }
+            len => read(dst, src, len),
         }
     }
-    faulted == 0
 }
 
 /// Copies `len` bytes from hypervisor memory `src` to guest virtual address `dst`;
@@ -99,85 +199,3 @@ pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
     // SAFETY: as in `read`.
     unsafe { hv_guest_copy(dst, src, len) == 0 }
 }
-
-/// Guest pages are user pages: with SMAP on, the hypervisor may touch them only while
-/// RFLAGS.AC is set. Open from [`open`](Self::open) until dropped; the flag is read once.
-struct UserAccess {
-    smap: bool,
-}
-
-impl UserAccess {
-    #[inline(always)]
-    fn open() -> UserAccess {
-        let smap = HV_SMAP.load(Ordering::Relaxed) != 0;
-        if smap {
-            // SAFETY: SMAP is on, so `stac` exists; it only sets RFLAGS.AC. Not `nomem`:
-            // the guest accesses must stay after it.
-            unsafe { asm!("stac", options(nostack)) };
-        }
-        UserAccess { smap }
-    }
-}
-
-impl Drop for UserAccess {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if self.smap {
-            // SAFETY: as in `open`; `clac` only clears RFLAGS.AC.
-            unsafe { asm!("clac", options(nostack)) };
-        }
-    }
-}
-
-/// One guest access (the instruction at local label 2) with its exception-table entry
-/// and fix-up: a fault on it resumes at label 4, which sets `faulted` and continues at
-/// label 3, after the access. The entry is two offsets relative to themselves (the
-/// instruction's and the fix-up's), as `ring0_pf` reads them.
-macro_rules! guest_access {
-    ($access:literal) => {
-        concat!(
-            "2: ",
-            $access,
-            "\n3:\n",
-            ".pushsection .hv_extable, \"a\"\n",
-            ".balign 4\n",
-            ".long 2b - .\n",
-            ".long 4f - .\n",
-            ".popsection\n",
-            ".pushsection .text.hv_fixup, \"ax\"\n",
-            "4: mov {faulted}, 1\n",
-            "jmp 3b\n",
-            ".popsection"
-        )
-    };
-}
-
-/// Loads from guest memory, one function a width: on a fault, `faulted` becomes 1 and
-/// the value is meaningless.
-macro_rules! load {
-    ($name:ident, $ty:ty, $access:literal) => {
-        /// # Safety
-        /// `src` is a guest address checked as [`read_obj`] requires.
-        #[inline(always)]
-        unsafe fn $name(src: *const u8, faulted: &mut u8) -> $ty {
-            let value: u64;
-            // SAFETY: the caller checked `src`; a fault lands in the fix-up, which only
-            // sets `faulted` and jumps back (neither touches the flags).
-            unsafe {
-                asm!(
-                    guest_access!($access),
-                    src = in(reg) src,
-                    value = out(reg) value,
-                    faulted = inout(reg_byte) *faulted,
-                    options(nostack, readonly, preserves_flags),
-                );
-            }
-            value as $ty
-        }
-    };
-}
-
-load!(load_u64, u64, "mov {value}, qword ptr [{src}]");
-load!(load_u32, u32, "mov {value:e}, dword ptr [{src}]");
-load!(load_u16, u16, "movzx {value:e}, word ptr [{src}]");
-load!(load_u8, u8, "movzx {value:e}, byte ptr [{src}]");
