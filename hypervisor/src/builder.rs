@@ -204,8 +204,8 @@ impl Mmu for BuilderMmu<'_> {
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
         self.0
     }
-    fn phys_addr_bits(&self) -> u32 {
-        52
+    fn undecodable_bits(&self) -> u64 {
+        0
     }
 }
 

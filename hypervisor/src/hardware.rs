@@ -44,8 +44,8 @@ impl Mmu for Machine {
         HYPERVISOR_L4.call_once(x86::hypervisor_l4_entries)
     }
 
-    fn phys_addr_bits(&self) -> u32 {
-        cpu::phys_addr_bits()
+    fn undecodable_bits(&self) -> u64 {
+        cpu::undecodable_address_bits()
     }
 }
 

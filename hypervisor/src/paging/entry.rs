@@ -71,15 +71,23 @@ pub const fn allowed_bits(level: u32) -> u64 {
     if level == 1 { L1_ALLOWED } else { BASE_ALLOWED }
 }
 
-/// Checks a present entry for `level` (1..=4): no disallowed bit, and an address the
-/// machine can decode. `EINVAL` otherwise.
-#[inline]
-pub fn check(level: u32, entry: u64, phys_addr_bits: u32) -> Result<(), Errno> {
-    if entry & !allowed_bits(level) != 0 {
-        return Err(Errno::EINVAL);
+/// The address bits of an entry that name memory at or above 2^`phys_addr_bits`, which
+/// the machine cannot decode (none when it decodes all 52). Computed once per engine, so
+/// that [`check`] tests them with the disallowed flags in one mask.
+pub const fn undecodable_bits(phys_addr_bits: u32) -> u64 {
+    if phys_addr_bits >= 52 {
+        0
+    } else {
+        pte::ADDRESS_MASK & !((1u64 << phys_addr_bits) - 1)
     }
-    let address = entry & pte::ADDRESS_MASK;
-    if phys_addr_bits < 52 && address >> phys_addr_bits != 0 {
+}
+
+/// Checks a present entry for `level` (1..=4): no disallowed bit, and an address the
+/// machine can decode (none of `undecodable`, from [`undecodable_bits`]). `EINVAL`
+/// otherwise.
+#[inline]
+pub fn check(level: u32, entry: u64, undecodable: u64) -> Result<(), Errno> {
+    if entry & (!allowed_bits(level) | undecodable) != 0 {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -108,37 +116,71 @@ mod tests {
     #[test]
     fn allowed_and_disallowed_bits_per_level() {
         for level in 1..=4 {
-            assert_eq!(check(level, OK, 40), Ok(()));
+            assert_eq!(check(level, OK, undecodable_bits(40)), Ok(()));
             assert_eq!(
-                check(level, OK | pte::ACCESSED | pte::DIRTY | AVAILABLE_LOW, 40),
+                check(
+                    level,
+                    OK | pte::ACCESSED | pte::DIRTY | AVAILABLE_LOW,
+                    undecodable_bits(40)
+                ),
                 Ok(())
             );
             assert_eq!(
-                check(level, OK | AVAILABLE_HIGH | pte::NO_EXECUTE, 40),
+                check(
+                    level,
+                    OK | AVAILABLE_HIGH | pte::NO_EXECUTE,
+                    undecodable_bits(40)
+                ),
                 Ok(())
             );
             for bit in [pte::WRITE_THROUGH, pte::CACHE_DISABLE, pte::PAGE_SIZE] {
                 assert_eq!(
-                    check(level, OK | bit, 40),
+                    check(level, OK | bit, undecodable_bits(40)),
                     Err(Errno::EINVAL),
                     "{level} {bit:#x}"
                 );
             }
         }
         assert_eq!(
-            check(1, OK | pte::GLOBAL, 40),
+            check(1, OK | pte::GLOBAL, undecodable_bits(40)),
             Ok(()),
             "global allowed in L1"
         );
-        assert_eq!(check(2, OK | pte::GLOBAL, 40), Err(Errno::EINVAL));
+        assert_eq!(
+            check(2, OK | pte::GLOBAL, undecodable_bits(40)),
+            Err(Errno::EINVAL)
+        );
     }
 
     #[test]
     fn addresses_beyond_the_physical_width_are_refused() {
-        assert_eq!(check(1, (1 << 39) | OK, 40), Ok(()));
-        assert_eq!(check(1, (1 << 40) | OK, 40), Err(Errno::EINVAL));
-        assert_eq!(check(3, (1 << 51) | OK, 46), Err(Errno::EINVAL));
-        assert_eq!(check(3, (1 << 51) | OK, 52), Ok(()));
+        assert_eq!(check(1, (1 << 39) | OK, undecodable_bits(40)), Ok(()));
+        assert_eq!(
+            check(1, (1 << 40) | OK, undecodable_bits(40)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check(3, (1 << 51) | OK, undecodable_bits(46)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(check(3, (1 << 51) | OK, undecodable_bits(52)), Ok(()));
+        for width in [36, 39, 40, 46, 52] {
+            for bit in 12..52 {
+                let expected = if bit < width {
+                    Ok(())
+                } else {
+                    Err(Errno::EINVAL)
+                };
+                let entry = (1 << bit) | OK;
+                for level in 1..=4 {
+                    assert_eq!(
+                        check(level, entry, undecodable_bits(width)),
+                        expected,
+                        "{width} bits, address bit {bit}, level {level}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub trait Mmu {
     fn load_root(&mut self, root: Mfn);
     /// The L4 slots (index, entry) the hypervisor installs in every guest root.
     fn hypervisor_l4(&self) -> &[(usize, u64)];
-    /// Physical address bits the machine implements (CPUID 0x80000008 EAX bits 7..0).
-    fn phys_addr_bits(&self) -> u32;
+    /// The entry address bits beyond the physical address width the machine implements
+    /// (CPUID 0x80000008 EAX bits 7..0): [`entry::undecodable_bits`] of that width.
+    fn undecodable_bits(&self) -> u64;
 }
 
 /// The paging engine's view of one domain: machine memory, the frame table, and the CPU.
@@ -72,10 +73,11 @@ pub struct Paging<'a, M: PhysMem> {
     /// released frame can end that state, and both forget it; writing L1 entries never
     /// touches any table's type.
     live_l1: Cell<Option<Mfn>>,
-    /// The CPU's physical address width ([`Mmu::phys_addr_bits`]), asked once here
-    /// rather than through the `dyn Mmu` for every entry validated (where the caller
-    /// builds the engine, the concrete `Mmu` is known and the question is inlined).
-    phys_bits: u32,
+    /// The address bits beyond the CPU's physical address width
+    /// ([`Mmu::undecodable_bits`]), asked once here rather
+    /// than through the `dyn Mmu` for every entry validated (where the caller builds the
+    /// engine, the concrete `Mmu` is known and the question is inlined).
+    undecodable: u64,
 }
 
 impl<'a, M: PhysMem> Paging<'a, M> {
@@ -91,7 +93,7 @@ impl<'a, M: PhysMem> Paging<'a, M> {
             mem,
             frames,
             domain,
-            phys_bits: mmu.phys_addr_bits(),
+            undecodable: mmu.undecodable_bits(),
             mmu,
             live_l1: Cell::new(None),
         }

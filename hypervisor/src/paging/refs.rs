@@ -222,7 +222,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Checks every present guest entry of `table` as a level-`level` table and takes its
     /// references; on failure releases those already taken.
     fn validate_table(&mut self, table: Mfn, level: u32) -> Result<(), Errno> {
-        let phys_bits = self.phys_bits;
+        let undecodable = self.undecodable;
         for index in 0..ENTRIES_PER_TABLE {
             if !entry::is_guest_slot(level, index) {
                 continue;
@@ -233,7 +233,7 @@ impl<M: PhysMem> Paging<'_, M> {
                 continue;
             }
             let adjusted = entry::adjust(level, value);
-            let taken = entry::check(level, value, phys_bits)
+            let taken = entry::check(level, value, undecodable)
                 .and_then(|()| self.get_entry_refs(level, adjusted));
             if let Err(errno) = taken {
                 for undo in (0..index).filter(|&i| entry::is_guest_slot(level, i)) {

@@ -44,8 +44,8 @@ impl Mmu for FakeMmu {
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
         &self.slots
     }
-    fn phys_addr_bits(&self) -> u32 {
-        PHYS_BITS
+    fn undecodable_bits(&self) -> u64 {
+        super::entry::undecodable_bits(PHYS_BITS)
     }
 }
 

@@ -96,32 +96,36 @@ pub fn flush_tlb_all() {
     }
 }
 
-/// Physical-address bits this CPU implements (CPUID 0x80000008).
+/// The page-table address bits that name memory beyond what this CPU decodes (its
+/// physical-address width, CPUID 0x80000008): `paging::entry::undecodable_bits`.
 #[inline]
-pub fn phys_addr_bits() -> u32 {
+pub fn undecodable_address_bits() -> u64 {
     // Asked whenever the paging engine is built: CPUID once (it is slow on real CPUs, and
     // exits to the host under virtualization), then the copy, read inline.
-    let known = PHYS_ADDR_BITS.load(core::sync::atomic::Ordering::Relaxed);
-    if known != 0 {
+    let known = UNDECODABLE.load(core::sync::atomic::Ordering::Relaxed);
+    if known != UNKNOWN {
         return known;
     }
-    probe_phys_addr_bits()
+    probe_undecodable_address_bits()
 }
 
-/// [`phys_addr_bits`] once known (0 before the first question).
-static PHYS_ADDR_BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// [`undecodable_address_bits`] before the first question (no mask has its low bits).
+const UNKNOWN: u64 = u64::MAX;
+/// [`undecodable_address_bits`] once known.
+static UNDECODABLE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(UNKNOWN);
 
 #[cold]
 #[inline(never)]
-fn probe_phys_addr_bits() -> u32 {
+fn probe_undecodable_address_bits() -> u64 {
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
     let bits = if max >= 0x8000_0008 {
         core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
     } else {
         36
     };
-    PHYS_ADDR_BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
-    bits
+    let mask = hypervisor::paging::entry::undecodable_bits(bits);
+    UNDECODABLE.store(mask, core::sync::atomic::Ordering::Relaxed);
+    mask
 }
 
 /// Whether CR4.SMAP is on: the guest accesses (`guest_access.rs`, `hv_guest_copy` in
