@@ -57,6 +57,10 @@ pub trait Mmu {
     fn undecodable_bits(&self) -> u64;
 }
 
+/// `Paging::live_l1` when no table is remembered: no frame has this number (frame numbers
+/// have at most 40 bits).
+const NO_LIVE_L1: Mfn = Mfn(u64::MAX);
+
 /// The paging engine's view of one domain: machine memory, the frame table, and the CPU.
 pub struct Paging<'a, M: PhysMem> {
     /// Machine memory.
@@ -72,7 +76,8 @@ pub struct Paging<'a, M: PhysMem> {
     /// looks its record up once. Only a dropped type reference (`put_page_type`) or a
     /// released frame can end that state, and both forget it; writing L1 entries never
     /// touches any table's type.
-    live_l1: Cell<Option<Mfn>>,
+    /// [`NO_LIVE_L1`] when none: one word, so that building the engine stores one.
+    live_l1: Cell<Mfn>,
     /// The address bits beyond the CPU's physical address width
     /// ([`Mmu::undecodable_bits`]), asked once here rather
     /// than through the `dyn Mmu` for every entry validated (where the caller builds the
@@ -95,7 +100,7 @@ impl<'a, M: PhysMem> Paging<'a, M> {
             domain,
             undecodable: mmu.undecodable_bits(),
             mmu,
-            live_l1: Cell::new(None),
+            live_l1: Cell::new(NO_LIVE_L1),
         }
     }
 }
@@ -104,6 +109,6 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Forgets the remembered live L1 table (see `Paging::live_l1`).
     #[inline]
     pub(crate) fn forget_live_l1(&self) {
-        self.live_l1.set(None);
+        self.live_l1.set(NO_LIVE_L1);
     }
 }

@@ -63,8 +63,8 @@ impl<M: PhysMem> Paging<'_, M> {
     pub fn write_pte(&mut self, pte_addr: u64, new: u64, preserve_ad: bool) -> Result<(), Errno> {
         let frame = Mfn::containing(pte_addr);
         let index = ((pte_addr % PAGE_SIZE) / 8) as usize;
-        if self.live_l1.get() == Some(frame) || self.live_table_level(frame) == Some(1) {
-            self.live_l1.set(Some(frame));
+        if self.live_l1.get() == frame || self.live_table_level(frame) == Some(1) {
+            self.live_l1.set(frame);
             return self.update_entry(frame, 1, index, new, preserve_ad);
         }
         self.write_pte_other(frame, pte_addr, new, preserve_ad)
