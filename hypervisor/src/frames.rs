@@ -249,7 +249,12 @@ impl<'a> FrameTable<'a> {
     /// The bookkeeping of `mfn` (an unusable frame if it is beyond the table).
     #[inline]
     pub fn info(&self, mfn: Mfn) -> FrameInfo {
-        self.cell(mfn).map_or(FrameInfo::UNUSABLE, Cell::get)
+        // Tested and indexed, not `cell(mfn).map_or(..)`: through the `Option` the
+        // compiler builds a record pointer and then tests it for null.
+        match usize::try_from(mfn.0) {
+            Ok(index) if index < self.frames.len() => self.frames[index].get(),
+            _ => FrameInfo::UNUSABLE,
+        }
     }
 
     /// Replaces the bookkeeping of `mfn` (ignored beyond the table). Only the paging code
