@@ -23,6 +23,17 @@ use pv_abi::errno::Errno;
 /// The largest type or general count (a further reference is refused).
 pub const MAX_COUNT: u32 = u32::MAX;
 
+/// A count after dropping one reference. Dropping a reference that was never taken is an
+/// accounting bug; in a release build the count then wraps to [`MAX_COUNT`], which fails
+/// closed: the frame refuses every further reference and never loses its type or owner
+/// (a count held at zero instead would let it be retyped or freed while still mapped).
+/// Without the saturation, a drop is one instruction.
+#[inline(always)]
+fn dropped(count: u32) -> u32 {
+    debug_assert!(count > 0, "reference count underflow");
+    count.wrapping_sub(1)
+}
+
 impl<M: PhysMem> Paging<'_, M> {
     #[inline]
     fn info(&self, mfn: Mfn) -> FrameInfo {
@@ -53,7 +64,7 @@ impl<M: PhysMem> Paging<'_, M> {
         let info = self.info(mfn);
         debug_assert!(info.ref_count > 0, "general count underflow on {mfn:?}");
         self.frames
-            .set_counts(mfn, info.type_count, info.ref_count.saturating_sub(1));
+            .set_counts(mfn, info.type_count, dropped(info.ref_count));
     }
 
     /// Takes a reference of type `wanted` on `mfn`, on which the caller holds a general
@@ -205,11 +216,8 @@ impl<M: PhysMem> Paging<'_, M> {
             let info = self.info(target);
             debug_assert!(info.type_count > 0 && info.ref_count > 0);
             debug_assert_eq!(info.page_type, PageType::Writable);
-            self.frames.set_counts(
-                target,
-                info.type_count.saturating_sub(1),
-                info.ref_count.saturating_sub(1),
-            );
+            self.frames
+                .set_counts(target, dropped(info.type_count), dropped(info.ref_count));
         } else {
             self.put_page(target);
         }
