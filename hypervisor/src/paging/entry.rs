@@ -82,12 +82,29 @@ pub const fn undecodable_bits(phys_addr_bits: u32) -> u64 {
     }
 }
 
+/// The bits a present entry at `level` must not have: the disallowed flags and the
+/// `undecodable` address bits ([`undecodable_bits`]).
+pub const fn rejected_bits(level: u32, undecodable: u64) -> u64 {
+    !allowed_bits(level) | undecodable
+}
+
+// The address bits are all allowed, so the rejected bits of a level keep the undecodable
+// ones apart: `rejected_bits(level, u) & pte::ADDRESS_MASK == u`.
+const _: () =
+    assert!(!L1_ALLOWED & pte::ADDRESS_MASK == 0 && !BASE_ALLOWED & pte::ADDRESS_MASK == 0);
+
 /// Checks a present entry for `level` (1..=4): no disallowed bit, and an address the
 /// machine can decode (none of `undecodable`, from [`undecodable_bits`]). `EINVAL`
 /// otherwise.
 #[inline]
 pub fn check(level: u32, entry: u64, undecodable: u64) -> Result<(), Errno> {
-    if entry & (!allowed_bits(level) | undecodable) != 0 {
+    check_against(entry, rejected_bits(level, undecodable))
+}
+
+/// [`check`] with the level's [`rejected_bits`] already computed.
+#[inline(always)]
+pub fn check_against(entry: u64, rejected: u64) -> Result<(), Errno> {
+    if entry & rejected != 0 {
         return Err(Errno::EINVAL);
     }
     Ok(())

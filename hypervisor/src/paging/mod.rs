@@ -78,11 +78,13 @@ pub struct Paging<'a, M: PhysMem> {
     /// touches any table's type.
     /// [`NO_LIVE_L1`] when none: one word, so that building the engine stores one.
     live_l1: Cell<Mfn>,
-    /// The address bits beyond the CPU's physical address width
-    /// ([`Mmu::undecodable_bits`]), asked once here rather
-    /// than through the `dyn Mmu` for every entry validated (where the caller builds the
-    /// engine, the concrete `Mmu` is known and the question is inlined).
-    undecodable: u64,
+    /// The bits a present L1 entry must not have ([`entry::rejected_bits`]): the
+    /// disallowed flags and the address bits beyond the CPU's physical address width
+    /// ([`Mmu::undecodable_bits`]), asked once here rather than through the `dyn Mmu` for
+    /// every entry validated (where the caller builds the engine, the concrete `Mmu` is
+    /// known and the question is inlined). The other levels' masks derive from it
+    /// ([`Paging::rejected`]).
+    rejected_l1: u64,
 }
 
 impl<'a, M: PhysMem> Paging<'a, M> {
@@ -98,7 +100,7 @@ impl<'a, M: PhysMem> Paging<'a, M> {
             mem,
             frames,
             domain,
-            undecodable: mmu.undecodable_bits(),
+            rejected_l1: entry::rejected_bits(1, mmu.undecodable_bits()),
             mmu,
             live_l1: Cell::new(NO_LIVE_L1),
         }
@@ -106,6 +108,16 @@ impl<'a, M: PhysMem> Paging<'a, M> {
 }
 
 impl<M: PhysMem> Paging<'_, M> {
+    /// The bits a present entry at `level` must not have (see `Paging::rejected_l1`).
+    #[inline(always)]
+    pub(crate) fn rejected(&self, level: u32) -> u64 {
+        if level == 1 {
+            self.rejected_l1
+        } else {
+            entry::rejected_bits(level, self.rejected_l1 & crate::mm::pte::ADDRESS_MASK)
+        }
+    }
+
     /// Forgets the remembered live L1 table (see `Paging::live_l1`).
     #[inline]
     pub(crate) fn forget_live_l1(&self) {

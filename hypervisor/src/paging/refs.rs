@@ -230,7 +230,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Checks every present guest entry of `table` as a level-`level` table and takes its
     /// references; on failure releases those already taken.
     fn validate_table(&mut self, table: Mfn, level: u32) -> Result<(), Errno> {
-        let undecodable = self.undecodable;
+        let rejected = self.rejected(level);
         for index in 0..ENTRIES_PER_TABLE {
             if !entry::is_guest_slot(level, index) {
                 continue;
@@ -241,7 +241,7 @@ impl<M: PhysMem> Paging<'_, M> {
                 continue;
             }
             let adjusted = entry::adjust(level, value);
-            let taken = entry::check(level, value, undecodable)
+            let taken = entry::check_against(value, rejected)
                 .and_then(|()| self.get_entry_refs(level, adjusted));
             if let Err(errno) = taken {
                 for undo in (0..index).filter(|&i| entry::is_guest_slot(level, i)) {

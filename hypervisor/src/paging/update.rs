@@ -35,7 +35,7 @@ impl<M: PhysMem> Paging<'_, M> {
         let old = self.mem.read_u64(at);
         let mut stored = new;
         if entry::is_present(new) {
-            entry::check(level, new, self.undecodable)?;
+            entry::check_against(new, self.rejected(level))?;
             stored = entry::adjust(level, new);
             self.get_entry_refs(level, stored)?;
         }
