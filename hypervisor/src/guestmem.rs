@@ -357,6 +357,41 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         len != 0 && (va % PAGE_SIZE) + (len as u64) <= PAGE_SIZE
     }
 
+    /// Copies `slots.len()` wire structures from guest address `va` into uninitialised
+    /// memory and returns them: by the MMU when it can (no zeroing first, which for an
+    /// array of requests would be SSE stores, and with them a save of the guest's XMM
+    /// registers), otherwise zeroed and read by [`read`](Self::read).
+    #[inline]
+    pub fn read_slice<'s, T: FromBytes + IntoBytes>(
+        &self,
+        va: u64,
+        slots: &'s mut [MaybeUninit<T>],
+    ) -> Result<&'s [T], Errno> {
+        let len = size_of_val(slots);
+        if len <= MAX_COPY
+            && mmu_may_copy(va, len)
+            // SAFETY: `slots` is writable for `len` bytes.
+            && let Some(copied) = unsafe {
+                self.mem
+                    .read_virtual(self.root, va, slots.as_mut_ptr().cast(), len)
+            }
+        {
+            if !copied {
+                return Err(Errno::EFAULT);
+            }
+            // SAFETY: the MMU copy wrote all `len` bytes, and `T` is `FromBytes`: every
+            // slot holds a valid `T`.
+            return Ok(unsafe { &*(core::ptr::from_mut(slots) as *const [T]) });
+        }
+        for slot in slots.iter_mut() {
+            slot.write(T::new_zeroed());
+        }
+        // SAFETY: every slot was just initialised.
+        let values = unsafe { &mut *(core::ptr::from_mut(slots) as *mut [T]) };
+        self.read(va, values.as_mut_bytes())?;
+        Ok(values)
+    }
+
     /// Reads one wire structure from guest address `va`.
     #[inline(always)]
     pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {

@@ -12,6 +12,7 @@ use super::Context;
 use crate::guestmem::GuestMem;
 use crate::mm::{self, Mfn, PhysMem};
 use crate::paging::{Mmu, Paging};
+use core::mem::MaybeUninit;
 use pv_abi::errno::Errno;
 use pv_abi::xen::{
     DOMID_SELF, Hypercall, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
@@ -22,7 +23,6 @@ use pv_abi::xen::{
     MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE,
     MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
-use zerocopy::{FromZeros, IntoBytes};
 
 /// The top bit of a batch's `count`: this call resumes a preempted batch (Xen's
 /// `MMU_UPDATE_PREEMPTED`).
@@ -116,42 +116,42 @@ pub(super) fn mmu_update<M: PhysMem>(
         return batch.finish(ctx, Hypercall::MmuUpdate, 16, 0, Err(errno));
     }
     let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
-    let mut done = 0;
-    let mut result = Ok(0);
-    let mut copied = [MmuUpdate::new_zeroed(); COPY_AHEAD];
-    let mut next = 0;
-    let mut available = 0;
-    while done < batch.count.min(BATCH) {
-        if next == available {
-            // Copy the next requests out of guest memory, several at once; if that
-            // fails, one, so that a bad pointer fails exactly at its request.
-            let at = batch.items.wrapping_add(u64::from(done) * 16);
-            let want = (batch.count.min(BATCH) - done).min(COPY_AHEAD as u32) as usize;
-            next = 0;
-            available = if ctx.guest.read(at, copied[..want].as_mut_bytes()).is_ok() {
-                want
-            } else {
-                match ctx.guest.read_obj::<MmuUpdate>(at) {
-                    Ok(request) => {
-                        copied[0] = request;
-                        1
-                    }
-                    Err(errno) => {
-                        result = Err(errno);
-                        break;
-                    }
-                }
-            };
-        }
-        let request = copied[next];
-        next += 1;
-        if let Err(errno) = apply_request(&mut paging, request) {
-            result = Err(errno);
-            break;
-        }
-        done += 1;
-    }
+    let (done, result) =
+        apply_requests(&ctx.guest, &mut paging, batch.items, batch.count.min(BATCH));
     batch.finish(ctx, Hypercall::MmuUpdate, 16, done, result)
+}
+
+/// Applies the `count` requests at guest address `items` in order, stopping at the first
+/// that fails: how many were done, and `Ok(0)` or the failure. Requests are copied
+/// [`COPY_AHEAD`] at a time into uninitialised memory; if a copy fails, one request is
+/// read alone, so that a bad pointer fails exactly at its request.
+#[inline(always)]
+fn apply_requests<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    items: u64,
+    count: u32,
+) -> (u32, Result<u64, Errno>) {
+    let mut slots = [const { MaybeUninit::<MmuUpdate>::uninit() }; COPY_AHEAD];
+    let mut done = 0;
+    while done < count {
+        let at = items.wrapping_add(u64::from(done) * 16);
+        let want = (count - done).min(COPY_AHEAD as u32) as usize;
+        let requests = match guest.read_slice(at, &mut slots[..want]) {
+            Ok(requests) => requests,
+            Err(_) => match guest.read_obj::<MmuUpdate>(at) {
+                Ok(request) => core::slice::from_ref(slots[0].write(request)),
+                Err(errno) => return (done, Err(errno)),
+            },
+        };
+        for &request in requests {
+            if let Err(errno) = apply_request(paging, request) {
+                return (done, Err(errno));
+            }
+            done += 1;
+        }
+    }
+    (done, Ok(0))
 }
 
 /// One `mmu_update` request, for a batch and for the fast path alike. A page-table
@@ -190,11 +190,12 @@ fn apply_other_request<M: PhysMem>(
     }
 }
 
-/// `mmu_update` for the hypercall fast path: a batch of exactly one request on the
-/// caller's own tables (not a continuation), without a hypercall context. Does what
-/// `mmu_update` would (the same `apply_request`), with the same result and `done`
-/// count; `None` means the call is not such a batch and nothing was done (the general
-/// path takes it, and reports a request it cannot read).
+/// `mmu_update` for the hypercall fast path: a batch on the caller's own tables (not a
+/// continuation) of at most [`BATCH`] requests, so that no continuation is needed,
+/// without a hypercall context. Does what `mmu_update` would (the same requests applied
+/// by the same `apply_request`), with the same result and `done` count; `None` means the
+/// call is not such a batch and nothing was done (the general path takes it, and
+/// reports a single request it cannot read).
 #[inline(always)]
 pub fn light_mmu_update<M: PhysMem>(
     guest: &GuestMem<'_, M>,
@@ -202,15 +203,38 @@ pub fn light_mmu_update<M: PhysMem>(
     args: [u64; 4],
 ) -> Option<Result<u64, Errno>> {
     let [requests, count, done_out, foreigndom] = args;
-    if count as u32 != 1 || foreigndom != u64::from(DOMID_SELF) {
+    if foreigndom != u64::from(DOMID_SELF) {
         return None;
     }
+    if count as u32 != 1 {
+        return light_mmu_update_batch(guest, paging, args);
+    }
+    // One request (the commonest call): read inline, nothing to copy ahead.
     let request = guest.read_obj::<MmuUpdate>(requests).ok()?;
     let applied = apply_request(paging, request);
     if done_out != 0 {
         let _ = guest.write_obj(done_out, &u32::from(applied.is_ok()));
     }
     Some(applied.map(|()| 0))
+}
+
+/// [`light_mmu_update`] of more than one request.
+#[inline(always)]
+pub fn light_mmu_update_batch<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    args: [u64; 4],
+) -> Option<Result<u64, Errno>> {
+    let [requests, count, done_out, foreigndom] = args;
+    let count = count as u32;
+    if count == 0 || count > BATCH || foreigndom != u64::from(DOMID_SELF) {
+        return None;
+    }
+    let (done, result) = apply_requests(guest, paging, requests, count);
+    if done_out != 0 {
+        let _ = guest.write_obj(done_out, &done);
+    }
+    Some(result)
 }
 
 /// `mmuext_op(ops, count, done_out, foreigndom)`.
@@ -910,7 +934,7 @@ pub(super) mod tests {
         let me = u64::from(DOMID_SELF);
         let entry = L1.addr() + mm::table_index(BUF + 0x2000, 1) as u64 * 8;
         let spare = SPARE << 12;
-        let cases: [(MmuUpdate, [u64; 4], bool); 11] = [
+        let cases: [(MmuUpdate, [u64; 4], bool); 13] = [
             (
                 MmuUpdate::normal(entry, spare | RW),
                 [BUF, 1, DONE, me],
@@ -946,9 +970,21 @@ pub(super) mod tests {
                 [BUF, 1, DONE, me],
                 true,
             ),
+            // A batch: the light path takes up to `BATCH` requests (here the second,
+            // whatever follows the first in the buffer, fails alike on both paths).
             (
                 MmuUpdate::normal(entry, spare | RW),
                 [BUF, 2, DONE, me],
+                true,
+            ),
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [BUF, 0, DONE, me],
+                false,
+            ),
+            (
+                MmuUpdate::normal(entry, spare | RW),
+                [BUF, u64::from(BATCH) + 1, DONE, me],
                 false,
             ),
             (
@@ -996,6 +1032,45 @@ pub(super) mod tests {
         assert_eq!(
             trace(Some(&light), Hypercall::MmuUpdate, args, request.as_bytes()).0,
             None
+        );
+        // Batches: one that stops at its third request (someone else's frame), and one
+        // longer than a copy-ahead (20 requests, no `done`: its word would overlap them).
+        let stopping = [
+            MmuUpdate::normal(entry, spare | RW),
+            MmuUpdate::normal(entry, spare | RO),
+            MmuUpdate::normal(entry, FOREIGN.addr() | RO),
+            MmuUpdate::normal(entry, 0),
+        ];
+        let long: Vec<MmuUpdate> = (0..20)
+            .map(|i| MmuUpdate::normal(entry, spare | if i % 2 == 0 { RW } else { RO }))
+            .collect();
+        for (requests, args) in [
+            (&stopping[..], [BUF, 4, DONE, me]),
+            (&long[..], [BUF, 20, 0, me]),
+        ] {
+            let light = |guest: &GuestMem<'_, FakeMem>, paging: &mut Paging<'_, FakeMem>| {
+                light_mmu_update(guest, paging, args).map(errno_or_value)
+            };
+            let fast = trace(
+                Some(&light),
+                Hypercall::MmuUpdate,
+                args,
+                requests.as_bytes(),
+            );
+            let general = trace(None, Hypercall::MmuUpdate, args, requests.as_bytes());
+            assert!(fast.0.is_some(), "{args:x?} should be taken");
+            assert_eq!(fast, general, "{args:x?}");
+        }
+        assert_eq!(
+            trace(
+                None,
+                Hypercall::MmuUpdate,
+                [BUF, 4, DONE, me],
+                stopping.as_bytes()
+            )
+            .1,
+            2u32.to_le_bytes(),
+            "the batch stops after two requests"
         );
     }
 

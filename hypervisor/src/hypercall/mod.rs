@@ -23,7 +23,9 @@ mod vcpu_op;
 pub mod version;
 
 pub use ext::port_op;
-pub use mmu::{light_call, light_mmu_update, light_mmuext_op, light_update_va_mapping};
+pub use mmu::{
+    light_call, light_mmu_update, light_mmu_update_batch, light_mmuext_op, light_update_va_mapping,
+};
 
 use crate::domain::Domain;
 use crate::frames::{DomId, FrameTable};

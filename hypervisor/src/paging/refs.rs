@@ -202,8 +202,9 @@ impl<M: PhysMem> Paging<'_, M> {
     }
 
     /// Releases what [`get_entry_refs`](Self::get_entry_refs) took for `entry` (nothing
-    /// for a non-present entry).
-    #[inline]
+    /// for a non-present entry). Always inlined: `update_entry`'s every caller is a hot
+    /// path, and the call would cost more than the level-1 work it does.
+    #[inline(always)]
     pub fn put_entry_refs(&mut self, level: u32, entry: u64) {
         if !entry::is_present(entry) {
             return;
