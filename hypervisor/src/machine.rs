@@ -99,6 +99,7 @@ impl PhysMem for DirectMap {
 
     // One load or store for the page-table entries the paging code and the guest-memory
     // walk read and write all the time (the defaults copy through a byte buffer).
+    #[inline]
     fn read_u64(&self, addr: u64) -> u64 {
         let source = Self::word_pointer(addr);
         if !source.is_aligned() {
@@ -110,6 +111,7 @@ impl PhysMem for DirectMap {
         unsafe { source.read_volatile() }
     }
 
+    #[inline]
     fn write_u64(&self, addr: u64, value: u64) {
         let target = Self::word_pointer(addr);
         if !target.is_aligned() {
@@ -118,6 +120,23 @@ impl PhysMem for DirectMap {
         }
         // SAFETY: as in `read`, and aligned.
         unsafe { target.write_volatile(value) }
+    }
+
+    // The event paths' read-modify-writes, inlined (the trait's defaults were compiled
+    // as calls); one CPU runs guests today, and it is in the hypervisor, so no guest
+    // writes the word meanwhile (see `PhysMem::fetch_or_u64`).
+    #[inline(always)]
+    fn fetch_or_u64(&self, addr: u64, bits: u64) -> u64 {
+        let old = self.read_u64(addr);
+        self.write_u64(addr, old | bits);
+        old
+    }
+
+    #[inline(always)]
+    fn fetch_and_u64(&self, addr: u64, mask: u64) -> u64 {
+        let old = self.read_u64(addr);
+        self.write_u64(addr, old & mask);
+        old
     }
 
     // Guest virtual memory through the MMU, when the guest's tables are the loaded ones:
@@ -667,7 +686,6 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     let Some(domain) = state.domains[slot].as_ref() else {
         return FastEntry::Declined;
     };
-    let running_vcpu = domain.vcpu.id;
     let guest = GuestMem::with_memo(
         &DirectMap,
         &state.frames,
@@ -675,30 +693,23 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         domain.vcpu.kernel_root,
         &state.walk_memo,
     );
-    let target = guest
+    let sent = guest
         .read_obj::<pv_abi::event_channel::EvtchnSend>(frame.rsi)
-        .and_then(|op| events::send_target(&state.domains, &state.runtime, slot, op.port));
-    frame.rax = match target {
-        Ok(target) => {
-            if let Some((target, port)) = target
-                && let Some((vcpu, raised)) =
-                    events::mark_pending(&DirectMap, &state.domains, &state.runtime, target, port)
-            {
-                // The vCPU making the call is running: an upcall for it needs no wake-up
-                // (it is delivered on the way out).
-                let raised = Raised {
-                    upcall: raised.upcall && !(target == slot && vcpu == running_vcpu),
-                    ..raised
-                };
-                if events::needs_wake(&state.runtime[target], port, raised) {
-                    let changes = state.sched.changes();
-                    let now = state.now();
-                    state.guests(now).wake_for(target, vcpu, port, raised);
-                    if state.sched.changes() != changes {
-                        state.machine_dirty = true;
-                    }
-                }
-            }
+        .and_then(|op| {
+            let raised = events::send_raise(
+                &DirectMap,
+                &state.domains,
+                &state.runtime,
+                slot,
+                domain,
+                op.port,
+            )?;
+            Ok((op.port, raised))
+        });
+    frame.rax = match sent {
+        Ok((_, None)) => 0,
+        Ok((port, Some(raised))) => {
+            send_wake(state, port, raised);
             0
         }
         Err(errno) => errno.to_ret() as u64,
@@ -708,6 +719,20 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         return FastEntry::Finish;
     }
     return_fast(state, frame)
+}
+
+/// The wake-up a fast send owes (`events::send_raise`), out of the send's path: it needs
+/// the clock and the scheduler; the machine is marked dirty if the scheduler changed.
+#[cold]
+#[inline(never)]
+fn send_wake(state: &mut State, port: pv_abi::event_channel::EvtchnPort, raised: Raised) {
+    let changes = state.sched.changes();
+    let now = state.now();
+    let slot = state.current;
+    state.guests(now).send_wake(slot, port, raised);
+    if state.sched.changes() != changes {
+        state.machine_dirty = true;
+    }
 }
 
 /// `ext_op(EXTOP_PORT_WRITE or EXTOP_PORT_READ)` on the fast path: the dispatcher's

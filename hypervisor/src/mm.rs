@@ -87,6 +87,7 @@ pub trait PhysMem {
     /// Sets `bits` in the 64-bit word at `addr` (8-byte aligned) and returns its old
     /// value, atomically with respect to other CPUs and the guest (event bitmaps live in
     /// memory the guest writes too). The default suits memory only this CPU sees.
+    #[inline]
     fn fetch_or_u64(&self, addr: u64, bits: u64) -> u64 {
         let old = self.read_u64(addr);
         self.write_u64(addr, old | bits);
@@ -95,6 +96,7 @@ pub trait PhysMem {
 
     /// Clears the bits not in `mask` in the word at `addr`, atomically; returns the old
     /// value (see [`PhysMem::fetch_or_u64`]).
+    #[inline]
     fn fetch_and_u64(&self, addr: u64, mask: u64) -> u64 {
         let old = self.read_u64(addr);
         self.write_u64(addr, old & mask);

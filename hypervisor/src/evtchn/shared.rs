@@ -85,7 +85,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
     }
 
     /// Raises `port` for the vCPU whose `vcpu_info` is `info` (see the module docs).
-    #[inline]
+    #[inline(always)]
     pub fn raise(&self, info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> Raised {
         let (addr, bit) = self.pending_word(port);
         if self.mem.fetch_or_u64(addr, bit) & bit != 0 {
@@ -103,7 +103,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
 
     /// Sets the selector bit for `port` and, if it was clear, the upcall flag; returns
     /// whether the upcall flag went from clear to set.
-    #[inline]
+    #[inline(always)]
     fn select(info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> bool {
         let (word, _) = port_word_and_bit(port);
         !info.test_and_set_selector(word as u32) && !info.mark_upcall_pending()

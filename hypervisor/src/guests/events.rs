@@ -41,13 +41,9 @@ pub fn mark_pending<M: PhysMem>(
 
 /// Whether a raise of `port` in the domain with runtime `runtime` that did `raised` must
 /// wake a vCPU: an upcall became due, or the port became pending while some vCPU polls.
-#[inline]
+#[inline(always)]
 pub fn needs_wake(runtime: &Runtime, port: EvtchnPort, raised: Raised) -> bool {
-    raised.upcall
-        || (raised.newly_pending
-            && runtime.vcpus[..runtime.nr_vcpus as usize]
-                .iter()
-                .any(|v| !v.polling.is_empty() && v.polling.contains(&port)))
+    raised.upcall || (raised.newly_pending && runtime.polled(port))
 }
 
 /// Where an `EVTCHNOP_send` on `port` of `slot` lands: the slot and port to raise, or
@@ -68,6 +64,66 @@ pub fn send_target(
         // As in Xen: nobody listens yet, the notification is dropped.
         Binding::Unbound { .. } => Ok(None),
         _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `EVTCHNOP_send` from `sender`, the domain in `slot`, on `port`, the half that needs neither
+/// the clock nor the scheduler (the hypercall fast path's): finds the receiving end,
+/// looking each channel and domain up once, and raises it as [`mark_pending`] does. An
+/// upcall for the sending vCPU (the sender's active one) needs no wake-up (it is running: the upcall is delivered on
+/// its way out). `Ok(Some(raised))` when a vCPU must still be woken
+/// ([`needs_wake`]; [`Guests::send_wake`] does it), `Ok(None)` when nothing is owed
+/// (including a notification dropped at an unbound port or a peer that is gone), the
+/// errno for a port that cannot send. The same effects as [`send_target`], then
+/// [`mark_pending`] and [`needs_wake`] (host test).
+#[inline(always)]
+pub fn send_raise<M: PhysMem>(
+    mem: &M,
+    domains: &[Option<Domain>],
+    runtime: &[Runtime],
+    slot: usize,
+    sender: &Domain,
+    port: EvtchnPort,
+) -> Result<Option<Raised>, Errno> {
+    let channel = runtime[slot].events.open(port)?;
+    let (target, domain, target_port, vcpu) = match channel.binding {
+        Binding::Ipi => (slot, sender, port, channel.vcpu),
+        Binding::Interdomain {
+            remote,
+            remote_port,
+        } => {
+            let Some(remote_slot) = live_slot_of(domains, remote) else {
+                return Ok(None);
+            };
+            let Ok(remote_channel) = runtime[remote_slot].events.open(remote_port) else {
+                return Ok(None);
+            };
+            let Some(remote) = domains[remote_slot].as_ref() else {
+                return Ok(None);
+            };
+            (remote_slot, remote, remote_port, remote_channel.vcpu)
+        }
+        // As in Xen: nobody listens yet, the notification is dropped.
+        Binding::Unbound { .. } => return Ok(None),
+        _ => return Err(Errno::EINVAL),
+    };
+    if !domain.is_running() {
+        return Ok(None);
+    }
+    let running = sender.vcpu.id;
+    let Some(info) = vcpu_info_addr(domain, &runtime[target], vcpu) else {
+        return Ok(None);
+    };
+    let raised =
+        SharedEvents::new(mem, domain.shared_info).raise(&VcpuInfoRef::at(mem, info), target_port);
+    let raised = Raised {
+        upcall: raised.upcall && !(target == slot && vcpu == running),
+        ..raised
+    };
+    if needs_wake(&runtime[target], target_port, raised) {
+        Ok(Some(raised))
+    } else {
+        Ok(None)
     }
 }
 
@@ -110,6 +166,18 @@ impl<M: PhysMem> Guests<'_, M> {
         };
         if let Some(port) = port {
             self.raise(slot, port);
+        }
+    }
+
+    /// The wake-up [`send_raise`] said a send from `slot` on `port` owes, with what the
+    /// raise did (`raised`): finds the receiving end again and wakes as
+    /// [`wake_for`](Self::wake_for).
+    pub fn send_wake(&mut self, slot: usize, port: EvtchnPort, raised: Raised) {
+        if let Ok(Some((target, target_port))) = send_target(self.domains, self.runtime, slot, port)
+            && let Ok(channel) = self.runtime[target].events.open(target_port)
+        {
+            let vcpu = channel.vcpu;
+            self.wake_for(target, vcpu, target_port, raised);
         }
     }
 

@@ -82,6 +82,9 @@ pub struct Runtime {
     pub parked: [Option<Vcpu>; MAX_VCPUS],
     /// vCPUs the domain has.
     pub nr_vcpus: u32,
+    /// Bit `v` is set while vCPU `v` waits in SCHEDOP_poll ([`Runtime::start_poll`] to
+    /// [`Runtime::end_poll`]): a send looks at the poll sets only if some bit is.
+    pollers: u8,
     /// How promptly its timers woke it.
     pub timer_latency: TimerLatency,
 }
@@ -93,6 +96,7 @@ impl Runtime {
         vcpus: [VcpuRuntime::NEW; MAX_VCPUS],
         parked: [const { None }; MAX_VCPUS],
         nr_vcpus: 0,
+        pollers: 0,
         timer_latency: TimerLatency {
             wakes: 0,
             worst: 0,
@@ -107,8 +111,38 @@ impl Runtime {
             *parked = None;
         }
         self.nr_vcpus = nr_vcpus;
+        self.pollers = 0;
+    }
+
+    /// vCPU `vcpu` waits on `ports` (SCHEDOP_poll): at most `MAX_POLL_PORTS` of them
+    /// (the caller checked), the rest ignored.
+    pub fn start_poll(&mut self, vcpu: usize, ports: &[EvtchnPort]) {
+        let polling = &mut self.vcpus[vcpu].polling;
+        polling.clear();
+        let _ = polling.extend_from_slice(&ports[..ports.len().min(MAX_POLL_PORTS)]);
+        self.pollers |= 1 << vcpu;
+    }
+
+    /// vCPU `vcpu` no longer polls.
+    pub fn end_poll(&mut self, vcpu: usize) {
+        self.vcpus[vcpu].polling.clear();
+        self.pollers &= !(1 << vcpu);
+    }
+
+    /// Whether some vCPU polls `port`.
+    #[inline(always)]
+    pub fn polled(&self, port: EvtchnPort) -> bool {
+        if self.pollers == 0 {
+            return false;
+        }
+        self.vcpus[..self.nr_vcpus as usize]
+            .iter()
+            .any(|v| v.polling.contains(&port))
     }
 }
+
+// `Runtime::pollers` has a bit per vCPU.
+const _: () = assert!(MAX_VCPUS <= 8);
 
 /// The slot of the live (running) domain `id` in `domains`.
 #[inline]
@@ -121,7 +155,7 @@ pub fn live_slot_of(domains: &[Option<Domain>], id: DomId) -> Option<usize> {
 /// Machine address of the `vcpu_info` of vCPU `vcpu` of `domain` (whose runtime is
 /// `runtime`): the active vCPU's or a parked one's registered area, else its slot in
 /// the shared-info page.
-#[inline]
+#[inline(always)]
 pub fn vcpu_info_addr(domain: &Domain, runtime: &Runtime, vcpu: u32) -> Option<u64> {
     if vcpu >= runtime.nr_vcpus {
         return None;

@@ -443,9 +443,9 @@ fn a_send_wakes_only_when_an_upcall_or_a_poller_needs_it() {
     assert_eq!((raised.newly_pending, wake), (false, false));
     // Masked but polled: the poller must wake.
     w.events(0).clear_pending(server_port);
-    w.runtime[0].vcpus[0].polling.push(server_port).unwrap();
+    w.runtime[0].start_poll(0, &[server_port]);
     assert_eq!(mark(&w).map(|m| m.2), Some(true));
-    w.runtime[0].vcpus[0].polling.clear();
+    w.runtime[0].end_poll(0);
     // Unmasked: the upcall becomes due, the vCPU must wake.
     w.events(0).clear_pending(server_port);
     let _ = w.events(0).unmask(&w.info(0, 0), server_port);
@@ -470,4 +470,138 @@ fn a_send_wakes_only_when_an_upcall_or_a_poller_needs_it() {
         mark(&w).is_none(),
         "a stopped domain's ports are not raised"
     );
+}
+
+/// The fast path's send (`send_raise`, then `send_wake` when it says one is owed) has the
+/// effects of the dispatcher's (`Guests::send`) for every kind of port and receiver
+/// state: the same result, the same event words and `vcpu_info`s, the same vCPUs woken.
+#[test]
+fn the_fast_send_matches_the_general_one() {
+    // Slot 0 (two vCPUs): IPI ports on vCPU 0 and 1, a VIRQ port, a server port bound
+    // by slot 1; slot 1 (one vCPU): the client port and an unbound one.
+    struct Ports {
+        ipi0: EvtchnPort,
+        ipi1: EvtchnPort,
+        virq: EvtchnPort,
+        server: EvtchnPort,
+        client: EvtchnPort,
+        unbound: EvtchnPort,
+    }
+    let build = || {
+        let mut w = Multi::with_vcpus(&[2, 1]);
+        let ipi0 = w.runtime[0].events.bind_ipi(0).unwrap();
+        let ipi1 = w.runtime[0].events.bind_ipi(1).unwrap();
+        let virq = w.runtime[0].events.bind_virq(VIRQ_DEBUG, 0).unwrap();
+        let server = w.runtime[0].events.alloc_unbound(2).unwrap();
+        let client = w.with(|g| g.bind_interdomain(1, 1, server)).unwrap();
+        let unbound = w.runtime[1].events.alloc_unbound(1).unwrap();
+        for (slot, port) in [(0, ipi0), (0, ipi1), (0, server), (1, client)] {
+            w.events(slot).clear_pending(port);
+        }
+        let ports = Ports {
+            ipi0,
+            ipi1,
+            virq,
+            server,
+            client,
+            unbound,
+        };
+        (w, ports)
+    };
+    // (what is set up, the sender's slot, its port)
+    type Setup = fn(&mut Multi, &Ports);
+    type Case = (&'static str, Setup, usize, fn(&Ports) -> EvtchnPort);
+    fn unmask(w: &Multi, slot: usize, vcpu: u32, port: EvtchnPort) {
+        let _ = w.events(slot).unmask(&w.info(slot, vcpu), port);
+    }
+    let cases: Vec<Case> = vec![
+        ("IPI to the sender itself, masked", |_, _| {}, 0, |p| p.ipi0),
+        (
+            "IPI to the sender itself, unmasked",
+            |w, p| unmask(w, 0, 0, p.ipi0),
+            0,
+            |p| p.ipi0,
+        ),
+        (
+            "IPI to a blocked second vCPU",
+            |w, p| {
+                unmask(w, 0, 1, p.ipi1);
+                let now = w.now;
+                assert!(w.sched.up(v(0, 1), now));
+                w.sched.block(v(0, 1), now);
+                assert_eq!(w.sched.state(v(0, 1)), RunState::Blocked);
+            },
+            0,
+            |p| p.ipi1,
+        ),
+        (
+            "interdomain to a blocked receiver",
+            |w, p| {
+                unmask(w, 0, 0, p.server);
+                w.run(0);
+                assert!(w.with(|g| g.block(0)));
+                w.run(1);
+            },
+            1,
+            |p| p.client,
+        ),
+        (
+            "interdomain to a masked port its receiver polls",
+            |w, p| {
+                w.events(0).set_mask(p.server);
+                w.run(0);
+                let server = p.server;
+                assert_eq!(w.with(|g| g.poll(0, &[server], 0)), Ok(true));
+                w.run(1);
+            },
+            1,
+            |p| p.client,
+        ),
+        (
+            "interdomain to a peer that crashed",
+            |w, _| w.domains[0].as_mut().unwrap().state = DomainState::Crashed,
+            1,
+            |p| p.client,
+        ),
+        ("an unbound port", |_, _| {}, 1, |p| p.unbound),
+        ("a VIRQ port", |_, _| {}, 0, |p| p.virq),
+        ("a closed port", |_, _| {}, 0, |_| 77),
+        ("port 0", |_, _| {}, 0, |_| 0),
+        ("beyond the table", |_, _| {}, 0, |_| 5000),
+    ];
+    // The nonzero words of both shared-info pages (event bitmaps, `vcpu_info`s) and the
+    // vCPUs' states.
+    let observe = |w: &Multi| {
+        let words: Vec<(usize, u64, u64)> = (0..2)
+            .flat_map(|slot| {
+                (0..512)
+                    .map(move |i| (slot, i * 8))
+                    .map(|(slot, at)| (slot, at, w.mem.read_u64(frame(slot, 6).addr() + at)))
+                    .filter(|&(_, _, word)| word != 0)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let states: Vec<_> = [(0, 0), (0, 1), (1, 0)]
+            .iter()
+            .map(|&(slot, vcpu)| w.sched.state(v(slot, vcpu)))
+            .collect();
+        (words, format!("{states:?}"))
+    };
+    for (name, setup, slot, port) in cases {
+        let (mut general, ports) = build();
+        setup(&mut general, &ports);
+        let port = port(&ports);
+        let expected = general.with(|g| g.send(slot, port));
+
+        let (mut fast, ports) = build();
+        setup(&mut fast, &ports);
+        let sender = fast.domains[slot].as_ref().unwrap();
+        let raised =
+            events::send_raise(&fast.mem, &fast.domains, &fast.runtime, slot, sender, port);
+        if let Ok(Some(raised)) = raised {
+            fast.with(|g| g.send_wake(slot, port, raised));
+        }
+        assert_eq!(raised.map(|_| ()), expected, "{name}: result");
+        assert_eq!(observe(&fast), observe(&general), "{name}: effects");
+    }
 }

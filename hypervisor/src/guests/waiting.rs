@@ -18,9 +18,9 @@ impl<M: PhysMem> Guests<'_, M> {
         if self.sched.state(vcpu) != RunState::Blocked {
             return;
         }
-        let runtime = &mut self.runtime[vcpu.slot].vcpus[vcpu.vcpu];
-        runtime.polling.clear();
-        runtime.timers.poll_timeout = None;
+        let runtime = &mut self.runtime[vcpu.slot];
+        runtime.end_poll(vcpu.vcpu);
+        runtime.vcpus[vcpu.vcpu].timers.poll_timeout = None;
         self.sched.wake(vcpu, self.now);
     }
 
@@ -72,11 +72,10 @@ impl<M: PhysMem> Guests<'_, M> {
         if timeout != 0 && timeout <= self.now {
             return Ok(false);
         }
-        let runtime = &mut self.runtime[slot].vcpus[vcpu];
-        runtime.polling.clear();
-        // Cannot overflow: checked against MAX_POLL_PORTS above.
-        let _ = runtime.polling.extend_from_slice(ports);
-        runtime.timers.poll_timeout = (timeout != 0).then_some(timeout);
+        let runtime = &mut self.runtime[slot];
+        // Every port fits: checked against MAX_POLL_PORTS above.
+        runtime.start_poll(vcpu, ports);
+        runtime.vcpus[vcpu].timers.poll_timeout = (timeout != 0).then_some(timeout);
         self.sched.block(VcpuRef { slot, vcpu }, self.now);
         Ok(true)
     }
