@@ -161,7 +161,7 @@ impl PhysMem for DirectMap {
         Some(unsafe { x86::guest_access::read_obj(dst, va as *const T) })
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
         if !Self::loaded(root) {
             return None;

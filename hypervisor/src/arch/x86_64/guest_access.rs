@@ -186,16 +186,66 @@ pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
     }
 }
 
+/// One guest store (`$insn`, writing operand `value` to `[{dst}]`) as one `asm!`, as
+/// [`guest_loads`] for loads: whether it did not fault. A store into a read-only guest
+/// mapping faults too (CR0.WP), and fails the same way.
+macro_rules! guest_store {
+    ($dst:expr, $value:expr, $insn:literal) => {{
+        let mut faulted = 0u8;
+        // SAFETY: the caller checked the guest range at `$dst`; the store writes only
+        // there, and a fault lands in a fix-up that only clears RFLAGS.AC, sets
+        // `faulted` and jumps to the block's end. `stac`/`clac` run only when `HV_SMAP`
+        // says CR4.SMAP is on.
+        asm!(
+            "cmp byte ptr [rip + {smap}], 0",
+            "jne 5f",
+            concat!("2: ", $insn),
+            extable_entry!("2b", "7f"),
+            "3:",
+            ".pushsection .text.hv_fixup, \"ax\"",
+            "5: stac",
+            concat!("6: ", $insn),
+            extable_entry!("6b", "8f"),
+            "clac",
+            "jmp 3b",
+            "8: clac",
+            "7: mov {faulted}, 1",
+            "jmp 3b",
+            ".popsection",
+            dst = in(reg) $dst,
+            value = in(reg) $value,
+            smap = sym HV_SMAP,
+            faulted = inout(reg_byte) faulted,
+            options(nostack),
+        );
+        faulted == 0
+    }};
+}
+
 /// Copies `len` bytes from hypervisor memory `src` to guest virtual address `dst`;
 /// whether every byte was written (`false`: a page fault, or a read-only mapping under
-/// CR0.WP, stopped it, and some bytes may have been written). Always `hv_guest_copy`:
-/// writes come with lengths known only at run time (bounce frames, buffers), for which
-/// its string moves are cheaper than a loop of inline stores.
+/// CR0.WP, stopped it, and some bytes may have been written). A word (a hypercall's
+/// result or `done` count: a length known when compiling, once inlined) is one inline
+/// store; anything else (bounce frames, buffers) `hv_guest_copy`, whose string moves cost
+/// less than a loop of inline stores.
 ///
 /// # Safety
 /// As [`read`], with the guest range at `dst` and `src` valid for `len` bytes of reads.
 #[inline(always)]
 pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
-    // SAFETY: as in `read`.
-    unsafe { hv_guest_copy(dst, src, len) == 0 }
+    // SAFETY: as in `read`; the stores write exactly the `len` bytes at `dst`, read from
+    // `src` (unaligned accesses are fine on x86).
+    unsafe {
+        match len {
+            8 => {
+                let value = src.cast::<u64>().read_unaligned();
+                guest_store!(dst, value, "mov qword ptr [{dst}], {value}")
+            }
+            4 => {
+                let value = src.cast::<u32>().read_unaligned();
+                guest_store!(dst, value, "mov dword ptr [{dst}], {value:e}")
+            }
+            _ => hv_guest_copy(dst, src, len) == 0,
+        }
+    }
 }
