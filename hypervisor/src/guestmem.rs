@@ -483,8 +483,11 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
     #[inline(always)]
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, value: &T) -> Result<(), Errno> {
         let data = value.as_bytes();
-        if let Some(result) = self.mmu_write(va, data) {
-            return result;
+        if Self::in_one_page(va, data.len())
+            && mmu_may_copy(va, data.len())
+            && let Some(copied) = self.mem.write_virtual_obj(self.root, va, value)
+        {
+            return if copied { Ok(()) } else { Err(Errno::EFAULT) };
         }
         Self::write_walked(
             self.mem,

@@ -23,6 +23,7 @@ use hypervisor::traps::{self, TrapContext};
 use pv_abi::ext::{EXTOP_PORT_READ, EXTOP_PORT_WRITE};
 use pv_abi::xen::{Hypercall, VcpuInfo};
 use spin::Mutex;
+use zerocopy::{Immutable, IntoBytes};
 
 mod debugkeys;
 mod run;
@@ -161,13 +162,27 @@ impl PhysMem for DirectMap {
         Some(unsafe { x86::guest_access::read_obj(dst, va as *const T) })
     }
 
-    #[inline(always)]
+    #[inline]
     fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
         if !Self::loaded(root) {
             return None;
         }
         // SAFETY: as in `read_virtual`.
         Some(unsafe { x86::guest_access::write(va as *mut u8, data.as_ptr(), data.len()) })
+    }
+
+    #[inline(always)]
+    fn write_virtual_obj<T: IntoBytes + Immutable>(
+        &self,
+        root: Mfn,
+        va: u64,
+        value: &T,
+    ) -> Option<bool> {
+        if !Self::loaded(root) {
+            return None;
+        }
+        // SAFETY: as in `read_virtual`, for one `T`.
+        Some(unsafe { x86::guest_access::write_obj(va as *mut T, value) })
     }
 }
 

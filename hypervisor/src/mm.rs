@@ -1,6 +1,7 @@
 //! Machine memory vocabulary: frame numbers, page-table entry bits, and the one trait
 //! through which the hypervisor's logic touches physical memory.
 
+use zerocopy::{Immutable, IntoBytes};
 /// Bytes in a page.
 pub const PAGE_SIZE: u64 = 4096;
 /// log2 of [`PAGE_SIZE`].
@@ -137,6 +138,19 @@ pub trait PhysMem {
     fn write_virtual(&self, root: Mfn, va: u64, data: &[u8]) -> Option<bool> {
         let _ = (root, va, data);
         None
+    }
+
+    /// Copies one `T` to guest virtual address `va` with the MMU, as
+    /// [`write_virtual`](PhysMem::write_virtual) with its bytes: the size is known when
+    /// compiling, so the real machine's copy of a word is one inline store.
+    #[inline]
+    fn write_virtual_obj<T: IntoBytes + Immutable>(
+        &self,
+        root: Mfn,
+        va: u64,
+        value: &T,
+    ) -> Option<bool> {
+        self.write_virtual(root, va, value.as_bytes())
     }
 
     /// Fills a whole frame with zeroes.

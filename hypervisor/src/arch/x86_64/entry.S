@@ -19,8 +19,11 @@
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
 .set PERCPU_FPU_AREA,  24
-.set PERCPU_GUEST_TS,  40
-.set PERCPU_FPU_SAVED, 48
+.set PERCPU_FPU_SAVED, 40
+.set PERCPU_GUEST_TS,  41
+/* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
+ * set. */
+.set PERCPU_FPU_FLAGS, 40
 /* PerCpu::fpu_saved: 0 = live in the CPU (also percpu::FPU_SAVED_FULL) */
 .set FPU_SAVED_FULL,   1
 .set FPU_SAVED_XMM,    2
@@ -101,6 +104,14 @@
 /* Exit to ring 3: reload the guest's FPU/SSE registers if they were saved (the XMM part
  * or the whole image), then set the real CR0.TS to the guest's virtual TS. Clobbers rax. */
 .macro LAZY_FPU_EXIT
+    /* The common case (the guest's registers live, no virtual TS) in one compare; the
+     * rest out of line. */
+    cmpw $0, %gs:PERCPU_FPU_FLAGS
+    jne .Lfpu_slow\@
+    clts
+.Lfpu_exit_done\@:
+.pushsection .text.hv_fpu_exit, "ax"
+.Lfpu_slow\@:
     cmpb $0, %gs:PERCPU_FPU_SAVED
     je .Lfpu_live\@
     clts
@@ -123,6 +134,8 @@
 .Lfpu_no_ts\@:
     clts
 .Lfpu_done\@:
+    jmp .Lfpu_exit_done\@
+.popsection
 .endm
 
 /* The fast path's exits: the caller-saved registers the stub saved, from the frame at

@@ -224,19 +224,31 @@ macro_rules! guest_store {
 
 /// Copies `len` bytes from hypervisor memory `src` to guest virtual address `dst`;
 /// whether every byte was written (`false`: a page fault, or a read-only mapping under
-/// CR0.WP, stopped it, and some bytes may have been written). A word (a hypercall's
-/// result or `done` count: a length known when compiling, once inlined) is one inline
-/// store; anything else (bounce frames, buffers) `hv_guest_copy`, whose string moves cost
-/// less than a loop of inline stores.
+/// CR0.WP, stopped it, and some bytes may have been written): `hv_guest_copy`, whose
+/// string moves cost less than a loop of inline stores for the lengths known only at
+/// run time (bounce frames, buffers).
 ///
 /// # Safety
 /// As [`read`], with the guest range at `dst` and `src` valid for `len` bytes of reads.
 #[inline(always)]
 pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
-    // SAFETY: as in `read`; the stores write exactly the `len` bytes at `dst`, read from
-    // `src` (unaligned accesses are fine on x86).
+    // SAFETY: as in `read`.
+    unsafe { hv_guest_copy(dst, src, len) == 0 }
+}
+
+/// Copies one `T` from `src` to guest virtual address `dst` (as [`write`]): a size known
+/// when compiling, so a word (a hypercall's result or `done` count) is one inline store,
+/// anything else `hv_guest_copy`.
+///
+/// # Safety
+/// As [`write`] with `len` the size of `T`.
+#[inline(always)]
+pub unsafe fn write_obj<T>(dst: *mut T, src: *const T) -> bool {
+    let (dst, src) = (dst.cast::<u8>(), src.cast::<u8>());
+    // SAFETY: as in `read`; the stores write exactly the `size_of::<T>()` bytes at `dst`,
+    // read from `src` (unaligned accesses are fine on x86).
     unsafe {
-        match len {
+        match size_of::<T>() {
             8 => {
                 let value = src.cast::<u64>().read_unaligned();
                 guest_store!(dst, value, "mov qword ptr [{dst}], {value}")
@@ -245,7 +257,7 @@ pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
                 let value = src.cast::<u32>().read_unaligned();
                 guest_store!(dst, value, "mov dword ptr [{dst}], {value:e}")
             }
-            _ => hv_guest_copy(dst, src, len) == 0,
+            len => write(dst, src, len),
         }
     }
 }

@@ -25,22 +25,23 @@ pub struct PerCpu {
     pub fpu_area: u64,
     /// This CPU's number.
     pub cpu_id: u64,
-    /// Nonzero while the current vCPU has virtual CR0.TS set (the exit path then sets the
-    /// real TS so the guest's next FPU use traps).
-    pub guest_ts: u64,
     /// Where the current vCPU's FPU/SSE state is (`entry.S`'s `FPU_SAVED_*`): live in the
     /// CPU, its XMM registers and MXCSR saved in its area (on the hypervisor's first SSE
     /// use since the entry), or its whole image in its area (before a vCPU switch, or a
     /// vCPU just switched in). The exit path reloads what was saved. See `entry.S`.
-    pub fpu_saved: u64,
+    pub fpu_saved: u8,
+    /// Nonzero while the current vCPU has virtual CR0.TS set (the exit path then sets the
+    /// real TS so the guest's next FPU use traps). Next to `fpu_saved`, so that the exit
+    /// tests both ("nothing to reload, no TS to set": the common case) in one compare.
+    pub guest_ts: u8,
 }
 
 const _: () = {
     assert!(core::mem::offset_of!(PerCpu, scratch) == 8);
     assert!(core::mem::offset_of!(PerCpu, stack_top) == 16);
     assert!(core::mem::offset_of!(PerCpu, fpu_area) == 24);
-    assert!(core::mem::offset_of!(PerCpu, guest_ts) == 40);
-    assert!(core::mem::offset_of!(PerCpu, fpu_saved) == 48);
+    assert!(core::mem::offset_of!(PerCpu, fpu_saved) == 40);
+    assert!(core::mem::offset_of!(PerCpu, guest_ts) == 41);
 };
 
 #[repr(C, align(4096))]
@@ -65,10 +66,10 @@ static CPU0: CpuStorage = CpuStorage {
         stack_top: 0,
         fpu_area: 0,
         cpu_id: 0,
-        guest_ts: 0,
         // Set by init_cpu0: a nonzero initialiser would move this whole static (stacks
         // included) from .bss into the loaded image.
         fpu_saved: 0,
+        guest_ts: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -133,7 +134,7 @@ pub unsafe fn set_fpu_area(area: u64) {
 
 /// `PerCpu::fpu_saved` when the vCPU's whole FXSAVE image is in its area (`entry.S`'s
 /// `FPU_SAVED_FULL`; 0 means live in the CPU, `FPU_SAVED_XMM` the XMM part saved).
-const FPU_SAVED_FULL: u64 = 1;
+const FPU_SAVED_FULL: u8 = 1;
 
 unsafe extern "C" {
     fn hv_save_fpu_xmm();
@@ -174,5 +175,5 @@ pub unsafe fn switch_fpu_area(area: u64) {
 /// Records whether the current vCPU runs with virtual CR0.TS.
 pub fn set_guest_ts(on: bool) {
     // SAFETY: writing a field of this CPU's own block.
-    unsafe { (*current()).guest_ts = u64::from(on) };
+    unsafe { (*current()).guest_ts = u8::from(on) };
 }
