@@ -255,11 +255,19 @@ fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
 
 /// Finishes a guest entry (see the module docs) and releases the lock; `resched` asks
 /// for a new scheduling decision. On return `frame` holds the vCPU to enter.
+#[inline]
 pub(super) fn leave(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resched: bool) {
-    let mut resched = resched;
     if !resched && fast_path(&mut guard, frame) {
         return;
     }
+    leave_full(guard, frame, resched);
+}
+
+/// [`leave`] past its fast path: out of line, so that the common exit does not pay for
+/// this one's stack frame.
+#[inline(never)]
+fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resched: bool) {
+    let mut resched = resched;
     loop {
         let state = &mut *guard;
         reap(state);
