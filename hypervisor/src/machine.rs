@@ -225,6 +225,9 @@ struct State {
     /// The earliest of the slice's end and the next guest timer, as of the last full
     /// pass of the exit path (`run::leave`).
     next_event: Nanos,
+    /// The TSC value at `next_event` (rounded up): the fast exit compares the TSC with
+    /// it, without converting the TSC to system time.
+    next_event_tsc: u64,
     /// A machine-wide change since that pass: the next exit takes the full path.
     machine_dirty: bool,
     /// What a hypercall run by the fast path asked for, when it needs the full exit.
@@ -299,6 +302,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     timer_late_max: 0,
     console_input: hypervisor::console_input::ConsoleInput::new(),
     next_event: 0,
+    next_event_tsc: 0,
     machine_dirty: true,
     fast_after: None,
     vcpu_info: 0,

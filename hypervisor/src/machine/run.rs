@@ -328,6 +328,7 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
         let deadline = next.map_or(state.slice_end, |n| n.min(state.slice_end));
         arm_timer(state, deadline);
         state.next_event = deadline;
+        state.next_event_tsc = state.clock.deadline_tsc(deadline);
         state.machine_dirty = false;
         load_vcpu_state(state);
         return;
@@ -345,13 +346,13 @@ fn fast_path(state: &mut State, frame: &mut TrapFrame) -> bool {
     if state.machine_dirty || state.ticked || !runs {
         return false;
     }
-    let now = state.now();
-    if now >= state.next_event {
+    // `next_event` is due (in TSC ticks, so without the conversion to system time).
+    if tsc::read() >= state.next_event_tsc {
         return false;
     }
     let slot = state.current;
     if super::upcall_due(state)
-        && let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame)
+        && let traps::Outcome::Crash(reason) = deliver_upcall(state, state.now(), slot, frame)
     {
         crash_current(state, frame, &reason);
         return false;
