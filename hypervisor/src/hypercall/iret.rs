@@ -40,21 +40,24 @@ pub fn return_from<M: PhysMem>(
     domain: &mut Domain,
     regs: &mut TrapFrame,
 ) -> Result<u64, CrashReason> {
-    let Ok(result) = guest.with_obj(regs.rsp, |frame| return_to(frame, mem, domain, regs)) else {
-        return Err(CrashReason::BadIret);
-    };
-    result
+    // `return_to` says only whether the frame was good: an `Option` comes back in
+    // registers, where a `Result` with a crash reason would go through memory.
+    match guest.with_obj(regs.rsp, |frame| return_to(frame, mem, domain, regs)) {
+        Ok(Some(rax)) => Ok(rax),
+        _ => Err(CrashReason::BadIret),
+    }
 }
 
 /// The checks and register loads of [`return_from`], on the frame read from the guest's
-/// stack (by reference: the 72-byte frame is never moved).
+/// stack (by reference: the 72-byte frame is never moved): the `rax` to resume with, or
+/// `None` for a frame that cannot be returned to.
 #[inline(always)]
 fn return_to<M: PhysMem>(
     frame: &IretContext,
     mem: &M,
     domain: &mut Domain,
     regs: &mut TrapFrame,
-) -> Result<u64, CrashReason> {
+) -> Option<u64> {
     // Only the selector bits count: a bounce frame carries the saved event mask in bits
     // 32..39 of its CS slot, and guests hand the slot back unchanged (Xen truncates too).
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
@@ -69,7 +72,7 @@ fn return_to<M: PhysMem>(
     // reach all of guest kernel memory (both modes run in ring 3).
     if !plausible || (to_user && domain.vcpu.user_root.is_none()) {
         log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", domain.id);
-        return Err(CrashReason::BadIret);
+        return None;
     }
     if to_user {
         toggle_guest_mode(&mut domain.vcpu);
@@ -85,7 +88,7 @@ fn return_to<M: PhysMem>(
     }
     VcpuInfoRef::of(mem, domain).set_upcall_mask(frame.rflags & rflags::IF == 0);
     // rax of the interrupted context becomes the hypercall's "return value".
-    Ok(frame.rax)
+    Some(frame.rax)
 }
 
 #[cfg(test)]
