@@ -447,8 +447,17 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             Some(Ok(())) => Ok(f(unsafe { slot.assume_init_ref() })),
             Some(Err(errno)) => Err(errno),
             None => {
-                let mut value = T::new_zeroed();
-                self.read(va, value.as_mut_bytes())?;
+                // The software walk, out of line with the accessor's parts as arguments
+                // (as `read_obj_walked`), so that the MMU path never builds the accessor
+                // in memory for it.
+                let value = Self::read_obj_walked::<T>(
+                    self.mem,
+                    self.frames,
+                    self.domain,
+                    self.root,
+                    self.memo,
+                    va,
+                )?;
                 Ok(f(&value))
             }
         }

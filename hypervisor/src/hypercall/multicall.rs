@@ -73,8 +73,8 @@ pub(super) fn multicall<M: PhysMem>(
 
 /// Runs entries `index..end` for as long as each takes a light path (`light_call`: the
 /// same work and result as a dispatch, without a context per entry), with one guest
-/// accessor and one paging engine for them all, each entry read in place (it is not
-/// copied out whole). Returns the index of the first entry not run (`end` if all were);
+/// accessor and one paging engine for them all, each entry's number and first four
+/// arguments read (the rest is not copied). Returns the index of the first entry not run (`end` if all were);
 /// that entry did nothing, and the general path reads it again. `EFAULT` if an entry
 /// cannot be read or its result written, as on the general path.
 fn light_run<M: PhysMem>(
@@ -88,16 +88,19 @@ fn light_run<M: PhysMem>(
     let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
     while index < end {
         let at = calls.wrapping_add(index * ENTRY_SIZE);
-        let result = guest.with_obj(at, |entry: &MulticallEntry| {
-            let args = [entry.args[0], entry.args[1], entry.args[2], entry.args[3]];
-            if entry.op == Hypercall::UpdateVaMapping.number() {
-                // The commonest entry, inlined here (`light_call` would route it).
-                let result =
-                    super::light_update_va_mapping(&mut paging, root, [args[0], args[1], args[2]]);
-                return result.map(|result| result.unwrap_or_else(|errno| errno.to_ret() as u64));
-            }
-            super::light_call(&guest, &mut paging, root, entry.op, args)
-        })?;
+        // Only what a light path reads: the number, then the first four arguments (two
+        // reads of at most 32 bytes are inline loads; the whole 64-byte entry would be a
+        // string copy).
+        let op: u64 = guest.read_obj(at)?;
+        let args_at = at.wrapping_add(offset_of!(MulticallEntry, args) as u64);
+        let args: [u64; 4] = guest.read_obj(args_at)?;
+        let result = if op == Hypercall::UpdateVaMapping.number() {
+            // The commonest entry, inlined here (`light_call` would route it).
+            super::light_update_va_mapping(&mut paging, root, [args[0], args[1], args[2]])
+                .map(|result| result.unwrap_or_else(|errno| errno.to_ret() as u64))
+        } else {
+            super::light_call(&guest, &mut paging, root, op, args)
+        };
         let Some(result) = result else {
             break;
         };

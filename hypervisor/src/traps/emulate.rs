@@ -149,6 +149,7 @@ pub fn filtered_cpuid(hw: &mut dyn Hardware, leaf: u32, subleaf: u32) -> [u32; 4
 
 /// Tries to emulate the instruction that raised #GP (or #UD) in the current vCPU.
 /// Returns `None` if it is not ours to emulate: the caller reflects the fault.
+#[inline]
 pub fn privileged_op<M: PhysMem>(
     ctx: &mut TrapContext<'_, M>,
     hw: &mut dyn Hardware,
