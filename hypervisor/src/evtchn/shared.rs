@@ -87,8 +87,7 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
     /// Raises `port` for the vCPU whose `vcpu_info` is `info` (see the module docs).
     #[inline(always)]
     pub fn raise(&self, info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> Raised {
-        let (addr, bit) = self.pending_word(port);
-        if self.mem.fetch_or_u64(addr, bit) & bit != 0 {
+        if !self.set_pending(port) {
             return Raised {
                 newly_pending: false,
                 upcall: false,
@@ -101,10 +100,17 @@ impl<'a, M: PhysMem> SharedEvents<'a, M> {
         }
     }
 
+    /// Step 1 of [`raise`](Self::raise): sets `port`'s pending bit; whether it was clear.
+    #[inline(always)]
+    pub fn set_pending(&self, port: EvtchnPort) -> bool {
+        let (addr, bit) = self.pending_word(port);
+        self.mem.fetch_or_u64(addr, bit) & bit == 0
+    }
+
     /// Sets the selector bit for `port` and, if it was clear, the upcall flag; returns
     /// whether the upcall flag went from clear to set.
     #[inline(always)]
-    fn select(info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> bool {
+    pub fn select(info: &VcpuInfoRef<'_, M>, port: EvtchnPort) -> bool {
         let (word, _) = port_word_and_bit(port);
         !info.test_and_set_selector(word as u32) && !info.mark_upcall_pending()
     }

@@ -2,7 +2,7 @@
 //! closing interdomain channels, releasing a stopped domain's ports, and the upcall.
 
 use super::{Guests, VECTOR_UPCALL};
-use super::{Runtime, live_slot_of, vcpu_info_addr};
+use super::{Runtime, existing_vcpu_info_addr, live_slot_of, vcpu_info_addr};
 use crate::domain::Domain;
 use crate::evtchn::shared::{Raised, SharedEvents};
 use crate::evtchn::{Binding, virq_is_global};
@@ -111,11 +111,23 @@ pub fn send_raise<M: PhysMem>(
         return Ok(None);
     }
     let running = sender.vcpu.id;
-    let Some(info) = vcpu_info_addr(domain, &runtime[target], vcpu) else {
+    // `raise`'s steps, with the `vcpu_info` found only when a selector bit is to be set
+    // (`vcpu_info_addr` fails only for a vCPU the domain does not have: tested first).
+    if vcpu >= runtime[target].nr_vcpus {
         return Ok(None);
+    }
+    let events = SharedEvents::new(mem, domain.shared_info);
+    if !events.set_pending(target_port) {
+        return Ok(None);
+    }
+    let upcall = !events.is_masked(target_port) && {
+        let info = existing_vcpu_info_addr(domain, &runtime[target], vcpu);
+        SharedEvents::select(&VcpuInfoRef::at(mem, info), target_port)
     };
-    let raised =
-        SharedEvents::new(mem, domain.shared_info).raise(&VcpuInfoRef::at(mem, info), target_port);
+    let raised = Raised {
+        newly_pending: true,
+        upcall,
+    };
     let raised = Raised {
         upcall: raised.upcall && !(target == slot && vcpu == running),
         ..raised

@@ -160,14 +160,20 @@ pub fn vcpu_info_addr(domain: &Domain, runtime: &Runtime, vcpu: u32) -> Option<u
     if vcpu >= runtime.nr_vcpus {
         return None;
     }
-    Some(if domain.vcpu.id == vcpu {
+    Some(existing_vcpu_info_addr(domain, runtime, vcpu))
+}
+
+/// [`vcpu_info_addr`] of a vCPU the caller knows the domain has (`vcpu < nr_vcpus`).
+#[inline(always)]
+pub fn existing_vcpu_info_addr(domain: &Domain, runtime: &Runtime, vcpu: u32) -> u64 {
+    if domain.vcpu.id == vcpu {
         domain.vcpu.vcpu_info_addr(domain.shared_info)
     } else {
-        match &runtime.parked[vcpu as usize] {
-            Some(parked) => parked.vcpu_info_addr(domain.shared_info),
-            None => shared_slot(domain.shared_info, vcpu),
+        match runtime.parked.get(vcpu as usize) {
+            Some(Some(parked)) => parked.vcpu_info_addr(domain.shared_info),
+            _ => shared_slot(domain.shared_info, vcpu),
         }
-    })
+    }
 }
 
 /// Every guest, borrowed for one entry into the hypervisor.
