@@ -75,6 +75,16 @@ impl DirectMap {
     }
 }
 
+/// A read-modify-write of a word that is not aligned (no caller passes one: event words
+/// are), as two accesses.
+#[cold]
+#[inline(never)]
+fn unaligned_fetch_update(mem: &DirectMap, addr: u64, update: impl FnOnce(u64) -> u64) -> u64 {
+    let old = mem.read_u64(addr);
+    mem.write_u64(addr, update(old));
+    old
+}
+
 #[cold]
 #[inline(never)]
 fn outside_direct_map(addr: u64) -> ! {
@@ -123,21 +133,31 @@ impl PhysMem for DirectMap {
         unsafe { target.write_volatile(value) }
     }
 
-    // The event paths' read-modify-writes, inlined (the trait's defaults were compiled
-    // as calls); one CPU runs guests today, and it is in the hypervisor, so no guest
-    // writes the word meanwhile (see `PhysMem::fetch_or_u64`).
+    // The event paths' read-modify-writes: locked instructions, since the guest (on
+    // another CPU, once there are several) writes the same words; inlined (the trait's
+    // defaults were compiled as calls). A single bit tested after the update becomes one
+    // `lock bts`.
     #[inline(always)]
     fn fetch_or_u64(&self, addr: u64, bits: u64) -> u64 {
-        let old = self.read_u64(addr);
-        self.write_u64(addr, old | bits);
-        old
+        let word = Self::word_pointer(addr);
+        if !word.is_aligned() {
+            return unaligned_fetch_update(self, addr, |old| old | bits);
+        }
+        // SAFETY: an aligned word of the direct map (checked), which maps RAM for the
+        // hypervisor's whole life; only atomic accesses reach it through this reference.
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(word) }
+            .fetch_or(bits, core::sync::atomic::Ordering::SeqCst)
     }
 
     #[inline(always)]
     fn fetch_and_u64(&self, addr: u64, mask: u64) -> u64 {
-        let old = self.read_u64(addr);
-        self.write_u64(addr, old & mask);
-        old
+        let word = Self::word_pointer(addr);
+        if !word.is_aligned() {
+            return unaligned_fetch_update(self, addr, |old| old & mask);
+        }
+        // SAFETY: as in `fetch_or_u64`.
+        unsafe { core::sync::atomic::AtomicU64::from_ptr(word) }
+            .fetch_and(mask, core::sync::atomic::Ordering::SeqCst)
     }
 
     // Guest virtual memory through the MMU, when the guest's tables are the loaded ones:
