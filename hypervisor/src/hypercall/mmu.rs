@@ -191,7 +191,7 @@ fn apply_other_request<M: PhysMem>(
 }
 
 /// `mmu_update` for the hypercall fast path: a batch on the caller's own tables (not a
-/// continuation) of at most [`BATCH`] requests, so that no continuation is needed,
+/// continuation) of at most `BATCH` (128) requests, so that no continuation is needed,
 /// without a hypercall context. Does what `mmu_update` would (the same requests applied
 /// by the same `apply_request`), with the same result and `done` count; `None` means the
 /// call is not such a batch and nothing was done (the general path takes it, and
