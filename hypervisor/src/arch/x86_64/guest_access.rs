@@ -32,7 +32,7 @@ unsafe extern "C" {
 /// the fix-up's), as `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel
 /// syntax could read as binary literals.
 macro_rules! guest_loads {
-    ($src:expr, $($v:ident : $insn:literal),+) => {{
+    ($src:expr, $($v:ident : $insn:expr),+) => {{
         let mut faulted = 0u8;
         $( let $v: u64; )+
         // SAFETY: the caller checked the guest range at `$src`; every access in the block
@@ -96,6 +96,33 @@ pub unsafe fn read(dst: *mut u8, src: *const u8, len: usize) -> bool {
     unsafe { hv_guest_copy(dst, src, len) == 0 }
 }
 
+/// The load of a `u64` or `u32` at byte `$off` of `{src}` into operand `$v`.
+macro_rules! load_insn {
+    (u64, $v:ident, $off:literal) => {
+        concat!("mov {", stringify!($v), "}, qword ptr [{src} + ", $off, "]")
+    };
+    (u32, $v:ident, $off:literal) => {
+        concat!(
+            "mov {",
+            stringify!($v),
+            ":e}, dword ptr [{src} + ",
+            $off,
+            "]"
+        )
+    };
+}
+
+/// Reads the words `$v` (each a `u64` or `u32` at byte `$off`) from guest address `$src`
+/// by one [`guest_loads`] block and stores them at the same offsets of `$dst`: whether
+/// none faulted.
+macro_rules! read_block {
+    ($src:expr, $dst:expr, $($v:ident: $ty:ident @ $off:literal),+) => {{
+        let (ok, [$($v),+]) = guest_loads!($src, $($v: load_insn!($ty, $v, $off)),+);
+        $( $dst.add($off).cast::<$ty>().write_unaligned($v as $ty); )+
+        ok
+    }};
+}
+
 /// Copies one `T` from guest virtual address `src` to `dst` (as [`read`]): a size known
 /// when compiling, so up to 32 bytes in whole four-byte units it is one block
 /// of inline loads (a request of 24 bytes: three), not a call; other sizes call
@@ -111,76 +138,14 @@ pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
     // accesses are fine on x86.
     unsafe {
         match size_of::<T>() {
-            4 => {
-                let (ok, [a]) = guest_loads!(src, a: "mov {a:e}, dword ptr [{src}]");
-                dst.cast::<u32>().write_unaligned(a as u32);
-                ok
-            }
-            8 => {
-                let (ok, [a]) = guest_loads!(src, a: "mov {a}, qword ptr [{src}]");
-                dst.cast::<u64>().write_unaligned(a);
-                ok
-            }
-            12 => {
-                let (ok, [a, b]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b:e}, dword ptr [{src} + 8]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u32>().write_unaligned(b as u32);
-                ok
-            }
-            16 => {
-                let (ok, [a, b]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b}, qword ptr [{src} + 8]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u64>().write_unaligned(b);
-                ok
-            }
-            20 => {
-                let (ok, [a, b, c]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b}, qword ptr [{src} + 8]",
-                    c: "mov {c:e}, dword ptr [{src} + 16]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u64>().write_unaligned(b);
-                dst.add(16).cast::<u32>().write_unaligned(c as u32);
-                ok
-            }
-            24 => {
-                let (ok, [a, b, c]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b}, qword ptr [{src} + 8]",
-                    c: "mov {c}, qword ptr [{src} + 16]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u64>().write_unaligned(b);
-                dst.add(16).cast::<u64>().write_unaligned(c);
-                ok
-            }
-            28 => {
-                let (ok, [a, b, c, d]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b}, qword ptr [{src} + 8]",
-                    c: "mov {c}, qword ptr [{src} + 16]",
-                    d: "mov {d:e}, dword ptr [{src} + 24]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u64>().write_unaligned(b);
-                dst.add(16).cast::<u64>().write_unaligned(c);
-                dst.add(24).cast::<u32>().write_unaligned(d as u32);
-                ok
-            }
-            32 => {
-                let (ok, [a, b, c, d]) = guest_loads!(src,
-                    a: "mov {a}, qword ptr [{src}]",
-                    b: "mov {b}, qword ptr [{src} + 8]",
-                    c: "mov {c}, qword ptr [{src} + 16]",
-                    d: "mov {d}, qword ptr [{src} + 24]");
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(8).cast::<u64>().write_unaligned(b);
-                dst.add(16).cast::<u64>().write_unaligned(c);
-                dst.add(24).cast::<u64>().write_unaligned(d);
-                ok
-            }
+            4 => read_block!(src, dst, a: u32 @ 0),
+            8 => read_block!(src, dst, a: u64 @ 0),
+            12 => read_block!(src, dst, a: u64 @ 0, b: u32 @ 8),
+            16 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8),
+            20 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u32 @ 16),
+            24 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16),
+            28 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u32 @ 24),
+            32 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24),
             len => read(dst, src, len),
         }
     }
