@@ -202,6 +202,27 @@ pub struct Scheduler {
     yielded: Option<usize>,
     /// Bumped by every change of a vCPU's state (see [`Scheduler::changes`]).
     changes: u64,
+    /// Bit `s` set while slot `s` holds a domain (`DomainEntry::present`): the picks go
+    /// over the domains there are, not over every slot.
+    present_slots: u16,
+}
+
+// `Scheduler::present_slots` has a bit per slot.
+const _: () = assert!(MAX_DOMAINS == 16);
+
+/// The slots whose bit is set in `mask`, in round-robin order from the one after `last`.
+fn rotation(mask: u16, last: usize) -> impl Iterator<Item = usize> {
+    let start = (last + 1) % MAX_DOMAINS;
+    // Bit `i` of `rotated` is slot `(start + i) % MAX_DOMAINS`.
+    let mut rotated = mask.rotate_right(start as u32);
+    core::iter::from_fn(move || {
+        if rotated == 0 {
+            return None;
+        }
+        let i = rotated.trailing_zeros() as usize;
+        rotated &= rotated - 1;
+        Some((start + i) % MAX_DOMAINS)
+    })
 }
 
 impl Default for Scheduler {
@@ -223,6 +244,7 @@ impl Scheduler {
             preempt: false,
             yielded: None,
             changes: 0,
+            present_slots: 0,
         }
     }
 
@@ -264,6 +286,7 @@ impl Scheduler {
             vcpu.since = now;
         }
         entry.vcpus[0].state = RunState::Runnable;
+        self.present_slots |= 1 << slot;
         Ok(())
     }
 
@@ -277,6 +300,7 @@ impl Scheduler {
             self.set_state(VcpuRef { slot, vcpu }, RunState::Offline, now);
         }
         self.domains[slot].present = false;
+        self.present_slots &= !(1 << slot);
     }
 
     fn present(&self, slot: usize) -> bool {
@@ -372,7 +396,7 @@ impl Scheduler {
         }
         // Boost it unless it is more than a slice ahead of the neediest runnable domain
         // (so that no runnable domain waits long behind a stream of wake-ups).
-        let neediest = (0..MAX_DOMAINS)
+        let neediest = rotation(self.present_slots, MAX_DOMAINS - 1)
             .filter(|&s| s != vcpu.slot)
             .filter(|&s| {
                 let d = &self.domains[s];
@@ -472,8 +496,7 @@ impl Scheduler {
         let mut best: Option<usize> = None;
         let mut yielder_runnable = false;
         let mut any_capped = false;
-        for step in 1..=MAX_DOMAINS {
-            let slot = (self.last_slot + step) % MAX_DOMAINS;
+        for slot in rotation(self.present_slots, self.last_slot) {
             let domain = &self.domains[slot];
             if !domain.present || !domain.runnable() {
                 continue;
@@ -499,8 +522,7 @@ impl Scheduler {
         };
         self.floor = self.floor.max(self.domains[fairest].vtime);
         // Woken domains go first (the smallest virtual time among them), then the rest.
-        let boosted = (1..=MAX_DOMAINS)
-            .map(|step| (self.last_slot + step) % MAX_DOMAINS)
+        let boosted = rotation(self.present_slots, self.last_slot)
             .filter(|&b| {
                 let domain = &self.domains[b];
                 domain.boosted

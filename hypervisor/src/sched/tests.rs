@@ -460,3 +460,19 @@ fn every_woken_domain_runs_before_the_spinners() {
     order.sort();
     assert_eq!(order, [3, 4]);
 }
+
+/// The picks' walk over the present slots visits exactly the slots with their bit set,
+/// in the round-robin order of the walk over every slot it replaced.
+#[test]
+fn the_rotation_visits_the_present_slots_in_round_robin_order() {
+    for mask in [0u16, 1, 0x8000, 0x8001, 0x00f0, 0xffff, 0xa5a5, 0x1234] {
+        for last in 0..MAX_DOMAINS {
+            let expected: Vec<usize> = (1..=MAX_DOMAINS)
+                .map(|step| (last + step) % MAX_DOMAINS)
+                .filter(|&slot| mask & (1 << slot) != 0)
+                .collect();
+            let got: Vec<usize> = super::rotation(mask, last).collect();
+            assert_eq!(got, expected, "mask {mask:#06x}, last {last}");
+        }
+    }
+}

@@ -176,7 +176,9 @@ pub(super) fn two_byte(
     }
 }
 
-/// `op r/m, reg`: the source is ModRM.reg.
+/// `op r/m, reg`: the source is ModRM.reg. Inlined: the trapped page-table store
+/// (`mov r/m, reg`) is the hot caller.
+#[inline]
 fn register_source(
     cursor: &mut Cursor<'_>,
     prefixes: &Prefixes,
