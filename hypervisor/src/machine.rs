@@ -831,8 +831,11 @@ fn fast_mmu_update_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastE
     Some(return_fast(state, frame))
 }
 
-/// `mmu_update` of a batch of up to `hypercall::mmu::BATCH` requests on the fast path
-/// (`light_mmu_update_batch`).
+/// `mmu_update` of a batch on the fast path (`light_mmu_update_continued`): 128
+/// requests per call, then a continuation, as on the general path, arranged here: the
+/// new arguments in the frame and `rip` back on the `syscall`, which the guest then
+/// executes again (a timer interrupt due meanwhile is taken before it, so a long batch
+/// stays preemptible).
 #[inline(never)]
 fn fast_mmu_update_batch(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
     let domain = state.domains[state.current].as_ref()?;
@@ -841,9 +844,21 @@ fn fast_mmu_update_batch(state: &mut State, frame: &mut TrapFrame) -> Option<Fas
     let mut hw = crate::hardware::Machine::new();
     let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
-    let result = hypercall::light_mmu_update_batch(&guest, &mut paging, args)?;
-    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
-    Some(return_fast(state, frame))
+    match hypercall::light_mmu_update_continued(&guest, &mut paging, args)? {
+        hypercall::LightBatch::Done(result) => {
+            frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
+            Some(return_fast(state, frame))
+        }
+        hypercall::LightBatch::Continue(next) => {
+            // As `Context::continuation`: rax holds the number again, r8 (the fifth
+            // argument) is cleared.
+            [frame.rdi, frame.rsi, frame.rdx, frame.r10] = next;
+            frame.r8 = 0;
+            frame.rax = Hypercall::MmuUpdate.number();
+            frame.rip = frame.rip.wrapping_sub(2);
+            Some(resume_fast(state, frame))
+        }
+    }
 }
 
 /// `update_va_mapping` on the fast path (`light_call`'s `light_update_va_mapping`,

@@ -218,7 +218,9 @@ pub fn light_mmu_update<M: PhysMem>(
     Some(applied.map(|()| 0))
 }
 
-/// [`light_mmu_update`] of more than one request.
+/// [`light_mmu_update`] of more than one request: at most `BATCH`, and not a
+/// continuation (`multicall` reaches it through `light_call`, and writes a continuation's
+/// arguments back into its entry on the general path).
 #[inline(always)]
 pub fn light_mmu_update_batch<M: PhysMem>(
     guest: &GuestMem<'_, M>,
@@ -230,11 +232,75 @@ pub fn light_mmu_update_batch<M: PhysMem>(
     if count == 0 || count > BATCH || foreigndom != u64::from(DOMID_SELF) {
         return None;
     }
-    let (done, result) = apply_requests(guest, paging, requests, count);
-    if done_out != 0 {
-        let _ = guest.write_obj(done_out, &done);
-    }
+    let (_, result) = light_requests(guest, paging, requests, count, done_out, 0);
     Some(result)
+}
+
+/// What [`light_mmu_update_continued`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LightBatch {
+    /// The batch is over: the call's result.
+    Done(Result<u64, Errno>),
+    /// `BATCH` requests were applied and more remain: the guest must re-issue the call
+    /// with these arguments (Xen's continuation, as `mmu_update`'s), the rest of the
+    /// batch and the `MMU_UPDATE_PREEMPTED` flag in the count.
+    Continue([u64; 4]),
+}
+
+/// `mmu_update` of a batch of any length for the hypercall fast path: `BATCH` requests
+/// per call, as the general path, then a continuation ([`LightBatch::Continue`]) the
+/// caller arranges; a continued call (the `MMU_UPDATE_PREEMPTED` flag) carries on with
+/// the `done` count it finds at `done_out`. The same requests, results, `done` counts and
+/// continuation arguments as `mmu_update` (host test); `None` (nothing done) for another
+/// domain's tables or an empty batch.
+#[inline(always)]
+pub fn light_mmu_update_continued<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    args: [u64; 4],
+) -> Option<LightBatch> {
+    let [requests, count, done_out, foreigndom] = args;
+    if foreigndom != u64::from(DOMID_SELF) {
+        return None;
+    }
+    let mut count = count as u32;
+    let mut done_before = 0;
+    if count & MMU_UPDATE_PREEMPTED != 0 {
+        count &= !MMU_UPDATE_PREEMPTED;
+        if done_out != 0 {
+            done_before = guest.read_obj::<u32>(done_out).unwrap_or(0);
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let (done, result) = light_requests(guest, paging, requests, count, done_out, done_before);
+    if result.is_ok() && done < count {
+        let next = requests.wrapping_add(u64::from(done) * 16);
+        let remaining = u64::from((count - done) | MMU_UPDATE_PREEMPTED);
+        return Some(LightBatch::Continue([
+            next, remaining, done_out, foreigndom,
+        ]));
+    }
+    Some(LightBatch::Done(result))
+}
+
+/// Applies up to `BATCH` of the `count` requests at `requests` and adds what was done to
+/// `done_before` at `done_out` (if not NULL), as `Batch::finish` does.
+#[inline(always)]
+fn light_requests<M: PhysMem>(
+    guest: &GuestMem<'_, M>,
+    paging: &mut Paging<'_, M>,
+    requests: u64,
+    count: u32,
+    done_out: u64,
+    done_before: u32,
+) -> (u32, Result<u64, Errno>) {
+    let (done, result) = apply_requests(guest, paging, requests, count.min(BATCH));
+    if done_out != 0 {
+        let _ = guest.write_obj(done_out, &done_before.wrapping_add(done));
+    }
+    (done, result)
 }
 
 /// `mmuext_op(ops, count, done_out, foreigndom)`.
@@ -675,6 +741,69 @@ pub(super) mod tests {
         let total = u32::from_le_bytes(w.get(4092, 4).try_into().unwrap());
         assert_eq!(total as usize, count, "done counts across the continuation");
         w.check();
+    }
+
+    /// A batch longer than `BATCH` on the fast path's light batch: the same continuation
+    /// arguments call after call, the same `done` count, result, tables and frame table
+    /// as on the general path; and one that fails in its second part stops alike.
+    #[test]
+    fn long_batches_continue_alike_on_the_light_path() {
+        const DONE: u64 = BUF + 0x1ff0;
+        let me = u64::from(DOMID_SELF);
+        let count = 2 * BATCH as usize + 5;
+        let good: Vec<MmuUpdate> = (0..count)
+            .map(|i| {
+                pte_update(
+                    L1,
+                    40 + (i % 8) as u64,
+                    ((SPARE + (i % 4) as u64) << 12) | RO,
+                )
+            })
+            .collect();
+        let mut failing = good.clone();
+        failing[BATCH as usize + 3] = pte_update(L1, 41, FOREIGN.addr() | RO);
+        for requests in [&good, &failing] {
+            let run = |light: bool| {
+                let mut w = paging_world();
+                w.put(0, requests.as_bytes());
+                let mut args = [BUF, count as u64, DONE, me];
+                let mut steps = Vec::new();
+                let result = loop {
+                    let outcome = if light {
+                        let mut frames = FrameTable::adopt(&mut w.storage);
+                        frames.adopt_m2p(&mut w.m2p);
+                        let guest = GuestMem::new(&w.mem, &frames, 1, L4);
+                        let mut paging = Paging::new(&w.mem, &frames, 1, &mut w.mmu);
+                        light_mmu_update_continued(&guest, &mut paging, args)
+                            .expect("the light path takes it")
+                    } else {
+                        let [a, b, c, d] = args;
+                        let rax = w.call(Hypercall::MmuUpdate.number(), [a, b, c, d, 0]).0;
+                        let regs = w.last_regs;
+                        if rax as u64 == Hypercall::MmuUpdate.number() {
+                            w.domain.vcpu.regs.rip = regs.rip + 2;
+                            LightBatch::Continue([regs.rdi, regs.rsi, regs.rdx, regs.r10])
+                        } else {
+                            LightBatch::Done(Errno::from_ret(rax))
+                        }
+                    };
+                    match outcome {
+                        LightBatch::Continue(next) => {
+                            steps.push(next);
+                            args = next;
+                        }
+                        LightBatch::Done(result) => break result,
+                    }
+                };
+                let done = u32::from_le_bytes(w.get(0x1ff0, 4).try_into().unwrap());
+                let table: Vec<u64> = (0..512).map(|i| w.entry(L1, i)).collect();
+                let frames: Vec<_> = (0..17).map(|f| w.info(Mfn(f))).collect();
+                (result, steps, done, table, format!("{frames:?}"))
+            };
+            let (light, general) = (run(true), run(false));
+            assert_eq!(light, general);
+            assert_eq!(light.1.len(), if requests == &good { 2 } else { 1 });
+        }
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub mod version;
 
 pub use ext::port_op;
 pub use mmu::{
-    light_call, light_mmu_update, light_mmu_update_batch, light_mmuext_op, light_update_va_mapping,
+    LightBatch, light_call, light_mmu_update, light_mmu_update_batch, light_mmu_update_continued,
+    light_mmuext_op, light_update_va_mapping,
 };
 
 use crate::domain::Domain;
