@@ -83,8 +83,8 @@ impl<M: PhysMem> Guests<'_, M> {
     /// Fires every timer that is due: VIRQ_TIMER for single-shot and periodic timers,
     /// the end of a poll for poll timeouts.
     pub fn fire_timers(&mut self) {
-        for slot in 0..self.domains.len().min(self.runtime.len()) {
-            if self.domain(slot).is_none() {
+        for slot in self.sched.domain_slots() {
+            if slot >= self.runtime.len() || self.domain(slot).is_none() {
                 continue;
             }
             for vcpu in 0..self.vcpu_count(slot) {
@@ -125,8 +125,9 @@ impl<M: PhysMem> Guests<'_, M> {
     /// The earliest armed timer of any live vCPU (blocked vCPUs' periodic timers do
     /// not count: they wake no one).
     pub fn next_deadline(&self) -> Option<Nanos> {
-        (0..self.domains.len().min(self.runtime.len()))
-            .filter(|&slot| self.domain(slot).is_some())
+        self.sched
+            .domain_slots()
+            .filter(|&slot| slot < self.runtime.len() && self.domain(slot).is_some())
             .flat_map(|slot| {
                 self.runtime[slot].vcpus[..self.vcpu_count(slot) as usize]
                     .iter()

@@ -202,9 +202,12 @@ pub(super) fn release(state: &mut State, slot: usize) {
 /// Tears down domains that stopped without passing through the trap path's teardown
 /// (shut down by another domain).
 fn reap(state: &mut State) {
-    for slot in 0..state.domains.len() {
-        let stopped = state.domains[slot]
-            .as_ref()
+    // Only a domain still on the scheduler can need reaping.
+    for slot in state.sched.domain_slots() {
+        let stopped = state
+            .domains
+            .get(slot)
+            .and_then(Option::as_ref)
             .is_some_and(|d| !d.is_running());
         if stopped && state.sched.has_domain(slot) {
             if let Some(domain) = state.domains[slot].as_ref() {

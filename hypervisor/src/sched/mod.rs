@@ -312,6 +312,13 @@ impl Scheduler {
         self.present(slot)
     }
 
+    /// The slots of the domains on the scheduler, lowest first: every running domain is
+    /// among them (a domain is added before it first runs and removed only after it
+    /// stopped), so the exit path's walks over domains go over these slots only.
+    pub fn domain_slots(&self) -> impl Iterator<Item = usize> + use<> {
+        rotation(self.present_slots, MAX_DOMAINS - 1)
+    }
+
     fn entry(&self, vcpu: VcpuRef) -> Option<&VcpuEntry> {
         let domain = self.domains.get(vcpu.slot).filter(|d| d.present)?;
         domain.vcpus[..domain.nr_vcpus].get(vcpu.vcpu)

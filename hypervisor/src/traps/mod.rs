@@ -148,6 +148,8 @@ pub fn deliver_or_failsafe<M: PhysMem>(
     }
 }
 
+#[cold]
+#[inline(never)]
 fn failsafe<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, address: u64) -> Outcome {
     let handler = ctx.domain.vcpu.callbacks.failsafe;
     let failsafe = handler != 0;
