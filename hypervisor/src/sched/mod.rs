@@ -319,12 +319,14 @@ impl Scheduler {
         rotation(self.present_slots, MAX_DOMAINS - 1)
     }
 
+    #[inline]
     fn entry(&self, vcpu: VcpuRef) -> Option<&VcpuEntry> {
         let domain = self.domains.get(vcpu.slot).filter(|d| d.present)?;
         domain.vcpus[..domain.nr_vcpus].get(vcpu.vcpu)
     }
 
     /// The state of `vcpu` (offline if it does not exist).
+    #[inline]
     pub fn state(&self, vcpu: VcpuRef) -> RunState {
         self.entry(vcpu).map_or(RunState::Offline, |e| e.state)
     }
