@@ -224,11 +224,10 @@ fn reap(state: &mut State) {
 }
 
 /// Saves the registers of the vCPU whose state `frame` holds, if it still exists.
-fn save_on_cpu(state: &mut State, frame: &TrapFrame) {
+fn save_on_cpu(state: &mut State, frame: &TrapFrame, now: Nanos) {
     let Some(vcpu) = state.on_cpu.take() else {
         return;
     };
-    let now = state.now();
     let guests = state.guests(now);
     guests.publish_runstate(vcpu);
     if let Some(domain) = state.domains[vcpu.slot].as_mut()
@@ -240,9 +239,9 @@ fn save_on_cpu(state: &mut State, frame: &TrapFrame) {
 }
 
 /// Loads `vcpu` onto this CPU: swaps it in as its domain's active vCPU, switches
-/// address space and FPU area, publishes its time and runstate.
-fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame) {
-    let now = state.now();
+/// address space and FPU area, publishes its time and runstate. `now` is the exit
+/// path's time of this pass (the clock is read once per pass).
+fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame, now: Nanos) {
     // Activating a vCPU moves vCPU structures (and their FPU areas): the registers of
     // the one that ran last go to its own area first.
     crate::arch::x86_64::percpu::save_fpu_full();
@@ -287,12 +286,12 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
                 Pick::Run { vcpu, until } => {
                     state.slice_end = until;
                     if state.on_cpu != Some(vcpu) {
-                        save_on_cpu(state, frame);
-                        run_vcpu(state, vcpu, frame);
+                        save_on_cpu(state, frame, now);
+                        run_vcpu(state, vcpu, frame, now);
                     }
                 }
                 Pick::Idle { until } => {
-                    save_on_cpu(state, frame);
+                    save_on_cpu(state, frame, now);
                     if !state.domains.iter().flatten().any(|d| d.is_running()) {
                         finish(state);
                     }
@@ -321,7 +320,6 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
             }
         }
         let slot = state.current;
-        let now = state.now();
         if let traps::Outcome::Crash(reason) = deliver_upcall(state, now, slot, frame) {
             crash_current(state, frame, &reason);
             resched = true;
@@ -389,9 +387,11 @@ pub(super) fn timer_interrupt(state: &mut State) {
 
 /// Arms the APIC timer for system time `deadline`, unless it is armed for it already
 /// (most entries leave the deadline unchanged; reprogramming costs an MMIO write).
+/// The TSC deadline is `Clock::deadline_tsc`'s: never early, and one multiplication
+/// where `tsc_at` takes a 128-bit division.
 fn arm_timer(state: &mut State, deadline: Nanos) {
     if state.timer_armed != Some(deadline) {
-        lapic::arm(state.clock.tsc_at(deadline));
+        lapic::arm(state.clock.deadline_tsc(deadline));
         state.timer_armed = Some(deadline);
     }
 }
