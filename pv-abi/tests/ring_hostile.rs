@@ -124,10 +124,12 @@ fn concurrent_scribbling_of_indices() {
     let mut front = FrontRing::init(shared);
     let mut back = BackRing::new(shared);
     let stop = AtomicBool::new(false);
+    let started = AtomicBool::new(false);
     let (mut overflows, mut messages) = (0u64, 0u64);
     thread::scope(|s| {
         s.spawn(|| {
             let mut x = 0x2545_f491_4f6c_dd1du64;
+            started.store(true, Ordering::Relaxed);
             while !stop.load(Ordering::Relaxed) {
                 // xorshift: cheap arbitrary values, including near-miss indices.
                 x ^= x << 13;
@@ -139,7 +141,20 @@ fn concurrent_scribbling_of_indices() {
                 page.store(word, page.load(word).wrapping_add(delta).wrapping_sub(8));
             }
         });
-        for i in 0..200_000u64 {
+        // The scribbler must be running (on a busy host it may start late), and the run
+        // lasts until it has produced an impossible index at least once: at least
+        // 200,000 rounds, at most 50 million, yielding now and then so that the two
+        // threads interleave even on one free CPU.
+        while !started.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+        for i in 0..50_000_000u64 {
+            if i >= 200_000 && overflows > 0 {
+                break;
+            }
+            if i % 4096 == 0 {
+                thread::yield_now();
+            }
             let _ = front.push_request(&i);
             front.push_requests_and_check_notify();
             match back.take_request() {
