@@ -709,11 +709,9 @@ pub(super) mod tests {
         w.check();
     }
 
-    #[test]
-    fn long_batches_are_continued() {
-        let mut w = paging_world();
-        let count = BATCH as usize + 5;
-        let requests: Vec<MmuUpdate> = (0..count)
+    /// `count` read-only mappings of four spare frames over eight L1 entries, in turn.
+    fn spread_requests(count: usize) -> Vec<MmuUpdate> {
+        (0..count)
             .map(|i| {
                 pte_update(
                     L1,
@@ -721,7 +719,14 @@ pub(super) mod tests {
                     ((SPARE + (i % 4) as u64) << 12) | RO,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn long_batches_are_continued() {
+        let mut w = paging_world();
+        let count = BATCH as usize + 5;
+        let requests = spread_requests(count);
         let (rax, done) = w.batch(1, &requests, 0x7ff0);
         assert_eq!(
             (rax, done),
@@ -751,15 +756,7 @@ pub(super) mod tests {
         const DONE: u64 = BUF + 0x1ff0;
         let me = u64::from(DOMID_SELF);
         let count = 2 * BATCH as usize + 5;
-        let good: Vec<MmuUpdate> = (0..count)
-            .map(|i| {
-                pte_update(
-                    L1,
-                    40 + (i % 8) as u64,
-                    ((SPARE + (i % 4) as u64) << 12) | RO,
-                )
-            })
-            .collect();
+        let good = spread_requests(count);
         let mut failing = good.clone();
         failing[BATCH as usize + 3] = pte_update(L1, 41, FOREIGN.addr() | RO);
         for requests in [&good, &failing] {

@@ -23,14 +23,9 @@ unsafe extern "C" {
 }
 
 /// One block of guest loads (`$insn`, each writing its operand `$v` from `[{src} + k]`)
-/// as one `asm!`: `(whether none faulted, [the values])`. With SMAP off (one test of
-/// `HV_SMAP`, read straight from its symbol rather than through the GOT) they run inline;
-/// with SMAP on, an out-of-line copy of them runs between `stac` and `clac`. Every load has
-/// an exception-table entry: a fault resumes at a fix-up (the SMAP copy's first clears
-/// RFLAGS.AC), which sets `faulted` and continues after the block, the values then being
-/// meaningless. The entry is two offsets relative to themselves (the instruction's and
-/// the fix-up's), as `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel
-/// syntax could read as binary literals.
+/// as one `asm!` ([`guarded_block`]): `(whether none faulted, [the values])`; after a
+/// fault the values are meaningless. `HV_SMAP` is read straight from its symbol rather
+/// than through the GOT.
 macro_rules! guest_loads {
     ($src:expr, $($v:ident : $insn:expr),+) => {{
         let mut faulted = 0u8;
@@ -40,19 +35,7 @@ macro_rules! guest_loads {
         // sets `faulted` and jumps to the block's end. `stac`/`clac` run only when
         // `HV_SMAP` says CR4.SMAP is on, so they exist.
         asm!(
-            "cmp byte ptr [rip + {smap}], 0",
-            "jne 5f",
-            $( concat!("2: ", $insn), extable_entry!("2b", "7f"), )+
-            "3:",
-            ".pushsection .text.hv_fixup, \"ax\"",
-            "5: stac",
-            $( concat!("6: ", $insn), extable_entry!("6b", "8f"), )+
-            "clac",
-            "jmp 3b",
-            "8: clac",
-            "7: mov {faulted}, 1",
-            "jmp 3b",
-            ".popsection",
+            guarded_block!($($insn),+),
             src = in(reg) $src,
             smap = sym HV_SMAP,
             faulted = inout(reg_byte) faulted,
@@ -61,6 +44,34 @@ macro_rules! guest_loads {
         );
         (faulted == 0, [$($v),+])
     }};
+}
+
+/// The template of a block of guest accesses (`$insn`, each with an exception-table
+/// entry), shared by [`guest_loads`] and [`guest_store`]: with SMAP off (one test of
+/// `HV_SMAP`, operand `{smap}`) the accesses run inline; with SMAP on, an out-of-line
+/// copy of them runs between `stac` and `clac`. A fault resumes at a fix-up (the SMAP
+/// copy's first clears RFLAGS.AC) that sets operand `{faulted}` and continues after the
+/// block. The table entry is two offsets relative to themselves (the instruction's and
+/// the fix-up's), as `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel
+/// syntax could read as binary literals.
+macro_rules! guarded_block {
+    ($($insn:expr),+) => {
+        concat!(
+            "cmp byte ptr [rip + {smap}], 0\n",
+            "jne 5f\n",
+            $( "2: ", $insn, "\n", extable_entry!("2b", "7f"), "\n", )+
+            "3:\n",
+            ".pushsection .text.hv_fixup, \"ax\"\n",
+            "5: stac\n",
+            $( "6: ", $insn, "\n", extable_entry!("6b", "8f"), "\n", )+
+            "clac\n",
+            "jmp 3b\n",
+            "8: clac\n",
+            "7: mov {faulted}, 1\n",
+            "jmp 3b\n",
+            ".popsection"
+        )
+    };
 }
 
 /// The exception-table entry of the instruction at label `$at`: its fix-up is `$fixup`.
@@ -151,8 +162,8 @@ pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
     }
 }
 
-/// One guest store (`$insn`, writing operand `value` to `[{dst}]`) as one `asm!`, as
-/// [`guest_loads`] for loads: whether it did not fault. A store into a read-only guest
+/// One guest store (`$insn`, writing operand `value` to `[{dst}]`) as one `asm!`
+/// ([`guarded_block`]), as [`guest_loads`] for loads: whether it did not fault. A store into a read-only guest
 /// mapping faults too (CR0.WP), and fails the same way.
 macro_rules! guest_store {
     ($dst:expr, $value:expr, $insn:literal) => {{
@@ -162,21 +173,7 @@ macro_rules! guest_store {
         // `faulted` and jumps to the block's end. `stac`/`clac` run only when `HV_SMAP`
         // says CR4.SMAP is on.
         asm!(
-            "cmp byte ptr [rip + {smap}], 0",
-            "jne 5f",
-            concat!("2: ", $insn),
-            extable_entry!("2b", "7f"),
-            "3:",
-            ".pushsection .text.hv_fixup, \"ax\"",
-            "5: stac",
-            concat!("6: ", $insn),
-            extable_entry!("6b", "8f"),
-            "clac",
-            "jmp 3b",
-            "8: clac",
-            "7: mov {faulted}, 1",
-            "jmp 3b",
-            ".popsection",
+            guarded_block!($insn),
             dst = in(reg) $dst,
             value = in(reg) $value,
             smap = sym HV_SMAP,
