@@ -749,14 +749,16 @@ fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         Ok((_, None)) => 0,
         Ok((port, Some(raised))) => {
             send_wake(state, port, raised);
+            // Only a wake-up can have dirtied the machine (it is clean on every entry).
+            if state.machine_dirty {
+                frame.rax = 0;
+                state.fast_after = Some(After::Resume);
+                return FastEntry::Finish;
+            }
             0
         }
         Err(errno) => errno.to_ret() as u64,
     };
-    if state.machine_dirty {
-        state.fast_after = Some(After::Resume);
-        return FastEntry::Finish;
-    }
     return_fast(state, frame)
 }
 
