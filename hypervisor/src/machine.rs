@@ -504,11 +504,8 @@ fn upcall_due(state: &State) -> bool {
 pub fn trap(frame: &mut TrapFrame) {
     let mut guard = STATE.lock();
     let state = &mut *guard;
-    let kernel_mode = state.domains[state.current]
-        .as_ref()
-        .is_some_and(|d| d.vcpu.kernel_mode);
     let after = match frame.vector {
-        VECTOR_SYSCALL if kernel_mode => hypercall(state, frame),
+        VECTOR_SYSCALL if state.loaded.kernel_mode => hypercall(state, frame),
         VECTOR_SYSCALL => on_trap(state, frame, traps::user_syscall),
         // The hypervisor's tick: timers and the slice are looked at on the way out.
         x86::lapic::TIMER_VECTOR => {
