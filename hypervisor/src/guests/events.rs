@@ -67,11 +67,12 @@ pub fn send_target(
     }
 }
 
-/// `EVTCHNOP_send` from `sender`, the domain in `slot`, on `port`, the half that needs neither
-/// the clock nor the scheduler (the hypercall fast path's): finds the receiving end,
-/// looking each channel and domain up once, and raises it as [`mark_pending`] does. An
-/// upcall for the sending vCPU (the sender's active one) needs no wake-up (it is running: the upcall is delivered on
-/// its way out). `Ok(Some(raised))` when a vCPU must still be woken
+/// `EVTCHNOP_send` from `sender`, the domain in `slot`, on `port`, the half that needs
+/// neither the clock nor the scheduler (the hypercall fast path's): finds the receiving
+/// end, looking each channel and domain up once, and raises it as [`mark_pending`] does.
+/// An upcall for the sending vCPU (the sender's active one) needs no wake-up: it is
+/// running, and the upcall is delivered on its way out. `Ok(Some(raised))` when a vCPU
+/// must still be woken
 /// ([`needs_wake`]; [`Guests::send_wake`] does it), `Ok(None)` when nothing is owed
 /// (including a notification dropped at an unbound port or a peer that is gone), the
 /// errno for a port that cannot send. The same effects as [`send_target`], then
@@ -126,11 +127,7 @@ pub fn send_raise<M: PhysMem>(
     };
     let raised = Raised {
         newly_pending: true,
-        upcall,
-    };
-    let raised = Raised {
-        upcall: raised.upcall && !(target == slot && vcpu == running),
-        ..raised
+        upcall: upcall && !(target == slot && vcpu == running),
     };
     if needs_wake(&runtime[target], target_port, raised) {
         Ok(Some(raised))
