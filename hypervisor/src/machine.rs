@@ -711,11 +711,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     fast_domain_hypercall(state, frame)
 }
 
-/// `EVTCHNOP_send` on the fast path: the same steps as the machine-wide dispatcher's
-/// (`Guests::send`: `send_target`, `mark_pending`, `wake_for`), but the scheduler and
-/// the clock are reached only if a vCPU must wake, and the guest's FPU state is not
-/// saved up front (nothing here needs SSE; if the compiler ever makes it use some, the
-/// #NM path saves it). A send that woke a vCPU leaves by the full exit path.
+/// `EVTCHNOP_send` on the fast path: the effects of the machine-wide dispatcher's
+/// (`Guests::send`), by `events::send_raise` (each channel and domain looked up once;
+/// a host test holds the two to the same effects), and the scheduler and the clock
+/// reached only if a vCPU must wake (`send_wake`); the guest's FPU state is not saved up
+/// front (nothing here needs SSE; if the compiler ever makes it use some, the #NM path
+/// saves it). A send whose wake-up changed the scheduler leaves by the full exit path.
 #[inline(never)]
 fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     let slot = state.current;
