@@ -202,24 +202,22 @@ pub(super) fn release(state: &mut State, slot: usize) {
 /// Tears down domains that stopped without passing through the trap path's teardown
 /// (shut down by another domain).
 fn reap(state: &mut State) {
-    // Only a domain still on the scheduler can need reaping.
+    // Only a domain still on the scheduler can need reaping; tearing one down takes only
+    // its own slot off, so the walk over the slots taken at the start stays valid.
     for slot in state.sched.domain_slots() {
-        let stopped = state
-            .domains
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_some_and(|d| !d.is_running());
-        if stopped && state.sched.has_domain(slot) {
-            if let Some(domain) = state.domains[slot].as_ref() {
-                log::info!(
-                    "domain {} ({}) stopped: {:?}",
-                    domain.id,
-                    domain.name,
-                    domain.state
-                );
-            }
-            teardown(state, slot);
+        let Some(domain) = state.domains.get(slot).and_then(Option::as_ref) else {
+            continue;
+        };
+        if domain.is_running() {
+            continue;
         }
+        log::info!(
+            "domain {} ({}) stopped: {:?}",
+            domain.id,
+            domain.name,
+            domain.state
+        );
+        teardown(state, slot);
     }
 }
 
