@@ -406,6 +406,20 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         }
     }
 
+    /// [`read_obj`](Self::read_obj) by the MMU alone, for a caller that hands whatever
+    /// this cannot do to a path that can (the send lane): `None`, having read nothing
+    /// it keeps, when the MMU cannot make the copy (another address space loaded, a
+    /// range outside the guest's slots) or a fault stopped it.
+    #[inline(always)]
+    pub fn read_obj_mapped<T: FromBytes + IntoBytes>(&self, va: u64) -> Option<T> {
+        let mut slot = MaybeUninit::<T>::uninit();
+        match self.mmu_read_into(va, &mut slot)? {
+            // SAFETY: the MMU copy initialised `slot` (see `mmu_read_into`).
+            Ok(()) => Some(unsafe { slot.assume_init() }),
+            Err(_) => None,
+        }
+    }
+
     /// [`read_obj`](Self::read_obj) when the MMU cannot copy: the software walk. Out of
     /// line and with the accessor's parts as arguments, so that the MMU path (the hot
     /// one) never has to build the accessor in memory for it.

@@ -667,18 +667,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     }
     // One dispatch on the number (a jump table) for the other calls that need no
     // context.
-    const EVENT_CHANNEL_OP: u64 = Hypercall::EventChannelOp.number();
     const EXT_OP: u64 = pv_abi::ext::EXT_OP.number();
     const IRET: u64 = Hypercall::Iret.number();
     const MMU_UPDATE: u64 = Hypercall::MmuUpdate.number();
     const MMUEXT_OP: u64 = Hypercall::MmuextOp.number();
     const UPDATE_VA_MAPPING: u64 = Hypercall::UpdateVaMapping.number();
     match frame.rax {
-        // An event sent on a port: the notification of every PV ring, as cheap as it
-        // can be.
-        EVENT_CHANNEL_OP if frame.rdi == u64::from(pv_abi::event_channel::EVTCHNOP_SEND) => {
-            return fast_send(state, frame);
-        }
         // Port I/O through our extension (a driver domain's device registers).
         EXT_OP => {
             if let Ok(cmd @ (EXTOP_PORT_WRITE | EXTOP_PORT_READ)) = u32::try_from(frame.rdi) {
@@ -711,52 +705,109 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     fast_domain_hypercall(state, frame)
 }
 
-/// `EVTCHNOP_send` on the fast path: the effects of the machine-wide dispatcher's
-/// (`Guests::send`), by `events::send_raise` (each channel and domain looked up once;
-/// a host test holds the two to the same effects), and the scheduler and the clock
-/// reached only if a vCPU must wake (`send_wake`); the guest's FPU state is not saved up
-/// front (nothing here needs SSE; if the compiler ever makes it use some, the #NM path
-/// saves it). A send whose wake-up changed the scheduler leaves by the full exit path.
-#[inline(never)]
-fn fast_send(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+/// What the send lane tells its stub (`entry.S`, `send_lane`), in two registers: the
+/// result for the guest's rax, and how to leave.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LaneExit {
+    /// The call's result (0 or a negative errno); meaningless when declined.
+    pub value: u64,
+    /// [`FastEntry::Return`] (back by `sysretq`), [`FastEntry::Declined`] (nothing
+    /// happened: the general stub takes the call) or [`FastEntry::Finish`] (the call ran;
+    /// the stub builds the general frame and asks [`send_lane_exit`]).
+    pub how: u64,
+}
+
+impl LaneExit {
+    const DECLINED: LaneExit = LaneExit {
+        value: 0,
+        how: FastEntry::Declined as u64,
+    };
+}
+
+/// `EVTCHNOP_send` from a guest kernel, by the send lane (`entry.S`): the notification
+/// of every PV ring, with no trap frame, no dispatch and nothing saved but the registers
+/// Rust may clobber. `port_ptr` is the guest's `evtchn_send` argument (its rsi).
+///
+/// The effects are the machine-wide dispatcher's (`Guests::send`), by
+/// `events::send_raise` (each channel and domain looked up once; a host test holds the
+/// two to the same effects), with the scheduler and the clock reached only if a vCPU
+/// must wake (`send_wake`). The guest's FPU state is not saved up front (nothing here
+/// needs SSE; if the compiler ever makes it use some, the #NM path saves it). Declined,
+/// having done nothing, for a process's system call (its kernel's, not ours) and when
+/// the lock is busy; a send that leaves an upcall due or changed the scheduler leaves by
+/// the general way out ([`send_lane_exit`]).
+#[inline]
+pub fn send_lane(port_ptr: u64) -> LaneExit {
+    let Some(mut guard) = STATE.try_lock() else {
+        return LaneExit::DECLINED;
+    };
+    let state = &mut *guard;
+    // As on every entry (see `hypercall_fast`).
+    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
+    if !state.loaded.kernel_mode {
+        return LaneExit::DECLINED;
+    }
     let slot = state.current;
     let Some(domain) = state.domains[slot].as_ref() else {
-        return FastEntry::Declined;
+        return LaneExit::DECLINED;
     };
-    let guest = GuestMem::with_memo(
+    // Through the MMU only: anything else (another address space loaded, a range
+    // outside the guest's slots) is left to the general path, which walks.
+    let guest = GuestMem::new(
         &DirectMap,
         &state.frames,
         domain.id,
         domain.vcpu.kernel_root,
-        &state.walk_memo,
     );
-    let sent = guest
-        .read_obj::<pv_abi::event_channel::EvtchnSend>(frame.rsi)
-        .and_then(|op| {
-            let raised = events::send_raise(
-                &DirectMap,
-                &state.domains,
-                &state.runtime,
-                slot,
-                domain,
-                op.port,
-            )?;
-            Ok((op.port, raised))
-        });
-    frame.rax = match sent {
-        Ok((_, None)) => 0,
-        Ok((port, Some(raised))) => {
-            send_wake(state, port, raised);
-            // Only a wake-up can have dirtied the machine (it is clean on every entry).
-            if state.machine_dirty {
-                frame.rax = 0;
-                state.fast_after = Some(After::Resume);
-                return FastEntry::Finish;
-            }
-            0
-        }
-        Err(errno) => errno.to_ret() as u64,
+    // A send that fails (a fault on the pointer, a port that cannot send) fails before
+    // it changes anything: it is declined too, and the general path, doing the same
+    // again, returns the errno, so the lane carries no error paths.
+    let Some(op) = guest.read_obj_mapped::<pv_abi::event_channel::EvtchnSend>(port_ptr) else {
+        return LaneExit::DECLINED;
     };
+    let port = op.port;
+    let Ok(raised) = events::send_raise(
+        &DirectMap,
+        &state.domains,
+        &state.runtime,
+        slot,
+        domain,
+        port,
+    ) else {
+        return LaneExit::DECLINED;
+    };
+    if let Some(raised) = raised {
+        send_wake(state, port, raised);
+        // Only a wake-up can have dirtied the machine (it is clean on every entry).
+        if state.machine_dirty {
+            state.fast_after = Some(After::Resume);
+            return LaneExit {
+                value: 0,
+                how: FastEntry::Finish as u64,
+            };
+        }
+    }
+    let how = if upcall_due(state) {
+        FastEntry::Finish
+    } else {
+        FastEntry::Return
+    };
+    LaneExit {
+        value: 0,
+        how: how as u64,
+    }
+}
+
+/// The way out of a send the lane ran but could not finish (`LaneExit` with
+/// [`FastEntry::Finish`]): the stub built the general frame with the result in rax.
+/// Delivers a due upcall as [`return_fast`] does, or hands over to the full exit path.
+pub fn send_lane_exit(frame: &mut TrapFrame) -> FastEntry {
+    let mut guard = STATE.lock();
+    let state = &mut *guard;
+    if state.fast_after.is_some() {
+        return FastEntry::Finish;
+    }
     return_fast(state, frame)
 }
 

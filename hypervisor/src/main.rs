@@ -60,6 +60,20 @@ extern "C" fn hv_hypercall_fast(frame: &mut hypervisor::regs::TrapFrame) -> u64 
     machine::hypercall_fast(frame) as u64
 }
 
+/// `EVTCHNOP_send` from a guest, by the send lane (`entry.S`): the guest's port pointer
+/// in, the result and how to leave out (rax and rdx).
+#[unsafe(no_mangle)]
+extern "C" fn hv_send_lane(port_ptr: u64) -> machine::LaneExit {
+    machine::send_lane(port_ptr)
+}
+
+/// A send the lane ran but could not finish: how to leave (complete caller-saved frame,
+/// as for [`hv_hypercall_fast`]).
+#[unsafe(no_mangle)]
+extern "C" fn hv_send_lane_exit(frame: &mut hypervisor::regs::TrapFrame) -> u64 {
+    machine::send_lane_exit(frame) as u64
+}
+
 /// A hypercall the fast path ran, finished by the full exit path (complete frame).
 #[unsafe(no_mangle)]
 extern "C" fn hv_hypercall_finish(frame: &mut hypervisor::regs::TrapFrame) {

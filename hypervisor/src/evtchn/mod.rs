@@ -117,10 +117,18 @@ impl EventTable {
     }
 
     /// The port's channel if it is open (not closed, not port 0).
+    ///
+    /// Port 0 needs no test of its own: it is never bound (`allocate` starts at 1, and
+    /// every other write goes to a port `open` returned), so its channel stays closed.
     #[inline]
     pub fn open(&self, port: EvtchnPort) -> Result<&Channel, Errno> {
+        debug_assert_eq!(
+            self.channels[0].binding,
+            Binding::Closed,
+            "port 0 is never bound"
+        );
         match self.get(port) {
-            Some(channel) if port != 0 && channel.binding != Binding::Closed => Ok(channel),
+            Some(channel) if channel.binding != Binding::Closed => Ok(channel),
             _ => Err(Errno::EINVAL),
         }
     }

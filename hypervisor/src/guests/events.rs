@@ -87,8 +87,17 @@ pub fn send_raise<M: PhysMem>(
     port: EvtchnPort,
 ) -> Result<Option<Raised>, Errno> {
     let channel = runtime[slot].events.open(port)?;
-    let (target, domain, target_port, vcpu) = match channel.binding {
-        Binding::Ipi => (slot, sender, port, channel.vcpu),
+    // Each arm raises on its own (the raise inlined into both), so that neither pays
+    // for joining the other's registers.
+    match channel.binding {
+        Binding::Ipi => Ok(raise_sent(
+            mem,
+            &runtime[slot],
+            sender,
+            port,
+            channel.vcpu,
+            sender.vcpu.id,
+        )),
         Binding::Interdomain {
             remote,
             remote_port,
@@ -96,44 +105,69 @@ pub fn send_raise<M: PhysMem>(
             let Some(remote_slot) = live_slot_of(domains, remote) else {
                 return Ok(None);
             };
-            let Ok(remote_channel) = runtime[remote_slot].events.open(remote_port) else {
+            let remote_runtime = &runtime[remote_slot];
+            let Ok(remote_channel) = remote_runtime.events.open(remote_port) else {
                 return Ok(None);
             };
-            let Some(remote) = domains[remote_slot].as_ref() else {
+            let Some(domain) = domains[remote_slot].as_ref() else {
                 return Ok(None);
             };
-            (remote_slot, remote, remote_port, remote_channel.vcpu)
+            // An upcall for another domain's vCPU is always owed a wake-up check.
+            let running = if remote_slot == slot {
+                sender.vcpu.id
+            } else {
+                u32::MAX
+            };
+            Ok(raise_sent(
+                mem,
+                remote_runtime,
+                domain,
+                remote_port,
+                remote_channel.vcpu,
+                running,
+            ))
         }
         // As in Xen: nobody listens yet, the notification is dropped.
-        Binding::Unbound { .. } => return Ok(None),
-        _ => return Err(Errno::EINVAL),
-    };
+        Binding::Unbound { .. } => Ok(None),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// [`send_raise`]'s raise of `port` of `domain` (runtime `runtime`), notifying its vCPU
+/// `vcpu`, where `running` is the sending vCPU if `domain` is the sender (`u32::MAX`
+/// otherwise): what is still owed (see `send_raise`).
+#[inline(always)]
+fn raise_sent<M: PhysMem>(
+    mem: &M,
+    runtime: &Runtime,
+    domain: &Domain,
+    port: EvtchnPort,
+    vcpu: u32,
+    running: u32,
+) -> Option<Raised> {
     if !domain.is_running() {
-        return Ok(None);
+        return None;
     }
-    let running = sender.vcpu.id;
     // `raise`'s steps, with the `vcpu_info` found only when a selector bit is to be set
-    // (`vcpu_info_addr` fails only for a vCPU the domain does not have: tested first).
-    if vcpu >= runtime[target].nr_vcpus {
-        return Ok(None);
-    }
+    // (`vcpu_info_addr` fails only for a vCPU the domain does not have: tested there;
+    // a bound channel's vCPU is always one the domain has, so the test costs nothing
+    // when the port is masked, and drops nothing `raise` would not).
     let events = SharedEvents::new(mem, domain.shared_info);
-    if !events.set_pending(target_port) {
-        return Ok(None);
+    if !events.set_pending(port) {
+        return None;
     }
-    let upcall = !events.is_masked(target_port) && {
-        let info = existing_vcpu_info_addr(domain, &runtime[target], vcpu);
-        SharedEvents::select(&VcpuInfoRef::at(mem, info), target_port)
+    let upcall = !events.is_masked(port) && {
+        if vcpu >= runtime.nr_vcpus {
+            return None;
+        }
+        let info = existing_vcpu_info_addr(domain, runtime, vcpu);
+        SharedEvents::select(&VcpuInfoRef::at(mem, info), port)
     };
     let raised = Raised {
         newly_pending: true,
-        upcall: upcall && !(target == slot && vcpu == running),
+        upcall: upcall && vcpu != running,
     };
-    if needs_wake(&runtime[target], target_port, raised) {
-        Ok(Some(raised))
-    } else {
-        Ok(None)
-    }
+    needs_wake(runtime, port, raised).then_some(raised)
 }
 
 impl<M: PhysMem> Guests<'_, M> {

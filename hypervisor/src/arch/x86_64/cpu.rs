@@ -54,6 +54,17 @@ pub fn read_cr2() -> u64 {
     value
 }
 
+/// CR0.TS: FPU/SSE instructions raise #NM (the lazy FPU save, see `entry.S`).
+pub const CR0_TS: u64 = 1 << 3;
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
 /// Reads CR3.
 pub fn read_cr3() -> u64 {
     let value: u64;

@@ -21,6 +21,7 @@
 .set PERCPU_FPU_AREA,  24
 .set PERCPU_FPU_SAVED, 40
 .set PERCPU_GUEST_TS,  41
+.set PERCPU_CR0_TS,    48
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
 .set PERCPU_FPU_FLAGS, 40
@@ -59,6 +60,9 @@
 .set FAST_DECLINED,    0
 .set FAST_RESUME,      1
 .set FAST_RETURN,      3
+/* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND */
+.set HYPERCALL_EVENT_CHANNEL_OP, 32
+.set EVTCHNOP_SEND,    4
 
 .macro PUSH_GPRS
     push %rax
@@ -78,10 +82,10 @@
     push %r15
 .endm
 
-/* Entry from ring 3: FPU use in ring 0 from now on traps (see the top). Clobbers rax. */
+/* Entry from ring 3: FPU use in ring 0 from now on traps (see the top): CR0 with TS,
+ * as the per-CPU block keeps it. Clobbers rax. */
 .macro LAZY_FPU_ENTRY
-    mov %cr0, %rax
-    or $8, %rax
+    mov %gs:PERCPU_CR0_TS, %rax
     mov %rax, %cr0
 .endm
 
@@ -102,8 +106,9 @@
 .endm
 
 /* Exit to ring 3: reload the guest's FPU/SSE registers if they were saved (the XMM part
- * or the whole image), then set the real CR0.TS to the guest's virtual TS. Clobbers rax. */
-.macro LAZY_FPU_EXIT
+ * or the whole image), then set the real CR0.TS to the guest's virtual TS. Clobbers
+ * \scratch (rax unless told). */
+.macro LAZY_FPU_EXIT scratch=%rax
     /* The common case (the guest's registers live, no virtual TS) in one compare; the
      * rest out of line. */
     cmpw $0, %gs:PERCPU_FPU_FLAGS
@@ -115,21 +120,20 @@
     cmpb $0, %gs:PERCPU_FPU_SAVED
     je .Lfpu_live\@
     clts
-    mov %gs:PERCPU_FPU_AREA, %rax
+    mov %gs:PERCPU_FPU_AREA, \scratch
     cmpb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
     je .Lfpu_xmm\@
-    fxrstor64 (%rax)
+    fxrstor64 (\scratch)
     jmp .Lfpu_restored\@
 .Lfpu_xmm\@:
-    RESTORE_XMM %rax
+    RESTORE_XMM \scratch
 .Lfpu_restored\@:
     movb $0, %gs:PERCPU_FPU_SAVED
 .Lfpu_live\@:
     cmpb $0, %gs:PERCPU_GUEST_TS
     je .Lfpu_no_ts\@
-    mov %cr0, %rax
-    or $8, %rax
-    mov %rax, %cr0
+    mov %gs:PERCPU_CR0_TS, \scratch
+    mov \scratch, %cr0
     jmp .Lfpu_done\@
 .Lfpu_no_ts\@:
     clts
@@ -169,18 +173,10 @@
     pop %rax
 .endm
 
-.text
-/* syscall from ring 3: a hypercall from a guest kernel, or a guest process's system
- * call. The fast path saves only what Rust may clobber (the caller-saved registers) and
- * asks hv_hypercall_fast, which either declines (nothing happened), finishes the call
- * (return straight to the guest), or ran it but needs the full exit path. For the last
- * two, the callee-saved registers (still the guest's: Rust preserved them) complete the
- * frame first. */
-.global syscall_entry
-syscall_entry:
-    swapgs
-    mov %rsp, %gs:PERCPU_SCRATCH
-    mov %gs:PERCPU_STACK_TOP, %rsp
+/* The general syscall stub's frame: the iret part, then the caller-saved registers
+ * (the callee-saved ones only if the fast path hands over: see syscall_entry), and CR0.TS
+ * set (see the top). Expects the guest's rsp in PERCPU_SCRATCH. */
+.macro SYSCALL_FRAME
     push $FLAT_RING3_SS64
     push %gs:PERCPU_SCRATCH
     push %r11
@@ -199,9 +195,53 @@ syscall_entry:
     mov %r10, FRAME_R10(%rsp)
     mov %r11, FRAME_R11(%rsp)
     LAZY_FPU_ENTRY
+.endm
+
+/* The send lane's save area: every register Rust may clobber but rax (the result);
+ * eight of them, so that the call finds the stack 16-byte aligned. */
+.macro LANE_PUSH
+    push %rcx
+    push %r11
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+.endm
+
+.macro LANE_POP
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %r11
+    pop %rcx
+.endm
+
+.text
+/* syscall from ring 3: a hypercall from a guest kernel, or a guest process's system
+ * call. An event send takes the send lane below; everything else the general stub,
+ * which saves only what Rust may clobber (the caller-saved registers) and asks
+ * hv_hypercall_fast, which either declines (nothing happened), finishes the call
+ * (return straight to the guest), or ran it but needs the full exit path. For the last
+ * two, the callee-saved registers (still the guest's: Rust preserved them) complete the
+ * frame first. */
+.global syscall_entry
+syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_SCRATCH
+    mov %gs:PERCPU_STACK_TOP, %rsp
+    cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
+    je send_lane
+syscall_general:
+    SYSCALL_FRAME
     /* (FMASK cleared DF.) */
     mov %rsp, %rdi
     call hv_hypercall_fast
+syscall_fast_exit:
     cmp $FAST_RETURN, %eax
     jne 5f
     /* Only rax changed: back after the syscall by sysretq, which takes rip from rcx and
@@ -240,6 +280,44 @@ syscall_entry:
     jmp guest_exit
 4:  call hv_trap_entry
     jmp guest_exit
+
+/* The send lane: EVTCHNOP_send from a guest kernel, the notification of every PV ring,
+ * with the least around it. No TrapFrame: the registers Rust may clobber are pushed as
+ * they are (see LANE_PUSH), and hv_send_lane(port pointer) returns the call's result (rax) and how to
+ * leave (rdx, a machine::FastEntry): Return, back by sysretq with every register but rax
+ * as it was; Declined, nothing happened: the registers as they came, to the general
+ * stub (a process's system call, a busy lock); Finish, the call ran but the way out
+ * needs more (an upcall to deliver, a vCPU switch): the general frame is built with the
+ * result in rax and hv_send_lane_exit says how to leave, as hv_hypercall_fast would. */
+send_lane:
+    cmp $EVTCHNOP_SEND, %rdi
+    jne syscall_general
+    /* sysretq needs a canonical return address (see above); the general stub takes
+     * iretq for the rest. */
+    movabs $0x800000000000, %rax
+    add %rcx, %rax
+    shr $48, %rax
+    jnz 2f
+    LANE_PUSH
+    LAZY_FPU_ENTRY
+    mov %rsi, %rdi
+    call hv_send_lane
+    cmp $FAST_RETURN, %edx
+    jne 1f
+    LAZY_FPU_EXIT %rdx
+    LANE_POP
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+1:  cmp $FAST_DECLINED, %edx
+    LANE_POP
+    jne 3f
+2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
+    jmp syscall_general
+3:  SYSCALL_FRAME
+    mov %rsp, %rdi
+    call hv_send_lane_exit
+    jmp syscall_fast_exit
 
 /* Exception stubs: vectors without a CPU error code push a zero first. */
 .macro EXCEPTION_STUB vector, has_error

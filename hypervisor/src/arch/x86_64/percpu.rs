@@ -34,6 +34,10 @@ pub struct PerCpu {
     /// real TS so the guest's next FPU use traps). Next to `fpu_saved`, so that the exit
     /// tests both ("nothing to reload, no TS to set": the common case) in one compare.
     pub guest_ts: u8,
+    /// CR0 with TS set: the value every entry from a guest loads (`entry.S`'s
+    /// `LAZY_FPU_ENTRY`), one load instead of a read, an `or` and the write. CR0 changes
+    /// in nothing but TS after boot, so the value taken at boot stays right.
+    pub cr0_ts: u64,
 }
 
 const _: () = {
@@ -42,6 +46,7 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, fpu_area) == 24);
     assert!(core::mem::offset_of!(PerCpu, fpu_saved) == 40);
     assert!(core::mem::offset_of!(PerCpu, guest_ts) == 41);
+    assert!(core::mem::offset_of!(PerCpu, cr0_ts) == 48);
 };
 
 #[repr(C, align(4096))]
@@ -70,6 +75,7 @@ static CPU0: CpuStorage = CpuStorage {
         // included) from .bss into the loaded image.
         fpu_saved: 0,
         guest_ts: 0,
+        cr0_ts: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -97,6 +103,7 @@ pub fn init_cpu0() -> CpuStacks {
         (*percpu).cpu_id = 0;
         // No vCPU's FPU state is in the registers yet: the first exit loads one.
         (*percpu).fpu_saved = FPU_SAVED_FULL;
+        (*percpu).cr0_ts = super::cpu::read_cr0() | super::cpu::CR0_TS;
         super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
         super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
     }
