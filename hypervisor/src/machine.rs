@@ -9,7 +9,6 @@ use core::cell::UnsafeCell;
 use hypervisor::bootimage::{BootImage, MAX_DOMAINS};
 use hypervisor::builder::{self, Machine};
 use hypervisor::domain::{Domain, DomainState};
-use hypervisor::evtchn::shared::Raised;
 use hypervisor::frames::{FrameInfo, FrameTable};
 use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::{Runtime, events};
@@ -626,9 +625,10 @@ pub enum FastEntry {
 /// right because nothing machine-wide changed and a timer that is due has its APIC
 /// interrupt pending, taken as soon as the guest runs again.
 ///
-/// The commonest calls skip even the hypercall context: the null hypercall, an event
-/// send, `HYPERVISOR_iret`, a process's `syscall` bounce and the one-request page-table
-/// calls (`hypercall::light_call`). Each runs the same code as its general handler (host
+/// The commonest calls skip even the hypercall context: the null hypercall,
+/// `HYPERVISOR_iret`, a process's `syscall` bounce and the one-request page-table calls
+/// (`hypercall::light_call`); an event send does not come here at all unless the send
+/// lane declined it ([`send_lane`]). Each runs the same code as its general handler (host
 /// tests compare them) or declines having done nothing; an upcall that becomes due is
 /// delivered on the way out ([`resume_fast`]).
 ///
@@ -730,13 +730,15 @@ impl LaneExit {
 /// Rust may clobber. `port_ptr` is the guest's `evtchn_send` argument (its rsi).
 ///
 /// The effects are the machine-wide dispatcher's (`Guests::send`), by
-/// `events::send_raise` (each channel and domain looked up once; a host test holds the
-/// two to the same effects), with the scheduler and the clock reached only if a vCPU
-/// must wake (`send_wake`). The guest's FPU state is not saved up front (nothing here
-/// needs SSE; if the compiler ever makes it use some, the #NM path saves it). Declined,
-/// having done nothing, for a process's system call (its kernel's, not ours) and when
-/// the lock is busy; a send that leaves an upcall due or changed the scheduler leaves by
-/// the general way out ([`send_lane_exit`]).
+/// `events::send_raise` (each channel and domain looked up once, the receiving end's
+/// wake-up handed back in one word; a host test holds the two to the same effects),
+/// with the scheduler and the clock reached only if a vCPU must wake (`send_wake`). The
+/// guest's FPU state is not saved up front (nothing here needs SSE; if the compiler ever
+/// makes it use some, the #NM path saves it). Declined, having done nothing, for a
+/// process's system call (its kernel's, not ours), when the lock is busy, when the
+/// argument cannot be read through the MMU and for a send that fails (the general path
+/// does it again and returns the errno); a send that leaves an upcall due or changed the
+/// scheduler leaves by the general way out ([`send_lane_exit`]).
 #[inline]
 pub fn send_lane(port_ptr: u64) -> LaneExit {
     let Some(mut guard) = STATE.try_lock() else {
@@ -766,19 +768,18 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
     let Some(op) = guest.read_obj_mapped::<pv_abi::event_channel::EvtchnSend>(port_ptr) else {
         return LaneExit::DECLINED;
     };
-    let port = op.port;
-    let Ok(raised) = events::send_raise(
+    let Ok(owed) = events::send_raise(
         &DirectMap,
         &state.domains,
         &state.runtime,
         slot,
         domain,
-        port,
+        op.port,
     ) else {
         return LaneExit::DECLINED;
     };
-    if let Some(raised) = raised {
-        send_wake(state, port, raised);
+    if let Some(wake) = owed {
+        send_wake(state, wake);
         // Only a wake-up can have dirtied the machine (it is clean on every entry).
         if state.machine_dirty {
             state.fast_after = Some(After::Resume);
@@ -811,15 +812,14 @@ pub fn send_lane_exit(frame: &mut TrapFrame) -> FastEntry {
     return_fast(state, frame)
 }
 
-/// The wake-up a fast send owes (`events::send_raise`), out of the send's path: it needs
-/// the clock and the scheduler; the machine is marked dirty if the scheduler changed.
+/// The wake-up a send owes (`events::send_raise`), out of the send's path: it needs the
+/// clock and the scheduler; the machine is marked dirty if the scheduler changed.
 #[cold]
 #[inline(never)]
-fn send_wake(state: &mut State, port: pv_abi::event_channel::EvtchnPort, raised: Raised) {
+fn send_wake(state: &mut State, wake: events::Wake) {
     let changes = state.sched.changes();
     let now = state.now();
-    let slot = state.current;
-    state.guests(now).send_wake(slot, port, raised);
+    state.guests(now).send_wake(wake);
     if state.sched.changes() != changes {
         state.machine_dirty = true;
     }

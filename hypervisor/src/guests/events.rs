@@ -13,6 +13,7 @@ use crate::sched::VcpuRef;
 use crate::traps::bounce::Bounce;
 use crate::traps::{self, TrapContext};
 use crate::vcpu_info::VcpuInfoRef;
+use core::num::NonZeroU64;
 use pv_abi::errno::Errno;
 use pv_abi::event_channel::EvtchnPort;
 use pv_abi::xen::VIRQ_DOM_EXC;
@@ -67,13 +68,69 @@ pub fn send_target(
     }
 }
 
+/// The wake-up a send owes ([`send_raise`]): the receiving domain's slot, port and
+/// notified vCPU, and what the raise did, packed in one word, so that it comes back from
+/// a call in one register (a structure of them went through the stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wake(NonZeroU64);
+
+impl Wake {
+    const VCPU_SHIFT: u32 = 32;
+    const SLOT_SHIFT: u32 = 40;
+    const NEWLY_PENDING: u64 = 1 << 48;
+    const UPCALL: u64 = 1 << 49;
+    /// Set in every value (so none is zero).
+    const PRESENT: u64 = 1 << 63;
+
+    /// Port `port` of the domain in `slot`, notifying `vcpu`, raised with `raised`. A
+    /// slot is below `MAX_DOMAINS` and a bound channel's vCPU below `MAX_VCPUS`: both fit
+    /// in a byte.
+    fn new(slot: usize, port: EvtchnPort, vcpu: u32, raised: Raised) -> Wake {
+        debug_assert!(slot <= 0xff && vcpu <= 0xff);
+        let mut word = Self::PRESENT
+            | u64::from(port)
+            | (u64::from(vcpu & 0xff) << Self::VCPU_SHIFT)
+            | (((slot & 0xff) as u64) << Self::SLOT_SHIFT);
+        if raised.newly_pending {
+            word |= Self::NEWLY_PENDING;
+        }
+        if raised.upcall {
+            word |= Self::UPCALL;
+        }
+        Wake(NonZeroU64::new(word).expect("PRESENT is set"))
+    }
+
+    /// The receiving domain's slot.
+    pub fn slot(self) -> usize {
+        ((self.0.get() >> Self::SLOT_SHIFT) & 0xff) as usize
+    }
+
+    /// The receiving port.
+    pub fn port(self) -> EvtchnPort {
+        self.0.get() as u32
+    }
+
+    /// Its notified vCPU.
+    pub fn vcpu(self) -> u32 {
+        ((self.0.get() >> Self::VCPU_SHIFT) & 0xff) as u32
+    }
+
+    /// What the raise did.
+    pub fn raised(self) -> Raised {
+        Raised {
+            newly_pending: self.0.get() & Self::NEWLY_PENDING != 0,
+            upcall: self.0.get() & Self::UPCALL != 0,
+        }
+    }
+}
+
 /// `EVTCHNOP_send` from `sender`, the domain in `slot`, on `port`, the half that needs
 /// neither the clock nor the scheduler (the hypercall fast path's): finds the receiving
 /// end, looking each channel and domain up once, and raises it as [`mark_pending`] does.
 /// An upcall for the sending vCPU (the sender's active one) needs no wake-up: it is
-/// running, and the upcall is delivered on its way out. `Ok(Some(raised))` when a vCPU
-/// must still be woken
-/// ([`needs_wake`]; [`Guests::send_wake`] does it), `Ok(None)` when nothing is owed
+/// running, and the upcall is delivered on its way out. `Ok(Some(wake))` when a vCPU
+/// must still be woken ([`needs_wake`]; [`Guests::send_wake`] does it, at the receiving
+/// end found here), `Ok(None)` when nothing is owed
 /// (including a notification dropped at an unbound port or a peer that is gone), the
 /// errno for a port that cannot send. The same effects as [`send_target`], then
 /// [`mark_pending`] and [`needs_wake`] (host test).
@@ -85,7 +142,7 @@ pub fn send_raise<M: PhysMem>(
     slot: usize,
     sender: &Domain,
     port: EvtchnPort,
-) -> Result<Option<Raised>, Errno> {
+) -> Result<Option<Wake>, Errno> {
     let channel = runtime[slot].events.open(port)?;
     // Each arm raises on its own (the raise inlined into both), so that neither pays
     // for joining the other's registers.
@@ -93,6 +150,7 @@ pub fn send_raise<M: PhysMem>(
         Binding::Ipi => Ok(raise_sent(
             mem,
             &runtime[slot],
+            slot,
             sender,
             port,
             channel.vcpu,
@@ -121,6 +179,7 @@ pub fn send_raise<M: PhysMem>(
             Ok(raise_sent(
                 mem,
                 remote_runtime,
+                remote_slot,
                 domain,
                 remote_port,
                 remote_channel.vcpu,
@@ -133,41 +192,75 @@ pub fn send_raise<M: PhysMem>(
     }
 }
 
-/// [`send_raise`]'s raise of `port` of `domain` (runtime `runtime`), notifying its vCPU
-/// `vcpu`, where `running` is the sending vCPU if `domain` is the sender (`u32::MAX`
-/// otherwise): what is still owed (see `send_raise`).
+/// [`send_raise`]'s raise of `port` of `domain` (in `slot`, runtime `runtime`),
+/// notifying its vCPU `vcpu`, where `running` is the sending vCPU if `domain` is the
+/// sender (`u32::MAX` otherwise): the wake-up still owed, if any.
 #[inline(always)]
 fn raise_sent<M: PhysMem>(
     mem: &M,
     runtime: &Runtime,
+    slot: usize,
     domain: &Domain,
     port: EvtchnPort,
     vcpu: u32,
     running: u32,
-) -> Option<Raised> {
+) -> Option<Wake> {
     if !domain.is_running() {
         return None;
     }
-    // `raise`'s steps, with the `vcpu_info` found only when a selector bit is to be set
-    // (`vcpu_info_addr` fails only for a vCPU the domain does not have: tested there;
-    // a bound channel's vCPU is always one the domain has, so the test costs nothing
-    // when the port is masked, and drops nothing `raise` would not).
+    // `raise`'s steps, with the `vcpu_info` found only when a selector bit is to be set.
     let events = SharedEvents::new(mem, domain.shared_info);
     if !events.set_pending(port) {
         return None;
     }
-    let upcall = !events.is_masked(port) && {
-        if vcpu >= runtime.nr_vcpus {
+    if events.is_masked(port) {
+        // No upcall: only a vCPU polling the port is owed a wake-up.
+        if !runtime.polling() {
             return None;
         }
-        let info = existing_vcpu_info_addr(domain, runtime, vcpu);
-        SharedEvents::select(&VcpuInfoRef::at(mem, info), port)
+        return masked_polled(runtime, slot, port, vcpu);
+    }
+    raise_unmasked(mem, runtime, slot, domain, port, vcpu, running)
+}
+
+/// The rest of [`raise_sent`] for a masked port while some vCPU of the domain polls: the
+/// wake-up owed if one polls this port. Out of line for the same reason as
+/// [`raise_unmasked`].
+#[cold]
+#[inline(never)]
+fn masked_polled(runtime: &Runtime, slot: usize, port: EvtchnPort, vcpu: u32) -> Option<Wake> {
+    let raised = Raised {
+        newly_pending: true,
+        upcall: false,
     };
+    needs_wake(runtime, port, raised).then(|| Wake::new(slot, port, vcpu, raised))
+}
+
+/// The rest of [`raise_sent`] for a port that is not masked: the selector bit and the
+/// upcall flag (`vcpu_info_addr` fails only for a vCPU the domain does not have: tested
+/// here; a bound channel's vCPU always is one, so the test drops nothing `raise` would
+/// not). Out of line, so that the masked send (a ring's notification while its
+/// consumer is busy) keeps its values in scratch registers.
+#[inline(never)]
+fn raise_unmasked<M: PhysMem>(
+    mem: &M,
+    runtime: &Runtime,
+    slot: usize,
+    domain: &Domain,
+    port: EvtchnPort,
+    vcpu: u32,
+    running: u32,
+) -> Option<Wake> {
+    if vcpu >= runtime.nr_vcpus {
+        return None;
+    }
+    let info = existing_vcpu_info_addr(domain, runtime, vcpu);
+    let upcall = SharedEvents::select(&VcpuInfoRef::at(mem, info), port);
     let raised = Raised {
         newly_pending: true,
         upcall: upcall && vcpu != running,
     };
-    needs_wake(runtime, port, raised).then_some(raised)
+    needs_wake(runtime, port, raised).then(|| Wake::new(slot, port, vcpu, raised))
 }
 
 impl<M: PhysMem> Guests<'_, M> {
@@ -212,16 +305,10 @@ impl<M: PhysMem> Guests<'_, M> {
         }
     }
 
-    /// The wake-up [`send_raise`] said a send from `slot` on `port` owes, with what the
-    /// raise did (`raised`): finds the receiving end again and wakes as
-    /// [`wake_for`](Self::wake_for).
-    pub fn send_wake(&mut self, slot: usize, port: EvtchnPort, raised: Raised) {
-        if let Ok(Some((target, target_port))) = send_target(self.domains, self.runtime, slot, port)
-            && let Ok(channel) = self.runtime[target].events.open(target_port)
-        {
-            let vcpu = channel.vcpu;
-            self.wake_for(target, vcpu, target_port, raised);
-        }
+    /// The wake-up [`send_raise`] said a send owes: as [`wake_for`](Self::wake_for), at
+    /// the receiving end it found.
+    pub fn send_wake(&mut self, wake: Wake) {
+        self.wake_for(wake.slot(), wake.vcpu(), wake.port(), wake.raised());
     }
 
     /// EVTCHNOP_send from `slot`.
@@ -352,4 +439,36 @@ pub fn deliver_upcall_to<M: PhysMem>(
         failsafe: false,
     };
     traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+    use crate::bootimage::MAX_DOMAINS;
+    use crate::evtchn::MAX_PORTS;
+    use crate::sched::MAX_VCPUS;
+
+    /// Every field comes back as it went in, at the edges of each range, and no two
+    /// fields share a bit.
+    #[test]
+    fn a_wake_keeps_every_field() {
+        let flags = [(false, false), (true, false), (false, true), (true, true)];
+        for slot in [0, 1, MAX_DOMAINS - 1] {
+            for port in [1, 2, 63, 64, MAX_PORTS as EvtchnPort - 1] {
+                for vcpu in [0, 1, MAX_VCPUS as u32 - 1] {
+                    for (newly_pending, upcall) in flags {
+                        let raised = Raised {
+                            newly_pending,
+                            upcall,
+                        };
+                        let wake = Wake::new(slot, port, vcpu, raised);
+                        assert_eq!(
+                            (wake.slot(), wake.port(), wake.vcpu(), wake.raised()),
+                            (slot, port, vcpu, raised)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -132,9 +132,18 @@ impl Runtime {
     /// Whether some vCPU polls `port`.
     #[inline(always)]
     pub fn polled(&self, port: EvtchnPort) -> bool {
-        if self.pollers == 0 {
-            return false;
-        }
+        self.polling() && self.polls(port)
+    }
+
+    /// Whether any vCPU polls (one test, for the paths that look no further when none
+    /// does).
+    #[inline(always)]
+    pub fn polling(&self) -> bool {
+        self.pollers != 0
+    }
+
+    /// Whether some vCPU polls `port` (the look through their lists).
+    fn polls(&self, port: EvtchnPort) -> bool {
         self.vcpus[..self.nr_vcpus as usize]
             .iter()
             .any(|v| v.polling.contains(&port))

@@ -598,8 +598,8 @@ fn the_fast_send_matches_the_general_one() {
         let sender = fast.domains[slot].as_ref().unwrap();
         let raised =
             events::send_raise(&fast.mem, &fast.domains, &fast.runtime, slot, sender, port);
-        if let Ok(Some(raised)) = raised {
-            fast.with(|g| g.send_wake(slot, port, raised));
+        if let Ok(Some(wake)) = raised {
+            fast.with(|g| g.send_wake(wake));
         }
         assert_eq!(raised.map(|_| ()), expected, "{name}: result");
         assert_eq!(observe(&fast), observe(&general), "{name}: effects");

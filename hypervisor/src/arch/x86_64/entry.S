@@ -283,12 +283,13 @@ syscall_fast_exit:
 
 /* The send lane: EVTCHNOP_send from a guest kernel, the notification of every PV ring,
  * with the least around it. No TrapFrame: the registers Rust may clobber are pushed as
- * they are (see LANE_PUSH), and hv_send_lane(port pointer) returns the call's result (rax) and how to
- * leave (rdx, a machine::FastEntry): Return, back by sysretq with every register but rax
- * as it was; Declined, nothing happened: the registers as they came, to the general
- * stub (a process's system call, a busy lock); Finish, the call ran but the way out
- * needs more (an upcall to deliver, a vCPU switch): the general frame is built with the
- * result in rax and hv_send_lane_exit says how to leave, as hv_hypercall_fast would. */
+ * they are (see LANE_PUSH), and hv_send_lane(rdi, rsi) returns the call's result (rax)
+ * and how to leave (rdx, a machine::FastEntry): Return, back by sysretq with every
+ * register but rax as it was; Declined, nothing happened: the registers as they came,
+ * to the general stub (a process's system call, a busy lock, anything unusual);
+ * Finish, the call ran but the way out needs more (an upcall to deliver, a vCPU
+ * switch): the general frame is built with the result in rax and hv_send_lane_exit
+ * says how to leave, as hv_hypercall_fast would. */
 send_lane:
     cmp $EVTCHNOP_SEND, %rdi
     jne syscall_general
@@ -300,8 +301,7 @@ send_lane:
     jnz 2f
     LANE_PUSH
     LAZY_FPU_ENTRY
-    mov %rsi, %rdi
-    call hv_send_lane
+    call hv_send_lane               /* (EVTCHNOP_SEND, port pointer): as they came */
     cmp $FAST_RETURN, %edx
     jne 1f
     LAZY_FPU_EXIT %rdx
