@@ -99,6 +99,15 @@ user_hello_start:
     jne 1f
     cmpq $0, 8(%r14)             /* fresh memory reads as zero */
     jne 1f
+    /* A system call with a hypervisor event send's registers (rax the event-channel
+     * hypercall, rdi EVTCHNOP_send, rsi a port): it is this kernel's, which has no
+     * such call (ENOSYS), never a send by the hypervisor's send lane. */
+    lea hello_port(%rip), %rsi
+    mov $4, %edi
+    mov $32, %eax
+    syscall
+    cmp $-38, %rax
+    jne 1f
     mov $1, %eax
     xor %edi, %edi
     syscall
@@ -107,6 +116,7 @@ user_hello_start:
     syscall
 hello_msg: .ascii "hello from user space\n"
 hello_msg_end:
+hello_port: .long 1
 user_hello_end:
 
 /* divzero: divides by zero; the kernel kills it. */
