@@ -18,7 +18,6 @@
 use super::TrapContext;
 use crate::mm::{PhysMem, is_canonical};
 use crate::vcpu_info::VcpuInfoRef;
-use core::mem::MaybeUninit;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
 
 /// RFLAGS bits.
@@ -81,53 +80,34 @@ pub fn deliver<M: PhysMem>(
         return Err(BounceError::NoHandler);
     }
     let info = VcpuInfoRef::of(ctx.mem, ctx.domain);
-    let regs = &mut *ctx.regs;
-    let vcpu = &mut ctx.domain.vcpu;
+    let saved_mask = info.upcall_mask();
+    let regs = &*ctx.regs;
+    let vcpu = &ctx.domain.vcpu;
     let from_user = !vcpu.kernel_mode;
     let (stack, shown_cs) = if from_user {
         (vcpu.kernel_sp, regs.cs | 3)
     } else {
         (regs.rsp, regs.cs & !3)
     };
-    let saved_mask = info.upcall_mask();
     let shown_flags = (regs.rflags & !rflags::IF) | if saved_mask { 0 } else { rflags::IF };
-
-    // Not zeroed first: 104 zero bytes would be SSE stores, and with them a save of the
-    // guest's XMM registers on a path that otherwise never touches them.
-    let mut words = [const { MaybeUninit::<u64>::uninit() }; 13];
-    let mut n = 0;
-    let mut push = |value: u64| {
-        words[n].write(value);
-        n += 1;
+    let (rcx, r11, rip, rsp, ss) = (regs.rcx, regs.r11, regs.rip, regs.rsp, regs.ss);
+    let cs = shown_cs | (u64::from(saved_mask) << 32);
+    // Each shape is one array of known size, built in place from the values (a move of
+    // a built structure would be SSE copies, and with them a save of the guest's XMM
+    // registers on a path that otherwise never touches them) and written by the MMU in
+    // one copy.
+    let new_rsp = if bounce.failsafe {
+        failsafe_frame(
+            ctx,
+            stack,
+            bounce.error_code,
+            [rcx, r11, rip, cs, shown_flags, rsp, ss],
+        )?
+    } else if let Some(code) = bounce.error_code {
+        push_frame(ctx, stack, &[rcx, r11, code, rip, cs, shown_flags, rsp, ss])?
+    } else {
+        push_frame(ctx, stack, &[rcx, r11, rip, cs, shown_flags, rsp, ss])?
     };
-    push(regs.rcx);
-    push(regs.r11);
-    if bounce.failsafe {
-        // Segment selectors: flat 64-bit guests have none loaded; Xen pushes the live
-        // values, which for our guests are the null selector.
-        for _ in 0..4 {
-            push(0);
-        }
-    }
-    if let Some(code) = bounce.error_code {
-        push(code);
-    }
-    push(regs.rip);
-    push(shown_cs | (u64::from(saved_mask) << 32));
-    push(shown_flags);
-    push(regs.rsp);
-    push(regs.ss);
-
-    let frame_size = 8 * n as u64;
-    let top = stack & !0xf;
-    let new_rsp = top.wrapping_sub(frame_size);
-    let root = vcpu.kernel_root;
-    let guest = ctx.guest_mem(root);
-    // SAFETY: `push` initialised the first `n` words, `8 * n` bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 8 * n) };
-    if top < frame_size || guest.write(new_rsp, bytes).is_err() {
-        return Err(BounceError::BadStack(new_rsp));
-    }
 
     // Committed: switch mode and registers.
     let vcpu = &mut ctx.domain.vcpu;
@@ -145,4 +125,51 @@ pub fn deliver<M: PhysMem>(
     regs.rsp = new_rsp;
     regs.rip = bounce.handler;
     Ok(())
+}
+
+/// Writes `frame` (its words from the new stack pointer up) below the 16-byte aligned
+/// `stack` of the guest kernel (its kernel address space): the new stack pointer, or why
+/// the stack cannot take it.
+#[inline(always)]
+fn push_frame<M: PhysMem, const N: usize>(
+    ctx: &TrapContext<'_, M>,
+    stack: u64,
+    frame: &[u64; N],
+) -> Result<u64, BounceError> {
+    let size = 8 * N as u64;
+    let top = stack & !0xf;
+    let new_rsp = top.wrapping_sub(size);
+    let guest = ctx.guest_mem(ctx.domain.vcpu.kernel_root);
+    if top < size || guest.write_obj(new_rsp, frame).is_err() {
+        return Err(BounceError::BadStack(new_rsp));
+    }
+    Ok(new_rsp)
+}
+
+/// [`push_frame`] for the failsafe callback's frame, which also carries DS, ES, FS and
+/// GS after RCX and R11 (flat 64-bit guests have none loaded; Xen pushes the live
+/// values, which for our guests are the null selector), then the error code if any,
+/// then the rest of `words` (the frame [`deliver`] would push without an error code).
+/// Out of line: it is taken only when a bounce could not be delivered.
+#[cold]
+#[inline(never)]
+fn failsafe_frame<M: PhysMem>(
+    ctx: &TrapContext<'_, M>,
+    stack: u64,
+    error_code: Option<u64>,
+    words: [u64; 7],
+) -> Result<u64, BounceError> {
+    let [rcx, r11, rip, cs, rflags, rsp, ss] = words;
+    match error_code {
+        None => push_frame(
+            ctx,
+            stack,
+            &[rcx, r11, 0, 0, 0, 0, rip, cs, rflags, rsp, ss],
+        ),
+        Some(code) => push_frame(
+            ctx,
+            stack,
+            &[rcx, r11, 0, 0, 0, 0, code, rip, cs, rflags, rsp, ss],
+        ),
+    }
 }
