@@ -965,14 +965,39 @@ fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
         unsafe { cpu::write_cr3(kernel_root) };
         state.loaded.root = kernel_root;
     }
-    let after = on_trap(state, frame, traps::user_syscall);
-    if after != After::Resume || state.machine_dirty {
-        state.fast_after = Some(after);
-        return FastEntry::Finish;
+    // The common case, a callback registered and its stack writable, straight to the
+    // bounce; anything else (no callback: #UD; a bad stack: the failsafe callback) by
+    // the general handler, `deliver` having changed nothing when it failed.
+    if !fast_syscall_bounce(state, frame) {
+        let after = on_trap(state, frame, traps::user_syscall);
+        if after != After::Resume || state.machine_dirty {
+            state.fast_after = Some(after);
+            return FastEntry::Finish;
+        }
     }
     // Now in guest kernel mode: its root and GS base.
     load_vcpu_hardware(state);
     resume_fast(state, frame)
+}
+
+/// [`fast_user_syscall`]'s bounce to the syscall callback (`traps::user_syscall`'s,
+/// without its trap context): whether it was delivered; when not, nothing changed.
+#[inline(always)]
+fn fast_syscall_bounce(state: &mut State, frame: &mut TrapFrame) -> bool {
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return false;
+    };
+    let Some(bounce) = traps::syscall_bounce(&domain.vcpu.callbacks) else {
+        return false;
+    };
+    let mut ctx = TrapContext {
+        domain,
+        mem: &DirectMap,
+        frames: &state.frames,
+        regs: frame,
+        memo: Some(&state.walk_memo),
+    };
+    traps::bounce::deliver(&mut ctx, bounce).is_ok()
 }
 
 /// The fast path's general case: a per-domain hypercall with its full context.

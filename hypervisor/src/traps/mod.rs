@@ -267,18 +267,23 @@ pub fn software_interrupt_allowed(domain: &Domain, vector: u64) -> bool {
 /// A `syscall` from guest user mode: enter the guest kernel's syscall callback (with no
 /// callback registered, the guest gets #UD as from a CPU with syscall disabled).
 pub fn user_syscall<M: PhysMem>(ctx: &mut TrapContext<'_, M>) -> Outcome {
-    let callbacks = ctx.domain.vcpu.callbacks;
-    if callbacks.syscall == 0 {
+    let Some(bounce) = syscall_bounce(&ctx.domain.vcpu.callbacks) else {
         ctx.regs.rip = ctx.regs.rip.wrapping_sub(2);
         return inject(ctx, vector::UD, None);
-    }
-    let bounce = Bounce {
+    };
+    deliver_or_failsafe(ctx, crate::regs::VECTOR_SYSCALL, bounce)
+}
+
+/// The bounce a process's `syscall` makes to the guest kernel's syscall callback, if
+/// one is registered ([`user_syscall`]; the machine's fast path delivers it directly).
+#[inline(always)]
+pub fn syscall_bounce(callbacks: &crate::domain::Callbacks) -> Option<Bounce> {
+    (callbacks.syscall != 0).then_some(Bounce {
         handler: callbacks.syscall,
         error_code: None,
         mask_events: callbacks.syscall_masks_events,
         failsafe: false,
-    };
-    deliver_or_failsafe(ctx, crate::regs::VECTOR_SYSCALL, bounce)
+    })
 }
 
 #[cfg(test)]
