@@ -6,7 +6,7 @@ use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, HYPERVISOR_VIRT_START, TrapInfo};
 use pv_abi::callback::{CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CallbackRegister};
 use pv_abi::errno::Errno;
 use pv_abi::guest;
-use pv_abi::xen::{Hypercall, VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES};
+use pv_abi::xen::{DOMID_SELF, Hypercall, VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES};
 use pv_guest_kernel::selftest::{Outcome, failure};
 
 /// A test case.
@@ -250,35 +250,22 @@ fn sched_yield(_: &Boot) -> Outcome {
         .map_err(|e| failure(format_args!("{e}")))
 }
 
-fn xmm_preserved(_: &Boot) -> Outcome {
-    // Fill all 16 XMM registers, make a hypercall, and read them back: the hypervisor's
-    // own (SSE-using) Rust code must not leak into guest state. The calls are issued here,
-    // not through pv-abi, because the test is about the instruction's register contract.
-    // Three calls: one answered before any hypervisor code could touch SSE, one that
-    // copies a string out (the hypervisor's SSE use saves the guest's registers lazily),
-    // and a yield (another domain, if any, runs in between).
-    let mut extraversion = [0u8; 16];
-    let calls: [(u64, u64, u64, &str); 3] = [
-        (Hypercall::XenVersion as u64, 0, 0, "xen_version(version)"),
-        (
-            Hypercall::XenVersion as u64,
-            1,
-            extraversion.as_mut_ptr() as u64,
-            "xen_version(extraversion)",
-        ),
-        (Hypercall::SchedOp as u64, 0, 0, "sched_op(yield)"),
-    ];
-    for (round, &(number, cmd, arg, what)) in calls.iter().enumerate() {
+/// Fills all 16 XMM registers and MXCSR (from round `round`'s pattern), runs `$insn`
+/// (the instruction under test, with rax, rdi and rsi as given), reads them back and
+/// fails the case if any changed.
+macro_rules! check_xmm_across {
+    ($what:expr, $round:expr, $insn:literal, $rax:expr, $rdi:expr, $rsi:expr) => {{
+        let round: u64 = $round;
         let pattern: [u64; 32] =
-            core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1) + round as u64);
+            core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1) + round);
         let mut after = [0u64; 32];
         // MXCSR too, with a rounding mode other than the default (round toward -inf).
         let mxcsr_in: u32 = 0x3f80;
         let mut mxcsr_out: u32 = 0;
         // SAFETY: the asm reads `pattern` and writes `after` (both 256 bytes), declares
-        // every register it or the hypercall changes; the hypercalls write at most the
-        // 16-byte `extraversion` buffer. MXCSR is set back to its default before the
-        // asm ends.
+        // every register it, the hypercall or the trapped instruction changes; what runs
+        // writes at most the buffer its caller passed. MXCSR is set back to its default
+        // before the asm ends.
         unsafe {
             core::arch::asm!(
                 "ldmxcsr [{mi}]",
@@ -288,7 +275,7 @@ fn xmm_preserved(_: &Boot) -> Outcome {
                 "movdqu xmm9, [{p} + 144]", "movdqu xmm10, [{p} + 160]", "movdqu xmm11, [{p} + 176]",
                 "movdqu xmm12, [{p} + 192]", "movdqu xmm13, [{p} + 208]", "movdqu xmm14, [{p} + 224]",
                 "movdqu xmm15, [{p} + 240]",
-                "syscall",
+                $insn,
                 "movdqu [{a}], xmm0", "movdqu [{a} + 16], xmm1", "movdqu [{a} + 32], xmm2",
                 "movdqu [{a} + 48], xmm3", "movdqu [{a} + 64], xmm4", "movdqu [{a} + 80], xmm5",
                 "movdqu [{a} + 96], xmm6", "movdqu [{a} + 112], xmm7", "movdqu [{a} + 128], xmm8",
@@ -302,9 +289,9 @@ fn xmm_preserved(_: &Boot) -> Outcome {
                 mi = in(reg) &mxcsr_in,
                 mo = in(reg) &mut mxcsr_out,
                 md = in(reg) &MXCSR_DEFAULT,
-                inlateout("rax") number => _,
-                inlateout("rdi") cmd => _,
-                inlateout("rsi") arg => _,
+                inlateout("rax") $rax => _,
+                inlateout("rdi") $rdi => _,
+                inlateout("rsi") $rsi => _,
                 inlateout("rdx") 0u64 => _,
                 inlateout("r10") 0u64 => _,
                 inlateout("r8") 0u64 => _,
@@ -322,12 +309,60 @@ fn xmm_preserved(_: &Boot) -> Outcome {
                 .zip(&pattern)
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            fail!("xmm{} changed across {what}", first / 2);
+            fail!("xmm{} changed across {}", first / 2, $what);
         }
         if mxcsr_out != mxcsr_in {
-            fail!("MXCSR changed across {what}: {mxcsr_in:#x} -> {mxcsr_out:#x}");
+            fail!("MXCSR changed across {}: {mxcsr_in:#x} -> {mxcsr_out:#x}", $what);
         }
+    }};
+}
+
+fn xmm_preserved(_: &Boot) -> Outcome {
+    // Fill all 16 XMM registers, enter the hypervisor, and read them back: the
+    // hypervisor's own (SSE-using) Rust code must not leak into guest state. The calls
+    // are issued here, not through pv-abi, because the test is about the instruction's
+    // register contract. Hypercalls: one answered before any hypervisor code could touch
+    // SSE, one that copies a string out (the hypervisor's SSE use saves the guest's
+    // registers lazily), a yield (another domain, if any, runs in between), and event
+    // sends by the hypervisor's send lane (one it finishes: an unbound port drops the
+    // notification; one it hands to the general path: a closed port). Then a trapped
+    // and emulated instruction (a CR0 read: the exception path).
+    let mut extraversion = [0u8; 16];
+    let calls: [(u64, u64, u64, &str); 3] = [
+        (Hypercall::XenVersion as u64, 0, 0, "xen_version(version)"),
+        (
+            Hypercall::XenVersion as u64,
+            1,
+            extraversion.as_mut_ptr() as u64,
+            "xen_version(extraversion)",
+        ),
+        (Hypercall::SchedOp as u64, 0, 0, "sched_op(yield)"),
+    ];
+    for (round, &(number, cmd, arg, what)) in calls.iter().enumerate() {
+        check_xmm_across!(what, round as u64, "syscall", number, cmd, arg);
     }
+    let unbound = guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF)
+        .map_err(|e| failure(format_args!("alloc_unbound: {e}")))?;
+    let closed = guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF)
+        .map_err(|e| failure(format_args!("alloc_unbound: {e}")))?;
+    guest::evtchn_close(closed).map_err(|e| failure(format_args!("close: {e}")))?;
+    let sends = [
+        (unbound, "send (unbound port)"),
+        (closed, "send (closed port)"),
+    ];
+    for (round, (port, what)) in sends.into_iter().enumerate() {
+        let send = pv_abi::event_channel::EvtchnSend { port };
+        check_xmm_across!(
+            what,
+            3 + round as u64,
+            "syscall",
+            Hypercall::EventChannelOp as u64,
+            u64::from(pv_abi::event_channel::EVTCHNOP_SEND),
+            &raw const send as u64
+        );
+    }
+    guest::evtchn_close(unbound).map_err(|e| failure(format_args!("close: {e}")))?;
+    check_xmm_across!("a trapped CR0 read", 5, "mov r11, cr0", 0u64, 0u64, 0u64);
     Ok(())
 }
 
