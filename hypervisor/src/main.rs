@@ -38,16 +38,15 @@ extern "C" fn hv_start(start_info_paddr: u32) -> ! {
     machine::boot(&boot)
 }
 
-/// Every entry from a guest: a hypercall, an exception, or an interrupt.
+/// Every entry from a guest: a hypercall, an exception, or an interrupt. The stub saved
+/// the guest's XMM registers already unless the entry is a not-present page fault (the
+/// commonest exception, only ever bounced to the guest kernel on an SSE-free path) or a
+/// hypercall the fast path declined (whose paths save them through a #NM if they use
+/// SSE); see `entry.S`.
 #[unsafe(no_mangle)]
 extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {
-    // The full path uses SSE: save the guest's FPU state up front rather than through a
-    // #NM on the first SSE instruction (see entry.S). Except for a not-present page
-    // fault, the commonest exception: it is only ever bounced to the guest kernel, and
-    // the bounce is SSE-free (a protection fault may be a page-table write to emulate,
-    // which is not). Either way a stray SSE instruction takes the #NM save.
-    let not_present_fault = frame.vector == 14 && frame.error_code & 1 == 0;
-    if !not_present_fault {
+    if frame.vector == hypervisor::regs::VECTOR_SYSCALL {
+        // The full path uses SSE: save up front rather than through a #NM.
         x86::percpu::save_fpu();
     }
     machine::trap(frame);

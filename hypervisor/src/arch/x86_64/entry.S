@@ -35,6 +35,7 @@
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
 .set FRAME_VECTOR,     15*8
+.set FRAME_ERROR,      16*8
 .set FRAME_RIP,        17*8
 .set FRAME_CS,         18*8
 .set FRAME_RSP,        20*8
@@ -117,9 +118,10 @@
 .Lfpu_exit_done\@:
 .pushsection .text.hv_fpu_exit, "ax"
 .Lfpu_slow\@:
+    /* Saved registers come back without a CR0 write: every save clears TS first (and
+     * were TS ever set here, the reload's #NM would clear it: ring0_nm). */
     cmpb $0, %gs:PERCPU_FPU_SAVED
     je .Lfpu_live\@
-    clts
     mov %gs:PERCPU_FPU_AREA, \scratch
     cmpb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
     je .Lfpu_xmm\@
@@ -130,13 +132,12 @@
 .Lfpu_restored\@:
     movb $0, %gs:PERCPU_FPU_SAVED
 .Lfpu_live\@:
+    /* TS is clear here (restored above, or the guest's virtual TS is set: the only
+     * other way the flags are nonzero): set it for a guest that has virtual TS. */
     cmpb $0, %gs:PERCPU_GUEST_TS
-    je .Lfpu_no_ts\@
+    je .Lfpu_done\@
     mov %gs:PERCPU_CR0_TS, \scratch
     mov \scratch, %cr0
-    jmp .Lfpu_done\@
-.Lfpu_no_ts\@:
-    clts
 .Lfpu_done\@:
     jmp .Lfpu_exit_done\@
 .popsection
@@ -355,8 +356,24 @@ exception_common:
     je guest_entry_common
     clac
 guest_entry_common:
+    /* The guest's XMM registers. A not-present page fault (vector 14, error code bit 0
+     * clear) is only ever bounced to the guest kernel, on an SSE-free path: they stay
+     * live behind CR0.TS, as for a syscall. Every other entry here (an exception to
+     * emulate or bounce, an interrupt) goes down paths that use SSE: save them now,
+     * with no CR0 write unless the guest's virtual TS has the real one set. */
+    cmpq $VECTOR_PF, FRAME_VECTOR(%rsp)
+    jne 1f
+    testb $1, FRAME_ERROR(%rsp)
+    jnz 1f
     LAZY_FPU_ENTRY
-    mov %rsp, %rdi
+    jmp 3f
+1:  cmpb $0, %gs:PERCPU_GUEST_TS
+    je 2f
+    clts
+2:  mov %gs:PERCPU_FPU_AREA, %rax
+    SAVE_XMM %rax
+    movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
+3:  mov %rsp, %rdi
     cld
     call hv_trap_entry
 .global guest_exit
@@ -386,11 +403,16 @@ ring0_entry:
     iretq
 
 /* #NM in ring 0: the hypervisor's first SSE use since a guest entry set CR0.TS. Save
- * the guest's XMM registers (unless they were saved already), clear TS, and retry the
+ * the guest's XMM registers (unless they were saved already: then only TS is left to
+ * clear, which no path should leave set, but this is the net), clear TS, and retry the
  * instruction. */
 ring0_nm:
-    call hv_save_fpu_xmm
-    POP_GPRS
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    je 1f
+    clts
+    jmp 2f
+1:  call hv_save_fpu_xmm
+2:  POP_GPRS
     add $16, %rsp
     iretq
 
@@ -428,13 +450,15 @@ hypervisor_fault:
     jmp 1b
 
 /* hv_save_fpu_xmm(): saves the guest's XMM registers and MXCSR into the current vCPU's
- * FXSAVE image if they are still live (FPU_SAVED_XMM), and clears CR0.TS: for ring0_nm
- * and for Rust code about to use SSE (percpu::save_fpu). Clobbers rax only. */
+ * FXSAVE image if they are still live (FPU_SAVED_XMM), clearing CR0.TS first: for
+ * ring0_nm and for Rust code about to use SSE (percpu::save_fpu). Once they are saved TS
+ * is clear (every save clears it, and only a guest entry sets it), so a second call
+ * writes nothing. Clobbers rax only. */
 .global hv_save_fpu_xmm
 hv_save_fpu_xmm:
-    clts
     cmpb $0, %gs:PERCPU_FPU_SAVED
     jne 1f
+    clts
     mov %gs:PERCPU_FPU_AREA, %rax
     SAVE_XMM %rax
     movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
