@@ -514,6 +514,12 @@ pub fn trap(frame: &mut TrapFrame) {
         // A spurious APIC or legacy-PIC interrupt (every PIC line is masked).
         x86::lapic::SPURIOUS_VECTOR | 32..=47 => After::Resume,
         2 | 8 | 18 => panic!("platform exception {} while a guest ran", frame.vector),
+        // A not-present page fault, the commonest exception, has nothing to emulate: it
+        // goes straight to its bounce (what `guest_exception` would do with it).
+        traps::vector::PF if !traps::pf_present(frame.error_code) => {
+            let cr2 = cpu::read_cr2();
+            on_trap(state, frame, |ctx| traps::reflect_page_fault(ctx, cr2))
+        }
         vector => {
             let cr2 = if vector == traps::vector::PF {
                 cpu::read_cr2()

@@ -223,18 +223,28 @@ pub fn guest_exception<M: PhysMem>(
     reflect(ctx, vector, cr2)
 }
 
+/// Whether a page fault's error code says the page was present (a protection fault,
+/// which may be a store into the guest's page tables to emulate).
+pub fn pf_present(error_code: u64) -> bool {
+    error_code & PFEC_PRESENT != 0
+}
+
+/// Delivers a page fault at `cr2` to the guest kernel's handler, as
+/// [`guest_exception`] does for one it does not emulate (every not-present fault).
+pub fn reflect_page_fault<M: PhysMem>(ctx: &mut TrapContext<'_, M>, cr2: u64) -> Outcome {
+    VcpuInfoRef::of(ctx.mem, ctx.domain).set_cr2(cr2);
+    // The guest sees "user" only for faults from its user mode.
+    let mut code = ctx.regs.error_code & !PFEC_USER;
+    if !ctx.domain.vcpu.kernel_mode {
+        code |= PFEC_USER;
+    }
+    inject(ctx, vector::PF, Some(code))
+}
+
 /// Delivers exception `vector` to the guest kernel's handler.
 fn reflect<M: PhysMem>(ctx: &mut TrapContext<'_, M>, vector: u64, cr2: u64) -> Outcome {
     match vector {
-        vector::PF => {
-            VcpuInfoRef::of(ctx.mem, ctx.domain).set_cr2(cr2);
-            // The guest sees "user" only for faults from its user mode.
-            let mut code = ctx.regs.error_code & !PFEC_USER;
-            if !ctx.domain.vcpu.kernel_mode {
-                code |= PFEC_USER;
-            }
-            inject(ctx, vector, Some(code))
-        }
+        vector::PF => reflect_page_fault(ctx, cr2),
         vector::NM if ctx.domain.vcpu.virtual_ts => {
             ctx.domain.vcpu.virtual_ts = false;
             inject(ctx, vector, None)
