@@ -560,16 +560,7 @@ fn on_trap(
     frame: &mut TrapFrame,
     handler: impl FnOnce(&mut TrapContext<'_, DirectMap>) -> traps::Outcome,
 ) -> After {
-    let domain = state.domains[state.current]
-        .as_mut()
-        .expect("the current domain exists");
-    let mut ctx = TrapContext {
-        domain,
-        mem: &DirectMap,
-        frames: &state.frames,
-        regs: frame,
-        memo: Some(&state.walk_memo),
-    };
+    let mut ctx = trap_context(state, frame).expect("the current domain exists");
     match handler(&mut ctx) {
         traps::Outcome::Resume => After::Resume,
         traps::Outcome::Yield => {
@@ -990,20 +981,29 @@ fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 /// without its trap context): whether it was delivered; when not, nothing changed.
 #[inline(always)]
 fn fast_syscall_bounce(state: &mut State, frame: &mut TrapFrame) -> bool {
-    let Some(domain) = state.domains[state.current].as_mut() else {
+    let Some(mut ctx) = trap_context(state, frame) else {
         return false;
     };
-    let Some(bounce) = traps::syscall_bounce(&domain.vcpu.callbacks) else {
+    let Some(bounce) = traps::syscall_bounce(&ctx.domain.vcpu.callbacks) else {
         return false;
     };
-    let mut ctx = TrapContext {
-        domain,
+    traps::bounce::deliver(&mut ctx, bounce).is_ok()
+}
+
+/// The trap context of the running vCPU, whose registers are `frame`: its domain (if
+/// the current slot has one) and the parts of the checked guest accessor.
+#[inline(always)]
+fn trap_context<'a>(
+    state: &'a mut State,
+    frame: &'a mut TrapFrame,
+) -> Option<TrapContext<'a, DirectMap>> {
+    Some(TrapContext {
+        domain: state.domains[state.current].as_mut()?,
         mem: &DirectMap,
         frames: &state.frames,
         regs: frame,
         memo: Some(&state.walk_memo),
-    };
-    traps::bounce::deliver(&mut ctx, bounce).is_ok()
+    })
 }
 
 /// The fast path's general case: a per-domain hypercall with its full context.
