@@ -707,7 +707,8 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LaneExit {
-    /// The call's result (0 or a negative errno); meaningless when declined.
+    /// The call's result for the guest's rax (0: a send that fails is declined, and the
+    /// general path returns its errno); meaningless when declined.
     pub value: u64,
     /// [`FastEntry::Return`] (back by `sysretq`), [`FastEntry::Declined`] (nothing
     /// happened: the general stub takes the call) or [`FastEntry::Finish`] (the call ran;
