@@ -606,12 +606,12 @@ pub enum FastEntry {
     /// [`finish_hypercall`].
     Finish = 2,
     /// Done, and the call changed nothing but `rax`: the guest continues after its
-    /// `syscall`, so the stub may leave by `sysretq` (which takes rip from rcx and rflags
+    /// `syscall`, so the stub leaves by `sysretq` (which takes rip from rcx and rflags
     /// from r11, as the `syscall` left them) instead of `iretq`, much cheaper on real
-    /// CPUs and under TCG. The stub still takes `iretq` for a non-canonical return
-    /// address (a `syscall` in the last two bytes of the lower half), where `sysretq`
-    /// would fault in ring 0. Only paths that never write the frame's iret part or
-    /// rcx/r11 return this ([`return_fast`]).
+    /// CPUs and under TCG. The stub checked on entry that rcx is canonical (a `syscall`
+    /// in the last two bytes of the lower half is turned into a #GP there, never made).
+    /// Only paths that never write the frame's iret part or rcx/r11 return this
+    /// ([`return_fast`]).
     Return = 3,
 }
 

@@ -39,6 +39,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("trap_general_protection", trap_general_protection),
     ("trap_page_fault", trap_page_fault),
     ("trap_registers_survive", trap_registers_survive),
+    ("syscall_at_top_of_lower_half", syscall_at_top_of_lower_half),
     ("emulate_cr0_and_clts", emulate_cr0_and_clts),
     ("emulate_device_not_available", emulate_device_not_available),
     ("emulate_cr3_read", emulate_cr3_read),
@@ -429,6 +430,10 @@ fn trap_registers_survive(_: &Boot) -> Outcome {
 
 const CR0_PG: u64 = 1 << 31;
 const CR0_TS: u64 = 1 << 3;
+
+fn syscall_at_top_of_lower_half(boot: &Boot) -> Outcome {
+    crate::vm::syscall_at_top_of_lower_half(boot, on_xen())
+}
 
 fn emulate_cr0_and_clts(_: &Boot) -> Outcome {
     guest::fpu_taskswitch(true).map_err(|e| failure(format_args!("fpu_taskswitch: {e}")))?;

@@ -83,6 +83,7 @@ static SEEN_VECTOR: AtomicU64 = AtomicU64::new(NONE);
 static SEEN_ERROR: AtomicU64 = AtomicU64::new(0);
 static SEEN_CS: AtomicU64 = AtomicU64::new(0);
 static SEEN_RFLAGS: AtomicU64 = AtomicU64::new(0);
+static SEEN_RIP: AtomicU64 = AtomicU64::new(0);
 
 /// What the handler saw of an expected fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub struct Seen {
     pub cs: u64,
     /// RFLAGS as presented (IF = the virtual interrupt flag).
     pub rflags: u64,
+    /// Where the fault was reported.
+    pub rip: u64,
 }
 
 /// Arms the harness: the next fault must be `vector`; the handler resumes at `recover`.
@@ -113,6 +116,7 @@ pub fn seen() -> Option<Seen> {
         error_code: SEEN_ERROR.load(Ordering::SeqCst),
         cs: SEEN_CS.load(Ordering::SeqCst),
         rflags: SEEN_RFLAGS.load(Ordering::SeqCst),
+        rip: SEEN_RIP.load(Ordering::SeqCst),
     })
 }
 
@@ -133,6 +137,7 @@ extern "C" fn guest_trap(frame: &mut GuestFrame) {
         SEEN_ERROR.store(frame.error_code, Ordering::SeqCst);
         SEEN_CS.store(frame.cs, Ordering::SeqCst);
         SEEN_RFLAGS.store(frame.rflags, Ordering::SeqCst);
+        SEEN_RIP.store(frame.rip, Ordering::SeqCst);
         SEEN_VECTOR.store(frame.vector, Ordering::SeqCst);
         EXPECT_VECTOR.store(NONE, Ordering::SeqCst);
         let recover = RECOVER_RIP.load(Ordering::SeqCst);

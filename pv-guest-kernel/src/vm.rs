@@ -238,3 +238,69 @@ pub fn page_table_lifecycle(boot: &Boot) -> Outcome {
     }
     Ok(())
 }
+
+/// A hypercall made by a `syscall` in the last two bytes of the lower half: its return
+/// address is past the top, where no return may go (a CPU's `sysretq` and `iretq` fault
+/// there in ring 0). Our hypervisor turns it into the #GP it raises at the `syscall`
+/// itself, without making the call; Xen makes the call and returns by `iretq`, which a
+/// CPU refuses in Xen's ring 0 (Xen then reflects a #GP at the `syscall`) and QEMU's TCG
+/// lets through to a #GP on the next fetch (at the top). Either way the kernel gets a #GP
+/// from kernel mode; the page is mapped through three fresh tables, taken down after.
+pub fn syscall_at_top_of_lower_half(boot: &Boot, on_xen: bool) -> Outcome {
+    const PAGE: u64 = 0x7fff_ffff_f000;
+    const SYSCALL: u64 = PAGE + 0xffe;
+    const L4_SLOT: u64 = 255;
+    let vas = [8, 9, 10, 11].map(|n| scratch(boot, n));
+    let [l3, l2, l1, code] = vas.map(|va| mfn_of(boot, va));
+    let root = mfn_of(boot, boot.info.pt_base);
+    let l4e = (root << 12) + L4_SLOT * 8;
+    if peek(va_of(root) + L4_SLOT * 8) & PRESENT != 0 {
+        fail!("L4 slot {L4_SLOT} is in use");
+    }
+    // The tables filled while writable, then read-only, pinned through the L3, hooked.
+    for va in &vas[..3] {
+        for i in 0..512 {
+            poke(va + i * 8, 0);
+        }
+    }
+    poke(vas[0] + 511 * 8, (l2 << 12) | RW);
+    poke(vas[1] + 511 * 8, (l1 << 12) | RW);
+    poke(vas[2] + 511 * 8, (code << 12) | RW);
+    // `syscall` (0f 05) in the page's last two bytes.
+    poke(vas[3] + 0xff8, (0x05 << 56) | (0x0f << 48));
+    for (&va, mfn) in vas[..3].iter().zip([l3, l2, l1]) {
+        map(va, mfn, RO).map_err(|e| failure(format_args!("table read-only: {e}")))?;
+    }
+    let hooked = ext(&[MmuextOp::pin_table(3, l3).unwrap()])
+        .and_then(|_| update(&[MmuUpdate::normal(l4e, (l3 << 12) | RW)]));
+    let seen = match hooked {
+        Ok(_) => crate::traps::expect_fault!(
+            13,
+            "jmp {t}";
+            t = in(reg) SYSCALL,
+            inout("rax") pv_abi::xen::Hypercall::XenVersion.number() => _,
+            inout("rdi") 0u64 => _,
+            out("rcx") _,
+            out("r11") _,
+        ),
+        Err(ref e) => {
+            let _ = ext(&[MmuextOp::unpin_table(l3)]);
+            fail!("mapping the page: {} done, {}", e.done, e.errno);
+        }
+    };
+    // Taken down: unhooked, unpinned, flushed, the scratch pages writable again.
+    let down = update(&[MmuUpdate::normal(l4e, 0)])
+        .and_then(|_| ext(&[MmuextOp::unpin_table(l3), MmuextOp::tlb_flush_local()]));
+    for (&va, mfn) in vas[..3].iter().zip([l3, l2, l1]) {
+        map(va, mfn, RW).map_err(|e| failure(format_args!("table writable again: {e}")))?;
+    }
+    if let Err(e) = down {
+        fail!("taking the page down: {} done, {}", e.done, e.errno);
+    }
+    match seen {
+        Some(s) if s.vector == 13 && s.cs & 3 == 0 && s.rip == SYSCALL => Ok(()),
+        Some(s) if on_xen && s.vector == 13 && s.cs & 3 == 0 && s.rip == PAGE + 0x1000 => Ok(()),
+        Some(s) => fail!("got {s:x?}"),
+        None => fail!("no #GP"),
+    }
+}

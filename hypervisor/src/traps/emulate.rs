@@ -167,8 +167,17 @@ pub fn privileged_op<M: PhysMem>(
     emulate(ctx, hw, decoded)
 }
 
+/// Completes an emulated instruction: the vCPU goes on after it. After an instruction
+/// that ends at the top of the lower half there is nowhere to go on to: as the CPU's
+/// next fetch would, that raises #GP, delivered to the guest kernel with the address in
+/// its frame. The hypervisor never returns to a non-canonical address, where `iretq`
+/// itself would fault in ring 0 on a real CPU (QEMU's TCG only faults on the fetch).
 fn step(ctx: &mut TrapContext<'_, impl PhysMem>, decoded: Decoded) -> Option<Outcome> {
-    ctx.regs.rip = decoded.next_rip(ctx.regs.rip);
+    let next = decoded.next_rip(ctx.regs.rip);
+    ctx.regs.rip = next;
+    if !is_canonical(next) {
+        return Some(inject(ctx, vector::GP, Some(0)));
+    }
     Some(Outcome::Resume)
 }
 

@@ -506,3 +506,49 @@ fn cr4_writes_may_only_toggle_pge_and_flush() {
         "other bits: #GP"
     );
 }
+
+/// Maps the last page of the lower half (0x7fff_ffff_f000) to a fresh frame of the test
+/// domain holding `code` at its end, through three fresh tables.
+fn map_top_of_lower_half(world: &mut World, code: &[u8]) {
+    use crate::mm::{Mfn, table_index};
+    const TOP: u64 = 0x7fff_ffff_f000;
+    let frames = FrameTable::adopt(&mut world.storage);
+    let [l3, l2, l1, page] = core::array::from_fn(|_| {
+        frames
+            .alloc(crate::frames::Owner::Domain(1), &world.mem)
+            .unwrap()
+            .0
+    });
+    let flags = crate::mm::pte::PRESENT | crate::mm::pte::WRITABLE | crate::mm::pte::USER;
+    let l4 = world.domain.vcpu.kernel_root.0;
+    for (table, level, next) in [(l4, 4, l3), (l3, 3, l2), (l2, 2, l1), (l1, 1, page)] {
+        world.mem.write_u64(
+            table * 4096 + table_index(TOP, level) as u64 * 8,
+            (next * 4096) | flags,
+        );
+    }
+    world
+        .mem
+        .write(Mfn(page).addr() + 4096 - code.len() as u64, code);
+}
+
+#[test]
+fn an_emulated_instruction_at_the_top_of_the_lower_half_raises_gp() {
+    // `cli` in the last byte of the lower half: emulated (events masked), but there is
+    // no canonical address to go on at, so the guest kernel gets the #GP its next fetch
+    // would raise, with that address in the frame; the vCPU never returns there.
+    let mut world = emulating(&[]);
+    map_top_of_lower_half(&mut world, &[0xfa]);
+    world.domain.vcpu.regs.rip = 0x7fff_ffff_ffff;
+    world.domain.vcpu.regs.error_code = 0;
+    let outcome = exception(&mut world, &mut FakeHardware::default(), vector::GP, 0);
+    assert_eq!(outcome, Outcome::Resume);
+    let regs = world.domain.vcpu.regs;
+    assert_eq!(regs.rip, HANDLER + 0x700, "delivered to the #GP handler");
+    // The frame: rcx, r11, error code, then the rip it could not go on at.
+    assert_eq!(
+        stack_words(&world, regs.rsp, 4),
+        [0x1111, 0x2222, 0, 0x8000_0000_0000]
+    );
+    assert!(crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+}

@@ -239,6 +239,14 @@ syscall_entry:
     je send_lane
 syscall_general:
     SYSCALL_FRAME
+    /* The return address must be canonical: a `syscall` in the last two bytes of the
+     * lower half leaves rcx past its top, where neither sysretq nor iretq may go (on a
+     * real CPU both fault in ring 0, with the guest's registers loaded). That syscall
+     * becomes the #GP it raises instead (syscall_off_the_end), before anything runs. */
+    movabs $0x800000000000, %rax    /* canonical iff rcx + 2^47 < 2^48 */
+    add %rcx, %rax
+    shr $48, %rax
+    jnz syscall_off_the_end
     /* (FMASK cleared DF.) */
     mov %rsp, %rdi
     call hv_hypercall_fast
@@ -246,15 +254,9 @@ syscall_fast_exit:
     cmp $FAST_RETURN, %eax
     jne 5f
     /* Only rax changed: back after the syscall by sysretq, which takes rip from rcx and
-     * rflags from r11 as the syscall left them (frame.rip and frame.rflags hold the same)
-     * and CS/SS from STAR (FLAT_RING3_CS64/SS64). A non-canonical rcx would make sysretq
-     * fault in ring 0 with the guest's stack (Intel): take iretq for it, whatever the
-     * reason. */
+     * rflags from r11 as the syscall left them (frame.rip and frame.rflags hold the same;
+     * rcx was checked canonical on entry) and CS/SS from STAR (FLAT_RING3_CS64/SS64). */
     mov FRAME_RCX(%rsp), %rcx
-    movabs $0x800000000000, %rax    /* canonical iff rcx + 2^47 < 2^48 */
-    add %rcx, %rax
-    shr $48, %rax
-    jnz 6f
     LAZY_FPU_EXIT
     RESTORE_CALLER_SAVED_BUT_RCX
     mov FRAME_RSP(%rsp), %rsp
@@ -262,7 +264,7 @@ syscall_fast_exit:
     sysretq
 5:  cmp $FAST_RESUME, %eax
     jne 2f
-6:  LAZY_FPU_EXIT
+    LAZY_FPU_EXIT
     mov FRAME_RCX(%rsp), %rcx
     RESTORE_CALLER_SAVED_BUT_RCX
     add $(FRAME_GPRS + 16), %rsp
@@ -282,6 +284,25 @@ syscall_fast_exit:
 4:  call hv_trap_entry
     jmp guest_exit
 
+/* A `syscall` whose return address is not canonical (see syscall_general): the frame
+ * becomes that of the #GP the instruction raises, at the instruction itself (rcx - 2,
+ * canonical since the instruction ran there), error code 0, every register as the guest
+ * left it; the trap path reflects it to the guest kernel like any #GP it does not
+ * emulate. The call is not made. */
+syscall_off_the_end:
+    subq $2, FRAME_RIP(%rsp)
+    movq $13, FRAME_VECTOR(%rsp)
+    movq $0, FRAME_ERROR(%rsp)
+    mov %rbx, FRAME_RBX(%rsp)
+    mov %rbp, FRAME_RBP(%rsp)
+    mov %r12, FRAME_R12(%rsp)
+    mov %r13, FRAME_R13(%rsp)
+    mov %r14, FRAME_R14(%rsp)
+    mov %r15, FRAME_R15(%rsp)
+    mov %rsp, %rdi
+    call hv_trap_entry
+    jmp guest_exit
+
 /* The send lane: EVTCHNOP_send from a guest kernel, the notification of every PV ring,
  * with the least around it. No TrapFrame: the registers Rust may clobber are pushed as
  * they are (see LANE_PUSH), and hv_send_lane(rdi, rsi) returns the call's result (rax)
@@ -294,8 +315,8 @@ syscall_fast_exit:
 send_lane:
     cmp $EVTCHNOP_SEND, %rdi
     jne syscall_general
-    /* sysretq needs a canonical return address (see above); the general stub takes
-     * iretq for the rest. */
+    /* A return address that is not canonical is the general stub's to refuse (see
+     * syscall_general). */
     movabs $0x800000000000, %rax
     add %rcx, %rax
     shr $48, %rax
