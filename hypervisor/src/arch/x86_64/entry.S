@@ -198,6 +198,25 @@
     LAZY_FPU_ENTRY
 .endm
 
+/* The callee-saved registers into the frame at %rsp: what completes a frame the fast
+ * path left half-built (Rust preserved them, so they are still the guest's). */
+.macro SAVE_CALLEE_SAVED
+    mov %rbx, FRAME_RBX(%rsp)
+    mov %rbp, FRAME_RBP(%rsp)
+    mov %r12, FRAME_R12(%rsp)
+    mov %r13, FRAME_R13(%rsp)
+    mov %r14, FRAME_R14(%rsp)
+    mov %r15, FRAME_R15(%rsp)
+.endm
+
+/* Jumps to \target unless rcx is canonical (rcx + 2^47 < 2^48). Clobbers rax. */
+.macro JUMP_UNLESS_RCX_CANONICAL target
+    movabs $0x800000000000, %rax
+    add %rcx, %rax
+    shr $48, %rax
+    jnz \target
+.endm
+
 /* The send lane's save area: every register Rust may clobber but rax (the result);
  * eight of them, so that the call finds the stack 16-byte aligned. */
 .macro LANE_PUSH
@@ -243,10 +262,7 @@ syscall_general:
      * lower half leaves rcx past its top, where neither sysretq nor iretq may go (on a
      * real CPU both fault in ring 0, with the guest's registers loaded). That syscall
      * becomes the #GP it raises instead (syscall_off_the_end), before anything runs. */
-    movabs $0x800000000000, %rax    /* canonical iff rcx + 2^47 < 2^48 */
-    add %rcx, %rax
-    shr $48, %rax
-    jnz syscall_off_the_end
+    JUMP_UNLESS_RCX_CANONICAL syscall_off_the_end
     /* (FMASK cleared DF.) */
     mov %rsp, %rdi
     call hv_hypercall_fast
@@ -270,12 +286,7 @@ syscall_fast_exit:
     add $(FRAME_GPRS + 16), %rsp
     swapgs
     iretq
-2:  mov %rbx, FRAME_RBX(%rsp)
-    mov %rbp, FRAME_RBP(%rsp)
-    mov %r12, FRAME_R12(%rsp)
-    mov %r13, FRAME_R13(%rsp)
-    mov %r14, FRAME_R14(%rsp)
-    mov %r15, FRAME_R15(%rsp)
+2:  SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     cmp $FAST_DECLINED, %eax
     je 4f
@@ -293,12 +304,7 @@ syscall_off_the_end:
     subq $2, FRAME_RIP(%rsp)
     movq $13, FRAME_VECTOR(%rsp)
     movq $0, FRAME_ERROR(%rsp)
-    mov %rbx, FRAME_RBX(%rsp)
-    mov %rbp, FRAME_RBP(%rsp)
-    mov %r12, FRAME_R12(%rsp)
-    mov %r13, FRAME_R13(%rsp)
-    mov %r14, FRAME_R14(%rsp)
-    mov %r15, FRAME_R15(%rsp)
+    SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     call hv_trap_entry
     jmp guest_exit
@@ -317,10 +323,7 @@ send_lane:
     jne syscall_general
     /* A return address that is not canonical is the general stub's to refuse (see
      * syscall_general). */
-    movabs $0x800000000000, %rax
-    add %rcx, %rax
-    shr $48, %rax
-    jnz 2f
+    JUMP_UNLESS_RCX_CANONICAL 2f
     LANE_PUSH
     LAZY_FPU_ENTRY
     call hv_send_lane               /* (EVTCHNOP_SEND, port pointer): as they came */
