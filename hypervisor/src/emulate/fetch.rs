@@ -11,33 +11,56 @@ use super::decode::MAX_INSTRUCTION_LENGTH;
 use crate::guestmem::GuestMem;
 use crate::mm::{PAGE_SIZE, PhysMem};
 
-/// Up to [`MAX_INSTRUCTION_LENGTH`] bytes fetched at a guest `rip`.
-pub type InstructionBytes = heapless::Vec<u8, MAX_INSTRUCTION_LENGTH>;
+/// Up to [`MAX_INSTRUCTION_LENGTH`] bytes fetched at a guest `rip`: a fixed buffer and
+/// how much of it was read, read in place (no staging copy); as a slice by `Deref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstructionBytes {
+    buffer: [u8; MAX_INSTRUCTION_LENGTH],
+    len: usize,
+}
+
+impl InstructionBytes {
+    /// The bytes fetched.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl core::ops::Deref for InstructionBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
 
 /// Reads up to 15 bytes at guest virtual address `rip`, stopping at the first page that
 /// the guest may not read, or at the top of the address space. The result may be empty.
 pub fn fetch<M: PhysMem>(guest: &GuestMem<'_, M>, rip: u64) -> InstructionBytes {
-    let mut bytes = InstructionBytes::new();
-    let mut page = [0u8; MAX_INSTRUCTION_LENGTH];
-    while bytes.len() < MAX_INSTRUCTION_LENGTH {
-        let Some(at) = rip.checked_add(bytes.len() as u64) else {
+    let mut bytes = InstructionBytes {
+        buffer: [0; MAX_INSTRUCTION_LENGTH],
+        len: 0,
+    };
+    while bytes.len < MAX_INSTRUCTION_LENGTH {
+        let Some(at) = rip.checked_add(bytes.len as u64) else {
             break;
         };
         // The accessor needs `at + len` to fit in 64 bits, so the very last byte of the
         // address space is never readable: stop before it.
         let readable = (PAGE_SIZE - at % PAGE_SIZE).min(u64::MAX - at);
-        let wanted = MAX_INSTRUCTION_LENGTH - bytes.len();
+        let wanted = MAX_INSTRUCTION_LENGTH - bytes.len;
         let chunk = usize::try_from(readable).map_or(wanted, |readable| readable.min(wanted));
         if chunk == 0 {
             break;
         }
-        let Some(buffer) = page.get_mut(..chunk) else {
+        let Some(buffer) = bytes.buffer.get_mut(bytes.len..bytes.len + chunk) else {
             break;
         };
         // A read within one page either copies all of it or nothing.
-        if guest.read(at, buffer).is_err() || bytes.extend_from_slice(buffer).is_err() {
+        if guest.read(at, buffer).is_err() {
             break;
         }
+        bytes.len += chunk;
     }
     bytes
 }
