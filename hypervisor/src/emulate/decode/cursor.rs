@@ -24,6 +24,12 @@ impl<'a> Cursor<'a> {
         self.position
     }
 
+    /// The bytes not consumed yet (for a look ahead; consuming still goes through
+    /// [`byte`](Self::byte), which enforces the length limit).
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.position..).unwrap_or_default()
+    }
+
     /// Consumes one byte.
     pub(super) fn byte(&mut self) -> Result<u8, DecodeError> {
         if self.position >= MAX_INSTRUCTION_LENGTH {

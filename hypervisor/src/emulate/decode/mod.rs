@@ -103,7 +103,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         return forced;
     }
     let mut cursor = Cursor::new(bytes);
-    let (prefixes, opcode) = Prefixes::read(&mut cursor)?;
+    let (prefixes, opcode) = Prefixes::read_fast(&mut cursor)?;
     let instruction = one_byte(&mut cursor, &prefixes, opcode)?;
     check_prefixes(&instruction, &prefixes)?;
     Ok(Decoded {
