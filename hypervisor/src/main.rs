@@ -39,10 +39,11 @@ extern "C" fn hv_start(start_info_paddr: u32) -> ! {
 }
 
 /// Every entry from a guest: a hypercall, an exception, or an interrupt. The stub saved
-/// the guest's XMM registers already unless the entry is a not-present page fault (the
-/// commonest exception, only ever bounced to the guest kernel on an SSE-free path) or a
-/// hypercall the fast path declined (whose paths save them through a #NM if they use
-/// SSE); see `entry.S`.
+/// the guest's XMM registers already unless the entry came by `syscall` or is a
+/// not-present page fault (the commonest exception, only ever bounced to the guest kernel
+/// on an SSE-free path): a `syscall` the fast path declined is saved here, up front,
+/// since the full path uses SSE; the rest save through the #NM if they ever use it (see
+/// `entry.S`).
 #[unsafe(no_mangle)]
 extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {
     if frame.vector == hypervisor::regs::VECTOR_SYSCALL {

@@ -1,20 +1,23 @@
 /* Entry and exit stubs. Every entry from a guest builds the same TrapFrame (see
- * src/regs.rs) on the per-CPU stack and calls into Rust; the exit path pops the frame of
- * whatever vCPU is current by then and returns to ring 3.
+ * src/regs.rs) on the per-CPU stack and calls into Rust (the send lane excepted: it
+ * saves only what Rust may clobber); the exit path pops the frame of whatever vCPU is
+ * current by then and returns to ring 3.
  *
- * The guest's FPU/SSE registers are saved lazily. Rust code in ring 0 uses the XMM
- * registers (as integer storage for copies: it has no floating-point or x87 code), so
- * the guest's must not be lost, but most entries (a hypercall, an emulated instruction)
- * never touch them: each entry sets CR0.TS, and the hypervisor's first SSE instruction
- * takes a #NM in ring 0 (ring0_nm) that saves the guest's XMM registers and MXCSR into
- * the XMM slots of its vCPU's FXSAVE area, clears TS and marks them saved
- * (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it will use SSE does the same
- * up front (percpu::save_fpu). Both call hv_save_fpu_xmm below. The x87 state stays in
- * the CPU, untouched. Before a vCPU switch the image is completed (hv_save_fpu_full: XMM
- * reloaded, then fxsave, FPU_SAVED_FULL). The exit reloads what was saved, then sets the
- * real TS to the guest's virtual TS. Saving sixteen registers instead of the whole
- * FXSAVE image keeps a saved entry cheap under QEMU, whose fxsave/fxrstor cost
- * thousands of cycles each. */
+ * The guest's FPU/SSE registers. Rust code in ring 0 uses the XMM registers (as integer
+ * storage for copies: it has no floating-point or x87 code), so the guest's must not be
+ * lost. A `syscall` (hypercall, send lane, a process's system call) and a not-present
+ * page fault mostly never touch them: those entries only set CR0.TS, and the
+ * hypervisor's first SSE instruction takes a #NM in ring 0 (ring0_nm) that saves the
+ * guest's XMM registers and MXCSR into the XMM slots of its vCPU's FXSAVE area, clears
+ * TS and marks them saved (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it
+ * will use SSE does the same up front (percpu::save_fpu, hv_save_fpu_xmm below). Every
+ * other exception and interrupt saves them in its stub at once, with no CR0 write
+ * (guest_entry_common). The x87 state stays in the CPU, untouched. Before a vCPU switch
+ * the image is completed (hv_save_fpu_full: XMM reloaded, then fxsave, FPU_SAVED_FULL).
+ * The exit reloads what was saved, then sets the real TS to the guest's virtual TS.
+ * Saving sixteen registers instead of the whole FXSAVE image keeps a saved entry cheap
+ * under QEMU, whose fxsave/fxrstor cost thousands of cycles each; and every CR0 write
+ * ends QEMU's translation block, so the paths write it as little as they can. */
 
 .set PERCPU_SCRATCH,   8
 .set PERCPU_STACK_TOP, 16
