@@ -178,8 +178,8 @@
 .endm
 
 /* The general syscall stub's frame: the iret part, then the caller-saved registers
- * (the callee-saved ones only if the fast path hands over: see syscall_entry), and CR0.TS
- * set (see the top). Expects the guest's rsp in PERCPU_SCRATCH. */
+ * (the callee-saved ones only if the fast path hands over: see syscall_entry); error
+ * code 0. Expects the guest's rsp in PERCPU_SCRATCH. CR0.TS is the caller's to set. */
 .macro SYSCALL_FRAME
     push $FLAT_RING3_SS64
     push %gs:PERCPU_SCRATCH
@@ -198,7 +198,6 @@
     mov %r9, FRAME_R9(%rsp)
     mov %r10, FRAME_R10(%rsp)
     mov %r11, FRAME_R11(%rsp)
-    LAZY_FPU_ENTRY
 .endm
 
 /* The callee-saved registers into the frame at %rsp: what completes a frame the fast
@@ -261,6 +260,7 @@ syscall_entry:
     je send_lane
 syscall_general:
     SYSCALL_FRAME
+    LAZY_FPU_ENTRY
     /* The return address must be canonical: a `syscall` in the last two bytes of the
      * lower half leaves rcx past its top, where neither sysretq nor iretq may go (on a
      * real CPU both fault in ring 0, with the guest's registers loaded). That syscall
@@ -300,13 +300,12 @@ syscall_fast_exit:
 
 /* A `syscall` whose return address is not canonical (see syscall_general): the frame
  * becomes that of the #GP the instruction raises, at the instruction itself (rcx - 2,
- * canonical since the instruction ran there), error code 0, every register as the guest
- * left it; the trap path reflects it to the guest kernel like any #GP it does not
- * emulate. The call is not made. */
+ * canonical since the instruction ran there), error code 0 (the frame's already), every
+ * register as the guest left it; the trap path reflects it to the guest kernel like any
+ * #GP it does not emulate. The call is not made. */
 syscall_off_the_end:
     subq $2, FRAME_RIP(%rsp)
     movq $13, FRAME_VECTOR(%rsp)
-    movq $0, FRAME_ERROR(%rsp)
     SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     call hv_trap_entry
@@ -342,7 +341,7 @@ send_lane:
     jne 3f
 2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
     jmp syscall_general
-3:  SYSCALL_FRAME
+3:  SYSCALL_FRAME                   /* (CR0.TS set above) */
     mov %rsp, %rdi
     call hv_send_lane_exit
     jmp syscall_fast_exit
