@@ -1,20 +1,8 @@
 //! The domain builder: turns a PV kernel image and a domain spec into a ready-to-run
 //! domain with Xen's x86_64 PV start-of-day layout.
 //!
-//! The boot region starts at the kernel's `virt_base` and maps pseudo-physical frames
-//! 0, 1, 2, ... in order, one 4 KiB page each:
-//!
-//! ```text
-//! virt_base  kernel image (segments placed as Xen's loader places them)
-//!            P2M list: one machine frame number (u64) per pseudo-physical frame
-//!            start_info page
-//!            xenstore ring page, console ring page
-//!            bootstrap page tables (L4, L3, L2, L1s) -- mapped read-only
-//!            boot stack page (rsp starts at its top)
-//!            padding: at least 512 KiB, up to a 4 MiB boundary
-//! ```
-//!
-//! The shared-info page is a separate frame, announced by machine address in start_info.
+//! The boot region is laid out as [`pv_abi::boot`] describes; the shared-info page is a
+//! separate frame, announced by machine address in start_info.
 
 use crate::bootimage::DomainSpec;
 use crate::domain::{Domain, DomainState, Vcpu};
@@ -24,6 +12,7 @@ use crate::mm::{self, Mfn, PAGE_SIZE, PhysMem, pte};
 use crate::paging::{Mmu, Paging};
 use crate::regs::TrapFrame;
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
+pub use pv_abi::boot::BootLayout;
 use pv_abi::errno::Errno;
 use pv_abi::xen::{Hypercall, SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
 use zerocopy::{FromZeros, IntoBytes};
@@ -32,8 +21,6 @@ use zerocopy::{FromZeros, IntoBytes};
 pub const MAX_P2M_PAGES: usize = 512;
 /// Most memory a domain may have, in pages.
 pub const MAX_DOMAIN_PAGES: u64 = (MAX_P2M_PAGES * 512) as u64;
-const MIN_PADDING: u64 = 512 * 1024;
-const REGION_ALIGN: u64 = 4 << 20;
 /// RFLAGS a vCPU starts with: interrupts enabled, reserved bit 1.
 pub const INITIAL_RFLAGS: u64 = 0x202;
 
@@ -67,85 +54,6 @@ impl core::fmt::Display for BuildError {
             BuildError::OutOfFrames => f.write_str("machine out of free frames"),
             BuildError::PageTables(errno) => write!(f, "bootstrap page tables rejected: {errno:?}"),
         }
-    }
-}
-
-/// Where everything in the boot region goes (virtual addresses, page aligned).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BootLayout {
-    /// Start of the region (`virt_base`), pseudo-physical frame 0.
-    pub v_start: u64,
-    /// First page of the P2M list.
-    pub p2m: u64,
-    /// The start_info page.
-    pub start_info: u64,
-    /// The xenstore ring page.
-    pub xenstore: u64,
-    /// The console ring page.
-    pub console: u64,
-    /// First page-table page (the L4).
-    pub page_tables: u64,
-    /// Number of page-table pages.
-    pub nr_page_tables: u64,
-    /// The boot stack page.
-    pub stack: u64,
-    /// End of the region.
-    pub v_end: u64,
-}
-
-fn page_up(value: u64) -> u64 {
-    value.div_ceil(PAGE_SIZE) * PAGE_SIZE
-}
-
-/// Page-table pages needed to map `[start, end)` with 4 KiB pages, L4 included.
-fn tables_needed(start: u64, end: u64) -> u64 {
-    let span = |shift: u32| ((end - 1) >> shift) - (start >> shift) + 1;
-    1 + span(39) + span(30) + span(21)
-}
-
-impl BootLayout {
-    /// Lays out the boot region for `kernel` in a domain of `nr_pages` pages.
-    pub fn compute(kernel: &PvKernel<'_>, nr_pages: u64) -> BootLayout {
-        let v_start = kernel.virt_base;
-        let p2m = page_up(kernel.kernel_end);
-        let start_info = p2m + page_up(nr_pages * 8);
-        let xenstore = start_info + PAGE_SIZE;
-        let console = xenstore + PAGE_SIZE;
-        let page_tables = console + PAGE_SIZE;
-        let mut nr_page_tables = 1;
-        loop {
-            let stack = page_tables + nr_page_tables * PAGE_SIZE;
-            let stack_end = stack + PAGE_SIZE;
-            let mut v_end = stack_end.div_ceil(REGION_ALIGN) * REGION_ALIGN;
-            if v_end - stack_end < MIN_PADDING {
-                v_end += REGION_ALIGN;
-            }
-            let needed = tables_needed(v_start, v_end);
-            if needed <= nr_page_tables {
-                return BootLayout {
-                    v_start,
-                    p2m,
-                    start_info,
-                    xenstore,
-                    console,
-                    page_tables,
-                    nr_page_tables,
-                    stack,
-                    v_end,
-                };
-            }
-            nr_page_tables = needed;
-        }
-    }
-
-    /// Pseudo-physical frame of a boot-region address.
-    pub fn pfn(&self, va: u64) -> u64 {
-        (va - self.v_start) / PAGE_SIZE
-    }
-
-    /// Pages in the boot region.
-    pub fn pages(&self) -> u64 {
-        (self.v_end - self.v_start) / PAGE_SIZE
     }
 }
 
@@ -242,7 +150,7 @@ fn build_inner<M: PhysMem>(
     if nr_pages > MAX_DOMAIN_PAGES {
         return Err(BuildError::TooMuchMemory);
     }
-    let layout = BootLayout::compute(&kernel, nr_pages);
+    let layout = BootLayout::compute(kernel.virt_base, kernel.kernel_end, nr_pages);
     if layout.pages() > nr_pages {
         return Err(BuildError::TooLittleMemory);
     }
@@ -301,7 +209,6 @@ fn build_inner<M: PhysMem>(
     let l4 = frame_of(layout.page_tables);
     let mut next_table = 1;
     let table_flags = pte::PRESENT | pte::WRITABLE | pte::USER | pte::ACCESSED;
-    let pt_range = layout.page_tables..layout.page_tables + layout.nr_page_tables * PAGE_SIZE;
     let mut va = layout.v_start;
     while va < layout.v_end {
         let mut table = l4;
@@ -317,7 +224,7 @@ fn build_inner<M: PhysMem>(
                 fresh
             };
         }
-        let writable = if pt_range.contains(&va) {
+        let writable = if layout.is_page_table(va) {
             0
         } else {
             pte::WRITABLE
@@ -490,7 +397,7 @@ mod tests {
         assert_eq!(mem.read_u64(root.addr() + 262 * 8), 0x1234_5003);
         assert!(translate(&mem, root, domain.vcpu.regs.rsp - 8).is_some());
         let layout_end = domain.vcpu.regs.rsp; // stack top
-        assert!(translate(&mem, root, layout_end + MIN_PADDING - 1).is_some());
+        assert!(translate(&mem, root, layout_end + pv_abi::boot::MIN_PADDING - 1).is_some());
         // The tables are typed the Xen way: the root pinned and held by the vCPU, every
         // table validated and mapped read-only, every other mapped page writable.
         let root_info = frames.info(root);
@@ -564,18 +471,5 @@ mod tests {
             Err(BuildError::Elf(_))
         ));
         assert_eq!(frames.free_count(), before);
-    }
-
-    #[test]
-    fn layout_pads_and_counts_tables() {
-        let image = tiny_kernel(&[]);
-        let kernel = PvKernel::parse(&image).unwrap();
-        let layout = BootLayout::compute(&kernel, 8192);
-        assert_eq!(layout.v_start, BASE);
-        assert_eq!(layout.v_end % REGION_ALIGN, 0);
-        assert!(layout.v_end - (layout.stack + PAGE_SIZE) >= MIN_PADDING);
-        assert!(layout.nr_page_tables >= tables_needed(layout.v_start, layout.v_end));
-        assert_eq!(layout.p2m, BASE + 0x3000);
-        assert_eq!(layout.start_info, layout.p2m + 16 * PAGE_SIZE);
     }
 }

@@ -15,6 +15,7 @@
 //! | [`sched`] | `xen/sched.h` |
 //! | [`vcpu`] | `xen/vcpu.h` |
 //! | [`sysctl`] | `xen/sysctl.h` (the envelope and `debug_keys` only) |
+//! | [`domctl`] | `xen/domctl.h` (the envelope and what building a PV domain takes) |
 //! | [`memory`] | `xen/memory.h` (guest-visible operations) |
 //! | [`callback`] | `xen/callback.h` |
 //! | [`physdev`] | `xen/physdev.h` |
@@ -26,6 +27,7 @@
 //! | [`io::byte_ring`] | the byte rings of the console and xenstore pages |
 //! | [`page`] | the 4 KiB interface page |
 //! | [`ext`] | none: our own extensions, in Xen's arch-reserved hypercall slot |
+//! | [`boot`] | none: the start-of-day layout of a PV domain (prose around `start_info` in `xen.h`) |
 //! | `guest` | typed hypercall wrappers and batching helpers (feature `guest`) |
 //!
 //! Every wire structure is `#[repr(C)]`, derives zerocopy's `FromBytes`, `IntoBytes`,
@@ -99,7 +101,9 @@
 #![deny(missing_docs)]
 
 pub mod arch_x86_64;
+pub mod boot;
 pub mod callback;
+pub mod domctl;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;

@@ -528,6 +528,15 @@ fn constants() -> Vec<Item> {
         k!(physdev::PHYSDEVOP_DBGP_BUS_PCI),
         k!(sysctl::XEN_SYSCTL_INTERFACE_VERSION),
         k!(sysctl::XEN_SYSCTL_DEBUG_KEYS = "XEN_SYSCTL_debug_keys"),
+        k!(domctl::XEN_DOMCTL_INTERFACE_VERSION),
+        k!(domctl::XEN_DOMCTL_CREATEDOMAIN = "XEN_DOMCTL_createdomain"),
+        k!(domctl::XEN_DOMCTL_DESTROYDOMAIN = "XEN_DOMCTL_destroydomain"),
+        k!(domctl::XEN_DOMCTL_UNPAUSEDOMAIN = "XEN_DOMCTL_unpausedomain"),
+        k!(domctl::XEN_DOMCTL_GETDOMAININFO = "XEN_DOMCTL_getdomaininfo"),
+        k!(domctl::XEN_DOMCTL_MAX_MEM = "XEN_DOMCTL_max_mem"),
+        k!(domctl::XEN_DOMCTL_SETVCPUCONTEXT = "XEN_DOMCTL_setvcpucontext"),
+        k!(domctl::XEN_DOMCTL_HYPERCALL_INIT = "XEN_DOMCTL_hypercall_init"),
+        k!(domctl::XEN_DOMCTL_GRANT_VERSION_MASK = "XEN_DOMCTL_GRANT_version_mask"),
         k!(sched::SCHEDOP_YIELD = "SCHEDOP_yield"),
         k!(sched::SCHEDOP_BLOCK = "SCHEDOP_block"),
         k!(sched::SCHEDOP_SHUTDOWN = "SCHEDOP_shutdown"),
@@ -1076,6 +1085,72 @@ fn structs() -> Vec<Item> {
             sysctl::XenSysctl {
                 cmd,
                 interface_version
+            }
+        ),
+        st!(
+            "struct xen_arch_domainconfig",
+            domctl::XenArchDomainconfig {
+                emulation_flags,
+                misc_flags
+            }
+        ),
+        st!(
+            "struct xen_domctl_createdomain",
+            domctl::XenDomctlCreatedomain {
+                ssidref,
+                handle,
+                flags,
+                iommu_opts,
+                max_vcpus,
+                max_evtchn_port,
+                max_grant_frames,
+                max_maptrack_frames,
+                grant_opts,
+                vmtrace_size,
+                cpupool_id,
+                arch
+            }
+        ),
+        st!(
+            "struct xen_domctl_getdomaininfo",
+            domctl::XenDomctlGetdomaininfo {
+                domain,
+                flags,
+                tot_pages,
+                max_pages,
+                outstanding_pages,
+                shr_pages,
+                paged_pages,
+                shared_info_frame,
+                cpu_time,
+                nr_online_vcpus,
+                max_vcpu_id,
+                ssidref,
+                handle,
+                cpupool,
+                gpaddr_bits,
+                arch_config
+            }
+        ),
+        st!(
+            "struct xen_domctl_max_mem",
+            domctl::XenDomctlMaxMem { max_memkb }
+        ),
+        st!(
+            "struct xen_domctl_vcpucontext",
+            domctl::XenDomctlVcpucontext { vcpu, ctxt }
+        ),
+        st!(
+            "struct xen_domctl_hypercall_init",
+            domctl::XenDomctlHypercallInit { gmfn }
+        ),
+        st!(
+            "struct xen_domctl",
+            domctl::XenDomctl {
+                cmd,
+                interface_version,
+                domain,
+                u
             }
         ),
         // sched.h
@@ -1732,6 +1807,14 @@ fn ring_items<Req, Rsp>(tag: &str, v: &mut Vec<Item>) {
 /// can check them against C. Each is ours or a fact stated only in prose.
 const NO_C_ORACLE: &[(&str, &str)] = &[
     (
+        "MIN_PADDING",
+        "boot-region padding after the stack; prose around start_info in xen.h",
+    ),
+    (
+        "REGION_ALIGN",
+        "boot-region end alignment (4 MiB); prose around start_info in xen.h",
+    ),
+    (
         "NR_HYPERCALL_STUBS",
         "hypercall page capacity (4096 / 32); prose in xen-x86_64.h",
     ),
@@ -1780,7 +1863,7 @@ fn c_program(items: &[Item]) -> String {
          #include <xen/callback.h>\n#include <xen/physdev.h>\n#include <xen/version.h>\n\
          #include <xen/features.h>\n#include <xen/elfnote.h>\n#include <xen/io/ring.h>\n\
          #include <xen/io/console.h>\n#include <xen/io/xs_wire.h>\n#include <xen/io/xenbus.h>\n\
-         #include <xen/io/blkif.h>\n#include <xen/io/netif.h>\n#include <xen/sysctl.h>\n\
+         #include <xen/io/blkif.h>\n#include <xen/io/netif.h>\n#include <xen/sysctl.h>\n#include <xen/domctl.h>\n\
          DEFINE_XEN_FLEX_RING(pvabi);\n\
          /* The errno list, including the hypervisor-internal numbers. */\n\
          #define __XEN__\n#define XEN_ERRNO(name, value) enum { XEN_##name = value };\n\
