@@ -1,7 +1,7 @@
 //! Domain control (`xen/domctl.h`): the control domain's operations on one domain, the
 //! calls a toolstack's domain builder makes. Only what building and starting a PV
-//! domain takes is mirrored: create it, give it memory, initialise its hypercall page
-//! and first vCPU, read its information, unpause it (and destroy it again).
+//! domain takes is mirrored: create it and its vCPUs, give it memory, initialise its
+//! hypercall page and first vCPU, read its information, unpause it (and destroy it again).
 //!
 //! The interface is not stable across Xen releases: a request must carry
 //! [`XEN_DOMCTL_INTERFACE_VERSION`] of exactly the running Xen (4.17 here), or it is
@@ -25,6 +25,9 @@ pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
 pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 /// Set a vCPU's initial context; argument [`XenDomctlVcpucontext`].
 pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+/// Create the domain's vCPU structures; argument [`XenDomctlMaxVcpus`], which must
+/// repeat `createdomain`'s `max_vcpus` (needed before [`XEN_DOMCTL_SETVCPUCONTEXT`]).
+pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
 /// Fill a frame of the domain with hypercall stubs; argument [`XenDomctlHypercallInit`].
 pub const XEN_DOMCTL_HYPERCALL_INIT: u32 = 22;
 
@@ -135,6 +138,17 @@ pub struct XenDomctlMaxMem {
     pub max_memkb: u64,
 }
 const _: () = assert!(size_of::<XenDomctlMaxMem>() == 8);
+
+/// Argument of [`XEN_DOMCTL_MAX_VCPUS`] (`struct xen_domctl_max_vcpus`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct XenDomctlMaxVcpus {
+    /// The domain's `max_vcpus`.
+    pub max: u32,
+}
+const _: () = assert!(size_of::<XenDomctlMaxVcpus>() == 4);
 
 /// Argument of [`XEN_DOMCTL_SETVCPUCONTEXT`] (`struct xen_domctl_vcpucontext`).
 #[repr(C)]

@@ -536,6 +536,7 @@ fn constants() -> Vec<Item> {
         k!(domctl::XEN_DOMCTL_MAX_MEM = "XEN_DOMCTL_max_mem"),
         k!(domctl::XEN_DOMCTL_SETVCPUCONTEXT = "XEN_DOMCTL_setvcpucontext"),
         k!(domctl::XEN_DOMCTL_HYPERCALL_INIT = "XEN_DOMCTL_hypercall_init"),
+        k!(domctl::XEN_DOMCTL_MAX_VCPUS = "XEN_DOMCTL_max_vcpus"),
         k!(domctl::XEN_DOMCTL_GRANT_VERSION_MASK = "XEN_DOMCTL_GRANT_version_mask"),
         k!(sched::SCHEDOP_YIELD = "SCHEDOP_yield"),
         k!(sched::SCHEDOP_BLOCK = "SCHEDOP_block"),
@@ -1135,6 +1136,10 @@ fn structs() -> Vec<Item> {
         st!(
             "struct xen_domctl_max_mem",
             domctl::XenDomctlMaxMem { max_memkb }
+        ),
+        st!(
+            "struct xen_domctl_max_vcpus",
+            domctl::XenDomctlMaxVcpus { max }
         ),
         st!(
             "struct xen_domctl_vcpucontext",
