@@ -170,7 +170,7 @@ impl Runner {
 }
 
 /// Whether we run on real Xen (our hypervisor's extraversion starts with ".0-pvhv").
-fn on_xen() -> bool {
+pub(crate) fn on_xen() -> bool {
     guest::extraversion()
         .map(|v| !v.starts_with(b".0-pvhv"))
         .unwrap_or(true)
@@ -228,7 +228,7 @@ pub fn run(boot: &Boot, role: Role, started: u64) -> u32 {
     }
     io_cases(&mut runner, &plans, xen);
     guest_kernel_cases(&mut runner, &plans);
-    crate::bench_events::cases(&mut runner, &plans, xen);
+    crate::bench_events::cases(boot, &mut runner, &plans, xen);
     let _ = writeln!(
         runner.out,
         "bench: end errors={} tsc={}",

@@ -6,12 +6,14 @@
 //!   the kernel's event entry, its 2-level dispatch and handler, and `HYPERVISOR_iret`
 //!   back; the iteration ends when the handler has run.
 //! - `evtchn_pingpong`: an interdomain round trip with a second domain running
-//!   `bench=pong` (our hypervisor only: on Xen this kernel runs alone, as dom0). The
-//!   client sends and blocks (`SCHEDOP_block`) until the pong's upcall; the server does
-//!   the same the other way round.
+//!   `bench=pong`: on our hypervisor the benchmark image's second domain, on Xen one this
+//!   kernel (dom0 there) builds itself ([`crate::builder`]). The client sends and blocks
+//!   (`SCHEDOP_block`) until the pong's upcall; the server does the same the other way
+//!   round.
 //!
 //! No timer is bound while these run, so the only upcalls are the ones measured.
 
+use crate::Boot;
 use crate::bench::{Plans, Runner};
 use crate::events;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +22,14 @@ use pv_abi::guest;
 use pv_abi::sched::SHUTDOWN_POWEROFF;
 use pv_abi::xen::DOMID_SELF;
 
-/// The domain `bench=pong` runs in (the benchmark manifest's second domain).
+/// The domain `bench=pong` runs in on our hypervisor (the benchmark manifest's second
+/// domain).
 const PONG_DOMAIN: u16 = 2;
-/// The domain the benchmark itself runs in.
+/// The domain the benchmark itself runs in on our hypervisor (on Xen: dom0).
 const BENCH_DOMAIN: u16 = 1;
+/// The pong domain's memory when this kernel builds it on Xen: the benchmark manifest's
+/// 8 MiB.
+const PONG_PAGES: u64 = 2048;
 /// Ports of the pong domain probed for the one it offered.
 const PROBE_PORTS: u32 = 64;
 /// How often to probe before concluding there is no pong domain.
@@ -54,7 +60,7 @@ fn wait_past(seen: u64) -> bool {
 }
 
 /// The event-channel cases (events unmasked while they run, masked again after).
-pub(crate) fn cases(runner: &mut Runner, plans: &Plans, xen: bool) {
+pub(crate) fn cases(boot: &Boot, runner: &mut Runner, plans: &Plans, xen: bool) {
     if let Err(e) = events::init() {
         for name in ["evtchn_send", "evtchn_send_upcall", "evtchn_pingpong"] {
             runner.error(
@@ -99,21 +105,30 @@ pub(crate) fn cases(runner: &mut Runner, plans: &Plans, xen: bool) {
             runner.error("evtchn_send_upcall", "bind_ipi refused");
         }
     }
-    if xen {
-        runner.not_available(
-            "evtchn_pingpong",
-            "on Xen this kernel runs alone as dom0: no second domain to answer",
-        );
-        return;
-    }
-    pingpong(runner, plans);
+    let pong = if xen {
+        match crate::builder::build_copy(boot, PONG_PAGES, "bench=pong") {
+            Ok(domid) => domid,
+            Err(e) => {
+                let mut why = heapless::String::<96>::new();
+                let _ = core::fmt::Write::write_fmt(
+                    &mut why,
+                    format_args!("building the pong domain: {e}"),
+                );
+                runner.error("evtchn_pingpong", &why);
+                return;
+            }
+        }
+    } else {
+        PONG_DOMAIN
+    };
+    pingpong(runner, plans, pong);
 }
 
 /// Binds to the port the pong domain offered us; `None` if there is no pong domain.
-fn connect() -> Option<EvtchnPort> {
+fn connect(pong: u16) -> Option<EvtchnPort> {
     for _ in 0..PROBE_ROUNDS {
         for remote in 1..=PROBE_PORTS {
-            match guest::evtchn_bind_interdomain(PONG_DOMAIN, remote) {
+            match guest::evtchn_bind_interdomain(pong, remote) {
                 Ok(local) => return Some(local),
                 Err(pv_abi::Errno::ESRCH) => return None,
                 Err(_) => {}
@@ -125,9 +140,38 @@ fn connect() -> Option<EvtchnPort> {
     None
 }
 
-fn pingpong(runner: &mut Runner, plans: &Plans) {
+/// One ping and its pong with a domain running `bench=pong` (the domain builder's
+/// self-test): connect, send, block until the answer, close, shut the domain down.
+pub(crate) fn ping_once(pong: u16) -> Result<(), &'static str> {
+    if events::init().is_err() {
+        return Err("events cannot be set up");
+    }
     let was_masked = events::save_and_mask();
-    let Some(port) = connect() else {
+    let Some(port) = connect(pong) else {
+        events::restore(was_masked);
+        let _ = guest::sched_remote_shutdown(pong, SHUTDOWN_POWEROFF);
+        return Err("the domain offered no port");
+    };
+    events::clear(port);
+    events::bind(port, count);
+    events::unmask_all();
+    let before = EVENTS.load(Ordering::SeqCst);
+    let answered = match guest::evtchn_send(port) {
+        Ok(_) if wait_past(before) => Ok(()),
+        Ok(_) => Err("block refused"),
+        Err(_) => Err("ping refused"),
+    };
+    let _ = events::save_and_mask();
+    events::unbind(port);
+    let _ = guest::evtchn_close(port);
+    let _ = guest::sched_remote_shutdown(pong, SHUTDOWN_POWEROFF);
+    events::restore(was_masked);
+    answered
+}
+
+fn pingpong(runner: &mut Runner, plans: &Plans, pong: u16) {
+    let was_masked = events::save_and_mask();
+    let Some(port) = connect(pong) else {
         events::restore(was_masked);
         runner.not_available(
             "evtchn_pingpong",
@@ -151,7 +195,7 @@ fn pingpong(runner: &mut Runner, plans: &Plans) {
     events::unbind(port);
     let _ = guest::evtchn_close(port);
     // The pong domain waits forever otherwise; this domain is privileged.
-    let _ = guest::sched_remote_shutdown(PONG_DOMAIN, SHUTDOWN_POWEROFF);
+    let _ = guest::sched_remote_shutdown(pong, SHUTDOWN_POWEROFF);
 }
 
 /// `bench=pong`: offers a port to the benchmark domain and answers every event on it
@@ -162,7 +206,12 @@ pub fn pong() -> u32 {
         return 1;
     }
     let _ = events::save_and_mask();
-    let Ok(port) = guest::evtchn_alloc_unbound(DOMID_SELF, BENCH_DOMAIN) else {
+    let bench = if crate::bench::on_xen() {
+        0
+    } else {
+        BENCH_DOMAIN
+    };
+    let Ok(port) = guest::evtchn_alloc_unbound(DOMID_SELF, bench) else {
         return 1;
     };
     events::bind(port, count);

@@ -9,6 +9,7 @@
 mod bench;
 mod bench_events;
 mod bench_mm;
+mod builder;
 mod console;
 mod event_tests;
 mod events;

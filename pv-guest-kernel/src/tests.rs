@@ -53,6 +53,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("balloon", balloon),
     ("emulate_port_io", emulate_port_io),
     ("emulate_cr4", emulate_cr4),
+    ("domain_builder", domain_builder),
 ];
 
 /// Whether we run on real Xen rather than our hypervisor (whose extraversion ends in
@@ -715,4 +716,24 @@ fn emulate_cr4(_: &Boot) -> Outcome {
         fail!("cr4 {before:#x} then {after:#x}");
     }
     Ok(())
+}
+
+/// The dom0 domain builder (`builder.rs`). On Xen, with this kernel as dom0's initial
+/// module: a copy running `bench=pong` is built and started, answers one event, and is
+/// shut down. On our hypervisor, whose domains have no initial module: the builder
+/// refuses before creating anything.
+fn domain_builder(boot: &Boot) -> Outcome {
+    use crate::builder::{BuildError, build_copy};
+    let built = build_copy(boot, 2048, "bench=pong");
+    if !on_xen() {
+        return match built {
+            Err(BuildError::Image(_)) => Ok(()),
+            other => fail!("without an initial module: {other:?}"),
+        };
+    }
+    match built {
+        Ok(domid) => crate::bench_events::ping_once(domid)
+            .map_err(|why| failure(format_args!("domain {domid}: {why}"))),
+        Err(e) => fail!("{e}"),
+    }
 }

@@ -281,7 +281,12 @@ impl<'a> Setup<'a> {
                     !kernel.contains([' ', ',']),
                     "kernel path `{kernel}` contains a space or comma"
                 );
-                let module = format!("{kernel} {}", self.guest_cmdline.replace(',', ",,"));
+                // The second module (dom0's initial module) is the same kernel: the
+                // benchmark builds its ping-pong partner from it (bench_events.rs).
+                let module = format!(
+                    "{kernel} {},{kernel}",
+                    self.guest_cmdline.replace(',', ",,")
+                );
                 command
                     .arg("-kernel")
                     .arg(xen_image)

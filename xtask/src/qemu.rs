@@ -106,10 +106,12 @@ pub fn xen_command(
         !kernel.contains([' ', ',']),
         "kernel path `{kernel}` contains a space or comma"
     );
+    // The kernel is also dom0's initial module (the second): its domain builder makes
+    // copies of it (pv-guest-kernel's builder.rs).
     let module = if kernel_cmdline.is_empty() {
-        kernel.to_owned()
+        format!("{kernel},{kernel}")
     } else {
-        format!("{kernel} {}", kernel_cmdline.replace(',', ",,"))
+        format!("{kernel} {},{kernel}", kernel_cmdline.replace(',', ",,"))
     };
     let mut command = base_command(accel, "max,-smap", memory_mib);
     command
@@ -568,7 +570,7 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let initrd = args.iter().position(|a| a == "-initrd").unwrap();
-        assert_eq!(args[initrd + 1], "/k/guest a=1,,b=2");
+        assert_eq!(args[initrd + 1], "/k/guest a=1,,b=2,/k/guest");
         assert!(args.windows(2).any(|w| w == ["-cpu", "max,-smap"]));
         let spaced = xen_command(Path::new("x"), "", 512, Path::new("/a b"), "", Accel::Tcg);
         assert!(spaced.is_err());
