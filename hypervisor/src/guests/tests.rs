@@ -605,3 +605,41 @@ fn the_fast_send_matches_the_general_one() {
         assert_eq!(observe(&fast), observe(&general), "{name}: effects");
     }
 }
+
+/// `fire_timers` returns what `next_deadline` says right after it, for every mix of
+/// timers, blocked and runnable vCPUs, and due and future deadlines, over two domains.
+#[test]
+fn firing_returns_the_next_deadline() {
+    for case in 0..3u32.pow(6) {
+        let mut w = Multi::new(2);
+        let mut digits = case;
+        let mut next = || {
+            let digit = digits % 3;
+            digits /= 3;
+            digit
+        };
+        for slot in 0..2 {
+            let timers = &mut w.runtime[slot].vcpus[0].timers;
+            // Each timer: off, due (at 1000) or in the future.
+            let at = |digit: u32, future: u64| match digit {
+                0 => None,
+                1 => Some(1_000),
+                _ => Some(future),
+            };
+            timers.singleshot = at(next(), 7_000 + slot as u64);
+            timers.poll_timeout = at(next(), 9_000 + slot as u64);
+            if let Some(first) = at(next(), 5_000 + slot as u64) {
+                timers.periodic = Some((4_000, first));
+            }
+        }
+        for slot in 0..2 {
+            w.run(slot);
+            if case % (2 + slot as u32) == 0 {
+                assert!(w.with(|g| g.block(slot)));
+            }
+        }
+        w.now = 2_000;
+        let fired = w.with(|g| g.fire_timers());
+        assert_eq!(fired, w.with(|g| g.next_deadline()), "case {case}");
+    }
+}

@@ -81,17 +81,21 @@ impl<M: PhysMem> Guests<'_, M> {
     }
 
     /// Fires every timer that is due: VIRQ_TIMER for single-shot and periodic timers,
-    /// the end of a poll for poll timeouts.
-    pub fn fire_timers(&mut self) {
+    /// the end of a poll for poll timeouts. Returns the earliest timer still armed
+    /// afterwards, what [`next_deadline`](Self::next_deadline) would return now, found
+    /// in the same walk: a vCPU's firing changes no other vCPU's timers or run state.
+    pub fn fire_timers(&mut self) -> Option<Nanos> {
+        let mut next: Option<Nanos> = None;
         for slot in self.sched.domain_slots() {
             if slot >= self.runtime.len() || self.domain(slot).is_none() {
                 continue;
             }
             for vcpu in 0..self.vcpu_count(slot) {
-                let blocked = self.sched.state(VcpuRef {
+                let v = VcpuRef {
                     slot,
                     vcpu: vcpu as usize,
-                }) == RunState::Blocked;
+                };
+                let blocked = self.sched.state(v) == RunState::Blocked;
                 let timers = &mut self.runtime[slot].vcpus[vcpu as usize].timers;
                 // As in Xen, a periodic timer ticks only while its vCPU may run: it
                 // never wakes a blocked vCPU (it fires once when the vCPU wakes).
@@ -103,23 +107,32 @@ impl<M: PhysMem> Guests<'_, M> {
                 }
                 if fired.timer_virq {
                     self.raise_virq(slot, vcpu, VIRQ_TIMER);
-                    let v = VcpuRef {
-                        slot,
-                        vcpu: vcpu as usize,
-                    };
                     if blocked && self.sched.state(v) != RunState::Blocked {
                         self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
                             deadline.map(|d| (d, self.now));
                     }
                 }
                 if fired.poll_timeout {
-                    self.unblock(VcpuRef {
-                        slot,
-                        vcpu: vcpu as usize,
-                    });
+                    self.unblock(v);
                 }
+                let due = self.vcpu_deadline(v);
+                next = match (next, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
+        next
+    }
+
+    /// The earliest armed timer of `vcpu` (a blocked vCPU's periodic timer does not
+    /// count: it would not fire).
+    fn vcpu_deadline(&self, vcpu: VcpuRef) -> Option<Nanos> {
+        let mut timers = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].timers;
+        if self.sched.state(vcpu) == RunState::Blocked {
+            timers.periodic = None;
+        }
+        timers.next_deadline()
     }
 
     /// The earliest armed timer of any live vCPU (blocked vCPUs' periodic timers do
@@ -129,16 +142,8 @@ impl<M: PhysMem> Guests<'_, M> {
             .domain_slots()
             .filter(|&slot| slot < self.runtime.len() && self.domain(slot).is_some())
             .flat_map(|slot| {
-                self.runtime[slot].vcpus[..self.vcpu_count(slot) as usize]
-                    .iter()
-                    .enumerate()
-                    .filter_map(move |(vcpu, v)| {
-                        let mut timers = v.timers;
-                        if self.sched.state(VcpuRef { slot, vcpu }) == RunState::Blocked {
-                            timers.periodic = None;
-                        }
-                        timers.next_deadline()
-                    })
+                (0..self.vcpu_count(slot) as usize)
+                    .filter_map(move |vcpu| self.vcpu_deadline(VcpuRef { slot, vcpu }))
             })
             .min()
     }

@@ -272,9 +272,12 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
         let state = &mut *guard;
         reap(state);
         let now = state.now();
-        state.guests(now).fire_timers();
+        // The earliest timer left armed: nothing below arms or stops one, or blocks or
+        // wakes a vCPU, but the debug keys may (a domain destroyed).
+        let mut next = state.guests(now).fire_timers();
         if core::mem::take(&mut state.ticked) {
             super::debugkeys::poll(state);
+            next = state.guests(now).next_deadline();
         }
         let on_cpu_runs = state
             .on_cpu
@@ -293,7 +296,6 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
                     if !state.domains.iter().flatten().any(|d| d.is_running()) {
                         finish(state);
                     }
-                    let next = state.guests(now).next_deadline();
                     let wake = [until, next, Some(now + IDLE_POLL)]
                         .into_iter()
                         .flatten()
@@ -323,7 +325,6 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
             resched = true;
             continue;
         }
-        let next = state.guests(now).next_deadline();
         let deadline = next.map_or(state.slice_end, |n| n.min(state.slice_end));
         arm_timer(state, deadline);
         state.next_event = deadline;
