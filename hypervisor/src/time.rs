@@ -270,14 +270,22 @@ pub struct Fired {
 impl VcpuTimers {
     /// The earliest deadline of any armed timer.
     pub fn next_deadline(&self) -> Option<Nanos> {
-        [
-            self.singleshot,
-            self.periodic.map(|(_, next)| next),
-            self.poll_timeout,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.earliest(true)
+    }
+
+    /// The earliest deadline of the armed timers, the periodic one only if
+    /// `with_periodic` (a blocked vCPU's periodic timer does not fire).
+    #[inline]
+    pub fn earliest(&self, with_periodic: bool) -> Option<Nanos> {
+        let periodic = self
+            .periodic
+            .filter(|_| with_periodic)
+            .map(|(_, next)| next);
+        let earlier = |a: Option<Nanos>, b: Option<Nanos>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earlier(earlier(self.singleshot, periodic), self.poll_timeout)
     }
 
     /// Starts the periodic timer: first expiry one period from `now`.

@@ -99,23 +99,26 @@ impl<M: PhysMem> Guests<'_, M> {
                 let timers = &mut self.runtime[slot].vcpus[vcpu as usize].timers;
                 // As in Xen, a periodic timer ticks only while its vCPU may run: it
                 // never wakes a blocked vCPU (it fires once when the vCPU wakes).
-                let periodic = timers.periodic.take_if(|_| blocked);
-                let deadline = timers.singleshot;
-                let fired = timers.expire(self.now);
-                if periodic.is_some() {
-                    timers.periodic = periodic;
-                }
-                if fired.timer_virq {
-                    self.raise_virq(slot, vcpu, VIRQ_TIMER);
-                    if blocked && self.sched.state(v) != RunState::Blocked {
-                        self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
-                            deadline.map(|d| (d, self.now));
+                let mut due = timers.earliest(!blocked);
+                if due.is_some_and(|at| at <= self.now) {
+                    let periodic = timers.periodic.take_if(|_| blocked);
+                    let deadline = timers.singleshot;
+                    let fired = timers.expire(self.now);
+                    if periodic.is_some() {
+                        timers.periodic = periodic;
                     }
+                    if fired.timer_virq {
+                        self.raise_virq(slot, vcpu, VIRQ_TIMER);
+                        if blocked && self.sched.state(v) != RunState::Blocked {
+                            self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
+                                deadline.map(|d| (d, self.now));
+                        }
+                    }
+                    if fired.poll_timeout {
+                        self.unblock(v);
+                    }
+                    due = self.vcpu_deadline(v);
                 }
-                if fired.poll_timeout {
-                    self.unblock(v);
-                }
-                let due = self.vcpu_deadline(v);
                 next = match (next, due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -128,11 +131,10 @@ impl<M: PhysMem> Guests<'_, M> {
     /// The earliest armed timer of `vcpu` (a blocked vCPU's periodic timer does not
     /// count: it would not fire).
     fn vcpu_deadline(&self, vcpu: VcpuRef) -> Option<Nanos> {
-        let mut timers = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].timers;
-        if self.sched.state(vcpu) == RunState::Blocked {
-            timers.periodic = None;
-        }
-        timers.next_deadline()
+        let blocked = self.sched.state(vcpu) == RunState::Blocked;
+        self.runtime[vcpu.slot].vcpus[vcpu.vcpu]
+            .timers
+            .earliest(!blocked)
     }
 
     /// The earliest armed timer of any live vCPU (blocked vCPUs' periodic timers do
