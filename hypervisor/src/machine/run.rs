@@ -384,12 +384,14 @@ pub(super) fn timer_interrupt(state: &mut State) {
     state.ticked = true;
 }
 
-/// Arms the APIC timer for system time `deadline`, unless it is armed for it already
-/// (most entries leave the deadline unchanged; reprogramming costs an MMIO write).
-/// The TSC deadline is `Clock::deadline_tsc`'s: never early, and one multiplication
-/// where `tsc_at` takes a 128-bit division.
+/// Arms the APIC timer for system time `deadline`, unless it is armed for that time or
+/// earlier already (as Linux's hrtimers: an earlier interrupt finds nothing due and
+/// arms the timer again; most entries leave the deadline unchanged or move it later, a
+/// vCPU switch moves the slice's end, and reprogramming costs a conversion, a division
+/// for the APIC's count and an MMIO write). The TSC deadline is `Clock::deadline_tsc`'s:
+/// never early, and one multiplication where `tsc_at` takes a 128-bit division.
 fn arm_timer(state: &mut State, deadline: Nanos) {
-    if state.timer_armed != Some(deadline) {
+    if state.timer_armed.is_none_or(|armed| deadline < armed) {
         lapic::arm(state.clock.deadline_tsc(deadline));
         state.timer_armed = Some(deadline);
     }
