@@ -427,7 +427,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
 
 /// Makes domain slot `index` current: its page tables, segment bases and FPU area;
 /// returns its registers.
-fn switch_to(state: &mut State, index: usize) -> TrapFrame {
+fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     let domain = state.domains[index]
         .as_mut()
         .expect("switching to a live domain");
@@ -435,10 +435,9 @@ fn switch_to(state: &mut State, index: usize) -> TrapFrame {
     // SAFETY: the FPU area lives in the static domain table, 16-aligned, and holds a
     // valid image (initial or saved by fxsave).
     unsafe { x86::percpu::switch_fpu_area(&raw const domain.vcpu.fpu as u64) };
+    frame.clone_from(&domain.vcpu.regs);
     state.loaded = Loaded::NOTHING;
-    let regs = domain.vcpu.regs;
     load_vcpu_state(state);
-    regs
 }
 
 /// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and

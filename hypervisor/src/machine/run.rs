@@ -244,7 +244,7 @@ fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame, now: Nanos)
     // the one that ran last go to its own area first.
     crate::arch::x86_64::percpu::save_fpu_full();
     state.guests(now).activate(vcpu);
-    *frame = switch_to(state, vcpu.slot);
+    switch_to(state, vcpu.slot, frame);
     state.on_cpu = Some(vcpu);
     let time = state.clock.time_info(tsc::read());
     let mut guests = state.guests(now);
