@@ -14,7 +14,7 @@
 //! writable mapping of the new domain's page tables is left when they are pinned.
 
 use crate::Boot;
-use crate::vm::{self, KERNEL_BASE, RW};
+use crate::vm::{self, ACCESSED, DIRTY, KERNEL_BASE, PRESENT, RW, USER, WRITABLE};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use pv_abi::Errno;
@@ -40,12 +40,8 @@ const MAX_TABLES: usize = 8;
 /// The scratch page of our boot region the new domain's frames pass through.
 const SCRATCH: u64 = 63;
 const PAGE: u64 = 4096;
-/// Flags of the bootstrap entries (as our hypervisor's builder and Xen's set them).
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 2;
-const USER: u64 = 4;
-const ACCESSED: u64 = 0x20;
-const DIRTY: u64 = 0x40;
+/// Flags of the bootstrap tables' entries (as our hypervisor's builder and Xen's set
+/// them; leaves add DIRTY, and WRITABLE except for the tables themselves).
 const TABLE_FLAGS: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 
 /// Why a domain could not be built (where it stopped, and Xen's answer).

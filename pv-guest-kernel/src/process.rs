@@ -25,11 +25,8 @@ use pv_guest_kernel::pfn_alloc::PfnAllocator;
 /// The `vector` the syscall entry stub records.
 pub const SYSCALL_MARKER: u64 = 0x100;
 
-const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+use crate::vm::{KERNEL_BASE, PRESENT, USER, WRITABLE};
 const PAGE: u64 = 4096;
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 2;
-const USER: u64 = 4;
 const NO_EXECUTE: u64 = 1 << 63;
 
 /// Where user programs are loaded.

@@ -27,6 +27,10 @@ pub const USER: u64 = 4;
 pub const RO: u64 = PRESENT | USER;
 /// Writable mapping bits.
 pub const RW: u64 = PRESENT | WRITABLE | USER;
+/// Accessed (set by the CPU on a walk; set ahead in tables a builder makes).
+pub const ACCESSED: u64 = 0x20;
+/// Dirty (likewise, for leaf entries).
+pub const DIRTY: u64 = 0x40;
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 
 macro_rules! fail {
