@@ -84,9 +84,11 @@ struct Image<'a> {
     end: u64,
 }
 
+/// The little-endian integer of `len` (at most 8) bytes at `at`.
 fn field(bytes: &[u8], at: usize, len: usize) -> Result<u64, BuildError> {
-    let raw = bytes
-        .get(at..at + len)
+    let raw = at
+        .checked_add(len)
+        .and_then(|end| bytes.get(at..end))
         .ok_or(BuildError::Image("truncated"))?;
     let mut value = [0u8; 8];
     value[..len].copy_from_slice(raw);
