@@ -668,6 +668,10 @@ impl Report {
             }
         }
         let _ = writeln!(md, "\n## Targets\n");
+        let _ = writeln!(
+            md,
+            "Instruction counts repeat exactly; tick ratios move with the host's load and with the binary's layout alone (one page of data moved shifts some cases by up to 8%: docs/benchmarks.md, \"Limits of the TCG numbers\"), so a tick verdict within about 10% of its limit can flip from run to run.\n"
+        );
         let _ = writeln!(md, "| target | measured | verdict | margin |");
         let _ = writeln!(md, "| --- | --- | --- | --- |");
         for v in &self.targets {
