@@ -814,6 +814,9 @@ pub fn send_lane_exit(frame: &mut TrapFrame) -> FastEntry {
 #[cold]
 #[inline(never)]
 fn send_wake(state: &mut State, wake: events::Wake) {
+    if !wake.can_wake(&state.sched, &state.runtime) {
+        return;
+    }
     let changes = state.sched.changes();
     let now = state.now();
     state.guests(now).send_wake(wake);

@@ -9,7 +9,7 @@ use crate::evtchn::{Binding, virq_is_global};
 use crate::frames::{DomId, FrameTable};
 use crate::mm::PhysMem;
 use crate::regs::TrapFrame;
-use crate::sched::VcpuRef;
+use crate::sched::{RunState, Scheduler, VcpuRef};
 use crate::traps::bounce::Bounce;
 use crate::traps::{self, TrapContext};
 use crate::vcpu_info::VcpuInfoRef;
@@ -121,6 +121,19 @@ impl Wake {
             newly_pending: self.0.get() & Self::NEWLY_PENDING != 0,
             upcall: self.0.get() & Self::UPCALL != 0,
         }
+    }
+
+    /// Whether [`Guests::send_wake`] would change anything: only if the notified vCPU is
+    /// blocked or some vCPU of the receiving domain polls (`wake_for` unblocks nothing
+    /// else). A send to a busy or runnable vCPU, the common case between two domains
+    /// that take turns, owes nothing then, and its sender skips the clock read.
+    #[inline]
+    pub fn can_wake(self, sched: &Scheduler, runtime: &[Runtime]) -> bool {
+        let target = VcpuRef {
+            slot: self.slot(),
+            vcpu: self.vcpu() as usize,
+        };
+        sched.state(target) == RunState::Blocked || runtime[self.slot()].polling()
     }
 }
 
