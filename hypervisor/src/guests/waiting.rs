@@ -96,28 +96,13 @@ impl<M: PhysMem> Guests<'_, M> {
                     vcpu: vcpu as usize,
                 };
                 let blocked = self.sched.state(v) == RunState::Blocked;
-                let timers = &mut self.runtime[slot].vcpus[vcpu as usize].timers;
                 // As in Xen, a periodic timer ticks only while its vCPU may run: it
                 // never wakes a blocked vCPU (it fires once when the vCPU wakes).
-                let mut due = timers.earliest(!blocked);
+                let mut due = self.runtime[slot].vcpus[vcpu as usize]
+                    .timers
+                    .earliest(!blocked);
                 if due.is_some_and(|at| at <= self.now) {
-                    let periodic = timers.periodic.take_if(|_| blocked);
-                    let deadline = timers.singleshot;
-                    let fired = timers.expire(self.now);
-                    if periodic.is_some() {
-                        timers.periodic = periodic;
-                    }
-                    if fired.timer_virq {
-                        self.raise_virq(slot, vcpu, VIRQ_TIMER);
-                        if blocked && self.sched.state(v) != RunState::Blocked {
-                            self.runtime[slot].vcpus[vcpu as usize].woken_by_timer =
-                                deadline.map(|d| (d, self.now));
-                        }
-                    }
-                    if fired.poll_timeout {
-                        self.unblock(v);
-                    }
-                    due = self.vcpu_deadline(v);
+                    due = self.fire_vcpu_timers(v, blocked);
                 }
                 next = match (next, due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -126,6 +111,32 @@ impl<M: PhysMem> Guests<'_, M> {
             }
         }
         next
+    }
+
+    /// [`fire_timers`](Self::fire_timers) for `vcpu`, one of whose timers is due
+    /// (`blocked`: its run state before): fires them and returns its earliest timer
+    /// left armed. Out of line: most passes fire nothing, and their walk then keeps its
+    /// values in registers.
+    #[cold]
+    #[inline(never)]
+    fn fire_vcpu_timers(&mut self, v: VcpuRef, blocked: bool) -> Option<Nanos> {
+        let timers = &mut self.runtime[v.slot].vcpus[v.vcpu].timers;
+        let periodic = timers.periodic.take_if(|_| blocked);
+        let deadline = timers.singleshot;
+        let fired = timers.expire(self.now);
+        if periodic.is_some() {
+            timers.periodic = periodic;
+        }
+        if fired.timer_virq {
+            self.raise_virq(v.slot, v.vcpu as u32, VIRQ_TIMER);
+            if blocked && self.sched.state(v) != RunState::Blocked {
+                self.runtime[v.slot].vcpus[v.vcpu].woken_by_timer = deadline.map(|d| (d, self.now));
+            }
+        }
+        if fired.poll_timeout {
+            self.unblock(v);
+        }
+        self.vcpu_deadline(v)
     }
 
     /// The earliest armed timer of `vcpu` (a blocked vCPU's periodic timer does not
