@@ -502,7 +502,10 @@ impl Scheduler {
             self.set_state(vcpu, RunState::Runnable, now);
         }
         let yielded = self.yielded.take();
+        // One walk finds both the fairest domain (the smallest virtual time) and the
+        // fairest woken one, each the first such in round-robin order.
         let mut best: Option<usize> = None;
+        let mut boosted: Option<usize> = None;
         let mut yielder_runnable = false;
         let mut any_capped = false;
         for slot in rotation(self.present_slots, self.last_slot) {
@@ -521,6 +524,9 @@ impl Scheduler {
             if best.is_none_or(|b| domain.vtime < self.domains[b].vtime) {
                 best = Some(slot);
             }
+            if domain.boosted && boosted.is_none_or(|b| domain.vtime < self.domains[b].vtime) {
+                boosted = Some(slot);
+            }
         }
         if best.is_none() && yielder_runnable {
             best = yielded;
@@ -531,16 +537,6 @@ impl Scheduler {
         };
         self.floor = self.floor.max(self.domains[fairest].vtime);
         // Woken domains go first (the smallest virtual time among them), then the rest.
-        let boosted = rotation(self.present_slots, self.last_slot)
-            .filter(|&b| {
-                let domain = &self.domains[b];
-                domain.boosted
-                    && domain.present
-                    && domain.runnable()
-                    && !domain.capped_out()
-                    && Some(b) != yielded
-            })
-            .min_by_key(|&b| self.domains[b].vtime);
         let slot = boosted.unwrap_or(fairest);
         self.domains[slot].boosted = false;
         self.last_slot = slot;
