@@ -426,7 +426,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
 }
 
 /// Makes domain slot `index` current: its page tables, segment bases and FPU area;
-/// returns its registers.
+/// copies its registers into `frame`, the entry frame the exit path returns through.
 fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     let domain = state.domains[index]
         .as_mut()
