@@ -129,11 +129,18 @@ impl Clock {
 
     /// What a vCPU reads in its `vcpu_time_info` (the version is managed by the writer).
     pub fn time_info(&self, tsc: u64) -> VcpuTimeInfo {
+        self.time_info_at(tsc, self.now(tsc))
+    }
+
+    /// [`time_info`](Self::time_info) for a TSC value whose system time the caller has
+    /// already converted (`now` must be `self.now(tsc)`).
+    pub fn time_info_at(&self, tsc: u64, now: Nanos) -> VcpuTimeInfo {
+        debug_assert_eq!(now, self.now(tsc));
         VcpuTimeInfo {
             version: 0,
             pad0: 0,
             tsc_timestamp: tsc,
-            system_time: self.now(tsc),
+            system_time: now,
             tsc_to_system_mul: self.scale.mul_frac,
             tsc_shift: self.scale.shift,
             flags: XEN_PVCLOCK_TSC_STABLE_BIT,

@@ -237,16 +237,17 @@ fn save_on_cpu(state: &mut State, frame: &TrapFrame, now: Nanos) {
 }
 
 /// Loads `vcpu` onto this CPU: swaps it in as its domain's active vCPU, switches
-/// address space and FPU area, publishes its time and runstate. `now` is the exit
-/// path's time of this pass (the clock is read once per pass).
-fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame, now: Nanos) {
+/// address space and FPU area, publishes its time and runstate. `tsc` and `now` are the
+/// exit path's clock reading for this pass and its system time: the pair published (any
+/// consistent pair is right: a guest extrapolates from it with the TSC).
+fn run_vcpu(state: &mut State, vcpu: VcpuRef, frame: &mut TrapFrame, (tsc, now): (u64, Nanos)) {
     // Activating a vCPU moves vCPU structures (and their FPU areas): the registers of
     // the one that ran last go to its own area first.
     crate::arch::x86_64::percpu::save_fpu_full();
     state.guests(now).activate(vcpu);
     switch_to(state, vcpu.slot, frame);
     state.on_cpu = Some(vcpu);
-    let time = state.clock.time_info(tsc::read());
+    let time = state.clock.time_info_at(tsc, now);
     let mut guests = state.guests(now);
     guests.note_running(vcpu);
     guests.publish_time(vcpu.slot, &time);
@@ -271,7 +272,9 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
     loop {
         let state = &mut *guard;
         reap(state);
-        let now = state.now();
+        // The clock is read once per pass: its time is published to the vCPU that runs.
+        let tsc = tsc::read();
+        let now = state.clock.now(tsc);
         // The earliest timer left armed: nothing below arms or stops one, or blocks or
         // wakes a vCPU, but the debug keys may (a domain destroyed).
         let mut next = state.guests(now).fire_timers();
@@ -288,7 +291,7 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
                     state.slice_end = until;
                     if state.on_cpu != Some(vcpu) {
                         save_on_cpu(state, frame, now);
-                        run_vcpu(state, vcpu, frame, now);
+                        run_vcpu(state, vcpu, frame, (tsc, now));
                     }
                 }
                 Pick::Idle { until } => {
