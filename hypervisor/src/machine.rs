@@ -668,7 +668,12 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     const MMU_UPDATE: u64 = Hypercall::MmuUpdate.number();
     const MMUEXT_OP: u64 = Hypercall::MmuextOp.number();
     const UPDATE_VA_MAPPING: u64 = Hypercall::UpdateVaMapping.number();
+    const SCHED_OP: u64 = Hypercall::SchedOp.number();
     match frame.rax {
+        // A vCPU waiting for its next event (a ring's consumer with nothing to do).
+        SCHED_OP if frame.rdi == u64::from(pv_abi::sched::SCHEDOP_BLOCK) => {
+            return fast_block(state, frame);
+        }
         // Port I/O through our extension (a driver domain's device registers).
         EXT_OP => {
             if let Ok(cmd @ (EXTOP_PORT_WRITE | EXTOP_PORT_READ)) = u32::try_from(frame.rdi) {
@@ -1040,6 +1045,27 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         return FastEntry::Finish;
     }
     resume_fast(state, frame)
+}
+
+/// `SCHEDOP_block` on the fast path: the dispatcher's `Guests::block` (which enables
+/// event delivery and blocks unless an upcall is due already), without the call context
+/// the general dispatcher builds. A vCPU that blocked leaves by the full exit path, for
+/// the scheduler, as the dispatcher's `After::Reschedule` does; one with an upcall due
+/// takes it on the way out.
+#[inline(never)]
+fn fast_block(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
+    let slot = state.current;
+    if !state.domains[slot].as_ref().is_some_and(Domain::is_running) {
+        return FastEntry::Declined;
+    }
+    let now = state.now();
+    frame.rax = 0;
+    if state.guests(now).block(slot) {
+        state.machine_dirty = true;
+        state.fast_after = Some(After::Reschedule);
+        return FastEntry::Finish;
+    }
+    return_fast(state, frame)
 }
 
 /// How a fast-path call that keeps the same vCPU running leaves: straight back to it,
