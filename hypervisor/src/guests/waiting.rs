@@ -185,10 +185,11 @@ impl<M: PhysMem> Guests<'_, M> {
     /// Writes the runstate of `vcpu` to its registered area, if any (failures are
     /// ignored, as in Xen: the area is the guest's business).
     pub fn publish_runstate(&self, vcpu: VcpuRef) {
-        let Some(domain) = self.domain(vcpu.slot) else {
+        // The area first: most vCPUs register none, and every switch asks twice.
+        let Some(area) = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].runstate_area else {
             return;
         };
-        let Some(area) = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].runstate_area else {
+        let Some(domain) = self.domain(vcpu.slot) else {
             return;
         };
         let root = if domain.vcpu.id as usize == vcpu.vcpu {
