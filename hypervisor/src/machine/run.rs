@@ -285,6 +285,8 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
         let on_cpu_runs = state
             .on_cpu
             .is_some_and(|v| state.sched.running() == Some(v));
+        // Whether this pass switched vCPUs (and so loaded the new one's whole state).
+        let mut switched = false;
         if resched || !on_cpu_runs || state.sched.should_preempt(now, state.slice_end) {
             match state.sched.pick(now) {
                 Pick::Run { vcpu, until } => {
@@ -292,6 +294,7 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
                     if state.on_cpu != Some(vcpu) {
                         save_on_cpu(state, frame, now);
                         run_vcpu(state, vcpu, frame, (tsc, now));
+                        switched = true;
                     }
                 }
                 Pick::Idle { until } => {
@@ -333,7 +336,14 @@ fn leave_full(mut guard: MutexGuard<'static, State>, frame: &mut TrapFrame, resc
         state.next_event = deadline;
         state.next_event_tsc = state.clock.deadline_tsc(deadline);
         state.machine_dirty = false;
-        load_vcpu_state(state);
+        if switched {
+            // Its vcpu_info is where the switch found it; the upcall's delivery may have
+            // changed its mode, and so its page table and GS base.
+            super::load_vcpu_hardware(state);
+        } else {
+            // The same vCPU after a machine-wide call, which may have moved its vcpu_info.
+            load_vcpu_state(state);
+        }
         return;
     }
 }
