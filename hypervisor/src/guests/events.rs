@@ -296,7 +296,7 @@ impl<M: PhysMem> Guests<'_, M> {
                 vcpu: vcpu as usize,
             });
         }
-        if raised.newly_pending {
+        if raised.newly_pending && self.runtime[slot].polling() {
             for v in 0..self.vcpu_count(slot) as usize {
                 if self.runtime[slot].vcpus[v].polling.contains(&port) {
                     self.unblock(VcpuRef { slot, vcpu: v });
