@@ -405,14 +405,13 @@ impl Scheduler {
         }
         // Boost it unless it is more than a slice ahead of the neediest runnable domain
         // (so that no runnable domain waits long behind a stream of wake-ups).
-        let neediest = rotation(self.present_slots, MAX_DOMAINS - 1)
-            .filter(|&s| s != vcpu.slot)
-            .filter(|&s| {
-                let d = &self.domains[s];
-                d.present && d.runnable() && !d.capped_out()
-            })
-            .map(|s| self.domains[s].vtime)
-            .min();
+        let mut neediest: Option<Nanos> = None;
+        for s in self.domain_slots() {
+            let d = &self.domains[s];
+            if s != vcpu.slot && d.present && d.runnable() && !d.capped_out() {
+                neediest = Some(neediest.map_or(d.vtime, |v| v.min(d.vtime)));
+            }
+        }
         if neediest.is_none_or(|v| woken_vtime < v + self.slice) {
             self.domains[vcpu.slot].boosted = true;
             if self
