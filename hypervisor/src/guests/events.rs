@@ -85,6 +85,7 @@ impl Wake {
     /// Port `port` of the domain in `slot`, notifying `vcpu`, raised with `raised`. A
     /// slot is below `MAX_DOMAINS` and a bound channel's vCPU below `MAX_VCPUS`: both fit
     /// in a byte.
+    #[inline]
     fn new(slot: usize, port: EvtchnPort, vcpu: u32, raised: Raised) -> Wake {
         debug_assert!(slot <= 0xff && vcpu <= 0xff);
         let mut word = Self::PRESENT
@@ -289,6 +290,7 @@ impl<M: PhysMem> Guests<'_, M> {
     /// The second half of raising `port` of `slot` (see [`mark_pending`]): wakes the
     /// notified vCPU `vcpu` if an upcall became due, and every vCPU polling the port if it
     /// became pending.
+    #[inline]
     pub fn wake_for(&mut self, slot: usize, vcpu: u32, port: EvtchnPort, raised: Raised) {
         if raised.upcall {
             self.unblock(VcpuRef {

@@ -124,6 +124,7 @@ impl Runtime {
     }
 
     /// vCPU `vcpu` no longer polls.
+    #[inline]
     pub fn end_poll(&mut self, vcpu: usize) {
         self.vcpus[vcpu].polling.clear();
         self.pollers &= !(1 << vcpu);

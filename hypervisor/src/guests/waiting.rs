@@ -14,6 +14,7 @@ use pv_abi::xen::{VIRQ_TIMER, VcpuTimeInfo};
 
 impl<M: PhysMem> Guests<'_, M> {
     /// Ends a vCPU's block or poll: it becomes runnable.
+    #[inline]
     pub fn unblock(&mut self, vcpu: VcpuRef) {
         if self.sched.state(vcpu) != RunState::Blocked {
             return;
@@ -176,6 +177,7 @@ impl<M: PhysMem> Guests<'_, M> {
     }
 
     /// Publishes system time to the active vCPU of `slot`.
+    #[inline]
     pub fn publish_time(&self, slot: usize, time: &VcpuTimeInfo) {
         if let Some(domain) = self.domain(slot) {
             VcpuInfoRef::of(self.mem, domain).write_time(time);
@@ -184,11 +186,17 @@ impl<M: PhysMem> Guests<'_, M> {
 
     /// Writes the runstate of `vcpu` to its registered area, if any (failures are
     /// ignored, as in Xen: the area is the guest's business).
+    #[inline]
     pub fn publish_runstate(&self, vcpu: VcpuRef) {
-        // The area first: most vCPUs register none, and every switch asks twice.
-        let Some(area) = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].runstate_area else {
-            return;
-        };
+        // The area first, inline: most vCPUs register none, and every switch asks twice.
+        if let Some(area) = self.runtime[vcpu.slot].vcpus[vcpu.vcpu].runstate_area {
+            self.write_runstate(vcpu, area);
+        }
+    }
+
+    /// [`publish_runstate`](Self::publish_runstate) for a vCPU that registered an area.
+    #[inline(never)]
+    fn write_runstate(&self, vcpu: VcpuRef, area: u64) {
         let Some(domain) = self.domain(vcpu.slot) else {
             return;
         };

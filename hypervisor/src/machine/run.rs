@@ -222,6 +222,7 @@ fn reap(state: &mut State) {
 }
 
 /// Saves the registers of the vCPU whose state `frame` holds, if it still exists.
+#[inline]
 fn save_on_cpu(state: &mut State, frame: &TrapFrame, now: Nanos) {
     let Some(vcpu) = state.on_cpu.take() else {
         return;
