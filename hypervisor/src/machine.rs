@@ -612,6 +612,9 @@ pub enum FastEntry {
     /// Only paths that never write the frame's iret part or rcx/r11 return this
     /// ([`return_fast`]).
     Return = 3,
+    /// The send lane's only: the send ran and an upcall is due; the stub builds the
+    /// general frame and [`send_lane_exit`] delivers it.
+    Deliver = 4,
 }
 
 /// The hypercall fast path, tried first on every `syscall` from a guest. It takes the
@@ -715,8 +718,10 @@ pub struct LaneExit {
     /// general path returns its errno); meaningless when declined.
     pub value: u64,
     /// [`FastEntry::Return`] (back by `sysretq`), [`FastEntry::Declined`] (nothing
-    /// happened: the general stub takes the call) or [`FastEntry::Finish`] (the call ran;
-    /// the stub builds the general frame and asks [`send_lane_exit`]).
+    /// happened: the general stub takes the call), [`FastEntry::Finish`] (the call ran
+    /// and woke a vCPU: the stub builds the general frame and takes the full exit path)
+    /// or [`FastEntry::Deliver`] (the call ran and an upcall is due: the stub builds the
+    /// general frame and asks [`send_lane_exit`]).
     pub how: u64,
 }
 
@@ -792,7 +797,7 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
         }
     }
     let how = if upcall_due(state) {
-        FastEntry::Finish
+        FastEntry::Deliver
     } else {
         FastEntry::Return
     };
@@ -802,9 +807,10 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
     }
 }
 
-/// The way out of a send the lane ran but could not finish (`LaneExit` with
-/// [`FastEntry::Finish`]): the stub built the general frame with the result in rax.
-/// Delivers a due upcall as [`return_fast`] does, or hands over to the full exit path.
+/// The way out of a send the lane ran that left an upcall due (`LaneExit` with
+/// [`FastEntry::Deliver`]): the stub built the general frame with the result in rax.
+/// Delivers the upcall as [`return_fast`] does (or hands over to the full exit path,
+/// should the machine have been left dirty).
 pub fn send_lane_exit(frame: &mut TrapFrame) -> FastEntry {
     let mut guard = STATE.lock();
     let state = &mut *guard;

@@ -63,6 +63,7 @@
 /* machine::FastEntry */
 .set FAST_DECLINED,    0
 .set FAST_RESUME,      1
+.set FAST_FINISH,      2
 .set FAST_RETURN,      3
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND */
 .set HYPERCALL_EVENT_CHANNEL_OP, 32
@@ -337,14 +338,25 @@ send_lane:
     swapgs
     sysretq
 1:  cmp $FAST_DECLINED, %edx
-    LANE_POP
+    je 4f
+    cmp $FAST_FINISH, %edx
+    LANE_POP                        /* (pops leave the flags alone) */
     jne 3f
-2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
-    jmp syscall_general
-3:  SYSCALL_FRAME                   /* (CR0.TS set above) */
+    /* Finish: the send woke a vCPU, which the scheduler must see: the general frame,
+     * completed, and the full exit path, as syscall_fast_exit does for a Finish. */
+    SYSCALL_FRAME                   /* (CR0.TS set above) */
+    SAVE_CALLEE_SAVED
+    mov %rsp, %rdi
+    call hv_hypercall_finish
+    jmp guest_exit
+    /* Deliver: an upcall is due; hv_send_lane_exit delivers it from the general frame. */
+3:  SYSCALL_FRAME
     mov %rsp, %rdi
     call hv_send_lane_exit
     jmp syscall_fast_exit
+4:  LANE_POP
+2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
+    jmp syscall_general
 
 /* Exception stubs: vectors without a CPU error code push a zero first. */
 .macro EXCEPTION_STUB vector, has_error
