@@ -542,11 +542,19 @@ impl Scheduler {
         self.domains[slot].boosted = false;
         self.last_slot = slot;
         let domain = &mut self.domains[slot];
+        // Round robin over its vCPUs from the one after the last that ran (counted
+        // without a division: most domains have one vCPU).
         let count = domain.nr_vcpus;
-        let vcpu = (1..=count)
-            .map(|step| (domain.last_vcpu + step) % count)
-            .find(|&v| domain.vcpus[v].state == RunState::Runnable)
-            .expect("a runnable domain has a runnable vCPU");
+        let mut vcpu = domain.last_vcpu;
+        let mut tried = 0;
+        loop {
+            vcpu = if vcpu + 1 < count { vcpu + 1 } else { 0 };
+            if domain.vcpus[vcpu].state == RunState::Runnable {
+                break;
+            }
+            tried += 1;
+            assert!(tried < count, "a runnable domain has a runnable vCPU");
+        }
         domain.last_vcpu = vcpu;
         let mut until = now + self.slice;
         if let Some(budget) = domain.budget() {
