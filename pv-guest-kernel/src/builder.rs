@@ -202,7 +202,9 @@ fn domctl(request: &mut XenDomctl, step: &'static str) -> Result<(), BuildError>
 pub fn build_copy(boot: &Boot, nr_pages: u64, cmdline: &str) -> Result<u16, BuildError> {
     let info = boot.info;
     if info.mod_start == 0 || info.mod_len == 0 || info.flags & SIF_MOD_START_PFN != 0 {
-        return Err(BuildError::Image("no initial module mapped"));
+        return Err(BuildError::Image(
+            "no initial module (pass this kernel's ELF again as dom0's module, as xtask does)",
+        ));
     }
     // SAFETY: Xen maps the initial module in our boot region, read-only to us from here
     // on; nothing writes it.
