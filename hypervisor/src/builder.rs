@@ -299,7 +299,7 @@ fn build_inner<M: PhysMem>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::{BASE, tiny_kernel};
+    use crate::elf::testing::{BASE, tiny_kernel};
     use crate::frames::FrameInfo;
     use crate::mm::fake::FakeMem;
     use zerocopy::FromBytes;

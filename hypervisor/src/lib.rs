@@ -9,7 +9,7 @@ pub mod bootimage;
 pub mod builder;
 pub mod console_input;
 pub mod domain;
-pub mod elf;
+pub use pv_abi::elf;
 pub mod emulate;
 pub mod evtchn;
 pub mod frames;

@@ -28,6 +28,7 @@
 //! | [`page`] | the 4 KiB interface page |
 //! | [`ext`] | none: our own extensions, in Xen's arch-reserved hypercall slot |
 //! | [`boot`] | none: the start-of-day layout of a PV domain (prose around `start_info` in `xen.h`) |
+//! | [`elf`] | none: reading a PV kernel image, ELF64 with the notes of [`elfnote`] |
 //! | `guest` | typed hypercall wrappers and batching helpers (feature `guest`) |
 //!
 //! Every wire structure is `#[repr(C)]`, derives zerocopy's `FromBytes`, `IntoBytes`,
@@ -104,6 +105,7 @@ pub mod arch_x86_64;
 pub mod boot;
 pub mod callback;
 pub mod domctl;
+pub mod elf;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;

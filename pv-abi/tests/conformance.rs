@@ -1812,6 +1812,10 @@ fn ring_items<Req, Rsp>(tag: &str, v: &mut Vec<Item>) {
 /// can check them against C. Each is ours or a fact stated only in prose.
 const NO_C_ORACLE: &[(&str, &str)] = &[
     (
+        "MAX_SEGMENTS",
+        "ours: the most loadable segments the PV kernel reader accepts",
+    ),
+    (
         "MIN_PADDING",
         "boot-region padding after the stack; prose around start_info in xen.h",
     ),

@@ -1,20 +1,17 @@
-//! A domain builder for when this kernel is Xen's dom0: starts a second domain running a
-//! copy of this kernel (the benchmark's ping-pong partner), the way a toolstack builds a
-//! PV domain, with `domctl`, `memory_op` and foreign mappings, in the start-of-day
-//! layout of [`pv_abi::boot`] (the one our hypervisor's builder makes too).
-//!
-//! The kernel image is dom0's initial module (Xen's `-initrd` second entry: the same ELF
-//! file this kernel was loaded from). Its loadable segments are copied; the entry point,
-//! virtual base and hypercall page are this kernel's own, which the image must share
-//! (checked: a different kernel is refused). Xen keeps its own L4 slots in the new
-//! tables (filled in when the root is pinned) and its M2P (set by `populate_physmap`).
+//! A domain builder for when this kernel is Xen's dom0: starts a second domain from the
+//! PV kernel image in dom0's initial module (for the benchmark's ping-pong partner, this
+//! kernel's own ELF, which xtask passes as Xen's second multiboot module), the way a
+//! toolstack builds a PV domain, with `domctl`, `memory_op` and foreign mappings. The
+//! image is read and checked by [`pv_abi::elf`] and laid out as [`pv_abi::boot`] says,
+//! as our hypervisor's builder does. Xen keeps its own L4 slots in the new tables (filled
+//! in when the root is pinned) and its M2P (set by `populate_physmap`).
 //!
 //! Every frame of the new domain is written through one scratch page of our boot region,
 //! mapped to the frame, filled, and given back its own mapping before the next one: no
 //! writable mapping of the new domain's page tables is left when they are pinned.
 
 use crate::Boot;
-use crate::vm::{self, ACCESSED, DIRTY, KERNEL_BASE, PRESENT, RW, USER, WRITABLE};
+use crate::vm::{self, ACCESSED, DIRTY, PRESENT, RW, USER, WRITABLE};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use pv_abi::Errno;
@@ -29,6 +26,7 @@ use pv_abi::domctl::{
     XEN_DOMCTL_UNPAUSEDOMAIN, XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo,
     XenDomctlHypercallInit, XenDomctlMaxMem, XenDomctlMaxVcpus, XenDomctlVcpucontext,
 };
+use pv_abi::elf::PvKernel;
 use pv_abi::guest;
 use pv_abi::xen::{MmuextOp, SIF_MOD_START_PFN, StartInfo, UVMF_INVLPG, UVMF_LOCAL};
 use zerocopy::{FromZeros, IntoBytes};
@@ -47,8 +45,10 @@ const TABLE_FLAGS: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 /// Why a domain could not be built (where it stopped, and Xen's answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildError {
-    /// No initial module, or it is not an ELF64 image of this kernel.
-    Image(&'static str),
+    /// No initial module.
+    NoModule,
+    /// The module is not a PV kernel image.
+    Image(pv_abi::elf::ElfError),
     /// More pages than [`MAX_PAGES`], or too few for the boot region.
     Size,
     /// Another build is under way.
@@ -60,7 +60,10 @@ pub enum BuildError {
 impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BuildError::Image(why) => write!(f, "kernel image: {why}"),
+            BuildError::NoModule => f.write_str(
+                "no initial module (pass a PV kernel's ELF as dom0's module, as xtask does)",
+            ),
+            BuildError::Image(e) => write!(f, "kernel image: {e}"),
             BuildError::Size => f.write_str("memory size out of range"),
             BuildError::Busy => f.write_str("another build is under way"),
             BuildError::Xen(step, errno) => write!(f, "{step}: {errno:?}"),
@@ -68,104 +71,18 @@ impl core::fmt::Display for BuildError {
     }
 }
 
-/// One loadable segment of the image.
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    vaddr: u64,
-    offset: usize,
-    file_size: usize,
-    mem_size: u64,
-}
-
-/// The checked loadable segments of the image, and where the last one ends.
-struct Image<'a> {
-    bytes: &'a [u8],
-    segments: [Option<Segment>; 8],
-    end: u64,
-}
-
-/// The little-endian integer of `len` (at most 8) bytes at `at`.
-fn field(bytes: &[u8], at: usize, len: usize) -> Result<u64, BuildError> {
-    let raw = at
-        .checked_add(len)
-        .and_then(|end| bytes.get(at..end))
-        .ok_or(BuildError::Image("truncated"))?;
-    let mut value = [0u8; 8];
-    value[..len].copy_from_slice(raw);
-    Ok(u64::from_le_bytes(value))
-}
-
-impl<'a> Image<'a> {
-    /// Reads the program headers of `bytes`, which must be an ELF64 x86_64 executable
-    /// entered at [`KERNEL_BASE`] (this kernel's entry) with its segments above it.
-    fn parse(bytes: &'a [u8]) -> Result<Image<'a>, BuildError> {
-        if bytes.get(..4) != Some(b"\x7fELF".as_slice()) || field(bytes, 4, 1)? != 2 {
-            return Err(BuildError::Image("not an ELF64 file"));
-        }
-        if field(bytes, 0x12, 2)? != 62 || field(bytes, 0x18, 8)? != KERNEL_BASE {
-            return Err(BuildError::Image(
-                "not an x86_64 image entered where we are",
-            ));
-        }
-        let phoff = field(bytes, 0x20, 8)? as usize;
-        let phentsize = field(bytes, 0x36, 2)? as usize;
-        let phnum = field(bytes, 0x38, 2)? as usize;
-        let mut image = Image {
-            bytes,
-            segments: [None; 8],
-            end: KERNEL_BASE,
-        };
-        let mut count = 0;
-        for i in 0..phnum {
-            let at = phoff
-                .checked_add(
-                    i.checked_mul(phentsize)
-                        .ok_or(BuildError::Image("headers"))?,
-                )
-                .ok_or(BuildError::Image("headers"))?;
-            if field(bytes, at, 4)? != 1 {
-                continue; // not PT_LOAD
-            }
-            let segment = Segment {
-                offset: field(bytes, at + 8, 8)? as usize,
-                vaddr: field(bytes, at + 16, 8)?,
-                file_size: field(bytes, at + 32, 8)? as usize,
-                mem_size: field(bytes, at + 40, 8)?,
-            };
-            let in_file = segment
-                .offset
-                .checked_add(segment.file_size)
-                .is_some_and(|end| end <= bytes.len());
-            let placed = segment.vaddr >= KERNEL_BASE
-                && segment.file_size as u64 <= segment.mem_size
-                && segment.vaddr.checked_add(segment.mem_size).is_some();
-            if !in_file || !placed || count == image.segments.len() {
-                return Err(BuildError::Image(
-                    "a segment outside the file or the kernel",
-                ));
-            }
-            image.end = image.end.max(segment.vaddr + segment.mem_size);
-            image.segments[count] = Some(segment);
-            count += 1;
-        }
-        if count == 0 {
-            return Err(BuildError::Image("no loadable segment"));
-        }
-        Ok(image)
-    }
-
-    /// Fills `page` with the image's bytes for the page at `va` (zero where no segment
-    /// has file bytes).
-    fn fill(&self, va: u64, page: &mut [u8; PAGE as usize]) {
-        for segment in self.segments.iter().flatten() {
-            let start = va.max(segment.vaddr);
-            let end = (va + PAGE).min(segment.vaddr + segment.file_size as u64);
-            if start < end {
-                let from = segment.offset + (start - segment.vaddr) as usize;
-                let len = (end - start) as usize;
-                let to = (start - va) as usize;
-                page[to..to + len].copy_from_slice(&self.bytes[from..from + len]);
-            }
+/// Fills `page` with the kernel's bytes for the page at `va` (zero where no segment
+/// has file bytes).
+fn fill_from(kernel: &PvKernel<'_>, va: u64, page: &mut [u8; PAGE as usize]) {
+    for segment in &kernel.segments {
+        let bytes = kernel.segment_bytes(segment);
+        let start = va.max(segment.vaddr);
+        let end = (va + PAGE).min(segment.vaddr + bytes.len() as u64);
+        if start < end {
+            let from = (start - segment.vaddr) as usize;
+            let to = (start - va) as usize;
+            let len = (end - start) as usize;
+            page[to..to + len].copy_from_slice(&bytes[from..from + len]);
         }
     }
 }
@@ -202,19 +119,17 @@ fn domctl(request: &mut XenDomctl, step: &'static str) -> Result<(), BuildError>
 pub fn build_copy(boot: &Boot, nr_pages: u64, cmdline: &str) -> Result<u16, BuildError> {
     let info = boot.info;
     if info.mod_start == 0 || info.mod_len == 0 || info.flags & SIF_MOD_START_PFN != 0 {
-        return Err(BuildError::Image(
-            "no initial module (pass this kernel's ELF again as dom0's module, as xtask does)",
-        ));
+        return Err(BuildError::NoModule);
     }
     // SAFETY: Xen maps the initial module in our boot region, read-only to us from here
     // on; nothing writes it.
     let bytes =
         unsafe { core::slice::from_raw_parts(info.mod_start as *const u8, info.mod_len as usize) };
-    let image = Image::parse(bytes)?;
+    let kernel = PvKernel::parse(bytes).map_err(BuildError::Image)?;
     if nr_pages as usize > MAX_PAGES {
         return Err(BuildError::Size);
     }
-    let layout = BootLayout::compute(KERNEL_BASE, image.end, nr_pages);
+    let layout = BootLayout::compute(kernel.virt_base, kernel.kernel_end, nr_pages);
     if layout.pages() > nr_pages || layout.nr_page_tables as usize > MAX_TABLES {
         return Err(BuildError::Size);
     }
@@ -222,7 +137,7 @@ pub fn build_copy(boot: &Boot, nr_pages: u64, cmdline: &str) -> Result<u16, Buil
     if BUILDING.swap(true, Ordering::Acquire) {
         return Err(BuildError::Busy);
     }
-    let result = create_and_fill(boot, &image, &layout, nr_pages, cmdline);
+    let result = create_and_fill(boot, &kernel, &layout, nr_pages, cmdline);
     BUILDING.store(false, Ordering::Release);
     result
 }
@@ -230,7 +145,7 @@ pub fn build_copy(boot: &Boot, nr_pages: u64, cmdline: &str) -> Result<u16, Buil
 /// [`build_copy`] once the image and the layout are checked (and [`BUILDING`] held).
 fn create_and_fill(
     boot: &Boot,
-    image: &Image<'_>,
+    kernel: &PvKernel<'_>,
     layout: &BootLayout,
     nr_pages: u64,
     cmdline: &str,
@@ -249,7 +164,7 @@ fn create_and_fill(
     );
     domctl(&mut create, "createdomain")?;
     let domid = create.domain;
-    let built = fill_domain(boot, image, layout, domid, nr_pages, cmdline);
+    let built = fill_domain(boot, kernel, layout, domid, nr_pages, cmdline);
     if built.is_err() {
         let _ = domctl(
             &mut XenDomctl::bare(XEN_DOMCTL_DESTROYDOMAIN, domid),
@@ -262,7 +177,7 @@ fn create_and_fill(
 /// Everything after `createdomain`: memory, contents, tables, vCPU, unpause.
 fn fill_domain(
     boot: &Boot,
-    image: &Image<'_>,
+    kernel: &PvKernel<'_>,
     layout: &BootLayout,
     domid: u16,
     nr_pages: u64,
@@ -347,8 +262,8 @@ fn fill_domain(
         let va = layout.v_start + page * PAGE;
         let bytes = &mut staging.page;
         bytes.fill(0);
-        if va < image.end {
-            image.fill(va, bytes);
+        if va < kernel.kernel_end {
+            fill_from(kernel, va, bytes);
         } else if (layout.p2m..layout.start_info).contains(&va) {
             let first = ((va - layout.p2m) / 8) as usize;
             let words = &staging.p2m[first.min(nr_pages as usize)..];
@@ -389,17 +304,17 @@ fn fill_domain(
         )
     }
     .map_err(|error| BuildError::Xen("pin the new root", error.errno))?;
-    let hypercall_page = XenDomctlHypercallInit {
-        gmfn: mfn(hypercall_page_va()),
-    };
-    domctl(
-        &mut XenDomctl::new(XEN_DOMCTL_HYPERCALL_INIT, domid, &hypercall_page),
-        "hypercall_init",
-    )?;
+    if let Some(page) = kernel.hypercall_page {
+        let init = XenDomctlHypercallInit { gmfn: mfn(page) };
+        domctl(
+            &mut XenDomctl::new(XEN_DOMCTL_HYPERCALL_INIT, domid, &init),
+            "hypercall_init",
+        )?;
+    }
 
     let mut context = VcpuGuestContext::new_zeroed();
     context.flags = VGCF_IN_KERNEL | VGCF_ONLINE;
-    context.user_regs.rip = KERNEL_BASE;
+    context.user_regs.rip = kernel.entry;
     context.user_regs.rsp = layout.stack + PAGE;
     context.user_regs.rsi = layout.start_info;
     context.user_regs.rflags = 0x202;
@@ -421,12 +336,4 @@ fn fill_domain(
         &mut XenDomctl::bare(XEN_DOMCTL_UNPAUSEDOMAIN, domid),
         "unpausedomain",
     )
-}
-
-/// Where this kernel's hypercall page is (the copy's is at the same address).
-fn hypercall_page_va() -> u64 {
-    unsafe extern "C" {
-        static hypercall_page: [u8; 4096];
-    }
-    core::ptr::addr_of!(hypercall_page) as u64
 }

@@ -1,11 +1,14 @@
 //! Reads a Xen PV kernel: an ELF64 x86_64 executable whose `XEN_ELFNOTE_*` notes say
-//! where it wants to live and where to enter it.
+//! where it wants to live and where to enter it (no Xen header of its own: the notes are
+//! [`crate::elfnote`]'s). Shared by every domain builder here: the hypervisor's, for the
+//! domains of its boot image, and the guest kernel's, when it builds a domain as Xen's
+//! dom0.
 //!
 //! Everything in the image is untrusted: every offset and size is checked before use,
 //! and the placement rules follow Xen's loader (`virt_offset = virt_base - paddr_offset`,
 //! segments placed at `p_paddr + virt_offset`).
 
-use pv_abi::elfnote;
+use crate::elfnote;
 
 const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 const ELFCLASS64: u8 = 2;
@@ -16,6 +19,13 @@ const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
+const PAGE_SIZE: u64 = crate::page::XEN_PAGE_SIZE as u64;
+
+/// Whether `va` is a canonical x86_64 address (bits 63..47 all equal).
+const fn is_canonical(va: u64) -> bool {
+    let top = va >> 47;
+    top == 0 || top == 0x1_ffff
+}
 /// Most program headers we accept.
 pub const MAX_SEGMENTS: usize = 16;
 
@@ -181,8 +191,8 @@ fn parse_notes<'a>(notes: &mut Notes<'a>, mut data: &'a [u8]) -> Result<(), ElfE
     Ok(())
 }
 
-/// Features a kernel may demand (with a leading `!` in its FEATURES note) that this
-/// hypervisor provides. Grows with the memory and traps work.
+/// Features a kernel may demand (with a leading `!` in its FEATURES note) that the
+/// builders here provide: none yet.
 const OFFERED_FEATURES: &[&str] = &[];
 
 impl<'a> PvKernel<'a> {
@@ -287,10 +297,10 @@ impl<'a> PvKernel<'a> {
             }
         }
         let upper_half = 0xffff_8800_0000_0000;
-        if virt_base % crate::mm::PAGE_SIZE != 0
+        if virt_base % PAGE_SIZE != 0
             || virt_base < upper_half
             || kernel_start < virt_base
-            || !crate::mm::is_canonical(kernel_end - 1)
+            || !is_canonical(kernel_end - 1)
         {
             return Err(ElfError::BadPlacement);
         }
@@ -300,7 +310,7 @@ impl<'a> PvKernel<'a> {
             return Err(ElfError::BadEntry);
         }
         if let Some(page) = notes.hypercall_page
-            && (page % crate::mm::PAGE_SIZE != 0 || !inside(page, crate::mm::PAGE_SIZE))
+            && (page % PAGE_SIZE != 0 || !inside(page, PAGE_SIZE))
         {
             return Err(ElfError::BadEntry);
         }
@@ -322,90 +332,116 @@ impl<'a> PvKernel<'a> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// A tiny PV kernel image for tests of the builders (feature `testing`; no allocator
+/// needed, so that it builds next to a `no_std` kernel).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::*;
 
+    /// The test kernel's virtual base (`XEN_ELFNOTE_VIRT_BASE`).
     pub const BASE: u64 = 0xffff_ffff_8000_0000;
+    /// Room for the whole test image.
+    pub const IMAGE_CAPACITY: usize = 1024;
+    /// A test kernel image.
+    pub type Image = heapless::Vec<u8, IMAGE_CAPACITY>;
 
-    fn note(kind: u32, desc: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&4u32.to_le_bytes());
-        out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(b"Xen\0");
-        out.extend_from_slice(desc);
-        while out.len() % 4 != 0 {
-            out.push(0);
+    fn push(out: &mut Image, bytes: &[u8]) {
+        out.extend_from_slice(bytes)
+            .expect("the test image fits its capacity");
+    }
+
+    fn note(out: &mut Image, kind: u32, desc: &[u8]) {
+        push(out, &4u32.to_le_bytes());
+        push(out, &(desc.len() as u32).to_le_bytes());
+        push(out, &kind.to_le_bytes());
+        push(out, b"Xen\0");
+        push(out, desc);
+        while !out.len().is_multiple_of(4) {
+            push(out, &[0]);
         }
-        out
+    }
+
+    fn phdr(kind: u32, off: u64, vaddr: u64, paddr: u64, filesz: u64, memsz: u64) -> [u8; 56] {
+        let mut p = [0u8; 56];
+        p[0..4].copy_from_slice(&kind.to_le_bytes());
+        p[8..16].copy_from_slice(&off.to_le_bytes());
+        p[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        p[24..32].copy_from_slice(&paddr.to_le_bytes());
+        p[32..40].copy_from_slice(&filesz.to_le_bytes());
+        p[40..48].copy_from_slice(&memsz.to_le_bytes());
+        p
     }
 
     /// A minimal PV kernel: one segment of `code` at BASE + 0x1000 (paddr 0x1000), with a
     /// hypercall page at BASE + 0x2000 and memsz two pages.
-    pub fn tiny_kernel(extra_notes: &[(u32, &[u8])]) -> Vec<u8> {
-        let mut notes = Vec::new();
-        notes.extend(note(elfnote::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0"));
-        notes.extend(note(elfnote::XEN_ELFNOTE_LOADER, b"generic\0"));
-        notes.extend(note(elfnote::XEN_ELFNOTE_GUEST_OS, b"test\0"));
-        notes.extend(note(elfnote::XEN_ELFNOTE_VIRT_BASE, &BASE.to_le_bytes()));
-        notes.extend(note(elfnote::XEN_ELFNOTE_PADDR_OFFSET, &0u64.to_le_bytes()));
-        notes.extend(note(
+    pub fn tiny_kernel(extra_notes: &[(u32, &[u8])]) -> Image {
+        let mut notes = Image::new();
+        note(&mut notes, elfnote::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0");
+        note(&mut notes, elfnote::XEN_ELFNOTE_LOADER, b"generic\0");
+        note(&mut notes, elfnote::XEN_ELFNOTE_GUEST_OS, b"test\0");
+        note(
+            &mut notes,
+            elfnote::XEN_ELFNOTE_VIRT_BASE,
+            &BASE.to_le_bytes(),
+        );
+        note(
+            &mut notes,
+            elfnote::XEN_ELFNOTE_PADDR_OFFSET,
+            &0u64.to_le_bytes(),
+        );
+        note(
+            &mut notes,
             elfnote::XEN_ELFNOTE_ENTRY,
             &(BASE + 0x1000).to_le_bytes(),
-        ));
-        notes.extend(note(
+        );
+        note(
+            &mut notes,
             elfnote::XEN_ELFNOTE_HYPERCALL_PAGE,
             &(BASE + 0x2000).to_le_bytes(),
-        ));
+        );
         for (kind, desc) in extra_notes {
-            notes.extend(note(*kind, desc));
+            note(&mut notes, *kind, desc);
         }
         let code = [0x90u8, 0x90, 0xf4];
         let phoff = 64u64;
         let notes_off = phoff + 2 * 56;
         let code_off = notes_off + notes.len() as u64;
-        let mut out = vec![0u8; 64];
-        out[0..4].copy_from_slice(&ELF_MAGIC);
-        out[4] = ELFCLASS64;
-        out[5] = ELFDATA2LSB;
-        out[6] = 1;
-        out[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
-        out[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
-        out[24..32].copy_from_slice(&(BASE + 0x1000).to_le_bytes());
-        out[32..40].copy_from_slice(&phoff.to_le_bytes());
-        out[54..56].copy_from_slice(&56u16.to_le_bytes());
-        out[56..58].copy_from_slice(&2u16.to_le_bytes());
-        let phdr = |kind: u32, off: u64, vaddr: u64, paddr: u64, filesz: u64, memsz: u64| {
-            let mut p = vec![0u8; 56];
-            p[0..4].copy_from_slice(&kind.to_le_bytes());
-            p[8..16].copy_from_slice(&off.to_le_bytes());
-            p[16..24].copy_from_slice(&vaddr.to_le_bytes());
-            p[24..32].copy_from_slice(&paddr.to_le_bytes());
-            p[32..40].copy_from_slice(&filesz.to_le_bytes());
-            p[40..48].copy_from_slice(&memsz.to_le_bytes());
-            p
-        };
-        out.extend(phdr(
-            PT_LOAD,
-            code_off,
-            BASE + 0x1000,
-            0x1000,
-            code.len() as u64,
-            0x2000,
-        ));
-        out.extend(phdr(
-            PT_NOTE,
-            notes_off,
-            0,
-            0,
-            notes.len() as u64,
-            notes.len() as u64,
-        ));
-        out.extend(notes);
-        out.extend_from_slice(&code);
+        let mut header = [0u8; 64];
+        header[0..4].copy_from_slice(&ELF_MAGIC);
+        header[4] = ELFCLASS64;
+        header[5] = ELFDATA2LSB;
+        header[6] = 1;
+        header[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+        header[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        header[24..32].copy_from_slice(&(BASE + 0x1000).to_le_bytes());
+        header[32..40].copy_from_slice(&phoff.to_le_bytes());
+        header[54..56].copy_from_slice(&56u16.to_le_bytes());
+        header[56..58].copy_from_slice(&2u16.to_le_bytes());
+        let mut out = Image::new();
+        push(&mut out, &header);
+        push(
+            &mut out,
+            &phdr(
+                PT_LOAD,
+                code_off,
+                BASE + 0x1000,
+                0x1000,
+                code.len() as u64,
+                0x2000,
+            ),
+        );
+        let size = notes.len() as u64;
+        push(&mut out, &phdr(PT_NOTE, notes_off, 0, 0, size, size));
+        push(&mut out, &notes);
+        push(&mut out, &code);
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
 
     #[test]
     fn parses_a_pv_kernel() {
