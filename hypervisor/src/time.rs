@@ -275,11 +275,6 @@ pub struct Fired {
 }
 
 impl VcpuTimers {
-    /// The earliest deadline of any armed timer.
-    pub fn next_deadline(&self) -> Option<Nanos> {
-        self.earliest(true)
-    }
-
     /// The earliest deadline of the armed timers, the periodic one only if
     /// `with_periodic` (a blocked vCPU's periodic timer does not fire).
     #[inline]
@@ -454,7 +449,7 @@ mod tests {
         };
         timers.set_periodic(MIN_PERIOD, 0);
         timers.poll_timeout = Some(50);
-        assert_eq!(timers.next_deadline(), Some(50));
+        assert_eq!(timers.earliest(true), Some(50));
         assert_eq!(timers.expire(49), Fired::default());
         assert_eq!(
             timers.expire(60),
@@ -465,7 +460,7 @@ mod tests {
         );
         assert!(timers.expire(100).timer_virq);
         assert_eq!(timers.singleshot, None);
-        assert_eq!(timers.next_deadline(), Some(MIN_PERIOD));
+        assert_eq!(timers.earliest(true), Some(MIN_PERIOD));
         // Late by 3.5 periods: one event, next expiry in the future on the grid.
         assert!(timers.expire(4 * MIN_PERIOD + MIN_PERIOD / 2).timer_virq);
         assert_eq!(timers.periodic, Some((MIN_PERIOD, 5 * MIN_PERIOD)));
