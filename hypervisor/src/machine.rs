@@ -19,6 +19,7 @@ use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
+use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext};
 use pv_abi::ext::{EXTOP_PORT_READ, EXTOP_PORT_WRITE};
 use pv_abi::xen::{Hypercall, VcpuInfo};
 use spin::Mutex;
@@ -52,13 +53,14 @@ impl DirectMap {
     }
 
     /// Where machine address `addr` is in the direct map, for `len` bytes; a hypervisor
-    /// bug (a panic) if any of them lies outside it.
+    /// bug (a panic) if any of them lies outside it. Two compares inline, the panic's
+    /// formatting out of line (as [`word_pointer`](Self::word_pointer)).
+    #[inline(always)]
     fn pointer(addr: u64, len: usize) -> *mut u8 {
-        let end = addr.checked_add(len as u64);
-        assert!(
-            end.is_some_and(|end| end <= x86::DIRECTMAP_SIZE),
-            "machine address {addr:#x} outside the direct map"
-        );
+        let len = len as u64;
+        if len > x86::DIRECTMAP_SIZE || addr > x86::DIRECTMAP_SIZE - len {
+            outside_direct_map(addr);
+        }
         (x86::DIRECTMAP_BASE + addr) as *mut u8
     }
 
@@ -267,9 +269,10 @@ struct Loaded {
     gs: u64,
     /// The per-CPU "guest wants CR0.TS" flag (`None`: unknown, as after a switch).
     ts: Option<bool>,
-    /// The vCPU is in its kernel mode (which picked `root` and `gs`); false while no
-    /// vCPU is loaded.
-    kernel_mode: bool,
+    /// The vCPU is in its kernel mode (which picked `root` and `gs`, and the `syscall`
+    /// entry point, LSTAR: a guest kernel's `syscall` is a hypercall, a guest process's
+    /// a system call for its kernel, see `entry.S`); `None` while no vCPU is loaded.
+    kernel_mode: Option<bool>,
 }
 
 impl Loaded {
@@ -278,7 +281,7 @@ impl Loaded {
         fs: u64::MAX,
         gs: u64::MAX,
         ts: None,
-        kernel_mode: false,
+        kernel_mode: None,
     };
 
     fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
@@ -296,7 +299,7 @@ impl Loaded {
             fs: vcpu.segments.fs,
             gs,
             ts: Some(vcpu.virtual_ts),
-            kernel_mode: vcpu.kernel_mode,
+            kernel_mode: Some(vcpu.kernel_mode),
         }
     }
 }
@@ -452,12 +455,20 @@ fn load_vcpu_state(state: &mut State) {
 
 /// The part of [`load_vcpu_state`] a per-domain hypercall can make necessary (none of
 /// them moves the `vcpu_info`: only `VCPUOP_register_vcpu_info` does, on the full path).
+#[inline]
 fn load_vcpu_hardware(state: &mut State) {
     let Some(domain) = state.domains[state.current].as_ref() else {
         return;
     };
-    let wanted = Loaded::wanted(&domain.vcpu);
-    let loaded = state.loaded;
+    load_hardware(&mut state.loaded, &domain.vcpu);
+}
+
+/// Brings the CPU's `loaded` state (CR3, segment bases, CR0.TS, `syscall` entry) in line
+/// with what `vcpu`, the vCPU on this CPU, wants: each register written only if it
+/// differs. Inlined into the lanes, which switch modes.
+#[inline(always)]
+fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
+    let wanted = Loaded::wanted(vcpu);
     if wanted.root != loaded.root {
         // SAFETY: every root a vCPU holds belongs to its domain and carries the
         // hypervisor's L4 slots (the builder and the page-table checks guarantee it).
@@ -475,7 +486,21 @@ fn load_vcpu_hardware(state: &mut State) {
     if wanted.ts != loaded.ts {
         x86::percpu::set_guest_ts(wanted.ts == Some(true));
     }
-    state.loaded = wanted;
+    if wanted.kernel_mode != loaded.kernel_mode {
+        let entry = x86::syscall_entry_for(vcpu.kernel_mode);
+        // SAFETY: one of the two `syscall` stubs, which both expect the selectors STAR
+        // holds and handle either mode (a stale choice costs only a detour).
+        unsafe { cpu::wrmsr(cpu::msr::LSTAR, entry) };
+    }
+    *loaded = wanted;
+}
+
+/// Whether the on-CPU vCPU has an upcall pending, masked or not.
+#[inline(always)]
+fn upcall_pending(state: &State) -> bool {
+    debug_assert!(state.vcpu_info != 0);
+    // SAFETY: as in `upcall_due`; the pending byte is the first of the vcpu_info.
+    unsafe { (state.vcpu_info as *const u8).read_volatile() != 0 }
 }
 
 /// Whether the on-CPU vCPU has an upcall to take (pending and not masked), read from
@@ -503,7 +528,7 @@ pub fn trap(frame: &mut TrapFrame) {
     let mut guard = STATE.lock();
     let state = &mut *guard;
     let after = match frame.vector {
-        VECTOR_SYSCALL if state.loaded.kernel_mode => hypercall(state, frame),
+        VECTOR_SYSCALL if state.loaded.kernel_mode == Some(true) => hypercall(state, frame),
         VECTOR_SYSCALL => on_trap(state, frame, traps::user_syscall),
         // The hypervisor's tick: timers and the slice are looked at on the way out.
         x86::lapic::TIMER_VECTOR => {
@@ -653,7 +678,7 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
     // The loaded state says the mode: every change of mode loads it before the vCPU
     // runs again. A guest process's system call is bounced to its kernel's callback.
-    if !state.loaded.kernel_mode {
+    if state.loaded.kernel_mode != Some(true) {
         return fast_user_syscall(state, frame);
     }
     // The null hypercall (and its like) needs no context at all; tested first, as the
@@ -754,7 +779,7 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
     let state = &mut *guard;
     // As on every entry (see `hypercall_fast`).
     debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
-    if !state.loaded.kernel_mode {
+    if state.loaded.kernel_mode != Some(true) {
         return LaneExit::DECLINED;
     }
     let slot = state.current;
@@ -804,6 +829,168 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
     LaneExit {
         value: 0,
         how: how as u64,
+    }
+}
+
+/// The iret lane's stack (`entry.S`, `iret_lane`), from the address it passes up: the
+/// registers it saved (in `LANE_POP`'s order) and the `iretq` frame above them.
+#[repr(C)]
+#[derive(Debug)]
+pub struct IretLaneFrame {
+    /// The guest's caller-saved registers but rax, as the stub restores them.
+    pub saved: [u64; 6],
+    /// r11, as the stub restores it: the guest's at the hypercall, or the frame's.
+    pub r11: u64,
+    /// rcx, likewise.
+    pub rcx: u64,
+    /// The `iretq` frame: where the guest resumes.
+    pub rip: u64,
+    /// Its code selector.
+    pub cs: u64,
+    /// Its RFLAGS.
+    pub rflags: u64,
+    /// Its stack pointer.
+    pub rsp: u64,
+    /// Its stack selector.
+    pub ss: u64,
+}
+
+/// `HYPERVISOR_iret` from a guest kernel, by the iret lane (`entry.S`): the return to a
+/// process, and from every exception and event the kernel handled, with no trap frame
+/// and no dispatch. `guest_rsp` is the guest's stack pointer, where its `iret_context`
+/// is; `frame` the stub's (see [`IretLaneFrame`]).
+///
+/// The same checks and effects as the dispatcher's (`iret::checked`, then
+/// `IretReturn::commit`), and after a return to user mode the user page table, GS base
+/// and `syscall` entry, as `load_vcpu_hardware` always loads them. Declined, having
+/// changed nothing, for a process's system call, a busy lock, a frame that cannot be
+/// read through the MMU or is refused (the general path then stops the domain, and
+/// says why), and a return that unmasks events with an upcall pending (the general path
+/// delivers it on the way out).
+#[inline]
+pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
+    let Some(mut guard) = STATE.try_lock() else {
+        return LaneExit::DECLINED;
+    };
+    let state = &mut *guard;
+    // As on every entry (see `hypercall_fast`).
+    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
+    if state.loaded.kernel_mode != Some(true) {
+        return LaneExit::DECLINED;
+    }
+    let pending = upcall_pending(state);
+    // The loaded vCPU's vcpu_info (its machine address, from the direct-map pointer).
+    let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return LaneExit::DECLINED;
+    };
+    let root = domain.vcpu.kernel_root;
+    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+    // A `move` closure holds `frame` and `domain` whole, not a pointer per field.
+    let vcpu = &mut domain.vcpu;
+    let rax = guest.with_obj(guest_rsp, move |context: &IretContext| {
+        let ret = hypercall::iret::checked(context, vcpu)?;
+        if pending && !ret.masked {
+            return None;
+        }
+        ret.commit(
+            vcpu,
+            &hypervisor::vcpu_info::VcpuInfoRef::at(&DirectMap, vcpu_info),
+        );
+        if !ret.keeps_rcx_r11 {
+            frame.rcx = context.rcx;
+            frame.r11 = context.r11;
+        }
+        frame.rip = ret.rip;
+        frame.cs = u64::from(FLAT_RING3_CS64);
+        frame.rflags = ret.rflags;
+        frame.rsp = ret.rsp;
+        frame.ss = u64::from(FLAT_RING3_SS64);
+        Some((ret.rax, ret.to_user))
+    });
+    let Ok(Some((rax, to_user))) = rax else {
+        return LaneExit::DECLINED;
+    };
+    if to_user {
+        load_hardware(&mut state.loaded, &domain.vcpu);
+    }
+    LaneExit {
+        value: rax,
+        how: FastEntry::Resume as u64,
+    }
+}
+
+/// Where the user-syscall lane sends the vCPU (`entry.S`, `user_syscall_entry`): the
+/// guest kernel's syscall callback and its stack pointer; `rip` 0 when declined.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneJump {
+    /// The callback (0: declined, nothing changed).
+    pub rip: u64,
+    /// The guest kernel's stack pointer, at the bounce frame.
+    pub rsp: u64,
+}
+
+/// A guest process's `syscall`, by the user-syscall lane (`entry.S`): bounced to its
+/// kernel's syscall callback with no trap frame. `rip`, `rflags` and `rsp` are the
+/// process's (rcx and r11 as the `syscall` left them, and its stack pointer).
+///
+/// The same bounce as `traps::user_syscall` (`traps::bounce::push_bounce`), after loading
+/// the guest kernel's page table to write the frame through the MMU (as Xen's
+/// toggle_guest_mode does), then the kernel mode's GS base and `syscall` entry.
+/// Declined, having changed nothing the guest can see, for a hypercall (never sent
+/// here: LSTAR follows the mode), a busy lock, no callback, a stack the frame cannot be
+/// written to (the general path then uses the failsafe callback) and an upcall due
+/// once the callback runs (the general path delivers it on the way out).
+#[inline]
+pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
+    const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
+    let Some(mut guard) = STATE.try_lock() else {
+        return DECLINED;
+    };
+    let state = &mut *guard;
+    // As on every entry (see `hypercall_fast`).
+    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
+    if state.loaded.kernel_mode != Some(false) {
+        return DECLINED;
+    }
+    let due = upcall_due(state);
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return DECLINED;
+    };
+    let Some(bounce) = traps::syscall_bounce(&domain.vcpu.callbacks) else {
+        return DECLINED;
+    };
+    // Unmasked before and after the bounce, a pending upcall would be due at once.
+    if due && !bounce.mask_events {
+        return DECLINED;
+    }
+    let kernel_root = domain.vcpu.kernel_root;
+    if state.loaded.root != kernel_root.addr() {
+        // SAFETY: the vCPU's own validated kernel root, which carries the hypervisor's
+        // slots (as in `load_vcpu_hardware`).
+        unsafe { cpu::write_cr3(kernel_root.addr()) };
+        state.loaded.root = kernel_root.addr();
+    }
+    let from = traps::bounce::Interrupted {
+        rcx: rip,
+        r11: rflags,
+        rip,
+        cs: u64::from(FLAT_RING3_CS64),
+        rflags,
+        rsp,
+        ss: u64::from(FLAT_RING3_SS64),
+    };
+    let (frames, memo, id) = (&state.frames, &state.walk_memo, domain.id);
+    let guest = move || GuestMem::with_memo(&DirectMap, frames, id, kernel_root, memo);
+    let Ok(new_rsp) = traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce) else {
+        return DECLINED;
+    };
+    // Now in guest kernel mode: its GS base and the hypercall entry.
+    load_hardware(&mut state.loaded, &domain.vcpu);
+    LaneJump {
+        rip: bounce.handler,
+        rsp: new_rsp,
     }
 }
 

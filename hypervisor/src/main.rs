@@ -68,6 +68,22 @@ extern "C" fn hv_send_lane(_cmd: u64, port_ptr: u64) -> machine::LaneExit {
     machine::send_lane(port_ptr)
 }
 
+/// `HYPERVISOR_iret` by the iret lane (`entry.S`): result and how to leave.
+#[unsafe(no_mangle)]
+extern "C" fn hv_iret_lane(
+    frame: &mut machine::IretLaneFrame,
+    guest_rsp: u64,
+) -> machine::LaneExit {
+    machine::iret_lane(frame, guest_rsp)
+}
+
+/// A guest process's `syscall` by the user-syscall lane (`entry.S`): where its kernel's
+/// callback runs, or declined.
+#[unsafe(no_mangle)]
+extern "C" fn hv_user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> machine::LaneJump {
+    machine::user_syscall_lane(rip, rflags, rsp)
+}
+
 /// A send the lane ran but could not finish: how to leave (complete caller-saved frame,
 /// as for [`hv_hypercall_fast`]).
 #[unsafe(no_mangle)]

@@ -18,6 +18,7 @@ pub type Case = fn(&Boot) -> Outcome;
 pub const CASES: &[(&str, Case)] = &[
     ("events_init", events_init),
     ("evtchn_loopback", evtchn_loopback),
+    ("iret_delivers_pending_event", iret_delivers_pending_event),
     ("evtchn_status_and_close", evtchn_status_and_close),
     ("evtchn_mask_unmask", evtchn_mask_unmask),
     ("system_time_monotonic", system_time_monotonic),
@@ -60,8 +61,27 @@ fn count_hit(_: u32) {
 }
 
 fn evtchn_loopback(_: &Boot) -> Outcome {
-    // Offer a port to ourselves and connect to it: an interdomain channel with both ends
-    // in this domain.
+    let (local, offered) = loopback()?;
+    HITS.store(0, Ordering::SeqCst);
+    for _ in 0..3 {
+        check("send", guest::evtchn_send(local))?;
+    }
+    // Delivered on the way back from each send (events are unmasked).
+    let hits = HITS.load(Ordering::SeqCst);
+    let status = check("status", guest::evtchn_status(DOMID_SELF, local))?;
+    close_loopback(local, offered);
+    if hits != 3 {
+        fail!("{hits} events delivered for 3 sends");
+    }
+    if status.status != EVTCHNSTAT_INTERDOMAIN || status.interdomain().1 != offered {
+        fail!("status {status:?}");
+    }
+    Ok(())
+}
+
+/// A loopback channel (an interdomain channel with both ends here) whose `offered` end
+/// counts its events in [`HITS`]: `(local, offered)`.
+fn loopback() -> Result<(u32, u32), pv_guest_kernel::selftest::Failure> {
     let offered = check(
         "alloc_unbound",
         guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF),
@@ -75,21 +95,70 @@ fn evtchn_loopback(_: &Boot) -> Outcome {
     events::clear(local);
     events::bind(offered, count_hit);
     events::restore(was);
-    HITS.store(0, Ordering::SeqCst);
-    for _ in 0..3 {
-        check("send", guest::evtchn_send(local))?;
-    }
-    // Delivered on the way back from each send (events are unmasked).
-    let hits = HITS.load(Ordering::SeqCst);
-    let status = check("status", guest::evtchn_status(DOMID_SELF, local))?;
+    Ok((local, offered))
+}
+
+fn close_loopback(local: u32, offered: u32) {
     events::unbind(offered);
     let _ = guest::evtchn_close(local);
     let _ = guest::evtchn_close(offered);
-    if hits != 3 {
-        fail!("{hits} events delivered for 3 sends");
+}
+
+unsafe extern "C" {
+    static hypercall_page: [u8; 4096];
+}
+
+/// `HYPERVISOR_iret` that unmasks events while one is pending (a kernel returning from a
+/// handler that ran masked to a context that was not) takes the upcall on the way: the
+/// event's handler runs before the context resumes, with its registers intact.
+fn iret_delivers_pending_event(_: &Boot) -> Outcome {
+    let (local, offered) = loopback()?;
+    let was = events::save_and_mask();
+    HITS.store(0, Ordering::SeqCst);
+    check("send", guest::evtchn_send(local))?;
+    let early = HITS.load(Ordering::SeqCst);
+    const MAGIC: u64 = 0x1e7_5eed_cafe;
+    const RFLAGS_IF: u64 = 1 << 9;
+    let rax: u64;
+    // SAFETY: builds an iret_context for the next instruction, this kernel's own stack
+    // pointer and RFLAGS with IF set, in guest kernel mode (CS with RPL 0), and enters
+    // the hypercall page's iret stub, which pushes rcx, r11 and rax: the hypervisor
+    // returns to label 2 with this stack and rax as they were (the guest kernel runs
+    // without a red zone: bounces and upcalls push on its stack anyway). Every other
+    // register the upcall handler may use is saved and restored by its entry stub.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp}, rsp",
+            "push {ss}",
+            "push {tmp}",
+            "pushfq",
+            "or qword ptr [rsp], {rflags_if}",
+            "push {cs}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "push 0",
+            "jmp {page} + {iret}",
+            "2:",
+            tmp = out(reg) _,
+            ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
+            cs = const pv_abi::arch_x86_64::FLAT_KERNEL_CS64 & !3,
+            rflags_if = const RFLAGS_IF,
+            page = sym hypercall_page,
+            iret = const pv_abi::xen::Hypercall::Iret.number() * 32,
+            inout("rax") MAGIC => rax,
+            out("rcx") _,
+            out("r11") _,
+        );
     }
-    if status.status != EVTCHNSTAT_INTERDOMAIN || status.interdomain().1 != offered {
-        fail!("status {status:?}");
+    let hits = HITS.load(Ordering::SeqCst);
+    let unmasked = !events::save_and_mask();
+    events::restore(was);
+    close_loopback(local, offered);
+    if early != 0 {
+        fail!("the event was delivered while masked ({early})");
+    }
+    if hits != 1 || rax != MAGIC || !unmasked {
+        fail!("after the iret: {hits} events delivered, rax {rax:#x}, unmasked {unmasked}");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! `sysret` and leaves rcx and r11 alone.
 
 use super::{After, Context};
-use crate::domain::Domain;
+use crate::domain::{Domain, Vcpu};
 use crate::guestmem::GuestMem;
 use crate::mm::{PhysMem, is_canonical};
 use crate::regs::TrapFrame;
@@ -33,31 +33,80 @@ pub(super) fn iret<M: PhysMem>(ctx: &mut Context<'_, M>) -> Result<u64, Errno> {
 /// stack pointer, checks it, switches to user mode if it says so, and loads the
 /// registers. Returns the `rax` to resume with, or why the domain must be stopped (an
 /// unreadable or impossible frame: as in Xen, the domain is crashed). The hypercall
-/// dispatcher and the machine's fast path both call this.
+/// dispatcher and the machine's fast path both call this; the iret lane (no trap frame)
+/// calls [`checked`] and [`IretReturn::commit`] itself.
 pub fn return_from<M: PhysMem>(
     guest: &GuestMem<'_, M>,
     mem: &M,
     domain: &mut Domain,
     regs: &mut TrapFrame,
 ) -> Result<u64, CrashReason> {
-    // `return_to` says only whether the frame was good: an `Option` comes back in
-    // registers, where a `Result` with a crash reason would go through memory.
-    match guest.with_obj(regs.rsp, |frame| return_to(frame, mem, domain, regs)) {
+    // The closure says only whether the frame was good: an `Option` comes back in
+    // registers, where a `Result` with a crash reason would go through memory. A `move`
+    // closure holds `regs` whole, not a pointer per field it writes.
+    let rax = guest.with_obj(regs.rsp, move |frame| {
+        let Some(ret) = checked(frame, &domain.vcpu) else {
+            log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", domain.id);
+            return None;
+        };
+        let info = VcpuInfoRef::of(mem, domain);
+        ret.commit(&mut domain.vcpu, &info);
+        if !ret.keeps_rcx_r11 {
+            regs.r11 = frame.r11;
+            regs.rcx = frame.rcx;
+        }
+        regs.rip = ret.rip;
+        regs.cs = u64::from(FLAT_RING3_CS64);
+        regs.rflags = ret.rflags;
+        regs.rsp = ret.rsp;
+        regs.ss = u64::from(FLAT_RING3_SS64);
+        Some(ret.rax)
+    });
+    match rax {
         Ok(Some(rax)) => Ok(rax),
         _ => Err(CrashReason::BadIret),
     }
 }
 
-/// The checks and register loads of [`return_from`], on the frame read from the guest's
-/// stack (by reference: the 72-byte frame is never moved): the `rax` to resume with, or
-/// `None` for a frame that cannot be returned to.
+/// Where a checked `iret_context` resumes the vCPU, and what it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IretReturn {
+    /// The `rax` to resume with (the interrupted context's).
+    pub rax: u64,
+    /// Where it resumes, with CS and SS the flat ring-3 selectors.
+    pub rip: u64,
+    /// The real RFLAGS: the guest-settable bits of the frame's, IF always on.
+    pub rflags: u64,
+    /// Its stack pointer.
+    pub rsp: u64,
+    /// `VGCF_in_syscall`: rcx and r11 stay as the hypercall left them (as after
+    /// `sysret`); otherwise they come from the frame.
+    pub keeps_rcx_r11: bool,
+    /// It returns to guest user mode (CS with RPL 3).
+    pub to_user: bool,
+    /// Events masked on return (the frame's RFLAGS.IF clear).
+    pub masked: bool,
+}
+
+impl IretReturn {
+    /// The vCPU-side effects of the return: the mode switch of `vcpu` and the event
+    /// mask in its `vcpu_info`, `info`. The caller loads the registers (and, after a
+    /// switch to user mode, the user page table and GS base).
+    #[inline(always)]
+    pub fn commit<M: PhysMem>(&self, vcpu: &mut Vcpu, info: &VcpuInfoRef<'_, M>) {
+        if self.to_user {
+            toggle_guest_mode(vcpu);
+        }
+        info.set_upcall_mask(self.masked);
+    }
+}
+
+/// The checks of `HYPERVISOR_iret` on the frame read from the guest's stack (by
+/// reference: the 72-byte frame is never moved): where it returns to, or `None` for a
+/// frame that cannot be returned to. Changes nothing (and says nothing: the caller
+/// reports a refusal).
 #[inline(always)]
-fn return_to<M: PhysMem>(
-    frame: &IretContext,
-    mem: &M,
-    domain: &mut Domain,
-    regs: &mut TrapFrame,
-) -> Option<u64> {
+pub fn checked(frame: &IretContext, vcpu: &Vcpu) -> Option<IretReturn> {
     // Only the selector bits count: a bounce frame carries the saved event mask in bits
     // 32..39 of its CS slot, and guests hand the slot back unchanged (Xen truncates too).
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
@@ -70,25 +119,18 @@ fn return_to<M: PhysMem>(
         && is_canonical(frame.rsp);
     // As in Xen, user mode needs its own page table: with the kernel's, user code could
     // reach all of guest kernel memory (both modes run in ring 3).
-    if !plausible || (to_user && domain.vcpu.user_root.is_none()) {
-        log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", domain.id);
+    if !plausible || (to_user && vcpu.user_root.is_none()) {
         return None;
     }
-    if to_user {
-        toggle_guest_mode(&mut domain.vcpu);
-    }
-    regs.rip = frame.rip;
-    regs.cs = u64::from(FLAT_RING3_CS64);
-    regs.rflags = (frame.rflags & rflags::GUEST_SETTABLE) | rflags::IF | rflags::RESERVED_ONE;
-    regs.rsp = frame.rsp;
-    regs.ss = u64::from(FLAT_RING3_SS64);
-    if frame.flags & VGCF_IN_SYSCALL == 0 {
-        regs.r11 = frame.r11;
-        regs.rcx = frame.rcx;
-    }
-    VcpuInfoRef::of(mem, domain).set_upcall_mask(frame.rflags & rflags::IF == 0);
-    // rax of the interrupted context becomes the hypercall's "return value".
-    Some(frame.rax)
+    Some(IretReturn {
+        rax: frame.rax,
+        rip: frame.rip,
+        rflags: (frame.rflags & rflags::GUEST_SETTABLE) | rflags::IF | rflags::RESERVED_ONE,
+        rsp: frame.rsp,
+        keeps_rcx_r11: frame.flags & VGCF_IN_SYSCALL != 0,
+        to_user,
+        masked: frame.rflags & rflags::IF == 0,
+    })
 }
 
 #[cfg(test)]

@@ -65,9 +65,14 @@
 .set FAST_RESUME,      1
 .set FAST_FINISH,      2
 .set FAST_RETURN,      3
-/* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND */
+/* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
 .set HYPERCALL_EVENT_CHANNEL_OP, 32
 .set EVTCHNOP_SEND,    4
+.set HYPERCALL_IRET,   23
+/* The RFLAGS bits a bounce keeps for the guest kernel's handler, and those it sets
+ * (traps::bounce::handler_rflags; from mod.rs). */
+.set BOUNCE_RFLAGS_KEEP, {bounce_rflags_keep}
+.set BOUNCE_RFLAGS_SET,  {bounce_rflags_set}
 
 .macro PUSH_GPRS
     push %rax
@@ -259,6 +264,8 @@ syscall_entry:
     mov %gs:PERCPU_STACK_TOP, %rsp
     cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
     je send_lane
+    cmp $HYPERCALL_IRET, %rax
+    je iret_lane
 syscall_general:
     SYSCALL_FRAME
     LAZY_FPU_ENTRY
@@ -356,6 +363,76 @@ send_lane:
     jmp syscall_fast_exit
 4:  LANE_POP
 2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
+    jmp syscall_general
+
+/* The iret lane: HYPERVISOR_iret from a guest kernel (its return to a process, and from
+ * every exception and event), with no trap frame: the stub reserves the iretq frame,
+ * pushes the registers Rust may clobber below it (LANE_PUSH) and calls
+ * hv_iret_lane(frame, guest rsp), which reads and checks the guest's iret_context and
+ * fills in the iretq frame and, unless the return keeps them, the saved rcx and r11
+ * (machine::IretLaneFrame is this layout). It returns rax and how to leave (rdx):
+ * Resume, by iretq; or Declined, having changed nothing (a process's system call, an
+ * unreadable or refused frame, an upcall due on return): the general stub takes the
+ * call. */
+iret_lane:
+    sub $40, %rsp                   /* rip, cs, rflags, rsp, ss */
+    LANE_PUSH
+    LAZY_FPU_ENTRY
+    sub $8, %rsp                    /* (the call's 16-byte alignment) */
+    lea 8(%rsp), %rdi
+    mov %gs:PERCPU_SCRATCH, %rsi
+    call hv_iret_lane
+    add $8, %rsp
+    cmp $FAST_RESUME, %edx
+    jne 1f
+    LAZY_FPU_EXIT %rdx
+    LANE_POP
+    swapgs
+    iretq
+1:  LANE_POP
+    add $40, %rsp
+    mov $HYPERCALL_IRET, %eax
+    jmp syscall_general
+
+/* syscall from guest user mode: LSTAR points here while the vCPU on this CPU runs its
+ * user mode (machine.rs, load_vcpu_hardware), so a process's system call never meets
+ * the hypercall checks. The user-syscall lane bounces it to the guest kernel's syscall
+ * callback with no trap frame: every register a process may expect back is pushed,
+ * hv_user_syscall_lane(rip, rflags, rsp) writes the bounce frame on the guest kernel's
+ * stack and switches the vCPU to kernel mode, and returns the callback (rax; 0:
+ * declined, nothing changed) and its stack pointer (rdx); the stub leaves by sysretq
+ * with the callback's RFLAGS in r11 (rcx and r11 are in the bounce frame, as after any
+ * syscall). Declined (no callback, a bad stack, an upcall due, a non-canonical return
+ * address): the general stub, which handles a process's system call too. */
+.global user_syscall_entry
+user_syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_SCRATCH
+    mov %gs:PERCPU_STACK_TOP, %rsp
+    push %rax
+    LANE_PUSH
+    LAZY_FPU_ENTRY
+    JUMP_UNLESS_RCX_CANONICAL 2f
+    sub $8, %rsp                    /* (the call's 16-byte alignment) */
+    mov %rcx, %rdi
+    mov %r11, %rsi
+    mov %gs:PERCPU_SCRATCH, %rdx
+    call hv_user_syscall_lane
+    add $8, %rsp
+    test %rax, %rax
+    jz 2f
+    mov %rdx, %gs:PERCPU_SCRATCH
+    LAZY_FPU_EXIT %rdx
+    LANE_POP
+    mov %rax, %rcx
+    and $BOUNCE_RFLAGS_KEEP, %r11
+    or $BOUNCE_RFLAGS_SET, %r11
+    pop %rax
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+2:  LANE_POP
+    pop %rax
     jmp syscall_general
 
 /* Exception stubs: vectors without a CPU error code push a zero first. */

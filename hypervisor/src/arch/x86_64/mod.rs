@@ -17,12 +17,28 @@ pub mod serial;
 pub mod tsc;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+core::arch::global_asm!(
+    include_str!("entry.S"),
+    bounce_rflags_keep = const hypervisor::traps::bounce::HANDLER_RFLAGS_KEEP as i32,
+    bounce_rflags_set = const hypervisor::traps::bounce::HANDLER_RFLAGS_SET,
+    options(att_syntax)
+);
 
 unsafe extern "C" {
     fn syscall_entry();
+    fn user_syscall_entry();
     fn enter_guest_first(frame: *mut hypervisor::regs::TrapFrame) -> !;
     static boot_pml4: [u64; 512];
+}
+
+/// The `syscall` entry point (LSTAR) while the vCPU on this CPU is in guest kernel mode
+/// (a hypercall) or in guest user mode (a process's system call, bounced to its kernel).
+pub fn syscall_entry_for(kernel_mode: bool) -> u64 {
+    if kernel_mode {
+        syscall_entry as *const () as u64
+    } else {
+        user_syscall_entry as *const () as u64
+    }
 }
 
 /// Virtual address of the direct map of physical memory (Xen's DIRECTMAP_VIRT_START).
