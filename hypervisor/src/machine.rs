@@ -19,6 +19,7 @@ use hypervisor::regs::{TrapFrame, VECTOR_SYSCALL};
 use hypervisor::sched::{Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps::{self, TrapContext};
+use hypervisor::vcpu_info::VcpuInfoRef;
 use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext};
 use pv_abi::ext::{EXTOP_PORT_READ, EXTOP_PORT_WRITE};
 use pv_abi::xen::{Hypercall, VcpuInfo};
@@ -495,6 +496,27 @@ fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
     *loaded = wanted;
 }
 
+/// [`load_hardware`] after a switch between the two modes of the vCPU on this CPU (a
+/// bounce from user mode, an iret to it), everything else about it being loaded: only
+/// what depends on the mode, its page table, GS base and `syscall` entry.
+#[inline(always)]
+fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
+    let wanted = Loaded::wanted(vcpu);
+    debug_assert!(wanted.fs == loaded.fs && wanted.ts == loaded.ts);
+    debug_assert!(wanted.kernel_mode != loaded.kernel_mode);
+    if wanted.root != loaded.root {
+        // SAFETY: as in `load_hardware`.
+        unsafe { cpu::write_cr3(wanted.root) };
+    }
+    if wanted.gs != loaded.gs {
+        // SAFETY: as in `load_hardware`.
+        unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, wanted.gs) };
+    }
+    // SAFETY: as in `load_hardware`.
+    unsafe { cpu::wrmsr(cpu::msr::LSTAR, x86::syscall_entry_for(vcpu.kernel_mode)) };
+    *loaded = wanted;
+}
+
 /// Whether the on-CPU vCPU has an upcall pending, masked or not.
 #[inline(always)]
 fn upcall_pending(state: &State) -> bool {
@@ -542,7 +564,11 @@ pub fn trap(frame: &mut TrapFrame) {
         // goes straight to its bounce (what `guest_exception` would do with it).
         traps::vector::PF if !traps::pf_present(frame.error_code) => {
             let cr2 = cpu::read_cr2();
-            on_trap(state, frame, |ctx| traps::reflect_page_fault(ctx, cr2))
+            let after = on_trap(state, frame, |ctx| traps::reflect_page_fault(ctx, cr2));
+            // A bounce that faulted on the guest's stack overwrote CR2: the guest's own
+            // fault address goes back for the crash report, should there be one.
+            cpu::write_cr2(cr2);
+            after
         }
         vector => {
             let cr2 = if vector == traps::vector::PF {
@@ -912,7 +938,7 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
         return LaneExit::DECLINED;
     };
     if to_user {
-        load_hardware(&mut state.loaded, &domain.vcpu);
+        load_mode(&mut state.loaded, &domain.vcpu);
     }
     LaneExit {
         value: rax,
@@ -987,11 +1013,65 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
         return DECLINED;
     };
     // Now in guest kernel mode: its GS base and the hypercall entry.
-    load_hardware(&mut state.loaded, &domain.vcpu);
+    load_mode(&mut state.loaded, &domain.vcpu);
     LaneJump {
         rip: bounce.handler,
         rsp: new_rsp,
     }
+}
+
+/// A not-present page fault, by the #PF lane (`entry.S`, `guest_entry_common`): the
+/// commonest exception, which has nothing to emulate, bounced to the guest kernel's
+/// handler as the trap path's `traps::reflect_page_fault` does (the same
+/// `traps::bounce::deliver`, the same error code and CR2), without its dispatch or the
+/// exit path's checks. `frame` is the complete trap frame. Returns whether it was
+/// bounced; if not (a busy lock, an upcall due once the handler runs, no handler or a
+/// bad stack: the general path then delivers it, uses the failsafe callback or stops
+/// the domain), nothing changed, CR2 included.
+#[inline]
+pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
+    let cr2 = cpu::read_cr2();
+    let Some(mut guard) = STATE.try_lock() else {
+        return false;
+    };
+    let state = &mut *guard;
+    // As on every entry (see `hypercall_fast`).
+    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
+    let due = upcall_due(state);
+    let from_user = state.loaded.kernel_mode == Some(false);
+    let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return false;
+    };
+    let code = traps::guest_pf_code(&domain.vcpu, frame.error_code);
+    let bounce = traps::exception_bounce(&domain.vcpu, traps::vector::PF, Some(code));
+    // Unmasked before and after the bounce, a pending upcall would be due at once.
+    if due && !bounce.mask_events {
+        return false;
+    }
+    let kernel_root = domain.vcpu.kernel_root.addr();
+    if from_user && state.loaded.root != kernel_root {
+        // SAFETY: as in `user_syscall_lane`.
+        unsafe { cpu::write_cr3(kernel_root) };
+        state.loaded.root = kernel_root;
+    }
+    let mut ctx = TrapContext {
+        domain,
+        mem: &DirectMap,
+        frames: &state.frames,
+        regs: frame,
+        memo: Some(&state.walk_memo),
+    };
+    if traps::bounce::deliver(&mut ctx, bounce).is_err() {
+        // A fault on the guest's stack overwrote CR2: the general path reads it again.
+        cpu::write_cr2(cr2);
+        return false;
+    }
+    VcpuInfoRef::at(&DirectMap, vcpu_info).set_cr2(cr2);
+    if from_user {
+        load_mode(&mut state.loaded, &ctx.domain.vcpu);
+    }
+    true
 }
 
 /// The way out of a send the lane ran that left an upcall due (`LaneExit` with

@@ -84,6 +84,13 @@ extern "C" fn hv_user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> machine::
     machine::user_syscall_lane(rip, rflags, rsp)
 }
 
+/// A not-present page fault by the #PF lane (`entry.S`): whether it was bounced
+/// (complete frame).
+#[unsafe(no_mangle)]
+extern "C" fn hv_page_fault_lane(frame: &mut hypervisor::regs::TrapFrame) -> bool {
+    machine::page_fault_lane(frame)
+}
+
 /// A send the lane ran but could not finish: how to leave (complete caller-saved frame,
 /// as for [`hv_hypercall_fast`]).
 #[unsafe(no_mangle)]

@@ -19,6 +19,10 @@ pub enum CrashMode {
     /// With handlers installed, point the stack at unmapped memory and fault: the
     /// hypervisor cannot deliver the fault and stops the domain.
     BadKernelStack,
+    /// With handlers installed, point the stack at unmapped guest memory and take a
+    /// not-present page fault: writing the bounce frame faults in the hypervisor itself,
+    /// and the domain is stopped.
+    BadFaultStack,
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
@@ -41,6 +45,7 @@ impl CrashMode {
             self,
             CrashMode::BadTrapTable
                 | CrashMode::BadKernelStack
+                | CrashMode::BadFaultStack
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
         )
@@ -79,6 +84,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=de" => Some(CrashMode::DivideError),
             "crash=bad-trap-table" => Some(CrashMode::BadTrapTable),
             "crash=bad-kernel-stack" => Some(CrashMode::BadKernelStack),
+            "crash=bad-fault-stack" => Some(CrashMode::BadFaultStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,

@@ -191,6 +191,17 @@ fn crash(mode: CrashMode) -> ! {
             CrashMode::BadKernelStack => {
                 core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
             }
+            CrashMode::BadFaultStack => {
+                // Both addresses are guest addresses this kernel never maps.
+                core::arch::asm!(
+                    "mov rsp, {stack}",
+                    "mov rax, [{fault}]",
+                    "ud2",
+                    stack = in(reg) 0x7000_0000_1000u64,
+                    fault = in(reg) 0x7100_0000_0000u64,
+                    options(noreturn)
+                )
+            }
             CrashMode::BadCallbacks => {
                 let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
                 let _ = pv_abi::guest::callback_register(&failsafe);

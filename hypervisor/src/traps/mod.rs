@@ -185,14 +185,25 @@ pub fn inject<M: PhysMem>(
     vector: u64,
     error_code: Option<u64>,
 ) -> Outcome {
-    let entry = ctx.domain.vcpu.trap_table[(vector & 0xff) as usize];
-    let bounce = Bounce {
+    let bounce = exception_bounce(&ctx.domain.vcpu, vector, error_code);
+    deliver_or_failsafe(ctx, vector, bounce)
+}
+
+/// The bounce of exception or software interrupt `vector` (with `error_code`, if it
+/// has one) to the handler `vcpu`'s trap table gives it.
+#[inline(always)]
+pub fn exception_bounce(
+    vcpu: &crate::domain::Vcpu,
+    vector: u64,
+    error_code: Option<u64>,
+) -> Bounce {
+    let entry = vcpu.trap_table[(vector & 0xff) as usize];
+    Bounce {
         handler: entry.address,
         error_code,
         mask_events: entry.flags & TI_IF != 0,
         failsafe: false,
-    };
-    deliver_or_failsafe(ctx, vector, bounce)
+    }
 }
 
 /// Page-fault error-code bits: the page was present; the access was a write.
@@ -233,12 +244,21 @@ pub fn pf_present(error_code: u64) -> bool {
 /// [`guest_exception`] does for one it does not emulate (every not-present fault).
 pub fn reflect_page_fault<M: PhysMem>(ctx: &mut TrapContext<'_, M>, cr2: u64) -> Outcome {
     VcpuInfoRef::of(ctx.mem, ctx.domain).set_cr2(cr2);
-    // The guest sees "user" only for faults from its user mode.
-    let mut code = ctx.regs.error_code & !PFEC_USER;
-    if !ctx.domain.vcpu.kernel_mode {
-        code |= PFEC_USER;
-    }
+    let code = guest_pf_code(&ctx.domain.vcpu, ctx.regs.error_code);
     inject(ctx, vector::PF, Some(code))
+}
+
+/// The error code the guest kernel sees for a page fault the CPU reported with
+/// `error_code` while `vcpu` ran: "user" only for faults from its user mode (both of its
+/// modes run in ring 3).
+#[inline(always)]
+pub fn guest_pf_code(vcpu: &crate::domain::Vcpu, error_code: u64) -> u64 {
+    let code = error_code & !PFEC_USER;
+    if vcpu.kernel_mode {
+        code
+    } else {
+        code | PFEC_USER
+    }
 }
 
 /// Delivers exception `vector` to the guest kernel's handler.

@@ -54,6 +54,14 @@ pub fn read_cr2() -> u64 {
     value
 }
 
+/// Writes CR2 back (a path that read a guest's fault address and then took a ring-0
+/// fault of its own puts the guest's back for the path that follows).
+pub fn write_cr2(value: u64) {
+    // SAFETY: CR2 is only a record of the last fault address; writing it changes no
+    // translation or protection.
+    unsafe { core::arch::asm!("mov cr2, {}", in(reg) value, options(nomem, nostack)) };
+}
+
 /// CR0.TS: FPU/SSE instructions raise #NM (the lazy FPU save, see `entry.S`).
 pub const CR0_TS: u64 = 1 << 3;
 

@@ -481,6 +481,13 @@ guest_entry_common:
     testb $1, FRAME_ERROR(%rsp)
     jnz 1f
     LAZY_FPU_ENTRY
+    /* The #PF lane: hv_page_fault_lane bounces it and says whether it did; if not
+     * (having changed nothing), the general path. */
+    mov %rsp, %rdi
+    cld
+    call hv_page_fault_lane
+    test %al, %al
+    jnz guest_exit
     jmp 3f
 1:  cmpb $0, %gs:PERCPU_GUEST_TS
     je 2f
