@@ -530,14 +530,17 @@ pub fn user_event(frame: &mut GuestFrame) {
         panic!("user event with no process world")
     };
     let slot = world.current;
-    let Some(proc) = world.processes[slot].as_mut() else {
+    if world.processes[slot].is_none() {
         panic!("user event with no current process")
-    };
-    proc.context = *frame;
+    }
+    // The frame is the process's live context: it is saved into the process table only
+    // if another process runs next (`switch_to`).
     let switch = if frame.vector == SYSCALL_MARKER {
-        syscall(world, slot)
+        let (result, switch) = syscall(world, slot, frame);
+        frame.rax = result;
+        switch
     } else {
-        exception(world, slot, frame.vector, frame.error_code)
+        exception(world, slot, frame)
     };
     let next = if switch {
         pick(world, slot)
@@ -561,41 +564,42 @@ pub fn user_event(frame: &mut GuestFrame) {
     }
 }
 
-/// Resumes process `next` through `frame` (whose interrupted process was `slot`):
-/// switches address spaces and x87/SSE state only if it is another process. The state
-/// area below the frame (arch/traps.S, arch/events.S) is touched only on a switch.
+/// Resumes process `next` through `frame`, the live context of the interrupted process
+/// `slot`: if it is another process, saves that context (registers, x87/SSE state) in
+/// `slot`'s entry unless it ended, switches address spaces and loads `next`'s; if it is
+/// the same process, nothing moves. The state area below the frame (arch/traps.S,
+/// arch/events.S) is touched only on a switch.
 fn switch_to(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
+    if next == slot {
+        return;
+    }
     let fpu = saved_fpu(frame);
-    if next != slot {
-        if let Some(old) = world.processes[slot].as_mut()
-            && !matches!(old.state, State::Done(_))
-        {
-            // SAFETY: the entry stub saved the interrupted process's state there and
-            // restores from there; nothing else uses the area meanwhile.
-            old.fpu = unsafe { fpu.read() };
-        }
-        world.current = next;
-        if world.activate(Some(next)).is_err() {
-            panic!("cannot switch to process {next}");
-        }
-        if let Some(proc) = world.processes[next].as_ref() {
-            // SAFETY: as above; the stub restores this state into the resumed process.
-            unsafe { fpu.write(proc.fpu) };
-        }
+    if let Some(old) = world.processes[slot].as_mut()
+        && !matches!(old.state, State::Done(_))
+    {
+        old.context = *frame;
+        // SAFETY: the entry stub saved the interrupted process's state there and
+        // restores from there; nothing else uses the area meanwhile.
+        old.fpu = unsafe { fpu.read() };
+    }
+    world.current = next;
+    if world.activate(Some(next)).is_err() {
+        panic!("cannot switch to process {next}");
     }
     let Some(proc) = world.processes[next].as_ref() else {
         panic!("resuming a process that does not exist")
     };
+    // SAFETY: as above; the stub restores this state into the resumed process.
+    unsafe { fpu.write(proc.fpu) };
     *frame = proc.context;
 }
 
-/// Handles the system call in process `slot`'s saved context. Returns whether another
-/// process should run.
-fn syscall(world: &mut World, slot: usize) -> bool {
+/// Handles the system call in process `slot`'s live context `regs`. Returns the result
+/// for its rax and whether another process should run.
+fn syscall(world: &mut World, slot: usize, regs: &GuestFrame) -> (u64, bool) {
     let Some(proc) = world.processes[slot].as_mut() else {
-        return true;
+        return (ENOSYS, true);
     };
-    let regs = proc.context;
     let pid = proc.pid;
     let (result, switch) = match regs.rax {
         sys::WRITE => (write(world, slot, regs.rdi, regs.rsi, regs.rdx), false),
@@ -615,7 +619,7 @@ fn syscall(world: &mut World, slot: usize) -> bool {
         }
         sys::BRK => {
             let Some(proc) = world.processes[slot].as_mut() else {
-                return true;
+                return (ENOSYS, true);
             };
             if (HEAP_BASE..=HEAP_LIMIT).contains(&regs.rdi) && regs.rdi >= proc.brk {
                 proc.brk = regs.rdi;
@@ -624,7 +628,7 @@ fn syscall(world: &mut World, slot: usize) -> bool {
         }
         sys::MMAP => {
             let Some(proc) = world.processes[slot].as_mut() else {
-                return true;
+                return (ENOSYS, true);
             };
             let len = regs.rdi.div_ceil(PAGE) * PAGE;
             if len == 0 || proc.mmap_next + len > MMAP_LIMIT {
@@ -637,10 +641,7 @@ fn syscall(world: &mut World, slot: usize) -> bool {
         }
         _ => (ENOSYS, false),
     };
-    if let Some(proc) = world.processes[slot].as_mut() {
-        proc.context.rax = result;
-    }
-    switch
+    (result, switch)
 }
 
 fn write(world: &mut World, slot: usize, fd: u64, buf: u64, len: u64) -> u64 {
@@ -665,8 +666,10 @@ fn write(world: &mut World, slot: usize, fd: u64, buf: u64, len: u64) -> u64 {
     len
 }
 
-/// An exception in user mode: demand-page a fault in an anonymous area, or kill.
-fn exception(world: &mut World, slot: usize, vector: u64, error_code: u64) -> bool {
+/// An exception in user mode (process `slot`'s live context `regs`): demand-page a
+/// fault in an anonymous area, or kill.
+fn exception(world: &mut World, slot: usize, regs: &GuestFrame) -> bool {
+    let (vector, error_code) = (regs.vector, regs.error_code);
     if vector == PAGE_FAULT && error_code & PFEC_PRESENT == 0 {
         let cr2 = cr2(world.shared_info);
         let page = cr2 & !(PAGE - 1);
@@ -679,9 +682,10 @@ fn exception(world: &mut World, slot: usize, vector: u64, error_code: u64) -> bo
             return false;
         }
     }
-    let (pid, rip) = world.processes[slot]
-        .as_ref()
-        .map_or((0, 0), |p| (p.pid, p.context.rip));
+    let (pid, rip) = (
+        world.processes[slot].as_ref().map_or(0, |p| p.pid),
+        regs.rip,
+    );
     say(format_args!(
         "pv-guest: process {pid} killed: exception {vector} at {rip:#x}\n"
     ));
@@ -969,7 +973,6 @@ pub fn preempt(frame: &mut GuestFrame) {
     if proc.state != State::Ready {
         return;
     }
-    proc.context = *frame;
     proc.ticks += 1;
     if proc.ticks > CPU_BUDGET_TICKS {
         let pid = proc.pid;
