@@ -1020,6 +1020,58 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
     }
 }
 
+/// The upcall a send by the send lane left due (`LaneExit` with
+/// [`FastEntry::Deliver`]), delivered from the lane (`entry.S`) without a trap frame:
+/// the bounce of the guest kernel's context after its `syscall` (`rip`, `rflags` as the
+/// `syscall` left them in rcx and r11, `rsp` its stack) to its event callback, as
+/// `events::deliver_upcall_to` would from the frame. Declined, having changed nothing,
+/// for a busy lock, a vCPU not in kernel mode or not running, no upcall due after all,
+/// no callback or a stack the frame cannot be written to: `send_lane_exit` then
+/// delivers it (or uses the failsafe callback, or stops the domain).
+#[inline]
+pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
+    const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
+    let Some(mut guard) = STATE.try_lock() else {
+        return DECLINED;
+    };
+    let state = &mut *guard;
+    if state.fast_after.is_some() || state.loaded.kernel_mode != Some(true) || !upcall_due(state) {
+        return DECLINED;
+    }
+    let Some(domain) = state.domains[state.current].as_mut() else {
+        return DECLINED;
+    };
+    let Some(bounce) = events::upcall_bounce(&domain.vcpu) else {
+        return DECLINED;
+    };
+    if !domain.is_running() {
+        return DECLINED;
+    }
+    let from = traps::bounce::Interrupted {
+        rcx: rip,
+        r11: rflags,
+        rip,
+        cs: u64::from(FLAT_RING3_CS64),
+        rflags,
+        rsp,
+        ss: u64::from(FLAT_RING3_SS64),
+    };
+    let (frames, memo, id, root) = (
+        &state.frames,
+        &state.walk_memo,
+        domain.id,
+        domain.vcpu.kernel_root,
+    );
+    let guest = move || GuestMem::with_memo(&DirectMap, frames, id, root, memo);
+    match traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce) {
+        Ok(new_rsp) => LaneJump {
+            rip: bounce.handler,
+            rsp: new_rsp,
+        },
+        Err(_) => DECLINED,
+    }
+}
+
 /// A not-present page fault, by the #PF lane (`entry.S`, `guest_entry_common`): the
 /// commonest exception, which has nothing to emulate, bounced to the guest kernel's
 /// handler as the trap path's `traps::reflect_page_fault` does (the same

@@ -84,6 +84,13 @@ extern "C" fn hv_user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> machine::
     machine::user_syscall_lane(rip, rflags, rsp)
 }
 
+/// An upcall due after a send by the send lane (`entry.S`): where the event callback
+/// runs, or declined.
+#[unsafe(no_mangle)]
+extern "C" fn hv_upcall_lane(rip: u64, rflags: u64, rsp: u64) -> machine::LaneJump {
+    machine::upcall_lane(rip, rflags, rsp)
+}
+
 /// A not-present page fault by the #PF lane (`entry.S`): whether it was bounced
 /// (complete frame).
 #[unsafe(no_mangle)]

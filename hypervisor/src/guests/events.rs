@@ -436,8 +436,10 @@ pub fn deliver_upcall_to<M: PhysMem>(
     regs: &mut TrapFrame,
     memo: Option<&crate::guestmem::WalkMemo>,
 ) -> traps::Outcome {
-    let handler = domain.vcpu.callbacks.event;
-    if !domain.is_running() || handler == 0 || !VcpuInfoRef::of(mem, domain).needs_delivery() {
+    let Some(bounce) = upcall_bounce(&domain.vcpu) else {
+        return traps::Outcome::Resume;
+    };
+    if !domain.is_running() || !VcpuInfoRef::of(mem, domain).needs_delivery() {
         return traps::Outcome::Resume;
     }
     let mut ctx = TrapContext {
@@ -447,13 +449,20 @@ pub fn deliver_upcall_to<M: PhysMem>(
         regs,
         memo,
     };
-    let bounce = Bounce {
+    traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
+}
+
+/// The bounce of an event upcall to `vcpu`'s event callback, with events masked; `None`
+/// while it has none.
+#[inline(always)]
+pub fn upcall_bounce(vcpu: &crate::domain::Vcpu) -> Option<Bounce> {
+    let handler = vcpu.callbacks.event;
+    (handler != 0).then_some(Bounce {
         handler,
         error_code: None,
         mask_events: true,
         failsafe: false,
-    };
-    traps::deliver_or_failsafe(&mut ctx, VECTOR_UPCALL, bounce)
+    })
 }
 
 #[cfg(test)]

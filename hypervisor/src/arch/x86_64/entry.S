@@ -356,8 +356,23 @@ send_lane:
     mov %rsp, %rdi
     call hv_hypercall_finish
     jmp guest_exit
-    /* Deliver: an upcall is due; hv_send_lane_exit delivers it from the general frame. */
-3:  SYSCALL_FRAME
+    /* Deliver: an upcall is due. hv_upcall_lane bounces the send's own context (after
+     * the syscall: rip rcx, rflags r11, the stack as it came, rax the result) to the
+     * event callback, with the user-syscall lane's save area and way out (lane_jump).
+     * Declined, hv_send_lane_exit delivers it from the general frame. */
+3:  push %rax
+    LANE_PUSH
+    sub $8, %rsp                    /* (the call's 16-byte alignment) */
+    mov %rcx, %rdi
+    mov %r11, %rsi
+    mov %gs:PERCPU_SCRATCH, %rdx
+    call hv_upcall_lane
+    add $8, %rsp
+    test %rax, %rax
+    jnz lane_jump
+    LANE_POP
+    pop %rax
+    SYSCALL_FRAME
     mov %rsp, %rdi
     call hv_send_lane_exit
     jmp syscall_fast_exit
@@ -421,6 +436,10 @@ user_syscall_entry:
     add $8, %rsp
     test %rax, %rax
     jz 2f
+/* A lane's jump into the guest kernel (machine::LaneJump in rax:rdx) from the save
+ * area above (rax, then LANE_PUSH): rip rax, stack rdx, the handler's RFLAGS from r11
+ * (traps::bounce::handler_rflags); every other register as saved. */
+lane_jump:
     mov %rdx, %gs:PERCPU_SCRATCH
     LAZY_FPU_EXIT %rdx
     LANE_POP
