@@ -157,6 +157,12 @@ pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
             24 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16),
             28 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u32 @ 24),
             32 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24),
+            // An `iret_context` (the iret lane's every call): two blocks of loads, which
+            // after inlining leave the words in registers, not in a copy.
+            72 => {
+                read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24, e: u64 @ 32)
+                    && read_block!(src, dst, f: u64 @ 40, g: u64 @ 48, h: u64 @ 56, i: u64 @ 64)
+            }
             len => read(dst, src, len),
         }
     }
@@ -198,9 +204,32 @@ pub unsafe fn write(dst: *mut u8, src: *const u8, len: usize) -> bool {
     unsafe { hv_guest_copy(dst, src, len) == 0 }
 }
 
+/// Stores the words `$v` (each a `u64` at byte `$off` of `$src`) to guest address
+/// `$dst` as one guarded block ([`guarded_block`]): whether none faulted.
+macro_rules! write_block {
+    ($dst:expr, $src:expr, $($v:ident @ $off:literal),+) => {{
+        let mut faulted = 0u8;
+        $( let $v = $src.add($off).cast::<u64>().read_unaligned(); )+
+        // SAFETY: the caller checked the guest range at `$dst`; the stores write only
+        // there (the `size_of::<T>()` bytes at `$dst`), and a fault lands in a fix-up
+        // that only clears RFLAGS.AC, sets `faulted` and jumps to the block's end.
+        // `stac`/`clac` run only when `HV_SMAP` says CR4.SMAP is on.
+        asm!(
+            guarded_block!($(concat!("mov qword ptr [{dst} + ", $off, "], {", stringify!($v), "}")),+),
+            dst = in(reg) $dst,
+            smap = sym HV_SMAP,
+            faulted = inout(reg_byte) faulted,
+            $( $v = in(reg) $v, )+
+            options(nostack),
+        );
+        faulted == 0
+    }};
+}
+
 /// Copies one `T` from `src` to guest virtual address `dst` (as [`write`]): a size known
 /// when compiling, so a word (a hypercall's result or `done` count) is one inline store,
-/// anything else `hv_guest_copy`.
+/// a bounce frame (seven or eight words) one block of them, anything else
+/// `hv_guest_copy`.
 ///
 /// # Safety
 /// As [`write`] with `len` the size of `T`.
@@ -219,6 +248,10 @@ pub unsafe fn write_obj<T>(dst: *mut T, src: *const T) -> bool {
                 let value = src.cast::<u32>().read_unaligned();
                 guest_store!(dst, value, "mov dword ptr [{dst}], {value:e}")
             }
+            56 => write_block!(dst, src, a @ 0, b @ 8, c @ 16, d @ 24, e @ 32, f @ 40, g @ 48),
+            64 => write_block!(
+                dst, src, a @ 0, b @ 8, c @ 16, d @ 24, e @ 32, f @ 40, g @ 48, h @ 56
+            ),
             len => write(dst, src, len),
         }
     }
