@@ -23,6 +23,9 @@ pub enum CrashMode {
     /// not-present page fault: writing the bounce frame faults in the hypervisor itself,
     /// and the domain is stopped.
     BadFaultStack,
+    /// Return with `HYPERVISOR_iret` from a stack in unmapped guest memory: the
+    /// hypervisor cannot read the frame and stops the domain.
+    BadIretFrame,
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
@@ -46,6 +49,7 @@ impl CrashMode {
             CrashMode::BadTrapTable
                 | CrashMode::BadKernelStack
                 | CrashMode::BadFaultStack
+                | CrashMode::BadIretFrame
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
         )
@@ -85,6 +89,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-trap-table" => Some(CrashMode::BadTrapTable),
             "crash=bad-kernel-stack" => Some(CrashMode::BadKernelStack),
             "crash=bad-fault-stack" => Some(CrashMode::BadFaultStack),
+            "crash=bad-iret-frame" => Some(CrashMode::BadIretFrame),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,

@@ -202,6 +202,18 @@ fn crash(mode: CrashMode) -> ! {
                     options(noreturn)
                 )
             }
+            CrashMode::BadIretFrame => {
+                // A bare `syscall` (the hypercall page's stub would push rax, r11 and
+                // rcx first, and fault on that instead).
+                core::arch::asm!(
+                    "mov rsp, {stack}",
+                    "syscall",
+                    "ud2",
+                    stack = in(reg) 0x7000_0000_1000u64,
+                    in("rax") pv_abi::xen::Hypercall::Iret.number(),
+                    options(noreturn)
+                )
+            }
             CrashMode::BadCallbacks => {
                 let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
                 let _ = pv_abi::guest::callback_register(&failsafe);
