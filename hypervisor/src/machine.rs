@@ -760,6 +760,21 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
     fast_domain_hypercall(state, frame)
 }
 
+/// The machine state for a lane (`entry.S`): the lock if it is free (a lane never waits
+/// for it: it declines, and the general path waits), with the invariants of every entry
+/// checked, and only if the vCPU on this CPU is in the guest mode the lane serves
+/// (`Some(true)`: kernel, `Some(false)`: user, `None`: either).
+#[inline(always)]
+fn lane_state(kernel_mode: Option<bool>) -> Option<spin::MutexGuard<'static, State>> {
+    let guard = STATE.try_lock()?;
+    // As on every entry (see `hypercall_fast`).
+    debug_assert!(!guard.machine_dirty && !guard.ticked && guard.on_cpu.is_some());
+    if kernel_mode.is_some() && guard.loaded.kernel_mode != kernel_mode {
+        return None;
+    }
+    Some(guard)
+}
+
 /// What the send lane tells its stub (`entry.S`, `send_lane`), in two registers: the
 /// result for the guest's rax, and how to leave.
 #[repr(C)]
@@ -799,15 +814,10 @@ impl LaneExit {
 /// scheduler leaves by the general way out ([`send_lane_exit`]).
 #[inline]
 pub fn send_lane(port_ptr: u64) -> LaneExit {
-    let Some(mut guard) = STATE.try_lock() else {
+    let Some(mut guard) = lane_state(Some(true)) else {
         return LaneExit::DECLINED;
     };
     let state = &mut *guard;
-    // As on every entry (see `hypercall_fast`).
-    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
-    if state.loaded.kernel_mode != Some(true) {
-        return LaneExit::DECLINED;
-    }
     let slot = state.current;
     let Some(domain) = state.domains[slot].as_ref() else {
         return LaneExit::DECLINED;
@@ -869,16 +879,8 @@ pub struct IretLaneFrame {
     pub r11: u64,
     /// rcx, likewise.
     pub rcx: u64,
-    /// The `iretq` frame: where the guest resumes.
-    pub rip: u64,
-    /// Its code selector.
-    pub cs: u64,
-    /// Its RFLAGS.
-    pub rflags: u64,
-    /// Its stack pointer.
-    pub rsp: u64,
-    /// Its stack selector.
-    pub ss: u64,
+    /// The `iretq` frame: rip, cs, rflags, rsp, ss.
+    pub iret: [u64; 5],
 }
 
 /// `HYPERVISOR_iret` from a guest kernel, by the iret lane (`entry.S`): the return to a
@@ -895,15 +897,10 @@ pub struct IretLaneFrame {
 /// delivers it on the way out).
 #[inline]
 pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
-    let Some(mut guard) = STATE.try_lock() else {
+    let Some(mut guard) = lane_state(Some(true)) else {
         return LaneExit::DECLINED;
     };
     let state = &mut *guard;
-    // As on every entry (see `hypercall_fast`).
-    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
-    if state.loaded.kernel_mode != Some(true) {
-        return LaneExit::DECLINED;
-    }
     let pending = upcall_pending(state);
     // The loaded vCPU's vcpu_info (its machine address, from the direct-map pointer).
     let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;
@@ -927,11 +924,7 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
             frame.rcx = context.rcx;
             frame.r11 = context.r11;
         }
-        frame.rip = ret.rip;
-        frame.cs = u64::from(FLAT_RING3_CS64);
-        frame.rflags = ret.rflags;
-        frame.rsp = ret.rsp;
-        frame.ss = u64::from(FLAT_RING3_SS64);
+        frame.iret = ret.iret_frame();
         Some((ret.rax, ret.to_user))
     });
     let Ok(Some((rax, to_user))) = rax else {
@@ -971,15 +964,10 @@ pub struct LaneJump {
 #[inline]
 pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
     const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
-    let Some(mut guard) = STATE.try_lock() else {
+    let Some(mut guard) = lane_state(Some(false)) else {
         return DECLINED;
     };
     let state = &mut *guard;
-    // As on every entry (see `hypercall_fast`).
-    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
-    if state.loaded.kernel_mode != Some(false) {
-        return DECLINED;
-    }
     let due = upcall_due(state);
     let Some(domain) = state.domains[state.current].as_mut() else {
         return DECLINED;
@@ -998,18 +986,10 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
         unsafe { cpu::write_cr3(kernel_root.addr()) };
         state.loaded.root = kernel_root.addr();
     }
-    let from = traps::bounce::Interrupted {
-        rcx: rip,
-        r11: rflags,
-        rip,
-        cs: u64::from(FLAT_RING3_CS64),
-        rflags,
-        rsp,
-        ss: u64::from(FLAT_RING3_SS64),
-    };
-    let (frames, memo, id) = (&state.frames, &state.walk_memo, domain.id);
-    let guest = move || GuestMem::with_memo(&DirectMap, frames, id, kernel_root, memo);
-    let Ok(new_rsp) = traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce) else {
+    let after = [rip, rflags, rsp];
+    let Some(new_rsp) =
+        bounce_after_syscall(&state.frames, &state.walk_memo, domain, bounce, after)
+    else {
         return DECLINED;
     };
     // Now in guest kernel mode: its GS base and the hypercall entry.
@@ -1031,11 +1011,11 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
 #[inline]
 pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
     const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
-    let Some(mut guard) = STATE.try_lock() else {
+    let Some(mut guard) = lane_state(Some(true)) else {
         return DECLINED;
     };
     let state = &mut *guard;
-    if state.fast_after.is_some() || state.loaded.kernel_mode != Some(true) || !upcall_due(state) {
+    if state.fast_after.is_some() || !upcall_due(state) {
         return DECLINED;
     }
     let Some(domain) = state.domains[state.current].as_mut() else {
@@ -1047,6 +1027,34 @@ pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
     if !domain.is_running() {
         return DECLINED;
     }
+    match bounce_after_syscall(
+        &state.frames,
+        &state.walk_memo,
+        domain,
+        bounce,
+        [rip, rflags, rsp],
+    ) {
+        Some(new_rsp) => LaneJump {
+            rip: bounce.handler,
+            rsp: new_rsp,
+        },
+        None => DECLINED,
+    }
+}
+
+/// `traps::bounce::push_bounce` for `domain`'s running vCPU, interrupted right after a
+/// `syscall`: `[rip, rflags, rsp]` are what the `syscall` left in rcx and r11 and its
+/// stack pointer (CS and SS the flat ring-3 selectors). The kernel's address space must
+/// be the loaded one. The handler's stack pointer, or `None` if the frame could not be
+/// written (nothing changed).
+#[inline(always)]
+fn bounce_after_syscall(
+    frames: &FrameTable<'_>,
+    memo: &WalkMemo,
+    domain: &mut Domain,
+    bounce: traps::bounce::Bounce,
+    [rip, rflags, rsp]: [u64; 3],
+) -> Option<u64> {
     let from = traps::bounce::Interrupted {
         rcx: rip,
         r11: rflags,
@@ -1056,20 +1064,9 @@ pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
         rsp,
         ss: u64::from(FLAT_RING3_SS64),
     };
-    let (frames, memo, id, root) = (
-        &state.frames,
-        &state.walk_memo,
-        domain.id,
-        domain.vcpu.kernel_root,
-    );
+    let (id, root) = (domain.id, domain.vcpu.kernel_root);
     let guest = move || GuestMem::with_memo(&DirectMap, frames, id, root, memo);
-    match traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce) {
-        Ok(new_rsp) => LaneJump {
-            rip: bounce.handler,
-            rsp: new_rsp,
-        },
-        Err(_) => DECLINED,
-    }
+    traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce).ok()
 }
 
 /// A not-present page fault, by the #PF lane (`entry.S`, `guest_entry_common`): the
@@ -1083,12 +1080,10 @@ pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
 #[inline]
 pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
     let cr2 = cpu::read_cr2();
-    let Some(mut guard) = STATE.try_lock() else {
+    let Some(mut guard) = lane_state(None) else {
         return false;
     };
     let state = &mut *guard;
-    // As on every entry (see `hypercall_fast`).
-    debug_assert!(!state.machine_dirty && !state.ticked && state.on_cpu.is_some());
     let due = upcall_due(state);
     let from_user = state.loaded.kernel_mode == Some(false);
     let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;

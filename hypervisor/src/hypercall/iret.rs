@@ -55,11 +55,7 @@ pub fn return_from<M: PhysMem>(
             regs.r11 = frame.r11;
             regs.rcx = frame.rcx;
         }
-        regs.rip = ret.rip;
-        regs.cs = u64::from(FLAT_RING3_CS64);
-        regs.rflags = ret.rflags;
-        regs.rsp = ret.rsp;
-        regs.ss = u64::from(FLAT_RING3_SS64);
+        [regs.rip, regs.cs, regs.rflags, regs.rsp, regs.ss] = ret.iret_frame();
         Some(ret.rax)
     });
     match rax {
@@ -89,6 +85,19 @@ pub struct IretReturn {
 }
 
 impl IretReturn {
+    /// The `iretq` frame it resumes with: rip, cs, rflags, rsp, ss (CS and SS the flat
+    /// ring-3 selectors: both guest modes run in ring 3).
+    #[inline(always)]
+    pub fn iret_frame(&self) -> [u64; 5] {
+        [
+            self.rip,
+            u64::from(FLAT_RING3_CS64),
+            self.rflags,
+            self.rsp,
+            u64::from(FLAT_RING3_SS64),
+        ]
+    }
+
     /// The vCPU-side effects of the return: the mode switch of `vcpu` and the event
     /// mask in its `vcpu_info`, `info`. The caller loads the registers (and, after a
     /// switch to user mode, the user page table and GS base).

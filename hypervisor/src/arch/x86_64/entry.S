@@ -249,6 +249,19 @@
     pop %rcx
 .endm
 
+/* Calls the jumping lane \fn(rip = rcx, rflags = r11, rsp = the guest's, saved in
+ * PERCPU_SCRATCH) from the save area of rax and LANE_PUSH, keeping the call's 16-byte
+ * alignment; leaves its machine::LaneJump in rax:rdx and ZF set when it declined. */
+.macro CALL_JUMPING_LANE fn
+    sub $8, %rsp
+    mov %rcx, %rdi
+    mov %r11, %rsi
+    mov %gs:PERCPU_SCRATCH, %rdx
+    call \fn
+    add $8, %rsp
+    test %rax, %rax
+.endm
+
 .text
 /* syscall from ring 3: a hypercall from a guest kernel, or a guest process's system
  * call. An event send takes the send lane below; everything else the general stub,
@@ -362,13 +375,7 @@ send_lane:
      * Declined, hv_send_lane_exit delivers it from the general frame. */
 3:  push %rax
     LANE_PUSH
-    sub $8, %rsp                    /* (the call's 16-byte alignment) */
-    mov %rcx, %rdi
-    mov %r11, %rsi
-    mov %gs:PERCPU_SCRATCH, %rdx
-    call hv_upcall_lane
-    add $8, %rsp
-    test %rax, %rax
+    CALL_JUMPING_LANE hv_upcall_lane
     jnz lane_jump
     LANE_POP
     pop %rax
@@ -428,13 +435,7 @@ user_syscall_entry:
     LANE_PUSH
     LAZY_FPU_ENTRY
     JUMP_UNLESS_RCX_CANONICAL 2f
-    sub $8, %rsp                    /* (the call's 16-byte alignment) */
-    mov %rcx, %rdi
-    mov %r11, %rsi
-    mov %gs:PERCPU_SCRATCH, %rdx
-    call hv_user_syscall_lane
-    add $8, %rsp
-    test %rax, %rax
+    CALL_JUMPING_LANE hv_user_syscall_lane
     jz 2f
 /* A lane's jump into the guest kernel (machine::LaneJump in rax:rdx) from the save
  * area above (rax, then LANE_PUSH): rip rax, stack rdx, the handler's RFLAGS from r11
