@@ -950,6 +950,10 @@ pub struct LaneJump {
     pub rsp: u64,
 }
 
+impl LaneJump {
+    const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
+}
+
 /// A guest process's `syscall`, by the user-syscall lane (`entry.S`): bounced to its
 /// kernel's syscall callback with no trap frame. `rip`, `rflags` and `rsp` are the
 /// process's (rcx and r11 as the `syscall` left them, and its stack pointer).
@@ -963,21 +967,20 @@ pub struct LaneJump {
 /// once the callback runs (the general path delivers it on the way out).
 #[inline]
 pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
-    const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
     let Some(mut guard) = lane_state(Some(false)) else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     let state = &mut *guard;
     let due = upcall_due(state);
     let Some(domain) = state.domains[state.current].as_mut() else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     let Some(bounce) = traps::syscall_bounce(&domain.vcpu.callbacks) else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     // Unmasked before and after the bounce, a pending upcall would be due at once.
     if due && !bounce.mask_events {
-        return DECLINED;
+        return LaneJump::DECLINED;
     }
     let kernel_root = domain.vcpu.kernel_root;
     if state.loaded.root != kernel_root.addr() {
@@ -990,7 +993,7 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
     let Some(new_rsp) =
         bounce_after_syscall(&state.frames, &state.walk_memo, domain, bounce, after)
     else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     // Now in guest kernel mode: its GS base and the hypercall entry.
     load_mode(&mut state.loaded, &domain.vcpu);
@@ -1010,22 +1013,21 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
 /// delivers it (or uses the failsafe callback, or stops the domain).
 #[inline]
 pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
-    const DECLINED: LaneJump = LaneJump { rip: 0, rsp: 0 };
     let Some(mut guard) = lane_state(Some(true)) else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     let state = &mut *guard;
     if state.fast_after.is_some() || !upcall_due(state) {
-        return DECLINED;
+        return LaneJump::DECLINED;
     }
     let Some(domain) = state.domains[state.current].as_mut() else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     let Some(bounce) = events::upcall_bounce(&domain.vcpu) else {
-        return DECLINED;
+        return LaneJump::DECLINED;
     };
     if !domain.is_running() {
-        return DECLINED;
+        return LaneJump::DECLINED;
     }
     match bounce_after_syscall(
         &state.frames,
@@ -1038,7 +1040,7 @@ pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
             rip: bounce.handler,
             rsp: new_rsp,
         },
-        None => DECLINED,
+        None => LaneJump::DECLINED,
     }
 }
 
