@@ -19,6 +19,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("events_init", events_init),
     ("evtchn_loopback", evtchn_loopback),
     ("iret_delivers_pending_event", iret_delivers_pending_event),
+    ("fault_with_event_due", fault_with_event_due),
     ("evtchn_status_and_close", evtchn_status_and_close),
     ("evtchn_mask_unmask", evtchn_mask_unmask),
     ("system_time_monotonic", system_time_monotonic),
@@ -61,7 +62,7 @@ fn count_hit(_: u32) {
 }
 
 fn evtchn_loopback(_: &Boot) -> Outcome {
-    let (local, offered) = loopback()?;
+    let (local, offered) = loopback(count_hit)?;
     HITS.store(0, Ordering::SeqCst);
     for _ in 0..3 {
         check("send", guest::evtchn_send(local))?;
@@ -80,8 +81,8 @@ fn evtchn_loopback(_: &Boot) -> Outcome {
 }
 
 /// A loopback channel (an interdomain channel with both ends here) whose `offered` end
-/// counts its events in [`HITS`]: `(local, offered)`.
-fn loopback() -> Result<(u32, u32), pv_guest_kernel::selftest::Failure> {
+/// runs `handler` for its events: `(local, offered)`.
+fn loopback(handler: fn(u32)) -> Result<(u32, u32), pv_guest_kernel::selftest::Failure> {
     let offered = check(
         "alloc_unbound",
         guest::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF),
@@ -93,7 +94,7 @@ fn loopback() -> Result<(u32, u32), pv_guest_kernel::selftest::Failure> {
     )?;
     // Xen leaves the new local end pending; that event is ours to ignore.
     events::clear(local);
-    events::bind(offered, count_hit);
+    events::bind(offered, handler);
     events::restore(was);
     Ok((local, offered))
 }
@@ -112,7 +113,7 @@ unsafe extern "C" {
 /// handler that ran masked to a context that was not) takes the upcall on the way: the
 /// event's handler runs before the context resumes, with its registers intact.
 fn iret_delivers_pending_event(_: &Boot) -> Outcome {
-    let (local, offered) = loopback()?;
+    let (local, offered) = loopback(count_hit)?;
     let was = events::save_and_mask();
     HITS.store(0, Ordering::SeqCst);
     check("send", guest::evtchn_send(local))?;
@@ -161,6 +162,44 @@ fn iret_delivers_pending_event(_: &Boot) -> Outcome {
         fail!("after the iret: {hits} events delivered, rax {rax:#x}, unmasked {unmasked}");
     }
     Ok(())
+}
+
+/// Events that arrived after the armed fault harness had seen its fault.
+static LATE_HITS: AtomicU64 = AtomicU64::new(0);
+
+fn count_hit_noting_fault(port: u32) {
+    if crate::traps::fault_seen_yet() {
+        LATE_HITS.fetch_add(1, Ordering::SeqCst);
+    }
+    count_hit(port);
+}
+
+/// A page fault taken while an upcall is due (an event pending, events unmasked without
+/// a hypercall since): both reach the kernel, each once, the event first (the entry
+/// that bounces the fault delivers the due upcall on its way out, above the fault's
+/// frame, as Xen does), and the faulting code resumes after the access.
+fn fault_with_event_due(_: &Boot) -> Outcome {
+    let (local, offered) = loopback(count_hit_noting_fault)?;
+    LATE_HITS.store(0, Ordering::SeqCst);
+    let was = events::save_and_mask();
+    HITS.store(0, Ordering::SeqCst);
+    check("send", guest::evtchn_send(local))?;
+    events::unmask_quietly();
+    let seen = crate::traps::expect_fault!(14, "mov {v}, qword ptr [{a}]"; a = in(reg) 0x10u64, v = out(reg) _);
+    let (hits, late) = (
+        HITS.load(Ordering::SeqCst),
+        LATE_HITS.load(Ordering::SeqCst),
+    );
+    let _ = events::save_and_mask();
+    events::restore(was);
+    close_loopback(local, offered);
+    match seen {
+        Some(seen) if seen.vector == 14 && hits == 1 && late == 0 => Ok(()),
+        _ => fail!(
+            "vector {:?}, {hits} events, {late} after the fault's handler (want 14, 1, 0)",
+            seen.map(|s| s.vector)
+        ),
+    }
 }
 
 fn evtchn_status_and_close(_: &Boot) -> Outcome {

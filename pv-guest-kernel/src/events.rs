@@ -186,6 +186,13 @@ pub fn unmask_all() {
     }
 }
 
+/// Unmasks events without entering the hypervisor: an upcall pending meanwhile stays
+/// due until the next entry (a hypercall, an exception, an interrupt) delivers it. For
+/// self-tests of that next entry; everything else uses [`unmask_all`].
+pub fn unmask_quietly() {
+    mask_flag().store(0, Ordering::SeqCst);
+}
+
 /// Undoes [`save_and_mask`].
 pub fn restore(was_masked: bool) {
     if !was_masked {

@@ -107,6 +107,11 @@ pub fn expect(vector: u64, recover: u64) {
     EXPECT_VECTOR.store(vector, Ordering::SeqCst);
 }
 
+/// Whether the armed harness has seen its fault yet (without disarming it).
+pub fn fault_seen_yet() -> bool {
+    SEEN_VECTOR.load(Ordering::SeqCst) != NONE
+}
+
 /// Disarms the harness and reports what was seen, if anything.
 pub fn seen() -> Option<Seen> {
     EXPECT_VECTOR.store(NONE, Ordering::SeqCst);
