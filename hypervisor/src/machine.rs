@@ -668,8 +668,9 @@ pub enum FastEntry {
     /// Only paths that never write the frame's iret part or rcx/r11 return this
     /// ([`return_fast`]).
     Return = 3,
-    /// The send lane's only: the send ran and an upcall is due; the stub builds the
-    /// general frame and [`send_lane_exit`] delivers it.
+    /// The send lane's only: the send ran and an upcall is due; [`upcall_lane`] delivers
+    /// it, or, should that decline, the stub builds the general frame and
+    /// [`send_lane_exit`] does.
     Deliver = 4,
 }
 

@@ -46,8 +46,9 @@ pub struct LaneExit {
     /// [`FastEntry::Return`] (back by `sysretq`), [`FastEntry::Declined`] (nothing
     /// happened: the general stub takes the call), [`FastEntry::Finish`] (the call ran
     /// and woke a vCPU: the stub builds the general frame and takes the full exit path)
-    /// or [`FastEntry::Deliver`] (the call ran and an upcall is due: the stub builds the
-    /// general frame and asks [`send_lane_exit`]).
+    /// or [`FastEntry::Deliver`] (the call ran and an upcall is due: the stub asks
+    /// [`upcall_lane`], and if it declines builds the general frame and asks
+    /// [`send_lane_exit`]).
     pub how: u64,
 }
 
@@ -70,8 +71,9 @@ impl LaneExit {
 /// makes it use some, the #NM path saves it). Declined, having done nothing, for a
 /// process's system call (its kernel's, not ours), when the lock is busy, when the
 /// argument cannot be read through the MMU and for a send that fails (the general path
-/// does it again and returns the errno); a send that leaves an upcall due or changed the
-/// scheduler leaves by the general way out ([`send_lane_exit`]).
+/// does it again and returns the errno). A send that leaves an upcall due has it
+/// delivered by [`upcall_lane`] (or [`send_lane_exit`]); one that changed the scheduler
+/// takes the full exit path.
 #[inline]
 pub fn send_lane(port_ptr: u64) -> LaneExit {
     let Some(mut guard) = lane_state(Some(true)) else {
@@ -169,17 +171,14 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
     };
     let root = domain.vcpu.kernel_root;
     let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
-    // A `move` closure holds `frame` and `domain` whole, not a pointer per field.
+    // A `move` closure holds `frame` and `vcpu` whole, not a pointer per field.
     let vcpu = &mut domain.vcpu;
     let rax = guest.with_obj(guest_rsp, move |context: &IretContext| {
         let ret = hypercall::iret::checked(context, vcpu)?;
         if pending && !ret.masked {
             return None;
         }
-        ret.commit(
-            vcpu,
-            &hypervisor::vcpu_info::VcpuInfoRef::at(&DirectMap, vcpu_info),
-        );
+        ret.commit(vcpu, &VcpuInfoRef::at(&DirectMap, vcpu_info));
         if !ret.keeps_rcx_r11 {
             frame.rcx = context.rcx;
             frame.r11 = context.r11;
@@ -384,7 +383,8 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
 }
 
 /// The way out of a send the lane ran that left an upcall due (`LaneExit` with
-/// [`FastEntry::Deliver`]): the stub built the general frame with the result in rax.
+/// [`FastEntry::Deliver`]) when [`upcall_lane`] declined: the stub built the general
+/// frame with the result in rax.
 /// Delivers the upcall as [`return_fast`] does (or hands over to the full exit path,
 /// should the machine have been left dirty).
 pub fn send_lane_exit(frame: &mut TrapFrame) -> FastEntry {
