@@ -263,8 +263,10 @@
 .endm
 
 .text
-/* syscall from ring 3: a hypercall from a guest kernel, or a guest process's system
- * call. An event send takes the send lane below; everything else the general stub,
+/* syscall from ring 3 while the vCPU on this CPU runs its kernel mode (LSTAR follows
+ * the mode: a process's system call lands on user_syscall_entry below, and reaches the
+ * general stub only when its lane declines): a hypercall. An event send takes the send
+ * lane and HYPERVISOR_iret the iret lane, both below; everything else the general stub,
  * which saves only what Rust may clobber (the caller-saved registers) and asks
  * hv_hypercall_fast, which either declines (nothing happened), finishes the call
  * (return straight to the guest), or ran it but needs the full exit path. For the last
