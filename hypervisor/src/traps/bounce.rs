@@ -151,12 +151,12 @@ pub const HANDLER_RFLAGS_SET: u64 = rflags::IF | rflags::RESERVED_ONE;
 const _: () = assert!(HANDLER_RFLAGS_KEEP as i32 as i64 as u64 == HANDLER_RFLAGS_KEEP);
 
 /// The part of [`deliver`] that needs no trap frame: pushes the bounce frame for `from`
-/// on the guest kernel's stack (through the accessor `guest` makes, of its kernel address
-/// space), switches the
-/// vCPU to kernel mode if it came from user mode, masks events if the bounce says so,
-/// and returns the handler's stack pointer. The caller points the vCPU at
-/// `bounce.handler` with that stack and [`handler_rflags`]. On error nothing the guest
-/// can see has changed. The user-syscall lane calls this directly.
+/// on the guest kernel's stack (through the accessor `guest` makes, of its kernel
+/// address space), switches the vCPU to kernel mode if it came from user mode, masks
+/// events if the bounce says so, and returns the handler's stack pointer. The caller
+/// points the vCPU at `bounce.handler` with that stack and [`handler_rflags`]. On error
+/// nothing the guest can see has changed. The lanes that bounce a context right after a
+/// `syscall` (a process's system call, an upcall after a send) call this directly.
 #[inline(always)]
 pub fn push_bounce<'a, M: PhysMem + 'a>(
     guest: impl FnOnce() -> GuestMem<'a, M>,
