@@ -25,6 +25,7 @@
 .set PERCPU_FPU_SAVED, 40
 .set PERCPU_GUEST_TS,  41
 .set PERCPU_CR0_TS,    48
+.set PERCPU_LANE_RAX,  56
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
 .set PERCPU_FPU_FLAGS, 40
@@ -249,16 +250,14 @@
     pop %rcx
 .endm
 
-/* Calls the jumping lane \fn(rip = rcx, rflags = r11, rsp = the guest's, saved in
- * PERCPU_SCRATCH) from the save area of rax and LANE_PUSH, keeping the call's 16-byte
- * alignment; leaves its machine::LaneJump in rax:rdx and ZF set when it declined. */
-.macro CALL_JUMPING_LANE fn
-    sub $8, %rsp
-    mov %rcx, %rdi
-    mov %r11, %rsi
+/* Calls the jumping lane \fn(rip, rflags, rsp = the guest's, saved in PERCPU_SCRATCH)
+ * from LANE_PUSH's save area, the guest's rax in PERCPU_LANE_RAX; leaves its
+ * machine::LaneJump in rax:rdx and ZF set when it declined. */
+.macro CALL_JUMPING_LANE fn, rip, rflags
+    mov \rip, %rdi
+    mov \rflags, %rsi
     mov %gs:PERCPU_SCRATCH, %rdx
     call \fn
-    add $8, %rsp
     test %rax, %rax
 .endm
 
@@ -362,8 +361,8 @@ send_lane:
 1:  cmp $FAST_DECLINED, %edx
     je 4f
     cmp $FAST_FINISH, %edx
-    LANE_POP                        /* (pops leave the flags alone) */
     jne 3f
+    LANE_POP
     /* Finish: the send woke a vCPU, which the scheduler must see: the general frame,
      * completed, and the full exit path, as syscall_fast_exit does for a Finish. */
     SYSCALL_FRAME                   /* (CR0.TS set above) */
@@ -372,15 +371,15 @@ send_lane:
     call hv_hypercall_finish
     jmp guest_exit
     /* Deliver: an upcall is due. hv_upcall_lane bounces the send's own context (after
-     * the syscall: rip rcx, rflags r11, the stack as it came, rax the result) to the
-     * event callback, with the user-syscall lane's save area and way out (lane_jump).
-     * Declined, hv_send_lane_exit delivers it from the general frame. */
-3:  push %rax
-    LANE_PUSH
-    CALL_JUMPING_LANE hv_upcall_lane
+     * the syscall: rip the saved rcx, rflags the saved r11, the stack as it came, rax
+     * the result) to the event callback, from the same save area and by the
+     * user-syscall lane's way out (lane_jump). Declined, hv_send_lane_exit delivers it
+     * from the general frame. */
+3:  mov %rax, %gs:PERCPU_LANE_RAX
+    CALL_JUMPING_LANE hv_upcall_lane, 56(%rsp), 48(%rsp)
     jnz lane_jump
     LANE_POP
-    pop %rax
+    mov %gs:PERCPU_LANE_RAX, %rax
     SYSCALL_FRAME
     mov %rsp, %rdi
     call hv_send_lane_exit
@@ -433,15 +432,15 @@ user_syscall_entry:
     swapgs
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
-    push %rax
+    mov %rax, %gs:PERCPU_LANE_RAX
     LANE_PUSH
     LAZY_FPU_ENTRY
     JUMP_UNLESS_RCX_CANONICAL 2f
-    CALL_JUMPING_LANE hv_user_syscall_lane
+    CALL_JUMPING_LANE hv_user_syscall_lane, %rcx, %r11
     jz 2f
-/* A lane's jump into the guest kernel (machine::LaneJump in rax:rdx) from the save
- * area above (rax, then LANE_PUSH): rip rax, stack rdx, the handler's RFLAGS from r11
- * (traps::bounce::handler_rflags); every other register as saved. */
+/* A lane's jump into the guest kernel (machine::LaneJump in rax:rdx) from LANE_PUSH's
+ * save area, the guest's rax in PERCPU_LANE_RAX: rip rax, stack rdx, the handler's
+ * RFLAGS from r11 (traps::bounce::handler_rflags); every other register as saved. */
 lane_jump:
     mov %rdx, %gs:PERCPU_SCRATCH
     LAZY_FPU_EXIT %rdx
@@ -449,12 +448,12 @@ lane_jump:
     mov %rax, %rcx
     and $BOUNCE_RFLAGS_KEEP, %r11
     or $BOUNCE_RFLAGS_SET, %r11
-    pop %rax
+    mov %gs:PERCPU_LANE_RAX, %rax
     mov %gs:PERCPU_SCRATCH, %rsp
     swapgs
     sysretq
 2:  LANE_POP
-    pop %rax
+    mov %gs:PERCPU_LANE_RAX, %rax
     jmp syscall_general
 
 /* Exception stubs: vectors without a CPU error code push a zero first. */

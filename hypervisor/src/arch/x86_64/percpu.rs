@@ -38,6 +38,9 @@ pub struct PerCpu {
     /// `LAZY_FPU_ENTRY`), one load instead of a read, an `or` and the write. CR0 changes
     /// in nothing but TS after boot, so the value taken at boot stays right.
     pub cr0_ts: u64,
+    /// The guest's rax while a lane that jumps into the guest kernel runs (`entry.S`'s
+    /// `lane_jump` puts it back).
+    pub lane_rax: u64,
 }
 
 const _: () = {
@@ -47,6 +50,7 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, fpu_saved) == 40);
     assert!(core::mem::offset_of!(PerCpu, guest_ts) == 41);
     assert!(core::mem::offset_of!(PerCpu, cr0_ts) == 48);
+    assert!(core::mem::offset_of!(PerCpu, lane_rax) == 56);
 };
 
 #[repr(C, align(4096))]
@@ -76,6 +80,7 @@ static CPU0: CpuStorage = CpuStorage {
         fpu_saved: 0,
         guest_ts: 0,
         cr0_ts: 0,
+        lane_rax: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
