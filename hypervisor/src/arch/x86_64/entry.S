@@ -398,14 +398,13 @@ send_lane:
  * unreadable or refused frame, an upcall due on return): the general stub takes the
  * call. */
 iret_lane:
-    sub $40, %rsp                   /* rip, cs, rflags, rsp, ss */
+    sub $48, %rsp                   /* rip, cs, rflags, rsp, ss; a word that keeps the
+                                     * call's 16-byte alignment */
     LANE_PUSH
     LAZY_FPU_ENTRY
-    sub $8, %rsp                    /* (the call's 16-byte alignment) */
-    lea 8(%rsp), %rdi
+    mov %rsp, %rdi
     mov %gs:PERCPU_SCRATCH, %rsi
     call hv_iret_lane
-    add $8, %rsp
     cmp $FAST_RESUME, %edx
     jne 1f
     LAZY_FPU_EXIT %rdx
@@ -413,7 +412,7 @@ iret_lane:
     swapgs
     iretq
 1:  LANE_POP
-    add $40, %rsp
+    add $48, %rsp
     mov $HYPERCALL_IRET, %eax
     jmp syscall_general
 
