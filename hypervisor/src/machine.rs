@@ -529,6 +529,39 @@ fn upcall_pending(state: &State) -> bool {
     unsafe { (state.vcpu_info as *const u8).read_volatile() != 0 }
 }
 
+/// Sets or clears the event mask of the on-CPU vCPU, whose `vcpu_info` is at direct-map
+/// address `vcpu_info` (`State::vcpu_info`, taken before the caller borrowed a domain).
+#[inline(always)]
+fn set_upcall_mask(vcpu_info: u64, masked: bool) {
+    const MASK: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask);
+    debug_assert!(vcpu_info != 0);
+    // SAFETY: as in `upcall_due`: the loaded vCPU's vcpu_info in the direct map. A
+    // volatile store: the guest reads and writes this byte.
+    unsafe {
+        (vcpu_info as *mut u8)
+            .add(MASK)
+            .write_volatile(u8::from(masked))
+    }
+}
+
+/// Publishes a page fault's address (`arch.cr2`) in the `vcpu_info` of the on-CPU vCPU,
+/// at direct-map address `vcpu_info` (as [`set_upcall_mask`]).
+#[inline(always)]
+fn set_cr2(vcpu_info: u64, cr2: u64) {
+    const CR2: usize = core::mem::offset_of!(VcpuInfo, arch)
+        + core::mem::offset_of!(pv_abi::arch_x86_64::ArchVcpuInfo, cr2);
+    const _: () = assert!(CR2.is_multiple_of(8));
+    debug_assert!(vcpu_info != 0);
+    // SAFETY: as in `set_upcall_mask`; the word is aligned (a vcpu_info is 8-byte
+    // aligned, see `upcall_due`).
+    unsafe {
+        (vcpu_info as *mut u8)
+            .add(CR2)
+            .cast::<u64>()
+            .write_volatile(cr2)
+    }
+}
+
 /// Whether the on-CPU vCPU has an upcall to take (pending and not masked), read from
 /// its `vcpu_info` in one load.
 #[inline]

@@ -50,7 +50,7 @@ pub fn return_from<M: PhysMem>(
             return None;
         };
         let info = VcpuInfoRef::of(mem, domain);
-        ret.commit(&mut domain.vcpu, &info);
+        ret.commit(&mut domain.vcpu, |masked| info.set_upcall_mask(masked));
         if !ret.keeps_rcx_r11 {
             regs.r11 = frame.r11;
             regs.rcx = frame.rcx;
@@ -98,15 +98,17 @@ impl IretReturn {
         ]
     }
 
-    /// The vCPU-side effects of the return: the mode switch of `vcpu` and the event
-    /// mask in its `vcpu_info`, `info`. The caller loads the registers (and, after a
-    /// switch to user mode, the user page table and GS base).
+    /// The vCPU-side effects of the return: the mode switch of `vcpu`, and the event
+    /// mask of its `vcpu_info` set to [`masked`](Self::masked) by `set_upcall_mask`
+    /// (`VcpuInfoRef::set_upcall_mask`, or the same store through a pointer the caller
+    /// keeps). The caller loads the registers (and, after a switch to user mode, the user
+    /// page table and GS base).
     #[inline(always)]
-    pub fn commit<M: PhysMem>(&self, vcpu: &mut Vcpu, info: &VcpuInfoRef<'_, M>) {
+    pub fn commit(&self, vcpu: &mut Vcpu, set_upcall_mask: impl FnOnce(bool)) {
         if self.to_user {
             toggle_guest_mode(vcpu);
         }
-        info.set_upcall_mask(self.masked);
+        set_upcall_mask(self.masked);
     }
 }
 

@@ -7,9 +7,10 @@
 //! "The lanes").
 
 use super::{
-    DirectMap, FastEntry, STATE, State, load_mode, return_fast, upcall_due, upcall_pending,
+    DirectMap, FastEntry, STATE, State, load_mode, return_fast, set_cr2, set_upcall_mask,
+    upcall_due, upcall_pending,
 };
-use crate::arch::x86_64::{self as x86, cpu};
+use crate::arch::x86_64::cpu;
 use hypervisor::domain::Domain;
 use hypervisor::frames::FrameTable;
 use hypervisor::guestmem::{GuestMem, WalkMemo};
@@ -17,7 +18,6 @@ use hypervisor::guests::events;
 use hypervisor::hypercall::{self, After};
 use hypervisor::regs::TrapFrame;
 use hypervisor::traps::{self, TrapContext};
-use hypervisor::vcpu_info::VcpuInfoRef;
 use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext};
 
 /// The machine state for a lane (`entry.S`): the lock if it is free (a lane never waits
@@ -164,8 +164,7 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
     };
     let state = &mut *guard;
     let pending = upcall_pending(state);
-    // The loaded vCPU's vcpu_info (its machine address, from the direct-map pointer).
-    let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;
+    let vcpu_info = state.vcpu_info;
     let Some(domain) = state.domains[state.current].as_mut() else {
         return LaneExit::DECLINED;
     };
@@ -178,7 +177,7 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
         if pending && !ret.masked {
             return None;
         }
-        ret.commit(vcpu, &VcpuInfoRef::at(&DirectMap, vcpu_info));
+        ret.commit(vcpu, |masked| set_upcall_mask(vcpu_info, masked));
         if !ret.keeps_rcx_r11 {
             frame.rcx = context.rcx;
             frame.r11 = context.r11;
@@ -347,7 +346,7 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
     let state = &mut *guard;
     let due = upcall_due(state);
     let from_user = state.loaded.kernel_mode == Some(false);
-    let vcpu_info = state.vcpu_info - x86::DIRECTMAP_BASE;
+    let vcpu_info = state.vcpu_info;
     let Some(domain) = state.domains[state.current].as_mut() else {
         return false;
     };
@@ -375,7 +374,7 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
         cpu::write_cr2(cr2);
         return false;
     }
-    VcpuInfoRef::at(&DirectMap, vcpu_info).set_cr2(cr2);
+    set_cr2(vcpu_info, cr2);
     if from_user {
         load_mode(&mut state.loaded, &ctx.domain.vcpu);
     }

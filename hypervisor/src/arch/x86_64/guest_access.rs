@@ -7,9 +7,12 @@
 //! A read of a small structure (a hypercall's request: the hot paths) is one block of
 //! inline loads, each with an entry in the exception table: when one faults, `ring0_pf`
 //! in `entry.S` finds the faulting instruction in the table and resumes at its fix-up,
-//! which records the fault and goes on after the block. Every other copy calls
-//! `hv_guest_copy` (string moves, with table entries of their own): for lengths known
-//! only at run time and for larger frames (the 72-byte iret frame, bounce frames), its
+//! which records the fault and goes on after the block. The frames of the lanes
+//! (`machine/lanes.rs`) are blocks too: a 72-byte `iret_context` is read by one block of
+//! nine loads and a bounce frame of seven or eight words written by one block of
+//! stores, so that after inlining the words stay in registers on both sides. Every
+//! other copy calls `hv_guest_copy` (string moves, with table entries of their own): for
+//! lengths known only at run time and for the rarer frames (failsafe bounces), its
 //! `rep movsq` costs fewer instructions than a load and a store per word.
 //!
 //! With SMAP on, every copy runs between `stac` and `clac` (the inline loads: a copy of
@@ -157,12 +160,12 @@ pub unsafe fn read_obj<T>(dst: *mut T, src: *const T) -> bool {
             24 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16),
             28 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u32 @ 24),
             32 => read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24),
-            // An `iret_context` (the iret lane's every call): two blocks of loads, which
-            // after inlining leave the words in registers, not in a copy.
-            72 => {
-                read_block!(src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24, e: u64 @ 32)
-                    && read_block!(src, dst, f: u64 @ 40, g: u64 @ 48, h: u64 @ 56, i: u64 @ 64)
-            }
+            // An `iret_context` (the iret lane's every call): one block of loads, which
+            // after inlining leaves the words in registers, not in a copy.
+            72 => read_block!(
+                src, dst, a: u64 @ 0, b: u64 @ 8, c: u64 @ 16, d: u64 @ 24, e: u64 @ 32,
+                f: u64 @ 40, g: u64 @ 48, h: u64 @ 56, i: u64 @ 64
+            ),
             len => read(dst, src, len),
         }
     }
