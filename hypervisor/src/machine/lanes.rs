@@ -369,7 +369,7 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
         regs: frame,
         memo: Some(&state.walk_memo),
     };
-    if traps::bounce::deliver(&mut ctx, bounce).is_err() {
+    if traps::bounce::deliver_inline(&mut ctx, bounce).is_err() {
         // A fault on the guest's stack overwrote CR2: the general path reads it again.
         cpu::write_cr2(cr2);
         return false;
