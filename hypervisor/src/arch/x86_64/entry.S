@@ -469,9 +469,57 @@ exception_stub_\vector:
 .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
 EXCEPTION_STUB \v, 0
 .endr
-.irp v, 8,10,11,12,13,14,17,21,29,30
+.irp v, 8,10,11,12,13,17,21,29,30
 EXCEPTION_STUB \v, 1
 .endr
+
+/* #PF. A not-present fault from a guest, the commonest exception, goes to the #PF lane
+ * (hv_page_fault_lane) with a frame of the caller-saved registers only: the lane, like
+ * any Rust function, keeps the callee-saved ones, and the general path completes the
+ * frame if the lane declines. A fault in ring 0 (a guest access's fix-up: ring0_pf) or
+ * a protection fault (maybe a write to a page table, to emulate) takes the common stub.
+ * Not-present faults are only ever bounced, on an SSE-free path: the guest's XMM
+ * registers stay live behind CR0.TS, as for a syscall. */
+.p2align 4
+exception_stub_14:
+    push $VECTOR_PF
+    testb $3, 24(%rsp)              /* the CS the CPU pushed (above rip and the code) */
+    jz exception_common
+    testb $1, 8(%rsp)               /* error code bit 0: the page was present */
+    jnz exception_common
+    sub $FRAME_GPRS, %rsp
+    mov %rax, FRAME_RAX(%rsp)
+    mov %rcx, FRAME_RCX(%rsp)
+    mov %rdx, FRAME_RDX(%rsp)
+    mov %rsi, FRAME_RSI(%rsp)
+    mov %rdi, FRAME_RDI(%rsp)
+    mov %r8, FRAME_R8(%rsp)
+    mov %r9, FRAME_R9(%rsp)
+    mov %r10, FRAME_R10(%rsp)
+    mov %r11, FRAME_R11(%rsp)
+    swapgs
+    /* (RFLAGS.AC: as in exception_common.) */
+    cmpb $0, HV_SMAP(%rip)
+    je 1f
+    clac
+1:  LAZY_FPU_ENTRY
+    mov %rsp, %rdi
+    cld
+    call hv_page_fault_lane
+    test %al, %al
+    jz 2f
+    LAZY_FPU_EXIT
+    mov FRAME_RCX(%rsp), %rcx
+    RESTORE_CALLER_SAVED_BUT_RCX
+    add $(FRAME_GPRS + 16), %rsp
+    swapgs
+    iretq
+    /* Declined, having changed nothing: the general trap path, with the frame
+     * completed (the callee-saved registers are still the guest's). */
+2:  SAVE_CALLEE_SAVED
+    mov %rsp, %rdi
+    call hv_trap_entry
+    jmp guest_exit
 .irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128,240,255
 EXCEPTION_STUB \v, 0
 .endr
@@ -491,31 +539,17 @@ exception_common:
     je guest_entry_common
     clac
 guest_entry_common:
-    /* The guest's XMM registers. A not-present page fault (vector 14, error code bit 0
-     * clear) is only ever bounced to the guest kernel, on an SSE-free path: they stay
-     * live behind CR0.TS, as for a syscall. Every other entry here (an exception to
-     * emulate or bounce, an interrupt) goes down paths that use SSE: save them now,
-     * with no CR0 write unless the guest's virtual TS has the real one set. */
-    cmpq $VECTOR_PF, FRAME_VECTOR(%rsp)
-    jne 1f
-    testb $1, FRAME_ERROR(%rsp)
-    jnz 1f
-    LAZY_FPU_ENTRY
-    /* The #PF lane: hv_page_fault_lane bounces it and says whether it did; if not
-     * (having changed nothing), the general path. */
-    mov %rsp, %rdi
-    cld
-    call hv_page_fault_lane
-    test %al, %al
-    jnz guest_exit
-    jmp 3f
-1:  cmpb $0, %gs:PERCPU_GUEST_TS
+    /* The guest's XMM registers. Every entry here (an exception to emulate or bounce, an
+     * interrupt; a not-present page fault has its own stub) goes down paths that use
+     * SSE: save them now, with no CR0 write unless the guest's virtual TS has the real
+     * one set. */
+    cmpb $0, %gs:PERCPU_GUEST_TS
     je 2f
     clts
 2:  mov %gs:PERCPU_FPU_AREA, %rax
     SAVE_XMM %rax
     movb $FPU_SAVED_XMM, %gs:PERCPU_FPU_SAVED
-3:  mov %rsp, %rdi
+    mov %rsp, %rdi
     cld
     call hv_trap_entry
 .global guest_exit
