@@ -290,21 +290,33 @@ impl Loaded {
     };
 
     fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
-        let root = match (vcpu.kernel_mode, vcpu.user_root) {
+        Loaded {
+            root: Self::root_for(vcpu),
+            fs: vcpu.segments.fs,
+            gs: Self::gs_for(vcpu),
+            ts: Some(vcpu.virtual_ts),
+            kernel_mode: Some(vcpu.kernel_mode),
+        }
+    }
+
+    /// The page table `vcpu`'s mode runs on: the user root in user mode (the kernel's
+    /// if it has none, which `HYPERVISOR_iret` never lets happen), else the kernel root.
+    #[inline(always)]
+    fn root_for(vcpu: &hypervisor::domain::Vcpu) -> u64 {
+        match (vcpu.kernel_mode, vcpu.user_root) {
             (false, Some(user)) => user,
             _ => vcpu.kernel_root,
-        };
-        let gs = if vcpu.kernel_mode {
+        }
+        .addr()
+    }
+
+    /// The GS base `vcpu`'s mode runs with.
+    #[inline(always)]
+    fn gs_for(vcpu: &hypervisor::domain::Vcpu) -> u64 {
+        if vcpu.kernel_mode {
             vcpu.segments.gs_kernel
         } else {
             vcpu.segments.gs_user
-        };
-        Loaded {
-            root: root.addr(),
-            fs: vcpu.segments.fs,
-            gs,
-            ts: Some(vcpu.virtual_ts),
-            kernel_mode: Some(vcpu.kernel_mode),
         }
     }
 }
@@ -505,20 +517,24 @@ fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
 /// what depends on the mode, its page table, GS base and `syscall` entry.
 #[inline(always)]
 fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
-    let wanted = Loaded::wanted(vcpu);
-    debug_assert!(wanted.fs == loaded.fs && wanted.ts == loaded.ts);
-    debug_assert!(wanted.kernel_mode != loaded.kernel_mode);
-    if wanted.root != loaded.root {
+    debug_assert!({
+        let wanted = Loaded::wanted(vcpu);
+        wanted.fs == loaded.fs && wanted.ts == loaded.ts && wanted.kernel_mode != loaded.kernel_mode
+    });
+    let (root, gs) = (Loaded::root_for(vcpu), Loaded::gs_for(vcpu));
+    if root != loaded.root {
         // SAFETY: as in `load_hardware`.
-        unsafe { cpu::write_cr3(wanted.root) };
+        unsafe { cpu::write_cr3(root) };
     }
-    if wanted.gs != loaded.gs {
+    if gs != loaded.gs {
         // SAFETY: as in `load_hardware`.
-        unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, wanted.gs) };
+        unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, gs) };
     }
     // SAFETY: as in `load_hardware`.
     unsafe { cpu::wrmsr(cpu::msr::LSTAR, x86::syscall_entry_for(vcpu.kernel_mode)) };
-    *loaded = wanted;
+    loaded.root = root;
+    loaded.gs = gs;
+    loaded.kernel_mode = Some(vcpu.kernel_mode);
 }
 
 /// Whether the on-CPU vCPU has an upcall pending, masked or not.
