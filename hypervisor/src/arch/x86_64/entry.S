@@ -196,6 +196,12 @@
     push $0
     push $VECTOR_SYSCALL
     sub $FRAME_GPRS, %rsp
+    SAVE_CALLER_SAVED
+.endm
+
+/* The caller-saved registers into the frame at %rsp (the callee-saved ones stay in the
+ * CPU: Rust preserves them). */
+.macro SAVE_CALLER_SAVED
     mov %rax, FRAME_RAX(%rsp)
     mov %rcx, FRAME_RCX(%rsp)
     mov %rdx, FRAME_RDX(%rsp)
@@ -305,6 +311,9 @@ syscall_fast_exit:
     sysretq
 5:  cmp $FAST_RESUME, %eax
     jne 2f
+/* Back to the guest by iretq from a frame that holds only the caller-saved registers
+ * (the callee-saved ones never left the CPU): the fast path's Resume, the #PF lane. */
+resume_caller_saved:
     LAZY_FPU_EXIT
     mov FRAME_RCX(%rsp), %rcx
     RESTORE_CALLER_SAVED_BUT_RCX
@@ -488,15 +497,7 @@ exception_stub_14:
     testb $1, 8(%rsp)               /* error code bit 0: the page was present */
     jnz exception_common
     sub $FRAME_GPRS, %rsp
-    mov %rax, FRAME_RAX(%rsp)
-    mov %rcx, FRAME_RCX(%rsp)
-    mov %rdx, FRAME_RDX(%rsp)
-    mov %rsi, FRAME_RSI(%rsp)
-    mov %rdi, FRAME_RDI(%rsp)
-    mov %r8, FRAME_R8(%rsp)
-    mov %r9, FRAME_R9(%rsp)
-    mov %r10, FRAME_R10(%rsp)
-    mov %r11, FRAME_R11(%rsp)
+    SAVE_CALLER_SAVED
     swapgs
     /* (RFLAGS.AC: as in exception_common.) */
     cmpb $0, HV_SMAP(%rip)
@@ -507,16 +508,10 @@ exception_stub_14:
     cld
     call hv_page_fault_lane
     test %al, %al
-    jz 2f
-    LAZY_FPU_EXIT
-    mov FRAME_RCX(%rsp), %rcx
-    RESTORE_CALLER_SAVED_BUT_RCX
-    add $(FRAME_GPRS + 16), %rsp
-    swapgs
-    iretq
+    jnz resume_caller_saved
     /* Declined, having changed nothing: the general trap path, with the frame
      * completed (the callee-saved registers are still the guest's). */
-2:  SAVE_CALLEE_SAVED
+    SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     call hv_trap_entry
     jmp guest_exit
