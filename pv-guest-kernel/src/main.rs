@@ -162,6 +162,12 @@ fn power_off(code: u32) -> ! {
     }
 }
 
+/// A stack pointer in the lower half that this kernel never maps, for the crash modes
+/// whose frames must fault.
+const UNMAPPED_STACK: u64 = 0x7000_0000_1000;
+/// An address it never maps either, for the access that must fault.
+const UNMAPPED_DATA: u64 = 0x7100_0000_0000;
+
 fn crash(mode: CrashMode) -> ! {
     // SAFETY: each of these faults on purpose, or corrupts this domain's own trap state
     // and then faults; either way the hypervisor must stop this domain, and nothing after
@@ -192,13 +198,12 @@ fn crash(mode: CrashMode) -> ! {
                 core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
             }
             CrashMode::BadFaultStack => {
-                // Both addresses are guest addresses this kernel never maps.
                 core::arch::asm!(
                     "mov rsp, {stack}",
                     "mov rax, [{fault}]",
                     "ud2",
-                    stack = in(reg) 0x7000_0000_1000u64,
-                    fault = in(reg) 0x7100_0000_0000u64,
+                    stack = in(reg) UNMAPPED_STACK,
+                    fault = in(reg) UNMAPPED_DATA,
                     options(noreturn)
                 )
             }
@@ -209,7 +214,7 @@ fn crash(mode: CrashMode) -> ! {
                     "mov rsp, {stack}",
                     "syscall",
                     "ud2",
-                    stack = in(reg) 0x7000_0000_1000u64,
+                    stack = in(reg) UNMAPPED_STACK,
                     in("rax") pv_abi::xen::Hypercall::Iret.number(),
                     options(noreturn)
                 )
