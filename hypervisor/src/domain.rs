@@ -1,7 +1,7 @@
 //! Domains and their virtual CPUs: what the hypervisor remembers about each guest.
 
 use crate::frames::DomId;
-use crate::mm::Mfn;
+use crate::mm::{Mfn, PAGE_SHIFT};
 use crate::regs::TrapFrame;
 use pv_abi::arch_x86_64::TrapInfo;
 
@@ -64,8 +64,11 @@ pub struct Vcpu {
     pub fpu: FpuState,
     /// The guest kernel's top-level page table (its CR3 in kernel mode).
     pub kernel_root: Mfn,
-    /// The guest user top-level page table (NEW_USER_BASEPTR), used in user mode.
-    pub user_root: Option<Mfn>,
+    /// The guest user top-level page table (NEW_USER_BASEPTR), used in user mode, as the
+    /// CR3 value that loads it (0: none): one word, which the express paths of `entry.S`
+    /// read. Reached through [`user_root`](Self::user_root) and
+    /// [`set_user_root`](Self::set_user_root).
+    user_root_cr3: u64,
     /// Whether the vCPU is in (virtual) guest kernel mode; both modes run in ring 3.
     pub kernel_mode: bool,
     /// Guest kernel stack for entries from user mode (stack_switch).
@@ -93,6 +96,10 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
+    /// Where [`user_root`](Self::user_root) keeps its CR3 value (0: none), for the express
+    /// paths of `entry.S`.
+    pub const USER_ROOT_CR3_OFFSET: usize = core::mem::offset_of!(Vcpu, user_root_cr3);
+
     /// A vCPU that has not run yet: its registers and kernel page table, in guest kernel
     /// mode, with reset values everywhere else (initial FPU state, empty trap table, no
     /// callbacks).
@@ -101,7 +108,7 @@ impl Vcpu {
             regs,
             fpu: FpuState::initial(),
             kernel_root,
-            user_root: None,
+            user_root_cr3: 0,
             kernel_mode: true,
             kernel_sp: 0,
             kernel_ss: 0,
@@ -114,6 +121,27 @@ impl Vcpu {
             id: 0,
             vcpu_info: None,
         }
+    }
+
+    /// The guest user top-level page table, if it has one.
+    #[inline(always)]
+    pub fn user_root(&self) -> Option<Mfn> {
+        (self.user_root_cr3 != 0).then_some(Mfn(self.user_root_cr3 >> PAGE_SHIFT))
+    }
+
+    /// Sets the guest user top-level page table; returns the one it replaces. Frame 0 is
+    /// never a guest's (the frame table keeps low memory), so its CR3 value 0 can mean
+    /// "none".
+    pub fn set_user_root(&mut self, root: Option<Mfn>) -> Option<Mfn> {
+        let old = self.user_root();
+        self.user_root_cr3 = match root {
+            Some(mfn) => {
+                assert!(mfn.0 != 0, "frame 0 as a user page table");
+                mfn.0 << PAGE_SHIFT
+            }
+            None => 0,
+        };
+        old
     }
 
     /// Machine address of this vCPU's `vcpu_info`, given its domain's shared-info page.

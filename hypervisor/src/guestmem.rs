@@ -110,10 +110,10 @@ impl Default for WalkMemo {
 }
 
 /// First address above the lower canonical half.
-const LOWER_HALF_END: u64 = 1 << 47;
+pub const LOWER_HALF_END: u64 = 1 << 47;
 /// First address of the guest's part of the upper half (L4 slot 272, above the
 /// hypervisor's slots 256..272).
-const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
+pub const GUEST_UPPER_START: u64 = 0xffff_8800_0000_0000;
 
 /// Whether the MMU may copy `va..va+len` for a guest: the range lies wholly below the
 /// canonical hole or wholly above the hypervisor's L4 slots, so the copy can neither

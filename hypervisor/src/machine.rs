@@ -224,6 +224,9 @@ struct State {
     domains: [Option<Domain>; MAX_DOMAINS],
     current: usize,
     cmdline: &'static str,
+    /// The express paths of `entry.S` are on (the default; `express=off` on the command
+    /// line leaves every crossing to the lanes, for comparison and tests).
+    express: bool,
     free_at_start: usize,
     loaded: Loaded,
     /// Per-domain event channels, parked vCPUs, timers.
@@ -303,7 +306,7 @@ impl Loaded {
     /// if it has none, which `HYPERVISOR_iret` never lets happen), else the kernel root.
     #[inline(always)]
     fn root_for(vcpu: &hypervisor::domain::Vcpu) -> u64 {
-        match (vcpu.kernel_mode, vcpu.user_root) {
+        match (vcpu.kernel_mode, vcpu.user_root()) {
             (false, Some(user)) => user,
             _ => vcpu.kernel_root,
         }
@@ -321,11 +324,37 @@ impl Loaded {
     }
 }
 
+/// What the express paths of `entry.S` need of the machine state (`PerCpu::express_state`
+/// points at it): where the on-CPU vCPU's `vcpu_info` pointer is, and the parts of
+/// [`Loaded`] they record after a mode switch, with the bytes `Loaded::kernel_mode` holds
+/// for either mode (an `Option<bool>` read and written as one byte).
+pub(crate) mod express {
+    use super::State;
+    use core::mem::offset_of;
+
+    /// `State::vcpu_info`.
+    pub const VCPU_INFO: usize = offset_of!(State, vcpu_info);
+    /// `State::loaded.root`.
+    pub const LOADED_ROOT: usize = offset_of!(State, loaded.root);
+    /// `State::loaded.gs`.
+    pub const LOADED_GS: usize = offset_of!(State, loaded.gs);
+    /// `State::loaded.kernel_mode`.
+    pub const LOADED_MODE: usize = offset_of!(State, loaded.kernel_mode);
+    /// `Some(true)` in `Loaded::kernel_mode`, as a byte.
+    // SAFETY: `Option<bool>` is one byte (asserted below), every bit of it initialised.
+    pub const MODE_KERNEL: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(true)) };
+    /// `Some(false)`, likewise.
+    // SAFETY: as above.
+    pub const MODE_USER: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(false)) };
+    const _: () = assert!(size_of::<Option<bool>>() == 1);
+}
+
 static STATE: Mutex<State> = Mutex::new(State {
     frames: FrameTable::empty(),
     domains: [const { None }; MAX_DOMAINS],
     current: 0,
     cmdline: "",
+    express: true,
     free_at_start: 0,
     loaded: Loaded::NOTHING,
     runtime: [Runtime::NEW; MAX_DOMAINS],
@@ -384,6 +413,10 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     state.frames = FrameTable::new(unsafe { &mut *FRAME_STORAGE.0.get() });
     state.frames.attach_m2p(x86::m2p::init());
     state.cmdline = boot.cmdline;
+    state.express = !boot
+        .cmdline
+        .split_whitespace()
+        .any(|word| word == "express=off");
     reserve_boot_memory(&mut state.frames, boot);
     run::init_time(state);
     log::info!(
@@ -391,6 +424,9 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         (state.frames.free_count() * PAGE_SIZE as usize) >> 20,
         boot.cmdline
     );
+    if !state.express {
+        log::info!("express paths off (express=off): every crossing takes the lanes");
+    }
     let Some(module) = boot.modules.first() else {
         log::error!("no boot image: pass one with -initrd (cargo xtask run does)");
         cpu::exit_qemu(EXIT_PANIC);
@@ -452,12 +488,20 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
         .as_mut()
         .expect("switching to a live domain");
     state.current = index;
+    let vcpu = if state.express {
+        &raw mut domain.vcpu as u64
+    } else {
+        0
+    };
     // SAFETY: the FPU area lives in the static domain table, 16-aligned, and holds a
     // valid image (initial or saved by fxsave).
     unsafe { x86::percpu::switch_fpu_area(&raw const domain.vcpu.fpu as u64) };
     frame.clone_from(&domain.vcpu.regs);
     state.loaded = Loaded::NOTHING;
     load_vcpu_state(state);
+    // The vCPU and the state live in the static domain table and lock; the express paths
+    // run only while this vCPU is on the CPU (`teardown` clears the pointer).
+    x86::percpu::set_express(vcpu, &raw mut *state as u64);
 }
 
 /// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and
@@ -1247,6 +1291,7 @@ fn teardown(state: &mut State, index: usize) {
     // SAFETY: the boot tables map the hypervisor and nothing of any guest.
     unsafe { cpu::write_cr3(x86::idle_root()) };
     state.loaded = Loaded::NOTHING;
+    x86::percpu::set_express(0, 0);
     let released = state.frames.release_domain(domain.id);
     log::debug!("domain {} released {released} frames", domain.id);
 }

@@ -11,6 +11,7 @@ pub const ENTRIES_PER_TABLE: usize = 512;
 
 /// A machine frame number: a real physical page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
 pub struct Mfn(pub u64);
 
 impl Mfn {

@@ -130,7 +130,7 @@ pub fn checked(frame: &IretContext, vcpu: &Vcpu) -> Option<IretReturn> {
         && is_canonical(frame.rsp);
     // As in Xen, user mode needs its own page table: with the kernel's, user code could
     // reach all of guest kernel memory (both modes run in ring 3).
-    if !plausible || (to_user && vcpu.user_root.is_none()) {
+    if !plausible || (to_user && vcpu.user_root().is_none()) {
         return None;
     }
     Some(IretReturn {
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn returns_to_user_mode_with_and_without_syscall_semantics() {
         let mut world = World::new();
-        world.domain.vcpu.user_root = Some(Mfn(1));
+        world.domain.vcpu.set_user_root(Some(Mfn(1)));
         let (ret, after) = call_iret(&mut world, context(0xe033, 0));
         assert_eq!((ret, after), (42, After::Resume));
         assert!(!world.domain.vcpu.kernel_mode);
@@ -185,7 +185,7 @@ mod tests {
         );
 
         let mut world = World::new();
-        world.domain.vcpu.user_root = Some(Mfn(1));
+        world.domain.vcpu.set_user_root(Some(Mfn(1)));
         let (ret, _) = call_iret(&mut world, context(0xe033, VGCF_IN_SYSCALL));
         assert_eq!(ret, 42);
         assert_ne!(
@@ -225,7 +225,7 @@ mod tests {
             "no user page table"
         );
         let mut world = World::new();
-        world.domain.vcpu.user_root = Some(Mfn(1));
+        world.domain.vcpu.set_user_root(Some(Mfn(1)));
         assert_eq!(
             call_iret(&mut world, context(0xe008, 0)).1,
             crash,

@@ -590,7 +590,7 @@ pub(super) mod tests {
         /// The invariants hold for domain 1.
         pub fn check(&mut self) {
             let mut roots = vec![self.domain.vcpu.kernel_root];
-            roots.extend(self.domain.vcpu.user_root);
+            roots.extend(self.domain.vcpu.user_root());
             let frames = FrameTable::adopt(&mut self.storage);
             audit(&self.mem, &frames, 1, &roots).unwrap();
         }
@@ -841,7 +841,7 @@ pub(super) mod tests {
         ];
         assert_eq!(w.batch(26, &ops, 0x7ff0), (0, 4));
         assert_eq!(w.domain.vcpu.kernel_root, copy);
-        assert_eq!(w.domain.vcpu.user_root, Some(L4));
+        assert_eq!(w.domain.vcpu.user_root(), Some(L4));
         assert_eq!(w.mmu.loaded, vec![copy]);
         assert_eq!(
             w.info(Mfn(2)).type_count,

@@ -366,7 +366,7 @@ pub(crate) mod tests {
             let v = &domain.vcpu;
             (
                 v.kernel_root,
-                v.user_root,
+                v.user_root(),
                 v.kernel_mode,
                 (v.segments.fs, v.segments.gs_kernel, v.segments.gs_user),
                 v.virtual_ts,

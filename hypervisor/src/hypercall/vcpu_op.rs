@@ -154,9 +154,9 @@ fn initialise<M: PhysMem>(call: &mut GlobalCall<'_, M>, id: u32, arg: u64) -> Re
             paging.put_page_and_type(vcpu.kernel_root);
             return Err(errno);
         }
-        vcpu.user_root = Some(Mfn(user));
+        vcpu.set_user_root(Some(Mfn(user)));
     }
-    if !vcpu.kernel_mode && vcpu.user_root.is_none() {
+    if !vcpu.kernel_mode && vcpu.user_root().is_none() {
         paging.put_page_and_type(vcpu.kernel_root);
         return Err(Errno::EINVAL);
     }

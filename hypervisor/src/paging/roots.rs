@@ -63,13 +63,13 @@ impl<M: PhysMem> Paging<'_, M> {
     /// an L4 reference. The trap path loads it on every switch to guest user mode.
     pub fn new_user_baseptr(&mut self, vcpu: &mut Vcpu, mfn: u64) -> Result<(), Errno> {
         let new = (mfn != 0).then_some(Mfn(mfn));
-        if new == vcpu.user_root {
+        if new == vcpu.user_root() {
             return Ok(());
         }
         if let Some(root) = new {
             self.get_page_and_type(root, PageType::L4Table)?;
         }
-        if let Some(old) = core::mem::replace(&mut vcpu.user_root, new) {
+        if let Some(old) = vcpu.set_user_root(new) {
             self.put_page_and_type(old);
         }
         Ok(())
@@ -78,7 +78,7 @@ impl<M: PhysMem> Paging<'_, M> {
     /// Drops the references a vCPU's roots hold (before a domain is torn down frame by
     /// frame, or in tests that check every count returns to zero).
     pub fn drop_roots(&mut self, vcpu: &mut Vcpu) {
-        if let Some(user) = vcpu.user_root.take() {
+        if let Some(user) = vcpu.set_user_root(None) {
             self.put_page_and_type(user);
         }
         self.put_page_and_type(vcpu.kernel_root);

@@ -400,10 +400,10 @@ fn base_pointers_hold_their_roots() {
         );
         // User root: recorded with a reference, 0 clears it.
         p.new_user_baseptr(&mut d.vcpu, t.l4.0).unwrap();
-        assert_eq!(d.vcpu.user_root, Some(t.l4));
+        assert_eq!(d.vcpu.user_root(), Some(t.l4));
         audit(&mem, &frames, 1, &[l4b, t.l4]).unwrap();
         p.new_user_baseptr(&mut d.vcpu, 0).unwrap();
-        assert_eq!(d.vcpu.user_root, None);
+        assert_eq!(d.vcpu.user_root(), None);
         p.drop_roots(&mut d.vcpu);
         for index in 0..super::testing::FRAMES {
             let info = frames.info(Mfn(index as u64));

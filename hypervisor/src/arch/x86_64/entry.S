@@ -26,6 +26,8 @@
 .set PERCPU_GUEST_TS,  41
 .set PERCPU_CR0_TS,    48
 .set PERCPU_LANE_RAX,  56
+.set PERCPU_EXPRESS_VCPU,  64
+.set PERCPU_EXPRESS_STATE, 72
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
 .set PERCPU_FPU_FLAGS, 40
@@ -70,6 +72,33 @@
 .set HYPERCALL_EVENT_CHANNEL_OP, 32
 .set EVTCHNOP_SEND,    4
 .set HYPERCALL_IRET,   23
+/* For the express paths (see "The express paths" below): fields of the on-CPU Vcpu
+ * (hypervisor::domain) and of the machine state (machine::express), from Rust. */
+.set VCPU_KERNEL_MODE,   {vcpu_kernel_mode}
+.set VCPU_KERNEL_ROOT,   {vcpu_kernel_root}
+.set VCPU_USER_ROOT,     {vcpu_user_root}
+.set VCPU_KERNEL_SP,     {vcpu_kernel_sp}
+.set VCPU_GS_KERNEL,     {vcpu_gs_kernel}
+.set VCPU_GS_USER,       {vcpu_gs_user}
+.set VCPU_SYSCALL,       {vcpu_syscall}
+.set VCPU_SYSCALL_MASKS, {vcpu_syscall_masks}
+.set STATE_VCPU_INFO,    {state_vcpu_info}
+.set STATE_LOADED_ROOT,  {state_loaded_root}
+.set STATE_LOADED_GS,    {state_loaded_gs}
+.set STATE_LOADED_MODE,  {state_loaded_mode}
+.set MODE_KERNEL,        {mode_kernel}
+.set MODE_USER,          {mode_user}
+.set GUEST_RANGE_BIAS,   {guest_range_bias}
+.set GUEST_RANGE_SPAN,   {guest_range_span}
+.set GUEST_RFLAGS_SETTABLE, {guest_rflags_settable}
+.set VGCF_IN_SYSCALL,    {vgcf_in_syscall}
+.set MSR_KERNEL_GS_BASE, {msr_kernel_gs_base}
+.set MSR_LSTAR,          {msr_lstar}
+/* vcpu_info: the pending and mask bytes (machine::upcall_due asserts the offsets). */
+.set VI_PENDING,         0
+.set VI_MASK,            1
+.set RFLAGS_IF,          0x200
+.set RFLAGS_RESERVED_ONE, 0x2
 /* The RFLAGS bits a bounce keeps for the guest kernel's handler, and those it sets
  * (traps::bounce::handler_rflags; from mod.rs). */
 .set BOUNCE_RFLAGS_KEEP, {bounce_rflags_keep}
@@ -267,6 +296,110 @@
     test %rax, %rax
 .endm
 
+/* The express paths. HYPERVISOR_iret and a process's system call, the two crossings
+ * between guest modes that every PV kernel makes all the time, are done here in
+ * assembly first, the way Xen does them (about 100 instructions each, against 190 for
+ * their lanes, whose call into Rust, lock and general checks are most of the cost).
+ * An express path takes only the plain case and declines everything else, having
+ * changed nothing the guest can see, to its lane, which does it all again with the
+ * checked Rust code (and itself declines to the general path): so every refusal,
+ * report, failsafe and upcall delivery stays in Rust, in one place. What they do is the
+ * lanes' (machine/lanes.rs: iret_lane, user_syscall_lane), check for check:
+ *  - the vCPU on this CPU (PERCPU_EXPRESS_VCPU, set by machine.rs's switch_to; 0 turns
+ *    them off: `express=off`), in the mode the entry serves;
+ *  - guest memory only inside one page of the guest's part of the address space
+ *    (JUMP_UNLESS_GUEST_PAGE, the accessor's ranges), read or written by GUARDED
+ *    instructions, whose page fault declines; each guest word read once;
+ *  - every value checked as the Rust code checks it (iret::checked, push_bounce), the
+ *    event mask and pending byte of the vcpu_info as the lanes test them;
+ *  - on success the machine state they change recorded where Rust keeps it (the
+ *    vCPU's mode, machine::State's loaded root, GS base and mode).
+ * The machine lock is not taken: these run only while a guest runs, which on this one
+ * CPU means nothing in the hypervisor holds it. A ring-0 fault on anything but a
+ * guarded access is a hypervisor bug, reported as one (ring0_pf). */
+
+/* An exception-table entry: a page fault at \at resumes at \fixup (ring0_pf). */
+.macro EXTABLE at, fixup
+    .pushsection .hv_extable, "a"
+    .balign 4
+    .long \at - .
+    .long \fixup - .
+    .popsection
+.endm
+
+/* \insn, an access to guest memory: a page fault on it resumes at \fixup. */
+.macro GUARDED fixup, insn:vararg
+.Lguarded\@:
+    \insn
+    EXTABLE .Lguarded\@, \fixup
+.endm
+
+/* Guest accesses from ring 0 need RFLAGS.AC while SMAP is on (HV_SMAP). */
+.macro SMAP_OPEN
+    cmpb $0, HV_SMAP(%rip)
+    je .Lsmap_open\@
+    stac
+.Lsmap_open\@:
+.endm
+
+.macro SMAP_CLOSE
+    cmpb $0, HV_SMAP(%rip)
+    je .Lsmap_close\@
+    clac
+.Lsmap_close\@:
+.endm
+
+/* Jumps to \target unless \reg is canonical (bits 63..47 all equal). Clobbers \tmp. */
+.macro JUMP_UNLESS_CANONICAL reg, tmp, target
+    mov \reg, \tmp
+    sar $47, \tmp
+    inc \tmp
+    cmp $1, \tmp
+    ja \target
+.endm
+
+/* Jumps to \target unless the \size bytes at \reg lie inside one page of the guest's
+ * part of the address space: below the canonical hole or above the hypervisor's L4
+ * slots (GUEST_RANGE_*, see arch/x86_64/mod.rs; the bounds are page-aligned, so a page
+ * is wholly in or out). Clobbers \tmp. */
+.macro JUMP_UNLESS_GUEST_PAGE reg, size, tmp, target
+    mov \reg, \tmp
+    and $0xfff, \tmp
+    cmp $(4096 - \size), \tmp
+    ja \target
+    mov \reg, \tmp
+    sar $43, \tmp
+    add $GUEST_RANGE_BIAS, \tmp
+    cmp $GUEST_RANGE_SPAN, \tmp
+    jae \target
+.endm
+
+/* Writes the syscall entry for the mode just entered (\entry) to LSTAR. Clobbers rax,
+ * rcx, rdx. */
+.macro SET_LSTAR entry
+    lea \entry(%rip), %rax
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $MSR_LSTAR, %ecx
+    wrmsr
+.endm
+
+/* Loads the guest GS base of the mode just entered from \field of the vCPU at \vcpu
+ * into KERNEL_GS_BASE (where the guest's waits until the exit's swapgs) unless it is
+ * loaded already, and records it in the machine state at \state. Clobbers rax, rcx,
+ * rdx. */
+.macro LOAD_GUEST_GS vcpu, field, state
+    mov \field(\vcpu), %rax
+    cmp STATE_LOADED_GS(\state), %rax
+    je .Lgs_loaded\@
+    mov %rax, STATE_LOADED_GS(\state)
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $MSR_KERNEL_GS_BASE, %ecx
+    wrmsr
+.Lgs_loaded\@:
+.endm
+
 .text
 /* syscall from ring 3 while the vCPU on this CPU runs its kernel mode (LSTAR follows
  * the mode: a process's system call lands on user_syscall_entry below, and reaches the
@@ -407,6 +540,109 @@ send_lane:
  * unreadable or refused frame, an upcall due on return): the general stub takes the
  * call. */
 iret_lane:
+    /* The express path first (see "The express paths" below). The iretq frame, then
+     * the registers it uses; rcx and r11 are the guest's at the call, replaced by the
+     * context's unless it returns "in syscall". */
+    sub $40, %rsp                   /* rip, cs, rflags, rsp, ss at 40..80 */
+    push %rcx                       /* 32 */
+    push %r11                       /* 24 */
+    push %rdx
+    push %rsi
+    push %rdi
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
+    test %rdi, %rdi
+    jz .Liret_decline
+    cmpb $0, VCPU_KERNEL_MODE(%rdi)
+    je .Liret_decline
+    mov %gs:PERCPU_SCRATCH, %rsi    /* the iret_context: rax r11 rcx flags rip cs rflags rsp ss */
+    JUMP_UNLESS_GUEST_PAGE %rsi, 72, %rax, .Liret_decline
+    SMAP_OPEN
+    /* Each word of the guest's context is read once. CS and SS: the flat selectors
+     * (only their low 16 bits count); CS's RPL 3 returns to user mode, which needs a
+     * user page table. */
+    GUARDED .Liret_decline, mov 40(%rsi), %rcx
+    mov %ecx, %eax
+    or $3, %eax
+    cmp $FLAT_RING3_CS64, %ax
+    jne .Liret_decline
+    GUARDED .Liret_decline, mov 64(%rsi), %rax
+    or $3, %eax
+    cmp $FLAT_RING3_SS64, %ax
+    jne .Liret_decline
+    test $3, %cl
+    jz 1f
+    cmpq $0, VCPU_USER_ROOT(%rdi)
+    je .Liret_decline
+1:  GUARDED .Liret_decline, mov 32(%rsi), %rax
+    JUMP_UNLESS_CANONICAL %rax, %rdx, .Liret_decline
+    mov %rax, 40(%rsp)
+    GUARDED .Liret_decline, mov 56(%rsi), %rax
+    JUMP_UNLESS_CANONICAL %rax, %rdx, .Liret_decline
+    mov %rax, 64(%rsp)
+    /* RFLAGS: IF clear masks events on return; one that unmasks them with an upcall
+     * pending is the lane's (the general path delivers it on the way out). */
+    GUARDED .Liret_decline, mov 48(%rsi), %r11
+    test $RFLAGS_IF, %r11d
+    jz 2f
+    mov %gs:PERCPU_EXPRESS_STATE, %rdx
+    mov STATE_VCPU_INFO(%rdx), %rdx
+    cmpb $0, VI_PENDING(%rdx)
+    jne .Liret_decline
+    /* rax from the context, and rcx and r11 too unless it returns "in syscall": all
+     * read before the first is stored, so that a fault still changes nothing. */
+2:  GUARDED .Liret_decline, mov 24(%rsi), %rax
+    test $VGCF_IN_SYSCALL, %eax
+    jnz 3f
+    GUARDED .Liret_decline, mov 8(%rsi), %rax
+    GUARDED .Liret_decline, mov 16(%rsi), %rdx
+    GUARDED .Liret_decline, mov (%rsi), %rsi
+    SMAP_CLOSE
+    mov %rax, 24(%rsp)
+    mov %rdx, 32(%rsp)
+    jmp 4f
+3:  GUARDED .Liret_decline, mov (%rsi), %rsi
+    SMAP_CLOSE
+    /* Accepted: from here on nothing declines. */
+4:  mov %rsi, %gs:PERCPU_LANE_RAX
+    mov %gs:PERCPU_EXPRESS_STATE, %rsi
+    mov STATE_VCPU_INFO(%rsi), %rdx
+    test $RFLAGS_IF, %r11d
+    setz VI_MASK(%rdx)
+    and $GUEST_RFLAGS_SETTABLE, %r11
+    or $(RFLAGS_IF | RFLAGS_RESERVED_ONE), %r11
+    mov %r11, 56(%rsp)
+    movq $FLAT_RING3_CS64, 48(%rsp)
+    movq $FLAT_RING3_SS64, 72(%rsp)
+    test $3, %cl
+    jz 5f
+    /* To user mode: its page table, GS base and syscall entry. */
+    movb $0, VCPU_KERNEL_MODE(%rdi)
+    movb $MODE_USER, STATE_LOADED_MODE(%rsi)
+    mov VCPU_USER_ROOT(%rdi), %rax
+    cmp STATE_LOADED_ROOT(%rsi), %rax
+    je 6f
+    mov %rax, %cr3
+    mov %rax, STATE_LOADED_ROOT(%rsi)
+6:  LOAD_GUEST_GS %rdi, VCPU_GS_USER, %rsi
+    SET_LSTAR user_syscall_entry
+5:  pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %r11
+    pop %rcx
+    mov %gs:PERCPU_LANE_RAX, %rax
+    swapgs
+    iretq
+/* Declined (nothing changed; a fault on the context lands here too): the lane. */
+.Liret_decline:
+    SMAP_CLOSE
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %r11
+    pop %rcx
+    add $40, %rsp
+iret_lane_rust:
     sub $48, %rsp                   /* rip, cs, rflags, rsp, ss; a word that keeps the
                                      * call's 16-byte alignment */
     LANE_PUSH
@@ -441,6 +677,97 @@ user_syscall_entry:
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
     mov %rax, %gs:PERCPU_LANE_RAX
+    /* The express path first (see "The express paths" below): the registers it uses
+     * besides rax (in PERCPU_LANE_RAX); rcx and r11 stay the process's rip and RFLAGS
+     * until the frame holds them. */
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
+    test %rdi, %rdi
+    jz .Lsys_decline
+    cmpb $0, VCPU_KERNEL_MODE(%rdi)
+    jne .Lsys_decline
+    JUMP_UNLESS_RCX_CANONICAL .Lsys_decline
+    mov VCPU_SYSCALL(%rdi), %rax
+    test %rax, %rax
+    jz .Lsys_decline
+    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lsys_decline
+    /* An upcall due (pending and unmasked) that the callback would not mask: the
+     * lane's, whose general path delivers it on the way out. */
+    mov %gs:PERCPU_EXPRESS_STATE, %rdx
+    mov STATE_VCPU_INFO(%rdx), %rsi
+    cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
+    jne 1f
+    movzwl VI_PENDING(%rsi), %eax   /* pending (low byte) set, mask (high) clear */
+    dec %eax
+    cmp $0xff, %eax
+    jb .Lsys_decline
+    /* The bounce frame (traps::bounce::push_bounce): seven words below the 16-byte
+     * aligned kernel stack pointer, inside one page of the guest's part. */
+1:  mov VCPU_KERNEL_SP(%rdi), %r8
+    and $-16, %r8
+    sub $56, %r8
+    jb .Lsys_decline
+    JUMP_UNLESS_GUEST_PAGE %r8, 56, %rax, .Lsys_decline
+    /* The kernel's page table, through which the frame is written (recorded, so that
+     * a decline from here on leaves the machine state true). */
+    mov VCPU_KERNEL_ROOT(%rdi), %rax
+    shl $12, %rax
+    cmp STATE_LOADED_ROOT(%rdx), %rax
+    je 2f
+    mov %rax, %cr3
+    mov %rax, STATE_LOADED_ROOT(%rdx)
+    /* rcx r11 rip cs|mask<<32 rflags(IF = !mask) rsp ss; one page, so the first
+     * store faults or none does. */
+2:  SMAP_OPEN
+    GUARDED .Lsys_decline, mov %rcx, (%r8)
+    GUARDED .Lsys_decline, mov %r11, 8(%r8)
+    GUARDED .Lsys_decline, mov %rcx, 16(%r8)
+    movzbl VI_MASK(%rsi), %eax
+    shl $32, %rax
+    or $FLAT_RING3_CS64, %rax
+    GUARDED .Lsys_decline, mov %rax, 24(%r8)
+    mov %r11, %rax
+    and $~RFLAGS_IF, %rax
+    cmpb $0, VI_MASK(%rsi)
+    jne 3f
+    or $RFLAGS_IF, %rax
+3:  GUARDED .Lsys_decline, mov %rax, 32(%r8)
+    mov %gs:PERCPU_SCRATCH, %rax
+    GUARDED .Lsys_decline, mov %rax, 40(%r8)
+    GUARDED .Lsys_decline, movq $FLAT_RING3_SS64, 48(%r8)
+    SMAP_CLOSE
+    /* Written: kernel mode, events masked if the callback says so, the kernel's GS
+     * base and syscall entry; into the callback by sysretq on the frame. */
+    movb $1, VCPU_KERNEL_MODE(%rdi)
+    cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
+    je 4f
+    movb $1, VI_MASK(%rsi)
+4:  mov %r8, %gs:PERCPU_SCRATCH
+    mov %rdx, %rsi
+    movb $MODE_KERNEL, STATE_LOADED_MODE(%rsi)
+    LOAD_GUEST_GS %rdi, VCPU_GS_KERNEL, %rsi
+    SET_LSTAR syscall_entry
+    mov VCPU_SYSCALL(%rdi), %rcx
+    and $BOUNCE_RFLAGS_KEEP, %r11
+    or $BOUNCE_RFLAGS_SET, %r11
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    mov %gs:PERCPU_LANE_RAX, %rax
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+/* Declined (nothing changed but, maybe, the loaded page table, as recorded): the lane. */
+.Lsys_decline:
+    SMAP_CLOSE
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
     LANE_PUSH
     LAZY_FPU_ENTRY
     JUMP_UNLESS_RCX_CANONICAL 2f

@@ -16,13 +16,54 @@ pub mod rtc;
 pub mod serial;
 pub mod tsc;
 
+use core::mem::offset_of;
+use hypervisor::domain::Vcpu;
+
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(
     include_str!("entry.S"),
     bounce_rflags_keep = const hypervisor::traps::bounce::HANDLER_RFLAGS_KEEP as i32,
     bounce_rflags_set = const hypervisor::traps::bounce::HANDLER_RFLAGS_SET,
+    vcpu_kernel_mode = const offset_of!(Vcpu, kernel_mode),
+    vcpu_kernel_root = const offset_of!(Vcpu, kernel_root),
+    vcpu_user_root = const Vcpu::USER_ROOT_CR3_OFFSET,
+    vcpu_kernel_sp = const offset_of!(Vcpu, kernel_sp),
+    vcpu_gs_kernel = const offset_of!(Vcpu, segments.gs_kernel),
+    vcpu_gs_user = const offset_of!(Vcpu, segments.gs_user),
+    vcpu_syscall = const offset_of!(Vcpu, callbacks.syscall),
+    vcpu_syscall_masks = const offset_of!(Vcpu, callbacks.syscall_masks_events),
+    state_vcpu_info = const crate::machine::express::VCPU_INFO,
+    state_loaded_root = const crate::machine::express::LOADED_ROOT,
+    state_loaded_gs = const crate::machine::express::LOADED_GS,
+    state_loaded_mode = const crate::machine::express::LOADED_MODE,
+    mode_kernel = const crate::machine::express::MODE_KERNEL,
+    mode_user = const crate::machine::express::MODE_USER,
+    guest_range_bias = const GUEST_RANGE_BIAS,
+    guest_range_span = const GUEST_RANGE_SPAN,
+    guest_rflags_settable = const hypervisor::traps::bounce::rflags::GUEST_SETTABLE,
+    vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
+    msr_kernel_gs_base = const cpu::msr::KERNEL_GS_BASE,
+    msr_lstar = const cpu::msr::LSTAR,
     options(att_syntax)
 );
+
+/// The guest's part of the address space for the express paths of `entry.S`, which test
+/// an address `va` by its 2^43-byte granule: `(va as i64 >> 43) + GUEST_RANGE_BIAS` is
+/// below `GUEST_RANGE_SPAN` exactly when `va` lies in the lower half or at or above the
+/// guest's upper part (`hypervisor::guestmem::mmu_may_copy`'s two ranges; both bounds are
+/// granule-aligned, so an object inside one page is wholly in or wholly out).
+const GUEST_RANGE_SHIFT: u32 = 43;
+const GUEST_RANGE_BIAS: i64 =
+    -((hypervisor::guestmem::GUEST_UPPER_START as i64) >> GUEST_RANGE_SHIFT);
+const GUEST_RANGE_SPAN: i64 =
+    (hypervisor::guestmem::LOWER_HALF_END >> GUEST_RANGE_SHIFT) as i64 + GUEST_RANGE_BIAS;
+const _: () = {
+    let granule = (1u64 << GUEST_RANGE_SHIFT) - 1;
+    assert!(hypervisor::guestmem::GUEST_UPPER_START & granule == 0);
+    assert!(hypervisor::guestmem::LOWER_HALF_END & granule == 0);
+    // The stubs compare with 8-bit immediates.
+    assert!(GUEST_RANGE_BIAS > 0 && GUEST_RANGE_SPAN < 128);
+};
 
 unsafe extern "C" {
     fn syscall_entry();

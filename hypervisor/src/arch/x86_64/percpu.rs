@@ -41,6 +41,13 @@ pub struct PerCpu {
     /// The guest's rax while a lane that jumps into the guest kernel runs (`entry.S`'s
     /// `lane_jump` puts it back).
     pub lane_rax: u64,
+    /// The vCPU on this CPU for the express paths of `entry.S` (a `Vcpu` in the static
+    /// domain table; 0: none, and every express path declines). Set when a vCPU is
+    /// switched in, cleared when its domain goes (machine.rs, `switch_to`, `teardown`).
+    pub express_vcpu: u64,
+    /// The machine state (`machine::State`, in its static lock) for the express paths:
+    /// where they read the `vcpu_info` pointer and record what they load.
+    pub express_state: u64,
 }
 
 const _: () = {
@@ -51,6 +58,8 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, guest_ts) == 41);
     assert!(core::mem::offset_of!(PerCpu, cr0_ts) == 48);
     assert!(core::mem::offset_of!(PerCpu, lane_rax) == 56);
+    assert!(core::mem::offset_of!(PerCpu, express_vcpu) == 64);
+    assert!(core::mem::offset_of!(PerCpu, express_state) == 72);
 };
 
 #[repr(C, align(4096))]
@@ -81,6 +90,8 @@ static CPU0: CpuStorage = CpuStorage {
         guest_ts: 0,
         cr0_ts: 0,
         lane_rax: 0,
+        express_vcpu: 0,
+        express_state: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -182,6 +193,16 @@ pub unsafe fn switch_fpu_area(area: u64) {
     save_fpu_full();
     // SAFETY: the caller's promise.
     unsafe { set_fpu_area(area) };
+}
+
+/// Points the express paths of `entry.S` at the vCPU on this CPU and the machine state
+/// (`vcpu` 0: they all decline). The caller keeps both alive and in place while set.
+pub fn set_express(vcpu: u64, state: u64) {
+    // SAFETY: writing fields of this CPU's own block.
+    unsafe {
+        (*current()).express_vcpu = vcpu;
+        (*current()).express_state = state;
+    }
 }
 
 /// Records whether the current vCPU runs with virtual CR0.TS.
