@@ -569,10 +569,17 @@ pub fn user_event(frame: &mut GuestFrame) {
 /// `slot`'s entry unless it ended, switches address spaces and loads `next`'s; if it is
 /// the same process, nothing moves. The state area below the frame (arch/traps.S,
 /// arch/events.S) is touched only on a switch.
+#[inline(always)]
 fn switch_to(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
-    if next == slot {
-        return;
+    // The common case (the same process goes on) without a call.
+    if next != slot {
+        switch_process(world, slot, next, frame);
     }
+}
+
+/// [`switch_to`] another process, out of line.
+#[inline(never)]
+fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
     let fpu = saved_fpu(frame);
     if let Some(old) = world.processes[slot].as_mut()
         && !matches!(old.state, State::Done(_))

@@ -725,16 +725,18 @@ user_syscall_entry:
     GUARDED .Lsys_decline, mov %rcx, (%r8)
     GUARDED .Lsys_decline, mov %r11, 8(%r8)
     GUARDED .Lsys_decline, mov %rcx, 16(%r8)
-    movzbl VI_MASK(%rsi), %eax
-    shl $32, %rax
-    or $FLAT_RING3_CS64, %rax
-    GUARDED .Lsys_decline, mov %rax, 24(%r8)
+    /* The event mask, read once: RFLAGS.IF shows it clear, bit 32 of CS set. */
+    cmpb $1, VI_MASK(%rsi)
+    sbb %rdx, %rdx                  /* -1: unmasked, 0: masked */
+    and $RFLAGS_IF, %edx
     mov %r11, %rax
     and $~RFLAGS_IF, %rax
-    cmpb $0, VI_MASK(%rsi)
-    jne 3f
-    or $RFLAGS_IF, %rax
-3:  GUARDED .Lsys_decline, mov %rax, 32(%r8)
+    or %rdx, %rax
+    GUARDED .Lsys_decline, mov %rax, 32(%r8)
+    xor $RFLAGS_IF, %edx
+    shl $(32 - 9), %rdx             /* RFLAGS_IF is bit 9 */
+    or $FLAT_RING3_CS64, %rdx
+    GUARDED .Lsys_decline, mov %rdx, 24(%r8)
     mov %gs:PERCPU_SCRATCH, %rax
     GUARDED .Lsys_decline, mov %rax, 40(%r8)
     GUARDED .Lsys_decline, movq $FLAT_RING3_SS64, 48(%r8)
@@ -746,7 +748,7 @@ user_syscall_entry:
     je 4f
     movb $1, VI_MASK(%rsi)
 4:  mov %r8, %gs:PERCPU_SCRATCH
-    mov %rdx, %rsi
+    mov %gs:PERCPU_EXPRESS_STATE, %rsi
     movb $MODE_KERNEL, STATE_LOADED_MODE(%rsi)
     LOAD_GUEST_GS %rdi, VCPU_GS_KERNEL, %rsi
     SET_LSTAR syscall_entry
