@@ -26,6 +26,13 @@ pub enum CrashMode {
     /// Return with `HYPERVISOR_iret` from a stack in unmapped guest memory: the
     /// hypervisor cannot read the frame and stops the domain.
     BadIretFrame,
+    /// Return with `HYPERVISOR_iret` through a readable frame whose CS is the
+    /// hypervisor's own ring-0 code selector (`0xe008`): refused, the domain stopped (a
+    /// hypervisor that took it would run this kernel in ring 0).
+    BadIretSelector,
+    /// Return with `HYPERVISOR_iret` through a readable frame whose rip is not canonical:
+    /// refused, the domain stopped (taken, the hypervisor's own `iretq` would fault).
+    BadIretRip,
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
@@ -50,6 +57,8 @@ impl CrashMode {
                 | CrashMode::BadKernelStack
                 | CrashMode::BadFaultStack
                 | CrashMode::BadIretFrame
+                | CrashMode::BadIretSelector
+                | CrashMode::BadIretRip
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
         )
@@ -90,6 +99,8 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-kernel-stack" => Some(CrashMode::BadKernelStack),
             "crash=bad-fault-stack" => Some(CrashMode::BadFaultStack),
             "crash=bad-iret-frame" => Some(CrashMode::BadIretFrame),
+            "crash=bad-iret-selector" => Some(CrashMode::BadIretSelector),
+            "crash=bad-iret-rip" => Some(CrashMode::BadIretRip),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,

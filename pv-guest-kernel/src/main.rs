@@ -26,7 +26,7 @@ mod workloads;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
-use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, TrapInfo};
+use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, FLAT_RING3_SS64, TrapInfo};
 use pv_abi::callback::{CALLBACKTYPE_FAILSAFE, CallbackRegister};
 use pv_abi::xen::StartInfo;
 use pv_guest_kernel::cmdline::{self, CrashMode};
@@ -219,6 +219,11 @@ fn crash(mode: CrashMode) -> ! {
                     options(noreturn)
                 )
             }
+            CrashMode::BadIretSelector => {
+                bad_iret(HYPERVISOR_CS, power_off as fn(u32) -> ! as usize as u64)
+            }
+            // RPL 0: a return within kernel mode, which needs no user page table.
+            CrashMode::BadIretRip => bad_iret(u64::from(FLAT_KERNEL_CS64 & !3), 1 << 47),
             CrashMode::BadCallbacks => {
                 let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
                 let _ = pv_abi::guest::callback_register(&failsafe);
@@ -245,6 +250,31 @@ fn crash(mode: CrashMode) -> ! {
                 )
             }
         }
+    }
+}
+
+/// The hypervisor's own ring-0 code selector (Xen's `__HYPERVISOR_CS`, ours too).
+const HYPERVISOR_CS: u64 = 0xe008;
+
+/// `HYPERVISOR_iret` through a readable `iret_context` (on this stack) that returns to
+/// `rip` with code selector `cs` (and otherwise plausible values): a bare `syscall`,
+/// whose stack pointer is the context.
+fn bad_iret(cs: u64, rip: u64) -> ! {
+    let stack: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) stack) };
+    // rax r11 rcx flags rip cs rflags rsp ss
+    let context: [u64; 9] = [0, 0, 0, 0, rip, cs, 0x202, stack, FLAT_RING3_SS64.into()];
+    // SAFETY: the call never returns: the hypervisor must stop this domain.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {context}",
+            "syscall",
+            "ud2",
+            context = in(reg) context.as_ptr(),
+            in("rax") pv_abi::xen::Hypercall::Iret.number(),
+            options(noreturn)
+        )
     }
 }
 
