@@ -41,7 +41,7 @@ pub mod vector {
 }
 
 /// Page-fault error-code bit: the access came from user mode.
-const PFEC_USER: u64 = 1 << 2;
+pub const PFEC_USER: u64 = 1 << 2;
 
 /// Whether the CPU pushes an error code for `vector`.
 pub fn has_error_code(vector: u64) -> bool {

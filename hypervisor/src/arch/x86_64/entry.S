@@ -28,6 +28,7 @@
 .set PERCPU_LANE_RAX,  56
 .set PERCPU_EXPRESS_VCPU,  64
 .set PERCPU_EXPRESS_STATE, 72
+.set PERCPU_EXPRESS_CR2,   80
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
 .set PERCPU_FPU_FLAGS, 40
@@ -46,6 +47,15 @@
 .set FRAME_CS,         18*8
 .set FRAME_RSP,        20*8
 .set VECTOR_PF,        14
+/* The #PF express path's stack: the CPU's frame and the stub's vector above the seven
+ * registers it saves. */
+.set PF_RCX,           5*8
+.set PF_ERROR,         8*8
+.set PF_RIP,           9*8
+.set PF_CS,            10*8
+.set PF_RFLAGS,        11*8
+.set PF_RSP,           12*8
+.set PF_SS,            13*8
 /* TrapFrame (src/regs.rs): r15 first, rax last of the 15 general registers. */
 .set FRAME_GPRS,       15*8
 .set FRAME_R15,        0*8
@@ -82,6 +92,11 @@
 .set VCPU_GS_USER,       {vcpu_gs_user}
 .set VCPU_SYSCALL,       {vcpu_syscall}
 .set VCPU_SYSCALL_MASKS, {vcpu_syscall_masks}
+.set VCPU_PF_HANDLER,    {vcpu_pf_handler}
+.set VCPU_PF_FLAGS,      {vcpu_pf_flags}
+.set TI_IF,              {ti_if}
+.set VI_CR2,             {vi_cr2}
+.set PFEC_USER,          {pfec_user}
 .set STATE_VCPU_INFO,    {state_vcpu_info}
 .set STATE_LOADED_ROOT,  {state_loaded_root}
 .set STATE_LOADED_GS,    {state_loaded_gs}
@@ -825,9 +840,133 @@ exception_stub_14:
     jz exception_common
     testb $1, 8(%rsp)               /* error code bit 0: the page was present */
     jnz exception_common
+    swapgs
+    /* The express path first (see "The express paths"): the bounce of
+     * traps::reflect_page_fault as the #PF lane does it, from either guest mode. Its
+     * registers below the CPU's frame; rcx and r11 stay the guest's until the bounce
+     * frame holds them. */
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    mov %cr2, %rax                  /* a guarded store's fault would overwrite it */
+    mov %rax, %gs:PERCPU_EXPRESS_CR2
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
+    test %rdi, %rdi
+    jz .Lpf_decline
+    mov VCPU_PF_HANDLER(%rdi), %rax
+    test %rax, %rax
+    jz .Lpf_decline
+    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lpf_decline
+    mov %gs:PERCPU_EXPRESS_STATE, %r8
+    mov STATE_VCPU_INFO(%r8), %rsi
+    /* An upcall due that the handler would not mask: the lane's. */
+    testb $TI_IF, VCPU_PF_FLAGS(%rdi)
+    jnz 1f
+    movzwl VI_PENDING(%rsi), %eax
+    dec %eax
+    cmp $0xff, %eax
+    jb .Lpf_decline
+    /* ecx: 1 from user mode (the kernel's stack, page table and mode to enter), 0
+     * from kernel mode (its own stack). Eight words below the 16-byte aligned stack,
+     * inside one page of the guest's part. */
+1:  movzbl VCPU_KERNEL_MODE(%rdi), %ecx
+    mov PF_RSP(%rsp), %rdx
+    xor $1, %ecx
+    jz 2f
+    mov VCPU_KERNEL_SP(%rdi), %rdx
+2:  and $-16, %rdx
+    sub $64, %rdx
+    jb .Lpf_decline
+    JUMP_UNLESS_GUEST_PAGE %rdx, 64, %rax, .Lpf_decline
+    test %ecx, %ecx
+    jz 3f
+    mov VCPU_KERNEL_ROOT(%rdi), %rax
+    shl $12, %rax
+    cmp STATE_LOADED_ROOT(%r8), %rax
+    je 3f
+    mov %rax, %cr3
+    mov %rax, STATE_LOADED_ROOT(%r8)
+    /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
+     * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. */
+3:  SMAP_OPEN
+    mov PF_RCX(%rsp), %rax
+    GUARDED .Lpf_decline, mov %rax, (%rdx)
+    GUARDED .Lpf_decline, mov %r11, 8(%rdx)
+    mov PF_ERROR(%rsp), %rax
+    and $~PFEC_USER, %rax
+    lea (%rax,%rcx,PFEC_USER), %rax
+    GUARDED .Lpf_decline, mov %rax, 16(%rdx)
+    mov PF_RIP(%rsp), %rax
+    GUARDED .Lpf_decline, mov %rax, 24(%rdx)
+    cmpb $1, VI_MASK(%rsi)
+    sbb %rax, %rax                  /* -1: unmasked, 0: masked */
+    and $RFLAGS_IF, %eax
+    mov PF_RFLAGS(%rsp), %r9
+    and $~RFLAGS_IF, %r9
+    or %rax, %r9
+    GUARDED .Lpf_decline, mov %r9, 40(%rdx)
+    xor $RFLAGS_IF, %eax
+    shl $(32 - 9), %rax             /* mask << 32 */
+    or PF_CS(%rsp), %rax            /* RPL 3: the CPU's, from ring 3 */
+    lea -3(%rax,%rcx,2), %rax       /* RPL 3 from user mode, else 0 */
+    add %rcx, %rax
+    GUARDED .Lpf_decline, mov %rax, 32(%rdx)
+    mov PF_RSP(%rsp), %rax
+    GUARDED .Lpf_decline, mov %rax, 48(%rdx)
+    mov PF_SS(%rsp), %rax
+    GUARDED .Lpf_decline, mov %rax, 56(%rdx)
+    SMAP_CLOSE
+    /* Written: the guest's CR2, the mask if the handler asks, the CPU's frame pointed
+     * at the handler (traps::bounce::deliver), and after user mode the kernel's. */
+    mov %gs:PERCPU_EXPRESS_CR2, %rax
+    mov %rax, VI_CR2(%rsi)
+    testb $TI_IF, VCPU_PF_FLAGS(%rdi)
+    jz 4f
+    movb $1, VI_MASK(%rsi)
+4:  mov VCPU_PF_HANDLER(%rdi), %rax
+    mov %rax, PF_RIP(%rsp)
+    movq $FLAT_RING3_CS64, PF_CS(%rsp)
+    mov PF_RFLAGS(%rsp), %rax
+    and $BOUNCE_RFLAGS_KEEP, %rax
+    or $BOUNCE_RFLAGS_SET, %rax
+    mov %rax, PF_RFLAGS(%rsp)
+    mov %rdx, PF_RSP(%rsp)
+    movq $FLAT_RING3_SS64, PF_SS(%rsp)
+    test %ecx, %ecx
+    jz 5f
+    movb $1, VCPU_KERNEL_MODE(%rdi)
+    movb $MODE_KERNEL, STATE_LOADED_MODE(%r8)
+    LOAD_GUEST_GS %rdi, VCPU_GS_KERNEL, %r8
+    SET_LSTAR syscall_entry
+5:  pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $16, %rsp                   /* vector, error code */
+    swapgs
+    iretq
+/* Declined (nothing changed but, maybe, the loaded page table, as recorded): the lane,
+ * with the guest's fault address back in CR2. */
+.Lpf_decline:
+    SMAP_CLOSE
+    mov %gs:PERCPU_EXPRESS_CR2, %rax
+    mov %rax, %cr2
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
     sub $FRAME_GPRS, %rsp
     SAVE_CALLER_SAVED
-    swapgs
     /* (RFLAGS.AC: as in exception_common.) */
     cmpb $0, HV_SMAP(%rip)
     je 1f

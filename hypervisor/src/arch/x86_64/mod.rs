@@ -18,6 +18,8 @@ pub mod tsc;
 
 use core::mem::offset_of;
 use hypervisor::domain::Vcpu;
+use pv_abi::arch_x86_64::TrapInfo;
+use pv_abi::xen::VcpuInfo;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(
@@ -32,6 +34,11 @@ core::arch::global_asm!(
     vcpu_gs_user = const offset_of!(Vcpu, segments.gs_user),
     vcpu_syscall = const offset_of!(Vcpu, callbacks.syscall),
     vcpu_syscall_masks = const offset_of!(Vcpu, callbacks.syscall_masks_events),
+    vcpu_pf_handler = const VCPU_PF_ENTRY + offset_of!(TrapInfo, address),
+    vcpu_pf_flags = const VCPU_PF_ENTRY + offset_of!(TrapInfo, flags),
+    ti_if = const pv_abi::arch_x86_64::TI_IF,
+    vi_cr2 = const offset_of!(VcpuInfo, arch) + offset_of!(pv_abi::arch_x86_64::ArchVcpuInfo, cr2),
+    pfec_user = const hypervisor::traps::PFEC_USER,
     state_vcpu_info = const crate::machine::express::VCPU_INFO,
     state_loaded_root = const crate::machine::express::LOADED_ROOT,
     state_loaded_gs = const crate::machine::express::LOADED_GS,
@@ -46,6 +53,10 @@ core::arch::global_asm!(
     msr_lstar = const cpu::msr::LSTAR,
     options(att_syntax)
 );
+
+/// The page-fault entry of a vCPU's trap table, for the #PF express path of `entry.S`.
+const VCPU_PF_ENTRY: usize =
+    offset_of!(Vcpu, trap_table) + hypervisor::traps::vector::PF as usize * size_of::<TrapInfo>();
 
 /// The guest's part of the address space for the express paths of `entry.S`, which test
 /// an address `va` by its 2^43-byte granule: `(va as i64 >> 43) + GUEST_RANGE_BIAS` is

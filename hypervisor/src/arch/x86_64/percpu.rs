@@ -48,6 +48,9 @@ pub struct PerCpu {
     /// The machine state (`machine::State`, in its static lock) for the express paths:
     /// where they read the `vcpu_info` pointer and record what they load.
     pub express_state: u64,
+    /// The guest's fault address while the #PF express path runs (`entry.S`): its own
+    /// guarded stores may fault and overwrite CR2, which it then puts back.
+    pub express_cr2: u64,
 }
 
 const _: () = {
@@ -60,6 +63,7 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, lane_rax) == 56);
     assert!(core::mem::offset_of!(PerCpu, express_vcpu) == 64);
     assert!(core::mem::offset_of!(PerCpu, express_state) == 72);
+    assert!(core::mem::offset_of!(PerCpu, express_cr2) == 80);
 };
 
 #[repr(C, align(4096))]
@@ -92,6 +96,7 @@ static CPU0: CpuStorage = CpuStorage {
         lane_rax: 0,
         express_vcpu: 0,
         express_state: 0,
+        express_cr2: 0,
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
