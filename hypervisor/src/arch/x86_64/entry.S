@@ -92,6 +92,7 @@
 .set VCPU_GS_USER,       {vcpu_gs_user}
 .set VCPU_SYSCALL,       {vcpu_syscall}
 .set VCPU_SYSCALL_MASKS, {vcpu_syscall_masks}
+.set VCPU_EVENT_CALLBACK, {vcpu_event_callback}
 .set VCPU_PF_HANDLER,    {vcpu_pf_handler}
 .set VCPU_PF_FLAGS,      {vcpu_pf_flags}
 .set TI_IF,              {ti_if}
@@ -533,6 +534,48 @@ send_lane:
      * user-syscall lane's way out (lane_jump). Declined, hv_send_lane_exit delivers it
      * from the general frame. */
 3:  mov %rax, %gs:PERCPU_LANE_RAX
+    /* The express path first (see "The express paths"): the bounce of the kernel's
+     * context after its syscall to the event callback, as hv_upcall_lane does it, on
+     * its own stack; left by lane_jump (rax the callback, rdx its stack). The
+     * registers in LANE_PUSH's area come back by lane_jump's LANE_POP. */
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
+    test %rdi, %rdi
+    jz .Lupcall_lane
+    mov VCPU_EVENT_CALLBACK(%rdi), %rax
+    test %rax, %rax
+    jz .Lupcall_lane
+    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lupcall_lane
+    /* Still due, read once: pending, unmasked (so the frame shows events unmasked). */
+    mov %gs:PERCPU_EXPRESS_STATE, %rsi
+    mov STATE_VCPU_INFO(%rsi), %rsi
+    movzwl VI_PENDING(%rsi), %edx
+    dec %edx
+    cmp $0xff, %edx
+    jae .Lupcall_lane
+    mov %gs:PERCPU_SCRATCH, %r8     /* the kernel's stack pointer */
+    mov %r8, %rdx
+    and $-16, %rdx
+    sub $56, %rdx
+    jb .Lupcall_lane
+    JUMP_UNLESS_GUEST_PAGE %rdx, 56, %r9, .Lupcall_lane
+    /* rcx r11 rip cs(RPL 0) rflags(IF) rsp ss, rip and RFLAGS the syscall's (rcx and
+     * r11 as saved); one page, so the first store faults or none does. */
+    mov 56(%rsp), %rcx
+    mov 48(%rsp), %r11
+    SMAP_OPEN
+    GUARDED .Lupcall_lane, mov %rcx, (%rdx)
+    GUARDED .Lupcall_lane, mov %r11, 8(%rdx)
+    GUARDED .Lupcall_lane, mov %rcx, 16(%rdx)
+    GUARDED .Lupcall_lane, movq $(FLAT_RING3_CS64 & ~3), 24(%rdx)
+    or $RFLAGS_IF, %r11
+    GUARDED .Lupcall_lane, mov %r11, 32(%rdx)
+    GUARDED .Lupcall_lane, mov %r8, 40(%rdx)
+    GUARDED .Lupcall_lane, movq $FLAT_RING3_SS64, 48(%rdx)
+    SMAP_CLOSE
+    movb $1, VI_MASK(%rsi)
+    jmp lane_jump
+.Lupcall_lane:
+    SMAP_CLOSE
     CALL_JUMPING_LANE hv_upcall_lane, 56(%rsp), 48(%rsp)
     jnz lane_jump
     LANE_POP

@@ -34,6 +34,7 @@ core::arch::global_asm!(
     vcpu_gs_user = const offset_of!(Vcpu, segments.gs_user),
     vcpu_syscall = const offset_of!(Vcpu, callbacks.syscall),
     vcpu_syscall_masks = const offset_of!(Vcpu, callbacks.syscall_masks_events),
+    vcpu_event_callback = const offset_of!(Vcpu, callbacks.event),
     vcpu_pf_handler = const VCPU_PF_ENTRY + offset_of!(TrapInfo, address),
     vcpu_pf_flags = const VCPU_PF_ENTRY + offset_of!(TrapInfo, flags),
     ti_if = const pv_abi::arch_x86_64::TI_IF,
