@@ -106,6 +106,8 @@
 .set MODE_USER,          {mode_user}
 .set GUEST_RANGE_BIAS,   {guest_range_bias}
 .set GUEST_RANGE_SPAN,   {guest_range_span}
+.set GUEST_UPPER_DISTANCE, {guest_upper_distance}
+.set LOWER_HALF_END,     {lower_half_end}
 .set GUEST_RFLAGS_SETTABLE, {guest_rflags_settable}
 .set VGCF_IN_SYSCALL,    {vgcf_in_syscall}
 .set MSR_KERNEL_GS_BASE, {msr_kernel_gs_base}
@@ -269,12 +271,9 @@
     mov %r15, FRAME_R15(%rsp)
 .endm
 
-/* Jumps to \target unless rcx is canonical (rcx + 2^47 < 2^48). Clobbers rax. */
+/* Jumps to \target unless rcx is canonical. Clobbers rax. */
 .macro JUMP_UNLESS_RCX_CANONICAL target
-    movabs $0x800000000000, %rax
-    add %rcx, %rax
-    shr $48, %rax
-    jnz \target
+    JUMP_UNLESS_CANONICAL %rcx, %rax, \target
 .endm
 
 /* The send lane's save area: every register Rust may clobber but rax (the result);
@@ -365,13 +364,30 @@
 .Lsmap_close\@:
 .endm
 
-/* Jumps to \target unless \reg is canonical (bits 63..47 all equal). Clobbers \tmp. */
+/* Jumps to \target unless \reg is canonical (bits 63..47 all equal: \reg + 2^47 <
+ * 2^48). Clobbers \tmp. */
 .macro JUMP_UNLESS_CANONICAL reg, tmp, target
-    mov \reg, \tmp
-    sar $47, \tmp
-    inc \tmp
-    cmp $1, \tmp
+    movabs $0x800000000000, \tmp
+    add \reg, \tmp
+    shr $48, \tmp
+    jnz \target
+.endm
+
+/* Jumps to \target unless the \size bytes at \reg lie in the guest's part of the
+ * address space, as hypervisor::guestmem::mmu_may_copy tests it: the upper part first
+ * (\reg - GUEST_UPPER_START <= 2^64 - 1 - GUEST_UPPER_START - (\size - 1), one unsigned
+ * compare of the difference), then below the canonical hole. For loads, each guarded:
+ * the bytes may span two pages. Clobbers \tmp and \tmp2. */
+.macro JUMP_UNLESS_GUEST_RANGE reg, size, tmp, tmp2, target
+    movabs $(GUEST_UPPER_DISTANCE - (\size - 1)), \tmp2
+    lea (\reg, \tmp2), \tmp
+    add $(\size - 1), \tmp         /* \reg - GUEST_UPPER_START */
+    cmp \tmp2, \tmp
+    jb .Lguest_range\@
+    movabs $(LOWER_HALF_END - \size), \tmp
+    cmp \tmp, \reg
     ja \target
+.Lguest_range\@:
 .endm
 
 /* Jumps to \target unless the \size bytes at \reg lie inside one page of the guest's
@@ -613,7 +629,7 @@ iret_lane:
     cmpb $0, VCPU_KERNEL_MODE(%rdi)
     je .Liret_decline
     mov %gs:PERCPU_SCRATCH, %rsi    /* the iret_context: rax r11 rcx flags rip cs rflags rsp ss */
-    JUMP_UNLESS_GUEST_PAGE %rsi, 72, %rax, .Liret_decline
+    JUMP_UNLESS_GUEST_RANGE %rsi, 72, %rax, %rdx, .Liret_decline
     SMAP_OPEN
     /* Each word of the guest's context is read once. CS and SS: the flat selectors
      * (only their low 16 bits count); CS's RPL 3 returns to user mode, which needs a

@@ -48,6 +48,8 @@ core::arch::global_asm!(
     mode_user = const crate::machine::express::MODE_USER,
     guest_range_bias = const GUEST_RANGE_BIAS,
     guest_range_span = const GUEST_RANGE_SPAN,
+    guest_upper_distance = const 0u64.wrapping_sub(hypervisor::guestmem::GUEST_UPPER_START),
+    lower_half_end = const hypervisor::guestmem::LOWER_HALF_END,
     guest_rflags_settable = const hypervisor::traps::bounce::rflags::GUEST_SETTABLE,
     vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
     msr_kernel_gs_base = const cpu::msr::KERNEL_GS_BASE,
