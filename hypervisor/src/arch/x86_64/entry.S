@@ -432,7 +432,8 @@
 .Lgs_loaded\@:
 .endm
 
-.text
+/* The stubs have a section of their own, first in .text (link.ld). */
+.section .text.entry, "ax"
 /* syscall from ring 3 while the vCPU on this CPU runs its kernel mode (LSTAR follows
  * the mode: a process's system call lands on user_syscall_entry below, and reaches the
  * general stub only when its lane declines): a hypercall. An event send takes the send
