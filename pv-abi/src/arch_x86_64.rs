@@ -173,8 +173,9 @@ impl TrapInfo {
 /// `rax`.
 ///
 /// The saved `cs` selects the mode to return to: an RPL of 0..2 returns to guest kernel
-/// mode, 3 to guest user mode. With [`VGCF_IN_SYSCALL`] in `flags` only `rax`, `rip`,
-/// `rflags` and `rsp` are restored.
+/// mode, 3 to guest user mode. With [`VGCF_IN_SYSCALL`] in `flags` the return behaves
+/// like `sysret`: `rcx` comes back holding the return address and `r11` the returned
+/// RFLAGS (Xen returns by `sysretq` then), not the frame's `rcx` and `r11`.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,

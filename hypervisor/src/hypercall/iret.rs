@@ -5,7 +5,8 @@
 //! stack (`rax, r11, rcx, flags, rip, cs, rflags, rsp, ss`, the stub having pushed the
 //! first three). A CS with RPL 3 means "return to user mode": the hypervisor switches to
 //! the user page table and GS base. With `VGCF_in_syscall` the return behaves like
-//! `sysret` and leaves rcx and r11 alone.
+//! `sysret`, as Xen's does (it returns by `sysretq` then): rcx holds the return address
+//! and r11 the returned RFLAGS.
 
 use super::{After, Context};
 use crate::domain::{Domain, Vcpu};
@@ -51,10 +52,7 @@ pub fn return_from<M: PhysMem>(
         };
         let info = VcpuInfoRef::of(mem, domain);
         ret.commit(&mut domain.vcpu, |masked| info.set_upcall_mask(masked));
-        if !ret.keeps_rcx_r11 {
-            regs.r11 = frame.r11;
-            regs.rcx = frame.rcx;
-        }
+        [regs.rcx, regs.r11] = ret.rcx_r11(frame);
         [regs.rip, regs.cs, regs.rflags, regs.rsp, regs.ss] = ret.iret_frame();
         Some(ret.rax)
     });
@@ -75,9 +73,9 @@ pub struct IretReturn {
     pub rflags: u64,
     /// Its stack pointer.
     pub rsp: u64,
-    /// `VGCF_in_syscall`: rcx and r11 stay as the hypercall left them (as after
-    /// `sysret`); otherwise they come from the frame.
-    pub keeps_rcx_r11: bool,
+    /// `VGCF_in_syscall`: the return behaves like `sysret` (see
+    /// [`rcx_r11`](Self::rcx_r11)).
+    pub as_sysret: bool,
     /// It returns to guest user mode (CS with RPL 3).
     pub to_user: bool,
     /// Events masked on return (the frame's RFLAGS.IF clear).
@@ -96,6 +94,18 @@ impl IretReturn {
             self.rsp,
             u64::from(FLAT_RING3_SS64),
         ]
+    }
+
+    /// The rcx and r11 it resumes with: after a return "in syscall" those a `sysret`
+    /// leaves, the return address and the returned RFLAGS (Xen's `restore_all_guest`
+    /// returns by `sysretq` then); otherwise the context's.
+    #[inline(always)]
+    pub fn rcx_r11(&self, context: &IretContext) -> [u64; 2] {
+        if self.as_sysret {
+            [self.rip, self.rflags]
+        } else {
+            [context.rcx, context.r11]
+        }
     }
 
     /// The vCPU-side effects of the return: the mode switch of `vcpu`, and the event
@@ -138,7 +148,7 @@ pub fn checked(frame: &IretContext, vcpu: &Vcpu) -> Option<IretReturn> {
         rip: frame.rip,
         rflags: (frame.rflags & rflags::GUEST_SETTABLE) | rflags::IF | rflags::RESERVED_ONE,
         rsp: frame.rsp,
-        keeps_rcx_r11: frame.flags & VGCF_IN_SYSCALL != 0,
+        as_sysret: frame.flags & VGCF_IN_SYSCALL != 0,
         to_user,
         masked: frame.rflags & rflags::IF == 0,
     })
@@ -188,9 +198,11 @@ mod tests {
         world.domain.vcpu.set_user_root(Some(Mfn(1)));
         let (ret, _) = call_iret(&mut world, context(0xe033, VGCF_IN_SYSCALL));
         assert_eq!(ret, 42);
-        assert_ne!(
-            world.last_regs.rcx, 0x40_2000,
-            "in_syscall leaves rcx alone"
+        let regs = world.last_regs;
+        assert_eq!(
+            (regs.rip, regs.rcx, regs.r11, regs.rflags),
+            (0x40_1000, 0x40_1000, 0x202, 0x202),
+            "in_syscall returns as sysret: rcx the return address, r11 the RFLAGS"
         );
     }
 

@@ -178,10 +178,7 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
             return None;
         }
         ret.commit(vcpu, |masked| set_upcall_mask(vcpu_info, masked));
-        if !ret.keeps_rcx_r11 {
-            frame.rcx = context.rcx;
-            frame.r11 = context.r11;
-        }
+        [frame.rcx, frame.r11] = ret.rcx_r11(context);
         frame.iret = ret.iret_frame();
         Some((ret.rax, ret.to_user))
     });

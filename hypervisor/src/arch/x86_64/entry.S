@@ -616,8 +616,8 @@ send_lane:
  * call. */
 iret_lane:
     /* The express path first (see "The express paths" below). The iretq frame, then
-     * the registers it uses; rcx and r11 are the guest's at the call, replaced by the
-     * context's unless it returns "in syscall". */
+     * the registers it uses; rcx and r11 are the guest's at the call (for a decline),
+     * replaced by the context's, or as a sysret leaves them "in syscall". */
     sub $40, %rsp                   /* rip, cs, rflags, rsp, ss at 40..80 */
     push %rcx                       /* 32 */
     push %r11                       /* 24 */
@@ -677,6 +677,14 @@ iret_lane:
     jmp 4f
 3:  GUARDED .Liret_decline, mov (%rsi), %rsi
     SMAP_CLOSE
+    /* "In syscall": rcx and r11 as a sysret leaves them, the return address and the
+     * returned RFLAGS (IretReturn::rcx_r11). */
+    mov 40(%rsp), %rax
+    mov %rax, 32(%rsp)
+    mov %r11, %rax
+    and $GUEST_RFLAGS_SETTABLE, %rax
+    or $(RFLAGS_IF | RFLAGS_RESERVED_ONE), %rax
+    mov %rax, 24(%rsp)
     /* Accepted: from here on nothing declines. */
 4:  mov %rsi, %gs:PERCPU_LANE_RAX
     mov %gs:PERCPU_EXPRESS_STATE, %rsi
