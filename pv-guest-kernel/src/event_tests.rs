@@ -105,10 +105,6 @@ fn close_loopback(local: u32, offered: u32) {
     let _ = guest::evtchn_close(offered);
 }
 
-unsafe extern "C" {
-    static hypercall_page: [u8; 4096];
-}
-
 /// `HYPERVISOR_iret` that unmasks events while one is pending (a kernel returning from a
 /// handler that ran masked to a context that was not) takes the upcall on the way: the
 /// event's handler runs before the context resumes, with its registers intact.
@@ -119,38 +115,7 @@ fn iret_delivers_pending_event(_: &Boot) -> Outcome {
     check("send", guest::evtchn_send(local))?;
     let early = HITS.load(Ordering::SeqCst);
     const MAGIC: u64 = 0x1e7_5eed_cafe;
-    const RFLAGS_IF: u64 = 1 << 9;
-    let rax: u64;
-    // SAFETY: builds an iret_context for the next instruction, this kernel's own stack
-    // pointer and RFLAGS with IF set, in guest kernel mode (CS with RPL 0), and enters
-    // the hypercall page's iret stub, which pushes rcx, r11 and rax: the hypervisor
-    // returns to label 2 with this stack and rax as they were (the guest kernel runs
-    // without a red zone: bounces and upcalls push on its stack anyway). Every other
-    // register the upcall handler may use is saved and restored by its entry stub.
-    unsafe {
-        core::arch::asm!(
-            "mov {tmp}, rsp",
-            "push {ss}",
-            "push {tmp}",
-            "pushfq",
-            "or qword ptr [rsp], {rflags_if}",
-            "push {cs}",
-            "lea {tmp}, [rip + 2f]",
-            "push {tmp}",
-            "push 0",
-            "jmp {page} + {iret}",
-            "2:",
-            tmp = out(reg) _,
-            ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
-            cs = const pv_abi::arch_x86_64::FLAT_KERNEL_CS64 & !3,
-            rflags_if = const RFLAGS_IF,
-            page = sym hypercall_page,
-            iret = const pv_abi::xen::Hypercall::Iret.number() * 32,
-            inout("rax") MAGIC => rax,
-            out("rcx") _,
-            out("r11") _,
-        );
-    }
+    let rax = crate::traps::iret_to_next(0, MAGIC).rax;
     let hits = HITS.load(Ordering::SeqCst);
     let unmasked = !events::save_and_mask();
     events::restore(was);

@@ -2,6 +2,7 @@
 //! our hypervisor and on Xen 4.17.
 
 use crate::Boot;
+use crate::traps::{IretSeen, iret_to_next};
 use pv_abi::arch_x86_64::{FLAT_KERNEL_CS64, HYPERVISOR_VIRT_START, TrapInfo};
 use pv_abi::callback::{CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CallbackRegister};
 use pv_abi::errno::Errno;
@@ -430,61 +431,21 @@ fn trap_registers_survive(_: &Boot) -> Outcome {
     Ok(())
 }
 
-/// `HYPERVISOR_iret` within kernel mode to the next instruction with `flags` in its
-/// `iret_context` and rcx and r11 set to marks first (the hypercall page's stub saves
-/// them into the context): rcx and r11 after the return, where it returned to, and RFLAGS
-/// after it.
-fn iret_with(flags: u64) -> [u64; 4] {
-    const RFLAGS_IF: u64 = 1 << 9;
-    let (rcx, r11, target, rflags): (u64, u64, u64, u64);
-    // SAFETY: builds an iret_context for label 2 with this kernel's own stack pointer
-    // and RFLAGS (IF set), in guest kernel mode (CS with RPL 0), and enters the hypercall
-    // page's iret stub, which pushes rcx, r11 and rax: the hypervisor returns to label 2
-    // with this stack (the guest kernel runs without a red zone). Only rax, rcx and r11
-    // change, and all three are outputs.
-    unsafe {
-        core::arch::asm!(
-            "mov {tmp}, rsp",
-            "push {ss}",
-            "push {tmp}",
-            "pushfq",
-            "or qword ptr [rsp], {rflags_if}",
-            "push {cs}",
-            "lea {tmp}, [rip + 2f]",
-            "push {tmp}",
-            "push {flags}",
-            "mov rcx, 0x1c1c",
-            "mov r11, 0x2b2b",
-            "jmp {page} + {iret}",
-            "2:",
-            "lea {target}, [rip + 2b]",
-            "pushfq",
-            "pop {tmp}",
-            tmp = out(reg) rflags,
-            target = out(reg) target,
-            flags = in(reg) flags,
-            ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
-            cs = const FLAT_KERNEL_CS64 & !3,
-            rflags_if = const RFLAGS_IF,
-            page = sym hypercall_page,
-            iret = const Hypercall::Iret.number() * 32,
-            out("rax") _,
-            out("rcx") rcx,
-            out("r11") r11,
-        );
-    }
-    [rcx, r11, target, rflags]
-}
-
 fn iret_rcx_r11(_: &Boot) -> Outcome {
     // Without VGCF_in_syscall, rcx and r11 come back from the context.
-    let [rcx, r11, ..] = iret_with(0);
+    let IretSeen { rcx, r11, .. } = iret_to_next(0, 0);
     if (rcx, r11) != (0x1c1c, 0x2b2b) {
         fail!("plain iret: rcx {rcx:#x}, r11 {r11:#x} (want the context's 0x1c1c, 0x2b2b)");
     }
     // With it, the return is a sysret's (Xen returns by sysretq): rcx the return
     // address, r11 the RFLAGS the code runs with.
-    let [rcx, r11, target, rflags] = iret_with(pv_abi::arch_x86_64::VGCF_IN_SYSCALL);
+    let IretSeen {
+        rcx,
+        r11,
+        target,
+        rflags,
+        ..
+    } = iret_to_next(pv_abi::arch_x86_64::VGCF_IN_SYSCALL, 0);
     if rcx != target || r11 != rflags {
         fail!(
             "iret in syscall: rcx {rcx:#x}, r11 {r11:#x} (want the return address {target:#x}, the RFLAGS {rflags:#x})"

@@ -184,3 +184,75 @@ macro_rules! expect_fault {
     }};
 }
 pub(crate) use expect_fault;
+
+/// What [`iret_to_next`] came back with.
+#[derive(Clone, Copy, Debug)]
+pub struct IretSeen {
+    /// rax after the return (the context's).
+    pub rax: u64,
+    /// rcx after the return.
+    pub rcx: u64,
+    /// r11 after the return.
+    pub r11: u64,
+    /// The address it was to return to.
+    pub target: u64,
+    /// RFLAGS after the return.
+    pub rflags: u64,
+}
+
+unsafe extern "C" {
+    static hypercall_page: [u8; 4096];
+}
+
+/// `HYPERVISOR_iret` within kernel mode to the next instruction, with `flags` and `rax`
+/// in its `iret_context`, RFLAGS with IF set (an upcall pending and unmasked is taken
+/// on the way), and rcx and r11 set to the marks 0x1c1c and 0x2b2b first (the hypercall
+/// page's stub saves them into the context).
+pub fn iret_to_next(flags: u64, rax: u64) -> IretSeen {
+    const RFLAGS_IF: u64 = 1 << 9;
+    let (rax_after, rcx, r11, target, rflags): (u64, u64, u64, u64, u64);
+    // SAFETY: builds an iret_context for label 2 with this kernel's own stack pointer
+    // and RFLAGS (IF set), in guest kernel mode (CS with RPL 0), and enters the hypercall
+    // page's iret stub, which pushes rcx, r11 and rax: the hypervisor returns to label 2
+    // with this stack (the guest kernel runs without a red zone: bounces and upcalls
+    // push on its stack anyway). Only rax, rcx and r11 change, all three outputs; every
+    // other register an upcall handler may use is saved and restored by its entry stub.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp}, rsp",
+            "push {ss}",
+            "push {tmp}",
+            "pushfq",
+            "or qword ptr [rsp], {rflags_if}",
+            "push {cs}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "push {flags}",
+            "mov rcx, 0x1c1c",
+            "mov r11, 0x2b2b",
+            "jmp {page} + {iret}",
+            "2:",
+            "lea {target}, [rip + 2b]",
+            "pushfq",
+            "pop {tmp}",
+            tmp = out(reg) rflags,
+            target = out(reg) target,
+            flags = in(reg) flags,
+            ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
+            cs = const FLAT_KERNEL_CS64 & !3,
+            rflags_if = const RFLAGS_IF,
+            page = sym hypercall_page,
+            iret = const pv_abi::xen::Hypercall::Iret.number() * 32,
+            inout("rax") rax => rax_after,
+            out("rcx") rcx,
+            out("r11") r11,
+        );
+    }
+    IretSeen {
+        rax: rax_after,
+        rcx,
+        r11,
+        target,
+        rflags,
+    }
+}

@@ -432,6 +432,106 @@
 .Lgs_loaded\@:
 .endm
 
+/* The on-CPU vCPU of the express paths into \reg; to \decline if there is none
+ * (express=off, or none loaded). */
+.macro EXPRESS_VCPU reg, decline
+    mov %gs:PERCPU_EXPRESS_VCPU, \reg
+    test \reg, \reg
+    jz \decline
+.endm
+
+/* A guest handler's address, \field of the vCPU at \vcpu, into \reg; to \decline if
+ * it is 0 (none registered) or not canonical (push_bounce's test). Clobbers \tmp. */
+.macro EXPRESS_HANDLER vcpu, field, reg, tmp, decline
+    mov \field(\vcpu), \reg
+    test \reg, \reg
+    jz \decline
+    JUMP_UNLESS_CANONICAL \reg, \tmp, \decline
+.endm
+
+/* The on-CPU vCPU's vcpu_info (its direct-map address, machine::State's) into \reg. */
+.macro EXPRESS_VCPU_INFO reg
+    mov %gs:PERCPU_EXPRESS_STATE, \reg
+    mov STATE_VCPU_INFO(\reg), \reg
+.endm
+
+/* Sets CF exactly when an upcall is due for the vcpu_info at \vi: its pending byte set
+ * and its mask clear, read as one word (machine::upcall_due). Clobbers \tmp32. */
+.macro TEST_UPCALL_DUE vi, tmp32
+    movzwl VI_PENDING(\vi), \tmp32
+    dec \tmp32
+    cmp $0xff, \tmp32
+.endm
+
+/* Makes \reg, a guest stack pointer, the address of a \size-byte bounce frame below it
+ * (16-byte aligned first, as push_frame does); to \decline if that wraps or the frame
+ * does not lie in one page of the guest's part. Clobbers \tmp. */
+.macro BOUNCE_FRAME reg, size, tmp, decline
+    and $-16, \reg
+    sub $\size, \reg
+    jb \decline
+    JUMP_UNLESS_GUEST_PAGE \reg, \size, \tmp, \decline
+.endm
+
+/* Loads the kernel page table of the vCPU at \vcpu unless it is the loaded one, and
+ * records it in the machine state at \state (so that a decline after it leaves the
+ * record true). Clobbers rax. */
+.macro LOAD_KERNEL_ROOT vcpu, state
+    mov VCPU_KERNEL_ROOT(\vcpu), %rax
+    shl $12, %rax
+    cmp STATE_LOADED_ROOT(\state), %rax
+    je .Lroot_loaded\@
+    mov %rax, %cr3
+    mov %rax, STATE_LOADED_ROOT(\state)
+.Lroot_loaded\@:
+.endm
+
+/* The event mask of the vcpu_info at \vi, read once, as a bounce frame shows it:
+ * \reg = RFLAGS_IF if unmasked, 0 if masked (SHOWN_MASK_CS_BIT then turns that into
+ * the CS slot's mask bit, 1 << 32 if masked). */
+.macro SHOWN_MASK_IF vi, reg, reg32
+    cmpb $1, VI_MASK(\vi)
+    sbb \reg, \reg                 /* -1: unmasked, 0: masked */
+    and $RFLAGS_IF, \reg32
+.endm
+
+.macro SHOWN_MASK_CS_BIT reg, reg32
+    xor $RFLAGS_IF, \reg32
+    shl $(32 - 9), \reg             /* RFLAGS_IF is bit 9 */
+.endm
+
+/* The vCPU at \vcpu is now in its kernel mode: recorded in it and in the machine state
+ * at \state (Loaded::kernel_mode), with the kernel's GS base and the hypercall entry
+ * loaded (load_mode; the page table is the caller's, loaded before the frame was
+ * written). Clobbers rax, rcx, rdx. */
+.macro ENTER_KERNEL_MODE vcpu, state
+    movb $1, VCPU_KERNEL_MODE(\vcpu)
+    movb $MODE_KERNEL, STATE_LOADED_MODE(\state)
+    LOAD_GUEST_GS \vcpu, VCPU_GS_KERNEL, \state
+    SET_LSTAR syscall_entry
+.endm
+
+/* The registers the #PF express path uses, below the CPU's frame (PF_* offsets). */
+.macro PF_EXPRESS_PUSH
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+.endm
+
+.macro PF_EXPRESS_POP
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+.endm
+
 /* The stubs have a section of their own, first in .text (link.ld). */
 .section .text.entry, "ax"
 /* syscall from ring 3 while the vCPU on this CPU runs its kernel mode (LSTAR follows
@@ -555,26 +655,15 @@ send_lane:
      * context after its syscall to the event callback, as hv_upcall_lane does it, on
      * its own stack; left by lane_jump (rax the callback, rdx its stack). The
      * registers in LANE_PUSH's area come back by lane_jump's LANE_POP. */
-    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
-    test %rdi, %rdi
-    jz .Lupcall_lane
-    mov VCPU_EVENT_CALLBACK(%rdi), %rax
-    test %rax, %rax
-    jz .Lupcall_lane
-    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lupcall_lane
+    EXPRESS_VCPU %rdi, .Lupcall_lane
+    EXPRESS_HANDLER %rdi, VCPU_EVENT_CALLBACK, %rax, %rdx, .Lupcall_lane
     /* Still due, read once: pending, unmasked (so the frame shows events unmasked). */
-    mov %gs:PERCPU_EXPRESS_STATE, %rsi
-    mov STATE_VCPU_INFO(%rsi), %rsi
-    movzwl VI_PENDING(%rsi), %edx
-    dec %edx
-    cmp $0xff, %edx
+    EXPRESS_VCPU_INFO %rsi
+    TEST_UPCALL_DUE %rsi, %edx
     jae .Lupcall_lane
     mov %gs:PERCPU_SCRATCH, %r8     /* the kernel's stack pointer */
     mov %r8, %rdx
-    and $-16, %rdx
-    sub $56, %rdx
-    jb .Lupcall_lane
-    JUMP_UNLESS_GUEST_PAGE %rdx, 56, %r9, .Lupcall_lane
+    BOUNCE_FRAME %rdx, 56, %r9, .Lupcall_lane
     /* rcx r11 rip cs(RPL 0) rflags(IF) rsp ss, rip and RFLAGS the syscall's (rcx and
      * r11 as saved); one page, so the first store faults or none does. */
     mov 56(%rsp), %rcx
@@ -624,9 +713,7 @@ iret_lane:
     push %rdx
     push %rsi
     push %rdi
-    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
-    test %rdi, %rdi
-    jz .Liret_decline
+    EXPRESS_VCPU %rdi, .Liret_decline
     cmpb $0, VCPU_KERNEL_MODE(%rdi)
     je .Liret_decline
     mov %gs:PERCPU_SCRATCH, %rsi    /* the iret_context: rax r11 rcx flags rip cs rflags rsp ss */
@@ -659,8 +746,7 @@ iret_lane:
     GUARDED .Liret_decline, mov 48(%rsi), %r11
     test $RFLAGS_IF, %r11d
     jz 2f
-    mov %gs:PERCPU_EXPRESS_STATE, %rdx
-    mov STATE_VCPU_INFO(%rdx), %rdx
+    EXPRESS_VCPU_INFO %rdx
     cmpb $0, VI_PENDING(%rdx)
     jne .Liret_decline
     /* rax from the context, and rcx and r11 too unless it returns "in syscall": all
@@ -767,74 +853,52 @@ user_syscall_entry:
     push %rsi
     push %rdi
     push %r8
-    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
-    test %rdi, %rdi
-    jz .Lsys_decline
+    EXPRESS_VCPU %rdi, .Lsys_decline
     cmpb $0, VCPU_KERNEL_MODE(%rdi)
     jne .Lsys_decline
     JUMP_UNLESS_RCX_CANONICAL .Lsys_decline
-    mov VCPU_SYSCALL(%rdi), %rax
-    test %rax, %rax
-    jz .Lsys_decline
-    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lsys_decline
+    EXPRESS_HANDLER %rdi, VCPU_SYSCALL, %rax, %rdx, .Lsys_decline
     /* An upcall due (pending and unmasked) that the callback would not mask: the
      * lane's, whose general path delivers it on the way out. */
     mov %gs:PERCPU_EXPRESS_STATE, %rdx
     mov STATE_VCPU_INFO(%rdx), %rsi
     cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
     jne 1f
-    movzwl VI_PENDING(%rsi), %eax   /* pending (low byte) set, mask (high) clear */
-    dec %eax
-    cmp $0xff, %eax
+    TEST_UPCALL_DUE %rsi, %eax
     jb .Lsys_decline
     /* The bounce frame (traps::bounce::push_bounce): seven words below the 16-byte
      * aligned kernel stack pointer, inside one page of the guest's part. */
 1:  mov VCPU_KERNEL_SP(%rdi), %r8
-    and $-16, %r8
-    sub $56, %r8
-    jb .Lsys_decline
-    JUMP_UNLESS_GUEST_PAGE %r8, 56, %rax, .Lsys_decline
+    BOUNCE_FRAME %r8, 56, %rax, .Lsys_decline
     /* The kernel's page table, through which the frame is written (recorded, so that
      * a decline from here on leaves the machine state true). */
-    mov VCPU_KERNEL_ROOT(%rdi), %rax
-    shl $12, %rax
-    cmp STATE_LOADED_ROOT(%rdx), %rax
-    je 2f
-    mov %rax, %cr3
-    mov %rax, STATE_LOADED_ROOT(%rdx)
+    LOAD_KERNEL_ROOT %rdi, %rdx
     /* rcx r11 rip cs|mask<<32 rflags(IF = !mask) rsp ss; one page, so the first
      * store faults or none does. */
-2:  SMAP_OPEN
+    SMAP_OPEN
     GUARDED .Lsys_decline, mov %rcx, (%r8)
     GUARDED .Lsys_decline, mov %r11, 8(%r8)
     GUARDED .Lsys_decline, mov %rcx, 16(%r8)
-    /* The event mask, read once: RFLAGS.IF shows it clear, bit 32 of CS set. */
-    cmpb $1, VI_MASK(%rsi)
-    sbb %rdx, %rdx                  /* -1: unmasked, 0: masked */
-    and $RFLAGS_IF, %edx
+    SHOWN_MASK_IF %rsi, %rdx, %edx
     mov %r11, %rax
     and $~RFLAGS_IF, %rax
     or %rdx, %rax
     GUARDED .Lsys_decline, mov %rax, 32(%r8)
-    xor $RFLAGS_IF, %edx
-    shl $(32 - 9), %rdx             /* RFLAGS_IF is bit 9 */
+    SHOWN_MASK_CS_BIT %rdx, %edx
     or $FLAT_RING3_CS64, %rdx
     GUARDED .Lsys_decline, mov %rdx, 24(%r8)
     mov %gs:PERCPU_SCRATCH, %rax
     GUARDED .Lsys_decline, mov %rax, 40(%r8)
     GUARDED .Lsys_decline, movq $FLAT_RING3_SS64, 48(%r8)
     SMAP_CLOSE
-    /* Written: kernel mode, events masked if the callback says so, the kernel's GS
-     * base and syscall entry; into the callback by sysretq on the frame. */
-    movb $1, VCPU_KERNEL_MODE(%rdi)
+    /* Written: events masked if the callback says so, kernel mode with its GS base and
+     * syscall entry; into the callback by sysretq on the frame. */
     cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
     je 4f
     movb $1, VI_MASK(%rsi)
 4:  mov %r8, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_EXPRESS_STATE, %rsi
-    movb $MODE_KERNEL, STATE_LOADED_MODE(%rsi)
-    LOAD_GUEST_GS %rdi, VCPU_GS_KERNEL, %rsi
-    SET_LSTAR syscall_entry
+    ENTER_KERNEL_MODE %rdi, %rsi
     mov VCPU_SYSCALL(%rdi), %rcx
     and $BOUNCE_RFLAGS_KEEP, %r11
     or $BOUNCE_RFLAGS_SET, %r11
@@ -913,30 +977,17 @@ exception_stub_14:
      * traps::reflect_page_fault as the #PF lane does it, from either guest mode. Its
      * registers below the CPU's frame; rcx and r11 stay the guest's until the bounce
      * frame holds them. */
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
+    PF_EXPRESS_PUSH
     mov %cr2, %rax                  /* a guarded store's fault would overwrite it */
     mov %rax, %gs:PERCPU_EXPRESS_CR2
-    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
-    test %rdi, %rdi
-    jz .Lpf_decline
-    mov VCPU_PF_HANDLER(%rdi), %rax
-    test %rax, %rax
-    jz .Lpf_decline
-    JUMP_UNLESS_CANONICAL %rax, %rdx, .Lpf_decline
+    EXPRESS_VCPU %rdi, .Lpf_decline
+    EXPRESS_HANDLER %rdi, VCPU_PF_HANDLER, %rax, %rdx, .Lpf_decline
     mov %gs:PERCPU_EXPRESS_STATE, %r8
     mov STATE_VCPU_INFO(%r8), %rsi
     /* An upcall due that the handler would not mask: the lane's. */
     testb $TI_IF, VCPU_PF_FLAGS(%rdi)
     jnz 1f
-    movzwl VI_PENDING(%rsi), %eax
-    dec %eax
-    cmp $0xff, %eax
+    TEST_UPCALL_DUE %rsi, %eax
     jb .Lpf_decline
     /* ecx: 1 from user mode (the kernel's stack, page table and mode to enter), 0
      * from kernel mode (its own stack). Eight words below the 16-byte aligned stack,
@@ -946,18 +997,10 @@ exception_stub_14:
     xor $1, %ecx
     jz 2f
     mov VCPU_KERNEL_SP(%rdi), %rdx
-2:  and $-16, %rdx
-    sub $64, %rdx
-    jb .Lpf_decline
-    JUMP_UNLESS_GUEST_PAGE %rdx, 64, %rax, .Lpf_decline
+2:  BOUNCE_FRAME %rdx, 64, %rax, .Lpf_decline
     test %ecx, %ecx
     jz 3f
-    mov VCPU_KERNEL_ROOT(%rdi), %rax
-    shl $12, %rax
-    cmp STATE_LOADED_ROOT(%r8), %rax
-    je 3f
-    mov %rax, %cr3
-    mov %rax, STATE_LOADED_ROOT(%r8)
+    LOAD_KERNEL_ROOT %rdi, %r8
     /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
      * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. */
 3:  SMAP_OPEN
@@ -970,15 +1013,12 @@ exception_stub_14:
     GUARDED .Lpf_decline, mov %rax, 16(%rdx)
     mov PF_RIP(%rsp), %rax
     GUARDED .Lpf_decline, mov %rax, 24(%rdx)
-    cmpb $1, VI_MASK(%rsi)
-    sbb %rax, %rax                  /* -1: unmasked, 0: masked */
-    and $RFLAGS_IF, %eax
+    SHOWN_MASK_IF %rsi, %rax, %eax
     mov PF_RFLAGS(%rsp), %r9
     and $~RFLAGS_IF, %r9
     or %rax, %r9
     GUARDED .Lpf_decline, mov %r9, 40(%rdx)
-    xor $RFLAGS_IF, %eax
-    shl $(32 - 9), %rax             /* mask << 32 */
+    SHOWN_MASK_CS_BIT %rax, %eax
     or PF_CS(%rsp), %rax            /* RPL 3: the CPU's, from ring 3 */
     lea -3(%rax,%rcx,2), %rax       /* RPL 3 from user mode, else 0 */
     add %rcx, %rax
@@ -1006,17 +1046,8 @@ exception_stub_14:
     movq $FLAT_RING3_SS64, PF_SS(%rsp)
     test %ecx, %ecx
     jz 5f
-    movb $1, VCPU_KERNEL_MODE(%rdi)
-    movb $MODE_KERNEL, STATE_LOADED_MODE(%r8)
-    LOAD_GUEST_GS %rdi, VCPU_GS_KERNEL, %r8
-    SET_LSTAR syscall_entry
-5:  pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
+    ENTER_KERNEL_MODE %rdi, %r8
+5:  PF_EXPRESS_POP
     add $16, %rsp                   /* vector, error code */
     swapgs
     iretq
@@ -1026,13 +1057,7 @@ exception_stub_14:
     SMAP_CLOSE
     mov %gs:PERCPU_EXPRESS_CR2, %rax
     mov %rax, %cr2
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
+    PF_EXPRESS_POP
     sub $FRAME_GPRS, %rsp
     SAVE_CALLER_SAVED
     /* (RFLAGS.AC: as in exception_common.) */
