@@ -33,6 +33,10 @@ pub enum CrashMode {
     /// Return with `HYPERVISOR_iret` through a readable frame whose rip is not canonical:
     /// refused, the domain stopped (taken, the hypervisor's own `iretq` would fault).
     BadIretRip,
+    /// Point the kernel stack for entries from user mode (`stack_switch`) at unmapped
+    /// memory and run a process: its first system call cannot be bounced (writing the
+    /// frame faults in the hypervisor), and the domain is stopped.
+    BadSyscallStack,
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
@@ -45,7 +49,7 @@ pub enum CrashMode {
 impl CrashMode {
     /// Whether the mode needs the kernel set up first (shared info mapped, for events).
     pub fn after_setup(self) -> bool {
-        self == CrashMode::BadUpcallStack
+        matches!(self, CrashMode::BadUpcallStack | CrashMode::BadSyscallStack)
     }
 
     /// Whether the mode corrupts state after the trap table is registered (rather than
@@ -59,6 +63,7 @@ impl CrashMode {
                 | CrashMode::BadIretFrame
                 | CrashMode::BadIretSelector
                 | CrashMode::BadIretRip
+                | CrashMode::BadSyscallStack
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
         )
@@ -101,6 +106,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-iret-frame" => Some(CrashMode::BadIretFrame),
             "crash=bad-iret-selector" => Some(CrashMode::BadIretSelector),
             "crash=bad-iret-rip" => Some(CrashMode::BadIretRip),
+            "crash=bad-syscall-stack" => Some(CrashMode::BadSyscallStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,

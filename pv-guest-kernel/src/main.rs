@@ -224,6 +224,11 @@ fn crash(mode: CrashMode) -> ! {
             }
             // RPL 0: a return within kernel mode, which needs no user page table.
             CrashMode::BadIretRip => bad_iret(u64::from(FLAT_KERNEL_CS64 & !3), 1 << 47),
+            CrashMode::BadSyscallStack => {
+                let _ = pv_abi::guest::stack_switch(FLAT_RING3_SS64.into(), UNMAPPED_STACK);
+                let _ = process::run(&process::programs()[..1]);
+                core::arch::asm!("ud2", options(noreturn))
+            }
             CrashMode::BadCallbacks => {
                 let failsafe = CallbackRegister::new(CALLBACKTYPE_FAILSAFE, 0, 0x20);
                 let _ = pv_abi::guest::callback_register(&failsafe);
