@@ -311,24 +311,28 @@
     test %rax, %rax
 .endm
 
-/* The express paths. HYPERVISOR_iret and a process's system call, the two crossings
- * between guest modes that every PV kernel makes all the time, are done here in
- * assembly first, the way Xen does them (about 100 instructions each, against 190 for
- * their lanes, whose call into Rust, lock and general checks are most of the cost).
- * An express path takes only the plain case and declines everything else, having
- * changed nothing the guest can see, to its lane, which does it all again with the
- * checked Rust code (and itself declines to the general path): so every refusal,
+/* The express paths. The crossings every PV kernel makes all the time are done here in
+ * assembly first, the way Xen does them: HYPERVISOR_iret (iret_lane), a process's
+ * system call (user_syscall_entry), a not-present page fault (exception_stub_14) and
+ * the upcall a send leaves due (send_lane). Each takes 50-110 instructions against
+ * 150-190 for its lane, whose call into Rust, lock and general checks are most of the
+ * cost. An express path takes only the plain case and declines everything else,
+ * having changed nothing the guest can see, to its lane, which does it all again with
+ * the checked Rust code (and itself declines to the general path): so every refusal,
  * report, failsafe and upcall delivery stays in Rust, in one place. What they do is the
- * lanes' (machine/lanes.rs: iret_lane, user_syscall_lane), check for check:
+ * lanes' (machine/lanes.rs: iret_lane, user_syscall_lane, page_fault_lane,
+ * upcall_lane), check for check (docs/architecture.md, "The express paths", lists them):
  *  - the vCPU on this CPU (PERCPU_EXPRESS_VCPU, set by machine.rs's switch_to; 0 turns
  *    them off: `express=off`), in the mode the entry serves;
- *  - guest memory only inside one page of the guest's part of the address space
- *    (JUMP_UNLESS_GUEST_PAGE, the accessor's ranges), read or written by GUARDED
- *    instructions, whose page fault declines; each guest word read once;
+ *  - guest memory only inside the guest's part of the address space, tested as the
+ *    accessor does (JUMP_UNLESS_GUEST_RANGE; JUMP_UNLESS_GUEST_PAGE for stores, which
+ *    stay inside one page, so that the first faults or none does), read or written by
+ *    GUARDED instructions, whose page fault declines; each guest word read once;
  *  - every value checked as the Rust code checks it (iret::checked, push_bounce), the
  *    event mask and pending byte of the vcpu_info as the lanes test them;
  *  - on success the machine state they change recorded where Rust keeps it (the
- *    vCPU's mode, machine::State's loaded root, GS base and mode).
+ *    vCPU's mode, machine::State's loaded root, GS base and mode), every field found by
+ *    an offset Rust computes (offset_of!, the constants above).
  * The machine lock is not taken: these run only while a guest runs, which on this one
  * CPU means nothing in the hypervisor holds it. A ring-0 fault on anything but a
  * guarded access is a hypervisor bug, reported as one (ring0_pf). */
@@ -704,7 +708,7 @@ send_lane:
  * unreadable or refused frame, an upcall due on return): the general stub takes the
  * call. */
 iret_lane:
-    /* The express path first (see "The express paths" below). The iretq frame, then
+    /* The express path first (see "The express paths" above). The iretq frame, then
      * the registers it uses; rcx and r11 are the guest's at the call (for a decline),
      * replaced by the context's, or as a sysret leaves them "in syscall". */
     sub $40, %rsp                   /* rip, cs, rflags, rsp, ss at 40..80 */
@@ -846,7 +850,7 @@ user_syscall_entry:
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
     mov %rax, %gs:PERCPU_LANE_RAX
-    /* The express path first (see "The express paths" below): the registers it uses
+    /* The express path first (see "The express paths" above): the registers it uses
      * besides rax (in PERCPU_LANE_RAX); rcx and r11 stay the process's rip and RFLAGS
      * until the frame holds them. */
     push %rdx
