@@ -115,7 +115,7 @@ fn iret_delivers_pending_event(_: &Boot) -> Outcome {
     check("send", guest::evtchn_send(local))?;
     let early = HITS.load(Ordering::SeqCst);
     const MAGIC: u64 = 0x1e7_5eed_cafe;
-    let rax = crate::traps::iret_to_next(0, MAGIC).rax;
+    let rax = crate::traps::iret_to_next(0, MAGIC, 0).rax;
     let hits = HITS.load(Ordering::SeqCst);
     let unmasked = !events::save_and_mask();
     events::restore(was);

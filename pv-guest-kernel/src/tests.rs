@@ -41,6 +41,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("trap_page_fault", trap_page_fault),
     ("trap_registers_survive", trap_registers_survive),
     ("iret_rcx_r11", iret_rcx_r11),
+    ("iret_rflags", iret_rflags),
     ("syscall_at_top_of_lower_half", syscall_at_top_of_lower_half),
     ("emulate_cr0_and_clts", emulate_cr0_and_clts),
     ("emulate_device_not_available", emulate_device_not_available),
@@ -433,7 +434,7 @@ fn trap_registers_survive(_: &Boot) -> Outcome {
 
 fn iret_rcx_r11(_: &Boot) -> Outcome {
     // Without VGCF_in_syscall, rcx and r11 come back from the context.
-    let IretSeen { rcx, r11, .. } = iret_to_next(0, 0);
+    let IretSeen { rcx, r11, .. } = iret_to_next(0, 0, 0);
     if (rcx, r11) != (0x1c1c, 0x2b2b) {
         fail!("plain iret: rcx {rcx:#x}, r11 {r11:#x} (want the context's 0x1c1c, 0x2b2b)");
     }
@@ -445,11 +446,43 @@ fn iret_rcx_r11(_: &Boot) -> Outcome {
         target,
         rflags,
         ..
-    } = iret_to_next(pv_abi::arch_x86_64::VGCF_IN_SYSCALL, 0);
+    } = iret_to_next(pv_abi::arch_x86_64::VGCF_IN_SYSCALL, 0, 0);
     if rcx != target || r11 != rflags {
         fail!(
             "iret in syscall: rcx {rcx:#x}, r11 {r11:#x} (want the return address {target:#x}, the RFLAGS {rflags:#x})"
         );
+    }
+    Ok(())
+}
+
+fn iret_rflags(_: &Boot) -> Outcome {
+    // The RFLAGS a context asks for comes back with what a guest may set (the arithmetic
+    // flags, DF, AC, ID) and never with what it may not: IOPL stays 0, or a guest
+    // kernel could hand itself (and its processes) the I/O ports; IF stays 1 (the
+    // virtual flag is the event mask). Both hypervisors agree on these bits.
+    const CF: u64 = 1 << 0;
+    const ZF: u64 = 1 << 6;
+    const SF: u64 = 1 << 7;
+    const DF: u64 = 1 << 10;
+    const OF: u64 = 1 << 11;
+    const IOPL: u64 = 3 << 12;
+    const AC: u64 = 1 << 18;
+    const ID: u64 = 1 << 21;
+    const IF: u64 = 1 << 9;
+    const KEPT: u64 = CF | ZF | SF | DF | OF | AC | ID;
+    for (asked, flags) in [
+        (IOPL, 0),
+        (IOPL | CF | OF, 0),
+        (ZF | SF | DF, 0),
+        (AC | ID, 0),
+        (IOPL | KEPT, pv_abi::arch_x86_64::VGCF_IN_SYSCALL),
+    ] {
+        let seen = iret_to_next(flags, 0, asked);
+        let got = seen.rflags & (KEPT | IOPL | IF);
+        let want = (asked & KEPT) | IF;
+        if got != want {
+            fail!("iret asking RFLAGS {asked:#x} (flags {flags:#x}): got {got:#x}, want {want:#x}");
+        }
     }
     Ok(())
 }

@@ -205,10 +205,11 @@ unsafe extern "C" {
 }
 
 /// `HYPERVISOR_iret` within kernel mode to the next instruction, with `flags` and `rax`
-/// in its `iret_context`, RFLAGS with IF set (an upcall pending and unmasked is taken
-/// on the way), and rcx and r11 set to the marks 0x1c1c and 0x2b2b first (the hypercall
-/// page's stub saves them into the context).
-pub fn iret_to_next(flags: u64, rax: u64) -> IretSeen {
+/// in its `iret_context`, RFLAGS with IF and the bits of `rflags_set` set, nothing else
+/// (an upcall pending and unmasked is taken on the way), and rcx and r11 set to the marks 0x1c1c
+/// and 0x2b2b first (the hypercall page's stub saves them into the context). RFLAGS is
+/// read right after the return, then put back to a plain value (DF clear).
+pub fn iret_to_next(flags: u64, rax: u64, rflags_set: u64) -> IretSeen {
     const RFLAGS_IF: u64 = 1 << 9;
     let (rax_after, rcx, r11, target, rflags): (u64, u64, u64, u64, u64);
     // SAFETY: builds an iret_context for label 2 with this kernel's own stack pointer
@@ -222,8 +223,7 @@ pub fn iret_to_next(flags: u64, rax: u64) -> IretSeen {
             "mov {tmp}, rsp",
             "push {ss}",
             "push {tmp}",
-            "pushfq",
-            "or qword ptr [rsp], {rflags_if}",
+            "push {rflags_asked}",
             "push {cs}",
             "lea {tmp}, [rip + 2f]",
             "push {tmp}",
@@ -235,12 +235,16 @@ pub fn iret_to_next(flags: u64, rax: u64) -> IretSeen {
             "lea {target}, [rip + 2b]",
             "pushfq",
             "pop {tmp}",
+            "cld",
+            "push {plain}",
+            "popfq",
             tmp = out(reg) rflags,
             target = out(reg) target,
             flags = in(reg) flags,
+            rflags_asked = in(reg) RFLAGS_IF | 2 | rflags_set,
+            plain = const RFLAGS_IF | 2,
             ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
             cs = const FLAT_KERNEL_CS64 & !3,
-            rflags_if = const RFLAGS_IF,
             page = sym hypercall_page,
             iret = const pv_abi::xen::Hypercall::Iret.number() * 32,
             inout("rax") rax => rax_after,
