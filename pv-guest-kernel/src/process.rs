@@ -170,6 +170,8 @@ unsafe extern "C" {
     static user_divzero_end: u8;
     static user_badaccess_start: u8;
     static user_badaccess_end: u8;
+    static user_compat_start: u8;
+    static user_compat_end: u8;
     static user_sleeper_start: u8;
     static user_sleeper_end: u8;
     static user_spin_start: u8;
@@ -193,7 +195,7 @@ fn program(start: &u8, end: &u8) -> &'static [u8] {
 }
 
 /// The programs the self-test runs.
-pub fn programs() -> [(&'static str, &'static [u8]); 5] {
+pub fn programs() -> [(&'static str, &'static [u8]); 6] {
     // SAFETY: taking addresses of symbols defined in arch/user.S.
     unsafe {
         [
@@ -205,6 +207,7 @@ pub fn programs() -> [(&'static str, &'static [u8]); 5] {
             ),
             ("sleeper", program(&user_sleeper_start, &user_sleeper_end)),
             ("spin", program(&user_spin_start, &user_spin_end)),
+            ("compat", program(&user_compat_start, &user_compat_end)),
         ]
     }
 }

@@ -141,6 +141,27 @@ user_badaccess_start:
     syscall
 user_badaccess_end:
 
+/* compat: far-jumps to Xen's 32-bit user code selector, FLAT_RING3_CS32 (0xe023), and
+ * makes a system call from compatibility mode (exit(95), were it ever run). Xen has that
+ * segment and, since this kernel registers no syscall32 callback, makes the `syscall` a
+ * #UD; ours has no segment a guest can load there, so the jump raises #GP. The kernel
+ * kills the process either way, and the hypervisor runs on. */
+.global user_compat_start, user_compat_end
+user_compat_start:
+    lea 9f(%rip), %rax
+    sub $16, %rsp
+    movl %eax, (%rsp)
+    movw $0xe023, 4(%rsp)
+    ljmpl *(%rsp)
+9:
+    .code32
+    mov $1, %eax
+    mov $95, %edi
+    syscall
+    .code64
+    ud2
+user_compat_end:
+
 /* sleeper: sleeps 20 ms, then exits 3. */
 .global user_sleeper_start, user_sleeper_end
 user_sleeper_start:

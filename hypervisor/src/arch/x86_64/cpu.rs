@@ -10,6 +10,8 @@ pub mod msr {
     pub const LSTAR: u32 = 0xc000_0082;
     /// Compatibility-mode `syscall` entry point.
     pub const CSTAR: u32 = 0xc000_0083;
+    /// `sysenter`'s code selector (0: `sysenter` raises #GP).
+    pub const SYSENTER_CS: u32 = 0x174;
     /// RFLAGS bits cleared on `syscall`.
     pub const FMASK: u32 = 0xc000_0084;
     /// FS base.

@@ -38,6 +38,7 @@
 /* Offsets in the FXSAVE image. */
 .set FXSAVE_MXCSR,     24
 .set FXSAVE_XMM0,      160
+.set FLAT_RING3_CS32,  0xe023
 .set FLAT_RING3_CS64,  0xe033
 .set FLAT_RING3_SS64,  0xe02b
 .set VECTOR_SYSCALL,   0x100
@@ -46,6 +47,7 @@
 .set FRAME_RIP,        17*8
 .set FRAME_CS,         18*8
 .set FRAME_RSP,        20*8
+.set VECTOR_UD,        6
 .set VECTOR_PF,        14
 /* The #PF express path's stack: the CPU's frame and the stub's vector above the seven
  * registers it saves. */
@@ -607,6 +609,29 @@ resume_caller_saved:
 syscall_off_the_end:
     subq $2, FRAME_RIP(%rsp)
     movq $13, FRAME_VECTOR(%rsp)
+    SAVE_CALLEE_SAVED
+    mov %rsp, %rdi
+    call hv_trap_entry
+    jmp guest_exit
+
+/* `syscall` from compatibility mode (CSTAR). No guest reaches it: the GDT has no 32-bit
+ * code segment a guest can load (FLAT_RING3_CS32 is only the sysret base: see gdt.rs)
+ * and a guest cannot install descriptors of its own. It is here so that CSTAR never
+ * points anywhere else: were it reached, the instruction becomes a #UD at itself (rcx
+ * - 2, a zero-extended 32-bit address), shown with the selector it ran under and every
+ * register as the guest left it, which the trap path reflects to the guest kernel (or
+ * stops the domain). That is what an Intel CPU does, and what Xen does for a guest with
+ * no syscall32 callback (CALLBACKOP_register refuses that type here). */
+.global compat_syscall_entry
+compat_syscall_entry:
+    swapgs
+    mov %rsp, %gs:PERCPU_SCRATCH
+    mov %gs:PERCPU_STACK_TOP, %rsp
+    SYSCALL_FRAME
+    LAZY_FPU_ENTRY
+    subq $2, FRAME_RIP(%rsp)
+    movq $FLAT_RING3_CS32, FRAME_CS(%rsp)
+    movq $VECTOR_UD, FRAME_VECTOR(%rsp)
     SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     call hv_trap_entry

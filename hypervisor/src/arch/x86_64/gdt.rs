@@ -1,6 +1,9 @@
 //! The GDT, laid out the way Xen's x86_64 PV guests expect: the hypervisor's and the
 //! flat ring-3 selectors sit in the last pages (0xe008.., `FLAT_RING3_CS64` = 0xe033),
-//! leaving the first 14 pages for guest descriptors (set_gdt comes later).
+//! leaving the first 14 pages for guest descriptors (set_gdt comes later: it must refuse
+//! 32-bit code descriptors while compatibility-mode `syscall` is a #UD, and descriptors
+//! with a base other than 0, or load the GS base back on every mode switch; see
+//! `RING3_CS32`).
 
 use core::cell::UnsafeCell;
 use x86_64::structures::tss::TaskStateSegment;
@@ -9,7 +12,13 @@ use x86_64::structures::tss::TaskStateSegment;
 pub const HYPERVISOR_CS: u16 = 0xe008;
 /// Ring-0 data selector (Xen's `__HYPERVISOR_DS`).
 pub const HYPERVISOR_DS: u16 = 0xe010;
-/// Guest 32-bit code selector, also the `sysret` base (`FLAT_RING3_CS32`).
+/// Xen's 32-bit guest code selector (`FLAT_RING3_CS32`): here only the base STAR gives
+/// `sysretq` (which loads CS = base + 16 and SS = base + 8 without reading the GDT). Its
+/// descriptor is left empty: guests run 64-bit code only (`HYPERVISOR_iret` refuses any
+/// other CS), and a usable 32-bit code segment would let any ring-3 code reach
+/// compatibility mode and its `syscall` (CSTAR), with nothing gained. A far transfer to
+/// it raises #GP, reflected to the guest like any other. (The other flat descriptors all
+/// have base 0, which the GS-base shortcut in `machine::load_hardware` relies on.)
 pub const RING3_CS32: u16 = 0xe023;
 /// Guest data/stack selector (`FLAT_RING3_SS64`).
 pub const RING3_SS: u16 = 0xe02b;
@@ -22,7 +31,6 @@ const ENTRIES: usize = 8192;
 
 const CODE64_RING0: u64 = 0x00af_9a00_0000_ffff;
 const DATA_RING0: u64 = 0x00cf_9200_0000_ffff;
-const CODE32_RING3: u64 = 0x00cf_fa00_0000_ffff;
 const DATA_RING3: u64 = 0x00cf_f200_0000_ffff;
 const CODE64_RING3: u64 = 0x00af_fa00_0000_ffff;
 
@@ -56,7 +64,6 @@ pub fn init(stacks: super::percpu::CpuStacks) {
     let index = |selector: u16| usize::from(selector >> 3);
     gdt[index(HYPERVISOR_CS)] = CODE64_RING0;
     gdt[index(HYPERVISOR_DS)] = DATA_RING0;
-    gdt[index(RING3_CS32)] = CODE32_RING3;
     gdt[index(RING3_SS)] = DATA_RING3;
     gdt[index(RING3_CS64)] = CODE64_RING3;
     let base = tss as *const TaskStateSegment as u64;

@@ -82,6 +82,7 @@ const _: () = {
 unsafe extern "C" {
     fn syscall_entry();
     fn user_syscall_entry();
+    fn compat_syscall_entry();
     fn enter_guest_first(frame: *mut hypervisor::regs::TrapFrame) -> !;
     static boot_pml4: [u64; 512];
 }
@@ -114,12 +115,17 @@ pub fn init_cpu0() {
     idt::init();
     idt::quiesce_pic();
     let star = (u64::from(gdt::RING3_CS32) << 48) | (u64::from(gdt::HYPERVISOR_CS) << 32);
-    // SAFETY: STAR/LSTAR/FMASK point `syscall` at our stub with the selectors of the
-    // GDT just loaded; FMASK keeps interrupts, traps and alignment checks off on entry.
+    // SAFETY: STAR/LSTAR/CSTAR/FMASK point `syscall` at our stubs with the selectors of
+    // the GDT just loaded; FMASK keeps interrupts, traps and alignment checks off on
+    // entry. CSTAR (`syscall` from compatibility mode, which AMD CPUs and QEMU take)
+    // gets a stub that turns it into #UD: pointing it anywhere else (it was 0) would run
+    // ring 0 wherever it points, on the guest's stack and GS.
     unsafe {
         cpu::wrmsr(cpu::msr::STAR, star);
         cpu::wrmsr(cpu::msr::LSTAR, syscall_entry as *const () as u64);
-        cpu::wrmsr(cpu::msr::CSTAR, 0);
+        cpu::wrmsr(cpu::msr::CSTAR, compat_syscall_entry as *const () as u64);
+        // No `sysenter` either (its reset value, made explicit): #GP, reflected.
+        cpu::wrmsr(cpu::msr::SYSENTER_CS, 0);
         cpu::wrmsr(
             cpu::msr::FMASK,
             RFLAGS_IF | RFLAGS_DF | RFLAGS_TF | RFLAGS_AC | RFLAGS_NT,
