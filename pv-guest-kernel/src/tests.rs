@@ -668,8 +668,10 @@ fn user_processes(_: &Boot) -> Outcome {
     // The spinner never makes a system call: the others finish only because the timer
     // preempts it, and the kernel stops it when its CPU budget is used up.
     crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
-    let report = run(&[hello, spin, hello, hello, divzero, badaccess, sleeper, compat])
-        .map_err(|why| failure(format_args!("{why}")))?;
+    let report = run(&[
+        hello, spin, hello, hello, divzero, badaccess, sleeper, compat,
+    ])
+    .map_err(|why| failure(format_args!("{why}")))?;
     // A far jump to the 32-bit code selector, then `syscall`: Xen runs it and makes the
     // system call from compatibility mode a #UD (no syscall32 callback is registered);
     // ours refuses the segment (#GP). Ours used to leave a usable one there with CSTAR
