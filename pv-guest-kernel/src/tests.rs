@@ -42,6 +42,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("trap_registers_survive", trap_registers_survive),
     ("iret_rcx_r11", iret_rcx_r11),
     ("iret_rflags", iret_rflags),
+    ("iret_rpl", crate::vm::iret_rpl_stays_in_kernel),
     ("syscall_at_top_of_lower_half", syscall_at_top_of_lower_half),
     ("emulate_cr0_and_clts", emulate_cr0_and_clts),
     ("emulate_device_not_available", emulate_device_not_available),

@@ -210,10 +210,16 @@ unsafe extern "C" {
 /// and 0x2b2b first (the hypercall page's stub saves them into the context). RFLAGS is
 /// read right after the return, then put back to a plain value (DF clear).
 pub fn iret_to_next(flags: u64, rax: u64, rflags_set: u64) -> IretSeen {
+    iret_to_next_rpl(0, flags, rax, rflags_set)
+}
+
+/// [`iret_to_next`] with the context's CS at privilege level `rpl` (0 to 2: still kernel
+/// mode, which only RPL 3 leaves).
+pub fn iret_to_next_rpl(rpl: u64, flags: u64, rax: u64, rflags_set: u64) -> IretSeen {
     const RFLAGS_IF: u64 = 1 << 9;
     let (rax_after, rcx, r11, target, rflags): (u64, u64, u64, u64, u64);
     // SAFETY: builds an iret_context for label 2 with this kernel's own stack pointer
-    // and RFLAGS (IF set), in guest kernel mode (CS with RPL 0), and enters the hypercall
+    // and RFLAGS (IF set), in guest kernel mode (CS with RPL `rpl`), and enters the hypercall
     // page's iret stub, which pushes rcx, r11 and rax: the hypervisor returns to label 2
     // with this stack (the guest kernel runs without a red zone: bounces and upcalls
     // push on its stack anyway). Only rax, rcx and r11 change, all three outputs; every
@@ -244,7 +250,7 @@ pub fn iret_to_next(flags: u64, rax: u64, rflags_set: u64) -> IretSeen {
             rflags_asked = in(reg) RFLAGS_IF | 2 | rflags_set,
             plain = const RFLAGS_IF | 2,
             ss = const pv_abi::arch_x86_64::FLAT_KERNEL_SS64,
-            cs = const FLAT_KERNEL_CS64 & !3,
+            cs = in(reg) u64::from(FLAT_KERNEL_CS64 & !3) | (rpl & 3),
             page = sym hypercall_page,
             iret = const pv_abi::xen::Hypercall::Iret.number() * 32,
             inout("rax") rax => rax_after,

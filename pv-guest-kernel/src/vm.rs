@@ -147,6 +147,44 @@ pub fn shared_info_mapping(boot: &Boot) -> Outcome {
     result
 }
 
+/// `HYPERVISOR_iret` to kernel mode with a CS of RPL 1 or 2 while a user page table is
+/// set: only RPL 3 returns to user mode (Xen's rule), so execution goes on here, in
+/// kernel mode. (Taken for user mode, it would load the user page table, an empty one,
+/// and fault on the next instruction: the domain would be stopped.)
+pub fn iret_rpl_stays_in_kernel(boot: &Boot) -> Outcome {
+    let root_va = scratch(boot, 12);
+    let root = mfn_of(boot, root_va);
+    let step = |what: &str, r: Result<u32, guest::PartialError>| match r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(failure(format_args!(
+            "{what}: {} done, {}",
+            e.done, e.errno
+        ))),
+    };
+    // An empty L4 (the hypervisor adds its own slots), read-only, pinned, as the user
+    // page table.
+    step("clear", ext(&[MmuextOp::clear_page(root)]))?;
+    map(root_va, root, RO).map_err(|e| failure(format_args!("root read-only: {e}")))?;
+    step("pin", ext(&[MmuextOp::pin_table(4, root).unwrap()]))?;
+    step("user root", ext(&[MmuextOp::new_user_baseptr(root)]))?;
+    let mut outcome = Ok(());
+    for rpl in [1, 2] {
+        let seen = crate::traps::iret_to_next_rpl(rpl, 0, 0x5a + rpl, 0);
+        if seen.rax != 0x5a + rpl {
+            outcome = Err(failure(format_args!(
+                "iret with RPL {rpl}: rax {:#x}",
+                seen.rax
+            )));
+        }
+    }
+    step(
+        "no user root",
+        ext(&[MmuextOp::new_user_baseptr(0), MmuextOp::unpin_table(root)]),
+    )?;
+    map(root_va, root, RW).map_err(|e| failure(format_args!("root writable: {e}")))?;
+    outcome
+}
+
 /// Page-table work through batches: build and pin a new L1, hook it into the L2, map,
 /// change protections, unmap; then switch to a copy of the address space and back.
 pub fn page_table_lifecycle(boot: &Boot) -> Outcome {

@@ -749,8 +749,9 @@ iret_lane:
     JUMP_UNLESS_GUEST_RANGE %rsi, 72, %rax, %rdx, .Liret_decline
     SMAP_OPEN
     /* Each word of the guest's context is read once. CS and SS: the flat selectors
-     * (only their low 16 bits count); CS's RPL 3 returns to user mode, which needs a
-     * user page table. */
+     * (only their low 16 bits count, RPL any); CS's RPL 3 returns to user mode, which
+     * needs a user page table, any other RPL to kernel mode (as iret::checked: the
+     * CS test leaves only the RPL to tell, in cl). */
     GUARDED .Liret_decline, mov 40(%rsi), %rcx
     mov %ecx, %eax
     or $3, %eax
@@ -760,8 +761,8 @@ iret_lane:
     or $3, %eax
     cmp $FLAT_RING3_SS64, %ax
     jne .Liret_decline
-    test $3, %cl
-    jz 1f
+    cmp $(FLAT_RING3_CS64 & 0xff), %cl
+    jne 1f
     cmpq $0, VCPU_USER_ROOT(%rdi)
     je .Liret_decline
 1:  GUARDED .Liret_decline, mov 32(%rsi), %rax
@@ -811,8 +812,8 @@ iret_lane:
     mov %r11, 56(%rsp)
     movq $FLAT_RING3_CS64, 48(%rsp)
     movq $FLAT_RING3_SS64, 72(%rsp)
-    test $3, %cl
-    jz 5f
+    cmp $(FLAT_RING3_CS64 & 0xff), %cl
+    jne 5f
     /* To user mode: its page table, GS base and syscall entry. */
     movb $0, VCPU_KERNEL_MODE(%rdi)
     movb $MODE_USER, STATE_LOADED_MODE(%rsi)
