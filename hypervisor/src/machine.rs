@@ -539,7 +539,7 @@ fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
         // SAFETY: a canonical guest FS base (checked by set_segment_base).
         unsafe { cpu::wrmsr(cpu::msr::FS_BASE, wanted.fs) };
     }
-    if wanted.gs != loaded.gs {
+    if gs_base_stale(wanted.gs, loaded.gs) {
         // SAFETY: the guest's GS base waits in KERNEL_GS_BASE until the exit path's
         // swapgs; canonical (checked by set_segment_base).
         unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, wanted.gs) };
@@ -556,6 +556,18 @@ fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
     *loaded = wanted;
 }
 
+/// Whether the guest GS base `wanted` must be written, `loaded` being the one written
+/// last. Not only when they differ: `loaded` is no proof of what is live, since ring 3
+/// can load %gs, which sets the base to its descriptor's, and that is 0 for every
+/// descriptor a guest can load (`gdt.rs`). So only a 0 is sure to be live still. (A
+/// process that loaded %gs would otherwise hand the base it got to its kernel, when
+/// the kernel's is the same as its own; Xen swaps the live bases instead.) The
+/// `LOAD_GUEST_GS` step of the express paths (`entry.S`) decides the same way.
+#[inline(always)]
+fn gs_base_stale(wanted: u64, loaded: u64) -> bool {
+    wanted | loaded != 0
+}
+
 /// [`load_hardware`] after a switch between the two modes of the vCPU on this CPU (a
 /// bounce from user mode, an iret to it), everything else about it being loaded: only
 /// what depends on the mode, its page table, GS base and `syscall` entry.
@@ -570,7 +582,7 @@ fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
         // SAFETY: as in `load_hardware`.
         unsafe { cpu::write_cr3(root) };
     }
-    if gs != loaded.gs {
+    if gs_base_stale(gs, loaded.gs) {
         // SAFETY: as in `load_hardware`.
         unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, gs) };
     }

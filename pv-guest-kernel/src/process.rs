@@ -65,6 +65,9 @@ pub mod sys {
     pub const BRK: u64 = 5;
     /// mmap(len) -> address of fresh zeroed anonymous memory.
     pub const MMAP: u64 = 6;
+    /// gs_word() -> the word at the kernel's GS base (a self-test's probe: the
+    /// hypervisor must load the kernel's base whatever a process did to its own).
+    pub const GS_WORD: u64 = 7;
 }
 
 /// Errors returned to user space (negative, Linux style).
@@ -170,6 +173,8 @@ unsafe extern "C" {
     static user_divzero_end: u8;
     static user_badaccess_start: u8;
     static user_badaccess_end: u8;
+    static user_gsload_start: u8;
+    static user_gsload_end: u8;
     static user_compat_start: u8;
     static user_compat_end: u8;
     static user_sleeper_start: u8;
@@ -193,6 +198,16 @@ fn program(start: &u8, end: &u8) -> &'static [u8] {
     // SAFETY: the start/end symbols bracket one program in .rodata (arch/user.S).
     unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
+
+/// A process that loads %gs itself (its base becomes 0), then asks its kernel for the
+/// word at the kernel's GS base (`sys::GS_WORD`): exits 0 if it is `magic`, else 94.
+pub fn gsload_program() -> &'static [u8] {
+    // SAFETY: taking addresses of symbols defined in arch/user.S.
+    unsafe { program(&user_gsload_start, &user_gsload_end) }
+}
+
+/// The word `gsload_program` expects at the kernel's GS base.
+pub const GS_MAGIC: u64 = 0x6773_6261_7365_6b72;
 
 /// The programs the self-test runs.
 pub fn programs() -> [(&'static str, &'static [u8]); 6] {
@@ -618,6 +633,16 @@ fn syscall(world: &mut World, slot: usize, regs: &GuestFrame) -> (u64, bool) {
             (0, true)
         }
         sys::GETPID => (pid, false),
+        sys::GS_WORD => {
+            let word: u64;
+            // SAFETY: reads one word at the GS base; the only kernel that sets one (the
+            // gs_base_per_mode self-test) points it at a static word, and with none set
+            // it faults like any bad kernel access (the test then fails).
+            unsafe {
+                core::arch::asm!("mov {}, qword ptr gs:[0]", out(reg) word, options(nostack, readonly))
+            };
+            (word, false)
+        }
         sys::YIELD => (0, true),
         sys::SLEEP_MS => {
             let now = system_time_ns(world.shared_info);

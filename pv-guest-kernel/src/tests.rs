@@ -53,6 +53,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_int_n", emulate_int_n),
     ("emulate_hlt", emulate_hlt),
     ("user_processes", user_processes),
+    ("gs_base_per_mode", gs_base_per_mode),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
     ("emulate_port_io", emulate_port_io),
@@ -661,6 +662,35 @@ fn emulate_hlt(_: &Boot) -> Outcome {
         );
     }
     Ok(())
+}
+
+/// The kernel's GS base is the kernel's on every entry from a process, whatever the
+/// process did to its own: here a process loads %gs (which sets its base to 0 without
+/// the hypervisor seeing it) and then asks for the word at the kernel's GS base, with
+/// the same base set for both modes. A hypervisor that skips writing a base it believes
+/// loaded still (ours did) hands the process's 0 to the kernel, whose read then faults.
+fn gs_base_per_mode(_: &Boot) -> Outcome {
+    use crate::process::{Ending, GS_MAGIC, gsload_program, run};
+    use pv_abi::arch_x86_64::{SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
+    static GS_PROBE: u64 = GS_MAGIC;
+    let base = &raw const GS_PROBE as u64;
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    for which in [SEGBASE_GS_KERNEL, SEGBASE_GS_USER] {
+        // SAFETY: nothing in this kernel uses GS-relative addressing but the probe.
+        unsafe { guest::set_segment_base(which, base) }
+            .map_err(|e| failure(format_args!("set_segment_base({which}): {e}")))?;
+    }
+    let report = run(&[("gsload", gsload_program())]);
+    for which in [SEGBASE_GS_USER, SEGBASE_GS_KERNEL] {
+        // SAFETY: as above.
+        unsafe { guest::set_segment_base(which, 0) }
+            .map_err(|e| failure(format_args!("set_segment_base({which}, 0): {e}")))?;
+    }
+    let report = report.map_err(|why| failure(format_args!("{why}")))?;
+    match report.endings.first() {
+        Some(&(_, _, Ending::Exited(0))) => Ok(()),
+        other => fail!("gsload ended {other:?}, expected Exited(0)"),
+    }
 }
 
 fn user_processes(_: &Boot) -> Outcome {

@@ -46,7 +46,7 @@ leave_user_world:
 user_world_saved_rsp: .quad 0
 
 /* User programs. Syscalls: rax = number (0 write, 1 exit, 2 getpid, 3 yield,
- * 4 sleep_ms, 5 brk, 6 mmap), rdi/rsi/rdx = arguments, result in rax. */
+ * 4 sleep_ms, 5 brk, 6 mmap, 7 gs_word), rdi/rsi/rdx = arguments, result in rax. */
 .section .rodata.user_programs, "a"
 .p2align 12
 
@@ -140,6 +140,25 @@ user_badaccess_start:
     mov $97, %edi
     syscall
 user_badaccess_end:
+
+/* gsload: loads %gs with the flat data selector (its base becomes 0, the
+ * descriptor's, without the hypervisor knowing), then asks the kernel for the word at
+ * the kernel's GS base: it must be the kernel's (process::GS_MAGIC), whatever the
+ * process did to its own. Exits 0 if so, else 94. */
+.global user_gsload_start, user_gsload_end
+user_gsload_start:
+    mov $0xe02b, %eax
+    mov %eax, %gs
+    mov $7, %eax
+    syscall
+    movabs $0x6773626173656b72, %rcx
+    xor %edi, %edi
+    cmp %rcx, %rax
+    je 1f
+    mov $94, %edi
+1:  mov $1, %eax
+    syscall
+user_gsload_end:
 
 /* compat: far-jumps to Xen's 32-bit user code selector, FLAT_RING3_CS32 (0xe023), and
  * makes a system call from compatibility mode (exit(95), were it ever run). Xen has that

@@ -423,13 +423,16 @@
 .endm
 
 /* Loads the guest GS base of the mode just entered from \field of the vCPU at \vcpu
- * into KERNEL_GS_BASE (where the guest's waits until the exit's swapgs) unless it is
- * loaded already, and records it in the machine state at \state. Clobbers rax, rcx,
- * rdx. */
+ * into KERNEL_GS_BASE (where the guest's waits until the exit's swapgs), and records it
+ * in the machine state at \state; unless it and the recorded one are both 0. (The
+ * record is what was written, not what is live: ring 3 can load %gs, which sets the
+ * base to its descriptor's, 0 for every one a guest can load. So only a 0 is known
+ * to be live still; as machine::load_hardware.) Clobbers rax, rcx, rdx. */
 .macro LOAD_GUEST_GS vcpu, field, state
     mov \field(\vcpu), %rax
-    cmp STATE_LOADED_GS(\state), %rax
-    je .Lgs_loaded\@
+    mov %rax, %rdx
+    or STATE_LOADED_GS(\state), %rdx
+    jz .Lgs_loaded\@
     mov %rax, STATE_LOADED_GS(\state)
     mov %rax, %rdx
     shr $32, %rdx
