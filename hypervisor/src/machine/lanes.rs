@@ -120,6 +120,8 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
         }
     }
     let how = if upcall_due(state) {
+        // What the upcall's express path (`entry.S`) takes on trust from Deliver.
+        debug_assert!(state.fast_after.is_none() && state.loaded.kernel_mode == Some(true));
         FastEntry::Deliver
     } else {
         FastEntry::Return
@@ -326,7 +328,8 @@ fn bounce_after_syscall(
     traps::bounce::push_bounce(guest, &DirectMap, domain, &from, bounce).ok()
 }
 
-/// A not-present page fault, by the #PF lane (`entry.S`, `guest_entry_common`): the
+/// A not-present page fault, by the #PF lane (`entry.S`, what `exception_stub_14`'s
+/// express path declines): the
 /// commonest exception, which has nothing to emulate, bounced to the guest kernel's
 /// handler as the trap path's `traps::reflect_page_fault` does (the same
 /// `traps::bounce::deliver`, the same error code and CR2), without its dispatch or the

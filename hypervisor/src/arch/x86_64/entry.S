@@ -687,6 +687,10 @@ send_lane:
      * context after its syscall to the event callback, as hv_upcall_lane does it, on
      * its own stack; left by lane_jump (rax the callback, rdx its stack). The
      * registers in LANE_PUSH's area come back by lane_jump's LANE_POP. */
+    /* The rest of what upcall_lane checks holds by construction: the send lane says
+     * Deliver only with nothing left for the exit path (a wake-up that dirtied the
+     * machine is Finish), from kernel mode, for the domain that made the call, which
+     * is running (send_lane asserts the first two in debug builds). */
     EXPRESS_VCPU %rdi, .Lupcall_lane
     EXPRESS_HANDLER %rdi, VCPU_EVENT_CALLBACK, %rax, %rdx, .Lupcall_lane
     /* Still due, read once: pending, unmasked (so the frame shows events unmasked). */
@@ -907,12 +911,13 @@ user_syscall_entry:
      * a decline from here on leaves the machine state true). */
     LOAD_KERNEL_ROOT %rdi, %rdx
     /* rcx r11 rip cs|mask<<32 rflags(IF = !mask) rsp ss; one page, so the first
-     * store faults or none does. */
+     * store faults or none does. The mask is read before the first (the frame may
+     * be anywhere in the guest's memory, its vcpu_info included). */
+    SHOWN_MASK_IF %rsi, %rdx, %edx
     SMAP_OPEN
     GUARDED .Lsys_decline, mov %rcx, (%r8)
     GUARDED .Lsys_decline, mov %r11, 8(%r8)
     GUARDED .Lsys_decline, mov %rcx, 16(%r8)
-    SHOWN_MASK_IF %rsi, %rdx, %edx
     mov %r11, %rax
     and $~RFLAGS_IF, %rax
     or %rdx, %rax
@@ -1035,8 +1040,10 @@ exception_stub_14:
     jz 3f
     LOAD_KERNEL_ROOT %rdi, %r8
     /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
-     * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. */
-3:  SMAP_OPEN
+     * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. The mask
+     * is read before the first store (as in the syscall path). */
+3:  SHOWN_MASK_IF %rsi, %r9, %r9d
+    SMAP_OPEN
     mov PF_RCX(%rsp), %rax
     GUARDED .Lpf_decline, mov %rax, (%rdx)
     GUARDED .Lpf_decline, mov %r11, 8(%rdx)
@@ -1046,14 +1053,13 @@ exception_stub_14:
     GUARDED .Lpf_decline, mov %rax, 16(%rdx)
     mov PF_RIP(%rsp), %rax
     GUARDED .Lpf_decline, mov %rax, 24(%rdx)
-    SHOWN_MASK_IF %rsi, %rax, %eax
-    mov PF_RFLAGS(%rsp), %r9
-    and $~RFLAGS_IF, %r9
-    or %rax, %r9
-    GUARDED .Lpf_decline, mov %r9, 40(%rdx)
-    SHOWN_MASK_CS_BIT %rax, %eax
-    or PF_CS(%rsp), %rax            /* RPL 3: the CPU's, from ring 3 */
-    lea -3(%rax,%rcx,2), %rax       /* RPL 3 from user mode, else 0 */
+    mov PF_RFLAGS(%rsp), %rax
+    and $~RFLAGS_IF, %rax
+    or %r9, %rax
+    GUARDED .Lpf_decline, mov %rax, 40(%rdx)
+    SHOWN_MASK_CS_BIT %r9, %r9d
+    or PF_CS(%rsp), %r9             /* RPL 3: the CPU's, from ring 3 */
+    lea -3(%r9,%rcx,2), %rax        /* RPL 3 from user mode, else 0 */
     add %rcx, %rax
     GUARDED .Lpf_decline, mov %rax, 32(%rdx)
     mov PF_RSP(%rsp), %rax
@@ -1093,11 +1099,9 @@ exception_stub_14:
     PF_EXPRESS_POP
     sub $FRAME_GPRS, %rsp
     SAVE_CALLER_SAVED
-    /* (RFLAGS.AC: as in exception_common.) */
-    cmpb $0, HV_SMAP(%rip)
-    je 1f
-    clac
-1:  LAZY_FPU_ENTRY
+    /* (RFLAGS.AC, which a guest may run with and an exception gate keeps: cleared by
+     * the SMAP_CLOSE above, as exception_common does.) */
+    LAZY_FPU_ENTRY
     mov %rsp, %rdi
     cld
     call hv_page_fault_lane
