@@ -46,6 +46,18 @@ pub enum CrashMode {
     BadUpcallStack,
 }
 
+/// Where the crash modes that corrupt a stack pointer point it (`bad-address=...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BadAddress {
+    /// Guest memory this kernel never maps (the default; each mode says where).
+    #[default]
+    Unmapped,
+    /// The hypervisor's own memory (`bad-address=hypervisor`): mapped in every address
+    /// space, readable and writable in ring 0, and never the guest's, so only the
+    /// hypervisor's range checks stand between a frame and its memory.
+    Hypervisor,
+}
+
 impl CrashMode {
     /// Whether the mode needs the kernel set up first (shared info mapped, for events).
     pub fn after_setup(self) -> bool {
@@ -83,6 +95,8 @@ pub struct Options {
     /// Run the benchmark suite (or its ping-pong partner) instead of the self-tests
     /// (`bench`, `bench=quick`, `bench=pong`).
     pub bench: Option<crate::bench_stats::Role>,
+    /// Where a crash mode's bad stack points.
+    pub bad_address: BadAddress,
 }
 
 /// Why a command line was not understood.
@@ -116,6 +130,10 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             None if word == "hostile" => options.hostile = true,
             None if word == "mode=trap" => options.trap_mode = true,
             None if word == "mode=pv" => options.trap_mode = false,
+            None if word == "bad-address=hypervisor" => {
+                options.bad_address = BadAddress::Hypervisor
+            }
+            None if word == "bad-address=unmapped" => options.bad_address = BadAddress::Unmapped,
             // Scenario programs (`workload=...`) have their own parser.
             None if crate::scenario::knows(word) => {}
             None if crate::bench_stats::Role::from_word(word).is_some() => {
@@ -143,6 +161,10 @@ mod tests {
         assert_eq!(parse("crash=nope").1, Some(UnknownWord("crash=nope")));
         assert!(parse("crash=bad-callbacks").0.crash.unwrap().after_traps());
         assert!(!parse("crash=pf").0.crash.unwrap().after_traps());
+        let (options, unknown) = parse("crash=bad-iret-frame bad-address=hypervisor");
+        assert_eq!(options.bad_address, BadAddress::Hypervisor);
+        assert_eq!(unknown, None);
+        assert_eq!(parse("crash=pf").0.bad_address, BadAddress::Unmapped);
         assert!(parse("mode=trap").0.trap_mode);
         assert!(!parse("mode=trap mode=pv").0.trap_mode);
         let quick = Some(crate::bench_stats::Role::Quick);

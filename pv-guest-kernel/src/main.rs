@@ -92,7 +92,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
     }
     if let Some(mode) = options.crash.filter(|m| !m.after_traps()) {
         let _ = writeln!(out, "pv-guest: crashing on purpose ({mode:?})");
-        crash(mode);
+        crash(mode, options.bad_address);
     }
 
     if let Err(error) = traps::install() {
@@ -104,7 +104,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
             out,
             "pv-guest: corrupting my own state on purpose ({mode:?})"
         );
-        crash(mode);
+        crash(mode, options.bad_address);
     }
     let mode = if options.trap_mode {
         paravirt::Mode::Trap
@@ -120,7 +120,7 @@ extern "C" fn kmain(start_info: u64) -> ! {
             out,
             "pv-guest: corrupting my own state on purpose ({mode:?})"
         );
-        crash(mode);
+        crash(mode, options.bad_address);
     }
 
     if let Some(role) = options.bench {
@@ -165,10 +165,24 @@ fn power_off(code: u32) -> ! {
 /// A stack pointer in the lower half that this kernel never maps, for the crash modes
 /// whose frames must fault.
 const UNMAPPED_STACK: u64 = 0x7000_0000_1000;
+/// Memory of the hypervisor's (36 KiB into Xen's direct map, `DIRECTMAP_VIRT_START`),
+/// for `bad-address=hypervisor`: mapped, so a frame written there would not fault.
+const HYPERVISOR_STACK: u64 = 0xffff_8300_0000_9000;
+
+/// The bad stack pointer of a crash mode: `unmapped` (the mode's own choice) unless the
+/// command line asks for the hypervisor's memory.
+fn bad_stack(unmapped: u64, at: cmdline::BadAddress) -> u64 {
+    match at {
+        cmdline::BadAddress::Unmapped => unmapped,
+        cmdline::BadAddress::Hypervisor => HYPERVISOR_STACK,
+    }
+}
 /// An address it never maps either, for the access that must fault.
 const UNMAPPED_DATA: u64 = 0x7100_0000_0000;
 
-fn crash(mode: CrashMode) -> ! {
+fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
+    let unmapped_stack = bad_stack(UNMAPPED_STACK, at);
+    let low_stack = bad_stack(0x10, at);
     // SAFETY: each of these faults on purpose, or corrupts this domain's own trap state
     // and then faults; either way the hypervisor must stop this domain, and nothing after
     // the faulting instruction runs.
@@ -195,14 +209,14 @@ fn crash(mode: CrashMode) -> ! {
                 core::arch::asm!("ud2", options(noreturn))
             }
             CrashMode::BadKernelStack => {
-                core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
+                core::arch::asm!("mov rsp, {}", "ud2", in(reg) low_stack, options(noreturn))
             }
             CrashMode::BadFaultStack => {
                 core::arch::asm!(
                     "mov rsp, {stack}",
                     "mov rax, [{fault}]",
                     "ud2",
-                    stack = in(reg) UNMAPPED_STACK,
+                    stack = in(reg) unmapped_stack,
                     fault = in(reg) UNMAPPED_DATA,
                     options(noreturn)
                 )
@@ -214,7 +228,7 @@ fn crash(mode: CrashMode) -> ! {
                     "mov rsp, {stack}",
                     "syscall",
                     "ud2",
-                    stack = in(reg) UNMAPPED_STACK,
+                    stack = in(reg) unmapped_stack,
                     in("rax") pv_abi::xen::Hypercall::Iret.number(),
                     options(noreturn)
                 )
@@ -225,7 +239,7 @@ fn crash(mode: CrashMode) -> ! {
             // RPL 0: a return within kernel mode, which needs no user page table.
             CrashMode::BadIretRip => bad_iret(u64::from(FLAT_KERNEL_CS64 & !3), 1 << 47),
             CrashMode::BadSyscallStack => {
-                let _ = pv_abi::guest::stack_switch(FLAT_RING3_SS64.into(), UNMAPPED_STACK);
+                let _ = pv_abi::guest::stack_switch(FLAT_RING3_SS64.into(), unmapped_stack);
                 let _ = process::run(&process::programs()[..1]);
                 core::arch::asm!("ud2", options(noreturn))
             }
@@ -245,9 +259,10 @@ fn crash(mode: CrashMode) -> ! {
                     crate::events::unmask_all();
                 }
                 core::arch::asm!(
-                    "mov rsp, 0x10",
+                    "mov rsp, {stack}",
                     "syscall",
                     "ud2",
+                    stack = in(reg) low_stack,
                     in("rax") pv_abi::xen::Hypercall::EventChannelOp.number(),
                     in("rdi") u64::from(pv_abi::event_channel::EVTCHNOP_SEND),
                     in("rsi") SEND.as_ptr(),
