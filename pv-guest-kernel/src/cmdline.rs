@@ -33,6 +33,13 @@ pub enum CrashMode {
     /// Return with `HYPERVISOR_iret` through a readable frame whose rip is not canonical:
     /// refused, the domain stopped (taken, the hypervisor's own `iretq` would fault).
     BadIretRip,
+    /// Return with `HYPERVISOR_iret` through a readable frame whose SS is the
+    /// hypervisor's own data selector (`0xe010`): refused, the domain stopped.
+    BadIretStackSelector,
+    /// Return with `HYPERVISOR_iret` through a readable frame whose rsp is not
+    /// canonical: refused, the domain stopped (taken, the hypervisor's `iretq` would
+    /// fault).
+    BadIretRsp,
     /// Point the kernel stack for entries from user mode (`stack_switch`) at unmapped
     /// memory and run a process: its first system call cannot be bounced (writing the
     /// frame faults in the hypervisor), and the domain is stopped.
@@ -75,6 +82,8 @@ impl CrashMode {
                 | CrashMode::BadIretFrame
                 | CrashMode::BadIretSelector
                 | CrashMode::BadIretRip
+                | CrashMode::BadIretStackSelector
+                | CrashMode::BadIretRsp
                 | CrashMode::BadSyscallStack
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
@@ -120,6 +129,8 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-iret-frame" => Some(CrashMode::BadIretFrame),
             "crash=bad-iret-selector" => Some(CrashMode::BadIretSelector),
             "crash=bad-iret-rip" => Some(CrashMode::BadIretRip),
+            "crash=bad-iret-ss" => Some(CrashMode::BadIretStackSelector),
+            "crash=bad-iret-rsp" => Some(CrashMode::BadIretRsp),
             "crash=bad-syscall-stack" => Some(CrashMode::BadSyscallStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),

@@ -233,11 +233,22 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
                     options(noreturn)
                 )
             }
-            CrashMode::BadIretSelector => {
-                bad_iret(HYPERVISOR_CS, power_off as fn(u32) -> ! as usize as u64)
-            }
-            // RPL 0: a return within kernel mode, which needs no user page table.
-            CrashMode::BadIretRip => bad_iret(u64::from(FLAT_KERNEL_CS64 & !3), 1 << 47),
+            CrashMode::BadIretSelector => bad_iret(IretFields {
+                cs: HYPERVISOR_CS,
+                ..IretFields::plausible()
+            }),
+            CrashMode::BadIretRip => bad_iret(IretFields {
+                rip: 1 << 47,
+                ..IretFields::plausible()
+            }),
+            CrashMode::BadIretStackSelector => bad_iret(IretFields {
+                ss: HYPERVISOR_DS,
+                ..IretFields::plausible()
+            }),
+            CrashMode::BadIretRsp => bad_iret(IretFields {
+                rsp: Some(1 << 47),
+                ..IretFields::plausible()
+            }),
             CrashMode::BadSyscallStack => {
                 let _ = pv_abi::guest::stack_switch(FLAT_RING3_SS64.into(), unmapped_stack);
                 let _ = process::run(&process::programs()[..1]);
@@ -275,16 +286,40 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
 
 /// The hypervisor's own ring-0 code selector (Xen's `__HYPERVISOR_CS`, ours too).
 const HYPERVISOR_CS: u64 = 0xe008;
+/// The hypervisor's own ring-0 data selector (Xen's `__HYPERVISOR_DS`, ours too).
+const HYPERVISOR_DS: u64 = 0xe010;
 
-/// `HYPERVISOR_iret` through a readable `iret_context` (on this stack) that returns to
-/// `rip` with code selector `cs` (and otherwise plausible values): a bare `syscall`,
-/// whose stack pointer is the context.
-fn bad_iret(cs: u64, rip: u64) -> ! {
+/// What `bad_iret` puts in its `iret_context`.
+struct IretFields {
+    rip: u64,
+    cs: u64,
+    /// The stack pointer to return with (`None`: this one).
+    rsp: Option<u64>,
+    ss: u64,
+}
+
+impl IretFields {
+    /// A return within kernel mode (RPL 0, which needs no user page table) to
+    /// `power_off`: what each crash mode then spoils one field of.
+    fn plausible() -> Self {
+        IretFields {
+            rip: power_off as fn(u32) -> ! as usize as u64,
+            cs: u64::from(FLAT_KERNEL_CS64 & !3),
+            rsp: None,
+            ss: FLAT_RING3_SS64.into(),
+        }
+    }
+}
+
+/// `HYPERVISOR_iret` through a readable `iret_context` (on this stack) with `fields`: a
+/// bare `syscall`, whose stack pointer is the context.
+fn bad_iret(fields: IretFields) -> ! {
     let stack: u64;
     // SAFETY: reads the stack pointer.
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) stack) };
+    let IretFields { rip, cs, rsp, ss } = fields;
     // rax r11 rcx flags rip cs rflags rsp ss
-    let context: [u64; 9] = [0, 0, 0, 0, rip, cs, 0x202, stack, FLAT_RING3_SS64.into()];
+    let context: [u64; 9] = [0, 0, 0, 0, rip, cs, 0x202, rsp.unwrap_or(stack), ss];
     // SAFETY: the call never returns: the hypervisor must stop this domain.
     unsafe {
         core::arch::asm!(
