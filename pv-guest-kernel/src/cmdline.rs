@@ -44,6 +44,10 @@ pub enum CrashMode {
     /// memory and run a process: its first system call cannot be bounced (writing the
     /// frame faults in the hypervisor), and the domain is stopped.
     BadSyscallStack,
+    /// As [`CrashMode::BadSyscallStack`], with a process whose first act is a store to
+    /// its (demand-paged) stack: a not-present page fault from user mode, whose frame
+    /// cannot be written once the hypervisor has loaded the kernel's page table.
+    BadUserFaultStack,
     /// Register a failsafe callback in unmapped memory and no kernel stack, then make
     /// delivery fail: the failsafe cannot be delivered either.
     BadCallbacks,
@@ -68,7 +72,10 @@ pub enum BadAddress {
 impl CrashMode {
     /// Whether the mode needs the kernel set up first (shared info mapped, for events).
     pub fn after_setup(self) -> bool {
-        matches!(self, CrashMode::BadUpcallStack | CrashMode::BadSyscallStack)
+        matches!(
+            self,
+            CrashMode::BadUpcallStack | CrashMode::BadSyscallStack | CrashMode::BadUserFaultStack
+        )
     }
 
     /// Whether the mode corrupts state after the trap table is registered (rather than
@@ -85,6 +92,7 @@ impl CrashMode {
                 | CrashMode::BadIretStackSelector
                 | CrashMode::BadIretRsp
                 | CrashMode::BadSyscallStack
+                | CrashMode::BadUserFaultStack
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
         )
@@ -132,6 +140,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-iret-ss" => Some(CrashMode::BadIretStackSelector),
             "crash=bad-iret-rsp" => Some(CrashMode::BadIretRsp),
             "crash=bad-syscall-stack" => Some(CrashMode::BadSyscallStack),
+            "crash=bad-user-fault-stack" => Some(CrashMode::BadUserFaultStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
             _ => None,

@@ -249,9 +249,17 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
                 rsp: Some(1 << 47),
                 ..IretFields::plausible()
             }),
-            CrashMode::BadSyscallStack => {
+            CrashMode::BadSyscallStack | CrashMode::BadUserFaultStack => {
+                // `hello` starts with a system call, `compat` with a store to its stack.
+                let name = if mode == CrashMode::BadSyscallStack {
+                    "hello"
+                } else {
+                    "compat"
+                };
                 let _ = pv_abi::guest::stack_switch(FLAT_RING3_SS64.into(), unmapped_stack);
-                let _ = process::run(&process::programs()[..1]);
+                if let Some(program) = process::programs().into_iter().find(|p| p.0 == name) {
+                    let _ = process::run(&[program]);
+                }
                 core::arch::asm!("ud2", options(noreturn))
             }
             CrashMode::BadCallbacks => {
