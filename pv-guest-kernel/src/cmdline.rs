@@ -63,6 +63,11 @@ pub enum BadAddress {
     /// Guest memory this kernel never maps (the default; each mode says where).
     #[default]
     Unmapped,
+    /// Guest memory this kernel never maps, in the middle of the lower half
+    /// (`bad-address=lower-half`) for every mode, also those whose own choice is the
+    /// bottom of memory (where the frame's address wraps and is refused before any
+    /// store): the hypervisor's guarded stores fault.
+    LowerHalf,
     /// The hypervisor's own memory (`bad-address=hypervisor`): mapped in every address
     /// space, readable and writable in ring 0, and never the guest's, so only the
     /// hypervisor's range checks stand between a frame and its memory.
@@ -154,6 +159,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
                 options.bad_address = BadAddress::Hypervisor
             }
             None if word == "bad-address=unmapped" => options.bad_address = BadAddress::Unmapped,
+            None if word == "bad-address=lower-half" => options.bad_address = BadAddress::LowerHalf,
             // Scenario programs (`workload=...`) have their own parser.
             None if crate::scenario::knows(word) => {}
             None if crate::bench_stats::Role::from_word(word).is_some() => {

@@ -174,6 +174,7 @@ const HYPERVISOR_STACK: u64 = 0xffff_8300_0000_9000;
 fn bad_stack(unmapped: u64, at: cmdline::BadAddress) -> u64 {
     match at {
         cmdline::BadAddress::Unmapped => unmapped,
+        cmdline::BadAddress::LowerHalf => UNMAPPED_STACK,
         cmdline::BadAddress::Hypervisor => HYPERVISOR_STACK,
     }
 }
