@@ -247,6 +247,15 @@ fn build_inner<M: PhysMem>(
     paging
         .get_page_and_type(l4, PageType::L4Table)
         .map_err(BuildError::PageTables)?;
+    // The shared-info page is the domain's, but the hypervisor writes it by machine
+    // address for the domain's whole life (event bits, time, each vCPU's CR2 and masks):
+    // it holds a writable-page reference of its own on it, as Xen's
+    // `share_xen_page_with_guest` does, so the page can never take a page-table type.
+    // (Untyped, it could be pinned as a table whose entries the hypervisor's own stores
+    // then forge: found by review.)
+    paging
+        .get_page_and_type(shared_info, PageType::Writable)
+        .map_err(BuildError::PageTables)?;
 
     // start_info.
     let mut info = StartInfo::new_zeroed();
@@ -417,12 +426,17 @@ mod tests {
             assert_eq!(frames.info(page).page_type, PageType::Writable, "{va:#x}");
             assert_eq!(frames.info(page).type_count, 1);
         }
-        assert_eq!(frames.info(domain.shared_info).ref_count, 0, "not mapped");
+        // Not mapped; held by the hypervisor as a writable page, so no table type fits.
+        let shared = frames.info(domain.shared_info);
+        assert_eq!(
+            (shared.page_type, shared.ref_count, shared.type_count),
+            (PageType::Writable, 1, 1)
+        );
         for pfn in [0u64, 1, 2047] {
             let (addr, _) = translate(&mem, root, info.mfn_list + pfn * 8).unwrap();
             assert_eq!(frames.m2p(Mfn(mem.read_u64(addr))), pfn);
         }
-        crate::paging::audit::audit(&mem, &frames, 1, &[root]).unwrap();
+        crate::paging::audit::audit(&mem, &frames, 1, &[root], &[domain.shared_info]).unwrap();
         // Tear-down returns every frame.
         assert_eq!(frames.release_domain(1), 2049);
         assert_eq!(frames.free_count(), before);

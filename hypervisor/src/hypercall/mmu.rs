@@ -320,6 +320,8 @@ pub(super) fn mmuext_op<M: PhysMem>(
             Ok(op) => one_mmuext_op(ctx, op),
             Err(errno) => Err(errno),
         };
+        // A NEW_BASEPTR switched roots: the next ops and `done_out` are the new one's.
+        ctx.follow_kernel_root();
         if let Err(errno) = applied {
             result = Err(errno);
             break;
@@ -590,6 +592,10 @@ pub(super) mod tests {
             let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
             paging.pin(L4, 4).unwrap();
             paging.get_page_and_type(L4, PageType::L4Table).unwrap();
+            // The hypervisor's hold on the shared-info page, as the builder takes it.
+            paging
+                .get_page_and_type(world.domain.shared_info, PageType::Writable)
+                .unwrap();
         }
         world.domain.nr_pages = 16;
         world.domain.max_pages = 16;
@@ -603,7 +609,7 @@ pub(super) mod tests {
             let mut roots = vec![self.domain.vcpu.kernel_root];
             roots.extend(self.domain.vcpu.user_root());
             let frames = FrameTable::adopt(&mut self.storage);
-            audit(&self.mem, &frames, 1, &roots).unwrap();
+            audit(&self.mem, &frames, 1, &roots, &[self.domain.shared_info]).unwrap();
         }
 
         pub fn info(&mut self, mfn: Mfn) -> crate::frames::FrameInfo {
@@ -1241,5 +1247,128 @@ pub(super) mod tests {
                 assert_eq!(fast.0, None, "{args:x?} must be declined");
             }
         }
+    }
+
+    /// `mmuext_op(count | PREEMPTED)` as an escape attempt (found by review): switch to a
+    /// copy of the root, so that the old one loses its last type reference, then
+    /// overwrite the old root as a plain page with a tree that maps `done_out`'s page onto
+    /// a live L1 table. The batch's `done_out` store must go through the root in force,
+    /// never the old one: the live L1 stays as it was.
+    #[test]
+    fn a_batch_follows_its_new_baseptr_and_never_walks_the_old_root() {
+        let mut w = paging_world();
+        let r1 = Mfn(SPARE);
+        let setup = [
+            MmuextOp::copy_page(r1.0, L4.0),
+            MmuextOp::pin_table(4, r1.0).unwrap(),
+            MmuextOp::unpin_table(L4.0),
+        ];
+        assert_eq!(w.batch(Hypercall::MmuextOp.number(), &setup, 0x7ff0).0, 0);
+        // Plain pages of the domain: a crafted L4 and its L3/L2/L1, mapping BUF's page
+        // writable onto the live L1 table.
+        let crafted = [SPARE + 1, SPARE + 2, SPARE + 3, SPARE + 4].map(Mfn);
+        for (level, pair) in (2..=4).rev().zip(crafted.windows(2)) {
+            let at = pair[0].addr() + mm::table_index(BUF, level) as u64 * 8;
+            w.mem.write_u64(at, pair[1].addr() | RW);
+        }
+        let last = crafted[3].addr() + mm::table_index(BUF, 1) as u64 * 8;
+        w.mem.write_u64(last, L1.addr() | RW);
+        // done_out holds forged - 2: a continued batch adds its count to it.
+        let forged = FOREIGN.addr() | RW;
+        let ops = [
+            MmuextOp::new_baseptr(r1.0),
+            MmuextOp::copy_page(L4.0, crafted[0].0),
+        ];
+        w.put(0, ops.as_bytes());
+        w.put(0x800, &((forged - 2) as u32).to_le_bytes());
+        let before = w.entry(L1, 0x800 / 8);
+        let preempted = u64::from(MMU_UPDATE_PREEMPTED);
+        let (rax, _) = w.call(
+            Hypercall::MmuextOp.number(),
+            [BUF, 2 | preempted, BUF + 0x800, 0x7ff0, 0],
+        );
+        assert_eq!(rax, 0);
+        assert_eq!(w.domain.vcpu.kernel_root, r1);
+        assert_eq!(
+            w.entry(L1, 0x800 / 8),
+            before,
+            "the live L1 table was written"
+        );
+        // The count went where the new root maps done_out: BUF's own page.
+        assert_eq!(w.get(0x800, 4), (forged as u32).to_le_bytes());
+        assert_eq!(w.info(FOREIGN).ref_count, 0);
+        w.check();
+    }
+
+    /// The same through `multicall` (found by review): after an entry switches roots and
+    /// the next one rewrites the old root as a plain page, the loop's reads of the next
+    /// entries and its result stores go through the root in force.
+    #[test]
+    fn a_multicall_follows_a_root_switch() {
+        use pv_abi::xen::MulticallEntry;
+        let mut w = paging_world();
+        let r1 = Mfn(SPARE);
+        let setup = [
+            MmuextOp::copy_page(r1.0, L4.0),
+            MmuextOp::pin_table(4, r1.0).unwrap(),
+            MmuextOp::unpin_table(L4.0),
+        ];
+        assert_eq!(w.batch(Hypercall::MmuextOp.number(), &setup, 0x7ff0).0, 0);
+        // A crafted L3/L2/L1 under BUF's L4 slot: the multicall's third entry and its
+        // result would fall on entries 16 and 17 of the live L1.
+        let crafted = [SPARE + 2, SPARE + 3, SPARE + 4].map(Mfn);
+        for (level, pair) in (2..=3).rev().zip(crafted.windows(2)) {
+            let at = pair[0].addr() + mm::table_index(BUF, level) as u64 * 8;
+            w.mem.write_u64(at, pair[1].addr() | RW);
+        }
+        let last = crafted[2].addr() + mm::table_index(BUF, 1) as u64 * 8;
+        w.mem.write_u64(last, L1.addr() | RW);
+        let live = [
+            pte_update(L1, 16, Mfn(SPARE + 5).addr() | RO),
+            pte_update(L1, 17, Mfn(SPARE + 6).addr() | RO),
+        ];
+        assert_eq!(w.batch(Hypercall::MmuUpdate.number(), &live, 0x7ff0).0, 0);
+        let before = (w.entry(L1, 16), w.entry(L1, 17));
+        let entry = |op: Hypercall, args: [u64; 6]| MulticallEntry {
+            op: op.number(),
+            result: 0,
+            args,
+        };
+        let calls = [
+            entry(Hypercall::MmuextOp, [BUF + 0x800, 1, 0, 0x7ff0, 0, 0]),
+            entry(Hypercall::MmuUpdate, [BUF + 0x900, 1, 0, 0x7ff0, 0, 0]),
+            entry(Hypercall::XenVersion, [0; 6]),
+        ];
+        w.put(0, calls.as_bytes());
+        w.put(0x800, [MmuextOp::new_baseptr(r1.0)].as_bytes());
+        let slot = mm::table_index(BUF, 4) as u64;
+        let rewrite = [pte_update(L4, slot, crafted[0].addr() | RW)];
+        w.put(0x900, rewrite.as_bytes());
+        let (rax, _) = w.call(Hypercall::Multicall.number(), [BUF, 3, 0, 0, 0]);
+        assert_eq!(rax, 0);
+        assert_eq!(w.domain.vcpu.kernel_root, r1);
+        assert_eq!(
+            (w.entry(L1, 16), w.entry(L1, 17)),
+            before,
+            "a live L1 was written"
+        );
+        w.check();
+    }
+
+    /// The shared-info page never becomes a page table (found by review): the hypervisor
+    /// writes it by machine address (event bits, time, CR2), so as a table its entries
+    /// would be forged. The hypervisor's own writable-page hold makes every table type
+    /// fail, as pinning does here.
+    #[test]
+    fn the_shared_info_page_is_never_a_page_table() {
+        let mut w = paging_world();
+        let shared = w.domain.shared_info;
+        for level in 1..=4 {
+            let pin = [MmuextOp::pin_table(level, shared.0).unwrap()];
+            let (rax, done) = w.batch(Hypercall::MmuextOp.number(), &pin, 0x7ff0);
+            assert_eq!((rax, done), (EINVAL, 0), "pinned as L{level}");
+        }
+        assert_eq!(w.info(shared).page_type, PageType::Writable);
+        w.check();
     }
 }

@@ -93,6 +93,17 @@ impl<M: PhysMem> Context<'_, M> {
         }
     }
 
+    /// Points [`guest`](Self::guest) at the caller's kernel address space as it is now.
+    /// Every handler that can switch the kernel root (`NEW_BASEPTR` in an `mmuext_op`,
+    /// directly or as a `multicall` entry) calls this before the next guest access: the
+    /// old root may have lost its last reference with the switch and be a plain page the
+    /// guest writes, so an accessor still walking it would reach whatever the guest put
+    /// there (a live page table of its own, found by review). Xen's accesses follow CR3
+    /// the same way.
+    pub fn follow_kernel_root(&mut self) {
+        self.guest = self.guest.for_root(self.domain.vcpu.kernel_root);
+    }
+
     /// Arranges for the guest to re-issue the same hypercall with new arguments (Xen's
     /// continuation): `rip` steps back over the 2-byte `syscall`. The returned value is
     /// what the handler must return (the hypercall number, which `rax` must hold again).

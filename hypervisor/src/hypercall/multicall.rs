@@ -52,6 +52,9 @@ pub(super) fn multicall<M: PhysMem>(
         let at = calls.wrapping_add(index * ENTRY_SIZE);
         let entry: MulticallEntry = ctx.guest.read_obj(at)?;
         let outcome = run_one(ctx, &entry);
+        // The entry may have switched roots (NEW_BASEPTR): its result, the continuation
+        // and the next entries are the new one's.
+        ctx.follow_kernel_root();
         let result_at = at.wrapping_add(offset_of!(MulticallEntry, result) as u64);
         ctx.guest.write_obj(result_at, &outcome.result)?;
         match outcome.next {

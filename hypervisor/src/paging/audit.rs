@@ -7,19 +7,22 @@
 //!    L(n) table (n > 1) names a live L(n-1) table. Hence no frame is both mapped
 //!    writable and a page table.
 //! 3. Each frame's general count equals the entries naming it plus its pin plus the
-//!    vCPU roots it is; its type count equals the same, less read-only L1 mappings.
+//!    vCPU roots it is plus the hypervisor's own hold on it (the shared-info page);
+//!    its type count equals the same, less read-only L1 mappings.
 //! 4. A frame with a type count of zero and a page-table type is not validated.
 
 use super::entry;
 use crate::frames::{FrameTable, Owner, PageType};
 use crate::mm::{ENTRIES_PER_TABLE, Mfn, PhysMem};
 
-/// Checks the invariants for `domain`, whose vCPU roots are `roots`.
+/// Checks the invariants for `domain`, whose vCPU roots are `roots` and whose pages the
+/// hypervisor holds as writable pages are `held` (its shared-info page).
 pub fn audit<M: PhysMem>(
     mem: &M,
     frames: &FrameTable<'_>,
     domain: u16,
     roots: &[Mfn],
+    held: &[Mfn],
 ) -> Result<(), String> {
     let n = frames.capacity();
     let mut refs = vec![0u64; n];
@@ -92,6 +95,14 @@ pub fn audit<M: PhysMem>(
         let t = root.0 as usize;
         if frames.info(*root).page_type != PageType::L4Table {
             return Err(format!("root {root:?} is not an L4"));
+        }
+        refs[t] += 1;
+        types[t] += 1;
+    }
+    for page in held {
+        let t = page.0 as usize;
+        if frames.info(*page).page_type != PageType::Writable {
+            return Err(format!("held page {page:?} is not a writable page"));
         }
         refs[t] += 1;
         types[t] += 1;

@@ -297,7 +297,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(frames.count_owned(1), model.pool.len());
         let mut roots = vec![domain.vcpu.kernel_root];
         roots.extend(domain.vcpu.user_root());
-        if let Err(why) = audit(&mem, &frames, 1, &roots) {
+        if let Err(why) = audit(&mem, &frames, 1, &roots, &[]) {
             return Err(TestCaseError::fail(format!(
                 "step {step} after {op:?}: {why}"
             )));

@@ -170,7 +170,7 @@ fn pinning_an_l4_types_the_whole_tree_and_unpinning_releases_it() {
         "hypervisor slot installed"
     );
     assert_eq!(peek(&mem, t.l4, 262), 0xb000_0003);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
     assert_eq!(p.pin(t.l4, 4), Err(Errno::EINVAL), "pinned twice");
     p.unpin(t.l4).unwrap();
     assert_eq!(p.unpin(t.l4), Err(Errno::EINVAL), "not pinned");
@@ -178,7 +178,7 @@ fn pinning_an_l4_types_the_whole_tree_and_unpinning_releases_it() {
         let info = frames.info(mfn);
         assert_eq!((info.type_count, info.ref_count), (0, 0), "{mfn:?}");
     }
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn a_failed_validation_undoes_everything() {
     poke(&mem, t.l1, 200, t.data[0].addr() | RO | pte::CACHE_DISABLE);
     assert_eq!(p.pin(t.l1, 1), Err(Errno::EINVAL), "cache attributes");
     poke(&mem, t.l1, 200, 0);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn page_tables_are_never_writable() {
     p.update_entry(t.l1, 1, 1, t.data[1].addr() | RO, false)
         .unwrap();
     p.pin(t.data[1], 1).unwrap();
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -291,7 +291,7 @@ fn upper_levels_need_the_next_table_type_and_refuse_superpages_and_linear_tables
         assert_eq!(p.update_entry(t.l4, 4, slot, 0, false), Err(Errno::EINVAL));
     }
     assert!(mmu.flushes >= 1);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -338,7 +338,7 @@ fn updates_take_the_new_reference_before_dropping_the_old() {
     )
     .unwrap();
     assert_eq!(peek(&mem, t.l1, 7), t.data[1].addr() | RO);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn mmu_update_writes_tables_with_validation_and_other_pages_plainly() {
         Err(Errno::EINVAL),
         "not ours"
     );
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn base_pointers_hold_their_roots() {
         p.new_baseptr(&mut d.vcpu, l4b).unwrap();
         assert_eq!(d.vcpu.kernel_root, l4b);
         assert_eq!(frames.info(t.l3).type_count, 2);
-        audit(&mem, &frames, 1, &[l4b]).unwrap();
+        audit(&mem, &frames, 1, &[l4b], &[]).unwrap();
         // Unpinning the old root releases it completely.
         p.unpin(t.l4).unwrap();
         assert_eq!(frames.info(t.l4).type_count, 0);
@@ -401,7 +401,7 @@ fn base_pointers_hold_their_roots() {
         // User root: recorded with a reference, 0 clears it.
         p.new_user_baseptr(&mut d.vcpu, t.l4.0).unwrap();
         assert_eq!(d.vcpu.user_root(), Some(t.l4));
-        audit(&mem, &frames, 1, &[l4b, t.l4]).unwrap();
+        audit(&mem, &frames, 1, &[l4b, t.l4], &[]).unwrap();
         p.new_user_baseptr(&mut d.vcpu, 0).unwrap();
         assert_eq!(d.vcpu.user_root(), None);
         p.drop_roots(&mut d.vcpu);
@@ -481,7 +481,7 @@ fn clear_and_copy_page() {
     p.clear_page(t.data[2]).unwrap();
     assert_eq!(peek(&mem, t.data[2], 0), 0);
     assert_eq!(p.clear_page(t.l2), Err(Errno::EINVAL));
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -558,7 +558,7 @@ fn emulated_stores_into_l1_tables_validate_like_mmu_update() {
         );
     }
     assert_eq!(peek(&mem, t.l1, 11), 0);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
 
 #[test]
@@ -612,5 +612,5 @@ fn a_remembered_l1_is_forgotten_when_it_stops_being_a_table() {
     let plain = Mfn(5).addr() | RW;
     p.write_pte(t.l1.addr() + 8 * 10, plain, false).unwrap();
     assert_eq!(mem.read_u64(t.l1.addr() + 8 * 10), plain);
-    audit(&mem, &frames, 1, &[]).unwrap();
+    audit(&mem, &frames, 1, &[], &[]).unwrap();
 }
