@@ -13,7 +13,8 @@ use pv_abi::Errno;
 use pv_abi::ext::{self, PortWidth};
 use pv_abi::guest;
 use pv_abi::xen::{
-    DOMID_SELF, MmuUpdate, MmuextOp, VMASST_CMD_DISABLE, VMASST_TYPE_WRITABLE_PAGETABLES,
+    DOMID_SELF, MmuUpdate, MmuextOp, UVMF_INVLPG, UVMF_LOCAL, VMASST_CMD_DISABLE,
+    VMASST_TYPE_WRITABLE_PAGETABLES,
 };
 
 /// Not RAM on a PC: the local APIC's page.
@@ -178,6 +179,42 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         Errno::EINVAL,
         ext_one(MmuextOp::copy_page(l2, own)),
     );
+
+    // The shared-info page is never a page table, even as a valid one (all entries not
+    // present) with the guest's own writable mapping of it gone: the hypervisor writes it
+    // by machine address (event bits, time, CR2) and holds it as a writable page. (It
+    // once could be pinned as an L1, whose entries an emulated `mov cr2` then forged.)
+    // Its contents are saved and put back; events stay masked meanwhile (the mask, byte
+    // 1, is the only word left set: not a present entry).
+    let si_va = crate::paravirt::shared_info();
+    let si_mfn = boot.info.shared_info >> 12;
+    crate::paravirt::irq_disable();
+    let mut saved = [0u64; 512];
+    for (i, word) in saved.iter_mut().enumerate() {
+        *word = peek(si_va + i as u64 * 8);
+        poke(si_va + i as u64 * 8, if i == 0 { 0x100 } else { 0 });
+    }
+    // SAFETY: the kernel's own mapping of the shared-info page, put back right after;
+    // nothing reads it meanwhile (events masked, no timer work here).
+    let unmapped = unsafe { guest::update_va_mapping(si_va, 0, UVMF_INVLPG | UVMF_LOCAL) };
+    let pinned = ext_one(MmuextOp::pin_table(1, si_mfn).unwrap());
+    // SAFETY: as above: the same mapping back.
+    let remapped = unsafe {
+        guest::update_va_mapping(si_va, boot.info.shared_info | RW, UVMF_INVLPG | UVMF_LOCAL)
+    };
+    if remapped.is_ok() {
+        for (i, word) in saved.iter().enumerate() {
+            poke(si_va + i as u64 * 8, *word);
+        }
+    }
+    crate::paravirt::irq_enable();
+    match (unmapped, remapped) {
+        (Ok(_), Ok(_)) => r.check("pin_shared_info_as_table", Errno::EINVAL, pinned),
+        _ => r.fail(
+            "pin_shared_info_as_table",
+            "cannot unmap and remap shared info",
+        ),
+    }
 
     // A table whose entries are invalid cannot be pinned: fill a scratch frame with an
     // entry naming the hypervisor, make it read-only, try, and put it back.
