@@ -196,10 +196,15 @@ fn emulate<M: PhysMem>(
             info.set_upcall_mask(false);
             step(ctx, decoded)
         }
-        Instruction::Hlt => {
+        // Blocks only once past the instruction: a `hlt` in the last byte of the lower
+        // half is the #GP `step` raises for its next rip (delivered, or the crash), never
+        // a block that resumes at a non-canonical rip (found by review: the exit's
+        // `iretq` would fault in ring 0).
+        Instruction::Hlt if is_canonical(decoded.next_rip(ctx.regs.rip)) => {
             step(ctx, decoded);
             Some(Outcome::Block)
         }
+        Instruction::Hlt => step(ctx, decoded),
         Instruction::Clts => {
             ctx.domain.vcpu.virtual_ts = false;
             step(ctx, decoded)

@@ -552,3 +552,30 @@ fn an_emulated_instruction_at_the_top_of_the_lower_half_raises_gp() {
     );
     assert!(crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
 }
+
+/// An emulated `hlt` in the last byte of the lower half, with no #GP handler: the #GP
+/// its next rip raises cannot be delivered, and the domain is stopped (it used to block,
+/// and resume at the non-canonical 0x8000_0000_0000: found by review).
+#[test]
+fn hlt_at_the_top_of_the_lower_half_without_a_gp_handler_crashes() {
+    let mut world = emulating(&[]);
+    map_top_of_lower_half(&mut world, &[0xf4]);
+    world.domain.vcpu.trap_table[13] = TrapInfo::default();
+    world.domain.vcpu.regs.rip = 0x7fff_ffff_ffff;
+    world.domain.vcpu.regs.error_code = 0;
+    let outcome = exception(&mut world, &mut FakeHardware::default(), vector::GP, 0);
+    assert!(matches!(outcome, Outcome::Crash(_)), "{outcome:?}");
+}
+
+/// The same `hlt` with a #GP handler: the #GP is delivered and the handler runs (the
+/// vCPU does not block first).
+#[test]
+fn hlt_at_the_top_of_the_lower_half_delivers_the_gp() {
+    let mut world = emulating(&[]);
+    map_top_of_lower_half(&mut world, &[0xf4]);
+    world.domain.vcpu.regs.rip = 0x7fff_ffff_ffff;
+    world.domain.vcpu.regs.error_code = 0;
+    let outcome = exception(&mut world, &mut FakeHardware::default(), vector::GP, 0);
+    assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700);
+    assert_eq!(outcome, Outcome::Resume);
+}
