@@ -218,7 +218,9 @@ impl Wallclock {
     /// The wallclock at system time 0, given that it read `unix_seconds` at system time
     /// `now` (the RTC has one-second resolution; the result is as exact as that).
     pub fn from_reading(unix_seconds: u64, now: Nanos) -> Wallclock {
-        let at_zero = u128::from(unix_seconds) * u128::from(NANOS_PER_SEC) - u128::from(now);
+        // Saturating: an unreadable RTC reads 0 (`run::init_time`), earlier than boot.
+        let at_zero =
+            (u128::from(unix_seconds) * u128::from(NANOS_PER_SEC)).saturating_sub(u128::from(now));
         Wallclock {
             sec: (at_zero / u128::from(NANOS_PER_SEC)) as u64,
             nsec: (at_zero % u128::from(NANOS_PER_SEC)) as u32,
