@@ -721,7 +721,8 @@ fn on_trap(
     handler: impl FnOnce(&mut TrapContext<'_, DirectMap>) -> traps::Outcome,
 ) -> After {
     let mut ctx = trap_context(state, frame).expect("the current domain exists");
-    match handler(&mut ctx) {
+    let outcome = handler(&mut ctx).resumable(ctx.regs);
+    match outcome {
         traps::Outcome::Resume => After::Resume,
         traps::Outcome::Yield => {
             state.machine_dirty = true;

@@ -88,6 +88,23 @@ pub enum Outcome {
     Crash(CrashReason),
 }
 
+impl Outcome {
+    /// The outcome, unless the vCPU would then resume at a non-canonical rip or rsp
+    /// (`regs`): that is a crash instead. Every handler checks what it sets, so this is
+    /// the net under them: on hardware the exit's `iretq` to such an address faults in
+    /// ring 0 and stops every domain (an emulated `hlt` once got there: found by review).
+    pub fn resumable(self, regs: &TrapFrame) -> Outcome {
+        match self {
+            Outcome::Crash(_) => self,
+            _ if crate::mm::is_canonical(regs.rip) && crate::mm::is_canonical(regs.rsp) => self,
+            _ => Outcome::Crash(CrashReason::NonCanonicalReturn {
+                rip: regs.rip,
+                rsp: regs.rsp,
+            }),
+        }
+    }
+}
+
 /// Why a domain is destroyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashReason {
@@ -108,6 +125,15 @@ pub enum CrashReason {
     /// HYPERVISOR_iret with a frame that cannot be read, or a return to user mode with
     /// no user page table.
     BadIret,
+    /// A trap's handling left the vCPU to resume at a non-canonical rip or rsp, where
+    /// the exit's `iretq` would fault in ring 0 (a hypervisor bug, caught on the way out:
+    /// [`Outcome::resumable`]).
+    NonCanonicalReturn {
+        /// The rip it would have resumed at.
+        rip: u64,
+        /// The rsp.
+        rsp: u64,
+    },
 }
 
 impl core::fmt::Display for CrashReason {
@@ -130,6 +156,10 @@ impl core::fmt::Display for CrashReason {
             CrashReason::BadIret => {
                 f.write_str("HYPERVISOR_iret with an unreadable or impossible frame")
             }
+            CrashReason::NonCanonicalReturn { rip, rsp } => write!(
+                f,
+                "would resume at a non-canonical address (rip {rip:#x}, rsp {rsp:#x})"
+            ),
         }
     }
 }

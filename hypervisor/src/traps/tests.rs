@@ -579,3 +579,29 @@ fn hlt_at_the_top_of_the_lower_half_delivers_the_gp() {
     assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x700);
     assert_eq!(outcome, Outcome::Resume);
 }
+
+/// The net on the way out: an outcome that would resume at a non-canonical rip or rsp
+/// is a crash; crashes and canonical returns are left alone.
+#[test]
+fn a_non_canonical_return_is_a_crash() {
+    let at = |rip: u64, rsp: u64| TrapFrame {
+        rip,
+        rsp,
+        ..TrapFrame::default()
+    };
+    for outcome in [Outcome::Resume, Outcome::Yield, Outcome::Block] {
+        assert_eq!(outcome.resumable(&at(0x7fff_ffff_f000, 0x1000)), outcome);
+        assert_eq!(
+            outcome.resumable(&at(0xffff_8000_0000_0000, 0x1000)),
+            outcome
+        );
+        for (rip, rsp) in [(1 << 47, 0x1000), (0x1000, 0x0000_9000_0000_0000)] {
+            assert_eq!(
+                outcome.resumable(&at(rip, rsp)),
+                Outcome::Crash(CrashReason::NonCanonicalReturn { rip, rsp })
+            );
+        }
+    }
+    let crash = Outcome::Crash(CrashReason::BadIret);
+    assert_eq!(crash.resumable(&at(1 << 47, 0)), crash);
+}
