@@ -1249,6 +1249,20 @@ pub(super) mod tests {
         }
     }
 
+    /// A copy of the root in the first spare frame, pinned, and the root itself unpinned
+    /// (still the base pointer): switching to the copy drops the old root's last type
+    /// reference.
+    fn pinned_copy_of_the_root(w: &mut World) -> Mfn {
+        let copy = Mfn(SPARE);
+        let setup = [
+            MmuextOp::copy_page(copy.0, L4.0),
+            MmuextOp::pin_table(4, copy.0).unwrap(),
+            MmuextOp::unpin_table(L4.0),
+        ];
+        assert_eq!(w.batch(Hypercall::MmuextOp.number(), &setup, 0x7ff0).0, 0);
+        copy
+    }
+
     /// `mmuext_op(count | PREEMPTED)` as an escape attempt (found by review): switch to a
     /// copy of the root, so that the old one loses its last type reference, then
     /// overwrite the old root as a plain page with a tree that maps `done_out`'s page onto
@@ -1257,13 +1271,7 @@ pub(super) mod tests {
     #[test]
     fn a_batch_follows_its_new_baseptr_and_never_walks_the_old_root() {
         let mut w = paging_world();
-        let r1 = Mfn(SPARE);
-        let setup = [
-            MmuextOp::copy_page(r1.0, L4.0),
-            MmuextOp::pin_table(4, r1.0).unwrap(),
-            MmuextOp::unpin_table(L4.0),
-        ];
-        assert_eq!(w.batch(Hypercall::MmuextOp.number(), &setup, 0x7ff0).0, 0);
+        let r1 = pinned_copy_of_the_root(&mut w);
         // Plain pages of the domain: a crafted L4 and its L3/L2/L1, mapping BUF's page
         // writable onto the live L1 table.
         let crafted = [SPARE + 1, SPARE + 2, SPARE + 3, SPARE + 4].map(Mfn);
@@ -1307,13 +1315,7 @@ pub(super) mod tests {
     fn a_multicall_follows_a_root_switch() {
         use pv_abi::xen::MulticallEntry;
         let mut w = paging_world();
-        let r1 = Mfn(SPARE);
-        let setup = [
-            MmuextOp::copy_page(r1.0, L4.0),
-            MmuextOp::pin_table(4, r1.0).unwrap(),
-            MmuextOp::unpin_table(L4.0),
-        ];
-        assert_eq!(w.batch(Hypercall::MmuextOp.number(), &setup, 0x7ff0).0, 0);
+        let r1 = pinned_copy_of_the_root(&mut w);
         // A crafted L3/L2/L1 under BUF's L4 slot: the multicall's third entry and its
         // result would fall on entries 16 and 17 of the live L1.
         let crafted = [SPARE + 2, SPARE + 3, SPARE + 4].map(Mfn);
