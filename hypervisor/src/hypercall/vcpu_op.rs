@@ -79,6 +79,10 @@ pub(super) fn vcpu_op<M: PhysMem>(
                 return Err(Errno::EINVAL);
             }
             call.guests.sched.down(target, now);
+            // A vCPU that was polling stops: no stale wake-up or poll timeout later.
+            let runtime = &mut call.guests.runtime[slot];
+            runtime.end_poll(id as usize);
+            runtime.vcpus[id as usize].timers.poll_timeout = None;
             if is_current {
                 call.after = After::Reschedule;
             }
@@ -363,6 +367,14 @@ mod tests {
         // Down: allowed while another is up; the caller going down reschedules.
         assert_eq!(op(&mut w, VCPUOP_DOWN, 1, &[]).0, 0);
         assert_eq!(op(&mut w, VCPUOP_DOWN, 0, &[]).0, -22, "the last one stays");
+        assert_eq!(op(&mut w, VCPUOP_UP, 1, &[]).0, 0);
+        // A polling vCPU taken down stops polling: no stale wake-up or poll timeout
+        // (found by review).
+        w.runtime[0].start_poll(1, &[5]);
+        w.runtime[0].vcpus[1].timers.poll_timeout = Some(9_000_000);
+        assert_eq!(op(&mut w, VCPUOP_DOWN, 1, &[]).0, 0);
+        assert!(!w.runtime[0].polling() && !w.runtime[0].polled(5));
+        assert_eq!(w.runtime[0].vcpus[1].timers.poll_timeout, None);
         assert_eq!(op(&mut w, VCPUOP_UP, 1, &[]).0, 0);
         assert_eq!(op(&mut w, VCPUOP_DOWN, 0, &[]), (0, After::Reschedule));
     }
