@@ -187,6 +187,17 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         }
     }
 
+    /// Whether the root is a live top-level table of the domain (owned, typed L4,
+    /// validated, referenced): then every table below it is one too, validated and
+    /// held, and a walk cannot be led through a page the guest writes.
+    fn live_root(&self) -> bool {
+        let info = self.frames.info(self.root);
+        info.owner == Owner::Domain(self.domain)
+            && info.page_type == crate::frames::PageType::L4Table
+            && info.validated
+            && info.type_count > 0
+    }
+
     fn owned(&self, mfn: Mfn) -> bool {
         self.frames.owner(mfn) == Owner::Domain(self.domain)
     }
@@ -215,6 +226,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
                     self.mem.read_u64(at) == value
                 }))
             && self.owned(memo.frame.get())
+            && self.live_root()
         {
             memo.generation.set(generation);
             return Ok(memo.frame.get().addr() + va % PAGE_SIZE);
@@ -239,7 +251,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             return Err(Errno::EFAULT);
         }
         let mut table = self.root;
-        if !self.owned(table) {
+        if !self.live_root() {
             return Err(Errno::EFAULT);
         }
         let mut required = pte::PRESENT | pte::USER;
@@ -554,7 +566,8 @@ mod tests {
 
     const ALL: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
 
-    /// Domain 1 owns frames 0..=8 (frame 1 is its L4), domain 2 owns frame 9.
+    /// Domain 1 owns frames 0..=8 (frame 1 is its L4, held as a live root), domain 2
+    /// owns frame 9.
     fn table(storage: &mut [FrameInfo]) -> FrameTable<'_> {
         let mut table = FrameTable::new(storage);
         table.add_ram(Mfn(0), Mfn(16));
@@ -563,6 +576,7 @@ mod tests {
             table.alloc(Owner::Domain(1), &scratch).unwrap();
         }
         table.alloc(Owner::Domain(2), &scratch).unwrap();
+        table.assume_live_root(Mfn(1));
         table
     }
 
@@ -663,6 +677,47 @@ mod tests {
             Err(Errno::EFAULT),
             "foreign root"
         );
+    }
+
+    /// Only a live root is walked (found by review: a root a batch had dropped, then
+    /// rewritten by the guest as a plain page, led the walk into its live page tables):
+    /// a root that is untyped, typed otherwise or no longer referenced is refused, by a
+    /// new walk and by the remembered one alike.
+    #[test]
+    fn only_a_live_root_is_walked() {
+        let mem = FakeMem::new(16);
+        map(&mem, 0x40_0000, 5, ALL, ALL);
+        let mut storage = vec![FrameInfo::default(); 16];
+        let frames = table(&mut storage);
+        let memo = WalkMemo::default();
+        let guest = GuestMem::with_memo(&mem, &frames, 1, Mfn(1), &memo);
+        assert_eq!(guest.translate(0x40_0000, true), Ok(5 * 4096));
+        let live = frames.info(Mfn(1));
+        let dropped = FrameInfo {
+            type_count: 0,
+            validated: false,
+            ..live
+        };
+        let writable = FrameInfo {
+            page_type: crate::frames::PageType::Writable,
+            ..dropped
+        };
+        for info in [dropped, writable, FrameInfo::owned_by(Owner::Domain(1))] {
+            frames.set_info(Mfn(1), info);
+            assert_eq!(
+                guest.translate(0x40_0000, true),
+                Err(Errno::EFAULT),
+                "{info:?}"
+            );
+            let fresh = GuestMem::new(&mem, &frames, 1, Mfn(1));
+            assert_eq!(
+                fresh.translate(0x40_0000, false),
+                Err(Errno::EFAULT),
+                "{info:?}"
+            );
+        }
+        frames.set_info(Mfn(1), live);
+        assert_eq!(guest.translate(0x40_0000, true), Ok(5 * 4096));
     }
 
     /// The remembered walk answers exactly what a new walk would after the paging code

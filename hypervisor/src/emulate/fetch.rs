@@ -93,6 +93,7 @@ mod tests {
                 for _ in 0..9 {
                     frames.alloc(Owner::Domain(1), &mem).unwrap();
                 }
+                frames.assume_live_root(Mfn(1));
             }
             World { mem, storage }
         }

@@ -90,6 +90,20 @@ impl Multi {
                 vcpu: Vcpu::new(TrapFrame::default(), f(0)),
             }));
         }
+        {
+            // Each root pinned (validating its tree) and held, as the builder leaves a
+            // domain: the checked accessor walks only live roots.
+            let frames = FrameTable::adopt(&mut storage);
+            let mut mmu = crate::paging::testing::FakeMmu::new();
+            for slot in 0..vcpus.len() {
+                let id = slot as u16 + 1;
+                let mut paging = crate::paging::Paging::new(&mem, &frames, id, &mut mmu);
+                paging.pin(frame(slot, 0), 4).unwrap();
+                paging
+                    .get_page_and_type(frame(slot, 0), crate::frames::PageType::L4Table)
+                    .unwrap();
+            }
+        }
         let mut world = Multi {
             mem,
             storage,

@@ -589,9 +589,8 @@ pub(super) mod tests {
                 frames.alloc(Owner::Domain(1), &world.mem).unwrap();
             }
             assert_eq!(frames.alloc(Owner::Domain(2), &world.mem), Some(FOREIGN));
+            // The plain world's root is pinned and held already.
             let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
-            paging.pin(L4, 4).unwrap();
-            paging.get_page_and_type(L4, PageType::L4Table).unwrap();
             // The hypervisor's hold on the shared-info page, as the builder takes it.
             paging
                 .get_page_and_type(world.domain.shared_info, PageType::Writable)

@@ -264,11 +264,22 @@ pub(crate) mod tests {
                 console_line: heapless::Vec::new(),
                 vcpu: Vcpu::new(TrapFrame::default(), Mfn(1)),
             };
+            let mut mmu = crate::paging::testing::FakeMmu::new();
+            {
+                // The root pinned (validating the tree) and held as the base pointer, as
+                // the builder leaves a domain: the checked accessor walks only live roots.
+                let frames = FrameTable::adopt(&mut storage);
+                let mut paging = crate::paging::Paging::new(&mem, &frames, 1, &mut mmu);
+                paging.pin(Mfn(1), 4).unwrap();
+                paging
+                    .get_page_and_type(Mfn(1), crate::frames::PageType::L4Table)
+                    .unwrap();
+            }
             World {
                 mem,
                 storage,
                 m2p: vec![crate::frames::INVALID_M2P_ENTRY; 32],
-                mmu: crate::paging::testing::FakeMmu::new(),
+                mmu,
                 ports: FakePorts::default(),
                 domain,
                 lines: Lines::default(),
