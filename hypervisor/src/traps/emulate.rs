@@ -154,7 +154,13 @@ pub fn privileged_op<M: PhysMem>(
     ctx: &mut TrapContext<'_, M>,
     hw: &mut dyn Hardware,
 ) -> Option<Outcome> {
-    let root = ctx.domain.vcpu.kernel_root;
+    // Fetched through the page table the vCPU ran on, as Xen does: a process's own in
+    // user mode (its kernel's may map something else, or nothing, at that address).
+    let vcpu = &ctx.domain.vcpu;
+    let root = match vcpu.user_root() {
+        Some(user) if !vcpu.kernel_mode => user,
+        _ => vcpu.kernel_root,
+    };
     let bytes = fetch(&ctx.guest_mem(root), ctx.regs.rip);
     let decoded = decode(&bytes).ok()?;
     if !ctx.domain.vcpu.kernel_mode {

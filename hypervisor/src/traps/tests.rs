@@ -605,3 +605,33 @@ fn a_non_canonical_return_is_a_crash() {
     let crash = Outcome::Crash(CrashReason::BadIret);
     assert_eq!(crash.resumable(&at(1 << 47, 0)), crash);
 }
+
+/// A process's faulting instruction is fetched through its own page table, as Xen does
+/// (it was fetched through its kernel's: found by review): with a user root that maps
+/// nothing at rip, the forced CPUID the kernel's table shows there is not emulated but
+/// reflected to the #UD handler.
+#[test]
+fn user_mode_instructions_are_fetched_through_the_user_root() {
+    let forced = [0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2];
+    let mut world = emulating(&forced);
+    world.domain.vcpu.kernel_mode = false;
+    world.domain.vcpu.kernel_sp = STACK_TOP;
+    let empty = {
+        let frames = crate::frames::FrameTable::adopt(&mut world.storage);
+        let mfn = frames
+            .alloc(crate::frames::Owner::Domain(1), &world.mem)
+            .unwrap();
+        crate::paging::Paging::new(&world.mem, &frames, 1, &mut world.mmu)
+            .pin(mfn, 4)
+            .unwrap();
+        mfn
+    };
+    world.domain.vcpu.set_user_root(Some(empty));
+    let outcome = exception(&mut world, &mut FakeHardware::default(), vector::UD, 0);
+    assert_eq!(outcome, Outcome::Resume);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x100,
+        "reflected, not emulated"
+    );
+}
