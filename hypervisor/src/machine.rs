@@ -1072,7 +1072,15 @@ fn fast_domain_hypercall(state: &mut State, frame: &mut TrapFrame) -> FastEntry 
         after
     } else {
         let after = domain_hypercall(state, frame, decoded);
-        if hypercall::may_change_loaded_state(decoded) {
+        // Only while the domain still runs: a call that shut it down (a `multicall` with
+        // `SCHEDOP_shutdown`) has torn it down, its page tables back in the pool, and
+        // loading its root again would point CR3 at freed frames (found by review; the
+        // full exit then switches to another vCPU).
+        if hypercall::may_change_loaded_state(decoded)
+            && state.domains[state.current]
+                .as_ref()
+                .is_some_and(Domain::is_running)
+        {
             load_vcpu_hardware(state);
         }
         after
