@@ -128,19 +128,19 @@ mod tests {
         // Virtual IOPL 1: allowed, in each width.
         world.domain.vcpu.iopl = 1;
         assert_eq!(world.call(55, [1, arg(0x80, 1), 7, 0, 0]).0, 0);
-        assert_eq!(world.call(55, [1, arg(0x70, 2), 0xbeef, 0, 0]).0, 0);
+        assert_eq!(world.call(55, [1, arg(0x300, 2), 0xbeef, 0, 0]).0, 0);
         assert_eq!(world.call(55, [1, arg(0xc000, 4), 0xdead_beef, 0, 0]).0, 0);
-        assert_eq!(world.call(55, [2, arg(0x71, 1), 0, 0, 0]).0, 0x72);
+        assert_eq!(world.call(55, [2, arg(0x301, 1), 0, 0, 0]).0, 0x302);
         assert_eq!(world.call(55, [2, arg(0xc004, 4), 0, 0, 0]).0, 0xc005);
         assert_eq!(
             world.ports.outs,
             [
                 (0x80, Byte, 7),
-                (0x70, Word, 0xbeef),
+                (0x300, Word, 0xbeef),
                 (0xc000, Dword, 0xdead_beef)
             ]
         );
-        assert_eq!(world.ports.ins, [(0x71, Byte), (0xc004, Dword)]);
+        assert_eq!(world.ports.ins, [(0x301, Byte), (0xc004, Dword)]);
         // Malformed: other widths, bits above the width, flags, past port 0xffff.
         world.ports.outs.clear();
         for (second, value) in [
@@ -158,9 +158,12 @@ mod tests {
                 "{second:#x} {value:#x}"
             );
         }
-        // The hypervisor's own ports, whatever the IOPL: the PIC, the PIT, COM1, PCI
-        // configuration, QEMU's debug exit (which would end the whole machine).
-        for port in [0x20, 0x43, 0x3f8, 0xcf8, 0xf4, 0xf7] {
+        // The hypervisor's own ports, whatever the IOPL: the PIC, the PIT and its gate,
+        // COM1, PCI configuration and reset control, QEMU's debug exit (which would end
+        // the whole machine), the CMOS/RTC and NMI mask, the ELCR, the reset ports.
+        for port in [
+            0x20, 0x43, 0x61, 0x64, 0x70, 0x71, 0x92, 0x3f8, 0x4d0, 0x4d1, 0xcf8, 0xcf9, 0xf4, 0xf7,
+        ] {
             assert_eq!(
                 world.call(55, [1, arg(port, 1), 0, 0, 0]).0,
                 -1,
