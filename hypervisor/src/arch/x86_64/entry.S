@@ -610,8 +610,11 @@ resume_caller_saved:
  * register as the guest left it; the trap path reflects it to the guest kernel like any
  * #GP it does not emulate. The call is not made. */
 syscall_off_the_end:
-    subq $2, FRAME_RIP(%rsp)
     movq $13, FRAME_VECTOR(%rsp)
+/* A `syscall` whose general frame is built becomes the fault in FRAME_VECTOR, raised at
+ * the instruction itself (rip back over its two bytes), taken by the trap path. */
+syscall_as_fault:
+    subq $2, FRAME_RIP(%rsp)
     SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     call hv_trap_entry
@@ -632,13 +635,9 @@ compat_syscall_entry:
     mov %gs:PERCPU_STACK_TOP, %rsp
     SYSCALL_FRAME
     LAZY_FPU_ENTRY
-    subq $2, FRAME_RIP(%rsp)
     movq $FLAT_RING3_CS32, FRAME_CS(%rsp)
     movq $VECTOR_UD, FRAME_VECTOR(%rsp)
-    SAVE_CALLEE_SAVED
-    mov %rsp, %rdi
-    call hv_trap_entry
-    jmp guest_exit
+    jmp syscall_as_fault
 
 /* The send lane: EVTCHNOP_send from a guest kernel, the notification of every PV ring,
  * with the least around it. No TrapFrame: the registers Rust may clobber are pushed as
