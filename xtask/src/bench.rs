@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::bench_budget::Budgets;
 use crate::bench_footprint::Footprint;
 use crate::bench_parse::RunLines;
+use crate::bench_profile::{self, Profiled, Stamping};
 use crate::bench_report::{Environment, Report};
 use crate::build::{GUEST_KERNEL_BIN, HYPERVISOR_BIN, WorkspaceBinaries};
 use crate::manifest::{Hypervisor, Scenario};
@@ -57,6 +58,11 @@ pub struct Args {
     /// host's load weighs on both sides alike (default: 3, or 1 with `--quick`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
     tcg_rounds: Option<u32>,
+    /// Instead of the report: one TCG run per hypervisor under `perf record`, and where
+    /// QEMU spent the host's time in each case (`target/bench/profile.md`; needs `perf`,
+    /// Debian's `linux-perf`). Its ticks are slowed by the sampling: not results.
+    #[arg(long, conflicts_with_all = ["mode", "tcg_rounds"])]
+    profile: bool,
 }
 
 /// How QEMU keeps time in a run.
@@ -360,6 +366,90 @@ impl<'a> Setup<'a> {
     }
 }
 
+impl Setup<'_> {
+    /// One TCG run inside `perf record` (data in `target/bench/profile-<hv>.data`), and
+    /// each case's window of it (see bench_profile.rs).
+    fn profile(&self, hypervisor: Hypervisor) -> Result<Profiled> {
+        let dir = out_dir(self.workspace);
+        let data = dir.join(format!("profile-{hypervisor}.data"));
+        let command = bench_profile::wrap(&self.command(hypervisor, Mode::Tcg)?, &data);
+        let log = dir.join("logs").join(format!("{hypervisor}-profile.log"));
+        let sinks = Sinks {
+            echo: false,
+            log: Some(&log),
+            input: &[],
+        };
+        let timeout = Duration::from_secs(match hypervisor {
+            Hypervisor::Ours => 300,
+            Hypervisor::Xen => 600,
+        });
+        let (capture, windows) = match hypervisor {
+            Hypervisor::Ours => {
+                let mut inner = UntilExit;
+                let mut stamping = Stamping::new(&mut inner);
+                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
+                (capture, stamping.windows)
+            }
+            Hypervisor::Xen => {
+                let mut inner = XenConsole::default();
+                let mut stamping = Stamping::new(&mut inner);
+                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
+                (capture, stamping.windows)
+            }
+        };
+        let lines = RunLines::parse(&capture.output);
+        ensure!(
+            lines.ended && !windows.is_empty(),
+            "the profiled run on {hypervisor} did not finish (log {})",
+            self.workspace.display(&log)
+        );
+        let cases = windows
+            .into_iter()
+            .map(|window| bench_profile::report_window(&data, window))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Profiled { hypervisor, cases })
+    }
+}
+
+/// `cargo xtask bench --profile`: writes `target/bench/profile.md`.
+fn profile(workspace: &Workspace, setup: &Setup<'_>, hypervisors: &[Hypervisor]) -> Result<()> {
+    let mut runs = Vec::new();
+    for &hypervisor in hypervisors {
+        println!("xtask: bench: {hypervisor} / tcg under perf record");
+        runs.push(setup.profile(hypervisor)?);
+    }
+    let qemu_version = Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let header = format!(
+        "Commit `{}`, {qemu_version}, `-cpu {CPU}`, `perf record -k realtime -F {}` around \
+         each run (written by `cargo xtask bench --profile`; the runs' own ticks are slowed \
+         by the sampling and are not results).",
+        commit_id(&workspace.root),
+        bench_profile::SAMPLE_HZ
+    );
+    let text = bench_profile::markdown(&runs, &header);
+    let path = out_dir(workspace).join("profile.md");
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    // The summary table on the terminal too.
+    for line in text.lines().skip_while(|l| !l.starts_with("| case")) {
+        if line.is_empty() {
+            break;
+        }
+        println!("{line}");
+    }
+    println!("xtask: bench: profile in {}", workspace.display(&path));
+    Ok(())
+}
+
 /// `target/bench`.
 pub fn out_dir(workspace: &Workspace) -> PathBuf {
     workspace.target_dir.join("bench")
@@ -403,6 +493,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         Needs {
             qemu: true,
             xen_headers: false,
+            perf: args.profile,
         },
         &mut apt,
     )?;
@@ -412,6 +503,10 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         hypervisors.contains(&Hypervisor::Xen),
         &mut apt,
     )?;
+    if args.profile {
+        profile(workspace, &setup, &hypervisors)?;
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let mut runs = Vec::new();
     let mut failures = 0;

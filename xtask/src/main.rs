@@ -11,6 +11,7 @@ mod bench_cases;
 mod bench_chart;
 mod bench_footprint;
 mod bench_parse;
+mod bench_profile;
 mod bench_report;
 mod build;
 mod checks;

@@ -19,6 +19,8 @@ pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 pub const XEN_HEADERS_PACKAGE: &str = "libxen-dev";
 /// A header from [`XEN_HEADERS_PACKAGE`] whose presence shows it is installed.
 pub const XEN_HEADER: &str = "/usr/include/xen/xen.h";
+/// The Debian package that provides `perf` (`cargo xtask bench --profile`).
+pub const PERF_PACKAGE: &str = "linux-perf";
 
 /// Runs apt-get on behalf of xtask, refreshing its package lists at most once.
 #[derive(Debug, Default)]
@@ -75,6 +77,8 @@ pub struct Needs {
     pub qemu: bool,
     /// Xen's public headers.
     pub xen_headers: bool,
+    /// `perf`, the host's sampling profiler.
+    pub perf: bool,
 }
 
 /// Makes sure the tools in `needs` are present, installing them if allowed.
@@ -85,6 +89,9 @@ pub fn ensure(needs: Needs, apt: &mut Apt) -> Result<()> {
     }
     if needs.xen_headers && !Path::new(XEN_HEADER).is_file() {
         missing.push(XEN_HEADERS_PACKAGE);
+    }
+    if needs.perf && find_in_path("perf").is_none() {
+        missing.push(PERF_PACKAGE);
     }
     if missing.is_empty() {
         return Ok(());
@@ -101,6 +108,9 @@ pub fn ensure(needs: Needs, apt: &mut Apt) -> Result<()> {
     }
     if needs.xen_headers && !Path::new(XEN_HEADER).is_file() {
         bail!("{XEN_HEADER} is still missing after installing {XEN_HEADERS_PACKAGE}");
+    }
+    if needs.perf && find_in_path("perf").is_none() {
+        bail!("perf is still missing after installing {PERF_PACKAGE}");
     }
     Ok(())
 }

@@ -418,10 +418,30 @@ fn wait_for_exit(child: &mut Child, deadline: Instant, timeout: Duration) -> Res
 }
 
 fn kill(child: &mut Child) {
-    // Already exited is fine; anything else cannot be helped here.
+    // SIGTERM first, so that a wrapper (`perf record`, for `bench --profile`) can finish
+    // its output and stop QEMU itself; QEMU exits on it at once. SIGKILL if that is not
+    // done within the grace period. Already exited is fine; anything else cannot be
+    // helped here.
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if terminated {
+        let deadline = Instant::now() + TERM_GRACE;
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// How long a stopped run may take to exit on SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(10);
 
 /// The command line as one string, for messages (arguments with spaces quoted).
 pub fn describe(command: &Command, workspace: &Workspace) -> String {

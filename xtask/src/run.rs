@@ -45,6 +45,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<RunOutcome> {
         Needs {
             qemu: true,
             xen_headers: false,
+            perf: false,
         },
         &mut apt,
     )?;

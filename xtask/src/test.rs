@@ -62,6 +62,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         let needs = Needs {
             qemu: !runs.is_empty(),
             xen_headers: !args.skip_host,
+            perf: false,
         };
         prereq::ensure(needs, &mut apt)
     });
