@@ -44,11 +44,12 @@ impl<M: PhysMem> Paging<'_, M> {
         }
         self.mem.write_u64(at, stored);
         self.frames.note_table_write();
+        // No flush, at any level: cached translations of the old entry (its subtree's,
+        // for L2..L4) are the guest's to flush, as on Xen and on hardware. They can only
+        // reach the guest's own frames in the use they had when cached: a frame is
+        // flushed for before it takes another type (`get_page_type`) and before it
+        // leaves the domain (`release`, teardown).
         self.put_entry_refs(level, old);
-        if level > 1 {
-            // Cached paging structures may still hold the old entry's subtree.
-            self.mmu.flush_all();
-        }
         Ok(())
     }
 
