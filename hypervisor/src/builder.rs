@@ -115,6 +115,9 @@ impl Mmu for BuilderMmu<'_> {
     fn undecodable_bits(&self) -> u64 {
         0
     }
+    fn flushes(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the builder needs from the machine.

@@ -91,7 +91,18 @@ pub struct FrameInfo {
     /// Its contents were validated for its page-table type (cleared when the type count
     /// drops to zero and the entries' references are released).
     pub validated: bool,
+    /// The table's TLB clock ([`FrameTable::tlb_clock`]) when the type count last dropped
+    /// to zero: a translation cached in the frame's current use needs a type reference
+    /// to exist (a writable mapping, or a table linked, pinned or loaded; a read-only
+    /// mapping is allowed in every use), so none can have outlived a full flush counted
+    /// after it. Set by the table whatever the caller passes: on a drop to zero through
+    /// [`FrameTable::set_info`], on every drop through [`FrameTable::drop_counts`] (a
+    /// later stamp only ever costs a flush that was not needed).
+    pub stamp: u8,
 }
+
+// Still 16 bytes: the stamp lives in what was padding.
+const _: () = assert!(core::mem::size_of::<FrameInfo>() == 16);
 
 impl FrameInfo {
     /// A frame that is not RAM (the initial state of every entry).
@@ -106,6 +117,7 @@ impl FrameInfo {
             ref_count: 0,
             pinned: false,
             validated: false,
+            stamp: 0,
         }
     }
 }
@@ -126,6 +138,8 @@ pub struct FrameTable<'a> {
     /// Bumped by every change of a frame's bookkeeping and every page-table write (see
     /// [`FrameTable::generation`]).
     generation: Cell<u64>,
+    /// Full TLB flushes counted (see [`FrameTable::tlb_clock`]).
+    tlb_clock: Cell<u8>,
 }
 
 // SAFETY: the cells are reachable only through this table: `new`/`adopt`/`attach_m2p`
@@ -144,6 +158,7 @@ impl<'a> FrameTable<'a> {
             next: Cell::new(0),
             ram_end: Cell::new(0),
             generation: Cell::new(0),
+            tlb_clock: Cell::new(0),
         }
     }
 
@@ -170,6 +185,7 @@ impl<'a> FrameTable<'a> {
             next: Cell::new(0),
             ram_end: Cell::new(ram_end),
             generation: Cell::new(0),
+            tlb_clock: Cell::new(0),
         }
     }
 
@@ -200,6 +216,29 @@ impl<'a> FrameTable<'a> {
     #[inline]
     pub fn note_table_write(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
+    }
+
+    /// The TLB clock (Xen's TLB-flush clock, for one CPU): a count, wrapping, of the full
+    /// flushes the paging code made (a flush or a CR3 write; [`note_full_flush`] after
+    /// each). A frame whose type count drops to zero is stamped with it
+    /// ([`FrameInfo::stamp`]); if the clock has moved since, a full flush came after the
+    /// frame's last use, and taking another type needs no flush of its own. Flushes made
+    /// elsewhere (a vCPU's mode switch, the express paths) are not counted, which only
+    /// ever costs a flush that was not needed; a stamp equal to the clock after exactly
+    /// 256 of them costs the same.
+    ///
+    /// [`note_full_flush`]: Self::note_full_flush
+    #[inline]
+    pub fn tlb_clock(&self) -> u8 {
+        self.tlb_clock.get()
+    }
+
+    /// The paging code has just flushed every translation (see [`tlb_clock`]).
+    ///
+    /// [`tlb_clock`]: Self::tlb_clock
+    #[inline]
+    pub fn note_full_flush(&self) {
+        self.tlb_clock.set(self.tlb_clock.get().wrapping_add(1));
     }
 
     /// How many frames the table can describe.
@@ -260,33 +299,64 @@ impl<'a> FrameTable<'a> {
     /// Replaces the bookkeeping of `mfn` (ignored beyond the table). Only the paging code
     /// calls this, and never to change the owner.
     #[inline]
-    pub fn set_info(&self, mfn: Mfn, info: FrameInfo) {
+    pub fn set_info(&self, mfn: Mfn, mut info: FrameInfo) {
         if let Some(cell) = self.cell(mfn) {
             debug_assert_eq!(cell.get().owner, info.owner);
+            let old = cell.get();
+            info.stamp = if info.type_count == 0 && old.type_count != 0 {
+                self.tlb_clock()
+            } else {
+                old.stamp
+            };
             cell.set(info);
             self.note_table_write();
         }
     }
 
     /// Sets the two reference counts of `mfn` in place, leaving the rest of its
-    /// bookkeeping as it is (ignored beyond the table): what taking or dropping a
-    /// reference changes, in two stores instead of a rewrite of the whole record. Only
-    /// for a change of counts alone: a change of type or owner goes through
-    /// [`set_info`](Self::set_info).
+    /// bookkeeping as it is (ignored beyond the table): what taking a reference, or
+    /// dropping a general one, changes, in two stores instead of a rewrite of the whole
+    /// record. Only for a change of counts alone that does not lower the type count (a
+    /// drop goes through [`drop_counts`](Self::drop_counts), which stamps; debug builds
+    /// assert it); a change of type or owner goes through [`set_info`](Self::set_info).
     #[inline]
     pub fn set_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {
         if let Some(cell) = self.cell(mfn) {
-            let info = cell.as_ptr();
-            // SAFETY: `info` points at the record inside the cell, valid while `self` is
-            // borrowed. A `Cell` never lends a reference to its value, and the table is
-            // not `Sync`, so no other access to the record can overlap these two stores
-            // (the raw field pointers make no reference either).
-            unsafe {
-                core::ptr::addr_of_mut!((*info).type_count).write(type_count);
-                core::ptr::addr_of_mut!((*info).ref_count).write(ref_count);
-            }
-            // No generation step: counts alone change no translation (see `generation`).
+            debug_assert!(
+                type_count >= cell.get().type_count,
+                "a type count dropped without its stamp"
+            );
+            self.write_counts(cell, type_count, ref_count);
         }
+    }
+
+    /// [`set_counts`](Self::set_counts) for a drop of the type count (and maybe of the
+    /// general count): stamps the record with the TLB clock, as
+    /// [`set_info`](Self::set_info) does when the count reaches zero. (Here on every
+    /// drop, with no test: a later stamp than the last drop to zero only ever asks for a
+    /// flush that was not needed.)
+    #[inline]
+    pub fn drop_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {
+        if let Some(cell) = self.cell(mfn) {
+            let info = cell.as_ptr();
+            // SAFETY: as in `write_counts`.
+            unsafe { core::ptr::addr_of_mut!((*info).stamp).write(self.tlb_clock()) };
+            self.write_counts(cell, type_count, ref_count);
+        }
+    }
+
+    #[inline(always)]
+    fn write_counts(&self, cell: &Cell<FrameInfo>, type_count: u32, ref_count: u32) {
+        let info = cell.as_ptr();
+        // SAFETY: `info` points at the record inside the cell, valid while `self` is
+        // borrowed. A `Cell` never lends a reference to its value, and the table is not
+        // `Sync`, so no other access to the record can overlap these two stores (the raw
+        // field pointers make no reference either).
+        unsafe {
+            core::ptr::addr_of_mut!((*info).type_count).write(type_count);
+            core::ptr::addr_of_mut!((*info).ref_count).write(ref_count);
+        }
+        // No generation step: counts alone change no translation (see `generation`).
     }
 
     #[inline]

@@ -47,6 +47,9 @@ impl Mmu for Machine {
     fn undecodable_bits(&self) -> u64 {
         cpu::undecodable_address_bits()
     }
+    fn flushes(&self) -> bool {
+        true
+    }
 }
 
 /// The machine's I/O ports (no state: the hypercall context holds these beside a

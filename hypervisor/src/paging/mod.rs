@@ -55,6 +55,12 @@ pub trait Mmu {
     /// The entry address bits beyond the physical address width the machine implements
     /// (CPUID 0x80000008 EAX bits 7..0): [`entry::undecodable_bits`] of that width.
     fn undecodable_bits(&self) -> u64;
+    /// Whether [`flush_all`](Mmu::flush_all) and [`load_root`](Mmu::load_root) drop
+    /// what the CPU has cached (the machine's, and the host tests' recorder, which
+    /// stands for it): only then are they counted on the TLB clock
+    /// ([`FrameTable::tlb_clock`]). A stand-in that does nothing (the domain builder's)
+    /// says no, so that typing frames for a domain never counts a flush nobody made.
+    fn flushes(&self) -> bool;
 }
 
 /// `Paging::live_l1` when no table is remembered: no frame has this number (frame numbers
@@ -122,5 +128,23 @@ impl<M: PhysMem> Paging<'_, M> {
     #[inline]
     pub(crate) fn forget_live_l1(&self) {
         self.live_l1.set(NO_LIVE_L1);
+    }
+
+    /// Flushes every translation, and counts it on the TLB clock
+    /// ([`FrameTable::tlb_clock`]).
+    pub(crate) fn flush_all(&mut self) {
+        self.mmu.flush_all();
+        if self.mmu.flushes() {
+            self.frames.note_full_flush();
+        }
+    }
+
+    /// Loads `root` into CR3 (a full flush of the guest's translations, which are never
+    /// global), and counts it on the TLB clock.
+    pub(crate) fn load_root(&mut self, root: Mfn) {
+        self.mmu.load_root(root);
+        if self.mmu.flushes() {
+            self.frames.note_full_flush();
+        }
     }
 }

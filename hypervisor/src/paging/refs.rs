@@ -85,11 +85,12 @@ impl<M: PhysMem> Paging<'_, M> {
             return Ok(());
         }
         if info.page_type != wanted {
-            if info.page_type != PageType::None {
+            if info.page_type != PageType::None && info.stamp == self.frames.tlb_clock() {
                 // Stale TLB entries may still reach the frame in its old use (writable
                 // mappings of a future page table, or cached paging structures of a
-                // former one): they must go before the new use is checked.
-                self.mmu.flush_all();
+                // former one): they must go before the new use is checked. Unless a
+                // full flush came after the frame's last use in it (the TLB clock).
+                self.flush_all();
             }
             info.page_type = wanted;
             // A writable page needs no validation; a table does.
@@ -218,7 +219,7 @@ impl<M: PhysMem> Paging<'_, M> {
             debug_assert!(info.type_count > 0 && info.ref_count > 0);
             debug_assert_eq!(info.page_type, PageType::Writable);
             self.frames
-                .set_counts(target, dropped(info.type_count), dropped(info.ref_count));
+                .drop_counts(target, dropped(info.type_count), dropped(info.ref_count));
         } else {
             self.put_page(target);
         }

@@ -51,7 +51,7 @@ impl<M: PhysMem> Paging<'_, M> {
         if info.ref_count > 0 || info.type_count > 0 || info.pinned {
             return Err(Errno::EBUSY);
         }
-        self.mmu.flush_all();
+        self.flush_all();
         self.forget_live_l1();
         self.frames.free(mfn, info.owner);
         domain.nr_pages = domain.nr_pages.saturating_sub(1);

@@ -49,12 +49,12 @@ impl<M: PhysMem> Paging<'_, M> {
     pub fn new_baseptr(&mut self, vcpu: &mut Vcpu, mfn: Mfn) -> Result<(), Errno> {
         let old = vcpu.kernel_root;
         if old == mfn {
-            self.mmu.load_root(mfn);
+            self.load_root(mfn);
             return Ok(());
         }
         self.get_page_and_type(mfn, PageType::L4Table)?;
         vcpu.kernel_root = mfn;
-        self.mmu.load_root(mfn);
+        self.load_root(mfn);
         self.put_page_and_type(old);
         Ok(())
     }

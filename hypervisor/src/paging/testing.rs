@@ -47,6 +47,9 @@ impl Mmu for FakeMmu {
     fn undecodable_bits(&self) -> u64 {
         super::entry::undecodable_bits(PHYS_BITS)
     }
+    fn flushes(&self) -> bool {
+        true
+    }
 }
 
 /// Frames in a test machine: 0..4 unusable (MMIO), 4..8 the hypervisor's, then RAM.

@@ -643,15 +643,81 @@ fn unhooking_a_subtree_flushes_nothing_until_a_frame_of_it_changes_use() {
     }
     assert_eq!(mmu.flushes, 0, "L2 -> L2, L1 -> L1, writable -> writable");
     {
-        // A cached translation may still write the old data page or walk the old L1:
-        // each is flushed for before its frame takes another use.
+        // A cached translation may still write the old data page: it is flushed for
+        // before the frame becomes a table.
         let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
         p.get_page_and_type(t.data[0], PageType::L1Table).unwrap();
     }
     assert_eq!(mmu.flushes, 1, "writable -> L1 flushes");
     {
+        // The old L1 lost its last use before that flush (the TLB clock moved since):
+        // it becomes writable without another. Its general reference, taken first,
+        // does not count as a use.
         let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
         p.get_page_and_type(t.l1, PageType::Writable).unwrap();
     }
-    assert_eq!(mmu.flushes, 2, "L1 -> writable flushes");
+    assert_eq!(mmu.flushes, 1, "L1 -> writable after a flush: none needed");
+    {
+        // A data page mapped writable and dropped after the last flush is flushed
+        // for again.
+        let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
+        p.get_page_and_type(t.data[1], PageType::Writable).unwrap();
+        p.put_page_and_type(t.data[1]);
+        p.get_page_and_type(t.data[1], PageType::L1Table).unwrap();
+    }
+    assert_eq!(
+        mmu.flushes, 2,
+        "writable -> L1 within one clock tick flushes"
+    );
+}
+
+#[test]
+fn the_tlb_clock_is_stamped_when_a_type_count_drops_to_zero_and_wraps_safely() {
+    let mem = mem();
+    let mut storage = Storage::new();
+    let frames = storage.table();
+    let page = give(&frames, &mem, 1, 1)[0];
+    let mut mmu = FakeMmu::new();
+    let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
+    p.get_page_and_type(page, PageType::Writable).unwrap();
+    p.flush_all();
+    p.get_page_and_type(page, PageType::Writable).unwrap();
+    p.put_page_and_type(page);
+    assert_eq!(frames.info(page).stamp, 0, "still in use: not stamped");
+    p.put_page_and_type(page);
+    assert_eq!(frames.info(page).stamp, 1, "stamped on the drop to zero");
+    // A stamp equal to the clock after exactly 256 flushes flushes again (the clock
+    // wraps; an unneeded flush, never a missed one).
+    for _ in 0..256 {
+        p.flush_all();
+    }
+    p.get_page_and_type(page, PageType::L1Table).unwrap();
+    let _ = p;
+    assert_eq!(
+        mmu.flushes, 258,
+        "1 + 256 + the one the wrapped clock asked for"
+    );
+}
+
+#[test]
+fn unmapping_the_last_writable_mapping_stamps_the_page() {
+    let mem = mem();
+    let mut storage = Storage::new();
+    let frames = storage.table();
+    let t = tree(&mem, &frames);
+    let mut mmu = FakeMmu::new();
+    {
+        let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
+        p.pin(t.l4, 4).unwrap();
+        p.flush_all();
+        // The L1 entry's writable mapping was the page's last use: dropped (in one
+        // count update) after the last flush.
+        p.update_entry(t.l1, 1, 2, 0, false).unwrap();
+        assert_eq!(frames.info(t.data[2]).type_count, 0);
+        p.get_page_and_type(t.data[2], PageType::L1Table).unwrap();
+    }
+    assert_eq!(
+        mmu.flushes, 2,
+        "a TLB entry may still write it: flushed for"
+    );
 }
