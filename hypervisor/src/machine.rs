@@ -155,6 +155,35 @@ impl PhysMem for DirectMap {
             .fetch_or(bits, core::sync::atomic::Ordering::SeqCst)
     }
 
+    // One `lock bts`, written out: through `fetch_or_u64` the old words of the aligned
+    // and the unaligned paths meet before the bit is tested, and LLVM makes the locked
+    // OR a `cmpxchg` loop.
+    #[inline(always)]
+    fn test_and_set_bit(&self, addr: u64, bit: u32) -> bool {
+        let bit = bit % 64;
+        let word = Self::word_pointer(addr);
+        if !word.is_aligned() {
+            let mask = 1u64 << bit;
+            return unaligned_fetch_update(self, addr, |old| old | mask) & mask != 0;
+        }
+        let was_set: u8;
+        // SAFETY: an aligned word of the direct map (checked), which maps RAM for the
+        // hypervisor's whole life, changed by one locked instruction as the atomic
+        // accesses of `fetch_or_u64` are; the bit offset is below 64, so `bts` stays in
+        // that word.
+        unsafe {
+            core::arch::asm!(
+                "lock bts qword ptr [{word}], {bit}",
+                "setc {was_set}",
+                word = in(reg) word,
+                bit = in(reg) u64::from(bit),
+                was_set = out(reg_byte) was_set,
+                options(nostack),
+            );
+        }
+        was_set != 0
+    }
+
     #[inline(always)]
     fn fetch_and_u64(&self, addr: u64, mask: u64) -> u64 {
         let word = Self::word_pointer(addr);

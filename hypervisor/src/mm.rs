@@ -96,6 +96,14 @@ pub trait PhysMem {
         old
     }
 
+    /// Sets bit `bit` (0..64) of the 64-bit word at `addr`, atomically (see
+    /// [`PhysMem::fetch_or_u64`]); returns whether it was set already.
+    #[inline]
+    fn test_and_set_bit(&self, addr: u64, bit: u32) -> bool {
+        let mask = 1u64 << (bit % 64);
+        self.fetch_or_u64(addr, mask) & mask != 0
+    }
+
     /// Clears the bits not in `mask` in the word at `addr`, atomically; returns the old
     /// value (see [`PhysMem::fetch_or_u64`]).
     #[inline]

@@ -70,14 +70,13 @@ impl<'a, M: PhysMem> VcpuInfoRef<'a, M> {
     pub fn mark_upcall_pending(&self) -> bool {
         // The pending byte is the lowest of the first 8-byte word (vcpu_info is aligned).
         let offset = offset_of!(VcpuInfo, evtchn_upcall_pending) as u64;
-        self.mem.fetch_or_u64(self.base + offset, 1) & 1 != 0
+        self.mem.test_and_set_bit(self.base + offset, 0)
     }
 
     /// Sets bit `word` of `evtchn_pending_sel`; returns whether it was set already.
     pub fn test_and_set_selector(&self, word: u32) -> bool {
         let offset = offset_of!(VcpuInfo, evtchn_pending_sel) as u64;
-        let bit = 1u64 << (word % 64);
-        self.mem.fetch_or_u64(self.base + offset, bit) & bit != 0
+        self.mem.test_and_set_bit(self.base + offset, word % 64)
     }
 
     /// The pending selector.
