@@ -102,21 +102,23 @@ impl<M: PhysMem> P2m<'_, M> {
 }
 
 /// The builder's stand-in for the CPU: the domain is not running, so there is nothing to
-/// flush or load; its own entries name real frames, so every address width is fine.
+/// flush or load (and it says so: no flush is counted on the TLB clock for it); its own
+/// entries name real frames, so every address width is fine.
 struct BuilderMmu<'a>(&'a [(usize, u64)]);
 
 impl Mmu for BuilderMmu<'_> {
-    fn flush_all(&mut self) {}
+    fn flush_all(&mut self) -> bool {
+        false
+    }
     fn flush_va(&mut self, _va: u64) {}
-    fn load_root(&mut self, _root: Mfn) {}
+    fn load_root(&mut self, _root: Mfn) -> bool {
+        false
+    }
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
         self.0
     }
     fn undecodable_bits(&self) -> u64 {
         0
-    }
-    fn flushes(&self) -> bool {
-        false
     }
 }
 

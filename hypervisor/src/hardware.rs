@@ -25,19 +25,21 @@ impl Machine {
 }
 
 impl Mmu for Machine {
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self) -> bool {
         cpu::flush_tlb_all();
+        true
     }
 
     fn flush_va(&mut self, va: u64) {
         cpu::invlpg(va);
     }
 
-    fn load_root(&mut self, root: Mfn) {
+    fn load_root(&mut self, root: Mfn) -> bool {
         // SAFETY: the paging engine hands over only validated, pinned L4 tables of the
         // running domain, which carry the hypervisor's slots.
         unsafe { cpu::write_cr3(root.addr()) };
         self.loaded_root = Some(root);
+        true
     }
 
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
@@ -46,9 +48,6 @@ impl Mmu for Machine {
 
     fn undecodable_bits(&self) -> u64 {
         cpu::undecodable_address_bits()
-    }
-    fn flushes(&self) -> bool {
-        true
     }
 }
 

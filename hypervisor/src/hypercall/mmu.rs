@@ -532,7 +532,9 @@ fn set_va_entry<M: PhysMem>(
 #[inline]
 fn flush_for(mmu: &mut (impl Mmu + ?Sized), va: u64, flags: u64) {
     match flags & UVMF_FLUSHTYPE_MASK {
-        UVMF_TLB_FLUSH => mmu.flush_all(),
+        UVMF_TLB_FLUSH => {
+            mmu.flush_all();
+        }
         UVMF_INVLPG => mmu.flush_va(va),
         _ => {}
     }

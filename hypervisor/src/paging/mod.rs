@@ -45,22 +45,22 @@ pub use update::{PteWrite, emulate_pt_write};
 /// `mov cr3` and CPUID; host tests record the calls.
 pub trait Mmu {
     /// Flushes every TLB entry, global ones included, everywhere the domain may run.
-    fn flush_all(&mut self);
+    /// Returns whether it dropped what the CPU has cached (the machine's, and the host
+    /// tests' recorder, which stands for it): only then is it counted on the TLB clock
+    /// ([`FrameTable::tlb_clock`]). A stand-in that does nothing (the domain builder's)
+    /// says no, so that typing frames for a domain never counts a flush nobody made.
+    fn flush_all(&mut self) -> bool;
     /// Flushes the TLB entries for guest virtual address `va`.
     fn flush_va(&mut self, va: u64);
-    /// Loads `root` as the running vCPU's top-level page table (`mov cr3`).
-    fn load_root(&mut self, root: Mfn);
+    /// Loads `root` as the running vCPU's top-level page table (`mov cr3`, which drops
+    /// the guest's translations: they are never global). Returns whether it did, as
+    /// [`flush_all`](Mmu::flush_all).
+    fn load_root(&mut self, root: Mfn) -> bool;
     /// The L4 slots (index, entry) the hypervisor installs in every guest root.
     fn hypervisor_l4(&self) -> &[(usize, u64)];
     /// The entry address bits beyond the physical address width the machine implements
     /// (CPUID 0x80000008 EAX bits 7..0): [`entry::undecodable_bits`] of that width.
     fn undecodable_bits(&self) -> u64;
-    /// Whether [`flush_all`](Mmu::flush_all) and [`load_root`](Mmu::load_root) drop
-    /// what the CPU has cached (the machine's, and the host tests' recorder, which
-    /// stands for it): only then are they counted on the TLB clock
-    /// ([`FrameTable::tlb_clock`]). A stand-in that does nothing (the domain builder's)
-    /// says no, so that typing frames for a domain never counts a flush nobody made.
-    fn flushes(&self) -> bool;
 }
 
 /// `Paging::live_l1` when no table is remembered: no frame has this number (frame numbers
@@ -132,18 +132,18 @@ impl<M: PhysMem> Paging<'_, M> {
 
     /// Flushes every translation, and counts it on the TLB clock
     /// ([`FrameTable::tlb_clock`]).
+    #[inline]
     pub(crate) fn flush_all(&mut self) {
-        self.mmu.flush_all();
-        if self.mmu.flushes() {
+        if self.mmu.flush_all() {
             self.frames.note_full_flush();
         }
     }
 
     /// Loads `root` into CR3 (a full flush of the guest's translations, which are never
     /// global), and counts it on the TLB clock.
+    #[inline]
     pub(crate) fn load_root(&mut self, root: Mfn) {
-        self.mmu.load_root(root);
-        if self.mmu.flushes() {
+        if self.mmu.load_root(root) {
             self.frames.note_full_flush();
         }
     }

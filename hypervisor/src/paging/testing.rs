@@ -32,23 +32,22 @@ impl FakeMmu {
 }
 
 impl Mmu for FakeMmu {
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self) -> bool {
         self.flushes += 1;
+        true
     }
     fn flush_va(&mut self, va: u64) {
         self.flushed.push(va);
     }
-    fn load_root(&mut self, root: Mfn) {
+    fn load_root(&mut self, root: Mfn) -> bool {
         self.loaded.push(root);
+        true
     }
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
         &self.slots
     }
     fn undecodable_bits(&self) -> u64 {
         super::entry::undecodable_bits(PHYS_BITS)
-    }
-    fn flushes(&self) -> bool {
-        true
     }
 }
 
