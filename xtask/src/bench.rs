@@ -327,15 +327,8 @@ impl<'a> Setup<'a> {
         let log = out_dir(self.workspace)
             .join("logs")
             .join(format!("{hypervisor}-{}{suffix}.log", mode.name()));
-        let sinks = Sinks {
-            echo: false,
-            log: Some(&log),
-            input: &[],
-        };
-        let timeout = Duration::from_secs(match hypervisor {
-            Hypervisor::Ours => 300,
-            Hypervisor::Xen => 600,
-        });
+        let sinks = log_only(&log);
+        let timeout = run_timeout(hypervisor);
         let (capture, outcome) = match hypervisor {
             Hypervisor::Ours => {
                 let capture = qemu::run(command, timeout, &sinks, &mut UntilExit)?;
@@ -374,15 +367,8 @@ impl Setup<'_> {
         let data = dir.join(format!("profile-{hypervisor}.data"));
         let command = bench_profile::wrap(&self.command(hypervisor, Mode::Tcg)?, &data);
         let log = dir.join("logs").join(format!("{hypervisor}-profile.log"));
-        let sinks = Sinks {
-            echo: false,
-            log: Some(&log),
-            input: &[],
-        };
-        let timeout = Duration::from_secs(match hypervisor {
-            Hypervisor::Ours => 300,
-            Hypervisor::Xen => 600,
-        });
+        let sinks = log_only(&log);
+        let timeout = run_timeout(hypervisor);
         let (capture, windows) = match hypervisor {
             Hypervisor::Ours => {
                 let mut inner = UntilExit;
@@ -448,6 +434,23 @@ fn profile(workspace: &Workspace, setup: &Setup<'_>, hypervisors: &[Hypervisor])
     }
     println!("xtask: bench: profile in {}", workspace.display(&path));
     Ok(())
+}
+
+/// A benchmark run's console: into its log only.
+fn log_only(log: &Path) -> Sinks<'_> {
+    Sinks {
+        echo: false,
+        log: Some(log),
+        input: &[],
+    }
+}
+
+/// How long one benchmark run may take (Xen boots for longer).
+fn run_timeout(hypervisor: Hypervisor) -> Duration {
+    Duration::from_secs(match hypervisor {
+        Hypervisor::Ours => 300,
+        Hypervisor::Xen => 600,
+    })
 }
 
 /// `target/bench`.
