@@ -310,6 +310,8 @@ impl<'a> FrameTable<'a> {
             };
             cell.set(info);
             self.note_table_write();
+            #[cfg(test)]
+            self.observe(mfn);
         }
     }
 
@@ -327,6 +329,8 @@ impl<'a> FrameTable<'a> {
                 "a type count dropped without its stamp"
             );
             self.write_counts(cell, type_count, ref_count);
+            #[cfg(test)]
+            self.observe(mfn);
         }
     }
 
@@ -342,6 +346,8 @@ impl<'a> FrameTable<'a> {
             // SAFETY: as in `write_counts`.
             unsafe { core::ptr::addr_of_mut!((*info).stamp).write(self.tlb_clock()) };
             self.write_counts(cell, type_count, ref_count);
+            #[cfg(test)]
+            self.observe(mfn);
         }
     }
 
@@ -357,6 +363,15 @@ impl<'a> FrameTable<'a> {
             core::ptr::addr_of_mut!((*info).ref_count).write(ref_count);
         }
         // No generation step: counts alone change no translation (see `generation`).
+    }
+
+    /// Shows the record of `mfn` to the host tests' TLB oracle
+    /// (`paging::testing::oracle_observe`), after every change.
+    #[cfg(test)]
+    fn observe(&self, mfn: Mfn) {
+        if let Some(cell) = self.cell(mfn) {
+            crate::paging::testing::oracle_observe(mfn, cell.get());
+        }
     }
 
     #[inline]
@@ -400,7 +415,16 @@ impl<'a> FrameTable<'a> {
         for step in 0..len {
             let index = (self.next.get() + step) % len;
             if self.frames[index].get().owner == Owner::Free {
-                self.frames[index].set(FrameInfo::owned_by(owner));
+                // A fresh frame has no use a CPU can have cached (the last owner's were
+                // flushed before the frame was freed): stamped one tick back, so that its
+                // first type needs no flush (see `FrameInfo::stamp`).
+                let fresh = FrameInfo {
+                    stamp: self.tlb_clock().wrapping_sub(1),
+                    ..FrameInfo::owned_by(owner)
+                };
+                self.frames[index].set(fresh);
+                #[cfg(test)]
+                self.observe(Mfn(index as u64));
                 self.note_table_write();
                 self.free.set(self.free.get() - 1);
                 self.next.set((index + 1) % len);
@@ -421,6 +445,8 @@ impl<'a> FrameTable<'a> {
             Some(cell) if cell.get().owner == owner && owner != Owner::Free => {
                 cell.set(FrameInfo::owned_by(Owner::Free));
                 self.note_table_write();
+                #[cfg(test)]
+                self.observe(mfn);
                 self.free.set(self.free.get() + 1);
                 self.set_m2p(mfn, INVALID_M2P_ENTRY);
                 true
@@ -437,6 +463,8 @@ impl<'a> FrameTable<'a> {
             if cell.get().owner == Owner::Domain(domain) {
                 cell.set(FrameInfo::owned_by(Owner::Free));
                 self.set_m2p(Mfn(index as u64), INVALID_M2P_ENTRY);
+                #[cfg(test)]
+                self.observe(Mfn(index as u64));
                 released += 1;
             }
         }

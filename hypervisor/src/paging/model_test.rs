@@ -79,6 +79,8 @@ enum Op {
         frame: usize,
     },
     Allocate,
+    /// Full flushes by the paging code: a few, or about the TLB clock's wrap (256).
+    Flushes(u32),
 }
 
 fn target() -> impl Strategy<Value = Target> {
@@ -112,6 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::option::of(index.clone()).prop_map(|frame| Op::NewUserBase { frame }),
         2 => index.prop_map(|frame| Op::Release { frame }),
         1 => Just(Op::Allocate),
+        1 => prop_oneof![1..3u32, 254..259u32].prop_map(Op::Flushes),
     ]
 }
 
@@ -137,7 +140,17 @@ fn live_table(frames: &FrameTable<'_>, mfn: Mfn) -> Option<u32> {
         .filter(|_| info.type_count > 0 && info.validated)
 }
 
+/// [`run_checked`] with the TLB oracle watching (see `testing::oracle`): no frame may
+/// change use or owner while an old use of it may still be cached.
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    super::testing::oracle::start();
+    let result = run_checked(ops);
+    let violations = super::testing::oracle::finish();
+    prop_assert!(violations.is_empty(), "TLB oracle: {:?}", violations);
+    result
+}
+
+fn run_checked(ops: &[Op]) -> Result<(), TestCaseError> {
     let mem = FakeMem::new(super::testing::FRAMES);
     let mut storage = Storage::new();
     let frames = storage.table();
@@ -271,6 +284,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     model.shadow.insert(mfn, [0; SLOTS]);
                 }
             }
+            Op::Flushes(count) => {
+                for _ in 0..count {
+                    p.flush_all();
+                }
+            }
         }
         // The tables hold what the guest asked for, nothing else.
         for (&mfn, slots) in &model.shadow {
@@ -326,7 +344,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_keep_every_invariant(ops in prop::collection::vec(op(), 1..120)) {

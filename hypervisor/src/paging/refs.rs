@@ -85,11 +85,13 @@ impl<M: PhysMem> Paging<'_, M> {
             return Ok(());
         }
         if info.page_type != wanted {
-            if info.page_type != PageType::None && info.stamp == self.frames.tlb_clock() {
+            if info.stamp == self.frames.tlb_clock() {
                 // Stale TLB entries may still reach the frame in its old use (writable
                 // mappings of a future page table, or cached paging structures of a
                 // former one): they must go before the new use is checked. Unless a
-                // full flush came after the frame's last use in it (the TLB clock).
+                // full flush came after the frame's last use in it (the TLB clock; a
+                // fresh frame is stamped as if one had, and a frame a failed validation
+                // left untyped keeps the stamp of that drop).
                 self.flush_all();
             }
             info.page_type = wanted;

@@ -34,6 +34,7 @@ impl FakeMmu {
 impl Mmu for FakeMmu {
     fn flush_all(&mut self) -> bool {
         self.flushes += 1;
+        oracle::flushed();
         true
     }
     fn flush_va(&mut self, va: u64) {
@@ -41,6 +42,7 @@ impl Mmu for FakeMmu {
     }
     fn load_root(&mut self, root: Mfn) -> bool {
         self.loaded.push(root);
+        oracle::flushed();
         true
     }
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
@@ -101,4 +103,109 @@ pub fn poke(mem: &FakeMem, table: Mfn, index: usize, value: u64) {
 /// Reads entry `index` of `table`.
 pub fn peek(mem: &FakeMem, table: Mfn, index: usize) -> u64 {
     mem.read_u64(table.addr() + index as u64 * 8)
+}
+
+pub use oracle::observe as oracle_observe;
+
+/// The TLB oracle: what a CPU may still have cached, kept beside a test that turns it on,
+/// to check that no frame changes use while it may (the TLB clock's promise: docs/
+/// memory.md, rule 1). It sees every change of a frame's record (the frame table shows
+/// it each one, `FrameTable::observe`) and every flush of the recording MMU. A use is a
+/// frame's type while it has type references and is validated (a writable page, a
+/// linked, pinned or loaded table): a CPU can cache a translation through the frame in
+/// that use from then until the next full flush. A frame taking another type, or
+/// leaving its owner, while an older use of it may still be cached is a violation.
+pub mod oracle {
+    use crate::frames::{FrameInfo, PageType};
+    use crate::mm::Mfn;
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Default)]
+    struct Oracle {
+        /// Every frame's record as last seen.
+        records: BTreeMap<u64, FrameInfo>,
+        /// (frame, type) uses that may be cached: held since the last flush.
+        cached: BTreeSet<(u64, PageTypeKey)>,
+        violations: Vec<String>,
+    }
+
+    /// `PageType` as an ordered key.
+    type PageTypeKey = u8;
+
+    fn key(page_type: PageType) -> PageTypeKey {
+        page_type as PageTypeKey
+    }
+
+    thread_local! {
+        static ORACLE: RefCell<Option<Oracle>> = const { RefCell::new(None) };
+    }
+
+    fn in_use(info: &FrameInfo) -> bool {
+        info.type_count > 0 && info.validated && info.page_type != PageType::None
+    }
+
+    /// Turns the oracle on for this thread (each test runs on its own).
+    pub fn start() {
+        ORACLE.with(|o| *o.borrow_mut() = Some(Oracle::default()));
+    }
+
+    /// Turns it off; the violations it saw.
+    pub fn finish() -> Vec<String> {
+        ORACLE.with(|o| {
+            o.borrow_mut()
+                .take()
+                .map(|o| o.violations)
+                .unwrap_or_default()
+        })
+    }
+
+    /// A frame's record changed to `new`.
+    pub fn observe(mfn: Mfn, new: FrameInfo) {
+        ORACLE.with(|o| {
+            let mut o = o.borrow_mut();
+            let Some(o) = o.as_mut() else { return };
+            let old = o.records.get(&mfn.0).copied().unwrap_or(new);
+            let stale = |o: &Oracle, keep: Option<PageType>| {
+                o.cached
+                    .iter()
+                    .filter(|&&(frame, use_)| frame == mfn.0 && Some(use_) != keep.map(key))
+                    .count()
+            };
+            if new.owner != old.owner {
+                if stale(o, None) > 0 {
+                    let why = format!("{mfn:?} left {:?} while a use may be cached", old.owner);
+                    o.violations.push(why);
+                }
+                o.cached.retain(|&(frame, _)| frame != mfn.0);
+            } else if new.page_type != old.page_type
+                && new.page_type != PageType::None
+                && stale(o, Some(new.page_type)) > 0
+            {
+                let why = format!(
+                    "{mfn:?} became {:?} while a use as {:?} may be cached",
+                    new.page_type, old.page_type
+                );
+                o.violations.push(why);
+            }
+            if in_use(&new) {
+                o.cached.insert((mfn.0, key(new.page_type)));
+            }
+            o.records.insert(mfn.0, new);
+        });
+    }
+
+    /// A full flush: only the uses held now may be cached from here on.
+    pub fn flushed() {
+        ORACLE.with(|o| {
+            if let Some(o) = o.borrow_mut().as_mut() {
+                o.cached = o
+                    .records
+                    .iter()
+                    .filter(|(_, info)| in_use(info))
+                    .map(|(&frame, info)| (frame, key(info.page_type)))
+                    .collect();
+            }
+        });
+    }
 }

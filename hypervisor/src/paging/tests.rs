@@ -683,7 +683,11 @@ fn the_tlb_clock_is_stamped_when_a_type_count_drops_to_zero_and_wraps_safely() {
     p.flush_all();
     p.get_page_and_type(page, PageType::Writable).unwrap();
     p.put_page_and_type(page);
-    assert_eq!(frames.info(page).stamp, 0, "still in use: not stamped");
+    assert_eq!(
+        frames.info(page).stamp,
+        u8::MAX,
+        "still in use: the fresh frame's stamp, one tick before the clock at its allocation"
+    );
     p.put_page_and_type(page);
     assert_eq!(frames.info(page).stamp, 1, "stamped on the drop to zero");
     // A stamp equal to the clock after exactly 256 flushes flushes again (the clock
