@@ -476,6 +476,17 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         _ => r.fail("store_into_page_table", "the store was not refused"),
     }
 
+    // A cached writable translation of a page that became a page table (the TLB clock).
+    match vm::stale_writable_mapping_of_a_new_table(boot) {
+        Ok(()) => {
+            let _ = writeln!(
+                r.out,
+                "hostile stale_tlb_write_into_new_table: refused (#PF: flushed at the type change)"
+            );
+        }
+        Err(why) => r.fail("stale_tlb_write_into_new_table", why.as_str()),
+    }
+
     let _ = writeln!(r.out, "hostile: {} attacks failed", r.failed);
     u32::from(r.failed > 0)
 }

@@ -185,16 +185,9 @@ pub fn iret_rpl_stays_in_kernel(boot: &Boot) -> Outcome {
     outcome
 }
 
-/// Page-table work through batches: build and pin a new L1, hook it into the L2, map,
-/// change protections, unmap; then switch to a copy of the address space and back.
-pub fn page_table_lifecycle(boot: &Boot) -> Outcome {
-    let table_va = scratch(boot, 2);
-    let (data_a, data_b) = (scratch(boot, 3), scratch(boot, 4));
-    let root_copy_va = scratch(boot, 5);
-    let table = mfn_of(boot, table_va);
-    let (a, b) = (mfn_of(boot, data_a), mfn_of(boot, data_b));
-    let root = mfn_of(boot, boot.info.pt_base);
-    // A 2 MiB window just past the boot region's last L2 entry in use.
+/// A 2 MiB window of the boot region's L2 that nothing maps: just past its last L2 entry
+/// in use. Its address and the machine address of that L2 entry.
+fn free_window(boot: &Boot) -> Result<(u64, u64), pv_guest_kernel::selftest::Failure> {
     let [_, _, l2, _] = walk(boot, boot.initial_rsp);
     let mut slot = index(boot.initial_rsp, 2) + 1;
     while slot < 512 && peek(va_of(l2) + slot * 8) & PRESENT != 0 {
@@ -204,7 +197,104 @@ pub fn page_table_lifecycle(boot: &Boot) -> Outcome {
         fail!("no free L2 slot");
     }
     let window = (boot.initial_rsp & !((1 << 30) - 1)) + (slot << 21);
-    let l2e = (l2 << 12) + slot * 8;
+    Ok((window, (l2 << 12) + slot * 8))
+}
+
+/// The attack the TLB clock must stop (docs/memory.md, rule 1): a page mapped writable
+/// through a table of its own, written (so the CPU caches the writable translation), the
+/// table unhooked and unpinned with no flush (so the page's last writable mapping is
+/// gone), then the page pinned as a page table. Unless the hypervisor flushed when the
+/// page changed type, the cached translation still writes it: a store through the old
+/// window would then forge an entry of a live page table. `Ok` if that store faults (the
+/// window is unmapped) and the table is untouched; everything is put back either way.
+pub fn stale_writable_mapping_of_a_new_table(boot: &Boot) -> Outcome {
+    let (table_va, page_va) = (scratch(boot, 34), scratch(boot, 35));
+    let (table, page) = (mfn_of(boot, table_va), mfn_of(boot, page_va));
+    let (window, l2e) = free_window(boot)?;
+    let forged = (page << 12) | RW; // any present entry: the page mapping itself, writable
+    for i in 0..512 {
+        poke(table_va + i * 8, 0);
+        poke(page_va + i * 8, 0);
+    }
+    // The table, read-only and pinned, hooked at the window, mapping the page writable;
+    // the page's own boot mapping gone, so the window is its only writable one.
+    let built = map(table_va, table, RO)
+        .map_err(|e| failure(format_args!("table read-only: {e}")))
+        .and_then(|_| map(page_va, 0, 0).map_err(|e| failure(format_args!("page unmapped: {e}"))))
+        .and_then(|_| {
+            ext(&[MmuextOp::pin_table(1, table).unwrap()])
+                .and_then(|_| {
+                    update(&[
+                        MmuUpdate::normal(table << 12, (page << 12) | RW),
+                        MmuUpdate::normal(l2e, (table << 12) | RW),
+                    ])
+                })
+                .map(|_| ())
+                .map_err(|e| failure(format_args!("window: {} done, {}", e.done, e.errno)))
+        });
+    let mut outcome = built.clone();
+    if built.is_ok() {
+        // Cached: the writable translation of the window.
+        poke(window, 0);
+        // The table's last use goes (unhooked, unpinned: its entries' references, the
+        // page's writable type among them, are dropped), with no flush; the page becomes
+        // a page table.
+        let retyped = update(&[MmuUpdate::normal(l2e, 0)])
+            .and_then(|_| ext(&[MmuextOp::unpin_table(table)]))
+            .and_then(|_| ext(&[MmuextOp::pin_table(1, page).unwrap()]));
+        match retyped {
+            Ok(_) => {
+                let seen = crate::traps::expect_fault!(14, "mov qword ptr [{a}], {v}"; a = in(reg) window, v = in(reg) forged);
+                // Read back through the hypervisor's view: the M2P-mapped page is not
+                // mapped here any more, so map it read-only (a table may be).
+                let entry = map(page_va, page, RO).map(|_| peek(page_va));
+                outcome = match (seen, entry) {
+                    (Some(s), Ok(0)) if s.vector == 14 => Ok(()),
+                    (_, Ok(e)) if e != 0 => Err(failure(format_args!(
+                        "a stale translation wrote the new page table: entry 0 is {e:#x}"
+                    ))),
+                    (None, _) => Err(failure(format_args!(
+                        "the store through the old window did not fault"
+                    ))),
+                    (_, Err(e)) => Err(failure(format_args!("reading the table back: {e}"))),
+                    (Some(s), _) => Err(failure(format_args!("got vector {}", s.vector))),
+                };
+                let _ = ext(&[MmuextOp::unpin_table(page)]);
+            }
+            Err(e) => {
+                outcome = Err(failure(format_args!(
+                    "retyping: {} done, {}",
+                    e.done, e.errno
+                )));
+                let _ = update(&[MmuUpdate::normal(l2e, 0)]);
+                let _ = ext(&[MmuextOp::unpin_table(table)]);
+            }
+        }
+    } else {
+        let _ = ext(&[MmuextOp::unpin_table(table)]);
+    }
+    // Put back: both pages writable at their boot addresses, the TLB flushed. (After a
+    // forged entry the page may refuse: the attack's failure is the one reported.)
+    let _ = ext(&[MmuextOp::tlb_flush_local()]);
+    let back = map(table_va, table, RW).and_then(|_| map(page_va, page, RW));
+    let _ = ext(&[MmuextOp::tlb_flush_local()]);
+    outcome?;
+    if let Err(e) = back {
+        fail!("putting the pages back: {e}");
+    }
+    Ok(())
+}
+
+/// Page-table work through batches: build and pin a new L1, hook it into the L2, map,
+/// change protections, unmap; then switch to a copy of the address space and back.
+pub fn page_table_lifecycle(boot: &Boot) -> Outcome {
+    let table_va = scratch(boot, 2);
+    let (data_a, data_b) = (scratch(boot, 3), scratch(boot, 4));
+    let root_copy_va = scratch(boot, 5);
+    let table = mfn_of(boot, table_va);
+    let (a, b) = (mfn_of(boot, data_a), mfn_of(boot, data_b));
+    let root = mfn_of(boot, boot.info.pt_base);
+    let (window, l2e) = free_window(boot)?;
     let step = |what: &str, r: Result<u32, guest::PartialError>| match r {
         Ok(_) => Ok(()),
         Err(e) => Err(failure(format_args!(
