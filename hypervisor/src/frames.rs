@@ -169,7 +169,18 @@ impl<'a> FrameTable<'a> {
     }
 
     /// A table over bookkeeping that is already filled in (free frames are recounted).
+    /// The new table's TLB clock knows of no flush since any frame's use: a typed frame
+    /// is stamped as just used (its next change of type flushes), an untyped one as
+    /// fresh. (Only host tests rebuild a table over existing records; the machine keeps
+    /// one for its life.)
     pub fn adopt(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
+        for info in frames.iter_mut() {
+            info.stamp = if info.page_type == PageType::None {
+                u8::MAX
+            } else {
+                0
+            };
+        }
         let free = frames
             .iter()
             .filter(|info| info.owner == Owner::Free)

@@ -355,23 +355,24 @@ const _: () = assert!(
 
 /// The TLB operations that need nothing more from the guest: a flush or an INVLPG, on
 /// this CPU or on all (the domain's one vCPU runs only here); `None` for any other
-/// command (nothing done). Not a `match`: LLVM makes a `match` of these few values (with
+/// command (nothing done), else whether every translation was dropped (a full flush the
+/// MMU made: the general path counts it on the TLB clock, `FrameTable::tlb_clock`). Not a `match`: LLVM makes a `match` of these few values (with
 /// the caller's `NEW_BASEPTR` test) a jump table, and under QEMU an indirect jump after
 /// an `invlpg` costs a translation-block lookup of its own (docs/benchmarks.md, "Tried
 /// and dropped"); two tests of `cmd - LOCAL` being 0 or 4 take fewer instructions too.
 #[inline]
-fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<()> {
+fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<bool> {
     let local_or_all = |local: u32| cmd.wrapping_sub(local) & !4 == 0;
     if local_or_all(MMUEXT_INVLPG_LOCAL) {
         if guest_address(va) {
             mmu.flush_va(va);
         }
+        Some(false)
     } else if local_or_all(MMUEXT_TLB_FLUSH_LOCAL) {
-        mmu.flush_all();
+        Some(mmu.flush_all())
     } else {
-        return None;
+        None
     }
-    Some(())
 }
 
 /// `mmuext_op` for the hypercall fast path: a batch of exactly one operation that needs
@@ -409,14 +410,19 @@ pub fn light_mmuext_op<M: PhysMem>(
 }
 
 fn one_mmuext_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: MmuextOp) -> Result<(), Errno> {
-    if simple_tlb_op(ctx.mmu, op.cmd, op.arg1).is_some() {
+    if let Some(flushed_all) = simple_tlb_op(ctx.mmu, op.cmd, op.arg1) {
+        if flushed_all {
+            ctx.frames.note_full_flush();
+        }
         return Ok(());
     }
     match op.cmd {
         MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
             check_vcpu_mask(ctx, op.arg2).map_err(|_| Errno::EINVAL)?;
             if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
-                ctx.mmu.flush_all();
+                if ctx.mmu.flush_all() {
+                    ctx.frames.note_full_flush();
+                }
             } else if guest_address(op.arg1) {
                 ctx.mmu.flush_va(op.arg1);
             }
@@ -830,6 +836,35 @@ pub(super) mod tests {
         let forged = [MmuUpdate::machphys(FOREIGN.0, 7)];
         assert_eq!(w.batch(1, &forged, 0x7ff0), (EINVAL, 0));
         assert_ne!(w.m2p[FOREIGN.0 as usize], 7);
+    }
+
+    #[test]
+    fn a_flush_the_guest_asks_for_counts_on_the_tlb_clock() {
+        let mut w = paging_world();
+        let spare = Mfn(SPARE);
+        let l1_and_back = [
+            MmuextOp::pin_table(1, spare.0).unwrap(),
+            MmuextOp::unpin_table(spare.0),
+        ];
+        assert_eq!(w.batch(26, &l1_and_back, 0x7ff0), (0, 2));
+        let flushes = w.mmu.flushes;
+        // The guest's own full flush comes after the L1's last use: becoming an L2 then
+        // needs no flush of its own.
+        let ops = [
+            MmuextOp::tlb_flush_local(),
+            MmuextOp::pin_table(2, spare.0).unwrap(),
+            MmuextOp::unpin_table(spare.0),
+        ];
+        assert_eq!(w.batch(26, &ops, 0x7ff0), (0, 3));
+        assert_eq!(
+            w.mmu.flushes,
+            flushes + 1,
+            "the guest's flush, and no other"
+        );
+        // No flush since the L2's last use: becoming an L1 again flushes.
+        assert_eq!(w.batch(26, &l1_and_back, 0x7ff0), (0, 2));
+        assert_eq!(w.mmu.flushes, flushes + 2);
+        w.check();
     }
 
     #[test]
