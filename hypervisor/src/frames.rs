@@ -165,7 +165,7 @@ impl<'a> FrameTable<'a> {
     /// A table in which every frame is unusable.
     pub fn new(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
         frames.fill(FrameInfo::UNUSABLE);
-        Self::adopt(frames)
+        Self::over(frames)
     }
 
     /// A table over bookkeeping that is already filled in (free frames are recounted).
@@ -181,6 +181,11 @@ impl<'a> FrameTable<'a> {
                 0
             };
         }
+        Self::over(frames)
+    }
+
+    /// The table over `frames` as they are, its TLB clock at 0.
+    fn over(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
         let free = frames
             .iter()
             .filter(|info| info.owner == Owner::Free)
