@@ -91,13 +91,15 @@ pub struct FrameInfo {
     /// Its contents were validated for its page-table type (cleared when the type count
     /// drops to zero and the entries' references are released).
     pub validated: bool,
-    /// The table's TLB clock ([`FrameTable::tlb_clock`]) when the type count last dropped
-    /// to zero: a translation cached in the frame's current use needs a type reference
-    /// to exist (a writable mapping, or a table linked, pinned or loaded; a read-only
-    /// mapping is allowed in every use), so none can have outlived a full flush counted
-    /// after it. Set by the table whatever the caller passes: on a drop to zero through
+    /// The table's TLB clock ([`FrameTable::tlb_clock`]) when a reference to the frame
+    /// last went: a translation the CPU caches through the frame needs a reference to
+    /// exist (any mapping holds a general one; a writable mapping, or a table linked,
+    /// pinned or loaded, a type reference too), so none can have outlived a full flush
+    /// counted after its last reference of that kind. Set by the table whatever the
+    /// caller passes: when the type count drops to zero through
     /// [`FrameTable::set_info`], on every drop through [`FrameTable::drop_counts`] (a
-    /// later stamp only ever costs a flush that was not needed).
+    /// later stamp only ever costs a flush that was not needed). A change of type reads
+    /// it for the type references, a release to the free pool for all of them.
     pub stamp: u8,
 }
 
@@ -332,17 +334,17 @@ impl<'a> FrameTable<'a> {
     }
 
     /// Sets the two reference counts of `mfn` in place, leaving the rest of its
-    /// bookkeeping as it is (ignored beyond the table): what taking a reference, or
-    /// dropping a general one, changes, in two stores instead of a rewrite of the whole
-    /// record. Only for a change of counts alone that does not lower the type count (a
-    /// drop goes through [`drop_counts`](Self::drop_counts), which stamps; debug builds
-    /// assert it); a change of type or owner goes through [`set_info`](Self::set_info).
+    /// bookkeeping as it is (ignored beyond the table): what taking a reference changes,
+    /// in two stores instead of a rewrite of the whole record. Only for a change of
+    /// counts alone that lowers neither (a drop goes through
+    /// [`drop_counts`](Self::drop_counts), which stamps; debug builds assert it); a
+    /// change of type or owner goes through [`set_info`](Self::set_info).
     #[inline]
     pub fn set_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {
         if let Some(cell) = self.cell(mfn) {
             debug_assert!(
-                type_count >= cell.get().type_count,
-                "a type count dropped without its stamp"
+                type_count >= cell.get().type_count && ref_count >= cell.get().ref_count,
+                "a reference dropped without its stamp"
             );
             self.write_counts(cell, type_count, ref_count);
             #[cfg(test)]
@@ -350,10 +352,9 @@ impl<'a> FrameTable<'a> {
         }
     }
 
-    /// [`set_counts`](Self::set_counts) for a drop of the type count (and maybe of the
-    /// general count): stamps the record with the TLB clock, as
-    /// [`set_info`](Self::set_info) does when the count reaches zero. (Here on every
-    /// drop, with no test: a later stamp than the last drop to zero only ever asks for a
+    /// [`set_counts`](Self::set_counts) for a drop of either count: stamps the record
+    /// with the TLB clock, as [`set_info`](Self::set_info) does when the type count
+    /// reaches zero. (On every drop, with no test: a later stamp only ever asks for a
     /// flush that was not needed.)
     #[inline]
     pub fn drop_counts(&self, mfn: Mfn, type_count: u32, ref_count: u32) {

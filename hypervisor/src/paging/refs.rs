@@ -58,13 +58,13 @@ impl<M: PhysMem> Paging<'_, M> {
         Ok(())
     }
 
-    /// Drops a general reference.
+    /// Drops a general reference (stamping the frame: see `FrameInfo::stamp`).
     #[inline]
     pub fn put_page(&mut self, mfn: Mfn) {
         let info = self.info(mfn);
         debug_assert!(info.ref_count > 0, "general count underflow on {mfn:?}");
         self.frames
-            .set_counts(mfn, info.type_count, dropped(info.ref_count));
+            .drop_counts(mfn, info.type_count, dropped(info.ref_count));
     }
 
     /// Takes a reference of type `wanted` on `mfn`, on which the caller holds a general

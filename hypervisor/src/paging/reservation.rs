@@ -38,8 +38,10 @@ pub fn allocate<M: PhysMem>(
 impl<M: PhysMem> Paging<'_, M> {
     /// Takes back frame `mfn` of `domain` (XENMEM_decrease_reservation for one page):
     /// `ENXIO` if it is not the domain's, `EINVAL` for the shared-info page, `EBUSY` while
-    /// anything references it. The TLB is flushed, since stale entries of mappings the
-    /// guest removed without flushing may still reach the frame.
+    /// anything references it. The TLB is flushed first if stale entries of mappings the
+    /// guest removed without flushing may still reach the frame: unless a full flush
+    /// came after its last reference went (the TLB clock: `FrameInfo::stamp`), so that
+    /// giving back a batch of pages flushes once.
     pub fn release(&mut self, domain: &mut Domain, mfn: Mfn) -> Result<(), Errno> {
         let info = self.frames.info(mfn);
         if info.owner != Owner::Domain(domain.id) {
@@ -51,7 +53,9 @@ impl<M: PhysMem> Paging<'_, M> {
         if info.ref_count > 0 || info.type_count > 0 || info.pinned {
             return Err(Errno::EBUSY);
         }
-        self.flush_all();
+        if info.stamp == self.frames.tlb_clock() {
+            self.flush_all();
+        }
         self.forget_live_l1();
         self.frames.free(mfn, info.owner);
         domain.nr_pages = domain.nr_pages.saturating_sub(1);

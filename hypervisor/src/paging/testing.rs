@@ -110,11 +110,13 @@ pub use oracle::observe as oracle_observe;
 /// The TLB oracle: what a CPU may still have cached, kept beside a test that turns it on,
 /// to check that no frame changes use while it may (the TLB clock's promise: docs/
 /// memory.md, rule 1). It sees every change of a frame's record (the frame table shows
-/// it each one, `FrameTable::observe`) and every flush of the recording MMU. A use is a
-/// frame's type while it has type references and is validated (a writable page, a
-/// linked, pinned or loaded table): a CPU can cache a translation through the frame in
-/// that use from then until the next full flush. A frame taking another type, or
-/// leaving its owner, while an older use of it may still be cached is a violation.
+/// it each one, `FrameTable::observe`) and every flush of the recording MMU. A frame is
+/// in use while it is referenced: a CPU can cache a translation through it from then
+/// until the next full flush. A type use is its type while it has type references and
+/// is validated (a writable page, a linked, pinned or loaded table); any reference (a
+/// read-only mapping too) is a mapped use. A frame taking another type while an older
+/// type use of it may still be cached, or leaving its owner while any use may, is a
+/// violation.
 pub mod oracle {
     use crate::frames::{FrameInfo, PageType};
     use crate::mm::Mfn;
@@ -125,24 +127,29 @@ pub mod oracle {
     struct Oracle {
         /// Every frame's record as last seen.
         records: BTreeMap<u64, FrameInfo>,
-        /// (frame, type) uses that may be cached: held since the last flush.
-        cached: BTreeSet<(u64, PageTypeKey)>,
+        /// (frame, use) pairs that may be cached: held since the last flush.
+        cached: BTreeSet<(u64, Use)>,
         violations: Vec<String>,
     }
 
-    /// `PageType` as an ordered key.
-    type PageTypeKey = u8;
-
-    fn key(page_type: PageType) -> PageTypeKey {
-        page_type as PageTypeKey
-    }
+    /// A type use (the `PageType`'s number) or a mapped use ([`MAPPED`]).
+    type Use = u8;
+    const MAPPED: Use = u8::MAX;
 
     thread_local! {
         static ORACLE: RefCell<Option<Oracle>> = const { RefCell::new(None) };
     }
 
-    fn in_use(info: &FrameInfo) -> bool {
-        info.type_count > 0 && info.validated && info.page_type != PageType::None
+    /// The uses a record shows.
+    fn uses(info: &FrameInfo) -> impl Iterator<Item = Use> {
+        let typed = info.type_count > 0 && info.validated && info.page_type != PageType::None;
+        let mapped = info.ref_count > 0 || info.type_count > 0;
+        [
+            typed.then_some(info.page_type as Use),
+            mapped.then_some(MAPPED),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Turns the oracle on for this thread (each test runs on its own).
@@ -166,21 +173,20 @@ pub mod oracle {
             let mut o = o.borrow_mut();
             let Some(o) = o.as_mut() else { return };
             let old = o.records.get(&mfn.0).copied().unwrap_or(new);
-            let stale = |o: &Oracle, keep: Option<PageType>| {
+            let cached = |o: &Oracle, stale: &dyn Fn(Use) -> bool| {
                 o.cached
                     .iter()
-                    .filter(|&&(frame, use_)| frame == mfn.0 && Some(use_) != keep.map(key))
-                    .count()
+                    .any(|&(frame, use_)| frame == mfn.0 && stale(use_))
             };
             if new.owner != old.owner {
-                if stale(o, None) > 0 {
+                if cached(o, &|_| true) {
                     let why = format!("{mfn:?} left {:?} while a use may be cached", old.owner);
                     o.violations.push(why);
                 }
                 o.cached.retain(|&(frame, _)| frame != mfn.0);
             } else if new.page_type != old.page_type
                 && new.page_type != PageType::None
-                && stale(o, Some(new.page_type)) > 0
+                && cached(o, &|use_| use_ != MAPPED && use_ != new.page_type as Use)
             {
                 let why = format!(
                     "{mfn:?} became {:?} while a use as {:?} may be cached",
@@ -188,8 +194,8 @@ pub mod oracle {
                 );
                 o.violations.push(why);
             }
-            if in_use(&new) {
-                o.cached.insert((mfn.0, key(new.page_type)));
+            for use_ in uses(&new) {
+                o.cached.insert((mfn.0, use_));
             }
             o.records.insert(mfn.0, new);
         });
@@ -202,8 +208,7 @@ pub mod oracle {
                 o.cached = o
                     .records
                     .iter()
-                    .filter(|(_, info)| in_use(info))
-                    .map(|(&frame, info)| (frame, key(info.page_type)))
+                    .flat_map(|(&frame, info)| uses(info).map(move |use_| (frame, use_)))
                     .collect();
             }
         });

@@ -672,7 +672,7 @@ fn unhooking_a_subtree_flushes_nothing_until_a_frame_of_it_changes_use() {
 }
 
 #[test]
-fn the_tlb_clock_is_stamped_when_a_type_count_drops_to_zero_and_wraps_safely() {
+fn the_tlb_clock_is_stamped_when_a_reference_drops_and_wraps_safely() {
     let mem = mem();
     let mut storage = Storage::new();
     let frames = storage.table();
@@ -682,14 +682,15 @@ fn the_tlb_clock_is_stamped_when_a_type_count_drops_to_zero_and_wraps_safely() {
     p.get_page_and_type(page, PageType::Writable).unwrap();
     p.flush_all();
     p.get_page_and_type(page, PageType::Writable).unwrap();
-    p.put_page_and_type(page);
     assert_eq!(
         frames.info(page).stamp,
         u8::MAX,
-        "still in use: the fresh frame's stamp, one tick before the clock at its allocation"
+        "in use since its allocation: the fresh frame's stamp, one tick before the clock then"
     );
     p.put_page_and_type(page);
-    assert_eq!(frames.info(page).stamp, 1, "stamped on the drop to zero");
+    assert_eq!(frames.info(page).stamp, 1, "a dropped reference stamps it");
+    p.put_page_and_type(page);
+    assert_eq!(frames.info(page).stamp, 1, "and the drop to zero");
     // A stamp equal to the clock after exactly 256 flushes flushes again (the clock
     // wraps; an unneeded flush, never a missed one).
     for _ in 0..256 {
@@ -724,4 +725,36 @@ fn unmapping_the_last_writable_mapping_stamps_the_page() {
         mmu.flushes, 2,
         "a TLB entry may still write it: flushed for"
     );
+}
+
+#[test]
+fn a_released_frame_is_flushed_for_only_if_a_mapping_may_still_be_cached() {
+    let mem = mem();
+    let mut storage = Storage::new();
+    let frames = storage.table();
+    let t = tree(&mem, &frames);
+    let mut d = domain(t.l4);
+    let spare = give(&frames, &mem, 1, 1)[0];
+    let mut mmu = FakeMmu::new();
+    {
+        let mut p = Paging::new(&mem, &frames, 1, &mut mmu);
+        p.pin(t.l4, 4).unwrap();
+        // Two pages mapped read-only across a flush, then unmapped with none: a CPU may
+        // still read them through the cached translations.
+        for i in 0..2 {
+            p.update_entry(t.l1, 1, i, t.data[i].addr() | RO, false)
+                .unwrap();
+        }
+        p.flush_all();
+        for i in 0..2 {
+            p.update_entry(t.l1, 1, i, 0, false).unwrap();
+        }
+        // Given back together: the first is flushed for, which covers the second.
+        p.release(&mut d, t.data[0]).unwrap();
+        p.release(&mut d, t.data[1]).unwrap();
+        // Nothing ever mapped the spare.
+        p.release(&mut d, spare).unwrap();
+    }
+    assert_eq!(mmu.flushes, 2, "the explicit flush and one for the batch");
+    assert_eq!(frames.owner(t.data[1]), Owner::Free);
 }
