@@ -170,20 +170,24 @@ impl<'a> FrameTable<'a> {
         Self::over(frames)
     }
 
-    /// A table over bookkeeping that is already filled in (free frames are recounted).
-    /// The new table's TLB clock knows of no flush since any frame's use: a typed frame
-    /// is stamped as just used (its next change of type flushes), an untyped one as
-    /// fresh. (Only host tests rebuild a table over existing records; the machine keeps
-    /// one for its life.)
+    /// A table over bookkeeping that is already filled in (free frames are recounted),
+    /// with no history: every frame is stamped as just used, so its next change of type
+    /// or owner flushes. (Only host tests rebuild a table over existing records; the
+    /// machine keeps one for its life.)
     pub fn adopt(frames: &'a mut [FrameInfo]) -> FrameTable<'a> {
         for info in frames.iter_mut() {
-            info.stamp = if info.page_type == PageType::None {
-                u8::MAX
-            } else {
-                0
-            };
+            info.stamp = 0;
         }
-        Self::over(frames)
+        Self::resume(frames, 0)
+    }
+
+    /// A table over records a previous table kept, continuing its TLB clock (`clock`,
+    /// that table's [`tlb_clock`](Self::tlb_clock) when it went): host tests that build
+    /// a table per call keep the stamps' meaning this way.
+    pub fn resume(frames: &'a mut [FrameInfo], clock: u8) -> FrameTable<'a> {
+        let table = Self::over(frames);
+        table.tlb_clock.set(clock);
+        table
     }
 
     /// The table over `frames` as they are, its TLB clock at 0.

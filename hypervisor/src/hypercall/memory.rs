@@ -176,6 +176,25 @@ mod tests {
     }
 
     #[test]
+    fn a_page_given_back_after_its_mapping_went_is_flushed_for_across_calls() {
+        // Mapped read-only by one call, unmapped by the next (no flush asked), given
+        // back by a third: a CPU may still read it through the cached translation, so
+        // the release flushes (each call's frame table continues the last one's TLB
+        // clock, as the machine's one table does).
+        let mut w = paging_world();
+        let slot = L1.addr() + 40 * 8;
+        let ro = (SPARE << 12) | crate::mm::pte::PRESENT | crate::mm::pte::USER;
+        for value in [ro, 0] {
+            w.put(0, pv_abi::xen::MmuUpdate::normal(slot, value).as_bytes());
+            assert_eq!(w.call(1, [BUF, 1, 0, u64::from(SELF), 0]).0, 0);
+        }
+        let flushes = w.mmu.flushes;
+        request(&mut w, reservation(BUF + 0x100, 1, SELF), &[SPARE]);
+        assert_eq!(w.call(12, [1, BUF, 0, 0, 0]).0, 1);
+        assert_eq!(w.mmu.flushes, flushes + 1);
+    }
+
+    #[test]
     fn reservation_sizes_and_the_memory_map() {
         let mut w = paging_world();
         w.put(0, &SELF.to_le_bytes());
@@ -241,7 +260,7 @@ mod tests {
         assert_eq!(w.domain.nr_pages, 16);
         let first = Mfn(extent(&w, 0));
         assert_eq!(
-            FrameTable::adopt(&mut w.storage).owner(first),
+            FrameTable::resume(&mut w.storage, w.clock).owner(first),
             Owner::Domain(1)
         );
         // Populate records the pseudo-physical frame in the M2P.

@@ -591,7 +591,7 @@ pub(super) mod tests {
     pub fn paging_world() -> World {
         let mut world = World::new();
         {
-            let mut frames = FrameTable::adopt(&mut world.storage);
+            let mut frames = FrameTable::resume(&mut world.storage, world.clock);
             frames.adopt_m2p(&mut world.m2p);
             for _ in 0..8 {
                 frames.alloc(Owner::Domain(1), &world.mem).unwrap();
@@ -603,6 +603,7 @@ pub(super) mod tests {
             paging
                 .get_page_and_type(world.domain.shared_info, PageType::Writable)
                 .unwrap();
+            world.clock = frames.tlb_clock();
         }
         world.domain.nr_pages = 16;
         world.domain.max_pages = 16;
@@ -615,12 +616,12 @@ pub(super) mod tests {
         pub fn check(&mut self) {
             let mut roots = vec![self.domain.vcpu.kernel_root];
             roots.extend(self.domain.vcpu.user_root());
-            let frames = FrameTable::adopt(&mut self.storage);
+            let frames = FrameTable::resume(&mut self.storage, self.clock);
             audit(&self.mem, &frames, 1, &roots, &[self.domain.shared_info]).unwrap();
         }
 
         pub fn info(&mut self, mfn: Mfn) -> crate::frames::FrameInfo {
-            FrameTable::adopt(&mut self.storage).info(mfn)
+            FrameTable::resume(&mut self.storage, self.clock).info(mfn)
         }
 
         pub fn entry(&self, table: Mfn, index: u64) -> u64 {
@@ -791,12 +792,14 @@ pub(super) mod tests {
                 let mut steps = Vec::new();
                 let result = loop {
                     let outcome = if light {
-                        let mut frames = FrameTable::adopt(&mut w.storage);
+                        let mut frames = FrameTable::resume(&mut w.storage, w.clock);
                         frames.adopt_m2p(&mut w.m2p);
                         let guest = GuestMem::new(&w.mem, &frames, 1, L4);
                         let mut paging = Paging::new(&w.mem, &frames, 1, &mut w.mmu);
-                        light_mmu_update_continued(&guest, &mut paging, args)
-                            .expect("the light path takes it")
+                        let outcome = light_mmu_update_continued(&guest, &mut paging, args)
+                            .expect("the light path takes it");
+                        w.clock = frames.tlb_clock();
+                        outcome
                     } else {
                         let [a, b, c, d] = args;
                         let rax = w.call(Hypercall::MmuUpdate.number(), [a, b, c, d, 0]).0;
@@ -1016,7 +1019,7 @@ pub(super) mod tests {
                 world.put(0, op.as_bytes());
                 world.put(0x100, &[0xee; 4]);
                 let result = if light {
-                    let frames = FrameTable::adopt(&mut world.storage);
+                    let frames = FrameTable::resume(&mut world.storage, world.clock);
                     let guest = GuestMem::new(&world.mem, &frames, 1, L4);
                     light_mmuext_op(&guest, &mut world.mmu, L4, args).map(|r| r as i64)
                 } else {
@@ -1027,7 +1030,7 @@ pub(super) mod tests {
                             .0,
                     )
                 };
-                let frames = FrameTable::adopt(&mut world.storage);
+                let frames = FrameTable::resume(&mut world.storage, world.clock);
                 let table: Vec<_> = (0..17).map(|f| frames.info(Mfn(f))).collect();
                 let mmu = (
                     world.mmu.flushes,
@@ -1070,7 +1073,7 @@ pub(super) mod tests {
         world.put(0x100, &[0xee; 4]);
         let result = match light {
             Some(light) => {
-                let mut frames = FrameTable::adopt(&mut world.storage);
+                let mut frames = FrameTable::resume(&mut world.storage, world.clock);
                 frames.adopt_m2p(&mut world.m2p);
                 let guest = GuestMem::new(&world.mem, &frames, 1, L4);
                 let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
@@ -1081,7 +1084,7 @@ pub(super) mod tests {
                 Some(world.call(number.number(), [a1, a2, a3, a4, 0]).0)
             }
         };
-        let mut frames = FrameTable::adopt(&mut world.storage);
+        let mut frames = FrameTable::resume(&mut world.storage, world.clock);
         frames.adopt_m2p(&mut world.m2p);
         let table: Vec<_> = (0..17).map(|f| frames.info(Mfn(f))).collect();
         let m2p = (0..17).map(|f| frames.m2p(Mfn(f))).collect();

@@ -223,6 +223,9 @@ pub(crate) mod tests {
         pub domain: Domain,
         pub lines: Lines,
         pub last_regs: TrapFrame,
+        /// The TLB clock the last call's frame table ended with: each call's table
+        /// continues it (`FrameTable::resume`), as the machine's one table would.
+        pub clock: u8,
     }
 
     impl World {
@@ -265,16 +268,17 @@ pub(crate) mod tests {
                 vcpu: Vcpu::new(TrapFrame::default(), Mfn(1)),
             };
             let mut mmu = crate::paging::testing::FakeMmu::new();
-            {
+            let clock = {
                 // The root pinned (validating the tree) and held as the base pointer, as
                 // the builder leaves a domain: the checked accessor walks only live roots.
-                let frames = FrameTable::adopt(&mut storage);
+                let frames = FrameTable::resume(&mut storage, 0);
                 let mut paging = crate::paging::Paging::new(&mem, &frames, 1, &mut mmu);
                 paging.pin(Mfn(1), 4).unwrap();
                 paging
                     .get_page_and_type(Mfn(1), crate::frames::PageType::L4Table)
                     .unwrap();
-            }
+                frames.tlb_clock()
+            };
             World {
                 mem,
                 storage,
@@ -284,6 +288,7 @@ pub(crate) mod tests {
                 domain,
                 lines: Lines::default(),
                 last_regs: TrapFrame::default(),
+                clock,
             }
         }
 
@@ -304,7 +309,7 @@ pub(crate) mod tests {
         }
 
         fn call_from(&mut self, mut regs: TrapFrame, number: u64, args: [u64; 5]) -> (i64, After) {
-            let mut frames = FrameTable::adopt(&mut self.storage);
+            let mut frames = FrameTable::resume(&mut self.storage, self.clock);
             frames.adopt_m2p(&mut self.m2p);
             regs.rax = number;
             [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8] = args;
@@ -321,6 +326,7 @@ pub(crate) mod tests {
                 after: After::Resume,
             };
             let after = dispatch(&mut ctx);
+            self.clock = frames.tlb_clock();
             self.last_regs = regs;
             (regs.rax as i64, after)
         }

@@ -152,7 +152,9 @@ pub mod oracle {
         .flatten()
     }
 
-    /// Turns the oracle on for this thread (each test runs on its own).
+    /// Turns the oracle on for this thread (each test runs on its own). It knows a frame
+    /// from its first change after this (a frame it has not seen counts as unused), so
+    /// a test starts it before building its frame table.
     pub fn start() {
         ORACLE.with(|o| *o.borrow_mut() = Some(Oracle::default()));
     }

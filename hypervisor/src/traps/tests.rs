@@ -46,7 +46,7 @@ fn run<T>(
     world: &mut World,
     f: impl FnOnce(&mut TrapContext<'_, crate::mm::fake::FakeMem>) -> T,
 ) -> T {
-    let frames = FrameTable::adopt(&mut world.storage);
+    let frames = FrameTable::resume(&mut world.storage, world.clock);
     let mut regs = world.domain.vcpu.regs;
     let result = {
         let mut ctx = TrapContext {
@@ -58,6 +58,7 @@ fn run<T>(
         };
         f(&mut ctx)
     };
+    world.clock = frames.tlb_clock();
     world.domain.vcpu.regs = regs;
     result
 }
@@ -512,7 +513,7 @@ fn cr4_writes_may_only_toggle_pge_and_flush() {
 fn map_top_of_lower_half(world: &mut World, code: &[u8]) {
     use crate::mm::{Mfn, table_index};
     const TOP: u64 = 0x7fff_ffff_f000;
-    let frames = FrameTable::adopt(&mut world.storage);
+    let frames = FrameTable::resume(&mut world.storage, world.clock);
     let [l3, l2, l1, page] = core::array::from_fn(|_| {
         frames
             .alloc(crate::frames::Owner::Domain(1), &world.mem)
@@ -617,7 +618,7 @@ fn user_mode_instructions_are_fetched_through_the_user_root() {
     world.domain.vcpu.kernel_mode = false;
     world.domain.vcpu.kernel_sp = STACK_TOP;
     let empty = {
-        let frames = crate::frames::FrameTable::adopt(&mut world.storage);
+        let frames = crate::frames::FrameTable::resume(&mut world.storage, world.clock);
         let mfn = frames
             .alloc(crate::frames::Owner::Domain(1), &world.mem)
             .unwrap();
