@@ -356,10 +356,11 @@ const _: () = assert!(
 /// The TLB operations that need nothing more from the guest: a flush or an INVLPG, on
 /// this CPU or on all (the domain's one vCPU runs only here); `None` for any other
 /// command (nothing done), else whether every translation was dropped (a full flush the
-/// MMU made: the general path counts it on the TLB clock, `FrameTable::tlb_clock`). Not a `match`: LLVM makes a `match` of these few values (with
-/// the caller's `NEW_BASEPTR` test) a jump table, and under QEMU an indirect jump after
-/// an `invlpg` costs a translation-block lookup of its own (docs/benchmarks.md, "Tried
-/// and dropped"); two tests of `cmd - LOCAL` being 0 or 4 take fewer instructions too.
+/// MMU made: the general path counts it on the TLB clock, `FrameTable::tlb_clock`).
+/// Not a `match`: LLVM makes a `match` of these few values (with the caller's
+/// `NEW_BASEPTR` test) a jump table, and under QEMU an indirect jump after an `invlpg`
+/// costs a translation-block lookup of its own (docs/benchmarks-history.md, "Measured
+/// on the way"); two tests of `cmd - LOCAL` being 0 or 4 take fewer instructions too.
 #[inline]
 fn simple_tlb_op(mmu: &mut (impl Mmu + ?Sized), cmd: u32, va: u64) -> Option<bool> {
     let local_or_all = |local: u32| cmd.wrapping_sub(local) & !4 == 0;
