@@ -404,17 +404,7 @@ fn profile(workspace: &Workspace, setup: &Setup<'_>, hypervisors: &[Hypervisor])
         println!("xtask: bench: {hypervisor} / tcg under perf record");
         runs.push(setup.profile(hypervisor)?);
     }
-    let qemu_version = Command::new(QEMU)
-        .arg("--version")
-        .output()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+    let qemu_version = qemu::version();
     let header = format!(
         "Commit `{}`, {qemu_version}, `-cpu {CPU}`, `perf record -k realtime -F {}` around \
          each run (written by `cargo xtask bench --profile`; the runs' own ticks are slowed \

@@ -49,17 +49,7 @@ impl Environment {
             .collect();
         versions.sort();
         versions.dedup();
-        let qemu_version = std::process::Command::new(crate::qemu::QEMU)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| "unknown".into());
+        let qemu_version = crate::qemu::version();
         let host_cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|text| {

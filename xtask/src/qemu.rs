@@ -443,6 +443,21 @@ fn kill(child: &mut Child) {
 /// How long a stopped run may take to exit on SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(10);
 
+/// `qemu-system-x86_64 --version`, its first line ("unknown" if QEMU cannot say).
+pub fn version() -> String {
+    Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The command line as one string, for messages (arguments with spaces quoted).
 pub fn describe(command: &Command, workspace: &Workspace) -> String {
     let program = command.get_program().to_string_lossy().into_owned();
