@@ -34,6 +34,11 @@ impl core::fmt::Debug for FpuState {
 /// The guest entry points registered by set_callbacks / callback_op.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Callbacks {
+    // Every address here, and in `Vcpu::trap_table`, is 0 (none) or a valid guest entry
+    // point (canonical, outside the hypervisor's range): the hypercalls that set them
+    // (`set_trap_table`, `set_callbacks`, `callback_op`, `VCPUOP_initialise`) refuse
+    // anything else, and nothing else writes them. The express paths of `entry.S` rely
+    // on it (they test only for 0).
     /// Event upcall.
     pub event: u64,
     /// Failsafe callback (a fault while loading guest state).
@@ -84,7 +89,8 @@ pub struct Vcpu {
     pub io_bitmap: (u64, u32),
     /// Virtual CR0.TS (fpu_taskswitch): the next FPU use raises #NM in the guest.
     pub virtual_ts: bool,
-    /// The virtual trap table from set_trap_table, indexed by vector.
+    /// The virtual trap table from set_trap_table, indexed by vector (every address 0 or
+    /// a valid entry point: see [`Callbacks`]).
     pub trap_table: [TrapInfo; 256],
     /// Registered callbacks.
     pub callbacks: Callbacks,

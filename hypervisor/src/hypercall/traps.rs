@@ -253,6 +253,55 @@ mod tests {
         assert_eq!(world.call(30, [5, BUF, 0, 0, 0]).0, -38);
     }
 
+    /// The express paths of `entry.S` test a registered handler only for 0: every way
+    /// of registering one must refuse a non-canonical address.
+    #[test]
+    fn no_registration_takes_a_non_canonical_handler() {
+        let mut world = World::new();
+        let non_canonical = 1u64 << 47;
+        let table = [
+            TrapInfo {
+                vector: 14,
+                flags: 0,
+                cs: 0xe033,
+                pad0: 0,
+                address: non_canonical,
+            },
+            TrapInfo::default(),
+        ];
+        world.put(0, table.as_bytes());
+        assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, -22, "set_trap_table");
+        assert_eq!(world.domain.vcpu.trap_table[14].address, 0);
+        for slot in 0..3 {
+            let mut args = [0u64; 5];
+            args[slot] = non_canonical;
+            assert_eq!(world.call(4, args).0, -22, "set_callbacks, slot {slot}");
+        }
+        for r#type in [
+            CALLBACKTYPE_EVENT,
+            CALLBACKTYPE_FAILSAFE,
+            CALLBACKTYPE_SYSCALL,
+        ] {
+            let request = CallbackRegister {
+                r#type,
+                flags: 0,
+                pad0: 0,
+                address: non_canonical,
+            };
+            world.put(0, request.as_bytes());
+            assert_eq!(
+                world.call(30, [0, BUF, 0, 0, 0]).0,
+                -22,
+                "callback_op {type}"
+            );
+        }
+        let callbacks = &world.domain.vcpu.callbacks;
+        assert_eq!(
+            (callbacks.event, callbacks.failsafe, callbacks.syscall),
+            (0, 0, 0)
+        );
+    }
+
     #[test]
     fn stack_fpu_and_segments() {
         let mut world = World::new();

@@ -379,6 +379,28 @@ mod tests {
         assert_eq!(op(&mut w, VCPUOP_DOWN, 0, &[]), (0, After::Reschedule));
     }
 
+    /// The express paths of `entry.S` test a handler only for 0 (see `Callbacks`): a
+    /// context must not bring in a non-canonical one.
+    #[test]
+    fn a_context_with_a_non_canonical_handler_is_refused() {
+        let non_canonical = 1u64 << 47;
+        assert!(vcpu_from_context(&context(Mfn(5)), 1).is_ok());
+        for which in 0..4 {
+            let mut bad = context(Mfn(5));
+            match which {
+                0 => bad.event_callback_eip = non_canonical,
+                1 => bad.failsafe_callback_eip = non_canonical,
+                2 => bad.syscall_callback_eip = non_canonical,
+                _ => bad.trap_ctxt[14].address = non_canonical,
+            }
+            assert_eq!(
+                vcpu_from_context(&bad, 1).err(),
+                Some(Errno::EINVAL),
+                "handler {which}"
+            );
+        }
+    }
+
     #[test]
     fn runstate_and_timers() {
         let mut w = Multi::with_vcpus(&[2]);

@@ -450,12 +450,13 @@
 .endm
 
 /* A guest handler's address, \field of the vCPU at \vcpu, into \reg; to \decline if
- * it is 0 (none registered) or not canonical (push_bounce's test). Clobbers \tmp. */
-.macro EXPRESS_HANDLER vcpu, field, reg, tmp, decline
+ * it is 0 (none registered). Any other value is a canonical guest address: the
+ * hypercalls that register handlers refuse the rest (domain.rs, `Callbacks`), so
+ * push_bounce's canonical test holds already. */
+.macro EXPRESS_HANDLER vcpu, field, reg, decline
     mov \field(\vcpu), \reg
     test \reg, \reg
     jz \decline
-    JUMP_UNLESS_CANONICAL \reg, \tmp, \decline
 .endm
 
 /* The on-CPU vCPU's vcpu_info (its direct-map address, machine::State's) into \reg. */
@@ -691,7 +692,7 @@ send_lane:
      * machine is Finish), from kernel mode, for the domain that made the call, which
      * is running (send_lane asserts the first two in debug builds). */
     EXPRESS_VCPU %rdi, .Lupcall_lane
-    EXPRESS_HANDLER %rdi, VCPU_EVENT_CALLBACK, %rax, %rdx, .Lupcall_lane
+    EXPRESS_HANDLER %rdi, VCPU_EVENT_CALLBACK, %rax, .Lupcall_lane
     /* Still due, read once: pending, unmasked (so the frame shows events unmasked). */
     EXPRESS_VCPU_INFO %rsi
     TEST_UPCALL_DUE %rsi, %edx
@@ -893,7 +894,7 @@ user_syscall_entry:
     cmpb $0, VCPU_KERNEL_MODE(%rdi)
     jne .Lsys_decline
     JUMP_UNLESS_RCX_CANONICAL .Lsys_decline
-    EXPRESS_HANDLER %rdi, VCPU_SYSCALL, %rax, %rdx, .Lsys_decline
+    EXPRESS_HANDLER %rdi, VCPU_SYSCALL, %rax, .Lsys_decline
     /* An upcall due (pending and unmasked) that the callback would not mask: the
      * lane's, whose general path delivers it on the way out. */
     mov %gs:PERCPU_EXPRESS_STATE, %rdx
@@ -1018,7 +1019,7 @@ exception_stub_14:
     mov %cr2, %rax                  /* a guarded store's fault would overwrite it */
     mov %rax, %gs:PERCPU_EXPRESS_CR2
     EXPRESS_VCPU %rdi, .Lpf_decline
-    EXPRESS_HANDLER %rdi, VCPU_PF_HANDLER, %rax, %rdx, .Lpf_decline
+    EXPRESS_HANDLER %rdi, VCPU_PF_HANDLER, %rax, .Lpf_decline
     mov %gs:PERCPU_EXPRESS_STATE, %r8
     mov STATE_VCPU_INFO(%r8), %rsi
     /* An upcall due that the handler would not mask: the lane's. */
