@@ -3,6 +3,7 @@
 //! All state sits behind one lock, taken on every guest entry. Ring 0 never takes an
 //! interrupt, so the lock is only ever contended across CPUs (one CPU today).
 
+use crate::arch::x86_64::percpu::{Loaded, LoadedHere};
 use crate::arch::x86_64::{self as x86, cpu, pvh};
 use crate::console::GuestConsole;
 use core::cell::UnsafeCell;
@@ -257,7 +258,8 @@ struct State {
     /// line leaves every crossing to the lanes, for comparison and tests).
     express: bool,
     free_at_start: usize,
-    loaded: Loaded,
+    /// What this CPU's registers hold for the vCPU on it (its per-CPU record).
+    loaded: LoadedHere,
     /// Per-domain event channels, parked vCPUs, timers.
     runtime: [Runtime; MAX_DOMAINS],
     sched: Scheduler,
@@ -290,37 +292,11 @@ struct State {
     machine_dirty: bool,
     /// What a hypercall run by the fast path asked for, when it needs the full exit.
     fast_after: Option<After>,
-    /// Where the on-CPU vCPU's `vcpu_info` is in the direct map (set with its other
-    /// state by `load_vcpu_state`; 0 while none is loaded).
-    vcpu_info: u64,
     /// The last guest page-table walk of the hypercall path (see `GuestMem`).
     walk_memo: WalkMemo,
 }
 
-/// What this CPU's hardware holds for the running vCPU, to write registers only when
-/// the vCPU's wishes change (a CR3 write also flushes the TLB).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Loaded {
-    root: u64,
-    fs: u64,
-    gs: u64,
-    /// The per-CPU "guest wants CR0.TS" flag (`None`: unknown, as after a switch).
-    ts: Option<bool>,
-    /// The vCPU is in its kernel mode (which picked `root` and `gs`, and the `syscall`
-    /// entry point, LSTAR: a guest kernel's `syscall` is a hypercall, a guest process's
-    /// a system call for its kernel, see `entry.S`); `None` while no vCPU is loaded.
-    kernel_mode: Option<bool>,
-}
-
 impl Loaded {
-    const NOTHING: Loaded = Loaded {
-        root: u64::MAX,
-        fs: u64::MAX,
-        gs: u64::MAX,
-        ts: None,
-        kernel_mode: None,
-    };
-
     fn wanted(vcpu: &hypervisor::domain::Vcpu) -> Loaded {
         Loaded {
             root: Self::root_for(vcpu),
@@ -353,31 +329,6 @@ impl Loaded {
     }
 }
 
-/// What the express paths of `entry.S` need of the machine state (`PerCpu::express_state`
-/// points at it): where the on-CPU vCPU's `vcpu_info` pointer is, and the parts of
-/// [`Loaded`] they record after a mode switch, with the bytes `Loaded::kernel_mode` holds
-/// for either mode (an `Option<bool>` read and written as one byte).
-pub(crate) mod express {
-    use super::State;
-    use core::mem::offset_of;
-
-    /// `State::vcpu_info`.
-    pub const VCPU_INFO: usize = offset_of!(State, vcpu_info);
-    /// `State::loaded.root`.
-    pub const LOADED_ROOT: usize = offset_of!(State, loaded.root);
-    /// `State::loaded.gs`.
-    pub const LOADED_GS: usize = offset_of!(State, loaded.gs);
-    /// `State::loaded.kernel_mode`.
-    pub const LOADED_MODE: usize = offset_of!(State, loaded.kernel_mode);
-    /// `Some(true)` in `Loaded::kernel_mode`, as a byte.
-    // SAFETY: `Option<bool>` is one byte (asserted below), every bit of it initialised.
-    pub const MODE_KERNEL: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(true)) };
-    /// `Some(false)`, likewise.
-    // SAFETY: as above.
-    pub const MODE_USER: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(false)) };
-    const _: () = assert!(size_of::<Option<bool>>() == 1);
-}
-
 static STATE: Mutex<State> = Mutex::new(State {
     frames: FrameTable::empty(),
     domains: [const { None }; MAX_DOMAINS],
@@ -385,7 +336,8 @@ static STATE: Mutex<State> = Mutex::new(State {
     cmdline: "",
     express: true,
     free_at_start: 0,
-    loaded: Loaded::NOTHING,
+    // SAFETY: the one handle on CPU 0's record (the only CPU brought up).
+    loaded: unsafe { LoadedHere::new() },
     runtime: [Runtime::NEW; MAX_DOMAINS],
     sched: Scheduler::new(hypervisor::sched::DEFAULT_SLICE),
     clock: Clock::UNCALIBRATED,
@@ -402,7 +354,6 @@ static STATE: Mutex<State> = Mutex::new(State {
     next_event_tsc: 0,
     machine_dirty: true,
     fast_after: None,
-    vcpu_info: 0,
     walk_memo: WalkMemo::new(),
 });
 
@@ -526,11 +477,11 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     // valid image (initial or saved by fxsave).
     unsafe { x86::percpu::switch_fpu_area(&raw const domain.vcpu.fpu as u64) };
     frame.clone_from(&domain.vcpu.regs);
-    state.loaded = Loaded::NOTHING;
+    *state.loaded = Loaded::NOTHING;
     load_vcpu_state(state);
     // The vCPU and the state live in the static domain table and lock; the express paths
     // run only while this vCPU is on the CPU (`teardown` clears the pointer).
-    x86::percpu::set_express(vcpu, &raw mut *state as u64);
+    x86::percpu::set_express(vcpu);
 }
 
 /// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and
@@ -539,7 +490,9 @@ fn load_vcpu_state(state: &mut State) {
     load_vcpu_hardware(state);
     if let Some(domain) = state.domains[state.current].as_ref() {
         let vcpu_info = domain.vcpu.vcpu_info_addr(domain.shared_info);
-        state.vcpu_info = DirectMap::pointer(vcpu_info, core::mem::size_of::<VcpuInfo>()) as u64;
+        x86::percpu::set_vcpu_info(
+            DirectMap::pointer(vcpu_info, core::mem::size_of::<VcpuInfo>()) as u64,
+        );
     }
 }
 
@@ -553,7 +506,7 @@ fn load_vcpu_hardware(state: &mut State) {
     load_hardware(&mut state.loaded, &domain.vcpu);
 }
 
-/// Brings the CPU's `loaded` state (CR3, segment bases, CR0.TS, `syscall` entry) in line
+/// Brings the CPU's `loaded` state (CR3, segment bases, CR0.TS, mode) in line
 /// with what `vcpu`, the vCPU on this CPU, wants: each register written only if it
 /// differs. Inlined into the lanes, which switch modes.
 #[inline(always)]
@@ -576,12 +529,6 @@ fn load_hardware(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
     if wanted.ts != loaded.ts {
         x86::percpu::set_guest_ts(wanted.ts == Some(true));
     }
-    if wanted.kernel_mode != loaded.kernel_mode {
-        let entry = x86::syscall_entry_for(vcpu.kernel_mode);
-        // SAFETY: one of the two `syscall` stubs, which both expect the selectors STAR
-        // holds and handle either mode (a stale choice costs only a detour).
-        unsafe { cpu::wrmsr(cpu::msr::LSTAR, entry) };
-    }
     *loaded = wanted;
 }
 
@@ -599,7 +546,7 @@ fn gs_base_stale(wanted: u64, loaded: u64) -> bool {
 
 /// [`load_hardware`] after a switch between the two modes of the vCPU on this CPU (a
 /// bounce from user mode, an iret to it), everything else about it being loaded: only
-/// what depends on the mode, its page table, GS base and `syscall` entry.
+/// what depends on the mode, its page table, GS base and the mode itself.
 #[inline(always)]
 fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
     debug_assert!({
@@ -615,8 +562,6 @@ fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
         // SAFETY: as in `load_hardware`.
         unsafe { cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, gs) };
     }
-    // SAFETY: as in `load_hardware`.
-    unsafe { cpu::wrmsr(cpu::msr::LSTAR, x86::syscall_entry_for(vcpu.kernel_mode)) };
     loaded.root = root;
     loaded.gs = gs;
     loaded.kernel_mode = Some(vcpu.kernel_mode);
@@ -624,14 +569,14 @@ fn load_mode(loaded: &mut Loaded, vcpu: &hypervisor::domain::Vcpu) {
 
 /// Whether the on-CPU vCPU has an upcall pending, masked or not.
 #[inline(always)]
-fn upcall_pending(state: &State) -> bool {
-    debug_assert!(state.vcpu_info != 0);
+fn upcall_pending() -> bool {
+    debug_assert!(x86::percpu::vcpu_info() != 0);
     // SAFETY: as in `upcall_due`; the pending byte is the first of the vcpu_info.
-    unsafe { (state.vcpu_info as *const u8).read_volatile() != 0 }
+    unsafe { (x86::percpu::vcpu_info() as *const u8).read_volatile() != 0 }
 }
 
 /// Sets or clears the event mask of the on-CPU vCPU, whose `vcpu_info` is at direct-map
-/// address `vcpu_info` (`State::vcpu_info`, taken before the caller borrowed a domain).
+/// address `vcpu_info` (`percpu::vcpu_info`, taken before the caller borrowed a domain).
 #[inline(always)]
 fn set_upcall_mask(vcpu_info: u64, masked: bool) {
     const MASK: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask);
@@ -666,18 +611,18 @@ fn set_cr2(vcpu_info: u64, cr2: u64) {
 /// Whether the on-CPU vCPU has an upcall to take (pending and not masked), read from
 /// its `vcpu_info` in one load.
 #[inline]
-fn upcall_due(state: &State) -> bool {
+fn upcall_due() -> bool {
     const PENDING: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
     const MASK: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask);
     const _: () = assert!(PENDING == 0 && MASK == 1);
-    debug_assert!(state.vcpu_info != 0);
+    debug_assert!(x86::percpu::vcpu_info() != 0);
     // SAFETY: `load_vcpu_state` set the pointer from the loaded vCPU's vcpu_info (its
     // slot in the shared-info page, or a registered area the domain owns), checked to
     // lie in the direct map; the frame stays the domain's while the vCPU is loaded. A
     // volatile read: the guest writes these bytes.
     // One aligned 16-bit load (a vcpu_info is 8-byte aligned: its shared-info slot, or a
     // registered area, whose offset `register_vcpu_info` requires to be).
-    let flags = unsafe { (state.vcpu_info as *const u16).read_volatile() };
+    let flags = unsafe { (x86::percpu::vcpu_info() as *const u16).read_volatile() };
     // Little-endian: mask byte (high) clear and pending byte (low) set, which is exactly
     // `flags` in 1..=0xff: one subtraction and one compare (in 32 bits, so that the
     // difference needs no second zero-extension).
@@ -1154,7 +1099,7 @@ fn fast_block(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 /// which stops the domain.
 #[inline]
 fn resume_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    if upcall_due(state) {
+    if upcall_due() {
         return upcall_fast(state, frame);
     }
     FastEntry::Resume
@@ -1165,7 +1110,7 @@ fn resume_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 /// `syscall`, by `sysretq` ([`FastEntry::Return`]).
 #[inline]
 fn return_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
-    if upcall_due(state) {
+    if upcall_due() {
         return upcall_fast(state, frame);
     }
     FastEntry::Return
@@ -1340,8 +1285,8 @@ fn teardown(state: &mut State, index: usize) {
     // Leave the domain's address space before its page tables go back to the pool.
     // SAFETY: the boot tables map the hypervisor and nothing of any guest.
     unsafe { cpu::write_cr3(x86::idle_root()) };
-    state.loaded = Loaded::NOTHING;
-    x86::percpu::set_express(0, 0);
+    *state.loaded = Loaded::NOTHING;
+    x86::percpu::set_express(0);
     let released = state.frames.release_domain(domain.id);
     log::debug!("domain {} released {released} frames", domain.id);
 }

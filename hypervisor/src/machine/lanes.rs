@@ -10,7 +10,7 @@ use super::{
     DirectMap, FastEntry, STATE, State, load_mode, return_fast, set_cr2, set_upcall_mask,
     upcall_due, upcall_pending,
 };
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::{self as x86, cpu};
 use hypervisor::domain::Domain;
 use hypervisor::frames::FrameTable;
 use hypervisor::guestmem::{GuestMem, WalkMemo};
@@ -119,7 +119,7 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
             };
         }
     }
-    let how = if upcall_due(state) {
+    let how = if upcall_due() {
         // What the upcall's express path (`entry.S`) takes on trust from Deliver.
         debug_assert!(state.fast_after.is_none() && state.loaded.kernel_mode == Some(true));
         FastEntry::Deliver
@@ -154,7 +154,7 @@ pub struct IretLaneFrame {
 ///
 /// The same checks and effects as the dispatcher's (`iret::checked`, then
 /// `IretReturn::commit`), and after a return to user mode the user page table, GS base
-/// and `syscall` entry, as `load_vcpu_hardware` always loads them. Declined, having
+/// and mode, as `load_vcpu_hardware` always loads them. Declined, having
 /// changed nothing, for a process's system call, a busy lock, a frame that cannot be
 /// read through the MMU or is refused (the general path then stops the domain, and
 /// says why), and a return that unmasks events with an upcall pending (the general path
@@ -165,8 +165,8 @@ pub fn iret_lane(frame: &mut IretLaneFrame, guest_rsp: u64) -> LaneExit {
         return LaneExit::DECLINED;
     };
     let state = &mut *guard;
-    let pending = upcall_pending(state);
-    let vcpu_info = state.vcpu_info;
+    let pending = upcall_pending();
+    let vcpu_info = x86::percpu::vcpu_info();
     let Some(domain) = state.domains[state.current].as_mut() else {
         return LaneExit::DECLINED;
     };
@@ -217,9 +217,9 @@ impl LaneJump {
 ///
 /// The same bounce as `traps::user_syscall` (`traps::bounce::push_bounce`), after loading
 /// the guest kernel's page table to write the frame through the MMU (as Xen's
-/// toggle_guest_mode does), then the kernel mode's GS base and `syscall` entry.
+/// toggle_guest_mode does), then the kernel mode and its GS base.
 /// Declined, having changed nothing the guest can see, for a hypercall (never sent
-/// here: LSTAR follows the mode), a busy lock, no callback, a stack the frame cannot be
+/// here: the `syscall` entry tests the loaded mode), a busy lock, no callback, a stack the frame cannot be
 /// written to (the general path then uses the failsafe callback) and an upcall due
 /// once the callback runs (the general path delivers it on the way out).
 #[inline]
@@ -228,7 +228,7 @@ pub fn user_syscall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
         return LaneJump::DECLINED;
     };
     let state = &mut *guard;
-    let due = upcall_due(state);
+    let due = upcall_due();
     let Some(domain) = state.domains[state.current].as_mut() else {
         return LaneJump::DECLINED;
     };
@@ -274,7 +274,7 @@ pub fn upcall_lane(rip: u64, rflags: u64, rsp: u64) -> LaneJump {
         return LaneJump::DECLINED;
     };
     let state = &mut *guard;
-    if state.fast_after.is_some() || !upcall_due(state) {
+    if state.fast_after.is_some() || !upcall_due() {
         return LaneJump::DECLINED;
     }
     let Some(domain) = state.domains[state.current].as_mut() else {
@@ -344,9 +344,9 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
         return false;
     };
     let state = &mut *guard;
-    let due = upcall_due(state);
+    let due = upcall_due();
     let from_user = state.loaded.kernel_mode == Some(false);
-    let vcpu_info = state.vcpu_info;
+    let vcpu_info = x86::percpu::vcpu_info();
     let Some(domain) = state.domains[state.current].as_mut() else {
         return false;
     };

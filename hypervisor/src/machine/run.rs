@@ -365,7 +365,7 @@ fn fast_path(state: &mut State, frame: &mut TrapFrame) -> bool {
         return false;
     }
     let slot = state.current;
-    if super::upcall_due(state)
+    if super::upcall_due()
         && let traps::Outcome::Crash(reason) = deliver_upcall(state, state.now(), slot, frame)
     {
         crash_current(state, frame, &reason);

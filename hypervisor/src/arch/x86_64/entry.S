@@ -27,7 +27,7 @@
 .set PERCPU_CR0_TS,    48
 .set PERCPU_LANE_RAX,  56
 .set PERCPU_EXPRESS_VCPU,  64
-.set PERCPU_EXPRESS_STATE, 72
+.set PERCPU_VCPU_INFO, {percpu_vcpu_info}
 .set PERCPU_EXPRESS_CR2,   80
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
@@ -51,13 +51,13 @@
 .set VECTOR_PF,        14
 /* The #PF express path's stack: the CPU's frame and the stub's vector above the seven
  * registers it saves. */
-.set PF_RCX,           5*8
-.set PF_ERROR,         8*8
-.set PF_RIP,           9*8
-.set PF_CS,            10*8
-.set PF_RFLAGS,        11*8
-.set PF_RSP,           12*8
-.set PF_SS,            13*8
+.set PF_RCX,           4*8
+.set PF_ERROR,         7*8
+.set PF_RIP,           8*8
+.set PF_CS,            9*8
+.set PF_RFLAGS,        10*8
+.set PF_RSP,           11*8
+.set PF_SS,            12*8
 /* TrapFrame (src/regs.rs): r15 first, rax last of the 15 general registers. */
 .set FRAME_GPRS,       15*8
 .set FRAME_R15,        0*8
@@ -100,10 +100,9 @@
 .set TI_IF,              {ti_if}
 .set VI_CR2,             {vi_cr2}
 .set PFEC_USER,          {pfec_user}
-.set STATE_VCPU_INFO,    {state_vcpu_info}
-.set STATE_LOADED_ROOT,  {state_loaded_root}
-.set STATE_LOADED_GS,    {state_loaded_gs}
-.set STATE_LOADED_MODE,  {state_loaded_mode}
+.set PERCPU_LOADED_ROOT, {percpu_loaded_root}
+.set PERCPU_LOADED_GS,   {percpu_loaded_gs}
+.set PERCPU_LOADED_MODE, {percpu_loaded_mode}
 .set MODE_KERNEL,        {mode_kernel}
 .set MODE_USER,          {mode_user}
 .set GUEST_RANGE_BIAS,   {guest_range_bias}
@@ -113,7 +112,6 @@
 .set GUEST_RFLAGS_SETTABLE, {guest_rflags_settable}
 .set VGCF_IN_SYSCALL,    {vgcf_in_syscall}
 .set MSR_KERNEL_GS_BASE, {msr_kernel_gs_base}
-.set MSR_LSTAR,          {msr_lstar}
 /* vcpu_info: the pending and mask bytes (machine::upcall_due asserts the offsets). */
 .set VI_PENDING,         0
 .set VI_MASK,            1
@@ -412,28 +410,18 @@
     jae \target
 .endm
 
-/* Writes the syscall entry for the mode just entered (\entry) to LSTAR. Clobbers rax,
- * rcx, rdx. */
-.macro SET_LSTAR entry
-    lea \entry(%rip), %rax
-    mov %rax, %rdx
-    shr $32, %rdx
-    mov $MSR_LSTAR, %ecx
-    wrmsr
-.endm
-
 /* Loads the guest GS base of the mode just entered from \field of the vCPU at \vcpu
  * into KERNEL_GS_BASE (where the guest's waits until the exit's swapgs), and records it
- * in the machine state at \state; unless it and the recorded one are both 0. (The
+ * in the per-CPU Loaded record; unless it and the recorded one are both 0. (The
  * record is what was written, not what is live: ring 3 can load %gs, which sets the
  * base to its descriptor's, 0 for every one a guest can load. So only a 0 is known
  * to be live still; as machine::load_hardware.) Clobbers rax, rcx, rdx. */
-.macro LOAD_GUEST_GS vcpu, field, state
+.macro LOAD_GUEST_GS vcpu, field
     mov \field(\vcpu), %rax
     mov %rax, %rdx
-    or STATE_LOADED_GS(\state), %rdx
+    or %gs:PERCPU_LOADED_GS, %rdx
     jz .Lgs_loaded\@
-    mov %rax, STATE_LOADED_GS(\state)
+    mov %rax, %gs:PERCPU_LOADED_GS
     mov %rax, %rdx
     shr $32, %rdx
     mov $MSR_KERNEL_GS_BASE, %ecx
@@ -459,10 +447,9 @@
     jz \decline
 .endm
 
-/* The on-CPU vCPU's vcpu_info (its direct-map address, machine::State's) into \reg. */
+/* The on-CPU vCPU's vcpu_info (its direct-map address, PerCpu::vcpu_info) into \reg. */
 .macro EXPRESS_VCPU_INFO reg
-    mov %gs:PERCPU_EXPRESS_STATE, \reg
-    mov STATE_VCPU_INFO(\reg), \reg
+    mov %gs:PERCPU_VCPU_INFO, \reg
 .endm
 
 /* Sets CF exactly when an upcall is due for the vcpu_info at \vi: its pending byte set
@@ -484,15 +471,15 @@
 .endm
 
 /* Loads the kernel page table of the vCPU at \vcpu unless it is the loaded one, and
- * records it in the machine state at \state (so that a decline after it leaves the
+ * records it in the per-CPU Loaded record (so that a decline after it leaves the
  * record true). Clobbers rax. */
-.macro LOAD_KERNEL_ROOT vcpu, state
+.macro LOAD_KERNEL_ROOT vcpu
     mov VCPU_KERNEL_ROOT(\vcpu), %rax
     shl $12, %rax
-    cmp STATE_LOADED_ROOT(\state), %rax
+    cmp %gs:PERCPU_LOADED_ROOT, %rax
     je .Lroot_loaded\@
     mov %rax, %cr3
-    mov %rax, STATE_LOADED_ROOT(\state)
+    mov %rax, %gs:PERCPU_LOADED_ROOT
 .Lroot_loaded\@:
 .endm
 
@@ -510,15 +497,14 @@
     shl $(32 - 9), \reg             /* RFLAGS_IF is bit 9 */
 .endm
 
-/* The vCPU at \vcpu is now in its kernel mode: recorded in it and in the machine state
- * at \state (Loaded::kernel_mode), with the kernel's GS base and the hypercall entry
- * loaded (load_mode; the page table is the caller's, loaded before the frame was
+/* The vCPU at \vcpu is now in its kernel mode: recorded in it and in the per-CPU
+ * Loaded record (whose mode byte the syscall entry dispatches on), with the kernel's GS
+ * base loaded (load_mode; the page table is the caller's, loaded before the frame was
  * written). Clobbers rax, rcx, rdx. */
-.macro ENTER_KERNEL_MODE vcpu, state
+.macro ENTER_KERNEL_MODE vcpu
     movb $1, VCPU_KERNEL_MODE(\vcpu)
-    movb $MODE_KERNEL, STATE_LOADED_MODE(\state)
-    LOAD_GUEST_GS \vcpu, VCPU_GS_KERNEL, \state
-    SET_LSTAR syscall_entry
+    movb $MODE_KERNEL, %gs:PERCPU_LOADED_MODE
+    LOAD_GUEST_GS \vcpu, VCPU_GS_KERNEL
 .endm
 
 /* The registers the #PF express path uses, below the CPU's frame (PF_* offsets). */
@@ -529,11 +515,9 @@
     push %rsi
     push %rdi
     push %r8
-    push %r9
 .endm
 
 .macro PF_EXPRESS_POP
-    pop %r9
     pop %r8
     pop %rdi
     pop %rsi
@@ -544,9 +528,11 @@
 
 /* The stubs have a section of their own, first in .text (link.ld). */
 .section .text.entry, "ax"
-/* syscall from ring 3 while the vCPU on this CPU runs its kernel mode (LSTAR follows
- * the mode: a process's system call lands on user_syscall_entry below, and reaches the
- * general stub only when its lane declines): a hypercall. An event send takes the send
+/* syscall from ring 3 (LSTAR, set once at boot). From a process, the vCPU on this CPU in
+ * its user mode (the mode byte of the per-CPU Loaded record, which every mode switch
+ * writes, as Xen tests its vCPU's kernel-mode flag): a system call for its kernel,
+ * user_syscall_entry below (it reaches the general stub only when its lane declines).
+ * Otherwise a hypercall. An event send takes the send
  * lane and HYPERVISOR_iret the iret lane, both below; everything else the general stub,
  * which saves only what Rust may clobber (the caller-saved registers) and asks
  * hv_hypercall_fast, which either declines (nothing happened), finishes the call
@@ -558,6 +544,8 @@ syscall_entry:
     swapgs
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
+    cmpb $MODE_USER, %gs:PERCPU_LOADED_MODE
+    je user_syscall_entry
     cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
     je send_lane
     cmp $HYPERCALL_IRET, %rax
@@ -749,9 +737,9 @@ iret_lane:
     push %rdx
     push %rsi
     push %rdi
+    /* The vCPU is in kernel mode: syscall_entry came here only if the loaded mode is
+     * not user mode, and with a vCPU on the CPU it is the vCPU's. */
     EXPRESS_VCPU %rdi, .Liret_decline
-    cmpb $0, VCPU_KERNEL_MODE(%rdi)
-    je .Liret_decline
     mov %gs:PERCPU_SCRATCH, %rsi    /* the iret_context: rax r11 rcx flags rip cs rflags rsp ss */
     JUMP_UNLESS_GUEST_RANGE %rsi, 72, %rax, %rdx, .Liret_decline
     SMAP_OPEN
@@ -810,8 +798,7 @@ iret_lane:
     mov %rax, 24(%rsp)
     /* Accepted: from here on nothing declines. */
 4:  mov %rsi, %gs:PERCPU_LANE_RAX
-    mov %gs:PERCPU_EXPRESS_STATE, %rsi
-    mov STATE_VCPU_INFO(%rsi), %rdx
+    EXPRESS_VCPU_INFO %rdx
     test $RFLAGS_IF, %r11d
     setz VI_MASK(%rdx)
     and $GUEST_RFLAGS_SETTABLE, %r11
@@ -821,16 +808,16 @@ iret_lane:
     movq $FLAT_RING3_SS64, 72(%rsp)
     cmp $(FLAT_RING3_CS64 & 0xff), %cl
     jne 5f
-    /* To user mode: its page table, GS base and syscall entry. */
+    /* To user mode: its page table and GS base, and the mode (from here on its
+     * `syscall` is a system call). */
     movb $0, VCPU_KERNEL_MODE(%rdi)
-    movb $MODE_USER, STATE_LOADED_MODE(%rsi)
+    movb $MODE_USER, %gs:PERCPU_LOADED_MODE
     mov VCPU_USER_ROOT(%rdi), %rax
-    cmp STATE_LOADED_ROOT(%rsi), %rax
+    cmp %gs:PERCPU_LOADED_ROOT, %rax
     je 6f
     mov %rax, %cr3
-    mov %rax, STATE_LOADED_ROOT(%rsi)
-6:  LOAD_GUEST_GS %rdi, VCPU_GS_USER, %rsi
-    SET_LSTAR user_syscall_entry
+    mov %rax, %gs:PERCPU_LOADED_ROOT
+6:  LOAD_GUEST_GS %rdi, VCPU_GS_USER
 5:  pop %rdi
     pop %rsi
     pop %rdx
@@ -867,9 +854,9 @@ iret_lane_rust:
     mov $HYPERCALL_IRET, %eax
     jmp syscall_general
 
-/* syscall from guest user mode: LSTAR points here while the vCPU on this CPU runs its
- * user mode (machine.rs, load_vcpu_hardware), so a process's system call never meets
- * the hypercall checks. The user-syscall lane bounces it to the guest kernel's syscall
+/* syscall from guest user mode: syscall_entry comes here (on the hypervisor stack, the
+ * guest's rsp in PERCPU_SCRATCH) while the vCPU on this CPU runs its user mode, so a
+ * process's system call never meets the hypercall checks. The user-syscall lane bounces it to the guest kernel's syscall
  * callback with no trap frame: every register a process may expect back is pushed,
  * hv_user_syscall_lane(rip, rflags, rsp) writes the bounce frame on the guest kernel's
  * stack and switches the vCPU to kernel mode, and returns the callback (rax; 0:
@@ -877,11 +864,7 @@ iret_lane_rust:
  * with the callback's RFLAGS in r11 (rcx and r11 are in the bounce frame, as after any
  * syscall). Declined (no callback, a bad stack, an upcall due, a non-canonical return
  * address): the general stub, which handles a process's system call too. */
-.global user_syscall_entry
 user_syscall_entry:
-    swapgs
-    mov %rsp, %gs:PERCPU_SCRATCH
-    mov %gs:PERCPU_STACK_TOP, %rsp
     mov %rax, %gs:PERCPU_LANE_RAX
     /* The express path first (see "The express paths" above): the registers it uses
      * besides rax (in PERCPU_LANE_RAX); rcx and r11 stay the process's rip and RFLAGS
@@ -890,15 +873,14 @@ user_syscall_entry:
     push %rsi
     push %rdi
     push %r8
+    /* The vCPU is in user mode: the loaded mode, which syscall_entry tested, is the
+     * vCPU's while one is on the CPU. */
     EXPRESS_VCPU %rdi, .Lsys_decline
-    cmpb $0, VCPU_KERNEL_MODE(%rdi)
-    jne .Lsys_decline
     JUMP_UNLESS_RCX_CANONICAL .Lsys_decline
     EXPRESS_HANDLER %rdi, VCPU_SYSCALL, %rax, .Lsys_decline
     /* An upcall due (pending and unmasked) that the callback would not mask: the
      * lane's, whose general path delivers it on the way out. */
-    mov %gs:PERCPU_EXPRESS_STATE, %rdx
-    mov STATE_VCPU_INFO(%rdx), %rsi
+    EXPRESS_VCPU_INFO %rsi
     cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
     jne 1f
     TEST_UPCALL_DUE %rsi, %eax
@@ -909,7 +891,7 @@ user_syscall_entry:
     BOUNCE_FRAME %r8, 56, %rax, .Lsys_decline
     /* The kernel's page table, through which the frame is written (recorded, so that
      * a decline from here on leaves the machine state true). */
-    LOAD_KERNEL_ROOT %rdi, %rdx
+    LOAD_KERNEL_ROOT %rdi
     /* rcx r11 rip cs|mask<<32 rflags(IF = !mask) rsp ss; one page, so the first
      * store faults or none does. The mask is read before the first (the frame may
      * be anywhere in the guest's memory, its vcpu_info included). */
@@ -929,14 +911,13 @@ user_syscall_entry:
     GUARDED .Lsys_decline, mov %rax, 40(%r8)
     GUARDED .Lsys_decline, movq $FLAT_RING3_SS64, 48(%r8)
     SMAP_CLOSE
-    /* Written: events masked if the callback says so, kernel mode with its GS base and
-     * syscall entry; into the callback by sysretq on the frame. */
+    /* Written: events masked if the callback says so, kernel mode with its GS base;
+     * into the callback by sysretq on the frame. */
     cmpb $0, VCPU_SYSCALL_MASKS(%rdi)
     je 4f
     movb $1, VI_MASK(%rsi)
 4:  mov %r8, %gs:PERCPU_SCRATCH
-    mov %gs:PERCPU_EXPRESS_STATE, %rsi
-    ENTER_KERNEL_MODE %rdi, %rsi
+    ENTER_KERNEL_MODE %rdi
     mov VCPU_SYSCALL(%rdi), %rcx
     and $BOUNCE_RFLAGS_KEEP, %r11
     or $BOUNCE_RFLAGS_SET, %r11
@@ -1020,8 +1001,7 @@ exception_stub_14:
     mov %rax, %gs:PERCPU_EXPRESS_CR2
     EXPRESS_VCPU %rdi, .Lpf_decline
     EXPRESS_HANDLER %rdi, VCPU_PF_HANDLER, %rax, .Lpf_decline
-    mov %gs:PERCPU_EXPRESS_STATE, %r8
-    mov STATE_VCPU_INFO(%r8), %rsi
+    EXPRESS_VCPU_INFO %rsi
     /* An upcall due that the handler would not mask: the lane's. */
     testb $TI_IF, VCPU_PF_FLAGS(%rdi)
     jnz 1f
@@ -1038,11 +1018,11 @@ exception_stub_14:
 2:  BOUNCE_FRAME %rdx, 64, %rax, .Lpf_decline
     test %ecx, %ecx
     jz 3f
-    LOAD_KERNEL_ROOT %rdi, %r8
+    LOAD_KERNEL_ROOT %rdi
     /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
      * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. The mask
      * is read before the first store (as in the syscall path). */
-3:  SHOWN_MASK_IF %rsi, %r9, %r9d
+3:  SHOWN_MASK_IF %rsi, %r8, %r8d
     SMAP_OPEN
     mov PF_RCX(%rsp), %rax
     GUARDED .Lpf_decline, mov %rax, (%rdx)
@@ -1055,11 +1035,11 @@ exception_stub_14:
     GUARDED .Lpf_decline, mov %rax, 24(%rdx)
     mov PF_RFLAGS(%rsp), %rax
     and $~RFLAGS_IF, %rax
-    or %r9, %rax
+    or %r8, %rax
     GUARDED .Lpf_decline, mov %rax, 40(%rdx)
-    SHOWN_MASK_CS_BIT %r9, %r9d
-    or PF_CS(%rsp), %r9             /* RPL 3: the CPU's, from ring 3 */
-    lea -3(%r9,%rcx,2), %rax        /* RPL 3 from user mode, else 0 */
+    SHOWN_MASK_CS_BIT %r8, %r8d
+    or PF_CS(%rsp), %r8             /* RPL 3: the CPU's, from ring 3 */
+    lea -3(%r8,%rcx,2), %rax        /* RPL 3 from user mode, else 0 */
     add %rcx, %rax
     GUARDED .Lpf_decline, mov %rax, 32(%rdx)
     mov PF_RSP(%rsp), %rax
@@ -1085,7 +1065,7 @@ exception_stub_14:
     movq $FLAT_RING3_SS64, PF_SS(%rsp)
     test %ecx, %ecx
     jz 5f
-    ENTER_KERNEL_MODE %rdi, %r8
+    ENTER_KERNEL_MODE %rdi
 5:  PF_EXPRESS_POP
     add $16, %rsp                   /* vector, error code */
     swapgs

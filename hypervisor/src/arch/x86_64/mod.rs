@@ -40,12 +40,12 @@ core::arch::global_asm!(
     ti_if = const pv_abi::arch_x86_64::TI_IF,
     vi_cr2 = const offset_of!(VcpuInfo, arch) + offset_of!(pv_abi::arch_x86_64::ArchVcpuInfo, cr2),
     pfec_user = const hypervisor::traps::PFEC_USER,
-    state_vcpu_info = const crate::machine::express::VCPU_INFO,
-    state_loaded_root = const crate::machine::express::LOADED_ROOT,
-    state_loaded_gs = const crate::machine::express::LOADED_GS,
-    state_loaded_mode = const crate::machine::express::LOADED_MODE,
-    mode_kernel = const crate::machine::express::MODE_KERNEL,
-    mode_user = const crate::machine::express::MODE_USER,
+    percpu_vcpu_info = const offset_of!(percpu::PerCpu, vcpu_info),
+    percpu_loaded_root = const offset_of!(percpu::PerCpu, loaded.root),
+    percpu_loaded_gs = const offset_of!(percpu::PerCpu, loaded.gs),
+    percpu_loaded_mode = const offset_of!(percpu::PerCpu, loaded.kernel_mode),
+    mode_kernel = const percpu::MODE_KERNEL,
+    mode_user = const percpu::MODE_USER,
     guest_range_bias = const GUEST_RANGE_BIAS,
     guest_range_span = const GUEST_RANGE_SPAN,
     guest_upper_distance = const 0u64.wrapping_sub(hypervisor::guestmem::GUEST_UPPER_START),
@@ -53,7 +53,6 @@ core::arch::global_asm!(
     guest_rflags_settable = const hypervisor::traps::bounce::rflags::GUEST_SETTABLE,
     vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
     msr_kernel_gs_base = const cpu::msr::KERNEL_GS_BASE,
-    msr_lstar = const cpu::msr::LSTAR,
     options(att_syntax)
 );
 
@@ -81,20 +80,9 @@ const _: () = {
 
 unsafe extern "C" {
     fn syscall_entry();
-    fn user_syscall_entry();
     fn compat_syscall_entry();
     fn enter_guest_first(frame: *mut hypervisor::regs::TrapFrame) -> !;
     static boot_pml4: [u64; 512];
-}
-
-/// The `syscall` entry point (LSTAR) while the vCPU on this CPU is in guest kernel mode
-/// (a hypercall) or in guest user mode (a process's system call, bounced to its kernel).
-pub fn syscall_entry_for(kernel_mode: bool) -> u64 {
-    if kernel_mode {
-        syscall_entry as *const () as u64
-    } else {
-        user_syscall_entry as *const () as u64
-    }
 }
 
 /// Virtual address of the direct map of physical memory (Xen's DIRECTMAP_VIRT_START).

@@ -45,12 +45,101 @@ pub struct PerCpu {
     /// domain table; 0: none, and every express path declines). Set when a vCPU is
     /// switched in, cleared when its domain goes (machine.rs, `switch_to`, `teardown`).
     pub express_vcpu: u64,
-    /// The machine state (`machine::State`, in its static lock) for the express paths:
-    /// where they read the `vcpu_info` pointer and record what they load.
-    pub express_state: u64,
+    /// Where the `vcpu_info` of the vCPU on this CPU is, in the direct map (0 while none
+    /// is loaded): for the express paths, the lanes and the exit path.
+    pub vcpu_info: u64,
     /// The guest's fault address while the #PF express path runs (`entry.S`): its own
     /// guarded stores may fault and overwrite CR2, which it then puts back.
     pub express_cr2: u64,
+    /// What this CPU's registers hold for the vCPU on it (see [`Loaded`]).
+    pub loaded: Loaded,
+}
+
+/// What a CPU's registers hold for the vCPU running on it: its page table, FS and GS
+/// bases, CR0.TS wish and mode, so that the exit path writes a register only when the
+/// vCPU's wishes change (a CR3 write also flushes the TLB). Per CPU, since it describes
+/// this CPU's registers. Rust reaches it through the machine state's [`LoadedHere`]
+/// (under the state's lock, like the state's other fields); the express paths of
+/// `entry.S` through GS, while a guest runs and no Rust code holds the state; and the
+/// `syscall` entry reads `kernel_mode` to tell a hypercall from a process's system call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// CR3.
+    pub root: u64,
+    /// The FS base.
+    pub fs: u64,
+    /// The guest GS base written last (into KERNEL_GS_BASE, where it waits for the
+    /// exit's `swapgs`).
+    pub gs: u64,
+    /// The per-CPU "guest wants CR0.TS" flag (`None`: unknown, as after a switch).
+    pub ts: Option<bool>,
+    /// The vCPU is in its kernel mode (which picked `root` and `gs`; a `syscall` from
+    /// it is a hypercall, from its user mode a system call for its kernel, see
+    /// `entry.S`); `None` while no vCPU is loaded.
+    pub kernel_mode: Option<bool>,
+}
+
+impl Loaded {
+    /// Nothing known: every register is written at the next load.
+    pub const NOTHING: Loaded = Loaded {
+        root: u64::MAX,
+        fs: u64::MAX,
+        gs: u64::MAX,
+        ts: None,
+        kernel_mode: None,
+    };
+}
+
+/// `Some(true)` in [`Loaded::kernel_mode`], as the byte `entry.S` reads and writes.
+// SAFETY: `Option<bool>` is one byte (asserted below), every bit of it initialised.
+pub const MODE_KERNEL: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(true)) };
+/// `Some(false)`, likewise.
+// SAFETY: as above.
+pub const MODE_USER: u8 = unsafe { core::mem::transmute::<Option<bool>, u8>(Some(false)) };
+const _: () = assert!(size_of::<Option<bool>>() == 1);
+
+/// This CPU's [`Loaded`] record as a field of the machine state: Rust's one way to it
+/// (`Deref`), so that it is borrowed with the state, under the state's lock.
+pub struct LoadedHere(());
+
+impl LoadedHere {
+    /// # Safety
+    /// One per CPU at most, owned by the machine state: two would hand out aliasing
+    /// references to the same record.
+    pub const unsafe fn new() -> LoadedHere {
+        LoadedHere(())
+    }
+}
+
+impl LoadedHere {
+    /// The record: CPU 0's, reached at its link-time address, so that a test of it is
+    /// one instruction. The machine state that owns this handle runs on CPU 0, the one
+    /// CPU brought up; with more, each CPU's handle would reach its own block.
+    #[inline(always)]
+    fn record() -> *mut Loaded {
+        // SAFETY: only the field's address is taken (no reference is made).
+        unsafe { &raw mut (*CPU0.percpu.get()).loaded }
+    }
+}
+
+impl core::ops::Deref for LoadedHere {
+    type Target = Loaded;
+    #[inline(always)]
+    fn deref(&self) -> &Loaded {
+        // SAFETY: the only Rust path to the record is this handle, borrowed as the
+        // caller borrows the handle (the express paths that also write it run only while
+        // a guest runs, with no Rust code in between).
+        unsafe { &*Self::record() }
+    }
+}
+
+impl core::ops::DerefMut for LoadedHere {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Loaded {
+        // SAFETY: as in `deref`, borrowed mutably as the handle is.
+        unsafe { &mut *Self::record() }
+    }
 }
 
 const _: () = {
@@ -62,8 +151,9 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, cr0_ts) == 48);
     assert!(core::mem::offset_of!(PerCpu, lane_rax) == 56);
     assert!(core::mem::offset_of!(PerCpu, express_vcpu) == 64);
-    assert!(core::mem::offset_of!(PerCpu, express_state) == 72);
+    assert!(core::mem::offset_of!(PerCpu, vcpu_info) == 72);
     assert!(core::mem::offset_of!(PerCpu, express_cr2) == 80);
+    assert!(core::mem::offset_of!(PerCpu, loaded) == 88);
 };
 
 #[repr(C, align(4096))]
@@ -95,8 +185,16 @@ static CPU0: CpuStorage = CpuStorage {
         cr0_ts: 0,
         lane_rax: 0,
         express_vcpu: 0,
-        express_state: 0,
+        vcpu_info: 0,
         express_cr2: 0,
+        // Set by init_cpu0 (as `fpu_saved`).
+        loaded: Loaded {
+            root: 0,
+            fs: 0,
+            gs: 0,
+            ts: None,
+            kernel_mode: None,
+        },
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
     ist: UnsafeCell::new(IstStacks([[0; IST_SIZE]; 3])),
@@ -124,6 +222,7 @@ pub fn init_cpu0() -> CpuStacks {
         (*percpu).cpu_id = 0;
         // No vCPU's FPU state is in the registers yet: the first exit loads one.
         (*percpu).fpu_saved = FPU_SAVED_FULL;
+        (*percpu).loaded = Loaded::NOTHING;
         (*percpu).cr0_ts = super::cpu::read_cr0() | super::cpu::CR0_TS;
         super::cpu::wrmsr(super::cpu::msr::GS_BASE, percpu as u64);
         super::cpu::wrmsr(super::cpu::msr::KERNEL_GS_BASE, 0);
@@ -200,14 +299,34 @@ pub unsafe fn switch_fpu_area(area: u64) {
     unsafe { set_fpu_area(area) };
 }
 
-/// Points the express paths of `entry.S` at the vCPU on this CPU and the machine state
-/// (`vcpu` 0: they all decline). The caller keeps both alive and in place while set.
-pub fn set_express(vcpu: u64, state: u64) {
-    // SAFETY: writing fields of this CPU's own block.
+/// Points the express paths of `entry.S` at the vCPU on this CPU (0: they all decline).
+/// The caller keeps it alive and in place while set.
+pub fn set_express(vcpu: u64) {
+    // SAFETY: writing a field of this CPU's own block.
+    unsafe { (*current()).express_vcpu = vcpu };
+}
+
+/// Where the `vcpu_info` of the vCPU on this CPU is (its direct-map address; 0: none
+/// loaded).
+#[inline(always)]
+pub fn vcpu_info() -> u64 {
+    let address: u64;
+    // SAFETY: reads a field of this CPU's own block through GS (see `current`).
     unsafe {
-        (*current()).express_vcpu = vcpu;
-        (*current()).express_state = state;
-    }
+        core::arch::asm!(
+            "mov {}, gs:[{offset}]",
+            out(reg) address,
+            offset = const core::mem::offset_of!(PerCpu, vcpu_info),
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    address
+}
+
+/// Records where the `vcpu_info` of the vCPU on this CPU is.
+pub fn set_vcpu_info(address: u64) {
+    // SAFETY: writing a field of this CPU's own block.
+    unsafe { (*current()).vcpu_info = address };
 }
 
 /// Records whether the current vCPU runs with virtual CR0.TS.
