@@ -28,7 +28,6 @@
 .set PERCPU_LANE_RAX,  56
 .set PERCPU_EXPRESS_VCPU,  64
 .set PERCPU_VCPU_INFO, {percpu_vcpu_info}
-.set PERCPU_EXPRESS_CR2,   80
 /* Both bytes above as one word: zero when the exit has nothing to reload and no TS to
  * set. */
 .set PERCPU_FPU_FLAGS, 40
@@ -997,8 +996,6 @@ exception_stub_14:
      * registers below the CPU's frame; rcx and r11 stay the guest's until the bounce
      * frame holds them. */
     PF_EXPRESS_PUSH
-    mov %cr2, %rax                  /* a guarded store's fault would overwrite it */
-    mov %rax, %gs:PERCPU_EXPRESS_CR2
     EXPRESS_VCPU %rdi, .Lpf_decline
     EXPRESS_HANDLER %rdi, VCPU_PF_HANDLER, %rax, .Lpf_decline
     EXPRESS_VCPU_INFO %rsi
@@ -1022,35 +1019,38 @@ exception_stub_14:
     /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
      * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. The mask
      * is read before the first store (as in the syscall path). */
-3:  SHOWN_MASK_IF %rsi, %r8, %r8d
+    /* The guest's CR2 into its vcpu_info first, as reflect_page_fault does: every way
+     * on from a decline after this bounces this fault or stops the domain. A guarded
+     * store's fault overwrites CR2, which the decline then takes back from there. */
+3:  mov %cr2, %rax
+    mov %rax, VI_CR2(%rsi)
+    SHOWN_MASK_IF %rsi, %r8, %r8d
     SMAP_OPEN
     mov PF_RCX(%rsp), %rax
-    GUARDED .Lpf_decline, mov %rax, (%rdx)
-    GUARDED .Lpf_decline, mov %r11, 8(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, (%rdx)
+    GUARDED .Lpf_decline_stored, mov %r11, 8(%rdx)
     mov PF_ERROR(%rsp), %rax
     and $~PFEC_USER, %rax
     lea (%rax,%rcx,PFEC_USER), %rax
-    GUARDED .Lpf_decline, mov %rax, 16(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 16(%rdx)
     mov PF_RIP(%rsp), %rax
-    GUARDED .Lpf_decline, mov %rax, 24(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 24(%rdx)
     mov PF_RFLAGS(%rsp), %rax
     and $~RFLAGS_IF, %rax
     or %r8, %rax
-    GUARDED .Lpf_decline, mov %rax, 40(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 40(%rdx)
     SHOWN_MASK_CS_BIT %r8, %r8d
     or PF_CS(%rsp), %r8             /* RPL 3: the CPU's, from ring 3 */
     lea -3(%r8,%rcx,2), %rax        /* RPL 3 from user mode, else 0 */
     add %rcx, %rax
-    GUARDED .Lpf_decline, mov %rax, 32(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 32(%rdx)
     mov PF_RSP(%rsp), %rax
-    GUARDED .Lpf_decline, mov %rax, 48(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 48(%rdx)
     mov PF_SS(%rsp), %rax
-    GUARDED .Lpf_decline, mov %rax, 56(%rdx)
+    GUARDED .Lpf_decline_stored, mov %rax, 56(%rdx)
     SMAP_CLOSE
-    /* Written: the guest's CR2, the mask if the handler asks, the CPU's frame pointed
-     * at the handler (traps::bounce::deliver), and after user mode the kernel's. */
-    mov %gs:PERCPU_EXPRESS_CR2, %rax
-    mov %rax, VI_CR2(%rsi)
+    /* Written: the mask if the handler asks, the CPU's frame pointed at the handler
+     * (traps::bounce::deliver), and after user mode the kernel's. */
     testb $TI_IF, VCPU_PF_FLAGS(%rdi)
     jz 4f
     movb $1, VI_MASK(%rsi)
@@ -1070,12 +1070,13 @@ exception_stub_14:
     add $16, %rsp                   /* vector, error code */
     swapgs
     iretq
-/* Declined (nothing changed but, maybe, the loaded page table, as recorded): the lane,
- * with the guest's fault address back in CR2. */
+/* Declined (nothing changed but, maybe, the loaded page table, as recorded, and the
+ * vcpu_info's CR2): the lane, with the guest's fault address in CR2. */
+.Lpf_decline_stored:
+    mov VI_CR2(%rsi), %rax          /* a guarded store faulted: CR2 is its address */
+    mov %rax, %cr2
 .Lpf_decline:
     SMAP_CLOSE
-    mov %gs:PERCPU_EXPRESS_CR2, %rax
-    mov %rax, %cr2
     PF_EXPRESS_POP
     sub $FRAME_GPRS, %rsp
     SAVE_CALLER_SAVED

@@ -48,9 +48,6 @@ pub struct PerCpu {
     /// Where the `vcpu_info` of the vCPU on this CPU is, in the direct map (0 while none
     /// is loaded): for the express paths, the lanes and the exit path.
     pub vcpu_info: u64,
-    /// The guest's fault address while the #PF express path runs (`entry.S`): its own
-    /// guarded stores may fault and overwrite CR2, which it then puts back.
-    pub express_cr2: u64,
     /// What this CPU's registers hold for the vCPU on it (see [`Loaded`]).
     pub loaded: Loaded,
 }
@@ -152,8 +149,7 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, lane_rax) == 56);
     assert!(core::mem::offset_of!(PerCpu, express_vcpu) == 64);
     assert!(core::mem::offset_of!(PerCpu, vcpu_info) == 72);
-    assert!(core::mem::offset_of!(PerCpu, express_cr2) == 80);
-    assert!(core::mem::offset_of!(PerCpu, loaded) == 88);
+    assert!(core::mem::offset_of!(PerCpu, loaded) == 80);
 };
 
 #[repr(C, align(4096))]
@@ -186,7 +182,6 @@ static CPU0: CpuStorage = CpuStorage {
         lane_rax: 0,
         express_vcpu: 0,
         vcpu_info: 0,
-        express_cr2: 0,
         // Set by init_cpu0 (as `fpu_saved`).
         loaded: Loaded {
             root: 0,
