@@ -76,8 +76,12 @@ pub struct Vcpu {
     user_root_cr3: u64,
     /// Whether the vCPU is in (virtual) guest kernel mode; both modes run in ring 3.
     pub kernel_mode: bool,
-    /// Guest kernel stack for entries from user mode (stack_switch).
-    pub kernel_sp: u64,
+    /// Guest kernel stack for entries from user mode (stack_switch). Reached through
+    /// [`kernel_sp`](Self::kernel_sp) and [`set_kernel_sp`](Self::set_kernel_sp).
+    kernel_sp: u64,
+    /// [`kernel_frame_top`] of `kernel_sp`, kept with it for the express paths of
+    /// `entry.S`, which then need no range test of their own.
+    kernel_frame_top: u64,
     /// Guest kernel stack segment (stack_switch).
     pub kernel_ss: u64,
     /// Segment bases.
@@ -117,6 +121,7 @@ impl Vcpu {
             user_root_cr3: 0,
             kernel_mode: true,
             kernel_sp: 0,
+            kernel_frame_top: 0,
             kernel_ss: 0,
             segments: SegmentBases::default(),
             iopl: 0,
@@ -127,6 +132,22 @@ impl Vcpu {
             id: 0,
             vcpu_info: None,
         }
+    }
+
+    /// Where [`kernel_frame_top`] keeps its value, for `entry.S`.
+    pub const KERNEL_FRAME_TOP_OFFSET: usize = core::mem::offset_of!(Vcpu, kernel_frame_top);
+
+    /// The guest kernel's stack for entries from user mode.
+    #[inline(always)]
+    pub fn kernel_sp(&self) -> u64 {
+        self.kernel_sp
+    }
+
+    /// Sets the guest kernel's stack for entries from user mode (`stack_switch`, a new
+    /// context), and with it whether bounce frames fit below it.
+    pub fn set_kernel_sp(&mut self, sp: u64) {
+        self.kernel_sp = sp;
+        self.kernel_frame_top = kernel_frame_top(sp);
     }
 
     /// The guest user top-level page table, if it has one.
@@ -211,5 +232,105 @@ impl Domain {
                 reason: pv_abi::sched::SHUTDOWN_POWEROFF,
             }
             && self.exit_code.unwrap_or(0) == 0
+    }
+}
+
+/// The largest bounce frame the express paths write below a guest kernel stack: eight
+/// words (an exception with an error code; a system call's has seven).
+pub const MAX_EXPRESS_FRAME: u64 = 64;
+
+/// Where a bounce frame of seven or eight words goes below the guest kernel stack
+/// pointer `sp`: `sp` rounded down to 16 bytes (as `push_frame` aligns it), if a frame
+/// of either size right below it lies inside one page of the guest's part of the
+/// address space (`guestmem::mmu_may_copy`), and 0 if not. One answer serves both
+/// sizes: the top is 16-byte aligned, so 56 bytes fit below it in its page exactly when
+/// 64 do, and wrap exactly when 64 do.
+pub fn kernel_frame_top(sp: u64) -> u64 {
+    let top = sp & !15;
+    match top.checked_sub(MAX_EXPRESS_FRAME) {
+        Some(frame)
+            if frame >> PAGE_SHIFT == (top - 1) >> PAGE_SHIFT
+                && crate::guestmem::mmu_may_copy(frame, MAX_EXPRESS_FRAME as usize) =>
+        {
+            top
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guestmem::{GUEST_UPPER_START, LOWER_HALF_END, mmu_may_copy};
+    use proptest::prelude::*;
+
+    /// What the express paths used to test for each frame, as `entry.S`'s
+    /// `BOUNCE_FRAME` did: the frame of `size` bytes below `sp` rounded down to 16, with
+    /// no wrap, inside one page, in the guest's part.
+    fn frame_fits(sp: u64, size: u64) -> bool {
+        let top = sp & !15;
+        top.checked_sub(size).is_some_and(|frame| {
+            (frame & 0xfff) <= 4096 - size && mmu_may_copy(frame, size as usize)
+        })
+    }
+
+    fn agrees(sp: u64) {
+        let top = kernel_frame_top(sp);
+        for size in [56, 64] {
+            assert_eq!(top != 0, frame_fits(sp, size), "sp {sp:#x}, {size} bytes");
+        }
+        if top != 0 {
+            assert_eq!(top, sp & !15);
+        }
+    }
+
+    #[test]
+    fn the_kernel_frame_top_says_what_both_frame_tests_say_at_the_edges() {
+        let edges = [
+            0,
+            LOWER_HALF_END,
+            GUEST_UPPER_START,
+            GUEST_UPPER_START - 4096,
+            0x40_0000,
+            !0xfff,
+        ];
+        for edge in edges {
+            for delta in (0..=160u64).step_by(8) {
+                agrees(edge.wrapping_add(delta));
+                agrees(edge.wrapping_sub(delta));
+            }
+        }
+        assert_eq!(
+            kernel_frame_top(0xffff_ffff_8010_0008),
+            0xffff_ffff_8010_0000
+        );
+        assert_eq!(
+            kernel_frame_top(0xffff_ffff_8010_0030),
+            0,
+            "48 bytes into a page"
+        );
+        assert_eq!(
+            kernel_frame_top(0xffff_8300_0010_0000),
+            0,
+            "the hypervisor's"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_kernel_frame_top_says_what_both_frame_tests_say(sp: u64, page_offset in 0u64..4096) {
+            agrees(sp);
+            agrees((sp & !0xfff) | page_offset);
+        }
+    }
+
+    #[test]
+    fn setting_the_kernel_stack_sets_its_frame_top() {
+        let mut vcpu = Vcpu::new(TrapFrame::default(), Mfn(1));
+        vcpu.set_kernel_sp(0xffff_ffff_8010_0008);
+        assert_eq!(vcpu.kernel_sp(), 0xffff_ffff_8010_0008);
+        assert_eq!(vcpu.kernel_frame_top, 0xffff_ffff_8010_0000);
+        vcpu.set_kernel_sp(0x10);
+        assert_eq!(vcpu.kernel_frame_top, 0, "a frame would wrap");
     }
 }

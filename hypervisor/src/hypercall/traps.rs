@@ -110,7 +110,7 @@ pub(super) fn stack_switch<M: PhysMem>(
         return Err(Errno::EINVAL);
     }
     ctx.domain.vcpu.kernel_ss = ss | 3;
-    ctx.domain.vcpu.kernel_sp = sp;
+    ctx.domain.vcpu.set_kernel_sp(sp);
     Ok(0)
 }
 
@@ -306,7 +306,7 @@ mod tests {
     fn stack_fpu_and_segments() {
         let mut world = World::new();
         assert_eq!(world.call(3, [0xe02b, 0xffff_ffff_8010_0000, 0, 0, 0]).0, 0);
-        assert_eq!(world.domain.vcpu.kernel_sp, 0xffff_ffff_8010_0000);
+        assert_eq!(world.domain.vcpu.kernel_sp(), 0xffff_ffff_8010_0000);
         assert_eq!(world.call(3, [0xe02b, 1 << 47, 0, 0, 0]).0, -22);
         assert_eq!(world.call(5, [1, 0, 0, 0, 0]).0, 0);
         assert!(world.domain.vcpu.virtual_ts);

@@ -231,7 +231,7 @@ fn vcpu_from_context(context: &VcpuGuestContext, id: u32) -> Result<Vcpu, Errno>
     let mut vcpu = Vcpu::new(regs, Mfn(xen_cr3_to_pfn(context.ctrlreg[3])));
     vcpu.id = id;
     vcpu.kernel_mode = context.flags & VGCF_IN_KERNEL != 0;
-    vcpu.kernel_sp = context.kernel_sp;
+    vcpu.set_kernel_sp(context.kernel_sp);
     vcpu.kernel_ss = context.kernel_ss | 3;
     vcpu.segments = SegmentBases {
         fs: context.fs_base,

@@ -185,7 +185,7 @@ pub fn push_bounce<'a, M: PhysMem + 'a>(
     let vcpu = &domain.vcpu;
     let from_user = !vcpu.kernel_mode;
     let (stack, shown_cs) = if from_user {
-        (vcpu.kernel_sp, from.cs | 3)
+        (vcpu.kernel_sp(), from.cs | 3)
     } else {
         (from.rsp, from.cs & !3)
     };

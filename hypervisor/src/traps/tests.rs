@@ -124,7 +124,7 @@ fn exception_in_kernel_mode_pushes_xen_frame() {
 fn exception_in_user_mode_switches_to_the_kernel_stack() {
     let mut world = kernel_world();
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.regs.rsp = 0x7fff_0000;
     assert_eq!(
         run(&mut world, |ctx| guest_exception(
@@ -171,7 +171,7 @@ fn missing_handler_or_stack_crashes_unless_failsafe() {
 
     let mut world = kernel_world();
     world.domain.vcpu.regs.rsp = 0x1000;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.callbacks.failsafe = HANDLER + 0x200;
     assert_eq!(
         run(&mut world, |ctx| guest_exception(
@@ -194,7 +194,7 @@ fn missing_handler_or_stack_crashes_unless_failsafe() {
 fn user_syscall_goes_to_the_callback_or_ud() {
     let mut world = kernel_world();
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.regs.rip = 0x40_1002;
     assert_eq!(run(&mut world, user_syscall), Outcome::Resume);
     assert_eq!(
@@ -210,7 +210,7 @@ fn user_syscall_goes_to_the_callback_or_ud() {
 
     let mut world = kernel_world();
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.callbacks.syscall = HANDLER + 0x300;
     world.domain.vcpu.regs.rip = 0x40_1002;
     assert_eq!(run(&mut world, user_syscall), Outcome::Resume);
@@ -222,7 +222,7 @@ fn user_syscall_goes_to_the_callback_or_ud() {
 fn int80_follows_the_virtual_dpl() {
     let mut world = kernel_world();
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.regs.rip = 0x40_1002;
     world.domain.vcpu.trap_table[13] = TrapInfo::new(13, 0, false, 0xe033, HANDLER + 0x400);
     world.domain.vcpu.trap_table[0x80] = TrapInfo::new(0x80, 0, false, 0xe033, HANDLER + 0x500);
@@ -241,7 +241,7 @@ fn int80_follows_the_virtual_dpl() {
 
     let mut world = kernel_world();
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     world.domain.vcpu.regs.rip = 0x40_1002;
     world.domain.vcpu.trap_table[0x80] = TrapInfo::new(0x80, 3, false, 0xe033, HANDLER + 0x500);
     assert_eq!(
@@ -441,7 +441,7 @@ fn forced_cpuid_shows_xen_and_hides_what_we_do_not_virtualize() {
 fn user_mode_privileged_instructions_are_not_emulated() {
     let mut world = emulating(&[0xfa]);
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     assert_eq!(
         exception(&mut world, &mut FakeHardware::default(), vector::GP, 0),
         Outcome::Resume
@@ -616,7 +616,7 @@ fn user_mode_instructions_are_fetched_through_the_user_root() {
     let forced = [0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2];
     let mut world = emulating(&forced);
     world.domain.vcpu.kernel_mode = false;
-    world.domain.vcpu.kernel_sp = STACK_TOP;
+    world.domain.vcpu.set_kernel_sp(STACK_TOP);
     let empty = {
         let frames = crate::frames::FrameTable::resume(&mut world.storage, world.clock);
         let mfn = frames

@@ -88,7 +88,7 @@
 .set VCPU_KERNEL_MODE,   {vcpu_kernel_mode}
 .set VCPU_KERNEL_ROOT,   {vcpu_kernel_root}
 .set VCPU_USER_ROOT,     {vcpu_user_root}
-.set VCPU_KERNEL_SP,     {vcpu_kernel_sp}
+.set VCPU_KERNEL_FRAME_TOP, {vcpu_kernel_frame_top}
 .set VCPU_GS_KERNEL,     {vcpu_gs_kernel}
 .set VCPU_GS_USER,       {vcpu_gs_user}
 .set VCPU_SYSCALL,       {vcpu_syscall}
@@ -467,6 +467,17 @@
     sub $\size, \reg
     jb \decline
     JUMP_UNLESS_GUEST_PAGE \reg, \size, \tmp, \decline
+.endm
+
+/* Makes \reg the address of a \size-byte bounce frame below the guest kernel stack of
+ * the vCPU at \vcpu; to \decline if none fits there. The vCPU keeps the stack's
+ * 16-byte aligned top checked (domain::kernel_frame_top: frames of seven and eight
+ * words inside one page of the guest's part; 0 if not), so no test is left here. */
+.macro KERNEL_FRAME vcpu, size, reg, decline
+    mov VCPU_KERNEL_FRAME_TOP(\vcpu), \reg
+    test \reg, \reg
+    jz \decline
+    sub $\size, \reg
 .endm
 
 /* Loads the kernel page table of the vCPU at \vcpu unless it is the loaded one, and
@@ -886,8 +897,7 @@ user_syscall_entry:
     jb .Lsys_decline
     /* The bounce frame (traps::bounce::push_bounce): seven words below the 16-byte
      * aligned kernel stack pointer, inside one page of the guest's part. */
-1:  mov VCPU_KERNEL_SP(%rdi), %r8
-    BOUNCE_FRAME %r8, 56, %rax, .Lsys_decline
+1:  KERNEL_FRAME %rdi, 56, %r8, .Lsys_decline
     /* The kernel's page table, through which the frame is written (recorded, so that
      * a decline from here on leaves the machine state true). */
     LOAD_KERNEL_ROOT %rdi
@@ -1008,13 +1018,12 @@ exception_stub_14:
      * from kernel mode (its own stack). Eight words below the 16-byte aligned stack,
      * inside one page of the guest's part. */
 1:  movzbl VCPU_KERNEL_MODE(%rdi), %ecx
-    mov PF_RSP(%rsp), %rdx
     xor $1, %ecx
-    jz 2f
-    mov VCPU_KERNEL_SP(%rdi), %rdx
-2:  BOUNCE_FRAME %rdx, 64, %rax, .Lpf_decline
-    test %ecx, %ecx
-    jz 3f
+    jnz 2f
+    mov PF_RSP(%rsp), %rdx
+    BOUNCE_FRAME %rdx, 64, %rax, .Lpf_decline
+    jmp 3f
+2:  KERNEL_FRAME %rdi, 64, %rdx, .Lpf_decline
     LOAD_KERNEL_ROOT %rdi
     /* rcx r11 code rip cs|mask<<32 rflags(IF = !mask) rsp ss; the code "user" only
      * from user mode (traps::guest_pf_code), CS with RPL 0 from kernel mode. The mask

@@ -29,7 +29,7 @@ core::arch::global_asm!(
     vcpu_kernel_mode = const offset_of!(Vcpu, kernel_mode),
     vcpu_kernel_root = const offset_of!(Vcpu, kernel_root),
     vcpu_user_root = const Vcpu::USER_ROOT_CR3_OFFSET,
-    vcpu_kernel_sp = const offset_of!(Vcpu, kernel_sp),
+    vcpu_kernel_frame_top = const Vcpu::KERNEL_FRAME_TOP_OFFSET,
     vcpu_gs_kernel = const offset_of!(Vcpu, segments.gs_kernel),
     vcpu_gs_user = const offset_of!(Vcpu, segments.gs_user),
     vcpu_syscall = const offset_of!(Vcpu, callbacks.syscall),
