@@ -149,9 +149,8 @@ fn probe_undecodable_address_bits() -> u64 {
     mask
 }
 
-/// Whether CR4.SMAP is on: the guest accesses (`guest_access.rs`, `hv_guest_copy` in
-/// `entry.S`) and the exception entry read it to know whether `stac`/`clac` exist.
-/// Written once at boot.
+/// Whether CR4.SMAP is on: the inline guest accesses (`guest_access.rs`) read it to know
+/// whether `stac`/`clac` exist. Written once at boot.
 #[unsafe(no_mangle)]
 pub static HV_SMAP: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
@@ -162,13 +161,18 @@ pub struct Protections {
     pub smep: bool,
     /// Ring 0 cannot touch user pages outside `stac`/`clac` (CR4.SMAP).
     pub smap: bool,
+    /// Without SMAP: how many `stac`/`clac` sites the boot turned into nops
+    /// ([`super::patch::nop_smap_sites`]); 0 with SMAP.
+    pub smap_sites_patched: usize,
 }
 
 /// Turns on SMEP and SMAP where the CPU has them. Every guest page is a user page (a PV
 /// guest's kernel runs in ring 3), so with SMAP the hypervisor can reach guest memory
-/// through a guest address only inside `hv_guest_copy` (which brackets its copy with
-/// `stac`/`clac`) and with SMEP it can never run guest code: a stray dereference of a
-/// guest pointer faults instead of succeeding.
+/// through a guest address only between a `stac` and a `clac` (`hv_guest_copy`, the
+/// express paths of `entry.S`, the blocks of `guest_access.rs`) and with SMEP it can
+/// never run guest code: a stray dereference of a guest pointer faults instead of
+/// succeeding. Without SMAP, those `stac`/`clac` sites become nops here
+/// ([`super::patch::nop_smap_sites`]), before any guest runs.
 pub fn enable_smep_smap() -> Protections {
     const SMEP: u64 = 1 << 20;
     const SMAP: u64 = 1 << 21;
@@ -177,9 +181,10 @@ pub fn enable_smep_smap() -> Protections {
     } else {
         0
     };
-    let protections = Protections {
+    let mut protections = Protections {
         smep: leaf7 & (1 << 7) != 0,
         smap: leaf7 & (1 << 20) != 0,
+        smap_sites_patched: 0,
     };
     let mut cr4: u64;
     // SAFETY: reading CR4 has no side effects.
@@ -191,11 +196,14 @@ pub fn enable_smep_smap() -> Protections {
         cr4 |= SMAP;
     }
     // SAFETY: setting SMEP/SMAP, which the CPU has (CPUID above); ring 0 runs only from
-    // supervisor pages and touches user pages only in hv_guest_copy, which knows.
+    // supervisor pages and touches user pages only between its stac/clac sites.
     unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
     HV_SMAP.store(
         u8::from(protections.smap),
         core::sync::atomic::Ordering::Relaxed,
     );
+    if !protections.smap {
+        protections.smap_sites_patched = super::patch::nop_smap_sites();
+    }
     protections
 }

@@ -352,19 +352,27 @@
     EXTABLE .Lguarded\@, \fixup
 .endm
 
-/* Guest accesses from ring 0 need RFLAGS.AC while SMAP is on (HV_SMAP). */
+/* \insn (stac or clac), a SMAP site: its address goes in .hv_smap_sites (a 32-bit offset
+ * from the entry itself, between __hv_smap_sites_start and __hv_smap_sites_end), and
+ * where the CPU has no SMAP the boot overwrites it with a three-byte nop (patch.rs),
+ * before any guest runs: as Xen's and Linux's alternatives, one instruction per site
+ * with no test of a flag, and no #UD where stac/clac do not exist. */
+.macro SMAP_SITE insn
+.Lsmap_site\@:
+    \insn
+    .pushsection .hv_smap_sites, "a"
+    .balign 4
+    .long .Lsmap_site\@ - .
+    .popsection
+.endm
+
+/* Guest accesses from ring 0 need RFLAGS.AC while SMAP is on: open and close them. */
 .macro SMAP_OPEN
-    cmpb $0, HV_SMAP(%rip)
-    je .Lsmap_open\@
-    stac
-.Lsmap_open\@:
+    SMAP_SITE stac
 .endm
 
 .macro SMAP_CLOSE
-    cmpb $0, HV_SMAP(%rip)
-    je .Lsmap_close\@
-    clac
-.Lsmap_close\@:
+    SMAP_SITE clac
 .endm
 
 /* Jumps to \target unless \reg is canonical (bits 63..47 all equal: \reg + 2^47 <
@@ -1117,10 +1125,9 @@ exception_common:
     jz ring0_entry
     swapgs
     /* A guest may run with RFLAGS.AC set, and an exception gate keeps it: clear it, or
-     * SMAP would not apply in ring 0 (syscall clears it through FMASK). */
-    cmpb $0, HV_SMAP(%rip)
-    je guest_entry_common
-    clac
+     * SMAP would not apply in ring 0 (syscall clears it through FMASK). A nop without
+     * SMAP (SMAP_SITE). */
+    SMAP_CLOSE
 guest_entry_common:
     /* The guest's XMM registers. Every entry here (an exception to emulate or bounce, an
      * interrupt; a not-present page fault has its own stub) goes down paths that use
@@ -1246,14 +1253,12 @@ hv_save_fpu_full:
  * returns the bytes left uncopied: 0, or what remained when a page fault stopped it
  * (ring0_pf resumes at the matching *_fault label, where %rcx counts what the rep had
  * left). The caller checks the range: only guest slots, so a fault can only be a #PF.
- * With SMAP on, the copy runs between stac and clac (the fault path's iretq restores
- * AC=1, the common tail clears it). */
+ * The copy runs between stac and clac, SMAP sites (nops where the CPU has no SMAP; the
+ * fault path's iretq restores AC=1, the common tail clears it). */
 .global hv_guest_copy
 hv_guest_copy:
-    cmpb $0, HV_SMAP(%rip)
-    je 1f
-    stac                    /* guest pages are user pages: allow the copy (SMAP) */
-1:  mov %rdx, %rcx
+    SMAP_OPEN               /* guest pages are user pages: allow the copy (SMAP) */
+    mov %rdx, %rcx
     shr $3, %rcx
     and $7, %edx
 guest_copy_quads:
@@ -1273,10 +1278,8 @@ guest_copy_bytes_fault:
     jmp 2f
 guest_copy_quads_fault:
     lea (%rdx,%rcx,8), %rax
-2:  cmpb $0, HV_SMAP(%rip)
-    je 3f
-    clac
-3:  ret
+2:  SMAP_CLOSE
+    ret
 
 /* Enters the guest for the first time on this CPU: %rdi = TrapFrame at the top of the
  * per-CPU stack, already filled in. */

@@ -10,6 +10,7 @@ pub mod idt;
 pub mod lapic;
 pub mod m2p;
 pub mod mem;
+pub mod patch;
 pub mod percpu;
 pub mod pvh;
 pub mod rtc;
@@ -134,6 +135,12 @@ pub fn init_cpu0() {
             "not available"
         }
     );
+    if !protections.smap {
+        log::info!(
+            "cpu: {} stac/clac sites patched to nops",
+            protections.smap_sites_patched
+        );
+    }
 }
 
 /// Removes the boot identity map: from now on the lower half belongs to guests.
