@@ -149,11 +149,6 @@ fn probe_undecodable_address_bits() -> u64 {
     mask
 }
 
-/// Whether CR4.SMAP is on: the inline guest accesses (`guest_access.rs`) read it to know
-/// whether `stac`/`clac` exist. Written once at boot.
-#[unsafe(no_mangle)]
-pub static HV_SMAP: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
-
 /// What [`enable_smep_smap`] turned on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protections {
@@ -198,10 +193,6 @@ pub fn enable_smep_smap() -> Protections {
     // SAFETY: setting SMEP/SMAP, which the CPU has (CPUID above); ring 0 runs only from
     // supervisor pages and touches user pages only between its stac/clac sites.
     unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
-    HV_SMAP.store(
-        u8::from(protections.smap),
-        core::sync::atomic::Ordering::Relaxed,
-    );
     if !protections.smap {
         protections.smap_sites_patched = super::patch::nop_smap_sites();
     }

@@ -15,10 +15,11 @@
 //! lengths known only at run time and for the rarer frames (failsafe bounces), its
 //! `rep movsq` costs fewer instructions than a load and a store per word.
 //!
-//! With SMAP on, every copy runs between `stac` and `clac` (the inline loads: a copy of
-//! them out of line, behind one test of `HV_SMAP`).
+//! Every copy runs between `stac` and `clac`, written as the bare instructions and
+//! recorded as SMAP sites (`.hv_smap_sites`): where the CPU has no SMAP the boot turns
+//! them into nops (`patch.rs`), as Xen's and Linux's alternatives do, so a block costs
+//! the same two instructions around its accesses either way and never tests a flag.
 
-use super::cpu::HV_SMAP;
 use core::arch::asm;
 
 unsafe extern "C" {
@@ -27,20 +28,18 @@ unsafe extern "C" {
 
 /// One block of guest loads (`$insn`, each writing its operand `$v` from `[{src} + k]`)
 /// as one `asm!` ([`guarded_block`]): `(whether none faulted, [the values])`; after a
-/// fault the values are meaningless. `HV_SMAP` is read straight from its symbol rather
-/// than through the GOT.
+/// fault the values are meaningless.
 macro_rules! guest_loads {
     ($src:expr, $($v:ident : $insn:expr),+) => {{
         let mut faulted = 0u8;
         $( let $v: u64; )+
         // SAFETY: the caller checked the guest range at `$src`; every access in the block
-        // reads it or `HV_SMAP`, and a fault lands in a fix-up that only clears RFLAGS.AC,
-        // sets `faulted` and jumps to the block's end. `stac`/`clac` run only when
-        // `HV_SMAP` says CR4.SMAP is on, so they exist.
+        // reads it, and a fault lands in a fix-up that only sets `faulted` and jumps to
+        // the block's `clac`. `stac`/`clac` are nops unless the CPU has SMAP (patch.rs),
+        // so they exist where they run.
         asm!(
             guarded_block!($($insn),+),
             src = in(reg) $src,
-            smap = sym HV_SMAP,
             faulted = inout(reg_byte) faulted,
             $( $v = out(reg) $v, )+
             options(nostack, readonly),
@@ -50,28 +49,39 @@ macro_rules! guest_loads {
 }
 
 /// The template of a block of guest accesses (`$insn`, each with an exception-table
-/// entry), shared by [`guest_loads`] and [`guest_store`]: with SMAP off (one test of
-/// `HV_SMAP`, operand `{smap}`) the accesses run inline; with SMAP on, an out-of-line
-/// copy of them runs between `stac` and `clac`. A fault resumes at a fix-up (the SMAP
-/// copy's first clears RFLAGS.AC) that sets operand `{faulted}` and continues after the
-/// block. The table entry is two offsets relative to themselves (the instruction's and
-/// the fix-up's), as `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel
-/// syntax could read as binary literals.
+/// entry), shared by [`guest_loads`] and [`guest_store`]: the accesses run inline between
+/// `stac` and `clac`, two SMAP sites ([`smap_site`]: nops where the CPU has no SMAP). A
+/// fault resumes at an out-of-line fix-up that sets operand `{faulted}` and jumps back to
+/// the `clac`, which clears the RFLAGS.AC that `ring0_pf`'s `iretq` restored. The table
+/// entry is two offsets relative to themselves (the instruction's and the fix-up's), as
+/// `ring0_pf` reads them. Labels avoid 0/1-only numbers, which Intel syntax could read as
+/// binary literals.
 macro_rules! guarded_block {
     ($($insn:expr),+) => {
         concat!(
-            "cmp byte ptr [rip + {smap}], 0\n",
-            "jne 5f\n",
+            smap_site!("stac"), "\n",
             $( "2: ", $insn, "\n", extable_entry!("2b", "7f"), "\n", )+
-            "3:\n",
+            "4: ", smap_site!("clac"), "\n",
             ".pushsection .text.hv_fixup, \"ax\"\n",
-            "5: stac\n",
-            $( "6: ", $insn, "\n", extable_entry!("6b", "8f"), "\n", )+
-            "clac\n",
-            "jmp 3b\n",
-            "8: clac\n",
             "7: mov {faulted}, 1\n",
-            "jmp 3b\n",
+            "jmp 4b\n",
+            ".popsection"
+        )
+    };
+}
+
+/// `$insn` (`stac` or `clac`) as a SMAP site, as `entry.S`'s `SMAP_SITE`: its address
+/// goes in `.hv_smap_sites` (an offset from the entry itself), and the boot overwrites it
+/// with a three-byte nop where the CPU has no SMAP (`patch.rs`).
+macro_rules! smap_site {
+    ($insn:literal) => {
+        concat!(
+            "9: ",
+            $insn,
+            "\n",
+            ".pushsection .hv_smap_sites, \"a\"\n",
+            ".balign 4\n",
+            ".long 9b - .\n",
             ".popsection"
         )
     };
@@ -178,14 +188,12 @@ macro_rules! guest_store {
     ($dst:expr, $value:expr, $insn:literal) => {{
         let mut faulted = 0u8;
         // SAFETY: the caller checked the guest range at `$dst`; the store writes only
-        // there, and a fault lands in a fix-up that only clears RFLAGS.AC, sets
-        // `faulted` and jumps to the block's end. `stac`/`clac` run only when `HV_SMAP`
-        // says CR4.SMAP is on.
+        // there, and a fault lands in a fix-up that only sets `faulted` and jumps to the
+        // block's `clac`. `stac`/`clac` are nops unless the CPU has SMAP (patch.rs).
         asm!(
             guarded_block!($insn),
             dst = in(reg) $dst,
             value = in(reg) $value,
-            smap = sym HV_SMAP,
             faulted = inout(reg_byte) faulted,
             options(nostack),
         );
@@ -215,12 +223,11 @@ macro_rules! write_block {
         $( let $v = $src.add($off).cast::<u64>().read_unaligned(); )+
         // SAFETY: the caller checked the guest range at `$dst`; the stores write only
         // there (the `size_of::<T>()` bytes at `$dst`), and a fault lands in a fix-up
-        // that only clears RFLAGS.AC, sets `faulted` and jumps to the block's end.
-        // `stac`/`clac` run only when `HV_SMAP` says CR4.SMAP is on.
+        // that only sets `faulted` and jumps to the block's `clac`. `stac`/`clac` are
+        // nops unless the CPU has SMAP (patch.rs).
         asm!(
             guarded_block!($(concat!("mov qword ptr [{dst} + ", $off, "], {", stringify!($v), "}")),+),
             dst = in(reg) $dst,
-            smap = sym HV_SMAP,
             faulted = inout(reg_byte) faulted,
             $( $v = in(reg) $v, )+
             options(nostack),

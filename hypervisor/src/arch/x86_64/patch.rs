@@ -1,10 +1,10 @@
 //! Boot-time patching of the SMAP sites, as Xen's and Linux's "alternatives" do.
 //!
-//! Every `stac` and `clac` around a ring-0 access to guest memory in `entry.S`
-//! (`SMAP_SITE`) is written as the bare instruction, and its address is recorded in the
-//! section `.hv_smap_sites` (`link.ld`: between `__hv_smap_sites_start` and
-//! `__hv_smap_sites_end`; per site one 32-bit offset from the entry itself, as
-//! `.hv_extable` records its addresses). Where the CPU has SMAP the
+//! Every `stac` and `clac` around a ring-0 access to guest memory (`entry.S`'s
+//! `SMAP_SITE`, `guest_access.rs`'s `smap_site!`) is written as the bare instruction, and
+//! its address is recorded in the section `.hv_smap_sites` (`link.ld`: between
+//! `__hv_smap_sites_start` and `__hv_smap_sites_end`; per site one 32-bit offset from
+//! the entry itself, as `.hv_extable` records its addresses). Where the CPU has SMAP the
 //! sites stay as they are; where it has not, [`nop_smap_sites`] overwrites each with a
 //! three-byte nop once at boot, before anything runs them. So a site costs one
 //! instruction either way, instead of a test of a flag and a branch, and the
@@ -28,8 +28,8 @@ unsafe extern "C" {
 ///
 /// Nothing runs a site before this: they are the express paths and the exception entry
 /// from ring 3 (`entry.S`; only a guest gets there, and none has run yet) and the copies
-/// through a guest's loaded page tables (`hv_guest_copy`; only once a guest's root is
-/// loaded). The image runs from the direct map, which the boot tables
+/// through a guest's loaded page tables (`hv_guest_copy`, the blocks of
+/// `guest_access.rs`; only once a guest's root is loaded). The image runs from the direct map, which the boot tables
 /// (`boot.S`) map writable, so the text is written where it runs. Each site is executed
 /// only after jumps and returns away from here (Intel SDM vol. 3, "Handling
 /// Self- and Cross-Modifying Code": a store, then a jump, then the new code).
