@@ -182,13 +182,14 @@ static CPU0: CpuStorage = CpuStorage {
         lane_rax: 0,
         express_vcpu: 0,
         vcpu_info: 0,
-        // Set by init_cpu0 (as `fpu_saved`).
+        // Set to `Loaded::NOTHING` by init_cpu0, for the reason given at `fpu_saved`
+        // (`None` is a nonzero byte; `Some(false)` is zero).
         loaded: Loaded {
             root: 0,
             fs: 0,
             gs: 0,
-            ts: None,
-            kernel_mode: None,
+            ts: Some(false),
+            kernel_mode: Some(false),
         },
     }),
     stack: UnsafeCell::new(Stack([0; STACK_SIZE])),
