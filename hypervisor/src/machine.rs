@@ -1287,6 +1287,7 @@ fn teardown(state: &mut State, index: usize) {
     unsafe { cpu::write_cr3(x86::idle_root()) };
     *state.loaded = Loaded::NOTHING;
     x86::percpu::set_express(0);
+    x86::percpu::set_vcpu_info(0);
     let released = state.frames.release_domain(domain.id);
     log::debug!("domain {} released {released} frames", domain.id);
 }

@@ -336,7 +336,8 @@ fn bounce_after_syscall(
 /// exit path's checks. `frame` is the complete trap frame. Returns whether it was
 /// bounced; if not (a busy lock, an upcall due once the handler runs, no handler or a
 /// bad stack: the general path then delivers it, uses the failsafe callback or stops
-/// the domain), nothing changed, CR2 included.
+/// the domain), nothing changed but, perhaps, the `vcpu_info`'s CR2, written first as
+/// every way on writes it (the register CR2 is put back).
 #[inline]
 pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
     let cr2 = cpu::read_cr2();
@@ -369,12 +370,13 @@ pub fn page_fault_lane(frame: &mut TrapFrame) -> bool {
         regs: frame,
         memo: Some(&state.walk_memo),
     };
+    // The guest's CR2 first, as `reflect_page_fault` and the express path order it.
+    set_cr2(vcpu_info, cr2);
     if traps::bounce::deliver_inline(&mut ctx, bounce).is_err() {
         // A fault on the guest's stack overwrote CR2: the general path reads it again.
         cpu::write_cr2(cr2);
         return false;
     }
-    set_cr2(vcpu_info, cr2);
     if from_user {
         load_mode(&mut state.loaded, &ctx.domain.vcpu);
     }

@@ -157,7 +157,7 @@ pub struct Protections {
     /// Ring 0 cannot touch user pages outside `stac`/`clac` (CR4.SMAP).
     pub smap: bool,
     /// Without SMAP: how many `stac`/`clac` sites the boot turned into nops
-    /// ([`super::patch::nop_smap_sites`]); 0 with SMAP.
+    /// ([`super::patch::nop_smap_sites_once`]); 0 with SMAP.
     pub smap_sites_patched: usize,
 }
 
@@ -167,7 +167,7 @@ pub struct Protections {
 /// express paths of `entry.S`, the blocks of `guest_access.rs`) and with SMEP it can
 /// never run guest code: a stray dereference of a guest pointer faults instead of
 /// succeeding. Without SMAP, those `stac`/`clac` sites become nops here
-/// ([`super::patch::nop_smap_sites`]), before any guest runs.
+/// ([`super::patch::nop_smap_sites_once`]), before any guest runs.
 pub fn enable_smep_smap() -> Protections {
     const SMEP: u64 = 1 << 20;
     const SMAP: u64 = 1 << 21;
@@ -194,7 +194,7 @@ pub fn enable_smep_smap() -> Protections {
     // supervisor pages and touches user pages only between its stac/clac sites.
     unsafe { core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack)) };
     if !protections.smap {
-        protections.smap_sites_patched = super::patch::nop_smap_sites();
+        protections.smap_sites_patched = super::patch::nop_smap_sites_once();
     }
     protections
 }

@@ -48,7 +48,7 @@
 .set FRAME_RSP,        20*8
 .set VECTOR_UD,        6
 .set VECTOR_PF,        14
-/* The #PF express path's stack: the CPU's frame and the stub's vector above the seven
+/* The #PF express path's stack: the CPU's frame and the stub's vector above the six
  * registers it saves. */
 .set PF_RCX,           4*8
 .set PF_ERROR,         7*8
@@ -84,7 +84,7 @@
 .set EVTCHNOP_SEND,    4
 .set HYPERCALL_IRET,   23
 /* For the express paths (see "The express paths" below): fields of the on-CPU Vcpu
- * (hypervisor::domain) and of the machine state (machine::express), from Rust. */
+ * (hypervisor::domain) and of the per-CPU block (arch/x86_64/percpu.rs), from Rust. */
 .set VCPU_KERNEL_MODE,   {vcpu_kernel_mode}
 .set VCPU_KERNEL_ROOT,   {vcpu_kernel_root}
 .set VCPU_USER_ROOT,     {vcpu_user_root}
@@ -330,7 +330,7 @@
  *  - every value checked as the Rust code checks it (iret::checked, push_bounce), the
  *    event mask and pending byte of the vcpu_info as the lanes test them;
  *  - on success the machine state they change recorded where Rust keeps it (the
- *    vCPU's mode, machine::State's loaded root, GS base and mode), every field found by
+ *    vCPU's mode, the per-CPU Loaded record's root, GS base and mode), every field found by
  *    an offset Rust computes (offset_of!, the constants above).
  * The machine lock is not taken: these run only while a guest runs, which on this one
  * CPU means nothing in the hypervisor holds it. A ring-0 fault on anything but a
@@ -562,8 +562,10 @@ syscall_entry:
     swapgs
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
-    cmpb $MODE_USER, %gs:PERCPU_LOADED_MODE
-    je user_syscall_entry
+    /* Anything but kernel mode (None: no vCPU loaded, never while a guest runs) takes
+     * the less privileged way, as Rust's dispatch does. */
+    cmpb $MODE_KERNEL, %gs:PERCPU_LOADED_MODE
+    jne user_syscall_entry
     cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
     je send_lane
     cmp $HYPERCALL_IRET, %rax
@@ -1009,6 +1011,9 @@ exception_stub_14:
     testb $1, 8(%rsp)               /* error code bit 0: the page was present */
     jnz exception_common
     swapgs
+    /* RFLAGS.AC as a guest may leave it (an exception gate keeps it) would switch SMAP
+     * off in ring 0 here: cleared, as exception_common does. */
+    SMAP_CLOSE
     /* The express path first (see "The express paths"): the bounce of
      * traps::reflect_page_fault as the #PF lane does it, from either guest mode. Its
      * registers below the CPU's frame; rcx and r11 stay the guest's until the bounce

@@ -5,7 +5,7 @@
 //! its address is recorded in the section `.hv_smap_sites` (`link.ld`: between
 //! `__hv_smap_sites_start` and `__hv_smap_sites_end`; per site one 32-bit offset from
 //! the entry itself, as `.hv_extable` records its addresses). Where the CPU has SMAP the
-//! sites stay as they are; where it has not, [`nop_smap_sites`] overwrites each with a
+//! sites stay as they are; where it has not, [`nop_smap_sites_once`] overwrites each with a
 //! three-byte nop once at boot, before anything runs them. So a site costs one
 //! instruction either way, instead of a test of a flag and a branch, and the
 //! hypervisor never executes `stac`/`clac` (#UD) on a CPU without SMAP.
@@ -22,9 +22,12 @@ unsafe extern "C" {
     static __hv_smap_sites_end: u8;
 }
 
-/// Turns every SMAP site into a three-byte nop: for a CPU without SMAP, called by
+/// Turns every SMAP site into a three-byte nop, the first time it is called (later calls
+/// patch nothing and return 0): for a CPU without SMAP, called by
 /// `cpu::enable_smep_smap` once it has found none, at boot before any guest exists.
-/// Returns how many sites it patched.
+/// Returns how many sites it patched. Once only, so that a second CPU brought up later
+/// (with guests running) cannot write the live text; mixed CPUs, some with SMAP, would
+/// need the decision made once for all of them before any starts.
 ///
 /// Nothing runs a site before this: they are the express paths and the exception entry
 /// from ring 3 (`entry.S`; only a guest gets there, and none has run yet) and the copies
@@ -37,7 +40,11 @@ unsafe extern "C" {
 /// # Panics
 /// If a site does not hold `stac` or `clac`: a table entry pointing anywhere else is a
 /// bug in the hypervisor's build, found at boot.
-pub fn nop_smap_sites() -> usize {
+pub fn nop_smap_sites_once() -> usize {
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return 0;
+    }
     let start = &raw const __hv_smap_sites_start as usize;
     let end = &raw const __hv_smap_sites_end as usize;
     let mut count = 0;
