@@ -1286,8 +1286,13 @@ fn teardown(state: &mut State, index: usize) {
     // SAFETY: the boot tables map the hypervisor and nothing of any guest.
     unsafe { cpu::write_cr3(x86::idle_root()) };
     *state.loaded = Loaded::NOTHING;
-    x86::percpu::set_express(0);
-    x86::percpu::set_vcpu_info(0);
+    // The express paths and the per-CPU `vcpu_info` serve the vCPU on the CPU: off only
+    // if it is this domain's (a domain reaped while another runs leaves them to it; the
+    // exit reloads the CPU's state before that one runs again).
+    if index == state.current {
+        x86::percpu::set_express(0);
+        x86::percpu::set_vcpu_info(0);
+    }
     let released = state.frames.release_domain(domain.id);
     log::debug!("domain {} released {released} frames", domain.id);
 }

@@ -757,8 +757,8 @@ iret_lane:
     push %rdx
     push %rsi
     push %rdi
-    /* The vCPU is in kernel mode: syscall_entry came here only if the loaded mode is
-     * not user mode, and with a vCPU on the CPU it is the vCPU's. */
+    /* The vCPU is in kernel mode: syscall_entry came here only in the loaded kernel
+     * mode, which with a vCPU on the CPU is the vCPU's. */
     EXPRESS_VCPU %rdi, .Liret_decline
     mov %gs:PERCPU_SCRATCH, %rsi    /* the iret_context: rax r11 rcx flags rip cs rflags rsp ss */
     JUMP_UNLESS_GUEST_RANGE %rsi, 72, %rax, %rdx, .Liret_decline
@@ -893,8 +893,9 @@ user_syscall_entry:
     push %rsi
     push %rdi
     push %r8
-    /* The vCPU is in user mode: the loaded mode, which syscall_entry tested, is the
-     * vCPU's while one is on the CPU. */
+    /* The vCPU is in user mode: syscall_entry came here for any loaded mode but
+     * kernel mode, and with a vCPU on the CPU (EXPRESS_VCPU, else a decline) the loaded
+     * mode is the vCPU's, user mode. */
     EXPRESS_VCPU %rdi, .Lsys_decline
     JUMP_UNLESS_RCX_CANONICAL .Lsys_decline
     EXPRESS_HANDLER %rdi, VCPU_SYSCALL, %rax, .Lsys_decline
