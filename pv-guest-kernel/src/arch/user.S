@@ -108,12 +108,35 @@ user_hello_start:
     syscall
     cmp $-38, %rax
     jne 1f
+    /* A system call with HYPERVISOR_iret's number (23), an iret_context on the stack
+     * that would return in kernel mode (CS with RPL 0) to hello_escaped: it is this
+     * kernel's (ENOSYS) too, never the hypervisor's iret, so a process cannot enter
+     * its kernel's mode. (Taken as an iret, the ud2 there would be a kernel-mode #UD,
+     * which stops the kernel.) */
+    mov %rsp, %rax
+    push $0xe02b                 /* ss */
+    push %rax                    /* rsp */
+    push $0x202                  /* rflags */
+    push $0xe030                 /* cs: RPL 0 */
+    lea hello_escaped(%rip), %rax
+    push %rax                    /* rip */
+    push $0                      /* flags */
+    push $0                      /* rcx */
+    push $0                      /* r11 */
+    push $0                      /* rax */
+    mov $23, %eax
+    syscall
+    add $72, %rsp
+    cmp $-38, %rax
+    jne 1f
     mov $1, %eax
     xor %edi, %edi
     syscall
 1:  mov $1, %eax
     mov $99, %edi
     syscall
+hello_escaped:
+    ud2
 hello_msg: .ascii "hello from user space\n"
 hello_msg_end:
 hello_port: .long 1
