@@ -546,11 +546,11 @@
 
 /* The stubs have a section of their own, first in .text (link.ld). */
 .section .text.entry, "ax"
-/* syscall from ring 3 (LSTAR, set once at boot). From a process, the vCPU on this CPU in
- * its user mode (the mode byte of the per-CPU Loaded record, which every mode switch
- * writes, as Xen tests its vCPU's kernel-mode flag): a system call for its kernel,
- * user_syscall_entry below (it reaches the general stub only when its lane declines).
- * Otherwise a hypercall. An event send takes the send
+/* syscall from ring 3 (LSTAR, set once at boot). Unless the vCPU on this CPU is in its
+ * kernel mode (the mode byte of the per-CPU Loaded record, which every mode switch
+ * writes, as Xen tests its vCPU's kernel-mode flag), a process's system call for its
+ * kernel: user_syscall_entry below (it reaches the general stub only when its lane
+ * declines). In kernel mode, a hypercall. An event send takes the send
  * lane and HYPERVISOR_iret the iret lane, both below; everything else the general stub,
  * which saves only what Rust may clobber (the caller-saved registers) and asks
  * hv_hypercall_fast, which either declines (nothing happened), finishes the call
