@@ -3,7 +3,7 @@
 //! All state sits behind one lock, taken on every guest entry. Ring 0 never takes an
 //! interrupt, so the lock is only ever contended across CPUs (one CPU today).
 
-use crate::arch::x86_64::percpu::{Loaded, LoadedHere};
+use crate::arch::x86_64::percpu::{Express, Loaded, LoadedHere};
 use crate::arch::x86_64::{self as x86, cpu, pvh};
 use crate::console::GuestConsole;
 use core::cell::UnsafeCell;
@@ -30,8 +30,8 @@ mod lanes;
 mod run;
 
 pub use lanes::{
-    IretLaneFrame, LaneExit, LaneJump, iret_lane, page_fault_lane, send_lane, send_lane_exit,
-    upcall_lane, user_syscall_lane,
+    IretLaneFrame, LaneExit, LaneJump, PORT_NOT_READ, iret_lane, page_fault_lane, send_lane,
+    send_lane_exit, upcall_lane, user_syscall_lane,
 };
 
 /// Debug-exit value: every domain powered off with code 0.
@@ -463,15 +463,23 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
 
 /// Makes domain slot `index` current: its page tables, segment bases and FPU area;
 /// copies its registers into `frame`, the entry frame the exit path returns through.
+#[inline(always)]
 fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     let domain = state.domains[index]
         .as_mut()
         .expect("switching to a live domain");
     state.current = index;
-    let vcpu = if state.express {
-        &raw mut domain.vcpu as u64
+    let express = if state.express {
+        Express {
+            vcpu: &raw mut domain.vcpu as u64,
+            events: &raw const state.runtime[index] as u64,
+            shared_info: DirectMap::pointer(
+                domain.shared_info.addr(),
+                core::mem::size_of::<pv_abi::xen::SharedInfo>(),
+            ) as u64,
+        }
     } else {
-        0
+        Express::OFF
     };
     // SAFETY: the FPU area lives in the static domain table, 16-aligned, and holds a
     // valid image (initial or saved by fxsave).
@@ -479,9 +487,10 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     frame.clone_from(&domain.vcpu.regs);
     *state.loaded = Loaded::NOTHING;
     load_vcpu_state(state);
-    // The vCPU and the state live in the static domain table and lock; the express paths
-    // run only while this vCPU is on the CPU (`teardown` clears the pointer).
-    x86::percpu::set_express(vcpu);
+    // The vCPU, its domain's event state and shared-info page live in the static domain
+    // table, the state's lock and the frames the domain holds while it lives; the
+    // express paths run only while this vCPU is on the CPU (`teardown` clears them).
+    x86::percpu::set_express(express);
 }
 
 /// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and
@@ -1290,7 +1299,7 @@ fn teardown(state: &mut State, index: usize) {
     // if it is this domain's (a domain reaped while another runs leaves them to it; the
     // exit reloads the CPU's state before that one runs again).
     if index == state.current {
-        x86::percpu::set_express(0);
+        x86::percpu::set_express(Express::OFF);
         x86::percpu::set_vcpu_info(0);
     }
     let released = state.frames.release_domain(domain.id);

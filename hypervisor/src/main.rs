@@ -60,12 +60,12 @@ extern "C" fn hv_hypercall_fast(frame: &mut hypervisor::regs::TrapFrame) -> u64 
     machine::hypercall_fast(frame) as u64
 }
 
-/// `EVTCHNOP_send` from a guest, by the send lane (`entry.S`): the guest's two argument
-/// registers in (`EVTCHNOP_SEND` and the port pointer, left where the guest put them),
-/// the result and how to leave out (rax and rdx).
+/// `EVTCHNOP_send` from a guest, by the send lane (`entry.S`): the port if the express
+/// send read it (else `PORT_NOT_READ`) and the guest's port pointer (its rsi) in, the
+/// result and how to leave out (rax and rdx).
 #[unsafe(no_mangle)]
-extern "C" fn hv_send_lane(_cmd: u64, port_ptr: u64) -> machine::LaneExit {
-    machine::send_lane(port_ptr)
+extern "C" fn hv_send_lane(read: u64, port_ptr: u64) -> machine::LaneExit {
+    machine::send_lane(read, port_ptr)
 }
 
 /// `HYPERVISOR_iret` by the iret lane (`entry.S`): result and how to leave.

@@ -27,29 +27,38 @@ use pv_abi::xen::{NR_VIRQS, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_ENOMEM, VIRQ_TBUF};
 pub const MAX_PORTS: usize = 1024;
 
 /// What a port is bound to.
+///
+/// `repr(u8)`: a tag byte first, with the discriminants given here, so that the express
+/// send of `entry.S` can tell an IPI by one compare ([`Binding::IPI_TAG`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Binding {
     /// Free.
-    Closed,
+    Closed = 0,
     /// Allocated for `remote` to bind to.
     Unbound {
         /// The only domain that may bind.
         remote: DomId,
-    },
+    } = 1,
     /// Connected to `remote_port` of domain `remote`.
     Interdomain {
         /// The peer domain.
         remote: DomId,
         /// The peer's port.
         remote_port: EvtchnPort,
-    },
+    } = 2,
     /// Raised by the hypervisor for virtual IRQ `virq`.
     Virq {
         /// `VIRQ_*`.
         virq: u32,
-    },
+    } = 3,
     /// Raised by the domain itself (EVTCHNOP_send), an inter-processor interrupt.
-    Ipi,
+    Ipi = 4,
+}
+
+impl Binding {
+    /// The tag byte of [`Binding::Ipi`] (the first byte of a `Binding`, `repr(u8)`).
+    pub const IPI_TAG: u8 = 4;
 }
 
 /// One port.
@@ -85,6 +94,10 @@ pub struct EventTable {
 }
 
 impl EventTable {
+    /// Where the channels (`[Channel; MAX_PORTS]`, indexed by port) start in a table,
+    /// for the express send of `entry.S`.
+    pub const CHANNELS_OFFSET: usize = core::mem::offset_of!(EventTable, channels);
+
     /// An empty table for a domain of `nr_vcpus` vCPUs.
     pub const fn new(nr_vcpus: u32) -> EventTable {
         EventTable {

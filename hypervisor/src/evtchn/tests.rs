@@ -164,3 +164,56 @@ fn masked_ports_stay_quiet_until_unmasked() {
     info.set_upcall_mask(false);
     assert!(info.needs_delivery());
 }
+
+/// The express send of `entry.S` reads a port's channel as bytes: the tag byte of its
+/// binding at `CHANNELS_OFFSET + port * size_of::<Channel>() + offset_of!(Channel,
+/// binding)`, equal to `Binding::IPI_TAG` for an IPI and to nothing else, and the
+/// notified vCPU as a u32 beside it. Read the table that way and compare with `open`.
+#[test]
+fn the_express_sends_view_of_a_table_is_the_tables() {
+    use core::mem::{offset_of, size_of};
+    let mut t = table();
+    let unbound = t.alloc_unbound(3).unwrap();
+    let ipi0 = t.bind_ipi(0).unwrap();
+    let ipi1 = t.bind_ipi(1).unwrap();
+    let virq = t.bind_virq(VIRQ_TIMER, 1).unwrap();
+    let peer = t.connect_new(2, 7).unwrap();
+    let base = (&*t as *const EventTable).cast::<u8>();
+    let read = |port: u32, offset: usize, len: usize| -> u32 {
+        let at = EventTable::CHANNELS_OFFSET + port as usize * size_of::<Channel>() + offset;
+        assert!(at + len <= size_of::<EventTable>());
+        let mut bytes = [0u8; 4];
+        for (i, byte) in bytes.iter_mut().take(len).enumerate() {
+            // SAFETY: `at + i` is inside the table (asserted above), which is
+            // initialised memory; this reads its representation as the assembly does.
+            *byte = unsafe { base.add(at + i).read() };
+        }
+        u32::from_le_bytes(bytes)
+    };
+    for port in 0..MAX_PORTS as u32 {
+        let tag = read(port, offset_of!(Channel, binding), 1);
+        let channel = t.get(port).unwrap();
+        assert_eq!(
+            tag == u32::from(Binding::IPI_TAG),
+            channel.binding == Binding::Ipi,
+            "port {port}: {channel:?}"
+        );
+        if channel.binding == Binding::Ipi {
+            assert_eq!(read(port, offset_of!(Channel, vcpu), 4), channel.vcpu);
+        }
+    }
+    assert_eq!(read(ipi0, offset_of!(Channel, vcpu), 4), 0);
+    assert_eq!(read(ipi1, offset_of!(Channel, vcpu), 4), 1);
+    for port in [unbound, virq, peer, 0] {
+        assert_ne!(
+            read(port, offset_of!(Channel, binding), 1),
+            u32::from(Binding::IPI_TAG)
+        );
+    }
+    // Closing an IPI port changes its tag.
+    t.close(ipi1).unwrap();
+    assert_ne!(
+        read(ipi1, offset_of!(Channel, binding), 1),
+        u32::from(Binding::IPI_TAG)
+    );
+}

@@ -89,7 +89,14 @@ pub struct Runtime {
     pub timer_latency: TimerLatency,
 }
 
+/// `entry.S` tests `pollers` with one byte compare: it must stay a `u8`.
+const _: fn(&Runtime) -> &u8 = |runtime| &runtime.pollers;
+
 impl Runtime {
+    /// Where `pollers` is (one byte: nonzero while some vCPU polls), for the express send
+    /// of `entry.S`.
+    pub const POLLERS_OFFSET: usize = core::mem::offset_of!(Runtime, pollers);
+
     /// An empty entry.
     pub const NEW: Runtime = Runtime {
         events: EventTable::new(0),

@@ -35,6 +35,10 @@ fn lane_state(kernel_mode: Option<bool>) -> Option<spin::MutexGuard<'static, Sta
     Some(guard)
 }
 
+/// [`send_lane`]'s `read` when the express send did not read the port (any value above
+/// `u32::MAX` is one).
+pub const PORT_NOT_READ: u64 = u64::MAX;
+
 /// What the send lane tells its stub (`entry.S`, `send_lane`), in two registers: the
 /// result for the guest's rax, and how to leave.
 #[repr(C)]
@@ -74,8 +78,11 @@ impl LaneExit {
 /// does it again and returns the errno). A send that leaves an upcall due has it
 /// delivered by [`upcall_lane`] (or [`send_lane_exit`]); one that changed the scheduler
 /// takes the full exit path.
+///
+/// `read` is the port when the express send (`entry.S`) read it already and declined
+/// (it is not read again), [`PORT_NOT_READ`] otherwise.
 #[inline]
-pub fn send_lane(port_ptr: u64) -> LaneExit {
+pub fn send_lane(read: u64, port_ptr: u64) -> LaneExit {
     let Some(mut guard) = lane_state(Some(true)) else {
         return LaneExit::DECLINED;
     };
@@ -95,8 +102,12 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
     // A send that fails (a fault on the pointer, a port that cannot send) fails before
     // it changes anything: it is declined too, and the general path, doing the same
     // again, returns the errno, so the lane carries no error paths.
-    let Some(op) = guest.read_obj_mapped::<pv_abi::event_channel::EvtchnSend>(port_ptr) else {
-        return LaneExit::DECLINED;
+    let port = match u32::try_from(read) {
+        Ok(port) => port,
+        Err(_) => match guest.read_obj_mapped::<pv_abi::event_channel::EvtchnSend>(port_ptr) {
+            Some(op) => op.port,
+            None => return LaneExit::DECLINED,
+        },
     };
     let Ok(owed) = events::send_raise(
         &DirectMap,
@@ -104,7 +115,7 @@ pub fn send_lane(port_ptr: u64) -> LaneExit {
         &state.runtime,
         slot,
         domain,
-        op.port,
+        port,
     ) else {
         return LaneExit::DECLINED;
     };

@@ -82,6 +82,20 @@
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
 .set HYPERCALL_EVENT_CHANNEL_OP, 32
 .set EVTCHNOP_SEND,    4
+/* The express send's view of the event state (arch/x86_64/mod.rs). */
+.set PERCPU_EXPRESS_EVENTS, {percpu_express_events}
+.set PERCPU_EXPRESS_SHARED, {percpu_express_shared}
+.set VCPU_ID,          {vcpu_id}
+.set RUNTIME_POLLERS,  {runtime_pollers}
+.set RUNTIME_CHANNELS, {runtime_channels}
+.set CHANNEL_TAG,      {channel_tag}
+.set CHANNEL_VCPU,     {channel_vcpu}
+.set BINDING_IPI,      {binding_ipi}
+.set MAX_PORTS,        {max_ports}
+.set PORT_NOT_READ,    -1
+.set SI_PENDING,       {si_pending}
+.set SI_MASK,          {si_mask}
+.set VI_SEL,           {vi_sel}
 .set HYPERCALL_IRET,   23
 /* For the express paths (see "The express paths" below): fields of the on-CPU Vcpu
  * (hypervisor::domain) and of the per-CPU block (arch/x86_64/percpu.rs), from Rust. */
@@ -477,6 +491,24 @@
     JUMP_UNLESS_GUEST_PAGE \reg, \size, \tmp, \decline
 .endm
 
+/* Writes the bounce frame of an upcall after a kernel's syscall at \frame (from
+ * BOUNCE_FRAME, 56 bytes: one page, so the first store faults or none does): rcx r11
+ * rip cs(RPL 0) rflags(IF) rsp ss, rip and RFLAGS the syscall's (rcx and r11 as the
+ * syscall left them), the stack pointer the kernel's (PERCPU_SCRATCH); a fault goes to
+ * \fixup. Clobbers \tmp. */
+.macro UPCALL_AFTER_SYSCALL_FRAME frame, tmp, fixup
+    GUARDED \fixup, mov %rcx, (\frame)
+    GUARDED \fixup, mov %r11, 8(\frame)
+    GUARDED \fixup, mov %rcx, 16(\frame)
+    GUARDED \fixup, movq $(FLAT_RING3_CS64 & ~3), 24(\frame)
+    mov %r11, \tmp
+    or $RFLAGS_IF, \tmp
+    GUARDED \fixup, mov \tmp, 32(\frame)
+    mov %gs:PERCPU_SCRATCH, \tmp
+    GUARDED \fixup, mov \tmp, 40(\frame)
+    GUARDED \fixup, movq $FLAT_RING3_SS64, 48(\frame)
+.endm
+
 /* Makes \reg the address of a \size-byte bounce frame below the guest kernel stack of
  * the vCPU at \vcpu; to \decline if none fits there. The vCPU keeps the stack's
  * 16-byte aligned top checked (domain::kernel_frame_top: frames of seven and eight
@@ -663,9 +695,112 @@ send_lane:
     /* A return address that is not canonical is the general stub's to refuse (see
      * syscall_general). */
     JUMP_UNLESS_RCX_CANONICAL 2f
+    /* The express send first (see "The express paths" above): a send on an IPI port
+     * bound to the sending vCPU itself (a kernel's self-notification: Linux's irq_work
+     * self-IPI, the benchmark's send), while no vCPU of its domain polls: what
+     * events::send_raise does for it, check for check, with no wake-up to owe (the
+     * receiver is running). Every other send (to another vCPU or domain, which may
+     * need waking) is the lane's. rax and rdi are free (the call's number and
+     * EVTCHNOP_SEND, given back on a decline); rdx is saved. The order of the tests
+     * puts a send to another domain (a split driver's) on its way to the lane soonest. */
+    mov %gs:PERCPU_EXPRESS_EVENTS, %rdi     /* the domain's guests::Runtime; 0: off */
+    test %rdi, %rdi
+    jz .Lsend_lane_rust
+    push %rdx
+    /* The port: four bytes of guest memory, read once. */
+    JUMP_UNLESS_GUEST_RANGE %rsi, 4, %rax, %rdx, .Lsend_decline
+    SMAP_OPEN
+    GUARDED .Lsend_decline, movl (%rsi), %eax
+    SMAP_CLOSE
+    /* Its channel (EventTable::open: in range, then bound; port 0 never is): an IPI
+     * (Binding::IPI_TAG, the tag byte) notifying the vCPU on this CPU. */
+    cmp $MAX_PORTS, %eax
+    jae .Lsend_decline_port
+    lea (%rax,%rax,2), %rdx
+    lea RUNTIME_CHANNELS(%rdi,%rdx,4), %rdx         /* + port * 12 */
+    cmpb $BINDING_IPI, CHANNEL_TAG(%rdx)
+    jne .Lsend_decline_port
+    /* No vCPU of the domain polls (else a raise may owe a poller its wake-up). */
+    cmpb $0, RUNTIME_POLLERS(%rdi)
+    jne .Lsend_decline_port
+    mov CHANNEL_VCPU(%rdx), %edx
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi
+    cmp VCPU_ID(%rdi), %edx
+    jne .Lsend_decline_port
+    /* Accepted: from here on nothing declines. The raise (evtchn::shared, Xen's
+     * evtchn_2l_set_pending): the pending bit; unless it was set or the port is masked
+     * (no vCPU polls), the selector bit of port / 64; if that was clear, the upcall
+     * flag. The domain is running: its vCPU is on the CPU. */
+    mov %gs:PERCPU_EXPRESS_SHARED, %rdi
+    lock bts %rax, SI_PENDING(%rdi)
+    jc 5f
+    bt %rax, SI_MASK(%rdi)
+    jc 5f
+    shr $6, %eax
+    EXPRESS_VCPU_INFO %rdi
+    lock bts %rax, VI_SEL(%rdi)
+    jc 5f
+    movb $1, VI_PENDING(%rdi)
+    /* The result is 0. An upcall due (this send's, or one due before it, as the lane
+     * asks upcall_due) is delivered on the way out by the Deliver code below, from the
+     * lane's save area; else back by sysretq, every register but rax as it came. */
+5:  EXPRESS_VCPU_INFO %rdi
+    TEST_UPCALL_DUE %rdi, %edx
+    jb 6f
+    pop %rdx
+    xor %eax, %eax
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+    /* Deliver, as the Deliver code below does it (upcall_lane's bounce of the
+     * kernel's context after its syscall to the event callback), with rcx and r11
+     * still the syscall's; rsi saved too. Declined, the lane's Rust part delivers it. */
+6:  push %rsi
+    mov %gs:PERCPU_EXPRESS_VCPU, %rax
+    EXPRESS_HANDLER %rax, VCPU_EVENT_CALLBACK, %rax, 7f
+    mov %gs:PERCPU_SCRATCH, %rdx    /* the kernel's stack pointer */
+    BOUNCE_FRAME %rdx, 56, %rsi, 7f
+    SMAP_OPEN
+    UPCALL_AFTER_SYSCALL_FRAME %rdx, %rsi, 7f
+    SMAP_CLOSE
+    movb $1, VI_MASK(%rdi)
+    /* To the callback on that frame, by sysretq: rcx the callback, r11 its RFLAGS
+     * (as lane_jump leaves), rax the call's result. */
+    mov %rdx, %gs:PERCPU_SCRATCH
+    pop %rsi
+    pop %rdx
+    mov %rax, %rcx
+    and $BOUNCE_RFLAGS_KEEP, %r11
+    or $BOUNCE_RFLAGS_SET, %r11
+    xor %eax, %eax
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+7:  SMAP_CLOSE
+    pop %rsi
+    pop %rdx
     LANE_PUSH
+    movq $0, %gs:PERCPU_LANE_RAX
+    jmp .Lupcall_lane
+/* Declined, nothing changed: the lane, with the registers as they came (rdi
+ * EVTCHNOP_SEND again) and the port if it was read (machine::send_lane: then it is not
+ * read twice), else PORT_NOT_READ. */
+.Lsend_decline_port:
+    pop %rdx
+    mov $EVTCHNOP_SEND, %edi
+    LANE_PUSH
+    mov %eax, %edi                  /* the port as read (zero-extended) */
+    jmp .Lsend_lane_call
+.Lsend_decline:
+    SMAP_CLOSE
+    pop %rdx
+.Lsend_lane_rust:
+    mov $EVTCHNOP_SEND, %edi
+    LANE_PUSH
+    or $PORT_NOT_READ, %rdi
+.Lsend_lane_call:
     LAZY_FPU_ENTRY
-    call hv_send_lane               /* (EVTCHNOP_SEND, port pointer): as they came */
+    call hv_send_lane               /* (port read or PORT_NOT_READ, port pointer) */
     cmp $FAST_RETURN, %edx
     jne 1f
     LAZY_FPU_EXIT %rdx
@@ -690,7 +825,9 @@ send_lane:
      * the result) to the event callback, from the same save area and by the
      * user-syscall lane's way out (lane_jump). Declined, hv_send_lane_exit delivers it
      * from the general frame. */
-3:  mov %rax, %gs:PERCPU_LANE_RAX
+3:
+.Lsend_deliver:
+    mov %rax, %gs:PERCPU_LANE_RAX
     /* The express path first (see "The express paths"): the bounce of the kernel's
      * context after its syscall to the event callback, as hv_upcall_lane does it, on
      * its own stack; left by lane_jump (rax the callback, rdx its stack). The
@@ -705,27 +842,19 @@ send_lane:
     EXPRESS_VCPU_INFO %rsi
     TEST_UPCALL_DUE %rsi, %edx
     jae .Lupcall_lane
-    mov %gs:PERCPU_SCRATCH, %r8     /* the kernel's stack pointer */
-    mov %r8, %rdx
+    mov %gs:PERCPU_SCRATCH, %rdx    /* the kernel's stack pointer */
     BOUNCE_FRAME %rdx, 56, %r9, .Lupcall_lane
-    /* rcx r11 rip cs(RPL 0) rflags(IF) rsp ss, rip and RFLAGS the syscall's (rcx and
-     * r11 as saved); one page, so the first store faults or none does. */
     mov 56(%rsp), %rcx
     mov 48(%rsp), %r11
     SMAP_OPEN
-    GUARDED .Lupcall_lane, mov %rcx, (%rdx)
-    GUARDED .Lupcall_lane, mov %r11, 8(%rdx)
-    GUARDED .Lupcall_lane, mov %rcx, 16(%rdx)
-    GUARDED .Lupcall_lane, movq $(FLAT_RING3_CS64 & ~3), 24(%rdx)
-    or $RFLAGS_IF, %r11
-    GUARDED .Lupcall_lane, mov %r11, 32(%rdx)
-    GUARDED .Lupcall_lane, mov %r8, 40(%rdx)
-    GUARDED .Lupcall_lane, movq $FLAT_RING3_SS64, 48(%rdx)
+    UPCALL_AFTER_SYSCALL_FRAME %rdx, %r8, .Lupcall_lane
     SMAP_CLOSE
     movb $1, VI_MASK(%rsi)
     jmp lane_jump
 .Lupcall_lane:
     SMAP_CLOSE
+    /* Rust from here: CR0.TS set (the express send came without it). */
+    LAZY_FPU_ENTRY
     CALL_JUMPING_LANE hv_upcall_lane, 56(%rsp), 48(%rsp)
     jnz lane_jump
     LANE_POP

@@ -19,8 +19,9 @@ pub mod tsc;
 
 use core::mem::offset_of;
 use hypervisor::domain::Vcpu;
+use hypervisor::evtchn::Channel;
 use pv_abi::arch_x86_64::TrapInfo;
-use pv_abi::xen::VcpuInfo;
+use pv_abi::xen::{SharedInfo, VcpuInfo};
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(
@@ -54,8 +55,33 @@ core::arch::global_asm!(
     guest_rflags_settable = const hypervisor::traps::bounce::rflags::GUEST_SETTABLE,
     vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
     msr_kernel_gs_base = const cpu::msr::KERNEL_GS_BASE,
+    percpu_express_events = const offset_of!(percpu::PerCpu, express_events),
+    percpu_express_shared = const offset_of!(percpu::PerCpu, express_shared),
+    vcpu_id = const offset_of!(Vcpu, id),
+    runtime_pollers = const hypervisor::guests::Runtime::POLLERS_OFFSET,
+    runtime_channels = const offset_of!(hypervisor::guests::Runtime, events)
+        + hypervisor::evtchn::EventTable::CHANNELS_OFFSET,
+    channel_tag = const offset_of!(Channel, binding),
+    channel_vcpu = const offset_of!(Channel, vcpu),
+    binding_ipi = const hypervisor::evtchn::Binding::IPI_TAG,
+    max_ports = const hypervisor::evtchn::MAX_PORTS,
+    si_pending = const offset_of!(SharedInfo, evtchn_pending),
+    si_mask = const offset_of!(SharedInfo, evtchn_mask),
+    vi_sel = const offset_of!(VcpuInfo, evtchn_pending_sel),
     options(att_syntax)
 );
+
+/// The express send of `entry.S` finds a port's channel at `port * 12` (`lea` by 3, then
+/// by 4); its pending and mask bits by a `bts`/`bt` of the port number on the words'
+/// start (the bit string reaches port / 64 words on), inside the 2-level bitmaps for
+/// every port below `MAX_PORTS`; its selector bit by the same on the selector word.
+const _: () = {
+    assert!(size_of::<Channel>() == 12);
+    assert!(hypervisor::evtchn::MAX_PORTS <= 64 * pv_abi::xen::EVTCHN_2L_WORDS);
+    assert!(hypervisor::evtchn::MAX_PORTS / 64 <= 64);
+    // `entry.S` writes it as -1 (an 8-bit immediate).
+    assert!(crate::machine::PORT_NOT_READ == u64::MAX);
+};
 
 /// The page-fault entry of a vCPU's trap table, for the #PF express path of `entry.S`.
 const VCPU_PF_ENTRY: usize =

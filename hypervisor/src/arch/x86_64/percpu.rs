@@ -50,6 +50,33 @@ pub struct PerCpu {
     pub vcpu_info: u64,
     /// What this CPU's registers hold for the vCPU on it (see [`Loaded`]).
     pub loaded: Loaded,
+    /// For the express send of `entry.S`: the event state (`guests::Runtime`, in the
+    /// static machine state) of the domain whose vCPU is [`express_vcpu`](Self::express_vcpu)
+    /// (0 exactly when that is 0).
+    pub express_events: u64,
+    /// For the express send: that domain's shared-info page, in the direct map.
+    pub express_shared: u64,
+}
+
+/// What the express paths of `entry.S` serve: the vCPU on this CPU and, for the
+/// express send, its domain's event state and shared-info page ([`set_express`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Express {
+    /// The `Vcpu`, in the static domain table.
+    pub vcpu: u64,
+    /// Its domain's `guests::Runtime`, in the static machine state.
+    pub events: u64,
+    /// Its domain's shared-info page, in the direct map.
+    pub shared_info: u64,
+}
+
+impl Express {
+    /// None: every express path declines (`express=off`, or no vCPU on the CPU).
+    pub const OFF: Express = Express {
+        vcpu: 0,
+        events: 0,
+        shared_info: 0,
+    };
 }
 
 /// What a CPU's registers hold for the vCPU running on it: its page table, FS and GS
@@ -182,6 +209,8 @@ static CPU0: CpuStorage = CpuStorage {
         lane_rax: 0,
         express_vcpu: 0,
         vcpu_info: 0,
+        express_events: 0,
+        express_shared: 0,
         // Set to `Loaded::NOTHING` by init_cpu0, for the reason given at `fpu_saved`
         // (`None` is a nonzero byte; `Some(false)` is zero).
         loaded: Loaded {
@@ -295,11 +324,17 @@ pub unsafe fn switch_fpu_area(area: u64) {
     unsafe { set_fpu_area(area) };
 }
 
-/// Points the express paths of `entry.S` at the vCPU on this CPU (0: they all decline).
-/// The caller keeps it alive and in place while set.
-pub fn set_express(vcpu: u64) {
-    // SAFETY: writing a field of this CPU's own block.
-    unsafe { (*current()).express_vcpu = vcpu };
+/// Points the express paths of `entry.S` at the vCPU on this CPU and its domain's event
+/// state ([`Express::OFF`]: they all decline). The caller keeps all three alive and in
+/// place while set, and the three of one domain.
+pub fn set_express(express: Express) {
+    // SAFETY: writing fields of this CPU's own block.
+    unsafe {
+        let percpu = current();
+        (*percpu).express_vcpu = express.vcpu;
+        (*percpu).express_events = express.events;
+        (*percpu).express_shared = express.shared_info;
+    }
 }
 
 /// Where the `vcpu_info` of the vCPU on this CPU is (its direct-map address; 0: none
