@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use pv_abi::errno::Errno;
 use pv_abi::event_channel::{EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_VIRQ};
 use pv_abi::guest;
-use pv_abi::vcpu::RUNSTATE_RUNNING;
+use pv_abi::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_RUNNING};
 use pv_abi::xen::{DOMID_SELF, VIRQ_TIMER};
 use pv_guest_kernel::selftest::{Outcome, failure};
 
@@ -412,9 +412,16 @@ fn vcpu_up_down(boot: &Boot) -> Outcome {
         Ok(true) => fail!("vCPU 1 up before it was started"),
         Ok(false) => {}
     }
+    // Before it goes down, vCPU 1 polls a masked IPI port of vCPU 0's, which only vCPU
+    // 0's send to itself raises: that send must wake the poller (the hypervisor's
+    // express send, made for sends to oneself, leaves it to the lane while any vCPU
+    // polls).
+    let port = check("bind_ipi", guest::evtchn_bind_ipi(0))?;
+    events::mask(port);
+    crate::secondary::POLL_PORT.store(port, Ordering::SeqCst);
     let context = crate::secondary::context(boot, &SECONDARY_RAN);
     // SAFETY: the context runs `secondary::entry` on a stack of its own, in our kernel
-    // address space; it touches nothing but its flag.
+    // address space; it touches nothing but its flag and reads POLL_PORT.
     check("initialise", unsafe { guest::vcpu_initialise(1, &context) })?;
     // SAFETY: vCPU 1 was just initialised with a sound context.
     check("up", unsafe { guest::vcpu_up(1) })?;
@@ -424,6 +431,23 @@ fn vcpu_up_down(boot: &Boot) -> Outcome {
     }
     if SECONDARY_RAN.load(Ordering::SeqCst) == 0 {
         fail!("vCPU 1 never ran");
+    }
+    // In its poll: blocked, its flag still 1.
+    while check("runstate", guest::vcpu_get_runstate_info(1))?.state != RUNSTATE_BLOCKED
+        && time::now_ns() < deadline
+    {
+        threads::sleep_ns(1_000_000);
+    }
+    if SECONDARY_RAN.load(Ordering::SeqCst) != 1 {
+        fail!("vCPU 1 left its poll before the port was raised");
+    }
+    check("send", guest::evtchn_send(port))?;
+    let sent = time::now_ns();
+    while SECONDARY_RAN.load(Ordering::SeqCst) != 2 && time::now_ns() < sent + 200_000_000 {
+        threads::sleep_ns(1_000_000);
+    }
+    if SECONDARY_RAN.load(Ordering::SeqCst) != 2 {
+        fail!("vCPU 1 was not woken from its poll by a send to ourselves on its port");
     }
     // It takes itself down; wait for that.
     while check("is_up", guest::vcpu_is_up(1))? && time::now_ns() < deadline {
@@ -436,5 +460,8 @@ fn vcpu_up_down(boot: &Boot) -> Outcome {
     if info.time[0] == 0 {
         fail!("vCPU 1 never accounted as running");
     }
+    events::clear(port);
+    let _ = events::unmask(port);
+    check("close", guest::evtchn_close(port))?;
     Ok(())
 }

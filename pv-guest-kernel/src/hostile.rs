@@ -23,6 +23,8 @@ const MMIO_FRAME: u64 = 0xfee00;
 const HYPERVISOR_FRAME: u64 = 0x100;
 /// An address in the hypervisor's direct map.
 const HYPERVISOR_VA: u64 = 0xffff_8300_0010_0000;
+/// Where the hypervisor's direct map of all machine memory starts.
+const DIRECT_MAP_BASE: u64 = 0xffff_8300_0000_0000;
 const INVALID_M2P: u64 = u64::MAX;
 
 /// What an attack got back.
@@ -331,6 +333,51 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         Errno::EFAULT,
         Got::Errno(Errno::from_ret(ret)),
     );
+    // The express send reads the port itself: a pointer into the hypervisor's part of
+    // the address space must not be followed (EFAULT), a port past the table's end is
+    // EINVAL, as from the lane.
+    // SAFETY: as above.
+    let ret = unsafe {
+        guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, HYPERVISOR_VA)
+    };
+    r.check(
+        "send_pointer_in_hypervisor",
+        Errno::EFAULT,
+        Got::Errno(Errno::from_ret(ret)),
+    );
+    // The same through the direct map's alias of one of our own frames, holding the
+    // number of an IPI port of ours (masked): ring 0 could read it, and a send would
+    // tell the guest whether hypervisor memory holds one of its port numbers.
+    match guest::evtchn_bind_ipi(0) {
+        Ok(ipi) => {
+            crate::events::mask(ipi);
+            let word = s + 0xff0;
+            let saved = peek(word);
+            poke(word, u64::from(ipi));
+            let alias = DIRECT_MAP_BASE + (own << 12) + 0xff0;
+            // SAFETY: as above.
+            let ret = unsafe {
+                guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, alias)
+            };
+            r.check(
+                "send_pointer_into_direct_map",
+                Errno::EFAULT,
+                Got::Errno(Errno::from_ret(ret)),
+            );
+            poke(word, saved);
+            crate::events::clear(ipi);
+            let _ = guest::evtchn_close(ipi);
+            let _ = crate::events::unmask(ipi);
+        }
+        Err(_) => r.fail("send_pointer_into_direct_map", "bind_ipi refused"),
+    }
+    for port in [1024, 0xffff, u32::MAX] {
+        r.check(
+            "send_port_out_of_range",
+            Errno::EINVAL,
+            Got::Errno(guest::evtchn_send(port)),
+        );
+    }
     // A request whose first word is mapped and the rest not: the copy faults partway.
     let next = s + 4096;
     let next_mfn = mfn_of(boot, next);
@@ -348,6 +395,16 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
             };
             r.check(
                 "request_into_unmapped_page",
+                Errno::EFAULT,
+                Got::Errno(Errno::from_ret(ret)),
+            );
+            // A port whose last two bytes are on the unmapped page.
+            // SAFETY: as above.
+            let ret = unsafe {
+                guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, next - 2)
+            };
+            r.check(
+                "send_port_into_unmapped_page",
                 Errno::EFAULT,
                 Got::Errno(Errno::from_ret(ret)),
             );

@@ -1,9 +1,10 @@
 //! A second vCPU: the context VCPUOP_initialise starts it with, and what it runs (it
-//! raises a flag and takes itself down).
+//! raises a flag, polls [`POLL_PORT`] if one is set, raises it again, and takes itself
+//! down).
 
 use crate::Boot;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use pv_abi::arch_x86_64::{
     FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, VGCF_IN_KERNEL, VcpuGuestContext, xen_pfn_to_cr3,
 };
@@ -42,8 +43,17 @@ pub fn context(boot: &Boot, flag: &'static AtomicU64) -> VcpuGuestContext {
     context
 }
 
+/// A port for vCPU 1 to wait on by SCHEDOP_poll (no timeout) after it raised its flag
+/// to 1; it raises the flag to 2 when the poll returns. 0: it does not poll.
+pub static POLL_PORT: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn entry(flag: &'static AtomicU64) -> ! {
     flag.store(1, Ordering::SeqCst);
+    let port = POLL_PORT.load(Ordering::SeqCst);
+    if port != 0 {
+        let _ = guest::sched_poll(&[port], 0);
+        flag.store(2, Ordering::SeqCst);
+    }
     let _ = guest::vcpu_down(1);
     loop {
         let _ = guest::sched_yield();
