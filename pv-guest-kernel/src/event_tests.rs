@@ -33,6 +33,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("threads_preempt", threads_preempt),
     ("threads_yield", threads_yield),
     ("vcpu_up_down", vcpu_up_down),
+    ("ipi_to_another_vcpu", ipi_to_another_vcpu),
 ];
 
 macro_rules! fail {
@@ -463,5 +464,46 @@ fn vcpu_up_down(boot: &Boot) -> Outcome {
     events::clear(port);
     let _ = events::unmask(port);
     check("close", guest::evtchn_close(port))?;
+    Ok(())
+}
+
+fn ipi_to_another_vcpu(_: &Boot) -> Outcome {
+    // Needs a second vCPU (down again after vcpu_up_down: its events still land).
+    match guest::vcpu_is_up(1) {
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => fail!("is_up(1): {e}"),
+        Ok(_) => {}
+    }
+    // A send on an IPI port bound to vCPU 1 notifies vCPU 1: its selector bit and upcall
+    // flag (in its legacy vcpu_info, slot 1 of the shared-info page: it registered none),
+    // not those of vCPU 0, the sender (the hypervisor's express send, made for sends to
+    // oneself, must leave it to the lane).
+    let port = check("bind_ipi", guest::evtchn_bind_ipi(1))?;
+    let info1 = crate::paravirt::shared_info() + 64;
+    // SAFETY: vcpu_info slot 1 of our shared-info page, mapped for the kernel's life;
+    // its upcall flag (byte 0) and selector (word at 8) are the guest's to clear, and
+    // vCPU 1 is down, so nothing else reads them meanwhile.
+    let (pending1, selector1) = unsafe {
+        (
+            &*(info1 as *const core::sync::atomic::AtomicU8),
+            &*((info1 + 8) as *const AtomicU64),
+        )
+    };
+    pending1.store(0, Ordering::SeqCst);
+    selector1.store(0, Ordering::SeqCst);
+    let sent = guest::evtchn_send(port);
+    let (flag, selector) = (
+        pending1.load(Ordering::SeqCst),
+        selector1.load(Ordering::SeqCst),
+    );
+    pending1.store(0, Ordering::SeqCst);
+    selector1.store(0, Ordering::SeqCst);
+    events::clear(port);
+    let _ = guest::evtchn_close(port);
+    check("send", sent)?;
+    let bit = 1u64 << (port / 64);
+    if flag == 0 || selector & bit == 0 {
+        fail!("vCPU 1 after a send on its IPI port: upcall flag {flag}, selector {selector:#x}");
+    }
     Ok(())
 }
