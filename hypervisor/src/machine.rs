@@ -468,6 +468,9 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     let domain = state.domains[index]
         .as_mut()
         .expect("switching to a live domain");
+    // A domain that stops is torn down before any guest runs again; the express paths
+    // (the express send's raise in particular, which does not test it) rely on it.
+    debug_assert!(domain.is_running(), "switching to a stopped domain");
     state.current = index;
     let express = if state.express {
         Express {

@@ -22,6 +22,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("fault_with_event_due", fault_with_event_due),
     ("evtchn_status_and_close", evtchn_status_and_close),
     ("evtchn_mask_unmask", evtchn_mask_unmask),
+    ("send_keeps_registers", send_keeps_registers),
     ("system_time_monotonic", system_time_monotonic),
     ("wallclock", wallclock),
     ("runstate_info", runstate_info),
@@ -207,6 +208,86 @@ fn evtchn_mask_unmask(_: &Boot) -> Outcome {
     }
     if after != 1 {
         fail!("{after} deliveries after unmask");
+    }
+    Ok(())
+}
+
+/// A stack for [`send_keeps_registers`]'s upcall whose bounce frame crosses a page.
+#[repr(C, align(4096))]
+struct CrossingStack([u8; 16384]);
+struct CrossingStackCell(core::cell::UnsafeCell<CrossingStack>);
+// SAFETY: only send_keeps_registers runs on it, on vCPU 0, one call at a time.
+unsafe impl Sync for CrossingStackCell {}
+static CROSSING_STACK: CrossingStackCell =
+    CrossingStackCell(core::cell::UnsafeCell::new(CrossingStack([0; 16384])));
+
+fn send_keeps_registers(_: &Boot) -> Outcome {
+    // EVTCHNOP_send by a bare `syscall` (what the hypercall page does) on IPI ports of
+    // our own: masked (no upcall), unmasked (the upcall runs before the call returns),
+    // and unmasked from a stack pointer 48 bytes above a page boundary, so that the
+    // upcall's 56-byte frame crosses it (the hypervisor's express path declines such a
+    // frame and its lane writes it). Every register but rax (and rcx, r11, which
+    // `syscall` takes) must come back as it went: the hypervisor's own values, its
+    // addresses above all, must never be left in one.
+    let crossing = CROSSING_STACK.0.get() as u64 + 12288 + 48;
+    for (masked, stack) in [(true, 0), (false, 0), (false, crossing)] {
+        let port = check("bind_ipi", guest::evtchn_bind_ipi(0))?;
+        if masked {
+            events::mask(port);
+        } else {
+            events::bind(port, count_hit);
+        }
+        HITS.store(0, Ordering::SeqCst);
+        let arg = pv_abi::event_channel::EvtchnSend { port };
+        let arg_ptr = &arg as *const _ as u64;
+        let sent = [
+            pv_abi::event_channel::EVTCHNOP_SEND.into(),
+            arg_ptr,
+            0x1111,
+            0x2222,
+            0x3333,
+            0x4444,
+        ];
+        let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
+        // SAFETY: EVTCHNOP_send on our own IPI port, its argument live on this stack;
+        // on `stack` (when not 0) the upcall runs on CROSSING_STACK, which nothing else
+        // uses, and the stack pointer comes back from r12 (callee-saved, declared).
+        unsafe {
+            core::arch::asm!(
+                "mov r12, rsp",
+                "test r13, r13",
+                "jz 2f",
+                "mov rsp, r13",
+                "2:",
+                "syscall",
+                "mov rsp, r12",
+                inlateout("rax") u64::from(pv_abi::xen::Hypercall::EventChannelOp as u32) => rax,
+                inlateout("rdi") sent[0] => rdi,
+                inlateout("rsi") sent[1] => rsi,
+                inlateout("rdx") sent[2] => rdx,
+                inlateout("r10") sent[3] => r10,
+                inlateout("r8") sent[4] => r8,
+                inlateout("r9") sent[5] => r9,
+                in("r13") stack,
+                out("r12") _,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        let hits = HITS.load(Ordering::SeqCst);
+        events::clear(port);
+        events::unbind(port);
+        let _ = events::unmask(port);
+        let _ = guest::evtchn_close(port);
+        let back = [rdi, rsi, rdx, r10, r8, r9];
+        if rax != 0 || back != sent {
+            fail!(
+                "send (masked {masked}, stack {stack:#x}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"
+            );
+        }
+        if hits != u64::from(!masked) {
+            fail!("send (masked {masked}, stack {stack:#x}): {hits} upcalls");
+        }
     }
     Ok(())
 }

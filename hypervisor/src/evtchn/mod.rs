@@ -53,12 +53,15 @@ pub enum Binding {
         virq: u32,
     } = 3,
     /// Raised by the domain itself (EVTCHNOP_send), an inter-processor interrupt.
-    Ipi = 4,
+    Ipi = IPI_TAG,
 }
+
+/// [`Binding::Ipi`]'s discriminant.
+const IPI_TAG: u8 = 4;
 
 impl Binding {
     /// The tag byte of [`Binding::Ipi`] (the first byte of a `Binding`, `repr(u8)`).
-    pub const IPI_TAG: u8 = 4;
+    pub const IPI_TAG: u8 = IPI_TAG;
 }
 
 /// One port.

@@ -731,7 +731,9 @@ send_lane:
     /* Accepted: from here on nothing declines. The raise (evtchn::shared, Xen's
      * evtchn_2l_set_pending): the pending bit; unless it was set or the port is masked
      * (no vCPU polls), the selector bit of port / 64; if that was clear, the upcall
-     * flag. The domain is running: its vCPU is on the CPU. */
+     * flag. The domain is running: its vCPU is on the CPU, and a domain that stops is
+     * torn down (teardown clears these pointers) before any guest runs again
+     * (switch_to asserts it). */
     mov %gs:PERCPU_EXPRESS_SHARED, %rdi
     lock bts %rax, SI_PENDING(%rdi)
     jc 5f
@@ -743,12 +745,14 @@ send_lane:
     jc 5f
     movb $1, VI_PENDING(%rdi)
     /* The result is 0. An upcall due (this send's, or one due before it, as the lane
-     * asks upcall_due) is delivered on the way out by the Deliver code below, from the
-     * lane's save area; else back by sysretq, every register but rax as it came. */
+     * asks upcall_due) is delivered on the way out (6: below); else back by sysretq,
+     * every register but rax as it came (rdi EVTCHNOP_SEND again: it held hypervisor
+     * addresses). */
 5:  EXPRESS_VCPU_INFO %rdi
     TEST_UPCALL_DUE %rdi, %edx
     jb 6f
     pop %rdx
+    mov $EVTCHNOP_SEND, %edi
     xor %eax, %eax
     mov %gs:PERCPU_SCRATCH, %rsp
     swapgs
@@ -766,7 +770,9 @@ send_lane:
     SMAP_CLOSE
     movb $1, VI_MASK(%rdi)
     /* To the callback on that frame, by sysretq: rcx the callback, r11 its RFLAGS
-     * (as lane_jump leaves), rax the call's result. */
+     * (as lane_jump leaves), rax the call's result, every other register as the
+     * syscall left it (rdi EVTCHNOP_SEND again). */
+    mov $EVTCHNOP_SEND, %edi
     mov %rdx, %gs:PERCPU_SCRATCH
     pop %rsi
     pop %rdx
@@ -780,9 +786,11 @@ send_lane:
 7:  SMAP_CLOSE
     pop %rsi
     pop %rdx
+    mov $EVTCHNOP_SEND, %edi
     LANE_PUSH
+    LAZY_FPU_ENTRY                  /* Rust from here (the express send left CR0 alone) */
     movq $0, %gs:PERCPU_LANE_RAX
-    jmp .Lupcall_lane
+    jmp .Lupcall_lane_rust
 /* Declined, nothing changed: the lane, with the registers as they came (rdi
  * EVTCHNOP_SEND again) and the port if it was read (machine::send_lane: then it is not
  * read twice), else PORT_NOT_READ. */
@@ -826,9 +834,7 @@ send_lane:
      * the result) to the event callback, from the same save area and by the
      * user-syscall lane's way out (lane_jump). Declined, hv_send_lane_exit delivers it
      * from the general frame. */
-3:
-.Lsend_deliver:
-    mov %rax, %gs:PERCPU_LANE_RAX
+3:  mov %rax, %gs:PERCPU_LANE_RAX
     /* The express path first (see "The express paths"): the bounce of the kernel's
      * context after its syscall to the event callback, as hv_upcall_lane does it, on
      * its own stack; left by lane_jump (rax the callback, rdx its stack). The
@@ -854,8 +860,8 @@ send_lane:
     jmp lane_jump
 .Lupcall_lane:
     SMAP_CLOSE
-    /* Rust from here: CR0.TS set (the express send came without it). */
-    LAZY_FPU_ENTRY
+/* (CR0.TS set: by the send lane's entry, or by the express send's decline at 7:.) */
+.Lupcall_lane_rust:
     CALL_JUMPING_LANE hv_upcall_lane, 56(%rsp), 48(%rsp)
     jnz lane_jump
     LANE_POP

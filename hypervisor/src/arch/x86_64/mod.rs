@@ -78,10 +78,13 @@ core::arch::global_asm!(
 const _: () = {
     assert!(size_of::<Channel>() == 12);
     assert!(hypervisor::evtchn::MAX_PORTS <= 64 * pv_abi::xen::EVTCHN_2L_WORDS);
-    assert!(hypervisor::evtchn::MAX_PORTS / 64 <= 64);
+    assert!((hypervisor::evtchn::MAX_PORTS - 1) / 64 < 64);
     // `entry.S` writes it as -1 (an 8-bit immediate).
     assert!(crate::machine::PORT_NOT_READ == u64::MAX);
 };
+// The express send compares a channel's vCPU with the vCPU's number as 32-bit words.
+const _: fn(&Channel) -> &u32 = |channel| &channel.vcpu;
+const _: fn(&Vcpu) -> &u32 = |vcpu| &vcpu.id;
 
 /// The page-fault entry of a vCPU's trap table, for the #PF express path of `entry.S`.
 const VCPU_PF_ENTRY: usize =

@@ -52,7 +52,10 @@ pub struct PerCpu {
     pub loaded: Loaded,
     /// For the express send of `entry.S`: the event state (`guests::Runtime`, in the
     /// static machine state) of the domain whose vCPU is [`express_vcpu`](Self::express_vcpu)
-    /// (0 exactly when that is 0).
+    /// (0 exactly when that is 0). Read without the machine lock, as the express paths
+    /// read the vCPU: sound on this one CPU only, where no hypervisor code holds the
+    /// lock while a guest runs (SMP would need the lock or per-domain event locks, as
+    /// Xen's `evtchn_send` takes).
     pub express_events: u64,
     /// For the express send: that domain's shared-info page, in the direct map.
     pub express_shared: u64,
