@@ -212,25 +212,15 @@ fn evtchn_mask_unmask(_: &Boot) -> Outcome {
     Ok(())
 }
 
-/// A stack for [`send_keeps_registers`]'s upcall whose bounce frame crosses a page.
-#[repr(C, align(4096))]
-struct CrossingStack([u8; 16384]);
-struct CrossingStackCell(core::cell::UnsafeCell<CrossingStack>);
-// SAFETY: only send_keeps_registers runs on it, on vCPU 0, one call at a time.
-unsafe impl Sync for CrossingStackCell {}
-static CROSSING_STACK: CrossingStackCell =
-    CrossingStackCell(core::cell::UnsafeCell::new(CrossingStack([0; 16384])));
-
 fn send_keeps_registers(_: &Boot) -> Outcome {
     // EVTCHNOP_send by a bare `syscall` (what the hypercall page does) on IPI ports of
     // our own: masked (no upcall), unmasked (the upcall runs before the call returns),
-    // and unmasked from a stack pointer 48 bytes above a page boundary, so that the
-    // upcall's 56-byte frame crosses it (the hypervisor's express path declines such a
-    // frame and its lane writes it). Every register but rax (and rcx, r11, which
+    // and unmasked from a stack pointer 48 bytes above a page boundary (two pages down
+    // this kernel stack, unused), so that the upcall's 56-byte frame crosses it (the
+    // hypervisor's express path declines such a frame and its lane writes it). Every register but rax (and rcx, r11, which
     // `syscall` takes) must come back as it went: the hypervisor's own values, its
     // addresses above all, must never be left in one.
-    let crossing = CROSSING_STACK.0.get() as u64 + 12288 + 48;
-    for (masked, stack) in [(true, 0), (false, 0), (false, crossing)] {
+    for (masked, crossing) in [(true, false), (false, false), (false, true)] {
         let port = check("bind_ipi", guest::evtchn_bind_ipi(0))?;
         if masked {
             events::mask(port);
@@ -250,13 +240,17 @@ fn send_keeps_registers(_: &Boot) -> Outcome {
         ];
         let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
         // SAFETY: EVTCHNOP_send on our own IPI port, its argument live on this stack;
-        // on `stack` (when not 0) the upcall runs on CROSSING_STACK, which nothing else
-        // uses, and the stack pointer comes back from r12 (callee-saved, declared).
+        // when crossing, the call and its upcall run 8 KiB further down this kernel
+        // stack (free: below the stack pointer), and the stack pointer comes back from
+        // r12 (callee-saved, declared).
         unsafe {
             core::arch::asm!(
                 "mov r12, rsp",
                 "test r13, r13",
                 "jz 2f",
+                "lea r13, [rsp - 8192]",
+                "and r13, -4096",
+                "add r13, 48",
                 "mov rsp, r13",
                 "2:",
                 "syscall",
@@ -268,7 +262,7 @@ fn send_keeps_registers(_: &Boot) -> Outcome {
                 inlateout("r10") sent[3] => r10,
                 inlateout("r8") sent[4] => r8,
                 inlateout("r9") sent[5] => r9,
-                in("r13") stack,
+                inout("r13") u64::from(crossing) => _,
                 out("r12") _,
                 lateout("rcx") _,
                 lateout("r11") _,
@@ -282,11 +276,11 @@ fn send_keeps_registers(_: &Boot) -> Outcome {
         let back = [rdi, rsi, rdx, r10, r8, r9];
         if rax != 0 || back != sent {
             fail!(
-                "send (masked {masked}, stack {stack:#x}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"
+                "send (masked {masked}, crossing {crossing}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"
             );
         }
         if hits != u64::from(!masked) {
-            fail!("send (masked {masked}, stack {stack:#x}): {hits} upcalls");
+            fail!("send (masked {masked}, crossing {crossing}): {hits} upcalls");
         }
     }
     Ok(())
