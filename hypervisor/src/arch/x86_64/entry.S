@@ -329,13 +329,13 @@
  * system call (user_syscall_entry), a not-present page fault (exception_stub_14), a
  * send to the sending vCPU itself and the upcall a send leaves due (send_lane). Each
  * takes 40-110 instructions against 150-190 for its lane, whose call into Rust, lock
- * and general checks are most of the cost. An express path takes only the plain case and declines everything else,
- * having changed nothing the guest can see, to its lane, which does it all again with
- * the checked Rust code (and itself declines to the general path): so every refusal,
- * report, failsafe and upcall delivery stays in Rust, in one place. What they do is the
- * lanes' (machine/lanes.rs: iret_lane, user_syscall_lane, page_fault_lane,
- * send_lane, upcall_lane), check for check (docs/architecture.md, "The express
- * paths", lists them):
+ * and general checks are most of the cost. An express path takes only the plain case
+ * and declines everything else, having changed nothing the guest can see, to its
+ * lane, which does it all again with the checked Rust code (and itself declines to the
+ * general path): so every refusal, report, failsafe and upcall delivery stays in Rust,
+ * in one place. What they do is the lanes' (machine/lanes.rs: iret_lane,
+ * user_syscall_lane, page_fault_lane, send_lane, upcall_lane), check for check
+ * (docs/architecture.md, "The express paths", lists them):
  *  - the vCPU on this CPU (PERCPU_EXPRESS_VCPU, set by machine.rs's switch_to; 0 turns
  *    them off: `express=off`), in the mode the entry serves;
  *  - guest memory only inside the guest's part of the address space, tested as the
