@@ -104,6 +104,16 @@ fn ext_one(op: MmuextOp) -> Got {
     Got::Batch(vm::ext(&[op]))
 }
 
+/// `EVTCHNOP_send` with `pointer` as its argument, as a raw call.
+fn send_at(pointer: u64) -> Got {
+    let send = u64::from(pv_abi::event_channel::EVTCHNOP_SEND);
+    // SAFETY: a raw call with a pointer the hypervisor must check before it follows it;
+    // whatever it points at is not written.
+    let ret =
+        unsafe { guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, pointer) };
+    Got::Errno(Errno::from_ret(ret))
+}
+
 fn uvm(va: u64, val: u64) -> Got {
     // SAFETY: every value tried here is one the hypervisor must refuse; if it did not,
     // only a scratch page of the padding changed.
@@ -324,26 +334,14 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         Errno::EFAULT,
         Got::Errno(Errno::from_ret(ret)),
     );
-    let send = u64::from(pv_abi::event_channel::EVTCHNOP_SEND);
-    // SAFETY: as above.
-    let ret =
-        unsafe { guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, 0x1000) };
-    r.check(
-        "send_pointer_unmapped",
-        Errno::EFAULT,
-        Got::Errno(Errno::from_ret(ret)),
-    );
+    r.check("send_pointer_unmapped", Errno::EFAULT, send_at(0x1000));
     // The express send reads the port itself: a pointer into the hypervisor's part of
     // the address space must not be followed (EFAULT), a port past the table's end is
     // EINVAL, as from the lane.
-    // SAFETY: as above.
-    let ret = unsafe {
-        guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, HYPERVISOR_VA)
-    };
     r.check(
         "send_pointer_in_hypervisor",
         Errno::EFAULT,
-        Got::Errno(Errno::from_ret(ret)),
+        send_at(HYPERVISOR_VA),
     );
     // The same through the direct map's alias of one of our own frames, holding the
     // number of an IPI port of ours (masked): ring 0 could read it, and a send would
@@ -355,14 +353,10 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
             let saved = peek(word);
             poke(word, u64::from(ipi));
             let alias = DIRECT_MAP_BASE + (own << 12) + 0xff0;
-            // SAFETY: as above.
-            let ret = unsafe {
-                guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, alias)
-            };
             r.check(
                 "send_pointer_into_direct_map",
                 Errno::EFAULT,
-                Got::Errno(Errno::from_ret(ret)),
+                send_at(alias),
             );
             poke(word, saved);
             crate::events::clear(ipi);
@@ -399,14 +393,10 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
                 Got::Errno(Errno::from_ret(ret)),
             );
             // A port whose last two bytes are on the unmapped page.
-            // SAFETY: as above.
-            let ret = unsafe {
-                guest::raw::hypercall2(pv_abi::xen::Hypercall::EventChannelOp, send, next - 2)
-            };
             r.check(
                 "send_port_into_unmapped_page",
                 Errno::EFAULT,
-                Got::Errno(Errno::from_ret(ret)),
+                send_at(next - 2),
             );
             if map(next, next_mfn, RW).is_err() {
                 r.fail("request_into_unmapped_page", "could not map the page again");
