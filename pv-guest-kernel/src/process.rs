@@ -165,7 +165,7 @@ static WORLD: Cell = Cell(RefCell::new(None));
 
 unsafe extern "C" {
     fn user_syscall_entry();
-    fn enter_user_world(frame: *mut GuestFrame);
+    fn enter_user_world(frame: *mut GuestFrame, fpu: *const FpuState);
     fn leave_user_world() -> !;
     static user_hello_start: u8;
     static user_hello_end: u8;
@@ -865,9 +865,10 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
         world.activate(Some(first))?;
         world.processes[first]
             .as_ref()
-            .map(|p| p.context)
+            .map(|p| (p.context, p.fpu))
             .ok_or("no first process")?
     };
+    let (first, first_fpu) = first;
     let top = trap_stack_top() - core::mem::size_of::<GuestFrame>() as u64;
     let frame = top as *mut GuestFrame;
     let was_masked = paravirt::irqs_masked();
@@ -875,10 +876,12 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
     // (they reach `preempt` through the event upcall once the thread world runs).
     let ticking = crate::threads::started() && guest::vcpu_set_periodic_timer(0, TICK_NS).is_ok();
     // SAFETY: the frame slot at the top of the trap stack is what the trap-return path
-    // pops; enter_user_world returns once the last process has ended.
+    // pops; enter_user_world loads the first process's x87/SSE state from `first_fpu`, an
+    // FXSAVE image (none of the kernel's is left to it), and returns once the last
+    // process has ended.
     unsafe {
         frame.write(first);
-        enter_user_world(frame);
+        enter_user_world(frame, &raw const first_fpu);
     }
     if ticking {
         let _ = guest::vcpu_stop_periodic_timer(0);

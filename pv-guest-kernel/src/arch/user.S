@@ -15,9 +15,11 @@ user_syscall_entry:
     push $SYSCALL_MARKER
     jmp guest_trap_common
 
-/* enter_user_world(frame): saves kmain's callee-saved registers and stack, then returns
- * to user mode through the trap-return path with `frame` (a GuestFrame at the top of the
- * user trap stack). leave_user_world() comes back here as if enter_user_world returned. */
+/* enter_user_world(frame, fpu): saves kmain's callee-saved registers and stack, loads the
+ * first process's x87/SSE state from `fpu` (an FXSAVE image: nothing of the kernel's is
+ * left in those registers), then returns to user mode through the trap-return path with
+ * `frame` (a GuestFrame at the top of the user trap stack). leave_user_world() comes
+ * back here as if enter_user_world returned. */
 .global enter_user_world
 enter_user_world:
     push %rbx
@@ -27,6 +29,7 @@ enter_user_world:
     push %r14
     push %r15
     mov %rsp, user_world_saved_rsp(%rip)
+    fxrstor64 (%rsi)
     mov %rdi, %rsp
     jmp guest_trap_return
 
@@ -50,8 +53,10 @@ user_world_saved_rsp: .quad 0
 .section .rodata.user_programs, "a"
 .p2align 12
 
-/* hello: greet, keep its pid in xmm5 across a yield (other processes run meanwhile: the
- * kernel must switch x87/SSE state per process), grow the heap and touch it (demand
+/* hello: greet, check it started with the initial x87/SSE state, keep its pid in xmm5
+ * and on the x87 stack, with an x87 control word of its own, across a yield (other
+ * processes, the other hellos among them, run meanwhile: the kernel must switch x87/SSE
+ * state per process), grow the heap and touch it (demand
  * paging), map anonymous memory and touch it, check every value, exit 0 (or 99). */
 .global user_hello_start, user_hello_end
 user_hello_start:
@@ -60,14 +65,51 @@ user_hello_start:
     mov $(hello_msg_end - hello_msg), %edx
     xor %eax, %eax
     syscall
+    /* A new process starts with the initial x87/SSE state, which a system call keeps:
+     * every XMM register zero, MXCSR 0x1f80, FCW 0x37f (nothing the kernel or another
+     * process left there). Checked after the first system call, which must come before
+     * any use of the stack (corrupt-guest-state's bad-sys-stack expects its crash
+     * there). */
+    .irp n, 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    por %xmm\n, %xmm0
+    .endr
+    movq %xmm0, %rax
+    psrldq $8, %xmm0
+    movq %xmm0, %rdx
+    or %rdx, %rax
+    jnz 1f
+    sub $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    mov (%rsp), %eax
+    movzwl 4(%rsp), %edx
+    add $8, %rsp
+    cmp $0x1f80, %eax
+    jne 1f
+    cmp $0x37f, %edx
+    jne 1f
     mov $2, %eax                 /* getpid */
     syscall
     mov %rax, %r15
     movq %rax, %xmm5
+    push %rax
+    fildq (%rsp)                 /* the pid on the x87 stack */
+    movq $0x27f, (%rsp)
+    fldcw (%rsp)                 /* 53-bit precision, not the initial 0x37f */
+    add $8, %rsp
     mov $3, %eax
     syscall
     movq %xmm5, %rax
     cmp %r15, %rax
+    jne 1f
+    sub $16, %rsp
+    fistpq (%rsp)
+    fnstcw 8(%rsp)
+    pop %rax
+    pop %rdx
+    cmp %r15, %rax
+    jne 1f
+    cmp $0x27f, %dx
     jne 1f
     mov $5, %eax                 /* brk(0): current break */
     xor %edi, %edi
