@@ -20,6 +20,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("evtchn_loopback", evtchn_loopback),
     ("iret_delivers_pending_event", iret_delivers_pending_event),
     ("fault_with_event_due", fault_with_event_due),
+    ("mmuext_with_event_due", mmuext_with_event_due),
     ("evtchn_status_and_close", evtchn_status_and_close),
     ("evtchn_mask_unmask", evtchn_mask_unmask),
     ("send_keeps_registers", send_keeps_registers),
@@ -167,6 +168,35 @@ fn fault_with_event_due(_: &Boot) -> Outcome {
             seen.map(|s| s.vector)
         ),
     }
+}
+
+/// One TLB flush by `mmuext_op` made while an upcall is due (an event pending, events
+/// unmasked without a hypercall since): the event is delivered before the call returns,
+/// as on every hypercall's way out (the hypervisors' quickest paths included).
+fn mmuext_with_event_due(_: &Boot) -> Outcome {
+    let (local, offered) = loopback(count_hit)?;
+    let was = events::save_and_mask();
+    HITS.store(0, Ordering::SeqCst);
+    check("send", guest::evtchn_send(local))?;
+    events::unmask_quietly();
+    let early = HITS.load(Ordering::SeqCst);
+    // SAFETY: flushing the TLB changes no mapping.
+    let flushed = unsafe {
+        guest::mmuext_op(
+            &[pv_abi::xen::MmuextOp::tlb_flush_local()],
+            pv_abi::xen::DOMID_SELF,
+        )
+    };
+    let hits = HITS.load(Ordering::SeqCst);
+    events::restore(was);
+    close_loopback(local, offered);
+    if early != 0 {
+        fail!("the event was delivered before the call ({early})");
+    }
+    if flushed.is_err() || hits != 1 {
+        fail!("the flush gave {flushed:?}, {hits} events delivered by its return");
+    }
+    Ok(())
 }
 
 fn evtchn_status_and_close(_: &Boot) -> Outcome {

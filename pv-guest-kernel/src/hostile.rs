@@ -114,6 +114,22 @@ fn send_at(pointer: u64) -> Got {
     Got::Errno(Errno::from_ret(ret))
 }
 
+/// `mmuext_op` of one request at `pointer`, on our own domain, as a raw call.
+fn mmuext_at(pointer: u64) -> Got {
+    // SAFETY: a raw call with a pointer the hypervisor must check before it follows it;
+    // a request it does read is at most a TLB flush of ours.
+    let ret = unsafe {
+        guest::raw::hypercall4(
+            pv_abi::xen::Hypercall::MmuextOp,
+            pointer,
+            1,
+            0,
+            u64::from(DOMID_SELF),
+        )
+    };
+    Got::Errno(Errno::from_ret(ret))
+}
+
 fn uvm(va: u64, val: u64) -> Got {
     // SAFETY: every value tried here is one the hypervisor must refuse; if it did not,
     // only a scratch page of the padding changed.
@@ -319,21 +335,67 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
     }
     // The one-request fast paths read their request with inline loads, each with its
     // own fix-up: an unmapped request must come back as EFAULT from every one of them.
-    // SAFETY: raw call with a pointer the hypervisor must not follow.
-    let ret = unsafe {
-        guest::raw::hypercall4(
-            pv_abi::xen::Hypercall::MmuextOp,
-            0x1000,
-            1,
-            0,
-            u64::from(DOMID_SELF),
-        )
+    r.check("mmuext_pointer_unmapped", Errno::EFAULT, mmuext_at(0x1000));
+    // The express mmuext_op reads its request itself: never through the hypervisor's
+    // part of the address space (EFAULT, as from the general path), even where ring 0
+    // could read a valid request there: the M2P (which the guest may read) and the
+    // direct map's alias of one of our own frames, holding an INVLPG of ours.
+    let op_va = s + 0xfe8;
+    let saved = [peek(op_va), peek(op_va + 8), peek(op_va + 16)];
+    poke(op_va, u64::from(pv_abi::xen::MMUEXT_INVLPG_LOCAL));
+    poke(op_va + 8, s);
+    poke(op_va + 16, 0);
+    for (name, pointer) in [
+        ("mmuext_pointer_in_hypervisor", HYPERVISOR_VA),
+        ("mmuext_pointer_into_m2p", vm::M2P_BASE),
+        (
+            "mmuext_pointer_into_direct_map",
+            DIRECT_MAP_BASE + (own << 12) + 0xfe8,
+        ),
+    ] {
+        r.check(name, Errno::EFAULT, mmuext_at(pointer));
+    }
+    for (i, word) in saved.into_iter().enumerate() {
+        poke(op_va + 8 * i as u64, word);
+    }
+    // The express mmuext_op takes only the plain call: one request, no done count, our
+    // own domain. A second request is checked (a data page as the root: EINVAL, after
+    // the INVLPG before it), a foreign domain refused (EPERM), a done count written.
+    let mmuext_raw = |ops: &[MmuextOp], count: u64, done: u64, domain: u64| {
+        // SAFETY: a raw call on requests of ours: an INVLPG, a switch the hypervisor
+        // must refuse.
+        let ret = unsafe {
+            guest::raw::hypercall4(
+                pv_abi::xen::Hypercall::MmuextOp,
+                ops.as_ptr() as u64,
+                count,
+                done,
+                domain,
+            )
+        };
+        Errno::from_ret(ret)
     };
+    let two = [MmuextOp::invlpg_local(s), MmuextOp::new_baseptr(own)];
     r.check(
-        "mmuext_pointer_unmapped",
-        Errno::EFAULT,
-        Got::Errno(Errno::from_ret(ret)),
+        "mmuext_second_request_checked",
+        Errno::EINVAL,
+        Got::Errno(mmuext_raw(&two, 2, 0, u64::from(DOMID_SELF))),
     );
+    r.check(
+        "mmuext_foreign_domain",
+        Errno::EPERM,
+        Got::Errno(mmuext_raw(&two[..1], 1, 0, 0x1234)),
+    );
+    let mut done = 0u32;
+    let with_done = mmuext_raw(&two[..1], 1, &raw mut done as u64, u64::from(DOMID_SELF));
+    if with_done.is_ok() && done == 1 {
+        let _ = writeln!(r.out, "hostile mmuext_done_count: written");
+    } else {
+        r.fail(
+            "mmuext_done_count",
+            "one INVLPG with a done count did not write it as 1",
+        );
+    }
     r.check("send_pointer_unmapped", Errno::EFAULT, send_at(0x1000));
     // The express send reads the port itself: a pointer into the hypervisor's part of
     // the address space must not be followed (EFAULT), a port past the table's end is
@@ -377,20 +439,10 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
     let next_mfn = mfn_of(boot, next);
     match map(next, 0, 0) {
         Ok(_) => {
-            // SAFETY: raw call with a request that runs into an unmapped page.
-            let ret = unsafe {
-                guest::raw::hypercall4(
-                    pv_abi::xen::Hypercall::MmuextOp,
-                    next - 8,
-                    1,
-                    0,
-                    u64::from(DOMID_SELF),
-                )
-            };
             r.check(
                 "request_into_unmapped_page",
                 Errno::EFAULT,
-                Got::Errno(Errno::from_ret(ret)),
+                mmuext_at(next - 8),
             );
             // A port whose last two bytes are on the unmapped page.
             r.check(

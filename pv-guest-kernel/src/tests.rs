@@ -34,6 +34,11 @@ pub const CASES: &[(&str, Case)] = &[
     ("vm_m2p_readable", crate::vm::m2p_readable),
     ("vm_shared_info_mapping", crate::vm::shared_info_mapping),
     ("vm_page_table_lifecycle", crate::vm::page_table_lifecycle),
+    ("vm_mmuext_tlb_ops", crate::vm::mmuext_tlb_ops),
+    (
+        "vm_mmuext_keeps_registers",
+        crate::vm::mmuext_keeps_registers,
+    ),
     ("trap_breakpoint", trap_breakpoint),
     ("trap_invalid_opcode", trap_invalid_opcode),
     ("trap_divide_error", trap_divide_error),

@@ -405,16 +405,33 @@ pub fn syscall_at_top_of_lower_half(boot: &Boot, on_xen: bool) -> Outcome {
     }
     let hooked = ext(&[MmuextOp::pin_table(3, l3).unwrap()])
         .and_then(|_| update(&[MmuUpdate::normal(l4e, (l3 << 12) | RW)]));
+    // Two calls there: the null hypercall, and one TLB flush by `mmuext_op` (which the
+    // hypervisor's quickest path takes, returning by sysretq).
+    let flush = MmuextOp::tlb_flush_local();
     let seen = match hooked {
-        Ok(_) => crate::traps::expect_fault!(
-            13,
-            "jmp {t}";
-            t = in(reg) SYSCALL,
-            inout("rax") pv_abi::xen::Hypercall::XenVersion.number() => _,
-            inout("rdi") 0u64 => _,
-            out("rcx") _,
-            out("r11") _,
-        ),
+        Ok(_) => [
+            crate::traps::expect_fault!(
+                13,
+                "jmp {t}";
+                t = in(reg) SYSCALL,
+                inout("rax") pv_abi::xen::Hypercall::XenVersion.number() => _,
+                inout("rdi") 0u64 => _,
+                out("rcx") _,
+                out("r11") _,
+            ),
+            crate::traps::expect_fault!(
+                13,
+                "jmp {t}";
+                t = in(reg) SYSCALL,
+                inout("rax") pv_abi::xen::Hypercall::MmuextOp.number() => _,
+                inout("rdi") &raw const flush as u64 => _,
+                inout("rsi") 1u64 => _,
+                inout("rdx") 0u64 => _,
+                inout("r10") u64::from(DOMID_SELF) => _,
+                out("rcx") _,
+                out("r11") _,
+            ),
+        ],
         Err(ref e) => {
             let _ = ext(&[MmuextOp::unpin_table(l3)]);
             fail!("mapping the page: {} done, {}", e.done, e.errno);
@@ -429,10 +446,109 @@ pub fn syscall_at_top_of_lower_half(boot: &Boot, on_xen: bool) -> Outcome {
     if let Err(e) = down {
         fail!("taking the page down: {} done, {}", e.done, e.errno);
     }
-    match seen {
-        Some(s) if s.vector == 13 && s.cs & 3 == 0 && s.rip == SYSCALL => Ok(()),
-        Some(s) if on_xen && s.vector == 13 && s.cs & 3 == 0 && s.rip == PAGE + 0x1000 => Ok(()),
-        Some(s) => fail!("got {s:x?}"),
-        None => fail!("no #GP"),
+    for (call, seen) in ["xen_version", "mmuext_op"].into_iter().zip(seen) {
+        match seen {
+            Some(s) if s.vector == 13 && s.cs & 3 == 0 && s.rip == SYSCALL => {}
+            Some(s) if on_xen && s.vector == 13 && s.cs & 3 == 0 && s.rip == PAGE + 0x1000 => {}
+            Some(s) => fail!("{call}: got {s:x?}"),
+            None => fail!("{call}: no #GP"),
+        }
     }
+    Ok(())
+}
+
+/// One TLB operation at a time, as a PV kernel flushes after changing an entry (Linux
+/// makes each of these a hypercall of its own): a scratch page mapped to frame A and
+/// read, so that the CPU caches the translation; its entry pointed at frame B by
+/// `mmu_update`, which flushes nothing (the ABI leaves that to the guest); then one
+/// `mmuext_op` of one operation: `INVLPG` of the page or a flush of the whole TLB (each
+/// `_LOCAL` and `_ALL`), or `NEW_BASEPTR` to the root in use (a reload). After it the
+/// page must read frame B. Without the flush it reads frame A still: QEMU's CPU keeps
+/// the old translation, as a real one may. The page is mapped back to its own frame.
+pub fn mmuext_tlb_ops(boot: &Boot) -> Outcome {
+    let (page, a, b) = (scratch(boot, 40), scratch(boot, 41), scratch(boot, 42));
+    let (own, frame_a, frame_b) = (mfn_of(boot, page), mfn_of(boot, a), mfn_of(boot, b));
+    let root = mfn_of(boot, boot.info.pt_base);
+    let entry = l1e(boot, page);
+    poke(a, 0xaaaa_aaaa);
+    poke(b, 0xbbbb_bbbb);
+    let ops = [
+        ("INVLPG_LOCAL", MmuextOp::invlpg_local(page)),
+        ("INVLPG_ALL", MmuextOp::invlpg_all(page)),
+        ("TLB_FLUSH_LOCAL", MmuextOp::tlb_flush_local()),
+        ("TLB_FLUSH_ALL", MmuextOp::tlb_flush_all()),
+        (
+            "NEW_BASEPTR to the current root",
+            MmuextOp::new_baseptr(root),
+        ),
+    ];
+    let result = (|| {
+        for (what, op) in ops {
+            map(page, frame_a, RW).map_err(|e| failure(format_args!("map A: {e}")))?;
+            if peek(page) != 0xaaaa_aaaa {
+                fail!("{what}: frame A does not read back");
+            }
+            update(&[MmuUpdate::normal(entry, (frame_b << 12) | RW)])
+                .map_err(|e| failure(format_args!("{what}: remap to B: {}", e.errno)))?;
+            ext(&[op]).map_err(|e| failure(format_args!("{what}: {}", e.errno)))?;
+            let seen = peek(page);
+            if seen != 0xbbbb_bbbb {
+                fail!("{what}: the page reads {seen:#x} after it, not frame B's contents");
+            }
+        }
+        Ok(())
+    })();
+    map(page, own, RW).map_err(|e| failure(format_args!("restore: {e}")))?;
+    poke(a, 0);
+    poke(b, 0);
+    result
+}
+
+/// `mmuext_op` of one TLB operation by a bare `syscall` (what the hypercall page does):
+/// every register but rax (and rcx, r11, which `syscall` takes) comes back as it went,
+/// the count's upper half included (the count is an unsigned int; its upper half is
+/// not the call's). The hypervisor's own values, its addresses above all, must never be
+/// left in one.
+pub fn mmuext_keeps_registers(boot: &Boot) -> Outcome {
+    let root = mfn_of(boot, boot.info.pt_base);
+    let page = scratch(boot, 40);
+    for op in [
+        MmuextOp::invlpg_local(page),
+        MmuextOp::tlb_flush_local(),
+        MmuextOp::new_baseptr(root),
+    ] {
+        let sent = [
+            &op as *const MmuextOp as u64,
+            0xdead_beef_0000_0001,
+            0,
+            u64::from(DOMID_SELF),
+            0x8888,
+            0x9999,
+        ];
+        let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
+        // SAFETY: one TLB operation of our own (a flush, or a reload of the root in
+        // use), its request live on this stack.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") pv_abi::xen::Hypercall::MmuextOp.number() => rax,
+                inlateout("rdi") sent[0] => rdi,
+                inlateout("rsi") sent[1] => rsi,
+                inlateout("rdx") sent[2] => rdx,
+                inlateout("r10") sent[3] => r10,
+                inlateout("r8") sent[4] => r8,
+                inlateout("r9") sent[5] => r9,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        let back = [rdi, rsi, rdx, r10, r8, r9];
+        if rax != 0 || back != sent {
+            fail!(
+                "mmuext_op {}: rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}",
+                op.cmd
+            );
+        }
+    }
+    Ok(())
 }

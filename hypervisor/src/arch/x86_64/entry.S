@@ -82,6 +82,17 @@
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
 .set HYPERCALL_EVENT_CHANNEL_OP, 32
 .set EVTCHNOP_SEND,    4
+/* The express mmuext_op's view of the call (pv_abi, from arch/x86_64/mod.rs). */
+.set HYPERCALL_MMUEXT_OP, {hypercall_mmuext_op}
+.set MMUEXT_NEW_BASEPTR, {mmuext_new_baseptr}
+.set MMUEXT_TLB_FLUSH_LOCAL, {mmuext_tlb_flush_local}
+.set MMUEXT_INVLPG_LOCAL, {mmuext_invlpg_local}
+.set MMUEXT_OP_CMD,    {mmuext_op_cmd}
+.set MMUEXT_OP_ARG1,   {mmuext_op_arg1}
+.set MMUEXT_OP_ARG2,   {mmuext_op_arg2}
+.set MMUEXT_OP_SIZE,   {mmuext_op_size}
+.set DOMID_SELF,       {domid_self}
+.set CR4_PGE,          0x80
 /* The express send's view of the event state (arch/x86_64/mod.rs). */
 .set PERCPU_EXPRESS_EVENTS, {percpu_express_events}
 .set PERCPU_EXPRESS_SHARED, {percpu_express_shared}
@@ -327,7 +338,9 @@
 /* The express paths. The crossings every PV kernel makes all the time are done here in
  * assembly first, the way Xen does them: HYPERVISOR_iret (iret_lane), a process's
  * system call (user_syscall_entry), a not-present page fault (exception_stub_14), a
- * send to the sending vCPU itself and the upcall a send leaves due (send_lane). Each
+ * send to the sending vCPU itself and the upcall a send leaves due (send_lane), one
+ * TLB operation by mmuext_op (mmuext_express, whose lane is the fast path's
+ * fast_mmuext_one, reached through the general stub). Each
  * takes 40-110 instructions against 150-190 for its lane, whose call into Rust, lock
  * and general checks are most of the cost. An express path takes only the plain case
  * and declines everything else, having changed nothing the guest can see, to its
@@ -583,8 +596,9 @@
  * kernel mode (the mode byte of the per-CPU Loaded record, which every mode switch
  * writes, as Xen tests its vCPU's kernel-mode flag), a process's system call for its
  * kernel: user_syscall_entry below (it reaches the general stub only when its lane
- * declines). In kernel mode, a hypercall. An event send takes the send
- * lane and HYPERVISOR_iret the iret lane, both below; everything else the general stub,
+ * declines). In kernel mode, a hypercall. HYPERVISOR_iret takes the iret lane, an
+ * event send the send lane and mmuext_op the express mmuext_op, all below (each
+ * declines to the general stub what it does not take); everything else the general stub,
  * which saves only what Rust may clobber (the caller-saved registers) and asks
  * hv_hypercall_fast, which either declines (nothing happened), finishes the call
  * (return straight to the guest), or ran it but needs the full exit path. For the last
@@ -599,10 +613,16 @@ syscall_entry:
      * the less privileged way, as Rust's dispatch does. */
     cmpb $MODE_KERNEL, %gs:PERCPU_LOADED_MODE
     jne user_syscall_entry
-    cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
-    je send_lane
+    /* HYPERVISOR_iret first, the commonest (every return from a trap or an event);
+     * every call numbered below it (the null hypercall, the page-table calls, the
+     * multicall) is the general stub's on the same compare. */
     cmp $HYPERCALL_IRET, %rax
     je iret_lane
+    jb syscall_general
+    cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
+    je send_lane
+    cmp $HYPERCALL_MMUEXT_OP, %rax
+    je mmuext_express
 syscall_general:
     SYSCALL_FRAME
     LAZY_FPU_ENTRY
@@ -680,6 +700,84 @@ compat_syscall_entry:
     movq $FLAT_RING3_CS32, FRAME_CS(%rsp)
     movq $VECTOR_UD, FRAME_VECTOR(%rsp)
     jmp syscall_as_fault
+
+/* The express mmuext_op (see "The express paths" above): one TLB operation of the
+ * caller's own, what light_mmuext_op (hypercall/mmu.rs) does on the fast path, check
+ * for check, without the frame, the lock, Rust or a CR0 write: an INVLPG or a TLB flush
+ * (each _LOCAL or _ALL: the domain's vCPUs all run on this CPU), or MMUEXT_NEW_BASEPTR
+ * to the vCPU's current kernel root (a reload). Linux issues these one at a time, as
+ * plain hypercalls (its xen_mc_flush calls a batch of one directly: a flush of one
+ * page after a PTE change, of the whole TLB). Only the plain case: a count of 1 (the
+ * low 32 bits, mmuext_op's unsigned int), no done count, DOMID_SELF, a canonical
+ * return address, no upcall due (else the fast path delivers it on the way out); all
+ * else, and any fault reading the request, declines to the general stub with every
+ * register as it came, nothing done. rax is free (the number, put back on a decline);
+ * rdx and r10 serve as scratch and are given back (0 and DOMID_SELF, the values
+ * tested). */
+mmuext_express:
+    cmp $1, %esi
+    jne syscall_general
+    test %rdx, %rdx
+    jnz syscall_general
+    cmp $DOMID_SELF, %r10
+    jne syscall_general
+    JUMP_UNLESS_CANONICAL %rcx, %rdx, .Lmmuext_decline
+    mov %gs:PERCPU_EXPRESS_VCPU, %rax       /* the vCPU on this CPU; 0: off */
+    test %rax, %rax
+    jz .Lmmuext_decline
+    EXPRESS_VCPU_INFO %rdx
+    TEST_UPCALL_DUE %rdx, %edx
+    jb .Lmmuext_decline
+    /* The request: its 24 bytes, each word read once (a fault anywhere in them is the
+     * general path's EFAULT, as the Rust reading the whole struct meets it). */
+    JUMP_UNLESS_GUEST_RANGE %rdi, MMUEXT_OP_SIZE, %rdx, %r10, .Lmmuext_decline
+    SMAP_OPEN
+    GUARDED .Lmmuext_fault, mov MMUEXT_OP_ARG2(%rdi), %rdx
+    GUARDED .Lmmuext_fault, mov MMUEXT_OP_ARG1(%rdi), %r10
+    GUARDED .Lmmuext_fault, movl MMUEXT_OP_CMD(%rdi), %edx
+    SMAP_CLOSE
+    cmp $MMUEXT_NEW_BASEPTR, %edx
+    je 3f
+    /* simple_tlb_op: cmd - LOCAL being 0 or 4 (the _ALL form). */
+    sub $MMUEXT_INVLPG_LOCAL, %edx
+    test $~4, %edx
+    jz 2f
+    add $(MMUEXT_INVLPG_LOCAL - MMUEXT_TLB_FLUSH_LOCAL), %edx
+    test $~4, %edx
+    jnz .Lmmuext_decline
+    /* The whole TLB, global entries too (cpu::flush_tlb_all: CR4.PGE off and on). */
+    mov %cr4, %rax
+    mov %rax, %rdx
+    and $~CR4_PGE, %rdx
+    mov %rdx, %cr4
+    mov %rax, %cr4
+    jmp 4f
+    /* One page, if the address is the guest's (Xen's __addr_ok, mmu_may_copy(va, 1));
+     * any other: nothing, and success. */
+2:  JUMP_UNLESS_GUEST_RANGE %r10, 1, %rax, %rdx, 4f
+    invlpg (%r10)
+    jmp 4f
+    /* To the vCPU's kernel root, the one loaded: a reload, recorded as the Rust path
+     * records it; to any other root the general path's (it validates and counts). */
+3:  cmp VCPU_KERNEL_ROOT(%rax), %r10
+    jne .Lmmuext_decline
+    shl $12, %r10
+    mov %r10, %cr3
+    mov %r10, %gs:PERCPU_LOADED_ROOT
+    /* Done: the result 0, every register but rax as the syscall left it. */
+4:  xor %eax, %eax
+    xor %edx, %edx
+    mov $DOMID_SELF, %r10d
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+.Lmmuext_fault:
+    SMAP_CLOSE
+.Lmmuext_decline:
+    mov $HYPERCALL_MMUEXT_OP, %eax
+    xor %edx, %edx
+    mov $DOMID_SELF, %r10d
+    jmp syscall_general
 
 /* The send lane: EVTCHNOP_send from a guest kernel, the notification of every PV ring,
  * with the least around it. No TrapFrame: the registers Rust may clobber are pushed as

@@ -21,7 +21,7 @@ use core::mem::offset_of;
 use hypervisor::domain::Vcpu;
 use hypervisor::evtchn::Channel;
 use pv_abi::arch_x86_64::TrapInfo;
-use pv_abi::xen::{SharedInfo, VcpuInfo};
+use pv_abi::xen::{MmuextOp, SharedInfo, VcpuInfo};
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(
@@ -68,8 +68,44 @@ core::arch::global_asm!(
     si_pending = const offset_of!(SharedInfo, evtchn_pending),
     si_mask = const offset_of!(SharedInfo, evtchn_mask),
     vi_sel = const offset_of!(VcpuInfo, evtchn_pending_sel),
+    hypercall_mmuext_op = const pv_abi::xen::Hypercall::MmuextOp.number(),
+    mmuext_new_baseptr = const pv_abi::xen::MMUEXT_NEW_BASEPTR,
+    mmuext_tlb_flush_local = const pv_abi::xen::MMUEXT_TLB_FLUSH_LOCAL,
+    mmuext_invlpg_local = const pv_abi::xen::MMUEXT_INVLPG_LOCAL,
+    mmuext_op_cmd = const offset_of!(MmuextOp, cmd),
+    mmuext_op_arg1 = const offset_of!(MmuextOp, arg1),
+    mmuext_op_arg2 = const offset_of!(MmuextOp, arg2),
+    mmuext_op_size = const size_of::<MmuextOp>(),
+    domid_self = const pv_abi::xen::DOMID_SELF,
     options(att_syntax)
 );
+
+/// The express `mmuext_op` of `entry.S` tests a command's `_ALL` form as its `_LOCAL`
+/// one plus 4 (as `simple_tlb_op` does), reads the request as three words (the
+/// command's four bytes, then the arguments), and compares `DOMID_SELF` and the count
+/// with immediates; the vCPU's kernel root is a machine frame number, compared with the
+/// request's `arg1` as a whole word.
+const _: () = {
+    use pv_abi::xen::{
+        MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
+    };
+    assert!(MMUEXT_INVLPG_ALL == MMUEXT_INVLPG_LOCAL + 4);
+    assert!(MMUEXT_TLB_FLUSH_ALL == MMUEXT_TLB_FLUSH_LOCAL + 4);
+    assert!(size_of::<MmuextOp>() == 24);
+    assert!(offset_of!(MmuextOp, arg1) == 8 && offset_of!(MmuextOp, arg2) == 16);
+    assert!(pv_abi::xen::DOMID_SELF < 0x8000);
+    // `syscall_entry` sends every number below HYPERVISOR_iret's to the general stub on
+    // the iret lane's compare: the express paths' numbers lie above it (it writes them
+    // as 23 and 32).
+    use pv_abi::xen::Hypercall;
+    assert!(Hypercall::Iret.number() == 23 && Hypercall::EventChannelOp.number() == 32);
+    assert!(Hypercall::MmuextOp.number() > Hypercall::Iret.number());
+    assert!(Hypercall::EventChannelOp.number() > Hypercall::Iret.number());
+};
+const _: fn(&MmuextOp) -> &u32 = |op| &op.cmd;
+const _: fn(&MmuextOp) -> &u64 = |op| &op.arg1;
+const _: fn(&Vcpu) -> &hypervisor::mm::Mfn = |vcpu| &vcpu.kernel_root;
+const _: () = assert!(size_of::<hypervisor::mm::Mfn>() == 8);
 
 /// The express send of `entry.S` finds a port's channel at `port * 12` (`lea` by 3, then
 /// by 4); its pending and mask bits by a `bts`/`bt` of the port number on the words'
