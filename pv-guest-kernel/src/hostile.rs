@@ -130,6 +130,34 @@ fn mmuext_at(pointer: u64) -> Got {
     Got::Errno(Errno::from_ret(ret))
 }
 
+/// `mmuext_op(ops, count, done, domain)` by a bare `syscall`: the result, and whether
+/// every argument register came back as it went (a refused call must not leave a
+/// hypervisor value in one either).
+fn mmuext_keeping(ops: u64, count: u64, done: u64, domain: u64) -> (Result<u64, Errno>, bool) {
+    let sent = [ops, count, done, domain, 0x8888, 0x9999];
+    let (ret, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
+    // SAFETY: a raw call the hypervisor must check; what it may do is a TLB operation of
+    // ours, and a done count it writes goes to memory of ours or faults.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") pv_abi::xen::Hypercall::MmuextOp.number() => ret,
+            inlateout("rdi") sent[0] => rdi,
+            inlateout("rsi") sent[1] => rsi,
+            inlateout("rdx") sent[2] => rdx,
+            inlateout("r10") sent[3] => r10,
+            inlateout("r8") sent[4] => r8,
+            inlateout("r9") sent[5] => r9,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    (
+        Errno::from_ret(ret as i64),
+        [rdi, rsi, rdx, r10, r8, r9] == sent,
+    )
+}
+
 fn uvm(va: u64, val: u64) -> Got {
     // SAFETY: every value tried here is one the hypervisor must refuse; if it did not,
     // only a scratch page of the padding changed.
@@ -386,6 +414,51 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         Errno::EPERM,
         Got::Errno(mmuext_raw(&two[..1], 1, 0, 0x1234)),
     );
+    // The same refusals by a bare call, each with every argument register given back;
+    // the done pointer and the domain tested as whole words (their low halves alone
+    // would pass: a done pointer of 2^32, which the Rust path tries and cannot write,
+    // and a domain of 2^32 + DOMID_SELF, EPERM).
+    let self_dom = u64::from(DOMID_SELF);
+    let one = two.as_ptr() as u64;
+    for (name, want, args) in [
+        (
+            "mmuext_second_request_regs",
+            Some(Errno::EINVAL),
+            [one, 2, 0, self_dom],
+        ),
+        (
+            "mmuext_data_root_regs",
+            Some(Errno::EINVAL),
+            [one + 24, 1, 0, self_dom],
+        ),
+        ("mmuext_done_high_regs", None, [one, 1, 1 << 32, self_dom]),
+        (
+            "mmuext_domain_high_regs",
+            Some(Errno::EPERM),
+            [one, 1, 0, (1 << 32) | self_dom],
+        ),
+    ] {
+        let (got, kept) = mmuext_keeping(args[0], args[1], args[2], args[3]);
+        let result_ok = want.is_none_or(|errno| got == Err(errno));
+        if kept && result_ok {
+            let _ = writeln!(r.out, "hostile {name}: registers kept");
+        } else {
+            r.fail(name, "wrong result or an argument register changed");
+        }
+    }
+    // INVLPG of an address that is not the guest's does nothing and succeeds (Xen's
+    // __addr_ok): the lower half's end, the hypervisor, the top of the address space.
+    for va in [1u64 << 47, HYPERVISOR_VA, u64::MAX] {
+        let op = [MmuextOp::invlpg_local(va)];
+        if mmuext_raw(&op, 1, 0, self_dom) == Ok(0) {
+            let _ = writeln!(r.out, "hostile mmuext_invlpg_outside {va:#x}: ignored");
+        } else {
+            r.fail(
+                "mmuext_invlpg_outside",
+                "an INVLPG outside the guest's part failed",
+            );
+        }
+    }
     let mut done = 0u32;
     let with_done = mmuext_raw(&two[..1], 1, &raw mut done as u64, u64::from(DOMID_SELF));
     if with_done.is_ok() && done == 1 {
@@ -444,6 +517,19 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
                 Errno::EFAULT,
                 mmuext_at(next - 8),
             );
+            // Its first word read, the next faulting: the registers as they went.
+            let (got, kept) = mmuext_keeping(next - 8, 1, 0, u64::from(DOMID_SELF));
+            if got == Err(Errno::EFAULT) && kept {
+                let _ = writeln!(
+                    r.out,
+                    "hostile request_into_unmapped_page_regs: refused, registers kept"
+                );
+            } else {
+                r.fail(
+                    "request_into_unmapped_page_regs",
+                    "wrong result or an argument register changed",
+                );
+            }
             // A port whose last two bytes are on the unmapped page.
             r.check(
                 "send_port_into_unmapped_page",

@@ -47,8 +47,12 @@ fn feature_word<M: PhysMem>(ctx: &Context<'_, M>, index: u32) -> u32 {
 /// pending upcall delivered after unmasking events. The hypercall fast path answers it
 /// before building any context; `None` for the rest.
 pub fn register_only(cmd: u64) -> Option<u64> {
-    (cmd == u64::from(XENVER_VERSION)).then_some((VERSION.0 << 16) | VERSION.1)
+    (cmd == u64::from(XENVER_VERSION)).then_some(VERSION_WORD)
 }
+
+/// `XENVER_version`'s answer: major in the upper half, minor in the lower (also the
+/// express null hypercall's, `entry.S`).
+pub const VERSION_WORD: u64 = (VERSION.0 << 16) | VERSION.1;
 
 pub(super) fn xen_version<M: PhysMem>(
     ctx: &mut Context<'_, M>,

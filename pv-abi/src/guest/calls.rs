@@ -76,10 +76,14 @@ pub fn console_io_read(buf: &mut [u8]) -> Result<u64, Errno> {
 
 // ----- xen_version -------------------------------------------------------------------
 
-/// Issues `xen_version(cmd, arg)` with a raw argument pointer.
+/// Issues `xen_version(cmd, arg)` with a raw argument pointer. Inlined: `version()` is
+/// the null hypercall a kernel makes to have a pending upcall delivered (Linux's
+/// `xen_force_evtchn_callback`), and a call through a function pointer and a result in
+/// memory would cost it a third again.
 ///
 /// # Safety
 /// `arg` must be null or point to a writable buffer of the type `cmd` expects.
+#[inline]
 pub unsafe fn xen_version_raw(cmd: u32, arg: u64) -> Result<u64, Errno> {
     // SAFETY: forwarded from the caller.
     ret(unsafe { hypercall2(Hypercall::XenVersion, cmd.into(), arg) })

@@ -105,14 +105,17 @@ pub fn invlpg(va: u64) {
     unsafe { core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
 }
 
+/// CR4.PGE: global pages (toggled to flush them; also by the express `mmuext_op` of
+/// `entry.S`).
+pub const CR4_PGE: u64 = 1 << 7;
+
 /// Flushes every TLB entry of this CPU, global ones included (by toggling CR4.PGE).
 pub fn flush_tlb_all() {
-    const PGE: u64 = 1 << 7;
     // SAFETY: clearing and restoring PGE changes no translation, only flushes the TLB.
     unsafe {
         let cr4: u64;
         core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
-        core::arch::asm!("mov cr4, {}", in(reg) cr4 & !PGE, options(nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4 & !CR4_PGE, options(nostack));
         core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
     }
 }

@@ -80,8 +80,12 @@
 .set FAST_FINISH,      2
 .set FAST_RETURN,      3
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
-.set HYPERCALL_EVENT_CHANNEL_OP, 32
-.set EVTCHNOP_SEND,    4
+.set HYPERCALL_EVENT_CHANNEL_OP, {hypercall_event_channel_op}
+.set EVTCHNOP_SEND,    {evtchnop_send}
+/* The express null hypercall's: xen_version (XENVER_version is 0: mod.rs) and its
+ * answer (hypercall::version::VERSION_WORD). */
+.set HYPERCALL_XEN_VERSION, {hypercall_xen_version}
+.set XEN_VERSION_WORD, {xen_version_word}
 /* The express mmuext_op's view of the call (pv_abi, from arch/x86_64/mod.rs). */
 .set HYPERCALL_MMUEXT_OP, {hypercall_mmuext_op}
 .set MMUEXT_NEW_BASEPTR, {mmuext_new_baseptr}
@@ -92,7 +96,7 @@
 .set MMUEXT_OP_ARG2,   {mmuext_op_arg2}
 .set MMUEXT_OP_SIZE,   {mmuext_op_size}
 .set DOMID_SELF,       {domid_self}
-.set CR4_PGE,          0x80
+.set CR4_PGE,          {cr4_pge}
 /* The express send's view of the event state (arch/x86_64/mod.rs). */
 .set PERCPU_EXPRESS_EVENTS, {percpu_express_events}
 .set PERCPU_EXPRESS_SHARED, {percpu_express_shared}
@@ -107,7 +111,7 @@
 .set SI_PENDING,       {si_pending}
 .set SI_MASK,          {si_mask}
 .set VI_SEL,           {vi_sel}
-.set HYPERCALL_IRET,   23
+.set HYPERCALL_IRET,   {hypercall_iret}
 /* For the express paths (see "The express paths" below): fields of the on-CPU Vcpu
  * (hypervisor::domain) and of the per-CPU block (arch/x86_64/percpu.rs), from Rust. */
 .set VCPU_KERNEL_MODE,   {vcpu_kernel_mode}
@@ -339,8 +343,9 @@
  * assembly first, the way Xen does them: HYPERVISOR_iret (iret_lane), a process's
  * system call (user_syscall_entry), a not-present page fault (exception_stub_14), a
  * send to the sending vCPU itself and the upcall a send leaves due (send_lane), one
- * TLB operation by mmuext_op (mmuext_express, whose lane is the fast path's
- * fast_mmuext_one, reached through the general stub). Each
+ * TLB operation by mmuext_op (mmuext_express) and the null hypercall with the upcall it
+ * may leave due (.Llower_call), whose lane is the fast path behind the general stub
+ * (fast_mmuext_one; hypercall_fast's register_only and upcall_fast). Each
  * takes 40-110 instructions against 150-190 for its lane, whose call into Rust, lock
  * and general checks are most of the cost. An express path takes only the plain case
  * and declines everything else, having changed nothing the guest can see, to its
@@ -523,6 +528,44 @@
     GUARDED \fixup, movq $FLAT_RING3_SS64, 48(\frame)
 .endm
 
+/* The upcall due after an express call (the express send, the null hypercall),
+ * bounced as upcall_lane bounces the kernel's context after its syscall: a frame on
+ * the kernel's stack below its rsp at the syscall (UPCALL_AFTER_SYSCALL_FRAME, with rcx
+ * and r11 still the syscall's), events masked, and sysretq into the event callback
+ * with rax \result and edi \edi_value (immediates: what the call gives back there),
+ * every other register as the syscall left it. Entered with rdi the vcpu_info and rdx
+ * pushed; to \decline, having written nothing (no callback, no room for the frame, or
+ * its first store faulted: it lies in one page), with SMAP closed, rsi as it came and
+ * rdx still pushed. */
+.macro EXPRESS_UPCALL_AFTER_SYSCALL result, edi_value, decline
+    push %rsi
+    mov %gs:PERCPU_EXPRESS_VCPU, %rax
+    EXPRESS_HANDLER %rax, VCPU_EVENT_CALLBACK, %rax, .Lupcall_declined\@
+    mov %gs:PERCPU_SCRATCH, %rdx    /* the kernel's stack pointer */
+    BOUNCE_FRAME %rdx, 56, %rsi, .Lupcall_declined\@
+    SMAP_OPEN
+    UPCALL_AFTER_SYSCALL_FRAME %rdx, %rsi, .Lupcall_declined\@
+    SMAP_CLOSE
+    movb $1, VI_MASK(%rdi)
+    /* To the callback on that frame, by sysretq: rcx the callback, r11 its RFLAGS (as
+     * lane_jump leaves them). */
+    mov \edi_value, %edi
+    mov %rdx, %gs:PERCPU_SCRATCH
+    pop %rsi
+    pop %rdx
+    mov %rax, %rcx
+    and $BOUNCE_RFLAGS_KEEP, %r11
+    or $BOUNCE_RFLAGS_SET, %r11
+    mov \result, %eax
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+.Lupcall_declined\@:
+    SMAP_CLOSE
+    pop %rsi
+    jmp \decline
+.endm
+
 /* Makes \reg the address of a \size-byte bounce frame below the guest kernel stack of
  * the vCPU at \vcpu; to \decline if none fits there. The vCPU keeps the stack's
  * 16-byte aligned top checked (domain::kernel_frame_top: frames of seven and eight
@@ -597,8 +640,9 @@
  * writes, as Xen tests its vCPU's kernel-mode flag), a process's system call for its
  * kernel: user_syscall_entry below (it reaches the general stub only when its lane
  * declines). In kernel mode, a hypercall. HYPERVISOR_iret takes the iret lane, an
- * event send the send lane and mmuext_op the express mmuext_op, all below (each
- * declines to the general stub what it does not take); everything else the general stub,
+ * event send the send lane, mmuext_op the express mmuext_op and xen_version the
+ * express null hypercall, all below (each declines to the general stub what it does
+ * not take); everything else the general stub,
  * which saves only what Rust may clobber (the caller-saved registers) and asks
  * hv_hypercall_fast, which either declines (nothing happened), finishes the call
  * (return straight to the guest), or ran it but needs the full exit path. For the last
@@ -618,7 +662,7 @@ syscall_entry:
      * multicall) is the general stub's on the same compare. */
     cmp $HYPERCALL_IRET, %rax
     je iret_lane
-    jb syscall_general
+    jb .Llower_call
     cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
     je send_lane
     cmp $HYPERCALL_MMUEXT_OP, %rax
@@ -700,6 +744,40 @@ compat_syscall_entry:
     movq $FLAT_RING3_CS32, FRAME_CS(%rsp)
     movq $VECTOR_UD, FRAME_VECTOR(%rsp)
     jmp syscall_as_fault
+
+/* The express null hypercall (see "The express paths" above): xen_version with
+ * XENVER_version, which the fast path answers before building any context
+ * (hypercall::version::register_only). A PV kernel makes it to have an upcall
+ * delivered that became due while events were masked, after it unmasks them (Linux's
+ * xen_force_evtchn_callback, on every irq enable that finds an event pending): so an
+ * upcall due is bounced from here, as after the express send. A return address that
+ * is not canonical, express paths off, any other sub-command or a bounce that does not
+ * fit: the general stub, with every register as it came. rdi (0, tested) is scratch,
+ * given back as 0. */
+.Llower_call:
+    cmp $HYPERCALL_XEN_VERSION, %rax
+    jne syscall_general
+    test %rdi, %rdi
+    jnz syscall_general
+    JUMP_UNLESS_CANONICAL %rcx, %rdi, .Lversion_decline
+    mov %gs:PERCPU_EXPRESS_VCPU, %rdi       /* 0: express paths off */
+    test %rdi, %rdi
+    jz .Lversion_decline
+    EXPRESS_VCPU_INFO %rdi
+    TEST_UPCALL_DUE %rdi, %eax
+    jb 6f
+    mov $XEN_VERSION_WORD, %eax
+    xor %edi, %edi
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+6:  push %rdx
+    EXPRESS_UPCALL_AFTER_SYSCALL $XEN_VERSION_WORD, $0, 7f
+7:  pop %rdx
+.Lversion_decline:
+    mov $HYPERCALL_XEN_VERSION, %eax
+    xor %edi, %edi
+    jmp syscall_general
 
 /* The express mmuext_op (see "The express paths" above): one TLB operation of the
  * caller's own, what light_mmuext_op (hypercall/mmu.rs) does on the fast path, check
@@ -858,32 +936,8 @@ send_lane:
     /* Deliver, as the Deliver code below does it (upcall_lane's bounce of the
      * kernel's context after its syscall to the event callback), with rcx and r11
      * still the syscall's; rsi saved too. Declined, the lane's Rust part delivers it. */
-6:  push %rsi
-    mov %gs:PERCPU_EXPRESS_VCPU, %rax
-    EXPRESS_HANDLER %rax, VCPU_EVENT_CALLBACK, %rax, 7f
-    mov %gs:PERCPU_SCRATCH, %rdx    /* the kernel's stack pointer */
-    BOUNCE_FRAME %rdx, 56, %rsi, 7f
-    SMAP_OPEN
-    UPCALL_AFTER_SYSCALL_FRAME %rdx, %rsi, 7f
-    SMAP_CLOSE
-    movb $1, VI_MASK(%rdi)
-    /* To the callback on that frame, by sysretq: rcx the callback, r11 its RFLAGS
-     * (as lane_jump leaves), rax the call's result, every other register as the
-     * syscall left it (rdi EVTCHNOP_SEND again). */
-    mov $EVTCHNOP_SEND, %edi
-    mov %rdx, %gs:PERCPU_SCRATCH
-    pop %rsi
-    pop %rdx
-    mov %rax, %rcx
-    and $BOUNCE_RFLAGS_KEEP, %r11
-    or $BOUNCE_RFLAGS_SET, %r11
-    xor %eax, %eax
-    mov %gs:PERCPU_SCRATCH, %rsp
-    swapgs
-    sysretq
-7:  SMAP_CLOSE
-    pop %rsi
-    pop %rdx
+6:  EXPRESS_UPCALL_AFTER_SYSCALL $0, $EVTCHNOP_SEND, 7f
+7:  pop %rdx
     mov $EVTCHNOP_SEND, %edi
     LANE_PUSH
     LAZY_FPU_ENTRY                  /* Rust from here (the express send left CR0 alone) */

@@ -68,6 +68,12 @@ core::arch::global_asm!(
     si_pending = const offset_of!(SharedInfo, evtchn_pending),
     si_mask = const offset_of!(SharedInfo, evtchn_mask),
     vi_sel = const offset_of!(VcpuInfo, evtchn_pending_sel),
+    hypercall_iret = const pv_abi::xen::Hypercall::Iret.number(),
+    hypercall_event_channel_op = const pv_abi::xen::Hypercall::EventChannelOp.number(),
+    evtchnop_send = const pv_abi::event_channel::EVTCHNOP_SEND,
+    cr4_pge = const cpu::CR4_PGE,
+    hypercall_xen_version = const pv_abi::xen::Hypercall::XenVersion.number(),
+    xen_version_word = const hypervisor::hypercall::version::VERSION_WORD,
     hypercall_mmuext_op = const pv_abi::xen::Hypercall::MmuextOp.number(),
     mmuext_new_baseptr = const pv_abi::xen::MMUEXT_NEW_BASEPTR,
     mmuext_tlb_flush_local = const pv_abi::xen::MMUEXT_TLB_FLUSH_LOCAL,
@@ -94,12 +100,16 @@ const _: () = {
     assert!(size_of::<MmuextOp>() == 24);
     assert!(offset_of!(MmuextOp, arg1) == 8 && offset_of!(MmuextOp, arg2) == 16);
     assert!(pv_abi::xen::DOMID_SELF < 0x8000);
-    // `syscall_entry` sends every number below HYPERVISOR_iret's to the general stub on
-    // the iret lane's compare: the express paths' numbers lie above it (it writes them
-    // as 23 and 32).
+    // `syscall_entry` sends every number below HYPERVISOR_iret's to the null
+    // hypercall's test on the iret lane's compare: the other express paths' numbers lie
+    // above it.
     use pv_abi::xen::Hypercall;
-    assert!(Hypercall::Iret.number() == 23 && Hypercall::EventChannelOp.number() == 32);
     assert!(Hypercall::MmuextOp.number() > Hypercall::Iret.number());
+    // The null hypercall is tested on the lower side; XENVER_version is 0 (`test`),
+    // its answer a 32-bit immediate.
+    assert!(Hypercall::XenVersion.number() < Hypercall::Iret.number());
+    assert!(pv_abi::version::XENVER_VERSION == 0);
+    assert!(hypervisor::hypercall::version::VERSION_WORD < 1 << 31);
     assert!(Hypercall::EventChannelOp.number() > Hypercall::Iret.number());
 };
 const _: fn(&MmuextOp) -> &u32 = |op| &op.cmd;
