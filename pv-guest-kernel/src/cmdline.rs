@@ -55,6 +55,11 @@ pub enum CrashMode {
     /// the upcall the send makes due cannot be pushed, and the hypervisor stops the
     /// domain (on its hypercall fast path).
     BadUpcallStack,
+    /// Make an event due while events are masked, unmask them without a hypercall, then
+    /// make the null hypercall a kernel makes to have it delivered (Linux's
+    /// `xen_force_evtchn_callback`) with the stack pointing at unmapped memory: the
+    /// upcall cannot be pushed, and the hypervisor stops the domain.
+    BadNullUpcallStack,
 }
 
 /// Where the crash modes that corrupt a stack pointer point it (`bad-address=...`).
@@ -79,7 +84,10 @@ impl CrashMode {
     pub fn after_setup(self) -> bool {
         matches!(
             self,
-            CrashMode::BadUpcallStack | CrashMode::BadSyscallStack | CrashMode::BadUserFaultStack
+            CrashMode::BadUpcallStack
+                | CrashMode::BadNullUpcallStack
+                | CrashMode::BadSyscallStack
+                | CrashMode::BadUserFaultStack
         )
     }
 
@@ -100,6 +108,7 @@ impl CrashMode {
                 | CrashMode::BadUserFaultStack
                 | CrashMode::BadCallbacks
                 | CrashMode::BadUpcallStack
+                | CrashMode::BadNullUpcallStack
         )
     }
 }
@@ -148,6 +157,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-user-fault-stack" => Some(CrashMode::BadUserFaultStack),
             "crash=bad-callbacks" => Some(CrashMode::BadCallbacks),
             "crash=bad-upcall-stack" => Some(CrashMode::BadUpcallStack),
+            "crash=bad-null-upcall-stack" => Some(CrashMode::BadNullUpcallStack),
             _ => None,
         };
         match crash {

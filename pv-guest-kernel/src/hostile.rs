@@ -447,8 +447,10 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
         }
     }
     // INVLPG of an address that is not the guest's does nothing and succeeds (Xen's
-    // __addr_ok): the lower half's end, the hypervisor, the top of the address space.
-    for va in [1u64 << 47, HYPERVISOR_VA, u64::MAX] {
+    // __addr_ok): the lower half's end (non-canonical), the hypervisor, the last byte
+    // below the guest's upper part. (This guards against a fault or an error there;
+    // under QEMU an `invlpg` of such an address would not show if it were done.)
+    for va in [1u64 << 47, HYPERVISOR_VA, 0xffff_87ff_ffff_ffff] {
         let op = [MmuextOp::invlpg_local(va)];
         if mmuext_raw(&op, 1, 0, self_dom) == Ok(0) {
             let _ = writeln!(r.out, "hostile mmuext_invlpg_outside {va:#x}: ignored");
@@ -517,19 +519,25 @@ pub fn run(boot: &Boot, out: &mut impl Write) -> u32 {
                 Errno::EFAULT,
                 mmuext_at(next - 8),
             );
-            // Its first word read, the next faulting: the registers as they went.
-            let (got, kept) = mmuext_keeping(next - 8, 1, 0, u64::from(DOMID_SELF));
-            if got == Err(Errno::EFAULT) && kept {
-                let _ = writeln!(
-                    r.out,
-                    "hostile request_into_unmapped_page_regs: refused, registers kept"
-                );
-            } else {
-                r.fail(
-                    "request_into_unmapped_page_regs",
-                    "wrong result or an argument register changed",
-                );
+            // By a bare call, the registers as they went: a request at the unmapped
+            // page's end whose last word is on the mapped page after it (read first,
+            // into a register the fault then leaves holding guest data), and the one
+            // above.
+            let after = next + 4096;
+            let saved = peek(after);
+            poke(after, 0x5a5a_5a5a);
+            for (name, request) in [
+                ("request_from_unmapped_page_regs", after - 16),
+                ("request_into_unmapped_page_regs", next - 8),
+            ] {
+                let (got, kept) = mmuext_keeping(request, 1, 0, u64::from(DOMID_SELF));
+                if got == Err(Errno::EFAULT) && kept {
+                    let _ = writeln!(r.out, "hostile {name}: refused, registers kept");
+                } else {
+                    r.fail(name, "wrong result or an argument register changed");
+                }
             }
+            poke(after, saved);
             // A port whose last two bytes are on the unmapped page.
             r.check(
                 "send_port_into_unmapped_page",

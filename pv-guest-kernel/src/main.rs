@@ -289,6 +289,25 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
                     options(noreturn)
                 )
             }
+            CrashMode::BadNullUpcallStack => {
+                if let Ok(port) =
+                    crate::events::init().and_then(|()| pv_abi::guest::evtchn_bind_ipi(0))
+                {
+                    let _ = crate::events::unmask(port);
+                    let _ = crate::events::save_and_mask();
+                    let _ = pv_abi::guest::evtchn_send(port);
+                    crate::events::unmask_quietly();
+                }
+                core::arch::asm!(
+                    "mov rsp, {stack}",
+                    "syscall",
+                    "ud2",
+                    stack = in(reg) low_stack,
+                    in("rax") pv_abi::xen::Hypercall::XenVersion.number(),
+                    in("rdi") 0u64,
+                    options(noreturn)
+                )
+            }
         }
     }
 }

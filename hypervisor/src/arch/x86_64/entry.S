@@ -344,7 +344,7 @@
  * system call (user_syscall_entry), a not-present page fault (exception_stub_14), a
  * send to the sending vCPU itself and the upcall a send leaves due (send_lane), one
  * TLB operation by mmuext_op (mmuext_express) and the null hypercall with the upcall it
- * may leave due (.Llower_call), whose lane is the fast path behind the general stub
+ * may leave due (lower_calls), whose lane is the fast path behind the general stub
  * (fast_mmuext_one; hypercall_fast's register_only and upcall_fast). Each
  * takes 40-110 instructions against 150-190 for its lane, whose call into Rust, lock
  * and general checks are most of the cost. An express path takes only the plain case
@@ -662,7 +662,7 @@ syscall_entry:
      * multicall) is the general stub's on the same compare. */
     cmp $HYPERCALL_IRET, %rax
     je iret_lane
-    jb .Llower_call
+    jb lower_calls
     cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
     je send_lane
     cmp $HYPERCALL_MMUEXT_OP, %rax
@@ -754,7 +754,7 @@ compat_syscall_entry:
  * is not canonical, express paths off, any other sub-command or a bounce that does not
  * fit: the general stub, with every register as it came. rdi (0, tested) is scratch,
  * given back as 0. */
-.Llower_call:
+lower_calls:
     cmp $HYPERCALL_XEN_VERSION, %rax
     jne syscall_general
     test %rdi, %rdi
