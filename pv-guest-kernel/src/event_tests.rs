@@ -236,37 +236,16 @@ fn null_hypercall_delivers_due_event(_: &Boot) -> Outcome {
         }
         events::unmask_quietly();
         let sent = [0, 0x1111, 0x2222, 0x3333, 0x4444, 0x5555];
-        let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
         // SAFETY: XENVER_version takes no argument and writes no memory; an upcall it
-        // delivers runs the loopback's handler below the stack pointer (this kernel has
-        // no red zone) and returns here. When crossing, the call and its upcall run 8
-        // KiB further down this kernel stack (free: below the stack pointer), and the
-        // stack pointer comes back from r12 (callee-saved, declared).
-        unsafe {
-            core::arch::asm!(
-                "mov r12, rsp",
-                "test r13, r13",
-                "jz 2f",
-                "lea r13, [rsp - 8192]",
-                "and r13, -4096",
-                "add r13, 48",
-                "mov rsp, r13",
-                "2:",
-                "syscall",
-                "mov rsp, r12",
-                inlateout("rax") pv_abi::xen::Hypercall::XenVersion.number() => rax,
-                inlateout("rdi") sent[0] => rdi,
-                inlateout("rsi") sent[1] => rsi,
-                inlateout("rdx") sent[2] => rdx,
-                inlateout("r10") sent[3] => r10,
-                inlateout("r8") sent[4] => r8,
-                inlateout("r9") sent[5] => r9,
-                inout("r13") u64::from(crossing) => _,
-                out("r12") _,
-                lateout("rcx") _,
-                lateout("r11") _,
-            );
-        }
+        // delivers runs the loopback's handler below the stack pointer and returns here;
+        // when crossing, 8 KiB of this kernel stack below the stack pointer are free.
+        let (rax, back) = unsafe {
+            crate::traps::bare_hypercall(
+                pv_abi::xen::Hypercall::XenVersion.number(),
+                sent,
+                crossing,
+            )
+        };
         let (hits, masked_hits) = (
             HITS.load(Ordering::SeqCst),
             MASKED_HITS.load(Ordering::SeqCst),
@@ -274,7 +253,6 @@ fn null_hypercall_delivers_due_event(_: &Boot) -> Outcome {
         let unmasked_after = !crate::paravirt::irqs_masked();
         events::restore(was);
         close_loopback(local, offered);
-        let back = [rdi, rsi, rdx, r10, r8, r9];
         if rax != want || back != sent {
             fail!(
                 "xen_version (due {due}, crossing {crossing}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"
@@ -358,42 +336,20 @@ fn send_keeps_registers(_: &Boot) -> Outcome {
             0x3333,
             0x4444,
         ];
-        let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
         // SAFETY: EVTCHNOP_send on our own IPI port, its argument live on this stack;
-        // when crossing, the call and its upcall run 8 KiB further down this kernel
-        // stack (free: below the stack pointer), and the stack pointer comes back from
-        // r12 (callee-saved, declared).
-        unsafe {
-            core::arch::asm!(
-                "mov r12, rsp",
-                "test r13, r13",
-                "jz 2f",
-                "lea r13, [rsp - 8192]",
-                "and r13, -4096",
-                "add r13, 48",
-                "mov rsp, r13",
-                "2:",
-                "syscall",
-                "mov rsp, r12",
-                inlateout("rax") u64::from(pv_abi::xen::Hypercall::EventChannelOp as u32) => rax,
-                inlateout("rdi") sent[0] => rdi,
-                inlateout("rsi") sent[1] => rsi,
-                inlateout("rdx") sent[2] => rdx,
-                inlateout("r10") sent[3] => r10,
-                inlateout("r8") sent[4] => r8,
-                inlateout("r9") sent[5] => r9,
-                inout("r13") u64::from(crossing) => _,
-                out("r12") _,
-                lateout("rcx") _,
-                lateout("r11") _,
-            );
-        }
+        // when crossing, 8 KiB of this kernel stack below the stack pointer are free.
+        let (rax, back) = unsafe {
+            crate::traps::bare_hypercall(
+                u64::from(pv_abi::xen::Hypercall::EventChannelOp as u32),
+                sent,
+                crossing,
+            )
+        };
         let hits = HITS.load(Ordering::SeqCst);
         events::clear(port);
         events::unbind(port);
         let _ = events::unmask(port);
         let _ = guest::evtchn_close(port);
-        let back = [rdi, rsi, rdx, r10, r8, r9];
         if rax != 0 || back != sent {
             fail!(
                 "send (masked {masked}, crossing {crossing}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"

@@ -135,27 +135,12 @@ fn mmuext_at(pointer: u64) -> Got {
 /// hypervisor value in one either).
 fn mmuext_keeping(ops: u64, count: u64, done: u64, domain: u64) -> (Result<u64, Errno>, bool) {
     let sent = [ops, count, done, domain, 0x8888, 0x9999];
-    let (ret, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
     // SAFETY: a raw call the hypervisor must check; what it may do is a TLB operation of
     // ours, and a done count it writes goes to memory of ours or faults.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") pv_abi::xen::Hypercall::MmuextOp.number() => ret,
-            inlateout("rdi") sent[0] => rdi,
-            inlateout("rsi") sent[1] => rsi,
-            inlateout("rdx") sent[2] => rdx,
-            inlateout("r10") sent[3] => r10,
-            inlateout("r8") sent[4] => r8,
-            inlateout("r9") sent[5] => r9,
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
-    }
-    (
-        Errno::from_ret(ret as i64),
-        [rdi, rsi, rdx, r10, r8, r9] == sent,
-    )
+    let (ret, back) = unsafe {
+        crate::traps::bare_hypercall(pv_abi::xen::Hypercall::MmuextOp.number(), sent, false)
+    };
+    (Errno::from_ret(ret as i64), back == sent)
 }
 
 fn uvm(va: u64, val: u64) -> Got {

@@ -185,6 +185,50 @@ macro_rules! expect_fault {
 }
 pub(crate) use expect_fault;
 
+/// A hypercall by a bare `syscall` (what the hypercall page's stubs do) with its six
+/// argument registers (rdi, rsi, rdx, r10, r8, r9) set: from this stack, or with
+/// `crossing` from a stack pointer 48 bytes above a page boundary two pages down this
+/// kernel stack, so that a 56-byte frame pushed below it (an upcall's) crosses the
+/// boundary. Returns rax and the six registers as they came back: the tests that a
+/// hypervisor gives back every register but rax (and rcx, r11, which `syscall` takes)
+/// compare them with what went in.
+///
+/// # Safety
+/// The call with these arguments must be one the caller may make; with `crossing`, the
+/// 8 KiB below the stack pointer must be free (this kernel has no red zone, and its
+/// stacks have the room).
+pub unsafe fn bare_hypercall(nr: u64, args: [u64; 6], crossing: bool) -> (u64, [u64; 6]) {
+    let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
+    // SAFETY: the call is the caller's to make (above); when crossing, the stack pointer
+    // moves into free stack below it and comes back from r12 (callee-saved, declared).
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "test r13, r13",
+            "jz 2f",
+            "lea r13, [rsp - 8192]",
+            "and r13, -4096",
+            "add r13, 48",
+            "mov rsp, r13",
+            "2:",
+            "syscall",
+            "mov rsp, r12",
+            inlateout("rax") nr => rax,
+            inlateout("rdi") args[0] => rdi,
+            inlateout("rsi") args[1] => rsi,
+            inlateout("rdx") args[2] => rdx,
+            inlateout("r10") args[3] => r10,
+            inlateout("r8") args[4] => r8,
+            inlateout("r9") args[5] => r9,
+            inout("r13") u64::from(crossing) => _,
+            out("r12") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    (rax, [rdi, rsi, rdx, r10, r8, r9])
+}
+
 /// What [`iret_to_next`] came back with.
 #[derive(Clone, Copy, Debug)]
 pub struct IretSeen {

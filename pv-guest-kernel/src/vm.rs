@@ -537,24 +537,11 @@ pub fn mmuext_keeps_registers(boot: &Boot) -> Outcome {
             0x8888,
             0x9999,
         ];
-        let (rax, rdi, rsi, rdx, r10, r8, r9): (u64, u64, u64, u64, u64, u64, u64);
         // SAFETY: one TLB operation of our own (a flush, or a reload of the root in
         // use), its request live on this stack.
-        unsafe {
-            core::arch::asm!(
-                "syscall",
-                inlateout("rax") pv_abi::xen::Hypercall::MmuextOp.number() => rax,
-                inlateout("rdi") sent[0] => rdi,
-                inlateout("rsi") sent[1] => rsi,
-                inlateout("rdx") sent[2] => rdx,
-                inlateout("r10") sent[3] => r10,
-                inlateout("r8") sent[4] => r8,
-                inlateout("r9") sent[5] => r9,
-                lateout("rcx") _,
-                lateout("r11") _,
-            );
-        }
-        let back = [rdi, rsi, rdx, r10, r8, r9];
+        let (rax, back) = unsafe {
+            crate::traps::bare_hypercall(pv_abi::xen::Hypercall::MmuextOp.number(), sent, false)
+        };
         if rax != 0 || back != sent {
             fail!(
                 "mmuext_op {}: rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}",
