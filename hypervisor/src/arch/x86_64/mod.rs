@@ -87,10 +87,10 @@ core::arch::global_asm!(
 );
 
 /// The express `mmuext_op` of `entry.S` tests a command's `_ALL` form as its `_LOCAL`
-/// one plus 4 (as `simple_tlb_op` does), reads the request as three words (the
-/// command's four bytes, then the arguments), and compares `DOMID_SELF` and the count
-/// with immediates; the vCPU's kernel root is a machine frame number, compared with the
-/// request's `arg1` as a whole word.
+/// one plus 4 (as `simple_tlb_op` does), reads the request by three loads (the second
+/// argument, the first, then the command's four bytes), and compares `DOMID_SELF` and
+/// the count with immediates; the vCPU's kernel root is a machine frame number,
+/// compared with the request's `arg1` as a whole word.
 const _: () = {
     use pv_abi::xen::{
         MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
