@@ -6,7 +6,8 @@
  * The guest's FPU/SSE registers. Rust code in ring 0 uses the XMM registers (as integer
  * storage for copies: it has no floating-point or x87 code), so the guest's must not be
  * lost. A `syscall` (hypercall, send lane, a process's system call) and a not-present
- * page fault mostly never touch them: those entries only set CR0.TS, and the
+ * page fault mostly never touch them: those entries only set CR0.TS (the express
+ * paths, which use no SSE, not even that: nothing of theirs can touch the FPU), and the
  * hypervisor's first SSE instruction takes a #NM in ring 0 (ring0_nm) that saves the
  * guest's XMM registers and MXCSR into the XMM slots of its vCPU's FXSAVE area, clears
  * TS and marks them saved (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it
