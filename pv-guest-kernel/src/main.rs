@@ -268,43 +268,43 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
                 let _ = pv_abi::guest::callback_register(&failsafe);
                 core::arch::asm!("mov rsp, 0x10", "ud2", options(noreturn))
             }
-            CrashMode::BadUpcallStack => {
-                // The send is a bare `syscall` (the hypercall page's stub would push a
-                // return address first, and fault on that instead).
+            CrashMode::BadUpcallStack | CrashMode::BadNullUpcallStack => {
+                // An IPI port of ours, unmasked. After a send: the send itself makes the
+                // upcall due. After the null hypercall: the event is made due while
+                // events are masked, events are unmasked without a hypercall, and
+                // xen_version is to deliver it (Linux's xen_force_evtchn_callback).
+                // Either call is a bare `syscall` (the hypercall page's stub would push
+                // a return address first, and fault on that instead).
                 static SEND: AtomicU32 = AtomicU32::new(0);
+                let null = mode == CrashMode::BadNullUpcallStack;
                 let port = crate::events::init().and_then(|()| pv_abi::guest::evtchn_bind_ipi(0));
                 if let Ok(port) = port {
                     SEND.store(port, Ordering::SeqCst);
                     let _ = crate::events::unmask(port);
-                    crate::events::unmask_all();
+                    if null {
+                        let _ = crate::events::save_and_mask();
+                        let _ = pv_abi::guest::evtchn_send(port);
+                        crate::events::unmask_quietly();
+                    } else {
+                        crate::events::unmask_all();
+                    }
                 }
+                let (call, first) = if null {
+                    (pv_abi::xen::Hypercall::XenVersion, 0)
+                } else {
+                    (
+                        pv_abi::xen::Hypercall::EventChannelOp,
+                        u64::from(pv_abi::event_channel::EVTCHNOP_SEND),
+                    )
+                };
                 core::arch::asm!(
                     "mov rsp, {stack}",
                     "syscall",
                     "ud2",
                     stack = in(reg) low_stack,
-                    in("rax") pv_abi::xen::Hypercall::EventChannelOp.number(),
-                    in("rdi") u64::from(pv_abi::event_channel::EVTCHNOP_SEND),
+                    in("rax") call.number(),
+                    in("rdi") first,
                     in("rsi") SEND.as_ptr(),
-                    options(noreturn)
-                )
-            }
-            CrashMode::BadNullUpcallStack => {
-                if let Ok(port) =
-                    crate::events::init().and_then(|()| pv_abi::guest::evtchn_bind_ipi(0))
-                {
-                    let _ = crate::events::unmask(port);
-                    let _ = crate::events::save_and_mask();
-                    let _ = pv_abi::guest::evtchn_send(port);
-                    crate::events::unmask_quietly();
-                }
-                core::arch::asm!(
-                    "mov rsp, {stack}",
-                    "syscall",
-                    "ud2",
-                    stack = in(reg) low_stack,
-                    in("rax") pv_abi::xen::Hypercall::XenVersion.number(),
-                    in("rdi") 0u64,
                     options(noreturn)
                 )
             }
