@@ -24,6 +24,7 @@ mod report;
 mod run;
 mod test;
 mod workspace;
+mod x87_check;
 mod xen;
 
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 //! 1. prerequisites (QEMU, Xen's headers; installed when running as root) and the Xen image,
 //! 2. host checks: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test`,
 //!    `cargo doc` (rustdoc warnings denied),
-//! 3. the kernel build,
+//! 3. the kernel build, and a check that the guest kernel's code touches no x87 state,
 //! 4. every scenario on every hypervisor its `[test]` table lists, each a set of checks,
 //!    then the benchmark's instruction budgets (`bench::guard`),
 //! 5. `target/xtask/test-report.json` and a summary whose last line is
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::build::WorkspaceBinaries;
+use crate::build::{GUEST_KERNEL_BIN, WorkspaceBinaries};
 use crate::checks::{self, Check};
 use crate::manifest::{Hypervisor, Scenario};
 use crate::prereq::{self, Apt, Needs};
@@ -23,7 +23,7 @@ use crate::qemu::Accel;
 use crate::report::{self, HostStep, Report, ScenarioRun};
 use crate::run::{self, Run};
 use crate::workspace::{Profile, Workspace};
-use crate::xen;
+use crate::{x87_check, xen};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -120,6 +120,14 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
             )?;
             binaries = Some(loaded);
             Ok(())
+        });
+    }
+    // The guest kernel's event entry leaves the x87 registers to the process switch:
+    // sound only while none of its code touches them (x87_check.rs).
+    if let Some(loaded) = &binaries {
+        step(&mut report, "guest kernel leaves x87 state alone", || {
+            let built = loaded.build(workspace, Profile::Release, &[GUEST_KERNEL_BIN])?;
+            x87_check::check_binary(&built[0])
         });
     }
 
