@@ -115,7 +115,57 @@ impl FpuState {
         area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
         FpuState(area)
     }
+
+    /// Puts the live x87 state (control, status and tag words, last-instruction
+    /// pointers, the eight registers) into this image, keeping its MXCSR and XMM
+    /// registers. The event entry saves only MXCSR and the XMM registers (arch/
+    /// events.S); the x87 registers, which no code of this kernel touches, still hold
+    /// the interrupted process's state until a process switch moves them.
+    fn take_live_x87(&mut self) {
+        let mut live = FpuState([0; 512]);
+        // SAFETY: FXSAVE writes the 512-byte, 16-byte-aligned image it is given and
+        // changes no register.
+        unsafe {
+            core::arch::asm!(
+                "fxsave64 [{}]",
+                in(reg) &raw mut live.0,
+                options(nostack, preserves_flags)
+            );
+        }
+        self.0[..FX_MXCSR].copy_from_slice(&live.0[..FX_MXCSR]);
+        self.0[FX_MXCSR_MASK..FX_XMM].copy_from_slice(&live.0[FX_MXCSR_MASK..FX_XMM]);
+    }
+
+    /// Loads this image's x87 state into the x87 registers, for the process about to
+    /// run; its MXCSR and XMM registers are loaded by the way out of the entry stub.
+    fn load_x87(&self) {
+        // SAFETY: FXRSTOR reads the aligned image, whose MXCSR is a valid one (from
+        // FXSAVE or `initial`), so it cannot fault. It loads the XMM registers too,
+        // declared clobbered; MXCSR is put back as it was before the block ends, as
+        // Rust code requires.
+        unsafe {
+            core::arch::asm!(
+                "sub rsp, 8",
+                "stmxcsr [rsp]",
+                "fxrstor64 [{image}]",
+                "ldmxcsr [rsp]",
+                "add rsp, 8",
+                image = in(reg) &raw const self.0,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                options(readonly)
+            );
+        }
+    }
 }
+
+/// Offsets in an FXSAVE image: MXCSR, the mask of its valid bits (followed by the x87
+/// registers), the XMM registers.
+const FX_MXCSR: usize = 24;
+const FX_MXCSR_MASK: usize = 28;
+const FX_XMM: usize = 160;
 
 /// Where the trap stub saved the interrupted x87/SSE state for `frame` (see
 /// arch/traps.S: 512 bytes below the frame, rounded down to 16).
@@ -181,6 +231,8 @@ unsafe extern "C" {
     static user_sleeper_end: u8;
     static user_spin_start: u8;
     static user_spin_end: u8;
+    static user_fpuspin_start: u8;
+    static user_fpuspin_end: u8;
 }
 
 /// The kernel stack the hypervisor switches to on entry from user mode.
@@ -204,6 +256,13 @@ fn program(start: &u8, end: &u8) -> &'static [u8] {
 pub fn gsload_program() -> &'static [u8] {
     // SAFETY: taking addresses of symbols defined in arch/user.S.
     unsafe { program(&user_gsload_start, &user_gsload_end) }
+}
+
+/// A process that takes an x87/SSE state of its own, spins (without a system call) long
+/// enough for the timer to preempt it, and exits 0 if its state survived, else 93.
+pub fn fpuspin_program() -> &'static [u8] {
+    // SAFETY: taking addresses of symbols defined in arch/user.S.
+    unsafe { program(&user_fpuspin_start, &user_fpuspin_end) }
 }
 
 /// The word `gsload_program` expects at the kernel's GS base.
@@ -606,6 +665,7 @@ fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut Guest
         // SAFETY: the entry stub saved the interrupted process's state there and
         // restores from there; nothing else uses the area meanwhile.
         old.fpu = unsafe { fpu.read() };
+        old.fpu.take_live_x87();
     }
     world.current = next;
     if world.activate(Some(next)).is_err() {
@@ -616,6 +676,7 @@ fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut Guest
     };
     // SAFETY: as above; the stub restores this state into the resumed process.
     unsafe { fpu.write(proc.fpu) };
+    proc.fpu.load_x87();
     *frame = proc.context;
 }
 

@@ -58,6 +58,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_int_n", emulate_int_n),
     ("emulate_hlt", emulate_hlt),
     ("user_processes", user_processes),
+    ("user_fpu_preempted", user_fpu_preempted),
     ("gs_base_per_mode", gs_base_per_mode),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
@@ -745,6 +746,25 @@ fn user_processes(_: &Boot) -> Outcome {
             report.free_before,
             report.free_after
         );
+    }
+    Ok(())
+}
+
+fn user_fpu_preempted(_: &Boot) -> Outcome {
+    use crate::process::{Ending, fpuspin_program, run};
+    // Three processes, each with an x87/SSE state of its own, spinning until the timer
+    // has preempted each for the others: the event entry saves only MXCSR and the XMM
+    // registers, so each process's x87 state must move with the process switch.
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let program = ("fpuspin", fpuspin_program());
+    let report = run(&[program; 3]).map_err(|why| failure(format_args!("{why}")))?;
+    if report.endings.len() != 3 {
+        fail!("{} of 3 processes ended", report.endings.len());
+    }
+    for &(_, pid, ending) in report.endings.iter() {
+        if ending != Ending::Exited(0) {
+            fail!("pid {pid} ended {ending:?}, expected Exited(0) (93: its x87/SSE state changed)");
+        }
     }
     Ok(())
 }

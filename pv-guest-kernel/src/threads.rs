@@ -39,7 +39,8 @@ const STACK_SIZE: usize = 32 * 1024;
 pub const TICK_NS: u64 = 10_000_000;
 /// RFLAGS of a new thread: IF (events unmasked) and the always-one bit.
 const INITIAL_RFLAGS: u64 = 0x202;
-/// The FXSAVE area the upcall path keeps below each saved frame (`arch/events.S`).
+/// The area, in FXSAVE layout, that the upcall path keeps below each saved frame and
+/// loads MXCSR and the XMM registers from (`arch/events.S`).
 const FXSAVE_SIZE: u64 = 512;
 
 const BOOT_THREAD: usize = 0;
@@ -196,7 +197,8 @@ fn create(sched: &mut Scheduler, slot: usize, entry: fn(usize), arg: usize) {
             ss: u64::from(FLAT_KERNEL_SS64),
         });
     }
-    // The x87/SSE state the upcall path restores below the frame: the reset state
+    // The state the upcall path restores from below the frame (MXCSR and the XMM
+    // registers; kernel threads leave the x87 registers alone): the reset state
     // (FCW 0x37f, MXCSR 0x1f80, everything else zero).
     let fpu = (frame as u64 - FXSAVE_SIZE) as *mut [u8; FXSAVE_SIZE as usize];
     let mut image = [0u8; FXSAVE_SIZE as usize];

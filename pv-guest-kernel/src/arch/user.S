@@ -264,6 +264,75 @@ user_sleeper_start:
     syscall
 user_sleeper_end:
 
+/* fpuspin: takes an x87/SSE state of its own (its pid on the x87 stack, in xmm5 and in
+ * xmm15, and a rounding mode chosen by its pid in the x87 control word and in MXCSR),
+ * then spins without a system call for FPUSPIN_TICKS of the TSC: the timer preempts it
+ * and other fpuspins run meanwhile with states of their own. Exits 0 if its state
+ * survived, else 93. */
+.set FPUSPIN_TICKS, 100000000
+.global user_fpuspin_start, user_fpuspin_end
+user_fpuspin_start:
+    mov $2, %eax                 /* getpid */
+    syscall
+    mov %rax, %r15
+    movq %rax, %xmm5
+    movq %rax, %xmm15
+    mov %eax, %ebx
+    and $3, %ebx                 /* the rounding mode: pid mod 4 */
+    push %rax
+    fildq (%rsp)
+    mov %ebx, %eax
+    shl $10, %eax
+    or $0x27f, %eax              /* 53-bit precision, the pid's rounding */
+    mov %eax, %r13d
+    mov %eax, (%rsp)
+    fldcw (%rsp)
+    mov %ebx, %eax
+    shl $13, %eax
+    or $0x1f80, %eax             /* exceptions masked, the pid's rounding */
+    mov %eax, %r12d
+    mov %eax, (%rsp)
+    ldmxcsr (%rsp)
+    add $8, %rsp
+    rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    mov %rdx, %r14
+2:  rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    sub %r14, %rdx
+    cmp $FPUSPIN_TICKS, %rdx
+    jb 2b
+    movq %xmm5, %rax
+    cmp %r15, %rax
+    jne 1f
+    movq %xmm15, %rax
+    cmp %r15, %rax
+    jne 1f
+    sub $16, %rsp
+    stmxcsr 8(%rsp)
+    fnstcw 12(%rsp)
+    fistpq (%rsp)
+    pop %rax
+    cmp %r15, %rax
+    jne 1f
+    mov (%rsp), %eax
+    and $~0x3f, %eax             /* the exception flags may be set */
+    cmp %r12d, %eax
+    jne 1f
+    movzwl 4(%rsp), %eax
+    cmp %r13d, %eax
+    jne 1f
+    add $8, %rsp
+    mov $1, %eax
+    xor %edi, %edi
+    syscall
+1:  mov $1, %eax
+    mov $93, %edi
+    syscall
+user_fpuspin_end:
+
 /* spin: never makes a system call; only the timer can take the CPU from it (the kernel
  * stops it once it has used its CPU budget). */
 .global user_spin_start, user_spin_end
