@@ -405,6 +405,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         boot.cmdline
     );
     if !state.express {
+        x86::express_off();
         log::info!("express paths off (express=off): every crossing takes the lanes");
     }
     let Some(module) = boot.modules.first() else {

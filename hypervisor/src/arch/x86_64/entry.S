@@ -356,7 +356,9 @@
  * user_syscall_lane, page_fault_lane, send_lane, upcall_lane), check for check
  * (docs/architecture.md, "The express paths", lists them):
  *  - the vCPU on this CPU (PERCPU_EXPRESS_VCPU, set by machine.rs's switch_to; 0 turns
- *    them off: `express=off`), in the mode the entry serves;
+ *    them off: `express=off`, which also points LSTAR at syscall_entry_lanes, without
+ *    the null hypercall's and mmuext_op's, which therefore test no switch), in the mode
+ *    the entry serves;
  *  - guest memory only inside the guest's part of the address space, tested as the
  *    accessor does (JUMP_UNLESS_GUEST_RANGE; JUMP_UNLESS_GUEST_PAGE for stores, which
  *    stay inside one page, so that the first faults or none does), read or written by
@@ -649,8 +651,7 @@
  * (return straight to the guest), or ran it but needs the full exit path. For the last
  * two, the callee-saved registers (still the guest's: Rust preserved them) complete the
  * frame first. */
-.global syscall_entry
-syscall_entry:
+.macro SYSCALL_ENTRY_HEAD
     swapgs
     mov %rsp, %gs:PERCPU_SCRATCH
     mov %gs:PERCPU_STACK_TOP, %rsp
@@ -658,9 +659,28 @@ syscall_entry:
      * the less privileged way, as Rust's dispatch does. */
     cmpb $MODE_KERNEL, %gs:PERCPU_LOADED_MODE
     jne user_syscall_entry
+.endm
+
+/* The entry with the express paths off (`express=off`, for the `lanes` scenario: LSTAR
+ * points here instead, arch::x86_64::express_off): no express null hypercall or
+ * mmuext_op, whose lane is the general stub; the iret and the send keep their lanes,
+ * whose express parts decline (PERCPU_EXPRESS_VCPU is 0). So the express null
+ * hypercall needs no switch of its own. */
+.global syscall_entry_lanes
+syscall_entry_lanes:
+    SYSCALL_ENTRY_HEAD
+    cmp $HYPERCALL_IRET, %rax
+    je iret_lane
+    cmp $HYPERCALL_EVENT_CHANNEL_OP, %rax
+    je send_lane
+    jmp syscall_general
+
+.global syscall_entry
+syscall_entry:
+    SYSCALL_ENTRY_HEAD
     /* HYPERVISOR_iret first, the commonest (every return from a trap or an event);
      * every call numbered below it (the null hypercall, the page-table calls, the
-     * multicall) is the general stub's on the same compare. */
+     * multicall) goes to the null hypercall's test on the same compare. */
     cmp $HYPERCALL_IRET, %rax
     je iret_lane
     jb lower_calls
@@ -668,6 +688,7 @@ syscall_entry:
     je send_lane
     cmp $HYPERCALL_MMUEXT_OP, %rax
     je mmuext_express
+
 syscall_general:
     SYSCALL_FRAME
     LAZY_FPU_ENTRY
@@ -752,18 +773,19 @@ compat_syscall_entry:
  * delivered that became due while events were masked, after it unmasks them (Linux's
  * xen_force_evtchn_callback, on every irq enable that finds an event pending): so an
  * upcall due is bounced from here, as after the express send. A return address that
- * is not canonical, express paths off, any other sub-command or a bounce that does not
- * fit: the general stub, with every register as it came. rdi (0, tested) is scratch,
- * given back as 0. */
+ * is not canonical, any other sub-command or a bounce that does not fit: the general
+ * stub, with every register as it came. rdi (0, tested) is scratch, given back as 0.
+ * Only syscall_entry comes here, never syscall_entry_lanes (express=off), so the
+ * vCPU's vcpu_info is read without the test of PERCPU_EXPRESS_VCPU the other express
+ * paths make: a guest in kernel mode (the entry's mode test) is the loaded vCPU, whose
+ * vcpu_info load_vcpu_state recorded (machine.rs; 0 only after a teardown, which
+ * leaves no mode loaded). */
 lower_calls:
     cmp $HYPERCALL_XEN_VERSION, %rax
     jne syscall_general
     test %rdi, %rdi
     jnz syscall_general
     JUMP_UNLESS_CANONICAL %rcx, %rdi, .Lversion_decline
-    mov %gs:PERCPU_EXPRESS_VCPU, %rdi       /* 0: express paths off */
-    test %rdi, %rdi
-    jz .Lversion_decline
     EXPRESS_VCPU_INFO %rdi
     TEST_UPCALL_DUE %rdi, %eax
     jb 6f
@@ -792,7 +814,9 @@ lower_calls:
  * else, and any fault reading the request, declines to the general stub with every
  * register as it came, nothing done. rax is free (the number, put back on a decline);
  * rdx and r10 serve as scratch and are given back (0 and DOMID_SELF, the values
- * tested). */
+ * tested). Only syscall_entry comes here, never syscall_entry_lanes (express=off), so
+ * the vCPU (PERCPU_EXPRESS_VCPU, set whenever a vCPU is loaded while the express paths
+ * are on) is read without a test, and only by NEW_BASEPTR. */
 mmuext_express:
     cmp $1, %esi
     jne syscall_general
@@ -801,9 +825,6 @@ mmuext_express:
     cmp $DOMID_SELF, %r10
     jne syscall_general
     JUMP_UNLESS_CANONICAL %rcx, %rdx, .Lmmuext_decline
-    mov %gs:PERCPU_EXPRESS_VCPU, %rax       /* the vCPU on this CPU; 0: off */
-    test %rax, %rax
-    jz .Lmmuext_decline
     EXPRESS_VCPU_INFO %rdx
     TEST_UPCALL_DUE %rdx, %edx
     jb .Lmmuext_decline
@@ -838,7 +859,8 @@ mmuext_express:
     jmp 4f
     /* To the vCPU's kernel root, the one loaded: a reload, recorded as the Rust path
      * records it; to any other root the general path's (it validates and counts). */
-3:  cmp VCPU_KERNEL_ROOT(%rax), %r10
+3:  mov %gs:PERCPU_EXPRESS_VCPU, %rax
+    cmp VCPU_KERNEL_ROOT(%rax), %r10
     jne .Lmmuext_decline
     shl $12, %r10
     mov %r10, %cr3

@@ -156,6 +156,7 @@ const _: () = {
 
 unsafe extern "C" {
     fn syscall_entry();
+    fn syscall_entry_lanes();
     fn compat_syscall_entry();
     fn enter_guest_first(frame: *mut hypervisor::regs::TrapFrame) -> !;
     static boot_pml4: [u64; 512];
@@ -171,6 +172,16 @@ const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 const RFLAGS_AC: u64 = 1 << 18;
 const RFLAGS_NT: u64 = 1 << 14;
+
+/// Turns the express paths of the `syscall` entry off (`express=off`, which the `lanes`
+/// scenario runs): LSTAR points at `syscall_entry_lanes`, whose dispatch has no express
+/// null hypercall or `mmuext_op` (so neither tests a switch); the other express paths
+/// decline by themselves while the per-CPU express vCPU is 0 (`percpu::set_express`).
+/// At boot, before any guest runs.
+pub fn express_off() {
+    // SAFETY: the other entry has the same contract (entry.S): only its dispatch differs.
+    unsafe { cpu::wrmsr(cpu::msr::LSTAR, syscall_entry_lanes as *const () as u64) };
+}
 
 /// Brings up CPU 0: per-CPU block, GDT/TSS, IDT, PIC, `syscall`.
 pub fn init_cpu0() {
