@@ -495,6 +495,10 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     // table, the state's lock and the frames the domain holds while it lives; the
     // express paths run only while this vCPU is on the CPU (`teardown` clears them).
     x86::percpu::set_express(express);
+    // The express null hypercall and mmuext_op read the vcpu_info and vCPU words
+    // without a test while a vCPU is in kernel mode (entry.S): both set here, before
+    // any guest runs, and cleared only by `teardown`, which also forgets the mode.
+    debug_assert!(x86::percpu::vcpu_info() != 0 && (!state.express || express.vcpu != 0));
 }
 
 /// Brings CR3, the segment bases and CR0.TS in line with the current vCPU's state, and

@@ -761,6 +761,13 @@ fn user_fpu_preempted(_: &Boot) -> Outcome {
     if report.endings.len() != 3 {
         fail!("{} of 3 processes ended", report.endings.len());
     }
+    // Each must have been preempted for another at least once, or nothing was tested.
+    if report.preempt_switches < 3 {
+        fail!(
+            "the timer switched processes {} times, expected 3 or more",
+            report.preempt_switches
+        );
+    }
     for &(_, pid, ending) in report.endings.iter() {
         if ending != Ending::Exited(0) {
             fail!("pid {pid} ended {ending:?}, expected Exited(0) (93: its x87/SSE state changed)");

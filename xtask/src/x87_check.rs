@@ -90,14 +90,30 @@ fn x87_instructions(code: &[u8], address: u64) -> (usize, Vec<(u64, String)>) {
     (count, found)
 }
 
-/// Whether the instruction reads or writes x87 state: an x87 or MMX instruction, or one
-/// with an x87/MMX register operand. FXSAVE/FXRSTOR save and load the whole image.
+/// Whether the instruction reads or writes x87 state: an x87 or MMX instruction, one
+/// with an x87/MMX register operand, `fwait` (which raises a pending x87 exception: a
+/// process could leave one for the kernel to take), `femms`, or the XSAVE family. FXSAVE/
+/// FXRSTOR, which save and load the whole image, are the process switch's own.
 fn touches_x87(instruction: &Instruction) -> bool {
-    if matches!(
-        instruction.mnemonic(),
-        Mnemonic::Fxsave64 | Mnemonic::Fxrstor64 | Mnemonic::Fxsave | Mnemonic::Fxrstor
-    ) {
-        return false;
+    match instruction.mnemonic() {
+        Mnemonic::Fxsave64 | Mnemonic::Fxrstor64 | Mnemonic::Fxsave | Mnemonic::Fxrstor => {
+            return false;
+        }
+        Mnemonic::Wait
+        | Mnemonic::Femms
+        | Mnemonic::Xsave
+        | Mnemonic::Xsave64
+        | Mnemonic::Xsavec
+        | Mnemonic::Xsavec64
+        | Mnemonic::Xsaveopt
+        | Mnemonic::Xsaveopt64
+        | Mnemonic::Xsaves
+        | Mnemonic::Xsaves64
+        | Mnemonic::Xrstor
+        | Mnemonic::Xrstor64
+        | Mnemonic::Xrstors
+        | Mnemonic::Xrstors64 => return true,
+        _ => {}
     }
     let x87_feature = instruction.cpuid_features().iter().any(|feature| {
         matches!(
@@ -147,6 +163,20 @@ mod tests {
             &[0xdb, 0xe3],
             &[0xdf, 0x3c, 0x24],
             &[0xd9, 0xc9],
+        ] {
+            assert_eq!(offending(code).len(), 1, "{code:x?}");
+        }
+    }
+
+    #[test]
+    fn fwait_femms_and_xsave_are_found() {
+        // fwait; femms; xrstor64 [rsp]; xsave64 [rax]; xsaveopt [rax]
+        for code in [
+            &[0x9b][..],
+            &[0x0f, 0x0e],
+            &[0x48, 0x0f, 0xae, 0x2c, 0x24],
+            &[0x48, 0x0f, 0xae, 0x20],
+            &[0x0f, 0xae, 0x30],
         ] {
             assert_eq!(offending(code).len(), 1, "{code:x?}");
         }

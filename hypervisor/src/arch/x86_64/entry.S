@@ -776,9 +776,10 @@ compat_syscall_entry:
  * is not canonical, any other sub-command or a bounce that does not fit: the general
  * stub, with every register as it came. rdi (0, tested) is scratch, given back as 0.
  * Only syscall_entry comes here, never syscall_entry_lanes (express=off), so the
- * vCPU's vcpu_info is read without the test of PERCPU_EXPRESS_VCPU the other express
- * paths make: a guest in kernel mode (the entry's mode test) is the loaded vCPU, whose
- * vcpu_info load_vcpu_state recorded (machine.rs; 0 only after a teardown, which
+ * vCPU's vcpu_info (and, in the bounce, the vCPU itself: EXPRESS_UPCALL_AFTER_SYSCALL)
+ * is read without the test of PERCPU_EXPRESS_VCPU the other express paths make: a
+ * guest in kernel mode (the entry's mode test) is the loaded vCPU, whose words
+ * switch_to recorded (machine.rs, which asserts them; 0 only after a teardown, which
  * leaves no mode loaded). */
 lower_calls:
     cmp $HYPERCALL_XEN_VERSION, %rax
