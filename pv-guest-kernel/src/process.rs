@@ -630,7 +630,7 @@ pub fn user_event(frame: &mut GuestFrame) {
     };
     match next {
         Some(next) => {
-            switch_to(world, slot, next, frame);
+            switch_to(world, slot, next, frame, Saved::Whole);
         }
         None => {
             if world.activate(None).is_err() {
@@ -649,18 +649,35 @@ pub fn user_event(frame: &mut GuestFrame) {
 /// `slot`: if it is another process, saves that context (registers, x87/SSE state) in
 /// `slot`'s entry unless it ended, switches address spaces and loads `next`'s; if it is
 /// the same process, nothing moves. The state area below the frame (arch/traps.S,
-/// arch/events.S) is touched only on a switch.
+/// arch/events.S), which holds what `saved` says, is touched only on a switch.
 #[inline(always)]
-fn switch_to(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
+fn switch_to(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame, saved: Saved) {
     // The common case (the same process goes on) without a call.
     if next != slot {
-        switch_process(world, slot, next, frame);
+        switch_process(world, slot, next, frame, saved);
     }
+}
+
+/// What the entry stub saved in the state area below a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Saved {
+    /// The whole x87/SSE image (the trap and system-call stubs, arch/traps.S: FXSAVE,
+    /// and FXRSTOR on the way out).
+    Whole,
+    /// MXCSR and the XMM registers only (the event stub, arch/events.S): the x87
+    /// registers are still live, and a switch moves them itself.
+    SseOnly,
 }
 
 /// [`switch_to`] another process, out of line.
 #[inline(never)]
-fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut GuestFrame) {
+fn switch_process(
+    world: &mut World,
+    slot: usize,
+    next: usize,
+    frame: &mut GuestFrame,
+    saved: Saved,
+) {
     let fpu = saved_fpu(frame);
     if let Some(old) = world.processes[slot].as_mut()
         && !matches!(old.state, State::Done(_))
@@ -669,7 +686,9 @@ fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut Guest
         // SAFETY: the entry stub saved the interrupted process's state there and
         // restores from there; nothing else uses the area meanwhile.
         old.fpu = unsafe { fpu.read() };
-        old.fpu.take_live_x87();
+        if saved == Saved::SseOnly {
+            old.fpu.take_live_x87();
+        }
     }
     world.current = next;
     if world.activate(Some(next)).is_err() {
@@ -680,7 +699,9 @@ fn switch_process(world: &mut World, slot: usize, next: usize, frame: &mut Guest
     };
     // SAFETY: as above; the stub restores this state into the resumed process.
     unsafe { fpu.write(proc.fpu) };
-    proc.fpu.load_x87();
+    if saved == Saved::SseOnly {
+        proc.fpu.load_x87();
+    }
     *frame = proc.context;
 }
 
@@ -1103,7 +1124,7 @@ pub fn preempt(frame: &mut GuestFrame) {
             if next != slot {
                 world.preempt_switches += 1;
             }
-            switch_to(world, slot, next, frame)
+            switch_to(world, slot, next, frame, Saved::SseOnly)
         }
         None => {
             let _ = world.activate(None);
