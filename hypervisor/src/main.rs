@@ -14,6 +14,8 @@ mod hardware;
 mod machine;
 
 use arch::x86_64 as x86;
+// The memory primitives and the personality routine the precompiled `core` needs.
+use freestanding as _;
 
 /// Entered from the boot trampoline with the physical address of `hvm_start_info`.
 #[unsafe(no_mangle)]

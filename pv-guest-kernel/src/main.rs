@@ -370,8 +370,5 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
 }
 
-/// Required by the precompiled `core`; never called since we never unwind.
-#[unsafe(no_mangle)]
-pub extern "C" fn rust_eh_personality() {}
-
-mod mem;
+// The memory primitives and the personality routine the precompiled `core` needs.
+use freestanding as _;

@@ -9,7 +9,6 @@ pub mod idle;
 pub mod idt;
 pub mod lapic;
 pub mod m2p;
-pub mod mem;
 pub mod patch;
 pub mod percpu;
 pub mod pvh;

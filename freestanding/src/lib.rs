@@ -1,6 +1,19 @@
-//! The memory primitives the precompiled `core` calls (no `mem` feature in
-//! compiler_builtins for this target), written with `rep movsb`/`rep stosb` so they never
-//! compile into calls to themselves.
+//! What the precompiled `core` and `alloc` need from a freestanding x86_64 binary built
+//! for the host target (docs/architecture.md, "Building freestanding code on the host triple"):
+//! the memory primitives, which compiler_builtins provides only with its `mem` feature
+//! (not enabled for this target), and the personality routine of an unwinder the
+//! kernels never run. The hypervisor and the guest kernel each link this crate with
+//! `use freestanding as _;`.
+//!
+//! The primitives are written with string instructions so that they never compile into
+//! calls to themselves.
+
+#![no_std]
+
+/// Required by the precompiled `core`; never called, since the kernels never unwind
+/// (`panic = "abort"`).
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
 
 /// Copies `n` bytes forward.
 ///
