@@ -33,6 +33,10 @@ pub enum CrashMode {
     /// Return with `HYPERVISOR_iret` through a readable frame whose rip is not canonical:
     /// refused, the domain stopped (taken, the hypervisor's own `iretq` would fault).
     BadIretRip,
+    /// The same "in syscall" (`VGCF_in_syscall`, rcx and r11 as a `sysret` leaves
+    /// them): refused, the domain stopped (taken, the hypervisor's `sysretq` would fault
+    /// in ring 0 on Intel CPUs, or return to the non-canonical address elsewhere).
+    BadIretSyscallRip,
     /// Return with `HYPERVISOR_iret` through a readable frame whose SS is the
     /// hypervisor's own data selector (`0xe010`): refused, the domain stopped.
     BadIretStackSelector,
@@ -102,6 +106,7 @@ impl CrashMode {
                 | CrashMode::BadIretFrame
                 | CrashMode::BadIretSelector
                 | CrashMode::BadIretRip
+                | CrashMode::BadIretSyscallRip
                 | CrashMode::BadIretStackSelector
                 | CrashMode::BadIretRsp
                 | CrashMode::BadSyscallStack
@@ -151,6 +156,7 @@ pub fn parse(line: &str) -> (Options, Option<UnknownWord<'_>>) {
             "crash=bad-iret-frame" => Some(CrashMode::BadIretFrame),
             "crash=bad-iret-selector" => Some(CrashMode::BadIretSelector),
             "crash=bad-iret-rip" => Some(CrashMode::BadIretRip),
+            "crash=bad-iret-syscall-rip" => Some(CrashMode::BadIretSyscallRip),
             "crash=bad-iret-ss" => Some(CrashMode::BadIretStackSelector),
             "crash=bad-iret-rsp" => Some(CrashMode::BadIretRsp),
             "crash=bad-syscall-stack" => Some(CrashMode::BadSyscallStack),

@@ -37,9 +37,15 @@ core::arch::global_asm!(include_str!("arch/entry.S"), options(att_syntax));
 core::arch::global_asm!(
     include_str!("arch/traps.S"),
     include_str!("arch/events.S"),
+    syscall_marker = const process::SYSCALL_MARKER,
+    vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
     options(att_syntax)
 );
-core::arch::global_asm!(include_str!("arch/user.S"), options(att_syntax));
+core::arch::global_asm!(
+    include_str!("arch/user.S"),
+    syscall_marker = const process::SYSCALL_MARKER,
+    options(att_syntax)
+);
 
 /// The running kernel's view of how it was started.
 pub struct Boot {
@@ -242,6 +248,11 @@ fn crash(mode: CrashMode, at: cmdline::BadAddress) -> ! {
                 rip: 1 << 47,
                 ..IretFields::plausible()
             }),
+            CrashMode::BadIretSyscallRip => bad_iret(IretFields {
+                rip: 1 << 47,
+                flags: pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
+                ..IretFields::plausible()
+            }),
             CrashMode::BadIretStackSelector => bad_iret(IretFields {
                 ss: HYPERVISOR_DS,
                 ..IretFields::plausible()
@@ -324,6 +335,8 @@ struct IretFields {
     /// The stack pointer to return with (`None`: this one).
     rsp: Option<u64>,
     ss: u64,
+    /// `iret_context.flags`.
+    flags: u64,
 }
 
 impl IretFields {
@@ -335,6 +348,7 @@ impl IretFields {
             cs: u64::from(FLAT_KERNEL_CS64 & !3),
             rsp: None,
             ss: FLAT_RING3_SS64.into(),
+            flags: 0,
         }
     }
 }
@@ -345,9 +359,15 @@ fn bad_iret(fields: IretFields) -> ! {
     let stack: u64;
     // SAFETY: reads the stack pointer.
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) stack) };
-    let IretFields { rip, cs, rsp, ss } = fields;
+    let IretFields {
+        rip,
+        cs,
+        rsp,
+        ss,
+        flags,
+    } = fields;
     // rax r11 rcx flags rip cs rflags rsp ss
-    let context: [u64; 9] = [0, 0, 0, 0, rip, cs, 0x202, rsp.unwrap_or(stack), ss];
+    let context: [u64; 9] = [0, 0, 0, flags, rip, cs, 0x202, rsp.unwrap_or(stack), ss];
     // SAFETY: the call never returns: the hypervisor must stop this domain.
     unsafe {
         core::arch::asm!(

@@ -9,6 +9,9 @@
  * iret_context the hypervisor expects (flags = 0 on top of rip, cs, rflags, rsp, ss). */
 
 .set HYPERCALL_IRET, 23
+.set VGCF_IN_SYSCALL, {vgcf_in_syscall}
+/* The vector user.S's syscall entry gives its frames (process.rs). */
+.set SYSCALL_MARKER, {syscall_marker}
 
 /* Pushes the general-purpose registers of a GuestFrame (rax first, r15 last): shared by
  * these stubs and the event upcall stub (arch/events.S, assembled in the same block). */
@@ -83,6 +86,15 @@ guest_trap_return:
     pop %rcx
     pop %rbx
     pop %rax
-    add $16, %rsp               /* vector and error code */
-    push $0                     /* iret_context.flags */
+    /* iret_context.flags: VGCF_in_syscall for a frame a system call made (its vector
+     * SYSCALL_MARKER, user.S), as Linux returns from one: rcx and r11 come back as a
+     * sysret leaves them (the return address and RFLAGS, which the `syscall` put there
+     * and the ABI gives the process back clobbered), which lets the hypervisor leave by
+     * sysretq; any other frame gets its rcx and r11 back from the context. */
+    cmpq $SYSCALL_MARKER, (%rsp)
+    lea 16(%rsp), %rsp          /* vector and error code (the flags kept) */
+    jne 1f
+    push $VGCF_IN_SYSCALL
+    jmp hypercall_page + HYPERCALL_IRET * 32
+1:  push $0
     jmp hypercall_page + HYPERCALL_IRET * 32

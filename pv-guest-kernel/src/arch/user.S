@@ -1,7 +1,7 @@
 /* User-mode support: the syscall callback entry, entering and leaving the "user world"
  * from kmain, and the user programs (position-independent, copied to 0x400000). */
 
-.set SYSCALL_MARKER, 0x100
+.set SYSCALL_MARKER, {syscall_marker}
 
 .text
 /* The hypervisor delivers a user `syscall` here on the kernel stack registered with

@@ -1050,6 +1050,56 @@ send_lane:
 2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
     jmp syscall_general
 
+/* The iret lane's express path once the guest's iret_context is accepted (rsi its rax,
+ * r11 its RFLAGS, cl its CS's low byte, rdi the vCPU; the iretq frame's rip and rsp
+ * filled in, rcx and r11 saved at 32 and 24 from rsp, from the context unless it is
+ * "in syscall"): the event mask from IF, the sanitised RFLAGS, after a return to user
+ * mode its page table, GS base and mode; then out by `leave`. With sysretq (the
+ * context "in syscall") rcx takes the return address and r11 the RFLAGS, as the
+ * instruction needs them, and CS and SS are the flat selectors STAR names, which are
+ * the ones iretq would load; rip was tested canonical, so sysretq cannot fault in ring 0. */
+.macro IRET_LANE_ACCEPT leave
+    mov %rsi, %gs:PERCPU_LANE_RAX
+    EXPRESS_VCPU_INFO %rdx
+    test $RFLAGS_IF, %r11d
+    setz VI_MASK(%rdx)
+    and $GUEST_RFLAGS_SETTABLE, %r11
+    or $(RFLAGS_IF | RFLAGS_RESERVED_ONE), %r11
+    .ifc \leave, iretq
+    mov %r11, 56(%rsp)
+    movq $FLAT_RING3_CS64, 48(%rsp)
+    movq $FLAT_RING3_SS64, 72(%rsp)
+    .endif
+    cmp $(FLAT_RING3_CS64 & 0xff), %cl
+    jne 5f
+    /* To user mode: its page table and GS base, and the mode (from here on its
+     * `syscall` is a system call). */
+    movb $0, VCPU_KERNEL_MODE(%rdi)
+    movb $MODE_USER, %gs:PERCPU_LOADED_MODE
+    mov VCPU_USER_ROOT(%rdi), %rax
+    cmp %gs:PERCPU_LOADED_ROOT, %rax
+    je 6f
+    mov %rax, %cr3
+    mov %rax, %gs:PERCPU_LOADED_ROOT
+6:  LOAD_GUEST_GS %rdi, VCPU_GS_USER
+5:  pop %rdi
+    pop %rsi
+    pop %rdx
+    .ifc \leave, iretq
+    pop %r11
+    pop %rcx
+    mov %gs:PERCPU_LANE_RAX, %rax
+    swapgs
+    iretq
+    .else
+    mov 16(%rsp), %rcx              /* the return address (the iretq frame's rip) */
+    mov 40(%rsp), %rsp              /* the guest's rsp (the frame's): no stack from here */
+    mov %gs:PERCPU_LANE_RAX, %rax
+    swapgs
+    sysretq
+    .endif
+.endm
+
 /* The iret lane: HYPERVISOR_iret from a guest kernel (its return to a process, and from
  * every exception and event), with no trap frame: the stub reserves the iretq frame,
  * pushes the registers Rust may clobber below it (LANE_PUSH) and calls
@@ -1120,44 +1170,12 @@ iret_lane:
     jmp 4f
 3:  GUARDED .Liret_decline, mov (%rsi), %rsi
     SMAP_CLOSE
-    /* "In syscall": rcx and r11 as a sysret leaves them, the return address and the
-     * returned RFLAGS (IretReturn::rcx_r11). */
-    mov 40(%rsp), %rax
-    mov %rax, 32(%rsp)
-    mov %r11, %rax
-    and $GUEST_RFLAGS_SETTABLE, %rax
-    or $(RFLAGS_IF | RFLAGS_RESERVED_ONE), %rax
-    mov %rax, 24(%rsp)
-    /* Accepted: from here on nothing declines. */
-4:  mov %rsi, %gs:PERCPU_LANE_RAX
-    EXPRESS_VCPU_INFO %rdx
-    test $RFLAGS_IF, %r11d
-    setz VI_MASK(%rdx)
-    and $GUEST_RFLAGS_SETTABLE, %r11
-    or $(RFLAGS_IF | RFLAGS_RESERVED_ONE), %r11
-    mov %r11, 56(%rsp)
-    movq $FLAT_RING3_CS64, 48(%rsp)
-    movq $FLAT_RING3_SS64, 72(%rsp)
-    cmp $(FLAT_RING3_CS64 & 0xff), %cl
-    jne 5f
-    /* To user mode: its page table and GS base, and the mode (from here on its
-     * `syscall` is a system call). */
-    movb $0, VCPU_KERNEL_MODE(%rdi)
-    movb $MODE_USER, %gs:PERCPU_LOADED_MODE
-    mov VCPU_USER_ROOT(%rdi), %rax
-    cmp %gs:PERCPU_LOADED_ROOT, %rax
-    je 6f
-    mov %rax, %cr3
-    mov %rax, %gs:PERCPU_LOADED_ROOT
-6:  LOAD_GUEST_GS %rdi, VCPU_GS_USER
-5:  pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %r11
-    pop %rcx
-    mov %gs:PERCPU_LANE_RAX, %rax
-    swapgs
-    iretq
+    /* Accepted: from here on nothing declines. "In syscall": rcx and r11 as a sysret
+     * leaves them (the return address and the returned RFLAGS, IretReturn::rcx_r11),
+     * so it leaves by sysretq, as Xen does (Linux returns from every system call so). */
+    IRET_LANE_ACCEPT sysretq
+    /* Otherwise rcx and r11 from the context, by iretq. */
+4:  IRET_LANE_ACCEPT iretq
 /* Declined (nothing changed; a fault on the context lands here too): the lane. */
 .Liret_decline:
     SMAP_CLOSE
