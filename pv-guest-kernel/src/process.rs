@@ -237,6 +237,8 @@ unsafe extern "C" {
     static user_spin_end: u8;
     static user_fpuspin_start: u8;
     static user_fpuspin_end: u8;
+    static user_regkeep_start: u8;
+    static user_regkeep_end: u8;
 }
 
 /// The kernel stack the hypervisor switches to on entry from user mode.
@@ -267,6 +269,14 @@ pub fn gsload_program() -> &'static [u8] {
 pub fn fpuspin_program() -> &'static [u8] {
     // SAFETY: taking addresses of symbols defined in arch/user.S.
     unsafe { program(&user_fpuspin_start, &user_fpuspin_end) }
+}
+
+/// A process that checks its general registers across a demand-paging fault, a timer
+/// preemption and two system calls (arch/user.S, `regkeep`): exits 0, or 41..46 naming
+/// the check that failed.
+pub fn regkeep_program() -> &'static [u8] {
+    // SAFETY: taking addresses of symbols defined in arch/user.S.
+    unsafe { program(&user_regkeep_start, &user_regkeep_end) }
 }
 
 /// The word `gsload_program` expects at the kernel's GS base.

@@ -59,6 +59,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("emulate_hlt", emulate_hlt),
     ("user_processes", user_processes),
     ("user_fpu_preempted", user_fpu_preempted),
+    ("user_registers_kept", user_registers_kept),
     ("gs_base_per_mode", gs_base_per_mode),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
@@ -772,6 +773,35 @@ fn user_fpu_preempted(_: &Boot) -> Outcome {
         if ending != Ending::Exited(0) {
             fail!("pid {pid} ended {ending:?}, expected Exited(0) (93: its x87/SSE state changed)");
         }
+    }
+    Ok(())
+}
+
+fn user_registers_kept(_: &Boot) -> Outcome {
+    use crate::process::{Ending, regkeep_program, run};
+    // Two processes, each checking its registers across a fault, a preemption for the
+    // other and two system calls: the kernel's return must give back rcx and r11 from
+    // every frame but a system call's (which it returns "in syscall"), on both
+    // hypervisors.
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let program = ("regkeep", regkeep_program());
+    let report = run(&[program; 2]).map_err(|why| failure(format_args!("{why}")))?;
+    if report.endings.len() != 2 {
+        fail!("{} of 2 processes ended", report.endings.len());
+    }
+    for &(_, pid, ending) in report.endings.iter() {
+        if ending != Ending::Exited(0) {
+            fail!(
+                "pid {pid} ended {ending:?}, expected Exited(0) (41..46: a register changed; see regkeep in arch/user.S)"
+            );
+        }
+    }
+    // Each must have been preempted for the other, or the timer's return was not tested.
+    if report.preempt_switches < 2 {
+        fail!(
+            "the timer switched processes {} times, expected 2 or more",
+            report.preempt_switches
+        );
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
  * The stubs pop rcx and r11 (restoring the interrupted values), push an error code where
  * the CPU has none, push the vector and all registers, and call guest_trap(frame). The
  * return path pops everything and jumps to the hypercall page's iret stub with the
- * iret_context the hypervisor expects (flags = 0 on top of rip, cs, rflags, rsp, ss). */
+ * iret_context the hypervisor expects (flags, VGCF_in_syscall for a system call's frame
+ * and 0 for any other, on top of rip, cs, rflags, rsp, ss). */
 
 .set HYPERCALL_IRET, 23
 .set VGCF_IN_SYSCALL, {vgcf_in_syscall}

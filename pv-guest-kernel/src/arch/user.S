@@ -333,6 +333,144 @@ user_fpuspin_start:
     syscall
 user_fpuspin_end:
 
+/* regkeep: every general register is the process's own across what enters its kernel
+ * without a system call (a demand-paging fault; the timer taking the CPU for another
+ * process, while it spins as fpuspin does), and all but rax, rcx and r11 across a
+ * system call (getpid; yield, which lets another process run), after which rcx is the
+ * address after the `syscall` and r11 the RFLAGS it was made with. The kernel returns
+ * "in syscall" (VGCF_in_syscall) only from a system call's frame: returned so from the
+ * fault's or the timer's, the process would lose rcx and r11. Exits 0, or 41 (after the
+ * fault), 42 (after the preemption), 43 (after getpid), 44 (after yield), 45 (rcx after
+ * a system call), 46 (r11). */
+.macro REGKEEP_MARKS skip_rax_rdx=0
+    .if \skip_rax_rdx == 0
+    mov regkeep_marks+0(%rip), %rax
+    mov regkeep_marks+24(%rip), %rdx
+    .endif
+    mov regkeep_marks+8(%rip), %rbx
+    mov regkeep_marks+16(%rip), %rcx
+    mov regkeep_marks+32(%rip), %rsi
+    mov regkeep_marks+40(%rip), %rdi
+    mov regkeep_marks+48(%rip), %r8
+    mov regkeep_marks+56(%rip), %r9
+    mov regkeep_marks+64(%rip), %r10
+    mov regkeep_marks+72(%rip), %r11
+    mov regkeep_marks+80(%rip), %r12
+    mov regkeep_marks+88(%rip), %r13
+    mov regkeep_marks+96(%rip), %r14
+    mov regkeep_marks+104(%rip), %r15
+.endm
+/* Compares the marked registers (rax and rdx unless skipped, rcx and r11 unless
+ * skipped: a system call's) with their marks; any difference jumps to `fail`. rbp
+ * holds the fresh page's address, kept at rbp_at(%rsp). */
+.macro REGKEEP_CHECK fail, skip_rax_rdx=0, skip_rcx_r11=0, rbp_at=0
+    .if \skip_rax_rdx == 0
+    cmp regkeep_marks+0(%rip), %rax
+    jne \fail
+    cmp regkeep_marks+24(%rip), %rdx
+    jne \fail
+    .endif
+    .if \skip_rcx_r11 == 0
+    cmp regkeep_marks+16(%rip), %rcx
+    jne \fail
+    cmp regkeep_marks+72(%rip), %r11
+    jne \fail
+    .endif
+    cmp regkeep_marks+8(%rip), %rbx
+    jne \fail
+    cmp regkeep_marks+32(%rip), %rsi
+    jne \fail
+    cmp regkeep_marks+40(%rip), %rdi
+    jne \fail
+    cmp regkeep_marks+48(%rip), %r8
+    jne \fail
+    cmp regkeep_marks+56(%rip), %r9
+    jne \fail
+    cmp regkeep_marks+64(%rip), %r10
+    jne \fail
+    cmp regkeep_marks+80(%rip), %r12
+    jne \fail
+    cmp regkeep_marks+88(%rip), %r13
+    jne \fail
+    cmp regkeep_marks+96(%rip), %r14
+    jne \fail
+    cmp regkeep_marks+104(%rip), %r15
+    jne \fail
+    cmp \rbp_at(%rsp), %rbp
+    jne \fail
+.endm
+/* A system call `number` with every register marked: then the registers a system call
+ * keeps, rcx (the address after it) and r11 (the RFLAGS it was made with). */
+.macro REGKEEP_SYSCALL number, fail
+    REGKEEP_MARKS
+    pushfq
+    mov $\number, %eax
+    syscall
+0:  REGKEEP_CHECK \fail, skip_rax_rdx=1, skip_rcx_r11=1, rbp_at=8
+    cmp regkeep_marks+24(%rip), %rdx
+    jne \fail
+    lea 0b(%rip), %rax
+    cmp %rax, %rcx
+    jne 95f
+    pop %rax
+    cmp %rax, %r11
+    jne 96f
+.endm
+.global user_regkeep_start, user_regkeep_end
+user_regkeep_start:
+    mov $5, %eax                 /* brk(0): the current break */
+    xor %edi, %edi
+    syscall
+    mov %rax, %rbp               /* the page to fault in */
+    lea 4096(%rax), %rdi         /* brk(+1 page) */
+    mov $5, %eax
+    syscall
+    push %rbp
+    /* A not-present fault: the store's page is mapped on demand. */
+    REGKEEP_MARKS
+    mov %rax, (%rbp)
+    REGKEEP_CHECK 91f
+    /* The timer: spin (rax and rdx hold the time) until the kernel has had the CPU
+     * for long enough to give it to another process. */
+    REGKEEP_MARKS skip_rax_rdx=1
+    rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    push %rdx
+2:  rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    sub (%rsp), %rdx
+    cmp $FPUSPIN_TICKS, %rdx
+    jb 2b
+    add $8, %rsp
+    REGKEEP_CHECK 92f, skip_rax_rdx=1
+    REGKEEP_SYSCALL 2, 93f       /* getpid */
+    REGKEEP_SYSCALL 3, 94f       /* yield */
+    mov $1, %eax
+    xor %edi, %edi
+    syscall
+91: mov $41, %edi
+    jmp 1f
+92: mov $42, %edi
+    jmp 1f
+93: mov $43, %edi
+    jmp 1f
+94: mov $44, %edi
+    jmp 1f
+95: mov $45, %edi
+    jmp 1f
+96: mov $46, %edi
+1:  mov $1, %eax
+    syscall
+    .p2align 3
+regkeep_marks:
+    .quad 0x0a0a0a0a0a0a0a0a, 0x0b0b0b0b0b0b0b0b, 0x0c0c0c0c0c0c0c0c, 0x0d0d0d0d0d0d0d0d
+    .quad 0x5151515151515151, 0xd1d1d1d1d1d1d1d1, 0x0808080808080808, 0x0909090909090909
+    .quad 0x1010101010101010, 0x1111111111111111, 0x1212121212121212, 0x1313131313131313
+    .quad 0x1414141414141414, 0x1515151515151515
+user_regkeep_end:
+
 /* spin: never makes a system call; only the timer can take the CPU from it (the kernel
  * stops it once it has used its CPU budget). */
 .global user_spin_start, user_spin_end
