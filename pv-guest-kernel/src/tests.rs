@@ -752,54 +752,46 @@ fn user_processes(_: &Boot) -> Outcome {
 }
 
 fn user_fpu_preempted(_: &Boot) -> Outcome {
-    use crate::process::{Ending, fpuspin_program, run};
     // Three processes, each with an x87/SSE state of its own, spinning until the timer
     // has preempted each for the others: the event entry saves only MXCSR and the XMM
     // registers, so each process's x87 state must move with the process switch.
-    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
-    let program = ("fpuspin", fpuspin_program());
-    let report = run(&[program; 3]).map_err(|why| failure(format_args!("{why}")))?;
-    if report.endings.len() != 3 {
-        fail!("{} of 3 processes ended", report.endings.len());
-    }
-    // Each must have been preempted for another at least once, or nothing was tested.
-    if report.preempt_switches < 3 {
-        fail!(
-            "the timer switched processes {} times, expected 3 or more",
-            report.preempt_switches
-        );
-    }
-    for &(_, pid, ending) in report.endings.iter() {
-        if ending != Ending::Exited(0) {
-            fail!("pid {pid} ended {ending:?}, expected Exited(0) (93: its x87/SSE state changed)");
-        }
-    }
-    Ok(())
+    run_preempted(
+        &[("fpuspin", crate::process::fpuspin_program()); 3],
+        "93: its x87/SSE state changed",
+    )
 }
 
 fn user_registers_kept(_: &Boot) -> Outcome {
-    use crate::process::{Ending, regkeep_program, run};
     // Two processes, each checking its registers across a fault, a preemption for the
     // other and two system calls: the kernel's return must give back rcx and r11 from
     // every frame but a system call's (which it returns "in syscall"), on both
     // hypervisors.
+    run_preempted(
+        &[("regkeep", crate::process::regkeep_program()); 2],
+        "41..46: a register changed; see regkeep in arch/user.S",
+    )
+}
+
+/// Runs `programs`, processes that spin until the timer preempts them, and requires each
+/// to exit 0 (`codes` says what another exit code means) and the timer to have switched
+/// processes at least once per process: each was preempted for another, or what the
+/// programs check across a preemption was not tested.
+fn run_preempted(programs: &[(&'static str, &'static [u8])], codes: &str) -> Outcome {
+    use crate::process::{Ending, run};
     crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
-    let program = ("regkeep", regkeep_program());
-    let report = run(&[program; 2]).map_err(|why| failure(format_args!("{why}")))?;
-    if report.endings.len() != 2 {
-        fail!("{} of 2 processes ended", report.endings.len());
+    let count = programs.len();
+    let report = run(programs).map_err(|why| failure(format_args!("{why}")))?;
+    if report.endings.len() != count {
+        fail!("{} of {count} processes ended", report.endings.len());
     }
     for &(_, pid, ending) in report.endings.iter() {
         if ending != Ending::Exited(0) {
-            fail!(
-                "pid {pid} ended {ending:?}, expected Exited(0) (41..46: a register changed; see regkeep in arch/user.S)"
-            );
+            fail!("pid {pid} ended {ending:?}, expected Exited(0) ({codes})");
         }
     }
-    // Each must have been preempted for the other, or the timer's return was not tested.
-    if report.preempt_switches < 2 {
+    if report.preempt_switches < count as u64 {
         fail!(
-            "the timer switched processes {} times, expected 2 or more",
+            "the timer switched processes {} times, expected {count} or more",
             report.preempt_switches
         );
     }

@@ -342,60 +342,40 @@ user_fpuspin_end:
  * fault's or the timer's, the process would lose rcx and r11. Exits 0, or 41 (after the
  * fault), 42 (after the preemption), 43 (after getpid), 44 (after yield), 45 (rcx after
  * a system call), 46 (r11). */
-.macro REGKEEP_MARKS skip_rax_rdx=0
-    .if \skip_rax_rdx == 0
-    mov regkeep_marks+0(%rip), %rax
-    mov regkeep_marks+24(%rip), %rdx
+/* Loads (op "load") or compares (op "cmp", any difference jumping to `fail`) the
+ * registers `regs` with their marks, which regkeep_marks holds from byte `first` on, in
+ * this order: rbx rsi rdi r8 r9 r10 r12 r13 r14 r15 (what a system call keeps), rax rdx
+ * (from 80), rcx r11 (from 96). */
+.macro REGKEEP_GROUP op, fail, first, regs:vararg
+    .set regkeep_off, \first
+    .irp reg, \regs
+    .ifc \op, load
+    mov regkeep_marks+regkeep_off(%rip), %\reg
+    .else
+    cmp regkeep_marks+regkeep_off(%rip), %\reg
+    jne \fail
     .endif
-    mov regkeep_marks+8(%rip), %rbx
-    mov regkeep_marks+16(%rip), %rcx
-    mov regkeep_marks+32(%rip), %rsi
-    mov regkeep_marks+40(%rip), %rdi
-    mov regkeep_marks+48(%rip), %r8
-    mov regkeep_marks+56(%rip), %r9
-    mov regkeep_marks+64(%rip), %r10
-    mov regkeep_marks+72(%rip), %r11
-    mov regkeep_marks+80(%rip), %r12
-    mov regkeep_marks+88(%rip), %r13
-    mov regkeep_marks+96(%rip), %r14
-    mov regkeep_marks+104(%rip), %r15
+    .set regkeep_off, regkeep_off + 8
+    .endr
+.endm
+.macro REGKEEP_MARKS skip_rax_rdx=0
+    REGKEEP_GROUP load, -, 0, rbx, rsi, rdi, r8, r9, r10, r12, r13, r14, r15
+    .if \skip_rax_rdx == 0
+    REGKEEP_GROUP load, -, 80, rax, rdx
+    .endif
+    REGKEEP_GROUP load, -, 96, rcx, r11
 .endm
 /* Compares the marked registers (rax and rdx unless skipped, rcx and r11 unless
  * skipped: a system call's) with their marks; any difference jumps to `fail`. rbp
  * holds the fresh page's address, kept at rbp_at(%rsp). */
 .macro REGKEEP_CHECK fail, skip_rax_rdx=0, skip_rcx_r11=0, rbp_at=0
+    REGKEEP_GROUP cmp, \fail, 0, rbx, rsi, rdi, r8, r9, r10, r12, r13, r14, r15
     .if \skip_rax_rdx == 0
-    cmp regkeep_marks+0(%rip), %rax
-    jne \fail
-    cmp regkeep_marks+24(%rip), %rdx
-    jne \fail
+    REGKEEP_GROUP cmp, \fail, 80, rax, rdx
     .endif
     .if \skip_rcx_r11 == 0
-    cmp regkeep_marks+16(%rip), %rcx
-    jne \fail
-    cmp regkeep_marks+72(%rip), %r11
-    jne \fail
+    REGKEEP_GROUP cmp, \fail, 96, rcx, r11
     .endif
-    cmp regkeep_marks+8(%rip), %rbx
-    jne \fail
-    cmp regkeep_marks+32(%rip), %rsi
-    jne \fail
-    cmp regkeep_marks+40(%rip), %rdi
-    jne \fail
-    cmp regkeep_marks+48(%rip), %r8
-    jne \fail
-    cmp regkeep_marks+56(%rip), %r9
-    jne \fail
-    cmp regkeep_marks+64(%rip), %r10
-    jne \fail
-    cmp regkeep_marks+80(%rip), %r12
-    jne \fail
-    cmp regkeep_marks+88(%rip), %r13
-    jne \fail
-    cmp regkeep_marks+96(%rip), %r14
-    jne \fail
-    cmp regkeep_marks+104(%rip), %r15
-    jne \fail
     cmp \rbp_at(%rsp), %rbp
     jne \fail
 .endm
@@ -407,8 +387,7 @@ user_fpuspin_end:
     mov $\number, %eax
     syscall
 0:  REGKEEP_CHECK \fail, skip_rax_rdx=1, skip_rcx_r11=1, rbp_at=8
-    cmp regkeep_marks+24(%rip), %rdx
-    jne \fail
+    REGKEEP_GROUP cmp, \fail, 88, rdx
     lea 0b(%rip), %rax
     cmp %rax, %rcx
     jne 95f
@@ -464,11 +443,12 @@ user_regkeep_start:
 1:  mov $1, %eax
     syscall
     .p2align 3
-regkeep_marks:
-    .quad 0x0a0a0a0a0a0a0a0a, 0x0b0b0b0b0b0b0b0b, 0x0c0c0c0c0c0c0c0c, 0x0d0d0d0d0d0d0d0d
-    .quad 0x5151515151515151, 0xd1d1d1d1d1d1d1d1, 0x0808080808080808, 0x0909090909090909
-    .quad 0x1010101010101010, 0x1111111111111111, 0x1212121212121212, 0x1313131313131313
+regkeep_marks:                   /* the order REGKEEP_GROUP gives */
+    .quad 0x0b0b0b0b0b0b0b0b, 0x5151515151515151, 0xd1d1d1d1d1d1d1d1, 0x0808080808080808
+    .quad 0x0909090909090909, 0x1010101010101010, 0x1212121212121212, 0x1313131313131313
     .quad 0x1414141414141414, 0x1515151515151515
+    .quad 0x0a0a0a0a0a0a0a0a, 0x0d0d0d0d0d0d0d0d
+    .quad 0x0c0c0c0c0c0c0c0c, 0x1111111111111111
 user_regkeep_end:
 
 /* spin: never makes a system call; only the timer can take the CPU from it (the kernel
