@@ -1402,27 +1402,33 @@ exception_stub_14:
     mov PF_SS(%rsp), %rax
     GUARDED .Lpf_decline_stored, mov %rax, 56(%rdx)
     SMAP_CLOSE
-    /* Written: the mask if the handler asks, the CPU's frame pointed at the handler
-     * (traps::bounce::deliver), and after user mode the kernel's. */
+    /* Written: the mask if the handler asks, and after user mode the kernel's mode. */
     testb $TI_IF, VCPU_PF_FLAGS(%rdi)
     jz 4f
     movb $1, VI_MASK(%rsi)
-4:  mov VCPU_PF_HANDLER(%rdi), %rax
-    mov %rax, PF_RIP(%rsp)
-    movq $FLAT_RING3_CS64, PF_CS(%rsp)
-    mov PF_RFLAGS(%rsp), %rax
-    and $BOUNCE_RFLAGS_KEEP, %rax
-    or $BOUNCE_RFLAGS_SET, %rax
-    mov %rax, PF_RFLAGS(%rsp)
-    mov %rdx, PF_RSP(%rsp)
-    movq $FLAT_RING3_SS64, PF_SS(%rsp)
+4:  mov %rdx, PF_RSP(%rsp)          /* (ENTER_KERNEL_MODE clobbers rdx) */
     test %ecx, %ecx
     jz 5f
     ENTER_KERNEL_MODE %rdi
-5:  PF_EXPRESS_POP
-    add $16, %rsp                   /* vector, error code */
+    /* To the handler (traps::bounce::deliver's rip, RFLAGS and stack) by sysretq, as
+     * Xen leaves after any bounce: the guest's rcx and r11 are in the bounce frame,
+     * which the handler pops first, so the two registers are free to carry the
+     * handler's address and RFLAGS. sysretq loads the flat selectors an iretq would
+     * take from the frame (STAR's: FLAT_RING3_CS64, FLAT_RING3_SS64), and the handler's
+     * address is canonical (every registration checks it), so it cannot fault in ring
+     * 0. It reads no memory, where an iretq pops five words and loads two descriptors. */
+5:  mov PF_RFLAGS(%rsp), %r11
+    and $BOUNCE_RFLAGS_KEEP, %r11
+    or $BOUNCE_RFLAGS_SET, %r11
+    mov VCPU_PF_HANDLER(%rdi), %rcx
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    mov 8(%rsp), %rax               /* (rcx's slot, then rax's) */
+    mov PF_RSP - 4*8(%rsp), %rsp    /* the bounce frame */
     swapgs
-    iretq
+    sysretq
 /* Declined (nothing changed but, maybe, the loaded page table, as recorded, and the
  * vcpu_info's CR2): the lane, with the guest's fault address in CR2. */
 .Lpf_decline_stored:
