@@ -106,6 +106,12 @@ pub fn deliver_inline<M: PhysMem>(
     regs.cs = u64::from(FLAT_KERNEL_CS64);
     regs.rsp = new_rsp;
     regs.rip = bounce.handler;
+    // The guest's rcx and r11 are in the frame, which the handler pops first: the
+    // registers carry the handler's address and RFLAGS, as Xen's `sysretq` after a
+    // bounce leaves them, and so lets the exit leave by `sysretq` too (entry.S,
+    // JUMP_UNLESS_SYSRET_SAME).
+    regs.rcx = regs.rip;
+    regs.r11 = regs.rflags;
     Ok(())
 }
 

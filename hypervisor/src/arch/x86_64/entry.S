@@ -46,7 +46,12 @@
 .set FRAME_ERROR,      16*8
 .set FRAME_RIP,        17*8
 .set FRAME_CS,         18*8
+.set FRAME_RFLAGS,     19*8
 .set FRAME_RSP,        20*8
+.set FRAME_SS,         21*8
+/* The RFLAGS bits sysretq does not take from r11 (it keeps r11 & 0x3c7fd7 and sets bit
+ * 1): RF, VM and reserved ones. */
+.set SYSRET_RFLAGS_DROPPED, ~0x3c7fd7
 .set VECTOR_UD,        6
 .set VECTOR_PF,        14
 /* The #PF express path's stack: the CPU's frame and the stub's vector above the six
@@ -240,6 +245,31 @@
     mov FRAME_R10(%rsp), %r10
     mov FRAME_R11(%rsp), %r11
     mov FRAME_RAX(%rsp), %rax
+.endm
+
+/* Jumps to \iret unless leaving by sysretq from the frame at rsp changes nothing the
+ * guest would see after an iretq from it: rip already in the frame's rcx and RFLAGS in
+ * its r11 (after a bounce, whose frame on the guest's stack holds the guest's two, so
+ * that traps::bounce::deliver_inline sets them so, as Xen's sysretq after a bounce
+ * leaves them; after a hypercall, as its `syscall` left them), no RFLAGS bit that
+ * sysretq drops, CS and SS the selectors STAR gives it (as iretq reads the slots: the
+ * low 16 bits), and rip canonical, or the sysretq would fault in ring 0. Xen makes the
+ * same choice by a flag in its frame (TRAP_syscall); this test needs none. Clobbers rax
+ * and rcx, which the exit reloads. */
+.macro JUMP_UNLESS_SYSRET_SAME iret
+    mov FRAME_RIP(%rsp), %rcx
+    cmp FRAME_RCX(%rsp), %rcx
+    jne \iret
+    mov FRAME_RFLAGS(%rsp), %rax
+    cmp FRAME_R11(%rsp), %rax
+    jne \iret
+    test $SYSRET_RFLAGS_DROPPED, %rax
+    jnz \iret
+    cmpw $FLAT_RING3_CS64, FRAME_CS(%rsp)
+    jne \iret
+    cmpw $FLAT_RING3_SS64, FRAME_SS(%rsp)
+    jne \iret
+    JUMP_UNLESS_CANONICAL %rcx, %rax, \iret
 .endm
 
 .macro POP_GPRS
@@ -718,7 +748,13 @@ syscall_fast_exit:
  * (the callee-saved ones never left the CPU): the fast path's Resume, the #PF lane. */
 resume_caller_saved:
     LAZY_FPU_EXIT
+    JUMP_UNLESS_SYSRET_SAME 1f
     mov FRAME_RCX(%rsp), %rcx
+    RESTORE_CALLER_SAVED_BUT_RCX
+    mov FRAME_RSP(%rsp), %rsp
+    swapgs
+    sysretq
+1:  mov FRAME_RCX(%rsp), %rcx
     RESTORE_CALLER_SAVED_BUT_RCX
     add $(FRAME_GPRS + 16), %rsp
     swapgs
@@ -1487,7 +1523,12 @@ guest_entry_common:
 .global guest_exit
 guest_exit:
     LAZY_FPU_EXIT
+    JUMP_UNLESS_SYSRET_SAME 1f
     POP_GPRS
+    mov FRAME_RSP - FRAME_GPRS(%rsp), %rsp
+    swapgs
+    sysretq
+1:  POP_GPRS
     add $16, %rsp
     swapgs
     iretq
