@@ -116,12 +116,17 @@ extern "C" fn hv_hypercall_finish(frame: &mut hypervisor::regs::TrapFrame) {
 /// An exception in ring 0 is a hypervisor bug: report it and stop the machine.
 #[unsafe(no_mangle)]
 extern "C" fn hv_hypervisor_fault(frame: &hypervisor::regs::TrapFrame) -> ! {
+    let cr2 = x86::cpu::read_cr2();
+    // A fault in a guard page (one that could not be delivered on the overflowing
+    // stack: a double fault) is a stack overflow.
+    if let Some(stack) = x86::percpu::guard_hit(cr2) {
+        console::early_print(format_args!(
+            "hypervisor: PANIC: {stack} overflowed (a fault in its guard page at {cr2:#x})\n"
+        ));
+    }
     console::early_print(format_args!(
         "hypervisor: PANIC: exception {} in ring 0, error code {:#x}, rip {:#x}, cr2 {:#x}\n",
-        frame.vector,
-        frame.error_code,
-        frame.rip,
-        x86::cpu::read_cr2()
+        frame.vector, frame.error_code, frame.rip, cr2
     ));
     x86::cpu::exit_qemu(machine::EXIT_PANIC)
 }

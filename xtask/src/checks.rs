@@ -50,6 +50,24 @@ pub fn evaluate(test: &TestConfig, output: &str, outcome: &RunOutcome) -> Vec<Ch
     checks
 }
 
+/// The line our hypervisor prints at the end of every run: `hypervisor stack: deepest
+/// use <n> of <size> bytes`.
+const STACK_LINE: &str = "hypervisor stack: deepest use ";
+
+/// Our hypervisor's stack kept a margin: the run's report of its deepest use is there
+/// and at most three quarters of the stack (an overflow faults in the guard page below
+/// it and panics, which the exit check sees; this one sees a path growing towards it).
+pub fn stack_margin(output: &str) -> Check {
+    let used = output.lines().rev().find_map(|line| {
+        let (_, rest) = line.split_once(STACK_LINE)?;
+        let (used, rest) = rest.split_once(" of ")?;
+        let size = rest.trim_end().strip_suffix(" bytes")?;
+        Some((used.parse::<u64>().ok()?, size.parse::<u64>().ok()?))
+    });
+    let passed = matches!(used, Some((used, size)) if size > 0 && used * 4 <= size * 3);
+    Check::new("hypervisor stack used at most 3/4", passed)
+}
+
 const SELFTEST: &str = "selftest ";
 
 /// Reads `[prefix] selftest <name>: ok|FAILED <reason>` into a check named
@@ -112,6 +130,18 @@ selftest not a test line
         ];
         let got: Vec<_> = checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn stack_margin_needs_the_report_and_a_quarter_left() {
+        let line = |used: u64| {
+            format!("(hv) [INFO ] hypervisor stack: deepest use {used} of 65536 bytes\r\n")
+        };
+        assert!(stack_margin(&line(16352)).passed);
+        assert!(stack_margin(&line(49152)).passed);
+        assert!(!stack_margin(&line(49160)).passed);
+        assert!(!stack_margin("(hv) [INFO ] hypervisor: run finished: clean\n").passed);
+        assert!(!stack_margin("hypervisor stack: deepest use lots of 65536 bytes\n").passed);
     }
 
     #[test]

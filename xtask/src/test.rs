@@ -269,7 +269,10 @@ fn run_scenario(
             return not_run(scenario, hypervisor, &format!("{error:#}"));
         }
     };
-    let checks = checks::evaluate(test, &capture.output, &outcome);
+    let mut checks = checks::evaluate(test, &capture.output, &outcome);
+    if hypervisor == Hypervisor::Ours {
+        checks.push(checks::stack_margin(&capture.output));
+    }
     let result = ScenarioRun::new(
         &scenario.name,
         &hypervisor.to_string(),

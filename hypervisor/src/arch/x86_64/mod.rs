@@ -153,12 +153,16 @@ const _: () = {
     assert!(GUEST_RANGE_BIAS > 0 && GUEST_RANGE_SPAN < 128);
 };
 
+use core::cell::UnsafeCell;
+
 unsafe extern "C" {
     fn syscall_entry();
     fn syscall_entry_lanes();
     fn compat_syscall_entry();
     fn enter_guest_first(frame: *mut hypervisor::regs::TrapFrame) -> !;
     static boot_pml4: [u64; 512];
+    /// The direct map's four page directories (boot.S), 2048 entries of 2 MiB pages.
+    static boot_pd_directmap: [u64; 2048];
 }
 
 /// Virtual address of the direct map of physical memory (Xen's DIRECTMAP_VIRT_START).
@@ -206,6 +210,7 @@ pub fn init_cpu0() {
         );
     }
     drop_identity_map();
+    unmap_guard_pages();
     let protections = cpu::enable_smep_smap();
     log::info!(
         "cpu: SMEP {}, SMAP {}",
@@ -235,6 +240,70 @@ fn drop_identity_map() {
         let pml4 = &raw const boot_pml4 as *mut u64;
         pml4.write_volatile(0);
         cpu::write_cr3(cpu::read_cr3());
+    }
+}
+
+/// Page tables for the 2 MiB pages of the direct map that hold a guard page, split into
+/// 4 KiB pages (the stacks and their guards lie in at most two such pages).
+#[repr(C, align(4096))]
+struct SplitTables(UnsafeCell<[[u64; 512]; 2]>);
+// SAFETY: written once, at boot, on CPU 0.
+unsafe impl Sync for SplitTables {}
+static SPLIT_TABLES: SplitTables = SplitTables(UnsafeCell::new([[0; 512]; 2]));
+
+/// Unmaps the guard page below each of this CPU's stacks (`percpu::guard_pages`), so that
+/// an overflow faults instead of overwriting what lies below (the IDT lies below the
+/// hypervisor stack). The stacks live in the direct map's 2 MiB pages: the page holding
+/// a guard is split into 4 KiB pages first, each mapping the same frame with the same
+/// flags. The direct map is shared by every address space (its L4 entry is copied, its
+/// tables are these), so the guards are unmapped everywhere.
+fn unmap_guard_pages() {
+    const PRESENT: u64 = 1;
+    const WRITABLE: u64 = 1 << 1;
+    const LARGE: u64 = 1 << 7;
+    /// Present, writable, user, write-through, cache-disable, global: what a 4 KiB entry
+    /// keeps of a 2 MiB one (bit 12, PAT there, is bit 7 here).
+    const KEPT: u64 = 0x11f;
+    const FRAME: u64 = 0x000f_ffff_ffff_f000;
+    let pd = &raw const boot_pd_directmap as *mut u64;
+    let tables = SPLIT_TABLES.0.get();
+    let mut split = 0;
+    for (guard, _) in percpu::guard_pages() {
+        let phys = virt_to_phys(guard);
+        let slot = (phys >> 21) as usize;
+        assert!(slot < 2048, "a stack outside the direct map");
+        // SAFETY: boot, CPU 0, nothing else uses the tables; `slot` is in bounds; a split
+        // maps the same frames with the same flags before it replaces the 2 MiB entry.
+        unsafe {
+            let entry = pd.add(slot).read_volatile();
+            let table: *mut u64 = if entry & LARGE != 0 {
+                assert!(split < 2, "guard pages in more than two 2 MiB pages");
+                let table = (*tables)[split].as_mut_ptr();
+                split += 1;
+                let base = entry & FRAME & !((1 << 21) - 1);
+                for i in 0..512 {
+                    table
+                        .add(i)
+                        .write((base + ((i as u64) << 12)) | (entry & KEPT));
+                }
+                pd.add(slot)
+                    .write_volatile(virt_to_phys(table as u64) | PRESENT | WRITABLE);
+                table
+            } else {
+                (DIRECTMAP_BASE + (entry & FRAME)) as *mut u64
+            };
+            table.add(((phys >> 12) & 511) as usize).write_volatile(0);
+        }
+    }
+    cpu::flush_tlb_all();
+    // Each guard must now fault: read one byte of it through the fault-tolerant copy.
+    for (guard, stack) in percpu::guard_pages() {
+        let mut byte = 0u8;
+        // SAFETY: the one fault the copy can take here is the #PF its fix-up handles (the
+        // page is not mapped at all: what the contract's guest range is there to ensure);
+        // `byte` is valid for the write.
+        let mapped = unsafe { guest_access::read(&mut byte, guard as *const u8, 1) };
+        assert!(!mapped, "the guard page below {stack} is still mapped");
     }
 }
 
