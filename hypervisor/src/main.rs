@@ -119,7 +119,7 @@ extern "C" fn hv_hypervisor_fault(frame: &hypervisor::regs::TrapFrame) -> ! {
     let cr2 = x86::cpu::read_cr2();
     // A fault in a guard page (one that could not be delivered on the overflowing
     // stack: a double fault) is a stack overflow.
-    if let Some(stack) = x86::percpu::guard_hit(cr2) {
+    if let Some(stack) = x86::guard_hit(cr2) {
         console::early_print(format_args!(
             "hypervisor: PANIC: {stack} overflowed (a fault in its guard page at {cr2:#x})\n"
         ));

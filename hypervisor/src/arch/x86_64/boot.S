@@ -137,7 +137,13 @@ boot_gdt_ptr:
 
 .section .bss
 .p2align 12
+/* The page below the boot stack, unmapped once the direct map is in place (as below
+ * each CPU's stacks: arch::x86_64::unmap_guard_pages). */
+.global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
+/* 128 KiB: booting (building every domain) goes 25 KiB deep, an unoptimised build 60. */
 boot_stack:
-    .skip 65536
+    .skip 131072
 .global boot_stack_top
 boot_stack_top:

@@ -163,6 +163,30 @@ unsafe extern "C" {
     static boot_pml4: [u64; 512];
     /// The direct map's four page directories (boot.S), 2048 entries of 2 MiB pages.
     static boot_pd_directmap: [u64; 2048];
+    /// The page below the boot stack (boot.S).
+    static boot_stack_guard: [u8; 4096];
+}
+
+/// Every guard page (each [`percpu::GUARD_SIZE`] bytes at the address given) with the
+/// name of the stack above it: the boot stack's and this CPU's.
+pub fn guard_pages() -> [(u64, &'static str); 5] {
+    let [a, b, c, d] = percpu::guard_pages();
+    [
+        (&raw const boot_stack_guard as u64, "the boot stack"),
+        a,
+        b,
+        c,
+        d,
+    ]
+}
+
+/// The stack whose guard page holds `address`, if one does: a fault there is that
+/// stack's overflow.
+pub fn guard_hit(address: u64) -> Option<&'static str> {
+    guard_pages()
+        .into_iter()
+        .find(|&(guard, _)| address.wrapping_sub(guard) < percpu::GUARD_SIZE as u64)
+        .map(|(_, name)| name)
 }
 
 /// Virtual address of the direct map of physical memory (Xen's DIRECTMAP_VIRT_START).
@@ -210,8 +234,10 @@ pub fn init_cpu0() {
         );
     }
     drop_identity_map();
-    unmap_guard_pages();
     let protections = cpu::enable_smep_smap();
+    // After the stac/clac sites are patched to nops on a CPU without SMAP: the check of
+    // the guards reads through them.
+    unmap_guard_pages();
     log::info!(
         "cpu: SMEP {}, SMAP {}",
         if protections.smep {
@@ -244,14 +270,14 @@ fn drop_identity_map() {
 }
 
 /// Page tables for the 2 MiB pages of the direct map that hold a guard page, split into
-/// 4 KiB pages (the stacks and their guards lie in at most two such pages).
+/// 4 KiB pages (the stacks and their guards lie in at most three such pages).
 #[repr(C, align(4096))]
-struct SplitTables(UnsafeCell<[[u64; 512]; 2]>);
+struct SplitTables(UnsafeCell<[[u64; 512]; 3]>);
 // SAFETY: written once, at boot, on CPU 0.
 unsafe impl Sync for SplitTables {}
-static SPLIT_TABLES: SplitTables = SplitTables(UnsafeCell::new([[0; 512]; 2]));
+static SPLIT_TABLES: SplitTables = SplitTables(UnsafeCell::new([[0; 512]; 3]));
 
-/// Unmaps the guard page below each of this CPU's stacks (`percpu::guard_pages`), so that
+/// Unmaps the guard page below each stack ([`guard_pages`]: the boot stack, this CPU's), so that
 /// an overflow faults instead of overwriting what lies below (the IDT lies below the
 /// hypervisor stack). The stacks live in the direct map's 2 MiB pages: the page holding
 /// a guard is split into 4 KiB pages first, each mapping the same frame with the same
@@ -268,7 +294,7 @@ fn unmap_guard_pages() {
     let pd = &raw const boot_pd_directmap as *mut u64;
     let tables = SPLIT_TABLES.0.get();
     let mut split = 0;
-    for (guard, _) in percpu::guard_pages() {
+    for (guard, _) in guard_pages() {
         let phys = virt_to_phys(guard);
         let slot = (phys >> 21) as usize;
         assert!(slot < 2048, "a stack outside the direct map");
@@ -277,7 +303,7 @@ fn unmap_guard_pages() {
         unsafe {
             let entry = pd.add(slot).read_volatile();
             let table: *mut u64 = if entry & LARGE != 0 {
-                assert!(split < 2, "guard pages in more than two 2 MiB pages");
+                assert!(split < 3, "guard pages in more than three 2 MiB pages");
                 let table = (*tables)[split].as_mut_ptr();
                 split += 1;
                 let base = entry & FRAME & !((1 << 21) - 1);
@@ -297,7 +323,7 @@ fn unmap_guard_pages() {
     }
     cpu::flush_tlb_all();
     // Each guard must now fault: read one byte of it through the fault-tolerant copy.
-    for (guard, stack) in percpu::guard_pages() {
+    for (guard, stack) in guard_pages() {
         let mut byte = 0u8;
         // SAFETY: the one fault the copy can take here is the #PF its fix-up handles (the
         // page is not mapped at all: what the contract's guest range is there to ensure);

@@ -308,15 +308,6 @@ pub fn guard_pages() -> [(u64, &'static str); 4] {
     ]
 }
 
-/// The stack whose guard page holds `address`, if one does: a fault there is that
-/// stack's overflow.
-pub fn guard_hit(address: u64) -> Option<&'static str> {
-    guard_pages()
-        .into_iter()
-        .find(|&(guard, _)| address.wrapping_sub(guard) < GUARD_SIZE as u64)
-        .map(|(_, name)| name)
-}
-
 /// How many bytes of CPU 0's hypervisor stack have ever been used: the stack starts
 /// zeroed (.bss), so its deepest non-zero word marks the deepest use (a frame whose
 /// deepest words were all zero would be missed, never counted too deep).
