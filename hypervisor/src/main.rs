@@ -117,9 +117,12 @@ extern "C" fn hv_hypercall_finish(frame: &mut hypervisor::regs::TrapFrame) {
 #[unsafe(no_mangle)]
 extern "C" fn hv_hypervisor_fault(frame: &hypervisor::regs::TrapFrame) -> ! {
     let cr2 = x86::cpu::read_cr2();
-    // A fault in a guard page (one that could not be delivered on the overflowing
-    // stack: a double fault) is a stack overflow.
-    if let Some(stack) = x86::guard_hit(cr2) {
+    // A double fault whose page fault was in a guard page (it could not be delivered on
+    // the overflowing stack) is a stack overflow. Only then does CR2 say so: after any
+    // other exception it may be a guest's old fault address, or the boot check's.
+    if frame.vector == 8
+        && let Some(stack) = x86::guard_hit(cr2)
+    {
         console::early_print(format_args!(
             "hypervisor: PANIC: {stack} overflowed (a fault in its guard page at {cr2:#x})\n"
         ));

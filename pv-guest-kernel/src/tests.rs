@@ -45,6 +45,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("trap_general_protection", trap_general_protection),
     ("trap_page_fault", trap_page_fault),
     ("trap_registers_survive", trap_registers_survive),
+    ("emulated_exit_keeps_r11", emulated_exit_keeps_r11),
+    ("emulated_single_step", emulated_single_step),
     ("iret_rcx_r11", iret_rcx_r11),
     ("iret_rflags", iret_rflags),
     ("iret_rpl", crate::vm::iret_rpl_stays_in_kernel),
@@ -455,6 +457,95 @@ fn trap_registers_survive(_: &Boot) -> Outcome {
     marks_survive!(6, "ud2");
     marks_survive!(14, "cmp byte ptr [0x10], 0");
     Ok(())
+}
+
+fn emulated_exit_keeps_r11(_: &Boot) -> Outcome {
+    // An emulated instruction with rcx holding the address after it but r11 not the
+    // RFLAGS: whatever way the hypervisor leaves (ours: by sysretq only when that leaves
+    // what iretq would), r11, rcx and the flags (CF set) come back as they were.
+    let (rcx, r11, carry, after): (u64, u64, u8, u64);
+    // SAFETY: the CR0 read is emulated; the asm names every register it changes.
+    unsafe {
+        core::arch::asm!(
+            "lea rcx, [rip + 3f]",
+            "mov r11, 0x2",
+            "stc",
+            "mov {cr0}, cr0",
+            "3: setc {carry}",
+            "lea {after}, [rip + 3b]",
+            cr0 = out(reg) _,
+            carry = out(reg_byte) carry,
+            after = out(reg) after,
+            out("rcx") rcx,
+            out("r11") r11,
+        );
+    }
+    if (rcx, r11, carry) != (after, 0x2, 1) {
+        fail!("rcx {rcx:#x} (want {after:#x}), r11 {r11:#x} (want 0x2), CF {carry}");
+    }
+    Ok(())
+}
+
+fn emulated_single_step(_: &Boot) -> Outcome {
+    // With TF set, an emulated instruction is single-stepped as the CPU steps one: the
+    // #DB comes right after it, before the next instruction runs (Xen injects it so).
+    // Twice: with rcx the address after it and r11 the RFLAGS (a frame a sysretq exit
+    // could take: its TF raises the #DB at once) and with rcx elsewhere. Events are
+    // masked meanwhile, so that no upcall runs under TF.
+    let masked = crate::paravirt::irqs_masked();
+    crate::paravirt::irq_disable();
+    let mut outcome = Ok(());
+    for at_next in [1u64, 0] {
+        crate::traps::expect(1, 0);
+        let want: u64;
+        // SAFETY: TF is set for the emulated CR0 read and, were the #DB late, one `nop`;
+        // the harness clears TF in the frame of the #DB it catches.
+        unsafe {
+            core::arch::asm!(
+                "lea rcx, [rip + 4f]",
+                "test {at_next}, {at_next}",
+                "jz 5f",
+                "lea rcx, [rip + 3f]",
+                "5: pushfq",
+                "pop r11",
+                "or r11, 0x100",
+                "push r11",
+                "popfq",
+                "mov {cr0}, cr0",
+                "3: nop",
+                "4: lea {want}, [rip + 3b]",
+                at_next = in(reg) at_next,
+                cr0 = out(reg) _,
+                want = out(reg) want,
+                out("rcx") _,
+                out("r11") _,
+            );
+        }
+        match crate::traps::seen() {
+            Some(seen) if seen.vector == 1 && seen.rip == want => {}
+            Some(seen) => {
+                outcome = Err(failure(format_args!(
+                    "rcx at the next rip: {}: vector {} at {:#x}, want #DB at {want:#x}",
+                    at_next == 1,
+                    seen.vector,
+                    seen.rip
+                )));
+            }
+            None => {
+                outcome = Err(failure(format_args!(
+                    "no #DB (rcx at the next rip: {})",
+                    at_next == 1
+                )))
+            }
+        }
+        if outcome.is_err() {
+            break;
+        }
+    }
+    if !masked {
+        crate::paravirt::irq_enable();
+    }
+    outcome
 }
 
 fn iret_rcx_r11(_: &Boot) -> Outcome {

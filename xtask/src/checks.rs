@@ -59,7 +59,12 @@ const STACK_LINE: &str = "hypervisor stack: deepest use ";
 /// it and panics, which the exit check sees; this one sees a path growing towards it).
 pub fn stack_margin(output: &str) -> Check {
     let used = output.lines().rev().find_map(|line| {
-        let (_, rest) = line.split_once(STACK_LINE)?;
+        // The hypervisor's own line (a guest's console output is prefixed with its
+        // domain's name instead).
+        let (prefix, rest) = line.split_once(STACK_LINE)?;
+        if !prefix.starts_with("(hv)") {
+            return None;
+        }
         let (used, rest) = rest.split_once(" of ")?;
         let size = rest.trim_end().strip_suffix(" bytes")?;
         Some((used.parse::<u64>().ok()?, size.parse::<u64>().ok()?))
@@ -141,7 +146,12 @@ selftest not a test line
         assert!(stack_margin(&line(49152)).passed);
         assert!(!stack_margin(&line(49160)).passed);
         assert!(!stack_margin("(hv) [INFO ] hypervisor: run finished: clean\n").passed);
-        assert!(!stack_margin("hypervisor stack: deepest use lots of 65536 bytes\n").passed);
+        assert!(
+            !stack_margin("(hv) [INFO ] hypervisor stack: deepest use lots of 65536 bytes\n")
+                .passed
+        );
+        // A guest's console line does not count.
+        assert!(!stack_margin("(d1 demo) hypervisor stack: deepest use 1 of 65536 bytes\n").passed);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! `pushf`/`popf` never fault in ring 3 (`popf` silently keeps IF), so a kernel that
 //! wants its virtual interrupt flag must use `cli`/`sti` or `vcpu_info` directly.
 
+use super::bounce::rflags;
 use super::{Outcome, TrapContext, inject, software_interrupt_allowed, vector};
 use crate::domain::Domain;
 use crate::emulate::{
@@ -212,11 +213,18 @@ pub fn privileged_op<M: PhysMem>(
 /// next fetch would, that raises #GP, delivered to the guest kernel with the address in
 /// its frame. The hypervisor never returns to a non-canonical address, where `iretq`
 /// itself would fault in ring 0 on a real CPU (QEMU's TCG only faults on the fetch).
+/// With TF set, the instruction is single-stepped as the CPU steps one: the #DB trap
+/// comes right after it, at the next instruction (as Xen's emulation injects it),
+/// rather than after the next instruction has run too, which is where the real TF of
+/// the resumed context would raise it.
 fn step(ctx: &mut TrapContext<'_, impl PhysMem>, decoded: Decoded) -> Option<Outcome> {
     let next = decoded.next_rip(ctx.regs.rip);
     ctx.regs.rip = next;
     if !is_canonical(next) {
         return Some(inject(ctx, vector::GP, Some(0)));
+    }
+    if ctx.regs.rflags & rflags::TF != 0 {
+        return Some(inject(ctx, vector::DB, None));
     }
     Some(Outcome::Resume)
 }
@@ -240,7 +248,11 @@ fn emulate<M: PhysMem>(
         // half is the #GP `step` raises for its next rip (delivered, or the crash), never
         // a block that resumes at a non-canonical rip (found by review: the exit's
         // `iretq` would fault in ring 0).
-        Instruction::Hlt if is_canonical(decoded.next_rip(ctx.regs.rip)) => {
+        // (Single-stepped, it delivers the #DB instead of blocking.)
+        Instruction::Hlt
+            if is_canonical(decoded.next_rip(ctx.regs.rip))
+                && ctx.regs.rflags & rflags::TF == 0 =>
+        {
             step(ctx, decoded);
             Some(Outcome::Block)
         }

@@ -290,6 +290,54 @@ fn emulating(code: &[u8]) -> World {
 }
 
 #[test]
+fn a_single_stepped_emulated_instruction_traps_right_after_it() {
+    // cli with TF set: emulated, then the #DB a single step owes, at the next
+    // instruction (not after it has run too, where the resumed TF would raise it).
+    let mut world = emulating(&[0xfa, 0x90]);
+    world.domain.vcpu.regs.rflags = 0x302; // IF, TF
+    world.domain.vcpu.trap_table[1] = TrapInfo::new(1, 0, false, 0xe033, HANDLER + 0x200);
+    let mut hw = FakeHardware::default();
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert!(crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask());
+    let regs = world.domain.vcpu.regs;
+    assert_eq!(regs.rip, HANDLER + 0x200, "in the #DB handler");
+    assert_eq!(regs.rflags & 0x100, 0, "the handler runs without TF");
+    let frame = stack_words(&world, regs.rsp, 7);
+    assert_eq!(
+        frame[2],
+        CODE + 1,
+        "the trap is after the emulated instruction"
+    );
+    assert_eq!(frame[4] & 0x100, 0x100, "the interrupted context keeps TF");
+    // Single-stepped, hlt delivers the #DB rather than blocking.
+    let mut world = emulating(&[0xf4]);
+    world.domain.vcpu.regs.rflags = 0x302;
+    world.domain.vcpu.trap_table[1] = TrapInfo::new(1, 0, false, 0xe033, HANDLER + 0x200);
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert_eq!(world.domain.vcpu.regs.rip, HANDLER + 0x200);
+}
+
+#[test]
+fn a_bounce_leaves_rcx_and_r11_as_a_sysret_would() {
+    // The guest's rcx and r11 go into the frame; the registers carry the handler's
+    // address and RFLAGS, as after Xen's sysretq (so the exit may use one).
+    let mut world = kernel_world();
+    let outcome = run(&mut world, |ctx| {
+        guest_exception(ctx, &mut FakeHardware::default(), vector::UD, 0)
+    });
+    assert_eq!(outcome, Outcome::Resume);
+    let regs = world.domain.vcpu.regs;
+    assert_eq!((regs.rcx, regs.r11), (regs.rip, regs.rflags));
+    assert_eq!(stack_words(&world, regs.rsp, 2), [0x1111, 0x2222]);
+}
+
+#[test]
 fn cli_sti_flip_the_virtual_interrupt_flag() {
     let mut world = emulating(&[0xfa, 0xfb]);
     let mut hw = FakeHardware::default();

@@ -49,9 +49,12 @@
 .set FRAME_RFLAGS,     19*8
 .set FRAME_RSP,        20*8
 .set FRAME_SS,         21*8
-/* The RFLAGS bits sysretq does not take from r11 (it keeps r11 & 0x3c7fd7 and sets bit
- * 1): RF, VM and reserved ones. */
-.set SYSRET_RFLAGS_DROPPED, ~0x3c7fd7
+/* The RFLAGS bits a sysretq exit must not see set: those it does not take from r11 (it
+ * keeps r11 & 0x3c7fd7 and sets bit 1: RF, VM, reserved ones), and TF, which it takes
+ * but acts on at once (the single-step #DB comes at the target, before its first
+ * instruction, where after an iretq that instruction runs first). */
+.set RFLAGS_TF,        0x100
+.set SYSRET_RFLAGS_DROPPED, ~(0x3c7fd7 & ~RFLAGS_TF)
 .set VECTOR_UD,        6
 .set VECTOR_PF,        14
 /* The #PF express path's stack: the CPU's frame and the stub's vector above the six
@@ -252,7 +255,7 @@
  * its r11 (after a bounce, whose frame on the guest's stack holds the guest's two, so
  * that traps::bounce::deliver_inline sets them so, as Xen's sysretq after a bounce
  * leaves them; after a hypercall, as its `syscall` left them), no RFLAGS bit that
- * sysretq drops, CS and SS the selectors STAR gives it (as iretq reads the slots: the
+ * sysretq drops and not TF (SYSRET_RFLAGS_DROPPED), CS and SS the selectors STAR gives it (as iretq reads the slots: the
  * low 16 bits), and rip canonical, or the sysretq would fault in ring 0. Xen makes the
  * same choice by a flag in its frame (TRAP_syscall); this test needs none. Clobbers rax
  * and rcx, which the exit reloads. */

@@ -287,9 +287,12 @@ fn unmap_guard_pages() {
     const PRESENT: u64 = 1;
     const WRITABLE: u64 = 1 << 1;
     const LARGE: u64 = 1 << 7;
-    /// Present, writable, user, write-through, cache-disable, global: what a 4 KiB entry
-    /// keeps of a 2 MiB one (bit 12, PAT there, is bit 7 here).
-    const KEPT: u64 = 0x11f;
+    /// Present, writable, user, write-through, cache-disable, global, no-execute: what a
+    /// 4 KiB entry keeps of a 2 MiB one as it is.
+    const KEPT: u64 = 0x11f | (1 << 63);
+    /// PAT: bit 12 of a 2 MiB entry, bit 7 of a 4 KiB one.
+    const LARGE_PAT: u64 = 1 << 12;
+    const PAT: u64 = 1 << 7;
     const FRAME: u64 = 0x000f_ffff_ffff_f000;
     let pd = &raw const boot_pd_directmap as *mut u64;
     let tables = SPLIT_TABLES.0.get();
@@ -307,10 +310,11 @@ fn unmap_guard_pages() {
                 let table = (*tables)[split].as_mut_ptr();
                 split += 1;
                 let base = entry & FRAME & !((1 << 21) - 1);
+                let flags = (entry & KEPT) | if entry & LARGE_PAT != 0 { PAT } else { 0 };
                 for i in 0..512 {
                     table
                         .add(i)
-                        .write((base + ((i as u64) << 12)) | (entry & KEPT));
+                        .write_volatile((base + ((i as u64) << 12)) | flags);
                 }
                 pd.add(slot)
                     .write_volatile(virt_to_phys(table as u64) | PRESENT | WRITABLE);
