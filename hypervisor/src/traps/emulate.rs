@@ -224,9 +224,17 @@ fn step(ctx: &mut TrapContext<'_, impl PhysMem>, decoded: Decoded) -> Option<Out
         return Some(inject(ctx, vector::GP, Some(0)));
     }
     if ctx.regs.rflags & rflags::TF != 0 {
-        return Some(inject(ctx, vector::DB, None));
+        return Some(single_step_trap(ctx));
     }
     Some(Outcome::Resume)
+}
+
+/// The #DB a single-stepped emulated instruction owes (see [`step`]): out of line, so
+/// that the common path of every emulation keeps its registers.
+#[cold]
+#[inline(never)]
+fn single_step_trap(ctx: &mut TrapContext<'_, impl PhysMem>) -> Outcome {
+    inject(ctx, vector::DB, None)
 }
 
 fn emulate<M: PhysMem>(
