@@ -255,8 +255,7 @@ fn emulate<M: PhysMem>(
         // Blocks only once past the instruction: a `hlt` in the last byte of the lower
         // half is the #GP `step` raises for its next rip (delivered, or the crash), never
         // a block that resumes at a non-canonical rip (found by review: the exit's
-        // `iretq` would fault in ring 0).
-        // (Single-stepped, it delivers the #DB instead of blocking.)
+        // `iretq` would fault in ring 0). Single-stepped, it delivers its #DB instead.
         Instruction::Hlt
             if is_canonical(decoded.next_rip(ctx.regs.rip))
                 && ctx.regs.rflags & rflags::TF == 0 =>

@@ -255,10 +255,10 @@
  * its r11 (after a bounce, whose frame on the guest's stack holds the guest's two, so
  * that traps::bounce::deliver_inline sets them so, as Xen's sysretq after a bounce
  * leaves them; after a hypercall, as its `syscall` left them), no RFLAGS bit that
- * sysretq drops and not TF (SYSRET_RFLAGS_DROPPED), CS and SS the selectors STAR gives it (as iretq reads the slots: the
- * low 16 bits), and rip canonical, or the sysretq would fault in ring 0. Xen makes the
- * same choice by a flag in its frame (TRAP_syscall); this test needs none. Clobbers rax
- * and rcx, which the exit reloads. */
+ * sysretq drops and not TF (SYSRET_RFLAGS_DROPPED), CS and SS the selectors STAR gives
+ * it (as iretq reads the slots: the low 16 bits), and rip canonical, or the sysretq
+ * would fault in ring 0. Xen makes the same choice by a flag in its frame
+ * (TRAP_syscall); this test needs none. Clobbers rax and rcx, which the exit reloads. */
 .macro JUMP_UNLESS_SYSRET_SAME iret
     mov FRAME_RIP(%rsp), %rcx
     cmp FRAME_RCX(%rsp), %rcx
@@ -747,8 +747,9 @@ syscall_fast_exit:
     sysretq
 5:  cmp $FAST_RESUME, %eax
     jne 2f
-/* Back to the guest by iretq from a frame that holds only the caller-saved registers
- * (the callee-saved ones never left the CPU): the fast path's Resume, the #PF lane. */
+/* Back to the guest from a frame that holds only the caller-saved registers (the
+ * callee-saved ones never left the CPU): the fast path's Resume, the #PF lane. By
+ * sysretq when that leaves what iretq would (JUMP_UNLESS_SYSRET_SAME), else iretq. */
 resume_caller_saved:
     LAZY_FPU_EXIT
     JUMP_UNLESS_SYSRET_SAME 1f

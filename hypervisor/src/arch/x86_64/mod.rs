@@ -16,6 +16,7 @@ pub mod rtc;
 pub mod serial;
 pub mod tsc;
 
+use core::cell::UnsafeCell;
 use core::mem::offset_of;
 use hypervisor::domain::Vcpu;
 use hypervisor::evtchn::Channel;
@@ -153,8 +154,6 @@ const _: () = {
     assert!(GUEST_RANGE_BIAS > 0 && GUEST_RANGE_SPAN < 128);
 };
 
-use core::cell::UnsafeCell;
-
 unsafe extern "C" {
     fn syscall_entry();
     fn syscall_entry_lanes();
@@ -277,9 +276,9 @@ struct SplitTables(UnsafeCell<[[u64; 512]; 3]>);
 unsafe impl Sync for SplitTables {}
 static SPLIT_TABLES: SplitTables = SplitTables(UnsafeCell::new([[0; 512]; 3]));
 
-/// Unmaps the guard page below each stack ([`guard_pages`]: the boot stack, this CPU's), so that
-/// an overflow faults instead of overwriting what lies below (the IDT lies below the
-/// hypervisor stack). The stacks live in the direct map's 2 MiB pages: the page holding
+/// Unmaps the guard page below each stack ([`guard_pages`]: the boot stack, this
+/// CPU's), so that an overflow faults instead of overwriting what lies below (the IDT
+/// lay below the hypervisor stack). The stacks live in the direct map's 2 MiB pages: the page holding
 /// a guard is split into 4 KiB pages first, each mapping the same frame with the same
 /// flags. The direct map is shared by every address space (its L4 entry is copied, its
 /// tables are these), so the guards are unmapped everywhere.
