@@ -283,16 +283,17 @@ static SPLIT_TABLES: SplitTables = SplitTables(UnsafeCell::new([[0; 512]; 3]));
 /// flags. The direct map is shared by every address space (its L4 entry is copied, its
 /// tables are these), so the guards are unmapped everywhere.
 fn unmap_guard_pages() {
-    const PRESENT: u64 = 1;
-    const WRITABLE: u64 = 1 << 1;
-    const LARGE: u64 = 1 << 7;
-    /// Present, writable, user, write-through, cache-disable, global, no-execute: what a
-    /// 4 KiB entry keeps of a 2 MiB one as it is.
-    const KEPT: u64 = 0x11f | (1 << 63);
-    /// PAT: bit 12 of a 2 MiB entry, bit 7 of a 4 KiB one.
+    use hypervisor::mm::pte::{
+        ADDRESS_MASK as FRAME, CACHE_DISABLE, GLOBAL, NO_EXECUTE, PAGE_SIZE as LARGE, PRESENT,
+        USER, WRITABLE, WRITE_THROUGH,
+    };
+    /// What a 4 KiB entry keeps of a 2 MiB one as it is.
+    const KEPT: u64 =
+        PRESENT | WRITABLE | USER | WRITE_THROUGH | CACHE_DISABLE | GLOBAL | NO_EXECUTE;
+    /// PAT: bit 12 of a 2 MiB entry, bit 7 (where a 2 MiB entry has its size bit) of a
+    /// 4 KiB one.
     const LARGE_PAT: u64 = 1 << 12;
-    const PAT: u64 = 1 << 7;
-    const FRAME: u64 = 0x000f_ffff_ffff_f000;
+    const PAT: u64 = LARGE;
     let pd = &raw const boot_pd_directmap as *mut u64;
     let tables = SPLIT_TABLES.0.get();
     let mut split = 0;
