@@ -73,7 +73,6 @@ const MEMO_SLOTS: usize = 8;
 struct MemoSlot {
     domain: Cell<DomId>,
     root: Cell<Mfn>,
-    /// [`NO_PAGE`] while nothing is remembered.
     page: Cell<u64>,
     generation: Cell<u64>,
     entries: [Cell<(u64, u64)>; 4],
@@ -81,18 +80,18 @@ struct MemoSlot {
     writable: Cell<bool>,
 }
 
-/// No page number (page numbers of canonical addresses are below 2^52).
-const NO_PAGE: u64 = u64::MAX;
-
 impl WalkMemo {
-    /// Remembers nothing yet.
+    /// Remembers nothing yet: every slot holds frame 0, which no domain owns (it is in
+    /// the low memory the hypervisor reserves), so no slot can answer before a walk
+    /// fills it. All zero in memory, as the machine state it starts in (see `Present`
+    /// in `domain.rs`).
     pub const fn new() -> WalkMemo {
         WalkMemo {
             slots: [const {
                 MemoSlot {
                     domain: Cell::new(0),
                     root: Cell::new(Mfn(0)),
-                    page: Cell::new(NO_PAGE),
+                    page: Cell::new(0),
                     generation: Cell::new(0),
                     entries: [const { Cell::new((0, 0)) }; 4],
                     frame: Cell::new(Mfn(0)),

@@ -248,12 +248,62 @@ unsafe impl Sync for FrameStorage {}
 static FRAME_STORAGE: FrameStorage =
     FrameStorage(UnsafeCell::new([FrameInfo::UNUSABLE; MAX_FRAMES]));
 
+/// The frame table, outside [`State`] so that the state can start all zero (a table
+/// holds references to its storage, never null): reached only through the state's
+/// [`FramesHere`] handle.
+mod frames_here {
+    use core::cell::UnsafeCell;
+    use hypervisor::frames::FrameTable;
+
+    struct FrameTableCell(UnsafeCell<FrameTable<'static>>);
+    // SAFETY: reached only through the one `FramesHere`, which the state owns: borrowed
+    // as the state is, under its lock.
+    unsafe impl Sync for FrameTableCell {}
+    static FRAME_TABLE: FrameTableCell = FrameTableCell(UnsafeCell::new(FrameTable::empty()));
+
+    /// The frame table as a field of the machine state: Rust's one way to it (`Deref`),
+    /// so that it is borrowed with the state, under the state's lock (as `LoadedHere` is
+    /// for the per-CPU record). At its link-time address, the table also costs one
+    /// instruction less to reach than inside the state.
+    pub(super) struct FramesHere(());
+
+    impl FramesHere {
+        /// # Safety
+        /// One at most, owned by the machine state: two would hand out aliasing
+        /// references to the table.
+        pub(super) const unsafe fn new() -> FramesHere {
+            FramesHere(())
+        }
+    }
+
+    impl core::ops::Deref for FramesHere {
+        type Target = FrameTable<'static>;
+        #[inline(always)]
+        fn deref(&self) -> &FrameTable<'static> {
+            // SAFETY: the only path to the table is this handle (one, in `STATE`),
+            // borrowed as the caller borrows the handle.
+            unsafe { &*FRAME_TABLE.0.get() }
+        }
+    }
+
+    impl core::ops::DerefMut for FramesHere {
+        #[inline(always)]
+        fn deref_mut(&mut self) -> &mut FrameTable<'static> {
+            // SAFETY: as in `deref`, borrowed mutably as the handle is.
+            unsafe { &mut *FRAME_TABLE.0.get() }
+        }
+    }
+}
+use frames_here::FramesHere;
+
 /// Everything the hypervisor knows, in one static (domains are large: never on a stack).
 struct State {
-    frames: FrameTable<'static>,
+    /// The frame table (empty until boot fills it in).
+    frames: FramesHere,
     domains: [Option<Domain>; MAX_DOMAINS],
     current: usize,
-    cmdline: &'static str,
+    /// The hypervisor's command line (set at boot).
+    cmdline: Option<&'static str>,
     /// The express paths of `entry.S` are on (the default; `express=off` on the command
     /// line leaves every crossing to the lanes, for comparison and tests).
     express: bool,
@@ -329,17 +379,23 @@ impl Loaded {
     }
 }
 
+/// The machine's state. Every initial value here is zero in memory, so that the
+/// compiler puts it in `.bss` (zeroed at boot) and not in the image (`Present` in
+/// `domain.rs` says how, and xtask's footprint check fails if it ever is not); what
+/// cannot start at zero, `boot` sets before anything runs: the frame table, the command
+/// line, the express switch, the clock and the scheduler's tick.
 static STATE: Mutex<State> = Mutex::new(State {
-    frames: FrameTable::empty(),
+    // SAFETY: the one handle on the frame table.
+    frames: unsafe { FramesHere::new() },
     domains: [const { None }; MAX_DOMAINS],
     current: 0,
-    cmdline: "",
-    express: true,
+    cmdline: None,
+    express: false,
     free_at_start: 0,
     // SAFETY: the one handle on CPU 0's record (the only CPU brought up).
     loaded: unsafe { LoadedHere::new() },
     runtime: [Runtime::NEW; MAX_DOMAINS],
-    sched: Scheduler::new(hypervisor::sched::DEFAULT_SLICE),
+    sched: Scheduler::BEFORE_BOOT,
     clock: Clock::UNCALIBRATED,
     wallclock: Wallclock { sec: 0, nsec: 0 },
     slice_end: 0,
@@ -352,7 +408,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     console_input: hypervisor::console_input::ConsoleInput::new(),
     next_event: 0,
     next_event_tsc: 0,
-    machine_dirty: true,
+    machine_dirty: false,
     fast_after: None,
     walk_memo: WalkMemo::new(),
 });
@@ -390,13 +446,15 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
     let mut guard = STATE.lock();
     let state = &mut *guard;
     // SAFETY: the only reference ever made to the frame storage.
-    state.frames = FrameTable::new(unsafe { &mut *FRAME_STORAGE.0.get() });
+    *state.frames = FrameTable::new(unsafe { &mut *FRAME_STORAGE.0.get() });
     state.frames.attach_m2p(x86::m2p::init());
-    state.cmdline = boot.cmdline;
+    state.cmdline = Some(boot.cmdline);
     state.express = !boot
         .cmdline
         .split_whitespace()
         .any(|word| word == "express=off");
+    // The first exit takes the full path.
+    state.machine_dirty = true;
     reserve_boot_memory(&mut state.frames, boot);
     run::init_time(state);
     log::info!(
@@ -1182,7 +1240,7 @@ fn domain_hypercall(state: &mut State, frame: &mut TrapFrame, decoded: Option<Hy
         domain,
         regs: frame,
         console: &mut GuestConsole,
-        hypervisor_cmdline: state.cmdline,
+        hypervisor_cmdline: state.cmdline.unwrap_or_default(),
         after: After::Resume,
     };
     let after = hypercall::dispatch_decoded(&mut ctx, decoded);

@@ -77,9 +77,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A placeholder until the TSC is calibrated (one tick per second, zero at 0).
+    /// A placeholder until the TSC is calibrated: every reading is time 0. All zero in
+    /// memory, as the machine state it starts in (see `Present` in `domain.rs`).
     pub const UNCALIBRATED: Clock = Clock {
-        tsc_hz: 1,
+        tsc_hz: 0,
         tsc_at_zero: 0,
         scale: TscScale {
             mul_frac: 0,

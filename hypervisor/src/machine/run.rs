@@ -25,7 +25,7 @@ use hypervisor::guests::Guests;
 use hypervisor::hypercall::After;
 use hypervisor::hypercall::global::{self, GlobalCall};
 use hypervisor::regs::TrapFrame;
-use hypervisor::sched::{Pick, Scheduler, VcpuRef};
+use hypervisor::sched::{DEFAULT_SLICE, Pick, Scheduler, VcpuRef};
 use hypervisor::time::{Clock, Nanos, Wallclock};
 use hypervisor::traps;
 use pv_abi::xen::Hypercall;
@@ -77,14 +77,15 @@ pub(super) fn init_time(state: &mut State) {
     let rtc = rtc::read();
     let now = state.now();
     state.wallclock = Wallclock::from_reading(rtc.unix_seconds().unwrap_or(0), now);
-    for word in state.cmdline.split_ascii_whitespace() {
-        if let Some(ms) = word
-            .strip_prefix("sched_credit_tslice_ms=")
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            state.sched = Scheduler::new(ms.clamp(1, 1000) * 1_000_000);
-        }
-    }
+    let tick = state
+        .cmdline
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(|word| word.strip_prefix("sched_credit_tslice_ms="))
+        .filter_map(|ms| ms.parse::<u64>().ok())
+        .next_back()
+        .map_or(DEFAULT_SLICE, |ms| ms.clamp(1, 1000) * 1_000_000);
+    state.sched = Scheduler::new(tick);
     log::info!(
         "time: TSC {}.{:03} MHz, APIC timer {:?}, wallclock {:?} ({} s since the epoch), tick {} us",
         tsc_hz / 1_000_000,

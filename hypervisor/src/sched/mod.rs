@@ -65,17 +65,20 @@ pub struct VcpuRef {
 /// Where a vCPU stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
+    /// Not brought up, taken down, or its domain has stopped. (The first variant, 0 in
+    /// memory, as every other initial value of the machine state: see `Present` in
+    /// `domain.rs`.)
+    Offline,
     /// On the CPU.
     Running,
     /// Wants the CPU.
     Runnable,
     /// Waiting for an event or a timer.
     Blocked,
-    /// Not brought up, taken down, or its domain has stopped.
-    Offline,
 }
 
 impl RunState {
+    /// Xen's number for it (`RUNSTATE_*`).
     fn runstate_index(self) -> usize {
         (match self {
             RunState::Running => RUNSTATE_RUNNING,
@@ -92,7 +95,8 @@ struct VcpuEntry {
     state: RunState,
     /// When `state` was entered.
     since: Nanos,
-    /// Time spent in each runstate before `since`.
+    /// Time spent in each state before `since`, indexed by [`RunState`] (not by Xen's
+    /// numbers, which [`Scheduler::runstate`] converts to).
     time: [Nanos; 4],
 }
 
@@ -125,9 +129,12 @@ struct DomainEntry {
 }
 
 impl DomainEntry {
+    /// No domain; all zero in memory, as every initial value of the machine state (see
+    /// `Present` in `domain.rs`). Its weight is set by [`Scheduler::add_domain`], which
+    /// refuses 0, before any vCPU of it is charged.
     const EMPTY: DomainEntry = DomainEntry {
         present: false,
-        weight: DEFAULT_WEIGHT,
+        weight: 0,
         cap: 0,
         vtime: 0,
         period_used: 0,
@@ -190,8 +197,9 @@ pub struct Scheduler {
     domains: [DomainEntry; MAX_DOMAINS],
     /// The vCPU on the CPU, and since when it was charged last.
     running: Option<(VcpuRef, Nanos)>,
-    /// The domain picked last (round robin among equal virtual times).
-    last_slot: usize,
+    /// Where the next pick's round robin among equal virtual times starts: the slot after
+    /// the domain picked last (0 at first, so that the first domain goes first).
+    next_slot: usize,
     /// Smallest virtual time among runnable domains, as of the last pick; never decreases.
     floor: u64,
     slice: Nanos,
@@ -210,9 +218,9 @@ pub struct Scheduler {
 // `Scheduler::present_slots` has a bit per slot.
 const _: () = assert!(MAX_DOMAINS == 16);
 
-/// The slots whose bit is set in `mask`, in round-robin order from the one after `last`.
-fn rotation(mask: u16, last: usize) -> impl Iterator<Item = usize> {
-    let start = (last + 1) % MAX_DOMAINS;
+/// The slots whose bit is set in `mask`, in round-robin order from `start` on.
+fn rotation(mask: u16, start: usize) -> impl Iterator<Item = usize> {
+    let start = start % MAX_DOMAINS;
     // Bit `i` of `rotated` is slot `(start + i) % MAX_DOMAINS`.
     let mut rotated = mask.rotate_right(start as u32);
     core::iter::from_fn(move || {
@@ -232,12 +240,19 @@ impl Default for Scheduler {
 }
 
 impl Scheduler {
+    /// The machine state's scheduler until boot replaces it with [`Scheduler::new`]:
+    /// empty, with no tick yet. All zero in memory (see `Present` in `domain.rs`).
+    pub const BEFORE_BOOT: Scheduler = Scheduler {
+        slice: 0,
+        ..Scheduler::new(DEFAULT_SLICE)
+    };
+
     /// An empty scheduler with slices of `slice` nanoseconds (at least 1 µs).
     pub const fn new(slice: Nanos) -> Scheduler {
         Scheduler {
             domains: [DomainEntry::EMPTY; MAX_DOMAINS],
             running: None,
-            last_slot: MAX_DOMAINS - 1,
+            next_slot: 0,
             floor: 0,
             slice: if slice < 1000 { 1000 } else { slice },
             period_start: 0,
@@ -316,7 +331,7 @@ impl Scheduler {
     /// among them (a domain is added before it first runs and removed only after it
     /// stopped), so the exit path's walks over domains go over these slots only.
     pub fn domain_slots(&self) -> impl Iterator<Item = usize> + use<> {
-        rotation(self.present_slots, MAX_DOMAINS - 1)
+        rotation(self.present_slots, 0)
     }
 
     #[inline]
@@ -356,8 +371,7 @@ impl Scheduler {
             self.running = None;
         }
         let entry = &mut self.domains[vcpu.slot].vcpus[vcpu.vcpu];
-        let index = entry.state.runstate_index();
-        entry.time[index] += now.saturating_sub(entry.since);
+        entry.time[entry.state as usize] += now.saturating_sub(entry.since);
         entry.since = now.max(entry.since);
         entry.state = state;
     }
@@ -509,7 +523,7 @@ impl Scheduler {
         let mut boosted: Option<usize> = None;
         let mut yielder_runnable = false;
         let mut any_capped = false;
-        for slot in rotation(self.present_slots, self.last_slot) {
+        for slot in rotation(self.present_slots, self.next_slot) {
             let domain = &self.domains[slot];
             if !domain.present || !domain.runnable() {
                 continue;
@@ -540,7 +554,7 @@ impl Scheduler {
         // Woken domains go first (the smallest virtual time among them), then the rest.
         let slot = boosted.unwrap_or(fairest);
         self.domains[slot].boosted = false;
-        self.last_slot = slot;
+        self.next_slot = (slot + 1) % MAX_DOMAINS;
         let domain = &mut self.domains[slot];
         // Round robin over its vCPUs from the one after the last that ran (counted
         // without a division: most domains have one vCPU).
@@ -577,8 +591,17 @@ impl Scheduler {
                 ..Default::default()
             };
         };
-        let mut time = entry.time;
-        time[entry.state.runstate_index()] += now.saturating_sub(entry.since);
+        let mut own = entry.time;
+        own[entry.state as usize] += now.saturating_sub(entry.since);
+        let mut time = [0; 4];
+        for state in [
+            RunState::Offline,
+            RunState::Running,
+            RunState::Runnable,
+            RunState::Blocked,
+        ] {
+            time[state.runstate_index()] = own[state as usize];
+        }
         VcpuRunstateInfo {
             state: entry.state.runstate_index() as i32,
             pad0: 0,

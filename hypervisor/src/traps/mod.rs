@@ -106,13 +106,19 @@ impl Outcome {
 }
 
 /// Why a domain is destroyed.
+///
+/// Its tags start at 1, so that 0 is left for `None` of an enclosing `Option` (the
+/// compiler then puts it in this tag): the machine state's `Option<After>` starts as
+/// `None`, and the whole state is all zero at first, to be `.bss` and not in the image
+/// (see `Present` in `domain.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum CrashReason {
     /// A fault for which the guest registered no handler.
     NoHandler {
         /// The vector.
         vector: u64,
-    },
+    } = 1,
     /// The guest kernel stack could not take a bounce frame (nor a failsafe frame).
     BadKernelStack {
         /// The vector being delivered.
@@ -121,10 +127,10 @@ pub enum CrashReason {
         address: u64,
         /// Whether a failsafe callback was registered (and could not be delivered either).
         failsafe: bool,
-    },
+    } = 2,
     /// HYPERVISOR_iret with a frame that cannot be read, or a return to user mode with
     /// no user page table.
-    BadIret,
+    BadIret = 3,
     /// A trap's handling left the vCPU to resume at a non-canonical rip or rsp, where
     /// the exit's `iretq` would fault in ring 0 (a hypervisor bug, caught on the way out:
     /// [`Outcome::resumable`]).
@@ -133,7 +139,7 @@ pub enum CrashReason {
         rip: u64,
         /// The rsp.
         rsp: u64,
-    },
+    } = 4,
 }
 
 impl core::fmt::Display for CrashReason {

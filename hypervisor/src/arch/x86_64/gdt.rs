@@ -45,9 +45,13 @@ struct Tables {
 // SAFETY: written once on CPU 0 during boot, before any other use.
 unsafe impl Sync for Tables {}
 
+/// All zero until `init` fills them in, so that the 68 KB are `.bss`, not in the image
+/// (`TaskStateSegment::new` sets the I/O map base, which `init` sets anyway).
 static TABLES: Tables = Tables {
     gdt: UnsafeCell::new(Gdt([0; ENTRIES])),
-    tss: UnsafeCell::new(TaskStateSegment::new()),
+    // SAFETY: a TSS is plain integers (stack pointers, the I/O map base, reserved
+    // words), for which all zero is a valid value.
+    tss: UnsafeCell::new(unsafe { core::mem::zeroed() }),
 };
 
 /// Builds the GDT and TSS, loads them and reloads every segment register.
