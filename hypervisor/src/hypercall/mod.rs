@@ -9,6 +9,8 @@ mod console;
 mod console_read;
 mod event_channel;
 mod ext;
+#[cfg(test)]
+mod fuzz_test;
 pub mod global;
 pub mod iret;
 mod memory;
