@@ -118,8 +118,8 @@ pub struct Vcpu {
 /// the file instead of zeroed at boot as `.bss`. The compiler gives an `Option` the
 /// largest niche of its payload, and this field's (2^64 - 1 invalid values) is larger
 /// than any other (that tag's is 2^64 - 2, a `bool`'s 254); it takes the invalid value
-/// nearest to zero, so `None` is 0. xtask's footprint check fails if the machine state
-/// leaves `.bss`.
+/// nearest to zero, so `None` is 0. xtask's image check (`image_check.rs`) fails if the
+/// machine state leaves `.bss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 enum Present {

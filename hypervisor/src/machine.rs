@@ -253,6 +253,7 @@ static FRAME_STORAGE: FrameStorage =
 /// [`FramesHere`] handle.
 mod frames_here {
     use core::cell::UnsafeCell;
+    use core::marker::PhantomData;
     use hypervisor::frames::FrameTable;
 
     struct FrameTableCell(UnsafeCell<FrameTable<'static>>);
@@ -263,16 +264,17 @@ mod frames_here {
 
     /// The frame table as a field of the machine state: Rust's one way to it (`Deref`),
     /// so that it is borrowed with the state, under the state's lock (as `LoadedHere` is
-    /// for the per-CPU record). At its link-time address, the table also costs one
-    /// instruction less to reach than inside the state.
-    pub(super) struct FramesHere(());
+    /// for the per-CPU record). It is `Send` and not `Sync`, as the table is: a shared
+    /// reference to it cannot reach another CPU, where it would give two CPUs the
+    /// table's cells at once.
+    pub(super) struct FramesHere(PhantomData<FrameTable<'static>>);
 
     impl FramesHere {
         /// # Safety
         /// One at most, owned by the machine state: two would hand out aliasing
         /// references to the table.
         pub(super) const unsafe fn new() -> FramesHere {
-            FramesHere(())
+            FramesHere(PhantomData)
         }
     }
 
@@ -381,7 +383,8 @@ impl Loaded {
 
 /// The machine's state. Every initial value here is zero in memory, so that the
 /// compiler puts it in `.bss` (zeroed at boot) and not in the image (`Present` in
-/// `domain.rs` says how, and xtask's footprint check fails if it ever is not); what
+/// `domain.rs` says how, and xtask's image check, `image_check.rs`, fails if it ever is
+/// not); what
 /// cannot start at zero, `boot` sets before anything runs: the frame table, the command
 /// line, the express switch, the clock and the scheduler's tick.
 static STATE: Mutex<State> = Mutex::new(State {

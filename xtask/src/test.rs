@@ -133,7 +133,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         // `.bss` (image_check.rs).
         step(
             &mut report,
-            "hypervisor image loads no mostly-zero static",
+            "hypervisor image loads no stretch of zeros",
             || {
                 let built = loaded.build(workspace, Profile::Release, &[HYPERVISOR_BIN])?;
                 image_check::check_binary(&built[0])

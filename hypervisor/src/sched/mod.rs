@@ -69,12 +69,12 @@ pub enum RunState {
     /// memory, as every other initial value of the machine state: see `Present` in
     /// `domain.rs`.)
     Offline,
-    /// On the CPU.
-    Running,
-    /// Wants the CPU.
-    Runnable,
     /// Waiting for an event or a timer.
     Blocked,
+    /// Wants the CPU.
+    Runnable,
+    /// On the CPU. (Last, after `Runnable`: "wants or has the CPU" is one compare.)
+    Running,
 }
 
 impl RunState {

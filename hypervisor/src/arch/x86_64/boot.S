@@ -27,12 +27,14 @@ pvh_entry32:
     cld
     mov %ebx, %esi                      /* keep hvm_start_info */
 
-    /* Zero .bss (the loader zeroes it too, but do not rely on that). */
+    /* Zero .bss (the loader zeroes it too, but do not rely on that), four bytes a step:
+     * both ends are page-aligned (link.ld). */
     mov $(__bss_start - DIRECTMAP_BASE), %edi
     mov $(__bss_end - DIRECTMAP_BASE), %ecx
     sub %edi, %ecx
+    shr $2, %ecx
     xor %eax, %eax
-    rep stosb
+    rep stosl
 
     /* Identity PD: 512 x 2 MiB covering the first GiB, not global. */
     mov $(boot_pd_identity - DIRECTMAP_BASE), %edi
@@ -116,14 +118,15 @@ boot64_high:
     hlt
     jmp 1b
 
-.section .data.boot_pagetables, "aw"
+/* Filled in above, once .bss is zeroed: nothing of them is in the image. */
+.section .bss.boot_pagetables, "aw", @nobits
 .p2align 12
 .global boot_pml4
-boot_pml4:          .fill 512, 8, 0
-boot_pdpt_identity: .fill 512, 8, 0
-boot_pdpt_directmap:.fill 512, 8, 0
-boot_pd_identity:   .fill 512, 8, 0
-boot_pd_directmap:  .fill 2048, 8, 0
+boot_pml4:          .skip 4096
+boot_pdpt_identity: .skip 4096
+boot_pdpt_directmap:.skip 4096
+boot_pd_identity:   .skip 4096
+boot_pd_directmap:  .skip 16384
 
 .section .rodata
 .p2align 3
