@@ -684,3 +684,357 @@ fn user_mode_instructions_are_fetched_through_the_user_root() {
         "reflected, not emulated"
     );
 }
+
+/// Property test: traps in guest kernel mode, of three shapes: stores of random entries
+/// (every width and operation the emulation knows, and some it refuses) into the guest's
+/// L1 and L2 mapped read-only, as write #PFs; whole privileged instructions with random
+/// registers (control registers, MSRs, ports, `invlpg`, `lgdt`, ...), as #GPs; and
+/// random bytes after privileged opcodes and prefixes, under any vector, error code and
+/// CR2. The guest's flags are random too (TF among them). After every trap: nothing
+/// panicked; the vCPU, unless it crashed, resumes in ring 3 (CS and SS RPL 3) with
+/// interrupts on and IOPL 0 in its real RFLAGS, at a canonical rip and rsp; and the
+/// frame table agrees with the page tables (`paging::audit`), which the emulated stores
+/// change. It caught two planted bugs: the store emulation accepting an L2 (an L2 entry
+/// naming a writable page) and a bounce leaving CS with RPL 0.
+mod fuzz {
+    use super::*;
+    use crate::mm::{self, pte};
+    use crate::paging::audit::audit;
+    use proptest::prelude::*;
+
+    /// The L1 (frame 4) and L2 (frame 3) of the test world, mapped read-only at these
+    /// addresses: stores there are the writable-page-table emulation's.
+    const L1_VA: u64 = BUF + 0x2000;
+    const L2_VA: u64 = BUF + 0x3000;
+
+    fn world() -> World {
+        let mut world = kernel_world();
+        for vector in 0..32u8 {
+            world.domain.vcpu.trap_table[usize::from(vector)] =
+                TrapInfo::new(vector, 0, false, 0xe033, HANDLER + u64::from(vector) * 0x10);
+        }
+        // Two mmu_update requests in the buffer: L1_VA -> the L1, L2_VA -> the L2, both
+        // read-only.
+        let l1_slot = |va: u64| 4 * 4096 + mm::table_index(va, 1) as u64 * 8;
+        let requests = [
+            l1_slot(L1_VA),
+            (4 * 4096) | pte::PRESENT | pte::USER,
+            l1_slot(L2_VA),
+            (3 * 4096) | pte::PRESENT | pte::USER,
+        ];
+        let bytes: Vec<u8> = requests.iter().flat_map(|w| w.to_le_bytes()).collect();
+        world.put(0x100, &bytes);
+        let self_id = u64::from(pv_abi::xen::DOMID_SELF);
+        let (ret, _) = world.call(1, [BUF + 0x100, 2, 0, self_id, 0]);
+        assert_eq!(ret, 0, "mapping the tables read-only");
+        world.domain.vm_assist |= 1 << pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
+        world
+    }
+
+    /// Instruction bytes: a privileged or page-table-storing opcode with random prefixes
+    /// and operand bytes, or random bytes.
+    fn code() -> impl Strategy<Value = Vec<u8>> {
+        let prefixes = prop::collection::vec(
+            prop::sample::select(vec![
+                0x66u8, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0x40, 0x41,
+                0x44, 0x48, 0x49, 0x4c, 0x4f,
+            ]),
+            0..3,
+        );
+        let opcode = prop::sample::select(vec![
+            vec![0x0f, 0x20],                               // mov r, crN
+            vec![0x0f, 0x22],                               // mov crN, r
+            vec![0x0f, 0x21],                               // mov r, drN
+            vec![0x0f, 0x23],                               // mov drN, r
+            vec![0x0f, 0x30],                               // wrmsr
+            vec![0x0f, 0x32],                               // rdmsr
+            vec![0x0f, 0xa2],                               // cpuid
+            vec![0x0f, 0x01],                               // group 7: lgdt, invlpg, swapgs, ...
+            vec![0x0f, 0x00],                               // group 6: sldt, ltr, ...
+            vec![0x0f, 0x06],                               // clts
+            vec![0x0f, 0x08],                               // invd
+            vec![0x0f, 0x09],                               // wbinvd
+            vec![0x0f, 0x0b],                               // ud2
+            vec![0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2], // forced cpuid
+            vec![0xfa],                                     // cli
+            vec![0xfb],                                     // sti
+            vec![0xf4],                                     // hlt
+            vec![0xe4],
+            vec![0xe5],
+            vec![0xe6],
+            vec![0xe7], // in/out imm8
+            vec![0xec],
+            vec![0xed],
+            vec![0xee],
+            vec![0xef], // in/out dx
+            vec![0x6c],
+            vec![0x6d],
+            vec![0x6e],
+            vec![0x6f], // ins/outs
+            vec![0xcd], // int n
+            vec![0xcc], // int3
+            vec![0x89],
+            vec![0x88],
+            vec![0xc7],
+            vec![0xc6], // stores
+            vec![0x0f, 0xb1],
+            vec![0x0f, 0xc7], // cmpxchg, cmpxchg8b/16b
+            vec![0x87],       // xchg
+            vec![0x01],
+            vec![0x09],
+            vec![0x21],
+            vec![0x31], // add/or/and/xor to memory
+            vec![0xa3],
+            vec![0xab], // movs/stos forms and moffs
+        ]);
+        let operands = prop::collection::vec(any::<u8>(), 0..12);
+        prop_oneof![
+            6 => (prefixes, opcode, operands).prop_map(|(mut bytes, opcode, operands)| {
+                bytes.extend(opcode);
+                bytes.extend(operands);
+                bytes.truncate(15);
+                bytes
+            }),
+            1 => prop::collection::vec(any::<u8>(), 1..16),
+        ]
+    }
+
+    /// A register value: an address in the mapped tables or buffer, a page-table
+    /// entry naming any frame, a control-register or MSR value, small, or anything.
+    fn register() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            3 => (0u64..512).prop_map(|slot| L1_VA + slot * 8),
+            2 => (0u64..512).prop_map(|slot| L2_VA + slot * 8),
+            2 => (0u64..0x2000).prop_map(|offset| BUF + offset),
+            3 => (0u64..34, 0u64..0x1000, any::<bool>())
+                .prop_map(|(mfn, flags, nx)| (mfn << 12) | flags | (u64::from(nx) << 63)),
+            1 => prop::sample::select(vec![
+                0xc000_0080u64, 0xc000_0100, 0xc000_0101, 0xc000_0102, 0x10, 0x1b, 0x174,
+                VIRTUAL_CR0, VIRTUAL_CR0 | 8, 0x33, 0x4000,
+            ]),
+            2 => 0u64..0x1_0000,
+            1 => any::<u64>(),
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    struct Trap {
+        code: Vec<u8>,
+        regs: [u64; 8],
+        flags: u64,
+        vector: u64,
+        error_code: u64,
+        cr2: u64,
+    }
+
+    fn random_trap() -> impl Strategy<Value = Trap> {
+        let vector = prop_oneof![
+            4 => Just(vector::GP),
+            2 => Just(vector::PF),
+            1 => Just(vector::UD),
+            1 => 0u64..32,
+        ];
+        let cr2 = prop_oneof![
+            3 => (0u64..512).prop_map(|slot| L1_VA + slot * 8),
+            1 => (0u64..512).prop_map(|slot| L2_VA + slot * 8),
+            1 => register(),
+        ];
+        (code(), registers(), flags(), vector, 0u64..8, cr2).prop_map(
+            |(code, regs, flags, vector, error_code, cr2)| Trap {
+                code,
+                regs,
+                flags,
+                vector,
+                error_code,
+                cr2,
+            },
+        )
+    }
+
+    fn registers() -> impl Strategy<Value = [u64; 8]> {
+        [
+            register(),
+            register(),
+            register(),
+            register(),
+            register(),
+            register(),
+            register(),
+            register(),
+        ]
+    }
+
+    /// The guest's own flags (arithmetic, TF, DF, AC, ...): IF is always on and IOPL 0
+    /// in a guest's real RFLAGS.
+    fn flags() -> impl Strategy<Value = u64> {
+        any::<u64>()
+            .prop_map(|bits| (bits & bounce::rflags::GUEST_SETTABLE) | bounce::rflags::IF | 2)
+    }
+
+    /// A store of rbx (or an immediate) to [rax] in a page table mapped read-only: the
+    /// write #PF the writable-page-table emulation takes.
+    fn store_trap() -> impl Strategy<Value = Trap> {
+        let store = prop::sample::select(vec![
+            vec![0x48, 0x89, 0x18],                         // mov [rax], rbx
+            vec![0x89, 0x18],                               // mov [rax], ebx
+            vec![0x66, 0x89, 0x18],                         // mov [rax], bx
+            vec![0x88, 0x18],                               // mov [rax], bl
+            vec![0x48, 0x87, 0x18],                         // xchg [rax], rbx
+            vec![0xf0, 0x48, 0x0f, 0xb1, 0x18],             // lock cmpxchg [rax], rbx
+            vec![0x48, 0xc7, 0x00, 0x67, 0x50, 0x00, 0x00], // mov qword [rax], 0x5067
+            vec![0x48, 0x09, 0x18],                         // or [rax], rbx
+            vec![0x48, 0x21, 0x18],                         // and [rax], rbx
+        ]);
+        let address = prop_oneof![
+            4 => (0u64..512).prop_map(|slot| L1_VA + slot * 8),
+            2 => (0u64..512).prop_map(|slot| L2_VA + slot * 8),
+            1 => (0u64..4096).prop_map(|offset| L1_VA + offset),
+        ];
+        let value = (0u64..34, 0u64..0x1000, any::<bool>())
+            .prop_map(|(mfn, flags, nx)| (mfn << 12) | flags | (u64::from(nx) << 63));
+        (
+            store,
+            address,
+            value,
+            registers(),
+            flags(),
+            prop::sample::select(vec![3u64, 7]),
+        )
+            .prop_map(|(code, address, value, mut regs, flags, error_code)| {
+                regs[0] = address;
+                regs[1] = value;
+                Trap {
+                    code,
+                    regs,
+                    flags,
+                    vector: vector::PF,
+                    error_code,
+                    cr2: address,
+                }
+            })
+    }
+
+    /// A whole privileged instruction with register operands: the #GP emulation takes.
+    fn privileged_trap() -> impl Strategy<Value = Trap> {
+        let instruction = prop_oneof![
+            // mov crN, r / mov r, crN
+            (
+                prop::sample::select(vec![0x20u8, 0x22]),
+                prop::sample::select(vec![0u8, 2, 3, 4, 8]),
+                0u8..8
+            )
+                .prop_map(|(op, cr, reg)| vec![0x0f, op, 0xc0 | (cr << 3) | reg]),
+            Just(vec![0x0f, 0x30]),       // wrmsr
+            Just(vec![0x0f, 0x32]),       // rdmsr
+            Just(vec![0x0f, 0x01, 0x38]), // invlpg [rax]
+            Just(vec![0x0f, 0x06]),       // clts
+            Just(vec![0xfa]),             // cli
+            Just(vec![0xfb]),             // sti
+            Just(vec![0xf4]),             // hlt
+            Just(vec![0x0f, 0x09]),       // wbinvd
+            (
+                prop::sample::select(vec![0xe4u8, 0xe5, 0xe6, 0xe7]),
+                any::<u8>()
+            )
+                .prop_map(|(op, port)| vec![op, port]),
+            prop::sample::select(vec![
+                vec![0xecu8],
+                vec![0xed],
+                vec![0xee],
+                vec![0xef],
+                vec![0x66, 0xef]
+            ]),
+            Just(vec![0x0f, 0x01, 0x10]), // lgdt [rax]
+            Just(vec![0x0f, 0x00, 0xd8]), // ltr ax
+        ];
+        let msr = prop::sample::select(vec![
+            0xc000_0080u64,
+            0xc000_0100,
+            0xc000_0101,
+            0xc000_0102,
+            0x10,
+            0x1b,
+            0x174,
+            0x3a,
+            0xc000_0081,
+            0xc000_0082,
+        ]);
+        let port = prop_oneof![
+            2 => prop::sample::select(vec![0x20u64, 0x21, 0x40, 0x43, 0x60, 0x64, 0x70, 0x71, 0x80, 0xcf8, 0xcfc, 0x3f8, 0x3fd, 0xf4]),
+            1 => 0u64..0x1_0000,
+        ];
+        (instruction, registers(), msr, port, flags()).prop_map(
+            |(code, mut regs, msr, port, flags)| {
+                regs[2] = msr; // rcx
+                regs[3] = port; // rdx
+                Trap {
+                    code,
+                    regs,
+                    flags,
+                    vector: vector::GP,
+                    error_code: 0,
+                    cr2: 0,
+                }
+            },
+        )
+    }
+
+    fn trap() -> impl Strategy<Value = Trap> {
+        prop_oneof![
+            3 => store_trap(),
+            3 => privileged_trap(),
+            2 => random_trap(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_traps_resume_in_ring_3_and_keep_the_frame_table_exact(
+            traps in prop::collection::vec(trap(), 1..24)
+        ) {
+            let mut world = world();
+            let mut hw = FakeHardware::default();
+            for (index, trap) in traps.iter().enumerate() {
+                world.put(CODE - BUF, &trap.code);
+                let regs = &mut world.domain.vcpu.regs;
+                regs.rip = CODE;
+                regs.rsp = STACK_TOP - 8;
+                regs.cs = 0xe033;
+                regs.ss = 0xe02b;
+                regs.rflags = trap.flags;
+                [regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.r8, regs.r9] =
+                    trap.regs;
+                regs.error_code = trap.error_code;
+                world.domain.vcpu.kernel_mode = true;
+                let outcome = exception(&mut world, &mut hw, trap.vector, trap.cr2);
+                let regs = world.domain.vcpu.regs;
+                if let Outcome::Crash(_) = outcome {
+                    break;
+                }
+                let outcome = outcome.resumable(&regs);
+                prop_assert!(
+                    !matches!(outcome, Outcome::Crash(_)),
+                    "step {}: {:?} resumes at a non-canonical rip or rsp: {:#x?}",
+                    index, trap, regs
+                );
+                prop_assert!(
+                    regs.cs & 3 == 3 && regs.ss & 3 == 3,
+                    "step {}: {:?} resumes with CS {:#x}, SS {:#x}", index, trap, regs.cs, regs.ss
+                );
+                prop_assert!(
+                    regs.rflags & bounce::rflags::IF != 0 && regs.rflags & bounce::rflags::IOPL == 0,
+                    "step {}: {:?} resumes with RFLAGS {:#x}", index, trap, regs.rflags
+                );
+                let mut storage = world.storage.clone();
+                let frames = FrameTable::resume(&mut storage, world.clock);
+                let mut roots = vec![world.domain.vcpu.kernel_root];
+                roots.extend(world.domain.vcpu.user_root());
+                if let Err(why) = audit(&world.mem, &frames, 1, &roots, &[]) {
+                    return Err(TestCaseError::fail(format!("step {index} after {trap:?}: {why}")));
+                }
+            }
+        }
+    }
+}
