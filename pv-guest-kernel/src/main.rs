@@ -13,6 +13,7 @@ mod builder;
 mod console;
 mod event_tests;
 mod events;
+mod fuzz;
 mod hostile;
 mod paravirt;
 mod process;

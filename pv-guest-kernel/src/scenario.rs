@@ -12,6 +12,7 @@
 //! | `workload=watch` | connect to `peers`, survive their misbehaviour, see crashes |
 //! | `workload=control` | (privileged) wait for a domain to crash, then shut down `shutdown` |
 //! | `workload=console` | (privileged) read console input until it has `expect_input` |
+//! | `workload=fuzz` | make `rounds` random hypercalls (seeded by `seed`), survive them |
 //! | `peer=N`, `peers=N,M` | the other domain(s) |
 //! | `rounds=N` | ping-pong round trips (default 10000) |
 //! | `expect_share=N` | expected CPU share, per mille (spin: within 10%) |
@@ -21,6 +22,7 @@
 //! | `shutdown=N` | the domain `control` shuts down remotely |
 //! | `crash_delay_ms=N` | when `crash-later` faults |
 //! | `expect_input=TEXT` | what `console` must read (at most 32 bytes) |
+//! | `seed=N` | the fuzzer's seed |
 //!
 //! Two domains find each other's event channel without a store: the one with the lower
 //! domain id offers a port (`alloc_unbound` for the peer), the other probes the
@@ -53,6 +55,8 @@ pub enum Workload {
     Control,
     /// Privileged: reads the hypervisor console's input.
     Console,
+    /// Random hypercalls.
+    Fuzz,
 }
 
 /// The parameters of a scenario program.
@@ -78,6 +82,8 @@ pub struct Scenario {
     pub crash_delay_ms: u64,
     /// What `console` must read: bytes and length.
     pub expect_input: ([u8; 32], usize),
+    /// The fuzzer's seed.
+    pub seed: u64,
 }
 
 impl Default for Scenario {
@@ -93,6 +99,7 @@ impl Default for Scenario {
             shutdown: None,
             crash_delay_ms: 300,
             expect_input: ([0; 32], 0),
+            seed: 1,
         }
     }
 }
@@ -128,6 +135,7 @@ pub fn apply(scenario: &mut Scenario, word: &str) -> bool {
                 "watch" => Workload::Watch,
                 "control" => Workload::Control,
                 "console" => Workload::Console,
+                "fuzz" => Workload::Fuzz,
                 _ => return false,
             });
         }
@@ -171,6 +179,10 @@ pub fn apply(scenario: &mut Scenario, word: &str) -> bool {
         },
         "crash_delay_ms" => match number() {
             Some(n) => scenario.crash_delay_ms = n,
+            None => return false,
+        },
+        "seed" => match number() {
+            Some(n) => scenario.seed = n,
             None => return false,
         },
         "expect_input" => {

@@ -60,6 +60,7 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
         Workload::Watch => watch(scenario, &mut report),
         Workload::Control => control(scenario, &mut report),
         Workload::Console => console(scenario, &mut report),
+        Workload::Fuzz => return crate::fuzz::run(boot, scenario),
     }
     let _ = boot;
     let mut line: heapless::String<64> = heapless::String::new();

@@ -73,6 +73,28 @@ pub fn stack_margin(output: &str) -> Check {
     Check::new("hypervisor stack used at most 3/4", passed)
 }
 
+/// The line our hypervisor prints at the end of every run: `frames free: <n> at start,
+/// <m> now`.
+const FRAMES_LINE: &str = "frames free: ";
+
+/// Every frame the domains had came back: the free count at the end of the run (every
+/// domain torn down) equals the one before the first domain was built. A frame a
+/// teardown misses (a reference left on it, a page-table type never dropped) stays
+/// allocated to nobody, and the machine loses it for good.
+pub fn frames_returned(output: &str) -> Check {
+    let counts = output.lines().rev().find_map(|line| {
+        let (prefix, rest) = line.split_once(FRAMES_LINE)?;
+        if !prefix.starts_with("(hv)") {
+            return None;
+        }
+        let (start, rest) = rest.split_once(" at start, ")?;
+        let now = rest.trim_end().strip_suffix(" now")?;
+        Some((start.parse::<u64>().ok()?, now.parse::<u64>().ok()?))
+    });
+    let passed = matches!(counts, Some((start, now)) if start == now);
+    Check::new("every frame back when every domain is gone", passed)
+}
+
 const SELFTEST: &str = "selftest ";
 
 /// Reads `[prefix] selftest <name>: ok|FAILED <reason>` into a check named
@@ -135,6 +157,18 @@ selftest not a test line
         ];
         let got: Vec<_> = checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn frames_returned_needs_the_report_and_equal_counts() {
+        let line = |start: u64, now: u64| {
+            format!("(hv) [INFO ] frames free: {start} at start, {now} now\r\n")
+        };
+        assert!(frames_returned(&line(24362, 24362)).passed);
+        assert!(!frames_returned(&line(24362, 24361)).passed);
+        assert!(!frames_returned(&line(24362, 24363)).passed);
+        assert!(!frames_returned("(hv) [INFO ] hypervisor: run finished: clean\n").passed);
+        assert!(!frames_returned("(d1 demo) frames free: 1 at start, 1 now\n").passed);
     }
 
     #[test]

@@ -282,6 +282,7 @@ fn run_scenario(
     let mut checks = checks::evaluate(test, &capture.output, &outcome);
     if hypervisor == Hypervisor::Ours {
         checks.push(checks::stack_margin(&capture.output));
+        checks.push(checks::frames_returned(&capture.output));
     }
     let result = ScenarioRun::new(
         &scenario.name,

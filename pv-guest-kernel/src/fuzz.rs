@@ -1,0 +1,571 @@
+//! The hypercall fuzzer (`workload=fuzz`, `rounds=N` calls, `seed=S`): a domain that
+//! makes `N` random hypercalls, as a broken or hostile kernel would, against the real
+//! hypervisor (its assembly express paths and lanes included, which the host's property
+//! tests do not reach).
+//!
+//! The calls are random but aimed: page-table requests name a sandbox of frames of its
+//! own (tables pinned but linked nowhere, data pages) besides the hypervisor's, MMIO and
+//! other domains' frames and frames beyond RAM; structures are written where the call
+//! reads them; pointers the hypervisor writes through point at the sandbox, at a page
+//! mapped read-only, at the hypervisor, at nothing. Nothing it does can touch the
+//! memory it runs from, so it must run to the end whatever the hypervisor answers. The
+//! calls that would end or stop it by design are left out (shutdown, block, `iret`, a
+//! new trap table or callbacks, bringing a vCPU up with a random context, a base pointer
+//! other than its own, `fpu_taskswitch`, which its SSE code would trip over).
+//!
+//! It reports three self-tests:
+//! - `fuzz_errnos`: every error is one of Xen's errno values;
+//! - `fuzz_read_only`: the page mapped read-only, which calls were pointed at, is
+//!   unchanged;
+//! - `fuzz_calls`: it made every call (a count per call and how many failed).
+//!
+//! The scenario (`xtask/scenarios/fuzz.toml`) runs it next to an honest domain, which
+//! must pass all its self-tests; every run of ours also checks that every frame comes
+//! back when the domains are gone.
+
+use crate::Boot;
+use crate::vm::{self, RO, mfn_of, scratch};
+use core::fmt::Write;
+use pv_abi::Errno;
+use pv_abi::guest::raw::hypercall5;
+use pv_abi::xen::{DOMID_SELF, Hypercall, MmuextOp};
+use pv_guest_kernel::scenario::Scenario;
+use pv_guest_kernel::selftest::{Outcome, Tally, failure};
+
+/// The hypervisor's image (1 MiB up), an MMIO page (the local APIC), and the first
+/// machine frame past any RAM a scenario gives QEMU.
+const HYPERVISOR_FRAME: u64 = 0x100;
+const MMIO_FRAME: u64 = 0xfee00;
+const BEYOND_RAM: u64 = 1 << 20;
+/// Addresses of nothing of the guest's.
+const HYPERVISOR_VA: u64 = 0xffff_8300_0010_0000;
+const NON_CANONICAL: u64 = 1 << 47;
+const UNMAPPED_VA: u64 = 0x7100_0000_0000;
+
+/// A small, fast, seeded generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick(&mut self, items: &[u64]) -> u64 {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+}
+
+/// The fuzzer's own frames and addresses (scratch pages 40..64 of the boot padding).
+struct Sandbox {
+    /// Frames mapped read-only: page tables to be (the first four pinned as L1s).
+    tables: [u64; 8],
+    /// Frames mapped writable: [0] and [1] hold requests, [2..7] take the hypervisor's
+    /// writes; [7] is mapped read-only and must never change.
+    data: [u64; 8],
+    data_va: [u64; 8],
+    /// Addresses whose mappings `update_va_mapping` changes at will (never touched).
+    slots: [u64; 8],
+    /// The live root.
+    base: u64,
+    /// Pseudo-physical numbers of the sandbox's frames (tables, then data but the
+    /// read-only page), for the reservation calls.
+    pfns: [u64; 15],
+}
+
+/// What [`Sandbox::data`]'s read-only page holds.
+const CANARY: u64 = 0x6675_7a7a_6361_6e79;
+
+impl Sandbox {
+    fn new(boot: &Boot) -> Result<Sandbox, Errno> {
+        let va = |n: u64| scratch(boot, n);
+        let mut sandbox = Sandbox {
+            tables: [0; 8],
+            data: [0; 8],
+            data_va: [0; 8],
+            slots: [0; 8],
+            base: mfn_of(boot, boot.info.pt_base),
+            pfns: [0; 15],
+        };
+        for i in 0..8 {
+            sandbox.data_va[i] = va(48 + i as u64);
+            sandbox.data[i] = mfn_of(boot, sandbox.data_va[i]);
+            sandbox.slots[i] = va(56 + i as u64);
+            let table_va = va(40 + i as u64);
+            sandbox.tables[i] = mfn_of(boot, table_va);
+            // Zeroed, then read-only, then (the first four) pinned as empty L1s.
+            for word in 0..512 {
+                vm::poke(table_va + word * 8, 0);
+            }
+            vm::map(table_va, sandbox.tables[i], RO)?;
+        }
+        for &table in &sandbox.tables[..4] {
+            let pin = MmuextOp::pin_table(1, table).ok_or(Errno::EINVAL)?;
+            vm::ext(&[pin]).map_err(|e| e.errno)?;
+        }
+        let canary_va = sandbox.data_va[7];
+        for word in 0..512 {
+            vm::poke(canary_va + word * 8, CANARY ^ word);
+        }
+        vm::map(canary_va, sandbox.data[7], RO)?;
+        for (i, &frame) in sandbox.tables.iter().chain(&sandbox.data[..7]).enumerate() {
+            sandbox.pfns[i] = vm::m2p(frame);
+        }
+        Ok(sandbox)
+    }
+
+    /// Whether the read-only page still holds what it was given.
+    fn canary_intact(&self) -> bool {
+        (0..512).all(|word| vm::peek(self.data_va[7] + word * 8) == CANARY ^ word)
+    }
+
+    /// A machine frame to name: the sandbox's, the live root, the hypervisor's, MMIO,
+    /// beyond RAM, or any frame of RAM (its own live ones among them: named only in
+    /// tables linked nowhere and at the slots, which nothing reads).
+    fn frame(&self, rng: &mut Rng) -> u64 {
+        match rng.below(8) {
+            0..=2 => rng.pick(&self.tables),
+            3 | 4 => self.data[rng.below(7) as usize],
+            5 => rng.pick(&[self.base, HYPERVISOR_FRAME, MMIO_FRAME, 0]),
+            6 => BEYOND_RAM + rng.below(1 << 30),
+            _ => rng.below(1 << 16),
+        }
+    }
+
+    /// A frame whose contents a call may change (`clear_page`, `copy_page`, giving it
+    /// back): the sandbox's, or one that is not its own at all.
+    fn spare_frame(&self, rng: &mut Rng) -> u64 {
+        match rng.below(4) {
+            0 => rng.pick(&self.tables),
+            1 | 2 => self.data[rng.below(7) as usize],
+            _ => rng.pick(&[HYPERVISOR_FRAME, MMIO_FRAME, BEYOND_RAM, self.base]),
+        }
+    }
+
+    /// A page-table entry.
+    fn entry(&self, rng: &mut Rng) -> u64 {
+        let nx = if rng.one_in(4) { 1 << 63 } else { 0 };
+        (self.frame(rng) << 12) | rng.below(0x1000) | nx
+    }
+
+    /// An `mmu_update` pointer: a slot of a sandbox table (any command in the low bits),
+    /// or of a frame that is not the guest's.
+    fn table_slot(&self, rng: &mut Rng) -> u64 {
+        let frame = if rng.one_in(6) {
+            rng.pick(&[HYPERVISOR_FRAME, MMIO_FRAME, BEYOND_RAM])
+        } else {
+            rng.pick(&self.tables)
+        };
+        (frame << 12) | (rng.below(512) * 8) | rng.below(4)
+    }
+
+    /// An address the hypervisor may write through: the sandbox's writable pages, the
+    /// read-only one, the hypervisor's, nothing.
+    fn out_pointer(&self, rng: &mut Rng) -> u64 {
+        match rng.below(8) {
+            0..=4 => self.data_va[2 + rng.below(5) as usize] + rng.below(448) * 8,
+            5 => self.data_va[7] + rng.below(512) * 8,
+            _ => rng.pick(&[0, HYPERVISOR_VA, NON_CANONICAL, UNMAPPED_VA, u64::MAX]),
+        }
+    }
+
+    /// An address to change the mapping of: a slot, or one that is not the guest's.
+    fn slot_address(&self, rng: &mut Rng) -> u64 {
+        if rng.one_in(6) {
+            rng.pick(&[HYPERVISOR_VA, NON_CANONICAL, UNMAPPED_VA, 0])
+        } else {
+            rng.pick(&self.slots)
+        }
+    }
+
+    /// Writes `words` at the start of request page `page` (0 or 1) and fills the rest
+    /// of the page with all-ones words, which every list reader refuses (an unknown
+    /// command, request or hypercall): a count beyond the list meets them, never what
+    /// an earlier call left (a zero there would be `set_trap_table(NULL)` in a
+    /// multicall, which takes the trap table away). Returns the page's address.
+    fn put(&self, page: usize, words: &[u64]) -> u64 {
+        for (i, &word) in words.iter().enumerate() {
+            vm::poke(self.data_va[page] + i as u64 * 8, word);
+        }
+        for i in words.len()..512 {
+            vm::poke(self.data_va[page] + i as u64 * 8, u64::MAX);
+        }
+        self.data_va[page]
+    }
+}
+
+/// A count: mostly what the list holds, sometimes 0, a few more (the page's all-ones
+/// filler), or one above 2^32 (whose low half is the list's), or all ones. Readers that
+/// stop at the first refused entry (`mmu_update`, `mmuext_op`, the reservations) stop
+/// at the filler.
+fn count(rng: &mut Rng, items: u64) -> u64 {
+    match rng.below(10) {
+        0 => 0,
+        1 => items + 1 + rng.below(4),
+        2 => (1 << 32) + items,
+        3 => u64::MAX,
+        _ => items,
+    }
+}
+
+/// A multicall's count: a multicall runs every entry whatever the earlier ones
+/// returned, so it never goes past the filler of its page.
+fn multicall_count(rng: &mut Rng, items: u64) -> u64 {
+    match rng.below(8) {
+        0 => 0,
+        1 => items + 1 + rng.below(4),
+        _ => items,
+    }
+}
+
+/// A domain argument: mostly `DOMID_SELF`.
+fn domain(rng: &mut Rng) -> u64 {
+    if rng.one_in(5) {
+        rng.below(0x8000)
+    } else {
+        u64::from(DOMID_SELF)
+    }
+}
+
+/// One random call, written and made; returns which call and what it returned.
+fn one_call(s: &Sandbox, rng: &mut Rng) -> (Hypercall, i64) {
+    let (call, args) = match rng.below(20) {
+        0..=3 => {
+            let n = 1 + rng.below(4);
+            let mut words = [0u64; 8];
+            for i in 0..n as usize {
+                words[2 * i] = s.table_slot(rng);
+                words[2 * i + 1] = s.entry(rng);
+            }
+            let list = s.put(0, &words[..2 * n as usize]);
+            let done = if rng.one_in(2) { 0 } else { s.out_pointer(rng) };
+            (
+                Hypercall::MmuUpdate,
+                [list, count(rng, n), done, domain(rng), 0],
+            )
+        }
+        4..=6 => {
+            let n = 1 + rng.below(3);
+            let mut words = [0u64; 9];
+            for i in 0..n as usize {
+                let cmd = rng.below(24);
+                let (arg1, arg2) = match cmd {
+                    // NEW_BASEPTR: only to its own root (anything else would be a
+                    // valid switch to a table it cannot run on, or refused).
+                    5 => (s.base, 0),
+                    // INVLPG (local, multi, all): an address, and a vCPU mask pointer.
+                    7 | 9 | 11 => (s.slot_address(rng), s.out_pointer(rng)),
+                    // SET_LDT: a base and a count.
+                    13 => (s.slot_address(rng), rng.below(9000)),
+                    // CLEAR_PAGE, COPY_PAGE: frames whose contents may change.
+                    16 | 17 => (s.spare_frame(rng), s.spare_frame(rng)),
+                    // TLB_FLUSH_MULTI: a vCPU mask pointer.
+                    8 => (s.out_pointer(rng), 0),
+                    _ => (s.frame(rng), s.frame(rng)),
+                };
+                words[3 * i] = cmd;
+                words[3 * i + 1] = arg1;
+                words[3 * i + 2] = arg2;
+            }
+            let list = s.put(0, &words[..3 * n as usize]);
+            let done = if rng.one_in(2) { 0 } else { s.out_pointer(rng) };
+            (
+                Hypercall::MmuextOp,
+                [list, count(rng, n), done, domain(rng), 0],
+            )
+        }
+        7 | 8 => {
+            let flags = if rng.one_in(5) {
+                rng.next() & !3
+            } else {
+                rng.below(4)
+            };
+            (
+                Hypercall::UpdateVaMapping,
+                [s.slot_address(rng), s.entry(rng), flags, 0, 0],
+            )
+        }
+        9 => {
+            // A multicall of calls that read what request page 0 holds (a list of
+            // mmu_update requests, valid or not), the null hypercall, a send, itself.
+            let requests = [s.table_slot(rng), s.entry(rng)];
+            let list = s.put(0, &requests);
+            let n = 1 + rng.below(4);
+            let mut words = [0u64; 32];
+            for i in 0..n as usize {
+                let entry = &mut words[8 * i..8 * i + 8];
+                let (op, args) = match rng.below(5) {
+                    0 => (
+                        Hypercall::MmuUpdate.number(),
+                        [list, 1, 0, domain(rng), 0, 0],
+                    ),
+                    1 => (Hypercall::XenVersion.number(), [0; 6]),
+                    2 => (Hypercall::EventChannelOp.number(), [4, list, 0, 0, 0, 0]),
+                    3 => (Hypercall::Multicall.number(), [list, 1, 0, 0, 0, 0]),
+                    // A harmless call by number, or a number that is none.
+                    _ => (
+                        rng.pick(&[9, 11, 15, 17, 21, 35, 38, 43, 64]),
+                        [rng.below(16); 6],
+                    ),
+                };
+                entry[0] = op;
+                entry[1] = rng.next();
+                entry[2..].copy_from_slice(&args);
+            }
+            let entries = s.put(1, &words[..8 * n as usize]);
+            (
+                Hypercall::Multicall,
+                [entries, multicall_count(rng, n), 0, 0, 0],
+            )
+        }
+        10 | 11 => {
+            // Event channels: a command, and its structure's first words (domain ids,
+            // ports, VIRQs, vCPUs: small numbers and DOMID_SELF).
+            let mut words = [0u64; 4];
+            for word in &mut words {
+                let small = |rng: &mut Rng| {
+                    let any = rng.below(1100);
+                    rng.pick(&[0, 1, 2, 3, 5, u64::from(DOMID_SELF), any])
+                };
+                *word = small(rng) | (small(rng) << 16) | (small(rng) << 32);
+            }
+            let at = if rng.one_in(8) {
+                s.out_pointer(rng)
+            } else {
+                s.put(0, &words)
+            };
+            (Hypercall::EventChannelOp, [rng.below(15), at, 0, 0, 0])
+        }
+        12 => {
+            // Scheduling: yield, poll with a deadline long past, a remote shutdown it
+            // may not make, a shutdown code, commands that do not exist.
+            let ports = s.put(1, &[rng.below(64) | (rng.below(64) << 32)]);
+            let poll = s.put(0, &[ports, rng.below(3), 1]);
+            match rng.below(4) {
+                0 => (Hypercall::SchedOp, [0, 0, 0, 0, 0]),
+                1 => (Hypercall::SchedOp, [3, poll, 0, 0, 0]),
+                2 => {
+                    // Domain 1 is this one (the scenario's first).
+                    let remote = s.put(0, &[rng.pick(&[0, 2, 3, 7]) | (rng.below(6) << 32)]);
+                    (Hypercall::SchedOp, [4, remote, 0, 0, 0])
+                }
+                _ => (Hypercall::SchedOp, [7 + rng.below(40), poll, 0, 0, 0]),
+            }
+        }
+        13 => {
+            // vCPU operations other than bringing one up: queries, timers, areas the
+            // hypervisor writes, taking down a vCPU it does not run on.
+            let cmd = rng.pick(&[2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 40]);
+            let vcpu = if cmd == 2 {
+                1 + rng.below(4)
+            } else {
+                rng.below(3)
+            };
+            let period = 1_000_000 + rng.below(1_000_000_000);
+            let arg = match cmd {
+                6 => s.put(0, &[period]),
+                8 => s.put(0, &[rng.next(), rng.below(2)]),
+                5 | 14 => s.put(0, &[s.out_pointer(rng)]),
+                _ => s.out_pointer(rng),
+            };
+            (Hypercall::VcpuOp, [cmd, vcpu, arg, 0, 0])
+        }
+        14 => {
+            let any = rng.next();
+            (Hypercall::SetTimerOp, [rng.pick(&[0, 1, any]), 0, 0, 0, 0])
+        }
+        15 => (
+            Hypercall::XenVersion,
+            [rng.below(16), s.out_pointer(rng), 0, 0, 0],
+        ),
+        16 => {
+            // Memory reservations, of frames of its sandbox or none of its own.
+            let mut extents = [0u64; 4];
+            for extent in &mut extents {
+                *extent = match rng.below(3) {
+                    0 => rng.pick(&s.pfns),
+                    1 => rng.below(1 << 20),
+                    _ => rng.next(),
+                };
+            }
+            let list = s.put(1, &extents);
+            let start = if rng.one_in(6) {
+                s.out_pointer(rng)
+            } else {
+                list
+            };
+            let reservation = s.put(0, &[start, count(rng, 4), rng.below(3), domain(rng)]);
+            let cmd = rng.pick(&[0, 1, 2, 3, 4, 5, 6, 9, 12, 14, 40]);
+            let arg = if cmd == 2 || cmd == 3 || cmd == 4 {
+                s.put(0, &[u64::from(DOMID_SELF)])
+            } else if rng.one_in(6) {
+                s.out_pointer(rng)
+            } else {
+                reservation
+            };
+            (Hypercall::MemoryOp, [cmd, arg, 0, 0, 0])
+        }
+        17 => {
+            let words = [rng.below(4), rng.next(), rng.below(0x1_0000)];
+            let at = if rng.one_in(4) {
+                s.out_pointer(rng)
+            } else {
+                s.put(0, &words)
+            };
+            (Hypercall::PhysdevOp, [rng.below(32), at, 0, 0, 0])
+        }
+        18 => match rng.below(5) {
+            0 => (
+                Hypercall::ConsoleIo,
+                [1, rng.below(64), s.out_pointer(rng), 0, 0],
+            ),
+            1 => (Hypercall::VmAssist, [rng.below(3), rng.below(10), 0, 0, 0]),
+            2 => (
+                Hypercall::SetSegmentBase,
+                // This kernel uses neither FS nor GS.
+                [rng.pick(&[0, 1, 2, 4, 100]), rng.next(), 0, 0, 0],
+            ),
+            3 => (Hypercall::StackSwitch, [rng.next(), rng.next(), 0, 0, 0]),
+            _ => (
+                Hypercall::Sysctl,
+                [s.put(0, &[rng.below(64) | (0x15 << 32)]), 0, 0, 0, 0],
+            ),
+        },
+        _ => match rng.below(4) {
+            0 => (
+                Hypercall::GrantTableOp,
+                [rng.below(20), s.out_pointer(rng), rng.below(4), 0, 0],
+            ),
+            1 => (Hypercall::GetDebugreg, [rng.below(10), 0, 0, 0, 0]),
+            2 => (
+                Hypercall::SetGdt,
+                [
+                    s.put(0, &[s.frame(rng), s.frame(rng)]),
+                    rng.below(8192),
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+            _ => (
+                Hypercall::UpdateDescriptor,
+                [
+                    (s.spare_frame(rng) << 12) | (rng.below(512) * 8),
+                    rng.next(),
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+        },
+    };
+    // SAFETY: every call above reaches only the sandbox (frames, slots, request and
+    // output pages), the read-only page, or what is not the guest's; none changes how
+    // this code runs (see the module's list of calls left out).
+    let ret = unsafe { hypercall5(call, args[0], args[1], args[2], args[3], args[4]) };
+    (call, ret)
+}
+
+/// Calls counted by kind: (made, failed).
+struct Counts([(Hypercall, u32, u32); 24], usize);
+
+impl Counts {
+    fn add(&mut self, call: Hypercall, failed: bool) {
+        let known = self.0[..self.1].iter().position(|(c, ..)| *c == call);
+        let index = known.unwrap_or_else(|| {
+            self.0[self.1] = (call, 0, 0);
+            self.1 += 1;
+            self.1 - 1
+        });
+        self.0[index].1 += 1;
+        self.0[index].2 += u32::from(failed);
+    }
+}
+
+/// Runs the fuzzer; returns the exit code (0 iff every self-test passed).
+pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
+    let mut tally = Tally::default();
+    let mut line: heapless::String<512> = heapless::String::new();
+    let sandbox = match Sandbox::new(boot) {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            let _ = tally.record(
+                &mut line,
+                "fuzz_sandbox",
+                &Err(failure(format_args!("{e}"))),
+            );
+            print(&mut line);
+            return 1;
+        }
+    };
+    // The seed spread over the state (splitmix64's finaliser): nearby seeds start far
+    // apart. Never zero, which xorshift would keep.
+    let mut z = scenario.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let mut rng = Rng((z ^ (z >> 31)) | 1);
+    let mut counts = Counts([(Hypercall::XenVersion, 0, 0); 24], 0);
+    let mut unknown: Outcome = Ok(());
+    for _ in 0..scenario.rounds {
+        let (call, ret) = one_call(&sandbox, &mut rng);
+        let failed = match Errno::from_ret(ret) {
+            Err(errno) => {
+                if !errno.is_known() && unknown.is_ok() {
+                    unknown = Err(failure(format_args!("{} returned {ret}", call.name())));
+                }
+                true
+            }
+            Ok(_) => false,
+        };
+        counts.add(call, failed);
+    }
+    // Timers the calls may have left running.
+    let _ = pv_abi::guest::vcpu_stop_periodic_timer(0);
+    for (call, made, failed) in &counts.0[..counts.1] {
+        let _ = writeln!(
+            line,
+            "pv-guest: fuzz {}: {made} calls, {failed} failed",
+            call.name()
+        );
+        print(&mut line);
+    }
+    let _ = tally.record(&mut line, "fuzz_errnos", &unknown);
+    print(&mut line);
+    let read_only = if sandbox.canary_intact() {
+        Ok(())
+    } else {
+        Err(failure(format_args!("the page mapped read-only changed")))
+    };
+    let _ = tally.record(&mut line, "fuzz_read_only", &read_only);
+    print(&mut line);
+    let made: u32 = counts.0[..counts.1].iter().map(|(_, made, _)| made).sum();
+    let all = if made == scenario.rounds {
+        Ok(())
+    } else {
+        Err(failure(format_args!(
+            "{made} of {} calls made",
+            scenario.rounds
+        )))
+    };
+    let _ = tally.record(&mut line, "fuzz_calls", &all);
+    print(&mut line);
+    let _ = tally.summary(&mut line);
+    print(&mut line);
+    tally.exit_code()
+}
+
+/// Writes `line` to the console in one call and empties it.
+fn print(line: &mut heapless::String<512>) {
+    let _ = pv_abi::guest::console_io_write(line.as_bytes());
+    line.clear();
+}
