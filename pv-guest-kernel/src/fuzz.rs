@@ -1,7 +1,12 @@
 //! The hypercall fuzzer (`workload=fuzz`, `rounds=N` calls, `seed=S`): a domain that
-//! makes `N` random hypercalls, as a broken or hostile kernel would, against the real
-//! hypervisor (its assembly express paths and lanes included, which the host's property
-//! tests do not reach).
+//! makes `N` random hypercalls and privileged instructions (one in eight), as a broken
+//! or hostile kernel would, against the real hypervisor (its assembly entry stubs,
+//! express paths and lanes included, which the host's property tests do not reach).
+//!
+//! The privileged instructions (control registers, MSRs, port I/O, `invlpg`, descriptor
+//! tables, `int n`, the forced `cpuid`, ...) take random operands; each must be
+//! emulated or refused with a #GP, which the fault harness catches (any other exception
+//! panics this kernel).
 //!
 //! The calls are random but aimed: page-table requests name a sandbox of frames of its
 //! own (tables pinned but linked nowhere, data pages) besides the hypervisor's, MMIO and
@@ -476,11 +481,160 @@ fn one_call(s: &Sandbox, rng: &mut Rng) -> (Hypercall, i64) {
     (call, ret)
 }
 
+/// One privileged instruction with random operands, run through the real #GP path:
+/// emulated or refused (a #GP the harness catches), and nothing else (any other
+/// exception panics this kernel, which the scenario sees). Returns its name, and
+/// whether it was refused.
+fn one_trap(s: &Sandbox, rng: &mut Rng) -> (&'static str, bool) {
+    use crate::traps::expect_fault;
+    let value = match rng.below(4) {
+        0 => rng.next(),
+        1 => s.frame(rng) << 12,
+        2 => rng.below(0x1_0000),
+        _ => u64::MAX,
+    };
+    // Every bit of CR0 but TS (which this kernel's SSE code relies on being clear).
+    let cr0_bit = 1u64 << rng.pick(&[0, 1, 2, 4, 5, 16, 18, 29, 30, 31, 40]);
+    let any_msr = rng.next() & 0xffff_ffff;
+    let msr = rng.pick(&[
+        0x10,
+        0x1b,
+        0x3a,
+        0x8b,
+        0x174,
+        0x175,
+        0x176,
+        0x1d9,
+        0x277,
+        0x2ff,
+        0xc000_0080,
+        0xc000_0081,
+        0xc000_0082,
+        0xc000_0084,
+        0xc000_0100,
+        0xc000_0101,
+        0xc000_0102,
+        0xc000_0103,
+        0x4000_0000,
+        any_msr,
+    ]);
+    let any_port = rng.below(0x1_0000);
+    let port = rng.pick(&[
+        0x20, 0x21, 0x40, 0x43, 0x60, 0x61, 0x64, 0x70, 0x71, 0x80, 0xcf8, 0xcfc, 0x3f8, 0x3fd,
+        0xf4, any_port,
+    ]) as u16;
+    let buffer = s.data_va[2 + rng.below(5) as usize];
+    let count = rng.below(4);
+    let (name, seen) = match rng.below(16) {
+        0 => (
+            "mov from a control register",
+            match rng.below(4) {
+                0 => expect_fault!(13, "mov {v}, cr0"; v = out(reg) _),
+                1 => expect_fault!(13, "mov {v}, cr2"; v = out(reg) _),
+                2 => expect_fault!(13, "mov {v}, cr3"; v = out(reg) _),
+                _ => expect_fault!(13, "mov {v}, cr4"; v = out(reg) _),
+            },
+        ),
+        1 => ("mov to cr0", {
+            let cr0: u64;
+            // SAFETY: reading CR0 is emulated.
+            unsafe { core::arch::asm!("mov {}, cr0", out(reg) cr0) };
+            expect_fault!(13, "mov cr0, {v}"; v = in(reg) (cr0 ^ cr0_bit) & !8)
+        }),
+        2 => (
+            "mov to cr2",
+            expect_fault!(13, "mov cr2, {v}"; v = in(reg) value),
+        ),
+        3 => ("mov to cr3", {
+            // Its own root (a switch to itself), or what is no page table of its own.
+            let other = rng.pick(&[HYPERVISOR_FRAME, MMIO_FRAME, BEYOND_RAM, 0]) << 12;
+            let root = match rng.below(3) {
+                0 => s.base << 12,
+                1 => other,
+                _ => rng.next() | (1 << 63),
+            };
+            expect_fault!(13, "mov cr3, {v}"; v = in(reg) root)
+        }),
+        4 => (
+            "mov to cr4",
+            expect_fault!(13, "mov cr4, {v}"; v = in(reg) value),
+        ),
+        5 => (
+            "wrmsr",
+            expect_fault!(13, "wrmsr"; in("ecx") msr as u32, in("eax") value as u32,
+                in("edx") (value >> 32) as u32),
+        ),
+        6 => (
+            "rdmsr",
+            expect_fault!(13, "rdmsr"; in("ecx") msr as u32, out("eax") _, out("edx") _),
+        ),
+        7 => (
+            "in and out",
+            match rng.below(6) {
+                0 => expect_fault!(13, "out dx, al"; in("dx") port, in("al") value as u8),
+                1 => expect_fault!(13, "out dx, eax"; in("dx") port, in("eax") value as u32),
+                2 => expect_fault!(13, "in al, dx"; in("dx") port, out("al") _),
+                3 => expect_fault!(13, "in ax, dx"; in("dx") port, out("ax") _),
+                4 => expect_fault!(13, "out 0xf4, al"; in("al") value as u8),
+                _ => expect_fault!(13, "in eax, 0x80"; out("eax") _),
+            },
+        ),
+        8 => (
+            "string port I/O",
+            if rng.one_in(2) {
+                expect_fault!(13, "rep insb"; in("dx") port, inout("rdi") buffer => _,
+                    inout("rcx") count => _)
+            } else {
+                expect_fault!(13, "rep outsb"; in("dx") port, inout("rsi") buffer => _,
+                    inout("rcx") count => _)
+            },
+        ),
+        9 => (
+            "invlpg",
+            expect_fault!(13, "invlpg [{a}]"; a = in(reg) value),
+        ),
+        10 => ("descriptor tables", {
+            let table = [value, value];
+            match rng.below(4) {
+                0 => expect_fault!(13, "lgdt [{t}]"; t = in(reg) table.as_ptr()),
+                1 => expect_fault!(13, "lidt [{t}]"; t = in(reg) table.as_ptr()),
+                2 => expect_fault!(13, "ltr {v:x}"; v = in(reg) value),
+                _ => expect_fault!(13, "lldt {v:x}"; v = in(reg) value),
+            }
+        }),
+        11 => ("cli, sti, clts", expect_fault!(13, "cli", "sti", "clts")),
+        12 => (
+            "wbinvd and invd",
+            if rng.one_in(2) {
+                expect_fault!(13, "wbinvd")
+            } else {
+                expect_fault!(13, "invd")
+            },
+        ),
+        13 => (
+            "int n",
+            match rng.below(3) {
+                0 => expect_fault!(13, "int 0x21"),
+                1 => expect_fault!(13, "int 0x41"),
+                _ => expect_fault!(13, "int 0xfe"),
+            },
+        ),
+        14 => (
+            "forced cpuid",
+            expect_fault!(13, "mov {t}, rbx", "ud2", ".ascii \"xen\"", "cpuid", "mov rbx, {t}";
+                t = out(reg) _, inout("eax") value as u32 => _,
+                inout("ecx") (value >> 32) as u32 => _, out("edx") _),
+        ),
+        _ => ("ud2", expect_fault!(6, "ud2")),
+    };
+    (name, seen.is_some())
+}
+
 /// Calls counted by kind: (made, failed).
-struct Counts([(Hypercall, u32, u32); 24], usize);
+struct Counts([(&'static str, u32, u32); 48], usize);
 
 impl Counts {
-    fn add(&mut self, call: Hypercall, failed: bool) {
+    fn add(&mut self, call: &'static str, failed: bool) {
         let known = self.0[..self.1].iter().position(|(c, ..)| *c == call);
         let index = known.unwrap_or_else(|| {
             self.0[self.1] = (call, 0, 0);
@@ -514,9 +668,15 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     let mut rng = Rng((z ^ (z >> 31)) | 1);
-    let mut counts = Counts([(Hypercall::XenVersion, 0, 0); 24], 0);
+    let mut counts = Counts([("", 0, 0); 48], 0);
     let mut unknown: Outcome = Ok(());
     for _ in 0..scenario.rounds {
+        // One in eight a privileged instruction, the rest hypercalls.
+        if rng.one_in(8) {
+            let (name, refused) = one_trap(&sandbox, &mut rng);
+            counts.add(name, refused);
+            continue;
+        }
         let (call, ret) = one_call(&sandbox, &mut rng);
         let failed = match Errno::from_ret(ret) {
             Err(errno) => {
@@ -527,16 +687,12 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
             }
             Ok(_) => false,
         };
-        counts.add(call, failed);
+        counts.add(call.name(), failed);
     }
     // Timers the calls may have left running.
     let _ = pv_abi::guest::vcpu_stop_periodic_timer(0);
     for (call, made, failed) in &counts.0[..counts.1] {
-        let _ = writeln!(
-            line,
-            "pv-guest: fuzz {}: {made} calls, {failed} failed",
-            call.name()
-        );
+        let _ = writeln!(line, "pv-guest: fuzz {call}: {made} made, {failed} refused");
         print(&mut line);
     }
     let _ = tally.record(&mut line, "fuzz_errnos", &unknown);
