@@ -50,45 +50,39 @@ pub fn evaluate(test: &TestConfig, output: &str, outcome: &RunOutcome) -> Vec<Ch
     checks
 }
 
-/// The line our hypervisor prints at the end of every run: `hypervisor stack: deepest
-/// use <n> of <size> bytes`.
-const STACK_LINE: &str = "hypervisor stack: deepest use ";
+/// The rest of the last line of our hypervisor's own that holds `marker`, after it (a
+/// guest's console output is prefixed with its domain's name instead of `(hv)`).
+fn hypervisor_line<'a>(output: &'a str, marker: &str) -> Option<&'a str> {
+    output.lines().rev().find_map(|line| {
+        let (prefix, rest) = line.split_once(marker)?;
+        prefix.starts_with("(hv)").then_some(rest.trim_end())
+    })
+}
 
-/// Our hypervisor's stack kept a margin: the run's report of its deepest use is there
-/// and at most three quarters of the stack (an overflow faults in the guard page below
-/// it and panics, which the exit check sees; this one sees a path growing towards it).
+/// Our hypervisor's stack kept a margin: the run's report of its deepest use
+/// (`hypervisor stack: deepest use <n> of <size> bytes`, at the end of every run) is
+/// there and at most three quarters of the stack (an overflow faults in the guard page
+/// below it and panics, which the exit check sees; this one sees a path growing towards
+/// it).
 pub fn stack_margin(output: &str) -> Check {
-    let used = output.lines().rev().find_map(|line| {
-        // The hypervisor's own line (a guest's console output is prefixed with its
-        // domain's name instead).
-        let (prefix, rest) = line.split_once(STACK_LINE)?;
-        if !prefix.starts_with("(hv)") {
-            return None;
-        }
-        let (used, rest) = rest.split_once(" of ")?;
-        let size = rest.trim_end().strip_suffix(" bytes")?;
+    let used = hypervisor_line(output, "hypervisor stack: deepest use ").and_then(|rest| {
+        let (used, size) = rest.split_once(" of ")?;
+        let size = size.strip_suffix(" bytes")?;
         Some((used.parse::<u64>().ok()?, size.parse::<u64>().ok()?))
     });
     let passed = matches!(used, Some((used, size)) if size > 0 && used * 4 <= size * 3);
     Check::new("hypervisor stack used at most 3/4", passed)
 }
 
-/// The line our hypervisor prints at the end of every run: `frames free: <n> at start,
-/// <m> now`.
-const FRAMES_LINE: &str = "frames free: ";
-
-/// Every frame the domains had came back: the free count at the end of the run (every
-/// domain torn down) equals the one before the first domain was built. A frame a
-/// teardown misses (a reference left on it, a page-table type never dropped) stays
-/// allocated to nobody, and the machine loses it for good.
+/// Every frame the domains had came back: the free count at the end of the run (`frames
+/// free: <n> at start, <m> now`, every domain torn down) equals the one before the first
+/// domain was built. A teardown takes back every frame a domain owns whatever its
+/// counts; a frame the hypervisor took for a domain and never gave back, or one left
+/// owned by nobody, would be lost to the machine for good.
 pub fn frames_returned(output: &str) -> Check {
-    let counts = output.lines().rev().find_map(|line| {
-        let (prefix, rest) = line.split_once(FRAMES_LINE)?;
-        if !prefix.starts_with("(hv)") {
-            return None;
-        }
-        let (start, rest) = rest.split_once(" at start, ")?;
-        let now = rest.trim_end().strip_suffix(" now")?;
+    let counts = hypervisor_line(output, "frames free: ").and_then(|rest| {
+        let (start, now) = rest.split_once(" at start, ")?;
+        let now = now.strip_suffix(" now")?;
         Some((start.parse::<u64>().ok()?, now.parse::<u64>().ok()?))
     });
     let passed = matches!(counts, Some((start, now)) if start == now);
