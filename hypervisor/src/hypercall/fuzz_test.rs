@@ -21,6 +21,7 @@
 use super::tests::{BUF, World};
 use crate::domain::DomainState;
 use crate::frames::FrameTable;
+use crate::mm::PhysMem;
 use crate::paging::audit::audit;
 use proptest::prelude::*;
 use pv_abi::Hypercall;
@@ -205,6 +206,20 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// A store the guest makes at `va`: through its page tables, as its CPU would, so that
+/// nothing lands in a page it no longer maps writable (an earlier call may have unmapped
+/// a buffer page and made it a page table); such a store is dropped, as the guest's
+/// would fault.
+fn guest_store(world: &mut World, va: u64, value: u64) {
+    let mut storage = world.storage.clone();
+    let frames = FrameTable::resume(&mut storage, world.clock);
+    let root = world.domain.vcpu.kernel_root;
+    let guest = crate::guestmem::GuestMem::new(&world.mem, &frames, 1, root);
+    if let Ok(at) = guest.translate(va, true) {
+        world.mem.write_u64(at, value);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -215,7 +230,7 @@ proptest! {
         let mut world = World::new();
         for (index, step) in steps.iter().enumerate() {
             for &(offset, value) in &step.writes {
-                world.put(offset, &value.to_le_bytes());
+                guest_store(&mut world, BUF + offset, value);
             }
             world.domain.state = DomainState::Running;
             let (ret, _after) = world.call(step.number, step.args);
