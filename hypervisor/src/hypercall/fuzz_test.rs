@@ -22,7 +22,6 @@ use super::tests::{BUF, World};
 use crate::domain::DomainState;
 use crate::frames::FrameTable;
 use crate::mm::PhysMem;
-use crate::paging::audit::audit;
 use proptest::prelude::*;
 use pv_abi::Hypercall;
 use pv_abi::errno::Errno;
@@ -240,11 +239,7 @@ proptest! {
                     "step {}: {:?} returned {}, not a Xen errno", index, step, ret
                 );
             }
-            let mut storage = world.storage.clone();
-            let frames = FrameTable::resume(&mut storage, world.clock);
-            let mut roots = vec![world.domain.vcpu.kernel_root];
-            roots.extend(world.domain.vcpu.user_root());
-            if let Err(why) = audit(&world.mem, &frames, 1, &roots, &[]) {
+            if let Err(why) = world.audit() {
                 return Err(TestCaseError::fail(format!("step {index} after {step:?}: {why}")));
             }
         }

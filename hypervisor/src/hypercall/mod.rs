@@ -333,6 +333,16 @@ pub(crate) mod tests {
             (regs.rax as i64, after)
         }
 
+        /// The paging invariants (`paging::audit`) of domain 1, whose roots are its
+        /// vCPU's: what the property tests check after every step.
+        pub fn audit(&self) -> Result<(), String> {
+            let mut storage = self.storage.clone();
+            let frames = FrameTable::resume(&mut storage, self.clock);
+            let mut roots = vec![self.domain.vcpu.kernel_root];
+            roots.extend(self.domain.vcpu.user_root());
+            crate::paging::audit::audit(&self.mem, &frames, 1, &roots, &[])
+        }
+
         pub fn put(&self, offset: u64, bytes: &[u8]) {
             let frame = if offset < 4096 { 5 } else { 6 };
             self.mem.write(frame * 4096 + offset % 4096, bytes);

@@ -702,7 +702,6 @@ fn user_mode_instructions_are_fetched_through_the_user_root() {
 mod fuzz {
     use super::*;
     use crate::mm::{self, pte};
-    use crate::paging::audit::audit;
     use proptest::prelude::*;
 
     /// The L1 (frame 4) and L2 (frame 3) of the test world, mapped read-only at these
@@ -1049,11 +1048,7 @@ mod fuzz {
                     regs.rflags & bounce::rflags::IF != 0 && regs.rflags & bounce::rflags::IOPL == 0,
                     "step {}: {:?} resumes with RFLAGS {:#x}", index, trap, regs.rflags
                 );
-                let mut storage = world.storage.clone();
-                let frames = FrameTable::resume(&mut storage, world.clock);
-                let mut roots = vec![world.domain.vcpu.kernel_root];
-                roots.extend(world.domain.vcpu.user_root());
-                if let Err(why) = audit(&world.mem, &frames, 1, &roots, &[]) {
+                if let Err(why) = world.audit() {
                     return Err(TestCaseError::fail(format!("step {index} after {trap:?}: {why}")));
                 }
             }
