@@ -91,10 +91,12 @@ struct Sandbox {
     slots: [u64; 8],
     /// The live root.
     base: u64,
-    /// The frames first mapped at the slots: once a slot is remapped nothing refers to
-    /// its frame, and the reservation calls may give it back (a PV guest names machine
-    /// frames there).
+    /// Frames the reservation calls may give back (a PV guest names machine frames
+    /// there): first those mapped at the slots (once a slot is remapped nothing refers
+    /// to its frame), then, in turn, those a call took (written in its list).
     spare: [u64; 8],
+    /// Where the next frame taken goes in `spare`.
+    next_spare: usize,
 }
 
 /// What [`Sandbox::data`]'s read-only page holds.
@@ -110,6 +112,7 @@ impl Sandbox {
             slots: [0; 8],
             base: mfn_of(boot, boot.info.pt_base),
             spare: [0; 8],
+            next_spare: 0,
         };
         for i in 0..8 {
             sandbox.data_va[i] = va(48 + i as u64);
@@ -463,7 +466,12 @@ fn one_call(s: &Sandbox, rng: &mut Rng) -> (Hypercall, &'static str, i64) {
             };
             let order = if rng.one_in(5) { 1 + rng.below(3) } else { 0 };
             let reservation = s.put(0, &[start, count(rng, 4), order, domain(rng)]);
-            let cmd = rng.pick(&[0, 1, 2, 3, 4, 5, 6, 9, 12, 14, 40]);
+            // Half of them give back or take (increase or populate), half the rest.
+            let cmd = if rng.one_in(2) {
+                rng.pick(&[1, 1, 0, 6])
+            } else {
+                rng.pick(&[2, 3, 4, 5, 9, 12, 14, 40])
+            };
             let arg = if cmd == 2 || cmd == 3 || cmd == 4 {
                 s.put(0, &[u64::from(DOMID_SELF)])
             } else if rng.one_in(6) {
@@ -784,7 +792,7 @@ impl Counts {
 pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
     let mut tally = Tally::default();
     let mut line: heapless::String<512> = heapless::String::new();
-    let sandbox = match Sandbox::new(boot) {
+    let mut sandbox = match Sandbox::new(boot) {
         Ok(sandbox) => sandbox,
         Err(e) => {
             let _ = tally.record(
@@ -812,6 +820,14 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
             continue;
         }
         let (call, name, ret) = one_call(&sandbox, &mut rng);
+        if name == TAKE && ret > 0 {
+            // The frames it took, which the list now names: to give back later.
+            for i in 0..(ret as u64).min(4) {
+                let frame = vm::peek(sandbox.data_va[1] + i * 8);
+                sandbox.spare[sandbox.next_spare] = frame;
+                sandbox.next_spare = (sandbox.next_spare + 1) % sandbox.spare.len();
+            }
+        }
         let failed = match Errno::from_ret(ret) {
             Err(errno) => {
                 if !errno.is_known() && unknown.is_ok() {
