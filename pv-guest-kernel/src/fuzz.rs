@@ -854,15 +854,11 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
         let _ = writeln!(line);
         print(&mut line);
     }
-    let _ = tally.record(&mut line, "fuzz_errnos", &unknown);
-    print(&mut line);
     let read_only = if sandbox.canary_intact() {
         Ok(())
     } else {
         Err(failure(format_args!("the page mapped read-only changed")))
     };
-    let _ = tally.record(&mut line, "fuzz_read_only", &read_only);
-    print(&mut line);
     let mut missing: heapless::String<256> = heapless::String::new();
     for name in counts.never_succeeded() {
         let _ = write!(
@@ -876,8 +872,14 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
     } else {
         Err(failure(format_args!("never succeeded: {missing}")))
     };
-    let _ = tally.record(&mut line, "fuzz_reach", &reach);
-    print(&mut line);
+    for (name, outcome) in [
+        ("fuzz_errnos", unknown),
+        ("fuzz_read_only", read_only),
+        ("fuzz_reach", reach),
+    ] {
+        let _ = tally.record(&mut line, name, &outcome);
+        print(&mut line);
+    }
     let _ = tally.summary(&mut line);
     print(&mut line);
     tally.exit_code()
