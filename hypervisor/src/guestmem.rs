@@ -326,6 +326,16 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         {
             return if copied { Ok(()) } else { Err(Errno::EFAULT) };
         }
+        self.read_by_walk(va, buf)
+    }
+
+    /// [`read`](Self::read) when the MMU cannot copy: by software walks, with the
+    /// vector registers claimed first (a walk records its four entries in the memo by
+    /// SSE moves).
+    #[inline(never)]
+    fn read_by_walk(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        M::claim_vector_registers();
+        let len = buf.len();
         if Self::in_one_page(va, len) {
             // The common case (a request structure): one translation, one copy.
             self.mem.read(self.translate(va, false)?, buf);
@@ -342,6 +352,14 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         if let Some(result) = self.mmu_write(va, data) {
             return result;
         }
+        self.write_by_walk(va, data)
+    }
+
+    /// [`write`](Self::write) when the MMU cannot copy (see
+    /// [`read_by_walk`](Self::read_by_walk)).
+    #[inline(never)]
+    fn write_by_walk(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+        M::claim_vector_registers();
         if Self::in_one_page(va, data.len()) {
             self.mem.write(self.translate(va, true)?, data);
             return Ok(());
@@ -444,6 +462,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         memo: Option<&'a WalkMemo>,
         va: u64,
     ) -> Result<T, Errno> {
+        M::claim_vector_registers();
         let guest = GuestMem {
             mem,
             frames,
@@ -471,21 +490,37 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
             // SAFETY: the MMU copy initialised `slot` (see `mmu_read_into`).
             Some(Ok(())) => Ok(f(unsafe { slot.assume_init_ref() })),
             Some(Err(errno)) => Err(errno),
-            None => {
-                // The software walk, out of line with the accessor's parts as arguments
-                // (as `read_obj_walked`), so that the MMU path never builds the accessor
-                // in memory for it.
-                let value = Self::read_obj_walked::<T>(
-                    self.mem,
-                    self.frames,
-                    self.domain,
-                    self.root,
-                    self.memo,
-                    va,
-                )?;
-                Ok(f(&value))
-            }
+            None => Self::with_obj_walked(
+                self.mem,
+                self.frames,
+                self.domain,
+                self.root,
+                self.memo,
+                va,
+                f,
+            ),
         }
+    }
+
+    /// [`with_obj`](Self::with_obj) when the MMU cannot copy: the software walk, out of
+    /// line with the accessor's parts as arguments (as `read_obj_walked`), so that the
+    /// MMU path never builds the accessor in memory for it; with the vector registers
+    /// claimed first, since handing the copy on may move it by SSE.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn with_obj_walked<T: FromBytes + IntoBytes, R>(
+        mem: &'a M,
+        frames: &'a FrameTable<'a>,
+        domain: DomId,
+        root: Mfn,
+        memo: Option<&'a WalkMemo>,
+        va: u64,
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<R, Errno> {
+        M::claim_vector_registers();
+        let value = Self::read_obj_walked::<T>(mem, frames, domain, root, memo, va)?;
+        Ok(f(&value))
     }
 
     /// The MMU copy of a `T` from `va` straight into uninitialised `slot`, if the MMU
@@ -546,6 +581,7 @@ impl<'a, M: PhysMem> GuestMem<'a, M> {
         va: u64,
         data: &[u8],
     ) -> Result<(), Errno> {
+        M::claim_vector_registers();
         let guest = GuestMem {
             mem,
             frames,

@@ -99,6 +99,11 @@ fn outside_direct_map(addr: u64) -> ! {
 }
 
 impl PhysMem for DirectMap {
+    #[inline(always)]
+    fn claim_vector_registers() {
+        x86::percpu::save_fpu();
+    }
+
     #[inline]
     fn read(&self, addr: u64, buf: &mut [u8]) {
         let source = Self::pointer(addr, buf.len());
@@ -830,6 +835,10 @@ pub enum FastEntry {
     /// it, or, should that decline, the stub builds the general frame and
     /// [`send_lane_exit`] does.
     Deliver = 4,
+    /// [`hypercall_fast`]'s only: not a context-free call, nothing happened. The stub
+    /// saves the guest's XMM registers (the general handlers use SSE) and calls
+    /// [`hypercall_domain`], which answers with one of the others.
+    General = 5,
 }
 
 /// The hypercall fast path, tried first on every `syscall` from a guest. It takes the
@@ -918,10 +927,18 @@ pub fn hypercall_fast(frame: &mut TrapFrame) -> FastEntry {
         }
         _ => {}
     }
-    // Everything past here may use SSE: save the guest's FPU state now rather than
-    // through a #NM on the first SSE instruction (see entry.S).
-    x86::percpu::save_fpu();
-    fast_domain_hypercall(state, frame)
+    // Everything past here may use SSE: the stub saves the guest's FPU state first.
+    FastEntry::General
+}
+
+/// The fast path's general case ([`FastEntry::General`]): a per-domain hypercall with
+/// its full context, called by the stub once the guest's XMM registers are saved.
+#[inline]
+pub fn hypercall_domain(frame: &mut TrapFrame) -> FastEntry {
+    let Some(mut guard) = STATE.try_lock() else {
+        return FastEntry::Declined;
+    };
+    fast_domain_hypercall(&mut guard, frame)
 }
 
 /// `ext_op(EXTOP_PORT_WRITE or EXTOP_PORT_READ)` on the fast path: the dispatcher's
@@ -1037,10 +1054,7 @@ fn fast_iret(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
     match hypercall::iret::return_from(&guest, &DirectMap, domain, frame) {
         Ok(rax) => frame.rax = rax,
-        Err(reason) => {
-            state.fast_after = Some(After::Crash(reason));
-            return FastEntry::Finish;
-        }
+        Err(reason) => return finish_later(state, After::Crash(reason)),
     }
     load_vcpu_hardware(state);
     resume_fast(state, frame)
@@ -1070,8 +1084,7 @@ fn fast_user_syscall(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     if !fast_syscall_bounce(state, frame) {
         let after = on_trap(state, frame, traps::user_syscall);
         if after != After::Resume || state.machine_dirty {
-            state.fast_after = Some(after);
-            return FastEntry::Finish;
+            return finish_later(state, after);
         }
     }
     // Now in guest kernel mode: its root and GS base.
@@ -1164,6 +1177,8 @@ fn fast_block(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     frame.rax = 0;
     if state.guests(now).block(slot) {
         state.machine_dirty = true;
+        // (A one-byte store: no need to claim the vector registers, as `finish_later`
+        // does; the full exit path then uses them behind the lazy-FPU net.)
         state.fast_after = Some(After::Reschedule);
         return FastEntry::Finish;
     }
@@ -1197,8 +1212,7 @@ fn return_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
 #[inline(never)]
 fn upcall_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
     let Some(domain) = state.domains[state.current].as_mut() else {
-        state.fast_after = Some(After::Resume);
-        return FastEntry::Finish;
+        return finish_later(state, After::Resume);
     };
     let memo = Some(&state.walk_memo);
     match events::deliver_upcall_to(&DirectMap, &state.frames, domain, frame, memo) {
@@ -1207,15 +1221,20 @@ fn upcall_fast(state: &mut State, frame: &mut TrapFrame) -> FastEntry {
             load_vcpu_hardware(state);
             FastEntry::Resume
         }
-        traps::Outcome::Crash(reason) => {
-            state.fast_after = Some(After::Crash(reason));
-            FastEntry::Finish
-        }
-        _ => {
-            state.fast_after = Some(After::Resume);
-            FastEntry::Finish
-        }
+        traps::Outcome::Crash(reason) => finish_later(state, After::Crash(reason)),
+        _ => finish_later(state, After::Resume),
     }
+}
+
+/// A fast-path call the full exit path must finish ([`FastEntry::Finish`]), with what
+/// it says after. Out of line, with the vector registers claimed first: what comes next
+/// uses them, and the `After` may be stored by an SSE move.
+#[cold]
+#[inline(never)]
+fn finish_later(state: &mut State, after: After) -> FastEntry {
+    DirectMap::claim_vector_registers();
+    state.fast_after = Some(after);
+    FastEntry::Finish
 }
 
 /// The rest of a hypercall the fast path ran but could not finish (see [`FastEntry`]).

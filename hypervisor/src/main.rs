@@ -62,6 +62,13 @@ extern "C" fn hv_hypercall_fast(frame: &mut hypervisor::regs::TrapFrame) -> u64 
     machine::hypercall_fast(frame) as u64
 }
 
+/// A per-domain hypercall [`hv_hypercall_fast`] left to the general handlers
+/// ([`machine::FastEntry::General`]); the stub saved the guest's XMM registers.
+#[unsafe(no_mangle)]
+extern "C" fn hv_hypercall_domain(frame: &mut hypervisor::regs::TrapFrame) -> u64 {
+    machine::hypercall_domain(frame) as u64
+}
+
 /// `EVTCHNOP_send` from a guest, by the send lane (`entry.S`): the port if the express
 /// send read it (else `PORT_NOT_READ`) and the guest's port pointer (its rsi) in, the
 /// result and how to leave out (rax and rdx).

@@ -74,6 +74,18 @@ pub trait PhysMem {
     /// Copies `data` to machine address `addr`.
     fn write(&self, addr: u64, data: &[u8]);
 
+    /// Makes the vector (XMM) registers the hypervisor's to use, saving the guest's if
+    /// they are still live: called first thing by the rare, out-of-line paths that the
+    /// compiler builds with SSE copies (the software walk, the failsafe frame, a
+    /// refusal's log line) and that the hypervisor's SSE-free fast path can reach, which
+    /// runs with the guest's registers live (`entry.S`; `cargo xtask test` checks that
+    /// nothing else it reaches touches them). Memory in a host test has nothing to save.
+    fn claim_vector_registers()
+    where
+        Self: Sized,
+    {
+    }
+
     /// Reads one 64-bit word (e.g. a page-table entry).
     fn read_u64(&self, addr: u64) -> u64 {
         let mut bytes = [0; 8];

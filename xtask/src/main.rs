@@ -23,6 +23,7 @@ mod prereq;
 mod qemu;
 mod report;
 mod run;
+mod sse_check;
 mod test;
 mod workspace;
 mod x87_check;

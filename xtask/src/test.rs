@@ -23,7 +23,7 @@ use crate::qemu::Accel;
 use crate::report::{self, HostStep, Report, ScenarioRun};
 use crate::run::{self, Run};
 use crate::workspace::{Profile, Workspace};
-use crate::{image_check, x87_check, xen};
+use crate::{image_check, sse_check, x87_check, xen};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +47,10 @@ pub struct Args {
 
 /// Lines of a failed run's log printed after it.
 const LOG_TAIL_LINES: usize = 40;
+
+/// The hypervisor's entries that run with the guest's SSE registers live and CR0.TS as the
+/// guest left it (`entry.S`, `SSE_FREE_FAST_PATH`): what they reach must not touch them.
+const SSE_FREE_ENTRIES: &[&str] = &["hv_hypercall_fast"];
 
 /// Runs the whole suite; the exit code is 0 only if everything passed.
 pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
@@ -129,6 +133,16 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
             let built = loaded.build(workspace, Profile::Release, &[GUEST_KERNEL_BIN])?;
             x87_check::check_binary(&built[0])
         });
+        // The hypercall fast path leaves CR0.TS alone (no lazy-FPU net): sound only while
+        // nothing it reaches touches the guest's SSE registers (sse_check.rs).
+        step(
+            &mut report,
+            "hypercall fast path touches no SSE state",
+            || {
+                let built = loaded.build(workspace, Profile::Release, &[HYPERVISOR_BIN])?;
+                sse_check::check_binary(&built[0], SSE_FREE_ENTRIES)
+            },
+        );
         // The footprint target (<= 1 MiB image) holds only while large statics are
         // `.bss` (image_check.rs).
         step(

@@ -47,7 +47,7 @@ pub fn return_from<M: PhysMem>(
     // closure holds `regs` whole, not a pointer per field it writes.
     let rax = guest.with_obj(regs.rsp, move |frame| {
         let Some(ret) = checked(frame, &domain.vcpu) else {
-            log::warn!("d{} HYPERVISOR_iret refused: {frame:x?}", domain.id);
+            refused(mem, domain.id, frame);
             return None;
         };
         let info = VcpuInfoRef::of(mem, domain);
@@ -60,6 +60,16 @@ pub fn return_from<M: PhysMem>(
         Ok(Some(rax)) => Ok(rax),
         _ => Err(CrashReason::BadIret),
     }
+}
+
+/// Reports a refused `iret_context` (the domain is then stopped): out of line, with the
+/// vector registers claimed first, since formatting the line may use them (see
+/// [`PhysMem::claim_vector_registers`]).
+#[cold]
+#[inline(never)]
+fn refused<M: PhysMem>(_: &M, domain: crate::frames::DomId, frame: &IretContext) {
+    M::claim_vector_registers();
+    log::warn!("d{domain} HYPERVISOR_iret refused: {frame:x?}");
 }
 
 /// Where a checked `iret_context` resumes the vCPU, and what it changes.

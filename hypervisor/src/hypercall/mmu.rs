@@ -126,9 +126,9 @@ pub(super) fn mmu_update<M: PhysMem>(
 /// [`COPY_AHEAD`] at a time into uninitialised memory; if a copy fails, one request is
 /// read alone, so that a bad pointer fails exactly at its request.
 #[inline(always)]
-fn apply_requests<M: PhysMem>(
+fn apply_requests<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     items: u64,
     count: u32,
 ) -> (u32, Result<u64, Errno>) {
@@ -158,7 +158,10 @@ fn apply_requests<M: PhysMem>(
 /// write (the commonest request by far) is inlined into both; the rest is
 /// `apply_other_request`.
 #[inline(always)]
-fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> Result<(), Errno> {
+fn apply_request<M: PhysMem, U: Mmu + ?Sized>(
+    paging: &mut Paging<'_, M, U>,
+    request: MmuUpdate,
+) -> Result<(), Errno> {
     let cmd = request.ptr & COMMAND_BITS;
     if matches!(
         cmd,
@@ -172,8 +175,8 @@ fn apply_request<M: PhysMem>(paging: &mut Paging<'_, M>, request: MmuUpdate) -> 
 
 /// [`apply_request`] for anything but a page-table write.
 #[inline(never)]
-fn apply_other_request<M: PhysMem>(
-    paging: &mut Paging<'_, M>,
+fn apply_other_request<M: PhysMem, U: Mmu + ?Sized>(
+    paging: &mut Paging<'_, M, U>,
     request: MmuUpdate,
 ) -> Result<(), Errno> {
     match request.ptr & COMMAND_BITS {
@@ -197,9 +200,9 @@ fn apply_other_request<M: PhysMem>(
 /// call is not such a batch and nothing was done (the general path takes it, and
 /// reports a single request it cannot read).
 #[inline(always)]
-pub fn light_mmu_update<M: PhysMem>(
+pub fn light_mmu_update<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     args: [u64; 4],
 ) -> Option<Result<u64, Errno>> {
     let [requests, count, done_out, foreigndom] = args;
@@ -222,9 +225,9 @@ pub fn light_mmu_update<M: PhysMem>(
 /// continuation (`multicall` reaches it through `light_call`, and writes a continuation's
 /// arguments back into its entry on the general path).
 #[inline(always)]
-pub fn light_mmu_update_batch<M: PhysMem>(
+pub fn light_mmu_update_batch<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     args: [u64; 4],
 ) -> Option<Result<u64, Errno>> {
     let [requests, count, done_out, foreigndom] = args;
@@ -254,9 +257,9 @@ pub enum LightBatch {
 /// continuation arguments as `mmu_update` (host test); `None` (nothing done) for another
 /// domain's tables or an empty batch.
 #[inline(always)]
-pub fn light_mmu_update_continued<M: PhysMem>(
+pub fn light_mmu_update_continued<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     args: [u64; 4],
 ) -> Option<LightBatch> {
     let [requests, count, done_out, foreigndom] = args;
@@ -288,9 +291,9 @@ pub fn light_mmu_update_continued<M: PhysMem>(
 /// Applies up to `BATCH` of the `count` requests at `requests` and adds what was done to
 /// `done_before` at `done_out` (if not NULL), as `Batch::finish` does.
 #[inline(always)]
-fn light_requests<M: PhysMem>(
+fn light_requests<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     requests: u64,
     count: u32,
     done_out: u64,
@@ -485,8 +488,8 @@ pub(super) fn update_va_mapping<M: PhysMem>(
 /// but the paging engine is needed. Does what `update_va_mapping` would; `None` for a
 /// mask pointer (nothing done: the general path takes it).
 #[inline(always)]
-pub fn light_update_va_mapping<M: PhysMem>(
-    paging: &mut Paging<'_, M>,
+pub fn light_update_va_mapping<M: PhysMem, U: Mmu + ?Sized>(
+    paging: &mut Paging<'_, M, U>,
     root: Mfn,
     [va, val, flags]: [u64; 3],
 ) -> Option<Result<u64, Errno>> {
@@ -504,9 +507,9 @@ pub fn light_update_va_mapping<M: PhysMem>(
 /// `mmuext_op` with their first four arguments): the value for `rax`, or `None` if the
 /// call has no light path or declined (nothing done). The machine's fast path and
 /// `multicall` try this before a full dispatch.
-pub fn light_call<M: PhysMem>(
+pub fn light_call<M: PhysMem, U: Mmu + ?Sized>(
     guest: &GuestMem<'_, M>,
-    paging: &mut Paging<'_, M>,
+    paging: &mut Paging<'_, M, U>,
     root: Mfn,
     number: u64,
     args: [u64; 4],
@@ -525,8 +528,8 @@ pub fn light_call<M: PhysMem>(
 
 /// Sets the L1 entry that maps `va` under `root` to `val`.
 #[inline]
-fn set_va_entry<M: PhysMem>(
-    paging: &mut Paging<'_, M>,
+fn set_va_entry<M: PhysMem, U: Mmu + ?Sized>(
+    paging: &mut Paging<'_, M, U>,
     root: Mfn,
     va: u64,
     val: u64,
@@ -1077,7 +1080,8 @@ pub(super) mod tests {
                 let mut frames = FrameTable::resume(&mut world.storage, world.clock);
                 frames.adopt_m2p(&mut world.m2p);
                 let guest = GuestMem::new(&world.mem, &frames, 1, L4);
-                let mut paging = Paging::new(&world.mem, &frames, 1, &mut world.mmu);
+                let mmu: &mut dyn Mmu = &mut world.mmu;
+                let mut paging = Paging::new(&world.mem, &frames, 1, mmu);
                 light(&guest, &mut paging)
             }
             None => {

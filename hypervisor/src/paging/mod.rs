@@ -68,7 +68,7 @@ pub trait Mmu {
 const NO_LIVE_L1: Mfn = Mfn(u64::MAX);
 
 /// The paging engine's view of one domain: machine memory, the frame table, and the CPU.
-pub struct Paging<'a, M: PhysMem> {
+pub struct Paging<'a, M: PhysMem, U: Mmu + ?Sized = dyn Mmu> {
     /// Machine memory.
     pub mem: &'a M,
     /// The frame table.
@@ -76,7 +76,7 @@ pub struct Paging<'a, M: PhysMem> {
     /// The domain whose tables are being changed.
     pub domain: DomId,
     /// TLB and CR3 effects.
-    pub mmu: &'a mut dyn Mmu,
+    pub mmu: &'a mut U,
     /// The last frame `write_pte` found to be a live L1 table of the domain (owned,
     /// typed L1 with a type reference, validated), so that a batch writing one table
     /// looks its record up once. Only a dropped type reference (`put_page_type`) or a
@@ -93,15 +93,10 @@ pub struct Paging<'a, M: PhysMem> {
     rejected_l1: u64,
 }
 
-impl<'a, M: PhysMem> Paging<'a, M> {
+impl<'a, M: PhysMem, U: Mmu + ?Sized> Paging<'a, M, U> {
     /// The engine for `domain`.
     #[inline]
-    pub fn new(
-        mem: &'a M,
-        frames: &'a FrameTable<'a>,
-        domain: DomId,
-        mmu: &'a mut dyn Mmu,
-    ) -> Self {
+    pub fn new(mem: &'a M, frames: &'a FrameTable<'a>, domain: DomId, mmu: &'a mut U) -> Self {
         Paging {
             mem,
             frames,
@@ -113,7 +108,7 @@ impl<'a, M: PhysMem> Paging<'a, M> {
     }
 }
 
-impl<M: PhysMem> Paging<'_, M> {
+impl<M: PhysMem, U: Mmu + ?Sized> Paging<'_, M, U> {
     /// The bits a present entry at `level` must not have (see `Paging::rejected_l1`).
     #[inline(always)]
     pub(crate) fn rejected(&self, level: u32) -> u64 {

@@ -15,7 +15,7 @@
 //! Validation is not preemptible: one validation visits each frame of the domain at most
 //! once per type acquisition, so its cost is bounded by the domain's size.
 
-use super::{Paging, entry};
+use super::{Mmu, Paging, entry};
 use crate::frames::{FrameInfo, Owner, PageType};
 use crate::mm::{ENTRIES_PER_TABLE, Mfn, PhysMem};
 use pv_abi::errno::Errno;
@@ -34,7 +34,7 @@ fn dropped(count: u32) -> u32 {
     count.wrapping_sub(1)
 }
 
-impl<M: PhysMem> Paging<'_, M> {
+impl<M: PhysMem, U: Mmu + ?Sized> Paging<'_, M, U> {
     #[inline]
     fn info(&self, mfn: Mfn) -> FrameInfo {
         self.frames.info(mfn)

@@ -7,7 +7,7 @@
 //! the frame when its last mapping goes; we refuse, so a frame the guest believes it gave
 //! back is really gone, and the hypervisor never has to remember half-freed frames.
 
-use super::Paging;
+use super::{Mmu, Paging};
 use crate::domain::Domain;
 use crate::frames::{FrameTable, Owner};
 use crate::mm::{Mfn, PhysMem};
@@ -35,7 +35,7 @@ pub fn allocate<M: PhysMem>(
     Ok(mfn)
 }
 
-impl<M: PhysMem> Paging<'_, M> {
+impl<M: PhysMem, U: Mmu + ?Sized> Paging<'_, M, U> {
     /// Takes back frame `mfn` of `domain` (XENMEM_decrease_reservation for one page):
     /// `ENXIO` if it is not the domain's, `EINVAL` for the shared-info page, `EBUSY` while
     /// anything references it. The TLB is flushed first if stale entries of mappings the

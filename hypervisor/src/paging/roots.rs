@@ -5,13 +5,13 @@
 //! table stays validated with nothing pointing at it, and the live root stays an L4 (and
 //! cannot be given back) whether or not it is pinned.
 
-use super::Paging;
+use super::{Mmu, Paging};
 use crate::domain::Vcpu;
 use crate::frames::PageType;
 use crate::mm::{Mfn, PAGE_SIZE, PhysMem};
 use pv_abi::errno::Errno;
 
-impl<M: PhysMem> Paging<'_, M> {
+impl<M: PhysMem, U: Mmu + ?Sized> Paging<'_, M, U> {
     /// MMUEXT_PIN_L?_TABLE: validates `mfn` as a level-`level` table and pins it.
     /// `EINVAL` if the frame is not the domain's, has another type, fails validation with
     /// `EINVAL`, or is already pinned; other validation errors pass through.

@@ -15,7 +15,7 @@ use pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
 /// The accessed and dirty bits MMU_PT_UPDATE_PRESERVE_AD keeps from the old entry.
 const ACCESSED_DIRTY: u64 = pte::ACCESSED | pte::DIRTY;
 
-impl<M: PhysMem> Paging<'_, M> {
+impl<M: PhysMem, U: Mmu + ?Sized> Paging<'_, M, U> {
     /// Sets entry `index` of `table`, a validated level-`level` table of the domain, to
     /// `new` (Xen's `mod_l?_entry`). With `preserve_ad`, the accessed and dirty bits of
     /// the old entry are kept. Errors leave the entry and every count unchanged.

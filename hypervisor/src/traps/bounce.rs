@@ -260,6 +260,8 @@ fn failsafe_frame<'a, M: PhysMem + 'a>(
     error_code: Option<u64>,
     words: [u64; 7],
 ) -> Result<u64, BounceError> {
+    // (Building the frame zeroes four words at once: an SSE store.)
+    M::claim_vector_registers();
     let [rcx, r11, rip, cs, rflags, rsp, ss] = words;
     match error_code {
         None => push_frame(

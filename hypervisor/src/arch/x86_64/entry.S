@@ -88,6 +88,12 @@
 .set FAST_RESUME,      1
 .set FAST_FINISH,      2
 .set FAST_RETURN,      3
+.set FAST_GENERAL,     5
+/* 1 when the hypercall fast path runs with CR0.TS as the guest left it (release builds:
+ * `cargo xtask test` checks that no code it reaches touches SSE state, sse_check.rs);
+ * 0 in debug builds, whose unoptimised code copies through XMM registers anywhere, so
+ * the fast path keeps the lazy-FPU net there. */
+.set SSE_FREE_FAST_PATH, {sse_free_fast_path}
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
 .set HYPERCALL_EVENT_CHANNEL_OP, {hypercall_event_channel_op}
 .set EVTCHNOP_SEND,    {evtchnop_send}
@@ -106,6 +112,7 @@
 .set MMUEXT_OP_SIZE,   {mmuext_op_size}
 .set DOMID_SELF,       {domid_self}
 .set CR4_PGE,          {cr4_pge}
+.set CR0_TS,           {cr0_ts}
 /* The express send's view of the event state (arch/x86_64/mod.rs). */
 .set PERCPU_EXPRESS_EVENTS, {percpu_express_events}
 .set PERCPU_EXPRESS_SHARED, {percpu_express_shared}
@@ -205,9 +212,14 @@
  * \scratch (rax unless told). */
 .macro LAZY_FPU_EXIT scratch=%rax
     /* The common case (the guest's registers live, no virtual TS) in one compare; the
-     * rest out of line. */
+     * rest out of line. TS is cleared only if an entry set it: the SSE-free fast path
+     * sets none, and a read of CR0 is cheaper than a write (which serialises a CPU and
+     * ends QEMU's translation block). */
     cmpw $0, %gs:PERCPU_FPU_FLAGS
     jne .Lfpu_slow\@
+    mov %cr0, \scratch
+    test $CR0_TS, \scratch
+    jz .Lfpu_exit_done\@
     clts
 .Lfpu_exit_done\@:
 .pushsection .text.hv_fpu_exit, "ax"
@@ -226,8 +238,9 @@
 .Lfpu_restored\@:
     movb $0, %gs:PERCPU_FPU_SAVED
 .Lfpu_live\@:
-    /* TS is clear here (restored above, or the guest's virtual TS is set: the only
-     * other way the flags are nonzero): set it for a guest that has virtual TS. */
+    /* TS is clear here if anything was restored (every save clears it); otherwise the
+     * guest's virtual TS is set (the only other way the flags are nonzero), and TS may
+     * be set already (left so by the SSE-free fast path): set it for such a guest. */
     cmpb $0, %gs:PERCPU_GUEST_TS
     je .Lfpu_done\@
     mov %gs:PERCPU_CR0_TS, \scratch
@@ -724,7 +737,11 @@ syscall_entry:
 
 syscall_general:
     SYSCALL_FRAME
+    /* CR0.TS stays as the guest left it on the SSE-free fast path (release builds; see
+     * SSE_FREE_FAST_PATH): everything after it sets TS or saves first. */
+.if SSE_FREE_FAST_PATH == 0
     LAZY_FPU_ENTRY
+.endif
     /* The return address must be canonical: a `syscall` in the last two bytes of the
      * lower half leaves rcx past its top, where neither sysretq nor iretq may go (on a
      * real CPU both fault in ring 0, with the guest's registers loaded). That syscall
@@ -763,14 +780,28 @@ resume_caller_saved:
     add $(FRAME_GPRS + 16), %rsp
     swapgs
     iretq
-2:  SAVE_CALLEE_SAVED
+2:  cmp $FAST_GENERAL, %eax
+    je 6f
+    SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     cmp $FAST_DECLINED, %eax
+    /* (hv_trap_entry saves the guest's XMM registers of a syscall first thing.) */
     je 4f
-    call hv_hypercall_finish
+    /* The full exit path uses SSE: the lazy-FPU net, unless the registers are saved. */
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    jne 3f
+    LAZY_FPU_ENTRY
+3:  call hv_hypercall_finish
     jmp guest_exit
 4:  call hv_trap_entry
     jmp guest_exit
+/* General: a per-domain call for the general handlers, which use SSE: the guest's XMM
+ * registers saved first, then hv_hypercall_domain, which answers as hv_hypercall_fast
+ * does (never General). */
+6:  call hv_save_fpu_xmm
+    mov %rsp, %rdi
+    call hv_hypercall_domain
+    jmp syscall_fast_exit
 
 /* A `syscall` whose return address is not canonical (see syscall_general): the frame
  * becomes that of the #GP the instruction raises, at the instruction itself (rcx - 2,
@@ -779,6 +810,7 @@ resume_caller_saved:
  * #GP it does not emulate. The call is not made. */
 syscall_off_the_end:
     movq $13, FRAME_VECTOR(%rsp)
+    LAZY_FPU_ENTRY
 /* A `syscall` whose general frame is built becomes the fault in FRAME_VECTOR, raised at
  * the instruction itself (rip back over its two bytes), taken by the trap path. */
 syscall_as_fault:

@@ -72,6 +72,8 @@ core::arch::global_asm!(
     hypercall_event_channel_op = const pv_abi::xen::Hypercall::EventChannelOp.number(),
     evtchnop_send = const pv_abi::event_channel::EVTCHNOP_SEND,
     cr4_pge = const cpu::CR4_PGE,
+    cr0_ts = const cpu::CR0_TS,
+    sse_free_fast_path = const !cfg!(debug_assertions) as u8,
     hypercall_xen_version = const pv_abi::xen::Hypercall::XenVersion.number(),
     xen_version_word = const hypervisor::hypercall::version::VERSION_WORD,
     hypercall_mmuext_op = const pv_abi::xen::Hypercall::MmuextOp.number(),

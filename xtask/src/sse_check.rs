@@ -1,0 +1,581 @@
+//! A check on the hypervisor's binary: the code its SSE-free entries run touches no
+//! SSE, AVX, x87 or MMX register.
+//!
+//! The hypervisor's Rust code may use the XMM registers (the compiler copies and zeroes
+//! through them), which hold the guest's values on entry. Most entries protect them
+//! lazily: they set CR0.TS, so that the first SSE instruction takes a #NM that saves the
+//! guest's registers (`entry.S`). A CR0 write is not free (on a CPU it serialises; under
+//! QEMU it ends the translation block and returns to the main loop), so the hypercall
+//! fast path (`hv_hypercall_fast`: the null hypercall's kin, the one-request page-table
+//! calls, port I/O, ...) sets none in release builds: it relies on this check instead.
+//!
+//! Starting from the entry functions, the check decodes every function they can reach
+//! and fails, naming the instruction and its function, on
+//! - an instruction that reads or writes SSE/AVX/x87/MMX state (a vector or x87
+//!   register operand, or an instruction of those extensions, `stmxcsr` included);
+//! - a call or jump whose target it cannot know (through a register or memory: a
+//!   function pointer or a trait object), since the code behind it is unchecked.
+//!
+//! It follows direct calls and jumps into other functions. Jump tables (an indirect
+//! `jmp` through a register, which is how a `match` compiles) stay inside their
+//! function, which is decoded whole, so they are allowed. Functions that never return
+//! (a panic: the hypervisor then stops the machine, and the guest's registers no longer
+//! matter) end the search: their names are in [`ENDS`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use iced_x86::{
+    CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
+
+/// Instructions named in an error, at most.
+const SHOWN: usize = 12;
+
+/// Parts of the (mangled) names of functions that never return, where the search ends:
+/// the panic machinery of `core` and the hypervisor's own fatal paths.
+const ENDS: &[&str] = &[
+    "panicking",
+    "panic_bounds_check",
+    "panic_fmt",
+    "slice_index_fail",
+    "slice_start_index_len_fail",
+    "slice_end_index_len_fail",
+    "slice_index_order_fail",
+    "unwrap_failed",
+    "expect_failed",
+    "rust_begin_unwind",
+    "hv_hypervisor_fault",
+];
+
+/// A function of the binary: where it is and what it is called.
+#[derive(Clone, Debug)]
+struct Function {
+    start: u64,
+    end: u64,
+    name: String,
+}
+
+/// What the check found: the functions it decoded and the instructions that break the
+/// rule, each with its function's name.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// The names of every function decoded, entries first.
+    pub reached: Vec<String>,
+    /// (address, instruction, function, why).
+    pub offending: Vec<(u64, String, String, &'static str)>,
+    /// The functions reached that save the guest's registers first ([`SAVE`]).
+    pub saving: Vec<String>,
+}
+
+/// The routine that saves the guest's XMM registers and MXCSR (`entry.S`): a function
+/// that calls it before anything else may use them.
+const SAVE: &str = "hv_save_fpu_xmm";
+
+/// How far into a function the call to [`SAVE`] may be (its prologue).
+const SAVE_REACH: usize = 32;
+
+/// Whether `function` calls [`SAVE`] before anything else it does could touch vector
+/// state or go anywhere: in the straight line of instructions from its start, the
+/// first that transfers control is that call, and none before it is a vector one.
+fn saves_first(
+    function: &Function,
+    functions: &BTreeMap<u64, Function>,
+    code: &[(u64, Vec<u8>)],
+    data: &[(u64, Vec<u8>)],
+) -> bool {
+    let Some((base, bytes)) = code
+        .iter()
+        .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&function.start))
+    else {
+        return false;
+    };
+    let from = (function.start - base) as usize;
+    let to = (function.end - base) as usize;
+    let mut decoder = Decoder::with_ip(64, &bytes[from..to], function.start, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    for _ in 0..SAVE_REACH {
+        if !decoder.can_decode() {
+            return false;
+        }
+        decoder.decode_out(&mut instruction);
+        if touches_vector_state(&instruction) {
+            return false;
+        }
+        if instruction.flow_control() == FlowControl::Next {
+            continue;
+        }
+        let callee = match follow(&instruction, &[], function, data) {
+            Flow::To(target) if instruction.flow_control() != FlowControl::ConditionalBranch => {
+                functions.get(&target)
+            }
+            _ => None,
+        };
+        return matches!(
+            instruction.flow_control(),
+            FlowControl::Call | FlowControl::IndirectCall
+        ) && callee.is_some_and(|callee| callee.name == SAVE);
+    }
+    false
+}
+
+/// Fails, naming them, if any function reachable from `entries` (symbol names) in the
+/// ELF binary at `path` touches vector or x87 state or calls where it cannot be followed.
+pub fn check_binary(path: &Path, entries: &[&str]) -> Result<()> {
+    let findings = find(path, entries)?;
+    if findings.offending.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} instruction(s) reachable from {} may touch the guest's SSE registers, which \
+         these entries leave live (CR0.TS clear; see entry.S):",
+        findings.offending.len(),
+        entries.join(", ")
+    );
+    for (address, text, function, why) in findings.offending.iter().take(SHOWN) {
+        message.push_str(&format!(
+            "\n    {address:#x} {text} ({why}, in {})",
+            demangle(function)
+        ));
+    }
+    bail!(message)
+}
+
+/// Decodes what `entries` reach in the binary at `path` (see the module's comment).
+pub fn find(path: &Path, entries: &[&str]) -> Result<Findings> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*bytes).with_context(|| format!("parsing {}", path.display()))?;
+    let mut code: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut data: Vec<(u64, Vec<u8>)> = Vec::new();
+    for section in file.sections() {
+        let Ok(bytes) = section.data() else {
+            continue;
+        };
+        let executable = matches!(section.flags(),
+            SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0);
+        if executable {
+            code.push((section.address(), bytes.to_vec()));
+        } else if section.address() != 0 && !bytes.is_empty() {
+            data.push((section.address(), bytes.to_vec()));
+        }
+    }
+    let mut symbols: Vec<(u64, u64, String)> = file
+        .symbols()
+        // Functions, and the labels of assembly code (which have no type).
+        .filter(|symbol| {
+            matches!(
+                symbol.kind(),
+                SymbolKind::Text | SymbolKind::Unknown | SymbolKind::Label
+            )
+        })
+        .filter(|symbol| {
+            !symbol
+                .name()
+                .is_ok_and(|name| name.starts_with(".L") || name.is_empty())
+        })
+        .filter_map(|symbol| {
+            Some((
+                symbol.address(),
+                symbol.size(),
+                symbol.name().ok()?.to_owned(),
+            ))
+        })
+        .collect();
+    symbols.sort();
+    let functions = functions(&symbols, &code);
+    search(&functions, &code, &data, entries)
+}
+
+/// Every function symbol with its extent: its size, or up to the next symbol (or its
+/// section's end) for an assembly label that has none.
+fn functions(symbols: &[(u64, u64, String)], code: &[(u64, Vec<u8>)]) -> BTreeMap<u64, Function> {
+    let mut functions = BTreeMap::new();
+    for (index, (start, size, name)) in symbols.iter().enumerate() {
+        let Some((base, bytes)) = code
+            .iter()
+            .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(start))
+        else {
+            continue;
+        };
+        let section_end = base + bytes.len() as u64;
+        let end = if *size > 0 {
+            start + size
+        } else {
+            symbols[index + 1..]
+                .iter()
+                .map(|(next, ..)| *next)
+                .find(|next| next > start)
+                .unwrap_or(section_end)
+                .min(section_end)
+        };
+        // Aliases (two names, one address): the first sized one wins.
+        functions.entry(*start).or_insert(Function {
+            start: *start,
+            end,
+            name: name.clone(),
+        });
+    }
+    functions
+}
+
+fn search(
+    functions: &BTreeMap<u64, Function>,
+    code: &[(u64, Vec<u8>)],
+    data: &[(u64, Vec<u8>)],
+    entries: &[&str],
+) -> Result<Findings> {
+    let mut queue = Vec::new();
+    for entry in entries {
+        let Some(function) = functions.values().find(|function| function.name == *entry) else {
+            bail!("no function {entry} in the binary");
+        };
+        queue.push(function.start);
+    }
+    let mut seen = BTreeSet::new();
+    let mut findings = Findings::default();
+    while let Some(start) = queue.pop() {
+        if !seen.insert(start) {
+            continue;
+        }
+        let function = &functions[&start];
+        findings.reached.push(function.name.clone());
+        let (base, bytes) = code
+            .iter()
+            .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&start))
+            .expect("functions lie in code sections");
+        let from = (start - base) as usize;
+        let to = (function.end - base) as usize;
+        let mut decoder = Decoder::with_ip(64, &bytes[from..to], start, DecoderOptions::NONE);
+        let mut instruction = Instruction::default();
+        let mut earlier: Vec<Instruction> = Vec::new();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut instruction);
+            let why = if touches_vector_state(&instruction) {
+                Some("vector or x87 state")
+            } else {
+                match follow(&instruction, &earlier, function, data) {
+                    Flow::Stay => None,
+                    Flow::Unknown => Some("a target the check cannot follow"),
+                    Flow::To(target) => match functions.range(..=target).next_back() {
+                        Some((_, callee)) if target < callee.end => {
+                            if ENDS.iter().any(|end| callee.name.contains(end)) {
+                            } else if target == callee.start
+                                && saves_first(callee, functions, code, data)
+                            {
+                                if !findings.saving.contains(&callee.name) {
+                                    findings.saving.push(callee.name.clone());
+                                }
+                            } else {
+                                queue.push(callee.start);
+                            }
+                            None
+                        }
+                        _ => Some("a target outside every function"),
+                    },
+                }
+            };
+            earlier.push(instruction);
+            if let Some(why) = why {
+                findings.offending.push((
+                    instruction.ip(),
+                    instruction.to_string(),
+                    function.name.clone(),
+                    why,
+                ));
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// Where control may go after an instruction, besides the next one.
+enum Flow {
+    /// Nowhere else, or somewhere inside the same function (decoded whole).
+    Stay,
+    /// Into another function, at this address.
+    To(u64),
+    /// Somewhere the check cannot know.
+    Unknown,
+}
+
+fn follow(
+    instruction: &Instruction,
+    earlier: &[Instruction],
+    function: &Function,
+    data: &[(u64, Vec<u8>)],
+) -> Flow {
+    // A call or jump through a fixed word (`call [rip + x]`: the global offset table
+    // the compiler calls other crates' functions through) goes where the word says.
+    let through_word = instruction.op0_kind() == OpKind::Memory
+        && instruction.memory_base() == Register::RIP
+        && instruction.memory_index() == Register::None;
+    if through_word
+        && matches!(
+            instruction.flow_control(),
+            FlowControl::IndirectCall | FlowControl::IndirectBranch
+        )
+    {
+        let at = instruction.memory_displacement64();
+        return data
+            .iter()
+            .find_map(|(base, bytes)| {
+                let offset = usize::try_from(at.checked_sub(*base)?).ok()?;
+                let word = bytes.get(offset..offset + 8)?;
+                Some(Flow::To(u64::from_le_bytes(word.try_into().ok()?)))
+            })
+            .unwrap_or(Flow::Unknown);
+    }
+    match instruction.flow_control() {
+        FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+            let target = instruction.near_branch_target();
+            if (function.start..function.end).contains(&target) {
+                Flow::Stay
+            } else {
+                Flow::To(target)
+            }
+        }
+        FlowControl::IndirectCall => Flow::Unknown,
+        // A jump table stays in the function; any other jump through a register or
+        // memory is a tail call through a pointer.
+        FlowControl::IndirectBranch => {
+            if jump_table(instruction, earlier, data)
+                .is_some_and(|target| (function.start..function.end).contains(&target))
+            {
+                Flow::Stay
+            } else {
+                Flow::Unknown
+            }
+        }
+        _ => Flow::Stay,
+    }
+}
+
+/// How many instructions before a `jmp` its jump table's loads may be.
+const TABLE_REACH: usize = 16;
+
+/// If `jump` (`jmp reg`) is the end of a jump table as the compiler builds one (`lea
+/// base, [rip + table]`, `movsxd reg, dword [base + index*4]`, `add reg, base`, `jmp
+/// reg`, among the instructions just before it), the target of the table's first
+/// entry (an offset from the table's start).
+fn jump_table(jump: &Instruction, earlier: &[Instruction], data: &[(u64, Vec<u8>)]) -> Option<u64> {
+    if jump.op0_kind() != OpKind::Register {
+        return None;
+    }
+    let target = jump.op0_register();
+    let recent = &earlier[earlier.len().saturating_sub(TABLE_REACH)..];
+    let mut steps = recent.iter().rev();
+    let add = steps.find(|i| {
+        i.mnemonic() == Mnemonic::Add
+            && i.op0_kind() == OpKind::Register
+            && i.op0_register() == target
+            && i.op1_kind() == OpKind::Register
+    })?;
+    let base = add.op1_register();
+    steps.find(|i| {
+        i.mnemonic() == Mnemonic::Movsxd
+            && i.op0_register() == target
+            && i.op1_kind() == OpKind::Memory
+            && i.memory_base() == base
+            && i.memory_index_scale() == 4
+    })?;
+    let lea = steps.find(|i| {
+        i.mnemonic() == Mnemonic::Lea
+            && i.op0_register() == base
+            && i.memory_base() == Register::RIP
+    })?;
+    let table = lea.memory_displacement64();
+    data.iter().find_map(|(start, bytes)| {
+        let offset = usize::try_from(table.checked_sub(*start)?).ok()?;
+        let entry = i32::from_le_bytes(bytes.get(offset..offset + 4)?.try_into().ok()?);
+        Some(table.wrapping_add_signed(i64::from(entry)))
+    })
+}
+
+/// Whether the instruction reads or writes SSE, AVX, x87 or MMX state.
+fn touches_vector_state(instruction: &Instruction) -> bool {
+    let register_operand = (0..instruction.op_count()).any(|operand| {
+        instruction.op_kind(operand) == OpKind::Register
+            && vector_register(instruction.op_register(operand))
+    });
+    let feature = instruction.cpuid_features().iter().any(|feature| {
+        let name = format!("{feature:?}");
+        matches!(
+            feature,
+            CpuidFeature::FPU
+                | CpuidFeature::FPU287
+                | CpuidFeature::FPU387
+                | CpuidFeature::MMX
+                | CpuidFeature::FXSR
+        ) || name.starts_with("SSE")
+            || name.starts_with("AVX")
+            || name.starts_with("XSAVE")
+    });
+    let special = matches!(
+        instruction.mnemonic(),
+        Mnemonic::Wait | Mnemonic::Femms | Mnemonic::Emms | Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr
+    );
+    register_operand || feature || special
+}
+
+fn vector_register(register: Register) -> bool {
+    register.is_xmm()
+        || register.is_ymm()
+        || register.is_zmm()
+        || register.is_st()
+        || register.is_mm()
+        || register.is_k()
+}
+
+/// A legacy-mangled Rust name (`_ZN` length-prefixed parts `E`) as `a::b::c`, without
+/// its hash; any other name as it is.
+fn demangle(name: &str) -> String {
+    let Some(mut rest) = name.strip_prefix("_ZN") else {
+        return name.to_owned();
+    };
+    let mut parts = Vec::new();
+    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
+        let Ok(length) = rest[..digits].parse::<usize>() else {
+            break;
+        };
+        let Some(part) = rest.get(digits..digits + length) else {
+            break;
+        };
+        parts.push(part);
+        rest = &rest[digits + length..];
+    }
+    if parts
+        .last()
+        .is_some_and(|last| last.len() == 17 && last.starts_with('h'))
+    {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        name.to_owned()
+    } else {
+        parts.join("::")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(code: &[u8], names: &[(u64, u64, &str)]) -> Findings {
+        let sections = vec![(0x1000, code.to_vec())];
+        let symbols: Vec<_> = names
+            .iter()
+            .map(|&(start, size, name)| (start, size, name.to_owned()))
+            .collect();
+        let data = vec![];
+        let functions = functions(&symbols, &sections);
+        search(&functions, &sections, &data, &["entry"]).unwrap()
+    }
+
+    #[test]
+    fn integer_code_and_jump_tables_pass() {
+        // entry: lea rcx,[rip+0xff9] (the table at 0x2000, whose entry is 0x1000 - 0x2000);
+        // movsxd rax,dword [rcx+rax*4]; add rax,rcx; jmp rax; ret
+        let code = [
+            0x48, 0x8d, 0x0d, 0xf9, 0x0f, 0, 0, 0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xc8, 0xff,
+            0xe0, 0xc3,
+        ];
+        let table = (-0x1000i32).to_le_bytes().to_vec();
+        let sections = vec![(0x1000, code.to_vec())];
+        let functions = functions(&[(0x1000, 17, "entry".to_owned())], &sections);
+        let findings = search(&functions, &sections, &[(0x2000, table)], &["entry"]).unwrap();
+        assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn a_jump_through_a_register_is_a_call_through_a_pointer() {
+        // entry: mov rax,[rdi+0x20]; jmp rax (a trait object's method, as a tail call)
+        let code = [0x48, 0x8b, 0x47, 0x20, 0xff, 0xe0];
+        let findings = run(&code, &[(0x1000, 6, "entry")]);
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
+    }
+
+    #[test]
+    fn calls_through_the_offset_table_are_followed() {
+        // entry: call [rip+0xffa] (the word at 0x2000 names 0x1006); ret
+        // callee (0x1006): pxor xmm0,xmm0; ret
+        let code = [0xff, 0x15, 0xfa, 0x0f, 0, 0, 0x66, 0x0f, 0xef, 0xc0, 0xc3];
+        let sections = vec![(0x1000, code.to_vec())];
+        let symbols = [
+            (0x1000, 6, "entry".to_owned()),
+            (0x1006, 5, "callee".to_owned()),
+        ];
+        let functions = functions(&symbols, &sections);
+        let data = [(0x2000, 0x1006u64.to_le_bytes().to_vec())];
+        let findings = search(&functions, &sections, &data, &["entry"]).unwrap();
+        assert_eq!(findings.reached, ["entry", "callee"]);
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
+    }
+
+    #[test]
+    fn sse_in_a_callee_is_found() {
+        // entry: call 0x1006; ret; nop     callee (0x1006): pxor xmm0,xmm0; ret
+        let code = [0xe8, 0x01, 0, 0, 0, 0xc3, 0x66, 0x0f, 0xef, 0xc0, 0xc3];
+        let findings = run(&code, &[(0x1000, 6, "entry"), (0x1006, 5, "callee")]);
+        assert_eq!(findings.reached, ["entry", "callee"]);
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
+        assert_eq!(findings.offending[0].0, 0x1006);
+        assert_eq!(findings.offending[0].2, "callee");
+    }
+
+    #[test]
+    fn a_panic_ends_the_search() {
+        // entry: call 0x1006; ret; nop     core::panicking::panic: movups xmm0,[rax]; ret
+        let code = [0xe8, 0x01, 0, 0, 0, 0xc3, 0x0f, 0x10, 0x00, 0xc3];
+        let findings = run(
+            &code,
+            &[
+                (0x1000, 6, "entry"),
+                (0x1006, 4, "_ZN4core9panicking5panic17h0123456789abcdefE"),
+            ],
+        );
+        assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn calls_through_pointers_are_found() {
+        // call rax; call [rbx+8]; jmp [rcx]
+        for code in [&[0xff, 0xd0][..], &[0xff, 0x53, 0x08], &[0xff, 0x21]] {
+            let findings = run(code, &[(0x1000, code.len() as u64, "entry")]);
+            assert_eq!(findings.offending.len(), 1, "{code:x?}");
+        }
+    }
+
+    #[test]
+    fn mxcsr_x87_and_avx_are_found() {
+        // stmxcsr [rsp]; fld1; vpxor ymm0,ymm0,ymm0; emms
+        for code in [
+            &[0x0f, 0xae, 0x1c, 0x24][..],
+            &[0xd9, 0xe8],
+            &[0xc5, 0xfd, 0xef, 0xc0],
+            &[0x0f, 0x77],
+        ] {
+            let findings = run(code, &[(0x1000, code.len() as u64, "entry")]);
+            assert_eq!(findings.offending.len(), 1, "{code:x?}");
+        }
+    }
+
+    #[test]
+    fn labels_without_a_size_end_at_the_next() {
+        // entry (no size): ret     next: pxor xmm0,xmm0 (never reached)
+        let code = [0xc3, 0x66, 0x0f, 0xef, 0xc0];
+        let findings = run(&code, &[(0x1000, 0, "entry"), (0x1001, 0, "next")]);
+        assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn names_are_demangled() {
+        assert_eq!(
+            demangle("_ZN10hypervisor7machine9fast_iret17hf45ecef93bfbeddeE"),
+            "hypervisor::machine::fast_iret"
+        );
+        assert_eq!(demangle("hv_hypercall_fast"), "hv_hypercall_fast");
+    }
+}
