@@ -453,10 +453,23 @@ fn demangle(name: &str) -> String {
         parts.pop();
     }
     if parts.is_empty() {
-        name.to_owned()
-    } else {
-        parts.join("::")
+        return name.to_owned();
     }
+    let mut text = parts.join("::");
+    for (escape, plain) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$u20$", " "),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$C$", ","),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("..", "::"),
+    ] {
+        text = text.replace(escape, plain);
+    }
+    text.trim_start_matches('_').to_owned()
 }
 
 #[cfg(test)]
@@ -575,6 +588,10 @@ mod tests {
         assert_eq!(
             demangle("_ZN10hypervisor7machine9fast_iret17hf45ecef93bfbeddeE"),
             "hypervisor::machine::fast_iret"
+        );
+        assert_eq!(
+            demangle("_ZN10hypervisor8guestmem17GuestMem$LT$M$GT$9translate17h0123456789abcdefE"),
+            "hypervisor::guestmem::GuestMem<M>::translate"
         );
         assert_eq!(demangle("hv_hypercall_fast"), "hv_hypercall_fast");
     }
