@@ -855,12 +855,14 @@ pub enum FastEntry {
 /// tests compare them) or declines having done nothing; an upcall that becomes due is
 /// delivered on the way out ([`resume_fast`]).
 ///
-/// These context-free paths do not save the guest's FPU state: they are written not to
-/// touch SSE registers (no zeroed or moved structures over 16 bytes, no SLP
-/// vectorisation: docs/architecture.md, "Guest x87/SSE state across hypervisor
-/// entries"), and if a change ever makes the compiler use one, CR0.TS turns it into a
-/// #NM that saves the state then, which costs instructions (the bench budgets catch it)
-/// but never correctness.
+/// These context-free paths do not save the guest's FPU state, and in release builds
+/// the stub sets no CR0.TS either: the guest's XMM registers are live throughout. They
+/// are written not to touch SSE registers (no zeroed or moved structures over 16 bytes,
+/// no SLP vectorisation, no calls through trait objects; their rare branches that would
+/// claim the registers first: [`PhysMem::claim_vector_registers`]), and `cargo xtask
+/// test` checks the built binary: every function this reaches is decoded, and any SSE
+/// instruction or call it cannot follow fails it (`xtask/src/sse_check.rs`;
+/// docs/architecture.md, "Guest x87/SSE state across hypervisor entries").
 ///
 /// The frame's callee-saved registers (rbx, rbp, r12-r15) are not filled in yet (see
 /// `entry.S`): per-domain handlers read only the argument registers and write only
