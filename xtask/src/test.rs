@@ -50,7 +50,16 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// The hypervisor's entries that run with the guest's SSE registers live and CR0.TS as the
 /// guest left it (`entry.S`, `SSE_FREE_FAST_PATH`): what they reach must not touch them.
-const SSE_FREE_ENTRIES: &[&str] = &["hv_hypercall_fast"];
+/// The hypercall fast path and the lanes behind the express paths.
+const SSE_FREE_ENTRIES: &[&str] = &[
+    "hv_hypercall_fast",
+    "hv_send_lane",
+    "hv_send_lane_exit",
+    "hv_upcall_lane",
+    "hv_iret_lane",
+    "hv_user_syscall_lane",
+    "hv_page_fault_lane",
+];
 
 /// Runs the whole suite; the exit code is 0 only if everything passed.
 pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
@@ -137,7 +146,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         // nothing it reaches touches the guest's SSE registers (sse_check.rs).
         step(
             &mut report,
-            "hypercall fast path touches no SSE state",
+            "hypercall fast path and lanes touch no SSE state",
             || {
                 let built = loaded.build(workspace, Profile::Release, &[HYPERVISOR_BIN])?;
                 sse_check::check_binary(&built[0], SSE_FREE_ENTRIES)

@@ -71,8 +71,9 @@ impl LaneExit {
 /// `events::send_raise` (each channel and domain looked up once, the receiving end's
 /// wake-up handed back in one word; a host test holds the two to the same effects),
 /// with the scheduler and the clock reached only if a vCPU must wake (`send_wake`). The
-/// guest's FPU state is not saved up front (nothing here needs SSE; if the compiler ever
-/// makes it use some, the #NM path saves it). Declined, having done nothing, for a
+/// guest's FPU state is not saved, and in release builds no CR0.TS guards it: nothing
+/// here may touch SSE registers, which `cargo xtask test` checks on the built binary for
+/// every lane (`xtask/src/sse_check.rs`). Declined, having done nothing, for a
 /// process's system call (its kernel's, not ours), when the lock is busy, when the
 /// argument cannot be read through the MMU and for a send that fails (the general path
 /// does it again and returns the errno). A send that leaves an upcall due has it

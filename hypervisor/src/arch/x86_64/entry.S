@@ -6,12 +6,15 @@
  * The guest's FPU/SSE registers. Rust code in ring 0 uses the XMM registers (as integer
  * storage for copies: it has no floating-point or x87 code), so the guest's must not be
  * lost. A `syscall` (hypercall, send lane, a process's system call) and a not-present
- * page fault mostly never touch them: those entries only set CR0.TS (the express
- * paths, which use no SSE, not even that: nothing of theirs can touch the FPU), and the
- * hypervisor's first SSE instruction takes a #NM in ring 0 (ring0_nm) that saves the
- * guest's XMM registers and MXCSR into the XMM slots of its vCPU's FXSAVE area, clears
- * TS and marks them saved (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it
- * will use SSE does the same up front (percpu::save_fpu, hv_save_fpu_xmm below). Every
+ * page fault mostly never touch them: the express paths are assembly without SSE, and
+ * in release builds the fast path and the lanes behind them are checked to reach no SSE
+ * instruction (SSE_FREE_FAST_PATH, xtask's sse_check.rs), so those entries neither save
+ * nor write CR0. Where they hand over to code that may use SSE, the stub sets CR0.TS
+ * (FPU_NET_FOR_FULL_PATH; debug builds set it on entry), and the hypervisor's first SSE
+ * instruction then takes a #NM in ring 0 (ring0_nm) that saves the guest's XMM
+ * registers and MXCSR into the XMM slots of its vCPU's FXSAVE area, clears TS and marks
+ * them saved (PERCPU_FPU_SAVED = FPU_SAVED_XMM); Rust code that knows it will use SSE
+ * does the same up front (percpu::save_fpu, hv_save_fpu_xmm below). Every
  * other exception and interrupt saves them in its stub at once, with no CR0 write
  * (guest_entry_common). The x87 state stays in the CPU, untouched. Before a vCPU switch
  * the image is completed (hv_save_fpu_full: XMM reloaded, then fxsave, FPU_SAVED_FULL).
@@ -89,10 +92,10 @@
 .set FAST_FINISH,      2
 .set FAST_RETURN,      3
 .set FAST_GENERAL,     5
-/* 1 when the hypercall fast path runs with CR0.TS as the guest left it (release builds:
- * `cargo xtask test` checks that no code it reaches touches SSE state, sse_check.rs);
- * 0 in debug builds, whose unoptimised code copies through XMM registers anywhere, so
- * the fast path keeps the lazy-FPU net there. */
+/* 1 when the hypercall fast path and the lanes run with CR0.TS as the guest left it
+ * (release builds: `cargo xtask test` checks that no code they reach touches SSE state,
+ * sse_check.rs); 0 in debug builds, whose unoptimised code copies through XMM registers
+ * anywhere, so these paths keep the lazy-FPU net there. */
 .set SSE_FREE_FAST_PATH, {sse_free_fast_path}
 /* pv_abi: Hypercall::EventChannelOp, EVTCHNOP_SEND, Hypercall::Iret */
 .set HYPERCALL_EVENT_CHANNEL_OP, {hypercall_event_channel_op}
@@ -189,6 +192,24 @@
 .macro LAZY_FPU_ENTRY
     mov %gs:PERCPU_CR0_TS, %rax
     mov %rax, %cr0
+.endm
+
+/* Entry into the SSE-free fast path or a lane: nothing in release builds (see
+ * SSE_FREE_FAST_PATH), the lazy-FPU net in debug builds. Clobbers rax. */
+.macro SSE_FREE_ENTRY
+.if SSE_FREE_FAST_PATH == 0
+    LAZY_FPU_ENTRY
+.endif
+.endm
+
+/* From the SSE-free paths into code that may use SSE (the full exit path, the general
+ * trap path): the lazy-FPU net, unless the guest's registers are saved already.
+ * Clobbers rax and the flags. */
+.macro FPU_NET_FOR_FULL_PATH
+    cmpb $0, %gs:PERCPU_FPU_SAVED
+    jne .Lfpu_net_done\@
+    LAZY_FPU_ENTRY
+.Lfpu_net_done\@:
 .endm
 
 /* The guest's XMM registers and MXCSR to and from the XMM slots of the FXSAVE image at
@@ -739,9 +760,7 @@ syscall_general:
     SYSCALL_FRAME
     /* CR0.TS stays as the guest left it on the SSE-free fast path (release builds; see
      * SSE_FREE_FAST_PATH): everything after it sets TS or saves first. */
-.if SSE_FREE_FAST_PATH == 0
-    LAZY_FPU_ENTRY
-.endif
+    SSE_FREE_ENTRY
     /* The return address must be canonical: a `syscall` in the last two bytes of the
      * lower half leaves rcx past its top, where neither sysretq nor iretq may go (on a
      * real CPU both fault in ring 0, with the guest's registers loaded). That syscall
@@ -787,11 +806,9 @@ resume_caller_saved:
     cmp $FAST_DECLINED, %eax
     /* (hv_trap_entry saves the guest's XMM registers of a syscall first thing.) */
     je 4f
-    /* The full exit path uses SSE: the lazy-FPU net, unless the registers are saved. */
-    cmpb $0, %gs:PERCPU_FPU_SAVED
-    jne 3f
-    LAZY_FPU_ENTRY
-3:  call hv_hypercall_finish
+    /* The full exit path uses SSE. */
+    FPU_NET_FOR_FULL_PATH
+    call hv_hypercall_finish
     jmp guest_exit
 4:  call hv_trap_entry
     jmp guest_exit
@@ -1036,7 +1053,7 @@ send_lane:
 7:  pop %rdx
     mov $EVTCHNOP_SEND, %edi
     LANE_PUSH
-    LAZY_FPU_ENTRY                  /* Rust from here (the express send left CR0 alone) */
+    SSE_FREE_ENTRY                  /* Rust from here (the express send left CR0 alone) */
     movq $0, %gs:PERCPU_LANE_RAX
     jmp .Lupcall_lane_rust
 /* Declined, nothing changed: the lane, with the registers as they came (rdi
@@ -1056,7 +1073,7 @@ send_lane:
     LANE_PUSH
     or $PORT_NOT_READ, %rdi
 .Lsend_lane_call:
-    LAZY_FPU_ENTRY
+    SSE_FREE_ENTRY
     call hv_send_lane               /* (port read or PORT_NOT_READ, port pointer) */
     cmp $FAST_RETURN, %edx
     jne 1f
@@ -1072,8 +1089,9 @@ send_lane:
     LANE_POP
     /* Finish: the send woke a vCPU, which the scheduler must see: the general frame,
      * completed, and the full exit path, as syscall_fast_exit does for a Finish. */
-    SYSCALL_FRAME                   /* (CR0.TS set above) */
+    SYSCALL_FRAME
     SAVE_CALLEE_SAVED
+    FPU_NET_FOR_FULL_PATH
     mov %rsp, %rdi
     call hv_hypercall_finish
     jmp guest_exit
@@ -1108,7 +1126,7 @@ send_lane:
     jmp lane_jump
 .Lupcall_lane:
     SMAP_CLOSE
-/* (CR0.TS set: by the send lane's entry, or by the express send's decline at 7:.) */
+/* (SSE-free from here: hv_upcall_lane and hv_send_lane_exit are checked entries.) */
 .Lupcall_lane_rust:
     CALL_JUMPING_LANE hv_upcall_lane, 56(%rsp), 48(%rsp)
     jnz lane_jump
@@ -1261,7 +1279,7 @@ iret_lane_rust:
     sub $48, %rsp                   /* rip, cs, rflags, rsp, ss; a word that keeps the
                                      * call's 16-byte alignment */
     LANE_PUSH
-    LAZY_FPU_ENTRY
+    SSE_FREE_ENTRY
     mov %rsp, %rdi
     mov %gs:PERCPU_SCRATCH, %rsi
     call hv_iret_lane
@@ -1359,7 +1377,7 @@ user_syscall_entry:
     pop %rsi
     pop %rdx
     LANE_PUSH
-    LAZY_FPU_ENTRY
+    SSE_FREE_ENTRY
     JUMP_UNLESS_RCX_CANONICAL 2f
     CALL_JUMPING_LANE hv_user_syscall_lane, %rcx, %r11
     jz 2f
@@ -1513,15 +1531,16 @@ exception_stub_14:
     SAVE_CALLER_SAVED
     /* (RFLAGS.AC, which a guest may run with and an exception gate keeps: cleared by
      * the SMAP_CLOSE above, as exception_common does.) */
-    LAZY_FPU_ENTRY
+    SSE_FREE_ENTRY
     mov %rsp, %rdi
     cld
     call hv_page_fault_lane
     test %al, %al
     jnz resume_caller_saved
-    /* Declined, having changed nothing: the general trap path, with the frame
-     * completed (the callee-saved registers are still the guest's). */
+    /* Declined, having changed nothing: the general trap path, which uses SSE, with the
+     * frame completed (the callee-saved registers are still the guest's). */
     SAVE_CALLEE_SAVED
+    FPU_NET_FOR_FULL_PATH
     mov %rsp, %rdi
     call hv_trap_entry
     jmp guest_exit
