@@ -38,9 +38,9 @@
 
 use crate::Boot;
 use crate::vm::{self, RO, mfn_of, scratch};
+use crate::xmm_probe;
 use core::fmt::Write;
 use pv_abi::Errno;
-use pv_abi::guest::raw::hypercall5;
 use pv_abi::xen::{DOMID_SELF, Hypercall, MmuextOp};
 use pv_guest_kernel::scenario::Scenario;
 use pv_guest_kernel::selftest::{Outcome, Tally, failure};
@@ -270,7 +270,10 @@ fn domain(rng: &mut Rng) -> u64 {
 
 /// One random call, written and made; returns which call (and its name: the
 /// reservation calls are named apart) and what it returned.
-fn one_call(s: &Sandbox, rng: &mut Rng) -> (Hypercall, &'static str, i64) {
+fn one_call(
+    s: &Sandbox,
+    rng: &mut Rng,
+) -> (Hypercall, &'static str, i64, Option<xmm_probe::Changed>) {
     let (call, args) = match rng.below(20) {
         0..=3 => {
             let n = 1 + rng.below(4);
@@ -540,16 +543,23 @@ fn one_call(s: &Sandbox, rng: &mut Rng) -> (Hypercall, &'static str, i64) {
             ),
         },
     };
+    // Made with the vector registers and MXCSR holding a pattern, which must come back:
+    // whatever path the call takes in the hypervisor (an express path, the fast path, a
+    // lane, the general handlers), it saves the guest's registers or leaves them alone.
+    let [a1, a2, a3, a4, a5] = args;
     // SAFETY: every call above reaches only the sandbox (frames, slots, request and
     // output pages), the read-only page, or what is not the guest's; none changes how
-    // this code runs (see the module's list of calls left out).
-    let ret = unsafe { hypercall5(call, args[0], args[1], args[2], args[3], args[4]) };
+    // this code runs (see the module's list of calls left out). The probe declares
+    // every register the `syscall` and the hypercall's ABI may change.
+    let (ret, changed) =
+        unsafe { xmm_probe::across!("syscall", rng.next(), [call.number(), a1, a2, a3, a4, a5]) };
+    let ret = ret as i64;
     let name = match (call, args[0]) {
         (Hypercall::MemoryOp, 1) => GIVE_BACK,
         (Hypercall::MemoryOp, 0 | 6) => TAKE,
         _ => call.name(),
     };
-    (call, name, ret)
+    (call, name, ret, changed)
 }
 
 /// The reservation calls, by name: giving frames back, taking them (increase or
@@ -812,6 +822,7 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
     let mut rng = Rng((z ^ (z >> 31)) | 1);
     let mut counts = Counts([("", 0, 0, 0); 48], 0);
     let mut unknown: Outcome = Ok(());
+    let mut xmm: Outcome = Ok(());
     for _ in 0..scenario.rounds {
         // One in eight a privileged instruction, the rest hypercalls.
         if rng.one_in(8) {
@@ -819,7 +830,12 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
             counts.add(name, refused, false);
             continue;
         }
-        let (call, name, ret) = one_call(&sandbox, &mut rng);
+        let (call, name, ret, changed) = one_call(&sandbox, &mut rng);
+        if let Some(changed) = changed
+            && xmm.is_ok()
+        {
+            xmm = Err(failure(format_args!("{changed} across {}", call.name())));
+        }
         if name == TAKE && ret > 0 {
             // The frames it took, which the list now names: to give back later.
             for i in 0..(ret as u64).min(4) {
@@ -874,6 +890,7 @@ pub fn run(boot: &Boot, scenario: &Scenario) -> u32 {
     };
     for (name, outcome) in [
         ("fuzz_errnos", unknown),
+        ("fuzz_xmm", xmm),
         ("fuzz_read_only", read_only),
         ("fuzz_reach", reach),
     ] {

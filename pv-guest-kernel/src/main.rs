@@ -24,6 +24,7 @@ mod time;
 mod traps;
 mod vm;
 mod workloads;
+mod xmm_probe;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};

@@ -268,67 +268,18 @@ fn sched_yield(_: &Boot) -> Outcome {
 
 /// Fills all 16 XMM registers and MXCSR (from round `round`'s pattern), runs `$insn`
 /// (the instruction under test, with rax, rdi and rsi as given), reads them back and
-/// fails the case if any changed.
+/// fails the case if any changed (`xmm_probe`).
 macro_rules! check_xmm_across {
     ($what:expr, $round:expr, $insn:literal, $rax:expr, $rdi:expr, $rsi:expr) => {{
-        let round: u64 = $round;
-        let pattern: [u64; 32] =
-            core::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1) + round);
-        let mut after = [0u64; 32];
-        // MXCSR too, with a rounding mode other than the default (round toward -inf).
-        let mxcsr_in: u32 = 0x3f80;
-        let mut mxcsr_out: u32 = 0;
-        // SAFETY: the asm reads `pattern` and writes `after` (both 256 bytes), declares
-        // every register it, the hypercall or the trapped instruction changes; what runs
+        // SAFETY: the probe reads its pattern and writes its buffer, declares every
+        // register it, the hypercall or the trapped instruction changes; what runs
         // writes at most the buffer its caller passed. MXCSR is set back to its default
         // before the asm ends.
-        unsafe {
-            core::arch::asm!(
-                "ldmxcsr [{mi}]",
-                "movdqu xmm0, [{p}]", "movdqu xmm1, [{p} + 16]", "movdqu xmm2, [{p} + 32]",
-                "movdqu xmm3, [{p} + 48]", "movdqu xmm4, [{p} + 64]", "movdqu xmm5, [{p} + 80]",
-                "movdqu xmm6, [{p} + 96]", "movdqu xmm7, [{p} + 112]", "movdqu xmm8, [{p} + 128]",
-                "movdqu xmm9, [{p} + 144]", "movdqu xmm10, [{p} + 160]", "movdqu xmm11, [{p} + 176]",
-                "movdqu xmm12, [{p} + 192]", "movdqu xmm13, [{p} + 208]", "movdqu xmm14, [{p} + 224]",
-                "movdqu xmm15, [{p} + 240]",
-                $insn,
-                "movdqu [{a}], xmm0", "movdqu [{a} + 16], xmm1", "movdqu [{a} + 32], xmm2",
-                "movdqu [{a} + 48], xmm3", "movdqu [{a} + 64], xmm4", "movdqu [{a} + 80], xmm5",
-                "movdqu [{a} + 96], xmm6", "movdqu [{a} + 112], xmm7", "movdqu [{a} + 128], xmm8",
-                "movdqu [{a} + 144], xmm9", "movdqu [{a} + 160], xmm10", "movdqu [{a} + 176], xmm11",
-                "movdqu [{a} + 192], xmm12", "movdqu [{a} + 208], xmm13", "movdqu [{a} + 224], xmm14",
-                "movdqu [{a} + 240], xmm15",
-                "stmxcsr [{mo}]",
-                "ldmxcsr [{md}]",
-                p = in(reg) pattern.as_ptr(),
-                a = in(reg) after.as_mut_ptr(),
-                mi = in(reg) &mxcsr_in,
-                mo = in(reg) &mut mxcsr_out,
-                md = in(reg) &MXCSR_DEFAULT,
-                inlateout("rax") $rax => _,
-                inlateout("rdi") $rdi => _,
-                inlateout("rsi") $rsi => _,
-                inlateout("rdx") 0u64 => _,
-                inlateout("r10") 0u64 => _,
-                inlateout("r8") 0u64 => _,
-                out("rcx") _, out("r11") _,
-                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
-                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
-                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
-                options(nostack),
-            );
-        }
-        if after != pattern {
-            let first = after
-                .iter()
-                .zip(&pattern)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            fail!("xmm{} changed across {}", first / 2, $what);
-        }
-        if mxcsr_out != mxcsr_in {
-            fail!("MXCSR changed across {}: {mxcsr_in:#x} -> {mxcsr_out:#x}", $what);
+        let (_, changed) = unsafe {
+            crate::xmm_probe::across!($insn, $round, [$rax, $rdi, $rsi, 0u64, 0u64, 0u64])
+        };
+        if let Some(changed) = changed {
+            fail!("{changed} across {}", $what);
         }
     }};
 }
@@ -381,9 +332,6 @@ fn xmm_preserved(_: &Boot) -> Outcome {
     check_xmm_across!("a trapped CR0 read", 5, "mov r11, cr0", 0u64, 0u64, 0u64);
     Ok(())
 }
-
-/// MXCSR at reset: every exception masked, round to nearest.
-static MXCSR_DEFAULT: u32 = 0x1f80;
 
 /// Checks a fault was delivered as `vector` from kernel mode (CS RPL 0 in the frame).
 fn delivered(seen: Option<crate::traps::Seen>, vector: u64) -> Outcome {
