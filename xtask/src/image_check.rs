@@ -15,6 +15,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind, SymbolKind};
 
+use crate::demangle::demangle;
+
 /// A static, or a run of zeros, larger than this is worth a look.
 const LARGE: u64 = 16 * 1024;
 /// Percent of zero bytes above which a large static should have been `.bss`.
@@ -129,36 +131,6 @@ fn mostly_zero<'a>(statics: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<St
         .collect()
 }
 
-/// `hypervisor::machine::STATE` for Rust's legacy mangling `_ZN10hypervisor7machine5STATE
-/// 17h<hash>E` (the hash dropped); any other name unchanged.
-fn demangle(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else {
-        return name.to_owned();
-    };
-    let mut parts = Vec::new();
-    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
-        let Ok(length) = rest[..digits].parse::<usize>() else {
-            break;
-        };
-        let Some(part) = rest.get(digits..digits + length) else {
-            break;
-        };
-        parts.push(part);
-        rest = &rest[digits + length..];
-    }
-    if parts
-        .last()
-        .is_some_and(|part| part.starts_with('h') && part.len() == 17)
-    {
-        parts.pop();
-    }
-    if parts.is_empty() {
-        name.to_owned()
-    } else {
-        parts.join("::")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,14 +170,5 @@ mod tests {
         assert_eq!(zero_runs(&data), [(50_000, 16 * 1024 + 1)]);
         let zeros = vec![0u8; 20_000];
         assert_eq!(zero_runs(&zeros), [(0, 20_000)]);
-    }
-
-    #[test]
-    fn legacy_rust_names_are_demangled() {
-        assert_eq!(
-            demangle("_ZN10hypervisor7machine5STATE17hc6e587a2c4fe2d7cE"),
-            "hypervisor::machine::STATE"
-        );
-        assert_eq!(demangle("boot_pml4"), "boot_pml4");
     }
 }

@@ -15,6 +15,7 @@ mod bench_profile;
 mod bench_report;
 mod build;
 mod checks;
+mod demangle;
 mod image_check;
 mod manifest;
 mod outcome;

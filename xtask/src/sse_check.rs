@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+
+use crate::demangle::demangle;
 use iced_x86::{
     CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
 };
@@ -440,49 +442,6 @@ fn vector_register(register: Register) -> bool {
         || register.is_k()
 }
 
-/// A legacy-mangled Rust name (`_ZN` length-prefixed parts `E`) as `a::b::c`, without
-/// its hash; any other name as it is.
-fn demangle(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else {
-        return name.to_owned();
-    };
-    let mut parts = Vec::new();
-    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
-        let Ok(length) = rest[..digits].parse::<usize>() else {
-            break;
-        };
-        let Some(part) = rest.get(digits..digits + length) else {
-            break;
-        };
-        parts.push(part);
-        rest = &rest[digits + length..];
-    }
-    if parts
-        .last()
-        .is_some_and(|last| last.len() == 17 && last.starts_with('h'))
-    {
-        parts.pop();
-    }
-    if parts.is_empty() {
-        return name.to_owned();
-    }
-    let mut text = parts.join("::");
-    for (escape, plain) in [
-        ("$LT$", "<"),
-        ("$GT$", ">"),
-        ("$u20$", " "),
-        ("$u7b$", "{"),
-        ("$u7d$", "}"),
-        ("$C$", ","),
-        ("$RF$", "&"),
-        ("$BP$", "*"),
-        ("..", "::"),
-    ] {
-        text = text.replace(escape, plain);
-    }
-    text.trim_start_matches('_').to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,18 +551,5 @@ mod tests {
         let code = [0xc3, 0x66, 0x0f, 0xef, 0xc0];
         let findings = run(&code, &[(0x1000, 0, "entry"), (0x1001, 0, "next")]);
         assert!(findings.offending.is_empty(), "{findings:?}");
-    }
-
-    #[test]
-    fn names_are_demangled() {
-        assert_eq!(
-            demangle("_ZN10hypervisor7machine9fast_iret17hf45ecef93bfbeddeE"),
-            "hypervisor::machine::fast_iret"
-        );
-        assert_eq!(
-            demangle("_ZN10hypervisor8guestmem17GuestMem$LT$M$GT$9translate17h0123456789abcdefE"),
-            "hypervisor::guestmem::GuestMem<M>::translate"
-        );
-        assert_eq!(demangle("hv_hypercall_fast"), "hv_hypercall_fast");
     }
 }
