@@ -16,7 +16,9 @@
 //! - a call or jump whose target it cannot know (through a register or memory: a
 //!   function pointer or a trait object), since the code behind it is unchecked.
 //!
-//! It follows direct calls and jumps into other functions. Jump tables (an indirect
+//! It follows direct calls and jumps into other functions, and from every guest access
+//! that may fault, its fix-up (out of line, where `ring0_pf` resumes: the exception
+//! table). Jump tables (an indirect
 //! `jmp` through a register, which is how a `match` compiles) stay inside their
 //! function, which is decoded whole, so they are allowed. Functions that never return
 //! (a panic: the hypervisor then stops the machine, and the guest's registers no longer
@@ -70,6 +72,8 @@ pub struct Findings {
     pub offending: Vec<(u64, String, String, &'static str)>,
     /// The functions reached that save the guest's registers first ([`SAVE`]).
     pub saving: Vec<String>,
+    /// How many fix-ups of faulting guest accesses were decoded.
+    pub fixups: usize,
 }
 
 /// The routine that saves the guest's XMM registers and MXCSR (`entry.S`): a function
@@ -132,10 +136,12 @@ pub fn check_binary(path: &Path, entries: &[&str]) -> Result<()> {
         saving.sort();
         saving.dedup();
         println!(
-            "xtask: sse check: {} functions reached from {} entries, none touches SSE state; \
-             the search ended at {} that save the guest's registers first: {}",
+            "xtask: sse check: {} functions reached from {} entries and {} fix-ups, none \
+             touches SSE state; the search ended at {} that save the guest's registers \
+             first: {}",
             findings.reached.len(),
             entries.len(),
+            findings.fixups,
             saving.len(),
             saving.join(", ")
         );
@@ -198,8 +204,24 @@ pub fn find(path: &Path, entries: &[&str]) -> Result<Findings> {
         })
         .collect();
     symbols.sort();
+    // The exception table, between the linker script's two symbols.
+    let bound = |name: &str| {
+        file.symbols()
+            .find(|symbol| symbol.name() == Ok(name))
+            .map(|symbol| symbol.address())
+            .with_context(|| format!("no symbol {name} (the exception table) in the binary"))
+    };
+    let (start, end) = (bound(EXTABLE.0)?, bound(EXTABLE.1)?);
+    let fixups = data
+        .iter()
+        .find_map(|(base, bytes)| {
+            let from = usize::try_from(start.checked_sub(*base)?).ok()?;
+            let to = usize::try_from(end.checked_sub(*base)?).ok()?;
+            Some(extable(start, bytes.get(from..to)?))
+        })
+        .context("the exception table is in no section")?;
     let functions = functions(&symbols, &code);
-    search(&functions, &code, &data, entries)
+    search(&functions, &code, &data, &fixups, entries)
 }
 
 /// Every function symbol with its extent: its size, or up to the next symbol (or its
@@ -234,10 +256,35 @@ fn functions(symbols: &[(u64, u64, String)], code: &[(u64, Vec<u8>)]) -> BTreeMa
     functions
 }
 
+/// The bounds of the hypervisor's exception table (its linker script's symbols): for each
+/// instruction that may fault on a guest address, where `ring0_pf` resumes
+/// (`guest_access.rs`, `entry.S`).
+const EXTABLE: (&str, &str) = ("__hv_extable_start", "__hv_extable_end");
+
+/// How many instructions a fix-up may have before its jump back.
+const FIXUP_REACH: usize = 8;
+
+/// The exception table at `address` (`bytes`): pairs of 32-bit offsets, each from its own
+/// place, of a faulting instruction and its fix-up; as a map from the first to the second.
+fn extable(address: u64, bytes: &[u8]) -> BTreeMap<u64, u64> {
+    bytes
+        .chunks_exact(8)
+        .enumerate()
+        .map(|(index, entry)| {
+            let at = address + 8 * index as u64;
+            let offset = |word: &[u8], from: u64| {
+                from.wrapping_add_signed(i64::from(i32::from_le_bytes(word.try_into().unwrap())))
+            };
+            (offset(&entry[..4], at), offset(&entry[4..], at + 4))
+        })
+        .collect()
+}
+
 fn search(
     functions: &BTreeMap<u64, Function>,
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
+    fixups: &BTreeMap<u64, u64>,
     entries: &[&str],
 ) -> Result<Findings> {
     let mut queue = Vec::new();
@@ -264,32 +311,19 @@ fn search(
         let mut decoder = Decoder::with_ip(64, &bytes[from..to], start, DecoderOptions::NONE);
         let mut instruction = Instruction::default();
         let mut earlier: Vec<Instruction> = Vec::new();
+        let mut faulting = Vec::new();
         while decoder.can_decode() {
             decoder.decode_out(&mut instruction);
-            let why = if touches_vector_state(&instruction) {
-                Some("vector or x87 state")
-            } else {
-                match follow(&instruction, &earlier, function, data) {
-                    Flow::Stay => None,
-                    Flow::Unknown => Some("a target the check cannot follow"),
-                    Flow::To(target) => match functions.range(..=target).next_back() {
-                        Some((_, callee)) if target < callee.end => {
-                            if ENDS.iter().any(|end| callee.name.contains(end)) {
-                            } else if target == callee.start
-                                && saves_first(callee, functions, code, data)
-                            {
-                                if !findings.saving.contains(&callee.name) {
-                                    findings.saving.push(callee.name.clone());
-                                }
-                            } else {
-                                queue.push(callee.start);
-                            }
-                            None
-                        }
-                        _ => Some("a target outside every function"),
-                    },
-                }
-            };
+            let why = visit(
+                &instruction,
+                &earlier,
+                function,
+                functions,
+                code,
+                data,
+                &mut queue,
+                &mut findings,
+            );
             earlier.push(instruction);
             if let Some(why) = why {
                 findings.offending.push((
@@ -299,9 +333,104 @@ fn search(
                     why,
                 ));
             }
+            if let Some(&fixup) = fixups.get(&instruction.ip()) {
+                faulting.push(fixup);
+            }
+        }
+        // A guest access that faults resumes at its fix-up, out of line (another
+        // section): decoded up to its jump back.
+        for fixup in faulting {
+            let Some((base, bytes)) = code
+                .iter()
+                .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&fixup))
+            else {
+                findings.offending.push((
+                    fixup,
+                    String::new(),
+                    function.name.clone(),
+                    "a fix-up outside the code",
+                ));
+                continue;
+            };
+            findings.fixups += 1;
+            let from = (fixup - base) as usize;
+            let mut decoder = Decoder::with_ip(64, &bytes[from..], fixup, DecoderOptions::NONE);
+            let mut back = false;
+            for _ in 0..FIXUP_REACH {
+                if !decoder.can_decode() {
+                    break;
+                }
+                decoder.decode_out(&mut instruction);
+                let why = visit(
+                    &instruction,
+                    &[],
+                    function,
+                    functions,
+                    code,
+                    data,
+                    &mut queue,
+                    &mut findings,
+                );
+                if let Some(why) = why {
+                    findings.offending.push((
+                        instruction.ip(),
+                        instruction.to_string(),
+                        function.name.clone(),
+                        why,
+                    ));
+                }
+                if instruction.flow_control() == FlowControl::UnconditionalBranch {
+                    back = true;
+                    break;
+                }
+            }
+            if !back {
+                findings.offending.push((
+                    fixup,
+                    String::new(),
+                    function.name.clone(),
+                    "a fix-up that does not jump back",
+                ));
+            }
         }
     }
     Ok(findings)
+}
+
+/// Checks one instruction of `function`: why it breaks the rule, if it does; a call or
+/// jump into another function queues that function (or notes that it saves first).
+#[allow(clippy::too_many_arguments)]
+fn visit(
+    instruction: &Instruction,
+    earlier: &[Instruction],
+    function: &Function,
+    functions: &BTreeMap<u64, Function>,
+    code: &[(u64, Vec<u8>)],
+    data: &[(u64, Vec<u8>)],
+    queue: &mut Vec<u64>,
+    findings: &mut Findings,
+) -> Option<&'static str> {
+    if touches_vector_state(instruction) {
+        return Some("vector or x87 state");
+    }
+    match follow(instruction, earlier, function, data) {
+        Flow::Stay => None,
+        Flow::Unknown => Some("a target the check cannot follow"),
+        Flow::To(target) => match functions.range(..=target).next_back() {
+            Some((_, callee)) if target < callee.end => {
+                if ENDS.iter().any(|end| callee.name.contains(end)) {
+                } else if target == callee.start && saves_first(callee, functions, code, data) {
+                    if !findings.saving.contains(&callee.name) {
+                        findings.saving.push(callee.name.clone());
+                    }
+                } else {
+                    queue.push(callee.start);
+                }
+                None
+            }
+            _ => Some("a target outside every function"),
+        },
+    }
 }
 
 /// Where control may go after an instruction, besides the next one.
@@ -454,7 +583,7 @@ mod tests {
             .collect();
         let data = vec![];
         let functions = functions(&symbols, &sections);
-        search(&functions, &sections, &data, &["entry"]).unwrap()
+        search(&functions, &sections, &data, &BTreeMap::new(), &["entry"]).unwrap()
     }
 
     #[test]
@@ -468,8 +597,42 @@ mod tests {
         let table = (-0x1000i32).to_le_bytes().to_vec();
         let sections = vec![(0x1000, code.to_vec())];
         let functions = functions(&[(0x1000, 17, "entry".to_owned())], &sections);
-        let findings = search(&functions, &sections, &[(0x2000, table)], &["entry"]).unwrap();
+        let findings = search(
+            &functions,
+            &sections,
+            &[(0x2000, table)],
+            &BTreeMap::new(),
+            &["entry"],
+        )
+        .unwrap();
         assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn fix_ups_are_checked() {
+        // entry (0x1000): mov rax,[rdi]; ret      (its fix-up, out of line, at 0x1010)
+        // fix-up: mov al,1; jmp 0x1003   or   pxor xmm0,xmm0; jmp 0x1003
+        for (fixup, offending) in [
+            (&[0xb0, 0x01, 0xeb, 0xef][..], 0),
+            (&[0x66, 0x0f, 0xef, 0xc0, 0xeb, 0xed], 1),
+        ] {
+            let mut code = vec![0x48, 0x8b, 0x07, 0xc3];
+            code.resize(0x10, 0xcc);
+            code.extend_from_slice(fixup);
+            let sections = vec![(0x1000, code)];
+            let functions = functions(&[(0x1000, 4, "entry".to_owned())], &sections);
+            let fixups = BTreeMap::from([(0x1000, 0x1010)]);
+            let findings = search(&functions, &sections, &[], &fixups, &["entry"]).unwrap();
+            assert_eq!(findings.offending.len(), offending, "{findings:?}");
+        }
+    }
+
+    #[test]
+    fn the_exception_table_is_read() {
+        // At 0x3000: the instruction at 0x3000 - 0x2000, its fix-up at 0x3004 + 0x10.
+        let mut table = (-0x2000i32).to_le_bytes().to_vec();
+        table.extend_from_slice(&0x10i32.to_le_bytes());
+        assert_eq!(extable(0x3000, &table), BTreeMap::from([(0x1000, 0x3014)]));
     }
 
     #[test]
@@ -492,7 +655,7 @@ mod tests {
         ];
         let functions = functions(&symbols, &sections);
         let data = [(0x2000, 0x1006u64.to_le_bytes().to_vec())];
-        let findings = search(&functions, &sections, &data, &["entry"]).unwrap();
+        let findings = search(&functions, &sections, &data, &BTreeMap::new(), &["entry"]).unwrap();
         assert_eq!(findings.reached, ["entry", "callee"]);
         assert_eq!(findings.offending.len(), 1, "{findings:?}");
     }
