@@ -41,10 +41,10 @@ extern "C" fn hv_start(start_info_paddr: u32) -> ! {
 }
 
 /// Every entry from a guest: a hypercall, an exception, or an interrupt. The stub saved
-/// the guest's XMM registers already unless the entry came by `syscall` or is a
-/// not-present page fault (the commonest exception, only ever bounced to the guest kernel
-/// on an SSE-free path): a `syscall` the fast path declined is saved here, up front,
-/// since the full path uses SSE; the rest save through the #NM if they ever use it (see
+/// the guest's XMM registers already unless the entry is a not-present page fault the
+/// #PF lane declined (the stub set CR0.TS: it saves through the #NM if it ever uses SSE)
+/// or a `syscall` made into a fault (likewise); a `syscall` the fast path declined, saved
+/// by its stub, is saved here again, up front, which then costs one compare (see
 /// `entry.S`).
 #[unsafe(no_mangle)]
 extern "C" fn hv_trap_entry(frame: &mut hypervisor::regs::TrapFrame) {

@@ -804,13 +804,16 @@ resume_caller_saved:
     SAVE_CALLEE_SAVED
     mov %rsp, %rdi
     cmp $FAST_DECLINED, %eax
-    /* (hv_trap_entry saves the guest's XMM registers of a syscall first thing.) */
     je 4f
     /* The full exit path uses SSE. */
     FPU_NET_FOR_FULL_PATH
     call hv_hypercall_finish
     jmp guest_exit
-4:  call hv_trap_entry
+    /* Declined: the general trap path, which uses SSE; the guest's XMM registers saved
+     * here, since a syscall's full path is sure to use them. */
+4:  call hv_save_fpu_xmm
+    mov %rsp, %rdi
+    call hv_trap_entry
     jmp guest_exit
 /* General: a per-domain call for the general handlers, which use SSE: the guest's XMM
  * registers saved first, then hv_hypercall_domain, which answers as hv_hypercall_fast
