@@ -24,8 +24,10 @@
 //! context, a base pointer other than its own, `fpu_taskswitch`, which its SSE code
 //! would trip over, and closing or resetting the two event channels its threads run on).
 //!
-//! It reports three self-tests:
+//! It reports four self-tests:
 //! - `fuzz_errnos`: every error is one of Xen's errno values;
+//! - `fuzz_xmm`: every call came back with the vector registers and MXCSR it was made
+//!   with (`xmm_probe`: each call is made with a pattern in them);
 //! - `fuzz_read_only`: the page mapped read-only, which calls were pointed at, is
 //!   unchanged;
 //! - `fuzz_reach`: every kind of call that can succeed did, at least once (a generator

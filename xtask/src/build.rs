@@ -133,10 +133,19 @@ impl WorkspaceBinaries {
         if !status.success() {
             bail!("building {} failed ({status})", names.join(", "));
         }
-        Ok(names
+        let paths: Vec<PathBuf> = names
             .iter()
             .map(|name| workspace.kernel_dir(profile).join(name))
-            .collect())
+            .collect();
+        // A release hypervisor runs its fast path and lanes with the guest's SSE
+        // registers live: never run one that fails the check of that (sse_check.rs).
+        if profile == Profile::Release
+            && let Some(at) = names.iter().position(|name| *name == HYPERVISOR_BIN)
+        {
+            crate::sse_check::check_binary(&paths[at])
+                .context("the release hypervisor failed its SSE check")?;
+        }
+        Ok(paths)
     }
 }
 

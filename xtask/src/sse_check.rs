@@ -9,20 +9,29 @@
 //! fast path (`hv_hypercall_fast`: the null hypercall's kin, the one-request page-table
 //! calls, port I/O, ...) sets none in release builds: it relies on this check instead.
 //!
-//! Starting from the entry functions, the check decodes every function they can reach
-//! and fails, naming the instruction and its function, on
+//! Starting from the entry functions, the check decodes every piece of code they can
+//! reach and fails, naming the instruction and where it is, on
 //! - an instruction that reads or writes SSE/AVX/x87/MMX state (a vector or x87
-//!   register operand, or an instruction of those extensions, `stmxcsr` included);
-//! - a call or jump whose target it cannot know (through a register or memory: a
-//!   function pointer or a trait object), since the code behind it is unchecked.
+//!   register operand, or an instruction of those extensions, `stmxcsr` included), or
+//!   bytes that decode as no instruction;
+//! - a call or jump whose target it cannot know (through a register, or through a word
+//!   the code could change: a function pointer, a trait object), since the code behind
+//!   it is unchecked.
 //!
-//! It follows direct calls and jumps into other functions, and from every guest access
-//! that may fault, its fix-up (out of line, where `ring0_pf` resumes: the exception
-//! table). Jump tables (an indirect
-//! `jmp` through a register, which is how a `match` compiles) stay inside their
-//! function, which is decoded whole, so they are allowed. Functions that never return
-//! (a panic: the hypervisor then stops the machine, and the guest's registers no longer
-//! matter) end the search: their names are in [`ENDS`].
+//! A compiled function (a symbol with a size) is decoded whole, its jump tables (`lea`,
+//! `movsxd`, `add`, `jmp` with nothing in between rewriting their registers) staying
+//! inside it; assembly (a label without a size) is followed the way the CPU runs it,
+//! through its branches and on past the next label. Calls and jumps into other code are
+//! followed, directly or through the global offset table (read-only words fixed at link
+//! time: `link.ld`), and so are code that runs off a function's end and, for every guest
+//! access that may fault, its fix-up (out of line, where `ring0_pf` resumes: the
+//! exception table). Functions that never return (a panic: the hypervisor then stops the
+//! machine, and the guest's registers no longer matter) end the search: their names are
+//! in [`ENDS`]; so do functions that save the guest's registers before anything else
+//! ([`SAVE`]).
+//!
+//! Every release build of the hypervisor is checked (`build.rs`), so `run` and `bench`
+//! never start one that fails; `cargo xtask test` reports the check as a step of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,9 +40,23 @@ use anyhow::{Context, Result, bail};
 
 use crate::demangle::demangle;
 use iced_x86::{
-    CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+    CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
+    Mnemonic, OpAccess, OpKind, Register,
 };
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
+
+/// The hypervisor's entries that run with the guest's SSE registers live and CR0.TS as the
+/// guest left it (`entry.S`, `SSE_FREE_FAST_PATH`): what they reach must not touch them.
+/// The hypercall fast path and the lanes behind the express paths.
+pub const ENTRIES: &[&str] = &[
+    "hv_hypercall_fast",
+    "hv_send_lane",
+    "hv_send_lane_exit",
+    "hv_upcall_lane",
+    "hv_iret_lane",
+    "hv_user_syscall_lane",
+    "hv_page_fault_lane",
+];
 
 /// Instructions named in an error, at most.
 const SHOWN: usize = 12;
@@ -60,6 +83,9 @@ struct Function {
     start: u64,
     end: u64,
     name: String,
+    /// Whether its symbol has a size (a compiled function, decoded whole); an assembly
+    /// label has none, and its code is followed from where control enters it.
+    sized: bool,
 }
 
 /// What the check found: the functions it decoded and the instructions that break the
@@ -127,15 +153,17 @@ fn saves_first(
     false
 }
 
-/// Fails, naming them, if any function reachable from `entries` (symbol names) in the
-/// ELF binary at `path` touches vector or x87 state or calls where it cannot be followed.
-pub fn check_binary(path: &Path, entries: &[&str]) -> Result<()> {
+/// Fails, naming them, if any function reachable from [`ENTRIES`] in the ELF binary at
+/// `path` touches vector or x87 state or calls where it cannot be followed; else says
+/// what it covered.
+pub fn check_binary(path: &Path) -> Result<String> {
+    let entries = ENTRIES;
     let findings = find(path, entries)?;
     if findings.offending.is_empty() {
         let mut saving: Vec<String> = findings.saving.iter().map(|name| demangle(name)).collect();
         saving.sort();
         saving.dedup();
-        println!(
+        return Ok(format!(
             "xtask: sse check: {} functions reached from {} entries and {} fix-ups, none \
              touches SSE state; the search ended at {} that save the guest's registers \
              first: {}",
@@ -144,8 +172,7 @@ pub fn check_binary(path: &Path, entries: &[&str]) -> Result<()> {
             findings.fixups,
             saving.len(),
             saving.join(", ")
-        );
-        return Ok(());
+        ));
     }
     let mut message = format!(
         "{} instruction(s) reachable from {} may touch the guest's SSE registers, which \
@@ -173,11 +200,17 @@ pub fn find(path: &Path, entries: &[&str]) -> Result<Findings> {
         let Ok(bytes) = section.data() else {
             continue;
         };
-        let executable = matches!(section.flags(),
-            SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0);
-        if executable {
+        let flag = |bit: u32| {
+            matches!(section.flags(),
+                SectionFlags::Elf { sh_flags } if sh_flags & u64::from(bit) != 0)
+        };
+        // Words the check may read: the read-only ones (jump tables, the exception
+        // table) and the global offset table, fixed at link time (`link.ld`); a call
+        // through any other word is one through a pointer the code may change.
+        let fixed = !flag(object::elf::SHF_WRITE) || section.name() == Ok(".got");
+        if flag(object::elf::SHF_EXECINSTR) {
             code.push((section.address(), bytes.to_vec()));
-        } else if section.address() != 0 && !bytes.is_empty() {
+        } else if fixed && section.address() != 0 && !bytes.is_empty() {
             data.push((section.address(), bytes.to_vec()));
         }
     }
@@ -246,12 +279,23 @@ fn functions(symbols: &[(u64, u64, String)], code: &[(u64, Vec<u8>)]) -> BTreeMa
                 .unwrap_or(section_end)
                 .min(section_end)
         };
-        // Aliases (two names, one address): the first sized one wins.
-        functions.entry(*start).or_insert(Function {
+        // Aliases (two names, one address): a sized one wins over a label.
+        let function = Function {
             start: *start,
             end,
             name: name.clone(),
-        });
+            sized: *size > 0,
+        };
+        match functions.entry(*start) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(function);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                if function.sized && !slot.get().sized {
+                    slot.insert(function);
+                }
+            }
+        }
     }
     functions
 }
@@ -260,9 +304,6 @@ fn functions(symbols: &[(u64, u64, String)], code: &[(u64, Vec<u8>)]) -> BTreeMa
 /// instruction that may fault on a guest address, where `ring0_pf` resumes
 /// (`guest_access.rs`, `entry.S`).
 const EXTABLE: (&str, &str) = ("__hv_extable_start", "__hv_extable_end");
-
-/// How many instructions a fix-up may have before its jump back.
-const FIXUP_REACH: usize = 8;
 
 /// The exception table at `address` (`bytes`): pairs of 32-bit offsets, each from its own
 /// place, of a faulting instruction and its fix-up; as a map from the first to the second.
@@ -294,143 +335,249 @@ fn search(
         };
         queue.push(function.start);
     }
-    let mut seen = BTreeSet::new();
+    let mut whole = BTreeSet::new();
+    let mut followed = BTreeSet::new();
     let mut findings = Findings::default();
-    while let Some(start) = queue.pop() {
-        if !seen.insert(start) {
-            continue;
-        }
-        let function = &functions[&start];
-        findings.reached.push(function.name.clone());
-        let (base, bytes) = code
-            .iter()
-            .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&start))
-            .expect("functions lie in code sections");
-        let from = (start - base) as usize;
-        let to = (function.end - base) as usize;
-        let mut decoder = Decoder::with_ip(64, &bytes[from..to], start, DecoderOptions::NONE);
-        let mut instruction = Instruction::default();
-        let mut earlier: Vec<Instruction> = Vec::new();
-        let mut faulting = Vec::new();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut instruction);
-            let why = visit(
-                &instruction,
-                &earlier,
-                function,
-                functions,
-                code,
-                data,
-                &mut queue,
-                &mut findings,
-            );
-            earlier.push(instruction);
-            if let Some(why) = why {
-                findings.offending.push((
-                    instruction.ip(),
-                    instruction.to_string(),
-                    function.name.clone(),
-                    why,
-                ));
-            }
-            if let Some(&fixup) = fixups.get(&instruction.ip()) {
-                faulting.push(fixup);
-            }
-        }
-        // A guest access that faults resumes at its fix-up, out of line (another
-        // section): decoded up to its jump back.
-        for fixup in faulting {
-            let Some((base, bytes)) = code
-                .iter()
-                .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&fixup))
-            else {
-                findings.offending.push((
-                    fixup,
-                    String::new(),
-                    function.name.clone(),
-                    "a fix-up outside the code",
-                ));
-                continue;
-            };
-            findings.fixups += 1;
-            let from = (fixup - base) as usize;
-            let mut decoder = Decoder::with_ip(64, &bytes[from..], fixup, DecoderOptions::NONE);
-            let mut back = false;
-            for _ in 0..FIXUP_REACH {
-                if !decoder.can_decode() {
-                    break;
-                }
-                decoder.decode_out(&mut instruction);
-                let why = visit(
-                    &instruction,
-                    &[],
-                    function,
-                    functions,
-                    code,
-                    data,
-                    &mut queue,
-                    &mut findings,
-                );
-                if let Some(why) = why {
-                    findings.offending.push((
-                        instruction.ip(),
-                        instruction.to_string(),
-                        function.name.clone(),
-                        why,
-                    ));
-                }
-                if instruction.flow_control() == FlowControl::UnconditionalBranch {
-                    back = true;
-                    break;
+    let mut search = Search {
+        functions,
+        code,
+        data,
+        fixups,
+        queue: &mut queue,
+        findings: &mut findings,
+    };
+    while let Some(at) = search.queue.pop() {
+        let owner = functions
+            .range(..=at)
+            .next_back()
+            .map(|(_, function)| function)
+            .filter(|function| at < function.end);
+        match owner {
+            Some(function) if function.sized => {
+                if whole.insert(function.start) {
+                    search.whole(function);
                 }
             }
-            if !back {
-                findings.offending.push((
-                    fixup,
-                    String::new(),
-                    function.name.clone(),
-                    "a fix-up that does not jump back",
-                ));
-            }
+            _ => search.follow_from(at, owner, &mut followed),
         }
     }
     Ok(findings)
 }
 
-/// Checks one instruction of `function`: why it breaks the rule, if it does; a call or
-/// jump into another function queues that function (or notes that it saves first).
-#[allow(clippy::too_many_arguments)]
-fn visit(
-    instruction: &Instruction,
-    earlier: &[Instruction],
+/// The state of one search: what it reads and what it found so far.
+struct Search<'a> {
+    functions: &'a BTreeMap<u64, Function>,
+    code: &'a [(u64, Vec<u8>)],
+    data: &'a [(u64, Vec<u8>)],
+    fixups: &'a BTreeMap<u64, u64>,
+    /// Addresses control reaches that are still to be decoded.
+    queue: &'a mut Vec<u64>,
+    findings: &'a mut Findings,
+}
+
+/// The code at `at` and after, if it lies in a code section.
+fn code_at(code: &[(u64, Vec<u8>)], at: u64) -> Option<&[u8]> {
+    code.iter().find_map(|(base, bytes)| {
+        let offset = usize::try_from(at.checked_sub(*base)?).ok()?;
+        bytes.get(offset..)
+    })
+}
+
+impl Search<'_> {
+    fn offend(&mut self, instruction: &Instruction, place: &str, why: &'static str) {
+        self.findings.offending.push((
+            instruction.ip(),
+            instruction.to_string(),
+            place.to_owned(),
+            why,
+        ));
+    }
+
+    /// A compiled function, decoded from its first byte to its last (a superset of what
+    /// can run: its branches stay inside it). What it calls or jumps to elsewhere, the
+    /// fix-ups of its guest accesses and, should it run off its end, what follows are
+    /// queued.
+    fn whole(&mut self, function: &Function) {
+        self.findings.reached.push(function.name.clone());
+        let Some(bytes) = code_at(self.code, function.start) else {
+            return;
+        };
+        let length = (function.end - function.start) as usize;
+        let mut decoder = Decoder::with_ip(
+            64,
+            &bytes[..length.min(bytes.len())],
+            function.start,
+            DecoderOptions::NONE,
+        );
+        let mut instruction = Instruction::default();
+        let mut earlier: Vec<Instruction> = Vec::new();
+        // The last instruction that is not padding (the nops an assembler aligns with).
+        let mut last = Instruction::default();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut instruction);
+            if instruction.mnemonic() != Mnemonic::Nop {
+                last = instruction;
+            }
+            if let Some(why) = self.visit(&instruction, &earlier, function) {
+                self.offend(&instruction, &function.name, why);
+            }
+            if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
+                self.findings.fixups += 1;
+                self.queue.push(fixup);
+            }
+            earlier.push(instruction);
+        }
+        if falls_through(&last, function, self.functions, self.code, self.data) {
+            self.queue.push(function.end);
+        }
+    }
+
+    /// Assembly (code under a label without a size, or in no symbol: a fix-up), followed
+    /// from `at` the way the CPU would run it: on to the next instruction until one that
+    /// does not continue (a return, a jump, a trap, a call that never returns), with
+    /// every branch target queued.
+    fn follow_from(&mut self, at: u64, owner: Option<&Function>, followed: &mut BTreeSet<u64>) {
+        let mut place =
+            owner.map_or_else(|| format!("code at {at:#x}"), |owner| owner.name.clone());
+        let Some(bytes) = code_at(self.code, at) else {
+            self.findings
+                .offending
+                .push((at, String::new(), place, "a target outside the code"));
+            return;
+        };
+        // Branch targets are queued, not judged against an extent: no range.
+        let nowhere = Function {
+            start: at,
+            end: at,
+            name: place.clone(),
+            sized: false,
+        };
+        let mut decoder = Decoder::with_ip(64, bytes, at, DecoderOptions::NONE);
+        let mut instruction = Instruction::default();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut instruction);
+            if !followed.insert(instruction.ip()) {
+                return;
+            }
+            // Into the code of a label (where it starts, or by a jump): named after it.
+            if let Some(label) = self
+                .functions
+                .range(..=instruction.ip())
+                .next_back()
+                .map(|(_, label)| label)
+                .filter(|label| instruction.ip() < label.end)
+                && (label.name != place || label.start == instruction.ip())
+            {
+                place.clone_from(&label.name);
+                if !self.findings.reached.contains(&place) {
+                    self.findings.reached.push(place.clone());
+                }
+            }
+            if let Some(why) = self.visit(&instruction, &[], &nowhere) {
+                self.offend(&instruction, &place, why);
+            }
+            if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
+                self.findings.fixups += 1;
+                self.queue.push(fixup);
+            }
+            if !falls_through(&instruction, &nowhere, self.functions, self.code, self.data) {
+                return;
+            }
+        }
+    }
+
+    /// Checks one instruction of `function`: why it breaks the rule, if it does; a call or
+    /// jump elsewhere queues its target (or notes a function that saves first).
+    fn visit(
+        &mut self,
+        instruction: &Instruction,
+        earlier: &[Instruction],
+        function: &Function,
+    ) -> Option<&'static str> {
+        if touches_vector_state(instruction) {
+            return Some("vector or x87 state");
+        }
+        match follow(instruction, earlier, function, self.data) {
+            Flow::Stay => None,
+            Flow::Unknown => Some("a target the check cannot follow"),
+            Flow::To(target) => {
+                match self.functions.get(&target) {
+                    Some(callee) if ENDS.iter().any(|end| callee.name.contains(end)) => {}
+                    Some(callee) if saves_first(callee, self.functions, self.code, self.data) => {
+                        if !self.findings.saving.contains(&callee.name) {
+                            self.findings.saving.push(callee.name.clone());
+                        }
+                    }
+                    _ => self.queue.push(target),
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Whether control may go on past `last`, a function's last instruction: anything but
+/// a return, a jump, a trap (`ud2`, `int3`) or a call that never returns ([`ENDS`]).
+fn falls_through(
+    last: &Instruction,
     function: &Function,
     functions: &BTreeMap<u64, Function>,
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
-    queue: &mut Vec<u64>,
-    findings: &mut Findings,
-) -> Option<&'static str> {
-    if touches_vector_state(instruction) {
-        return Some("vector or x87 state");
+) -> bool {
+    if matches!(
+        last.mnemonic(),
+        Mnemonic::Iretq | Mnemonic::Iretd | Mnemonic::Sysretq | Mnemonic::Sysret
+    ) {
+        return false;
     }
-    match follow(instruction, earlier, function, data) {
-        Flow::Stay => None,
-        Flow::Unknown => Some("a target the check cannot follow"),
-        Flow::To(target) => match functions.range(..=target).next_back() {
-            Some((_, callee)) if target < callee.end => {
-                if ENDS.iter().any(|end| callee.name.contains(end)) {
-                } else if target == callee.start && saves_first(callee, functions, code, data) {
-                    if !findings.saving.contains(&callee.name) {
-                        findings.saving.push(callee.name.clone());
-                    }
-                } else {
-                    queue.push(callee.start);
-                }
-                None
-            }
-            _ => Some("a target outside every function"),
+    match last.flow_control() {
+        FlowControl::Return
+        | FlowControl::UnconditionalBranch
+        | FlowControl::IndirectBranch
+        | FlowControl::Interrupt
+        | FlowControl::Exception => false,
+        FlowControl::Call | FlowControl::IndirectCall => match follow(last, &[], function, data) {
+            Flow::To(target) => !functions
+                .get(&target)
+                .is_some_and(|callee| never_returns(callee, code)),
+            _ => true,
         },
+        _ => true,
     }
+}
+
+/// Whether `function` never returns: one of [`ENDS`], or code with no return and no
+/// jump out of itself (such as `-> !` functions that end in a panic).
+fn never_returns(function: &Function, code: &[(u64, Vec<u8>)]) -> bool {
+    if ENDS.iter().any(|end| function.name.contains(end)) {
+        return true;
+    }
+    let Some((base, bytes)) = code
+        .iter()
+        .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&function.start))
+    else {
+        return false;
+    };
+    let from = (function.start - base) as usize;
+    let to = (function.end - base) as usize;
+    let mut decoder = Decoder::with_ip(64, &bytes[from..to], function.start, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    let inside = function.start..function.end;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        let leaves = match instruction.flow_control() {
+            FlowControl::Return | FlowControl::IndirectBranch => true,
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+                !inside.contains(&instruction.near_branch_target())
+            }
+            _ => matches!(instruction.mnemonic(), Mnemonic::Iretq | Mnemonic::Sysretq),
+        };
+        if leaves {
+            return false;
+        }
+    }
+    true
 }
 
 /// Where control may go after an instruction, besides the next one.
@@ -508,26 +655,32 @@ fn jump_table(jump: &Instruction, earlier: &[Instruction], data: &[(u64, Vec<u8>
     }
     let target = jump.op0_register();
     let recent = &earlier[earlier.len().saturating_sub(TABLE_REACH)..];
+    // Walking back from the jump: each step is the latest instruction before the next
+    // that writes the registers it makes, and nothing in between writes them again
+    // (else the jump would go somewhere the table does not say).
     let mut steps = recent.iter().rev();
-    let add = steps.find(|i| {
-        i.mnemonic() == Mnemonic::Add
-            && i.op0_kind() == OpKind::Register
-            && i.op0_register() == target
-            && i.op1_kind() == OpKind::Register
-    })?;
+    let add = last_write(&mut steps, &[target])?;
+    let plain = |i: &Instruction| i.op_count() == 2 && i.op0_kind() == OpKind::Register;
+    if add.mnemonic() != Mnemonic::Add || !plain(add) || add.op1_kind() != OpKind::Register {
+        return None;
+    }
     let base = add.op1_register();
-    steps.find(|i| {
-        i.mnemonic() == Mnemonic::Movsxd
-            && i.op0_register() == target
-            && i.op1_kind() == OpKind::Memory
-            && i.memory_base() == base
-            && i.memory_index_scale() == 4
-    })?;
-    let lea = steps.find(|i| {
-        i.mnemonic() == Mnemonic::Lea
-            && i.op0_register() == base
-            && i.memory_base() == Register::RIP
-    })?;
+    let load = last_write(&mut steps, &[target, base])?;
+    if load.mnemonic() != Mnemonic::Movsxd
+        || load.op0_register() != target
+        || load.op1_kind() != OpKind::Memory
+        || load.memory_base() != base
+        || load.memory_index_scale() != 4
+    {
+        return None;
+    }
+    let lea = last_write(&mut steps, &[base])?;
+    if lea.mnemonic() != Mnemonic::Lea
+        || lea.op0_register() != base
+        || lea.memory_base() != Register::RIP
+    {
+        return None;
+    }
     let table = lea.memory_displacement64();
     data.iter().find_map(|(start, bytes)| {
         let offset = usize::try_from(table.checked_sub(*start)?).ok()?;
@@ -536,8 +689,31 @@ fn jump_table(jump: &Instruction, earlier: &[Instruction], data: &[(u64, Vec<u8>
     })
 }
 
+/// The next instruction from `steps` (walking backwards) that writes any of `registers`
+/// (any part of them).
+fn last_write<'i>(
+    steps: &mut impl Iterator<Item = &'i Instruction>,
+    registers: &[Register],
+) -> Option<&'i Instruction> {
+    let mut info = InstructionInfoFactory::new();
+    steps.find(|instruction| {
+        info.info(instruction).used_registers().iter().any(|used| {
+            registers.contains(&used.register().full_register())
+                && !matches!(
+                    used.access(),
+                    OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+                )
+        })
+    })
+}
+
 /// Whether the instruction reads or writes SSE, AVX, x87 or MMX state.
 fn touches_vector_state(instruction: &Instruction) -> bool {
+    // (Bytes that decode as no instruction are treated as touching it: past them the
+    // decoding may have lost its place.)
+    if instruction.is_invalid() {
+        return true;
+    }
     let register_operand = (0..instruction.op_count()).any(|operand| {
         instruction.op_kind(operand) == OpKind::Register
             && vector_register(instruction.op_register(operand))
@@ -636,6 +812,28 @@ mod tests {
     }
 
     #[test]
+    fn a_table_whose_register_is_overwritten_is_no_table() {
+        // lea rcx,[rip+0xff9]; movsxd rax,[rcx+rax*4]; add rax,rcx; mov rax,[rdi+8];
+        // jmp rax: the jump goes where the pointer at rdi+8 says
+        let code = [
+            0x48, 0x8d, 0x0d, 0xf9, 0x0f, 0, 0, 0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xc8, 0x48,
+            0x8b, 0x47, 0x08, 0xff, 0xe0, 0xc3,
+        ];
+        let table = (-0x1000i32).to_le_bytes().to_vec();
+        let sections = vec![(0x1000, code.to_vec())];
+        let functions = functions(&[(0x1000, 21, "entry".to_owned())], &sections);
+        let findings = search(
+            &functions,
+            &sections,
+            &[(0x2000, table)],
+            &BTreeMap::new(),
+            &["entry"],
+        )
+        .unwrap();
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
+    }
+
+    #[test]
     fn a_jump_through_a_register_is_a_call_through_a_pointer() {
         // entry: mov rax,[rdi+0x20]; jmp rax (a trait object's method, as a tail call)
         let code = [0x48, 0x8b, 0x47, 0x20, 0xff, 0xe0];
@@ -714,5 +912,15 @@ mod tests {
         let code = [0xc3, 0x66, 0x0f, 0xef, 0xc0];
         let findings = run(&code, &[(0x1000, 0, "entry"), (0x1001, 0, "next")]);
         assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn code_that_runs_off_its_end_is_followed() {
+        // entry (no size): mov eax,ebx     next: pxor xmm0,xmm0; ret (reached by falling
+        // through)
+        let code = [0x89, 0xd8, 0x66, 0x0f, 0xef, 0xc0, 0xc3];
+        let findings = run(&code, &[(0x1000, 0, "entry"), (0x1002, 0, "next")]);
+        assert_eq!(findings.reached, ["entry", "next"]);
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
     }
 }
