@@ -572,12 +572,48 @@ fn emulate_cr0_and_clts(_: &Boot) -> Outcome {
     Ok(())
 }
 
-fn emulate_device_not_available(_: &Boot) -> Outcome {
+fn emulate_device_not_available(boot: &Boot) -> Outcome {
+    // A machine-to-physical update of our first frame to its own number: a call the
+    // hypervisor's fast path takes, and which changes nothing.
+    let request = pv_abi::xen::MmuUpdate {
+        ptr: (peek(boot.info.mfn_list) << 12) | pv_abi::xen::MMU_MACHPHYS_UPDATE,
+        val: 0,
+    };
     guest::fpu_taskswitch(true).map_err(|e| failure(format_args!("fpu_taskswitch: {e}")))?;
+    // With the virtual TS set, a call by the hypervisor's express path (the null
+    // hypercall) and one by its fast path (which write no CR0 of their own: see its
+    // entry.S) must leave TS set. Raw `syscall`s, so that no SSE instruction of ours runs
+    // before the one that must fault.
+    let (version, updated): (u64, u64);
+    // SAFETY: xen_version(XENVER_version) reads nothing; the mmu_update reads the one
+    // request and writes the M2P entry of our own frame with the value it has. Both
+    // clobber only rcx and r11 (and rax, the result).
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Hypercall::XenVersion as u64 => version,
+            in("rdi") 0u64,
+            out("rcx") _, out("r11") _,
+            options(nostack),
+        );
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Hypercall::MmuUpdate as u64 => updated,
+            in("rdi") &raw const request,
+            in("rsi") 1u64,
+            in("rdx") 0u64,
+            in("r10") u64::from(DOMID_SELF),
+            out("rcx") _, out("r11") _,
+            options(nostack),
+        );
+    }
     // The first SSE instruction raises #NM; the hypervisor clears the virtual TS as it
     // delivers it, so the handler itself may use the FPU.
     let seen = crate::traps::expect_fault!(7, "movaps xmm0, xmm1"; out("xmm0") _);
     delivered(seen, 7)?;
+    if version as i64 <= 0 || updated != 0 {
+        fail!("xen_version {version:#x}, mmu_update {updated:#x} with TS set");
+    }
     let cr0: u64;
     // SAFETY: reading CR0 is emulated.
     unsafe { core::arch::asm!("mov {}, cr0", out(reg) cr0) };
