@@ -57,7 +57,10 @@ user_world_saved_rsp: .quad 0
  * and on the x87 stack, with an x87 control word of its own, across a yield (other
  * processes, the other hellos among them, run meanwhile: the kernel must switch x87/SSE
  * state per process), grow the heap and touch it (demand
- * paging), map anonymous memory and touch it, check every value, exit 0 (or 99). */
+ * paging), map anonymous memory and touch it, check every value, exit 0 (or 99). All
+ * the while the other fifteen XMM registers hold values of its own and MXCSR a rounding
+ * mode of its own, checked at the end: system calls and page faults from user mode,
+ * through the hypervisor's express paths or its lanes (`express=off`), keep them. */
 .global user_hello_start, user_hello_end
 user_hello_start:
     mov $1, %edi
@@ -96,7 +99,13 @@ user_hello_start:
     fildq (%rsp)                 /* the pid on the x87 stack */
     movq $0x27f, (%rsp)
     fldcw (%rsp)                 /* 53-bit precision, not the initial 0x37f */
+    movl $0x3f80, (%rsp)
+    ldmxcsr (%rsp)               /* round toward -inf, not the initial 0x1f80 */
     add $8, %rsp
+    .irp n, 0,1,2,3,4,6,7,8,9,10,11,12,13,14,15
+    lea \n*0x10001(%r15), %rax
+    movq %rax, %xmm\n
+    .endr
     mov $3, %eax
     syscall
     movq %xmm5, %rax
@@ -170,6 +179,18 @@ user_hello_start:
     syscall
     add $72, %rsp
     cmp $-38, %rax
+    jne 1f
+    /* The fifteen XMM registers and MXCSR it set before the first yield. */
+    .irp n, 0,1,2,3,4,6,7,8,9,10,11,12,13,14,15
+    movq %xmm\n, %rax
+    lea \n*0x10001(%r15), %rdx
+    cmp %rdx, %rax
+    jne 1f
+    .endr
+    sub $8, %rsp
+    stmxcsr (%rsp)
+    pop %rax
+    cmp $0x3f80, %eax
     jne 1f
     mov $1, %eax
     xor %edi, %edi
