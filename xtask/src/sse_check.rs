@@ -47,7 +47,9 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
 
 /// The hypervisor's entries that run with the guest's SSE registers live and CR0.TS as the
 /// guest left it (`entry.S`, `SSE_FREE_FAST_PATH`): what they reach must not touch them.
-/// The hypercall fast path and the lanes behind the express paths.
+/// The hypercall fast path and the lanes behind the express paths. Every Rust function a
+/// stub calls after `SSE_FREE_ENTRY` (or from a path that never set CR0.TS) must be
+/// listed here: the list is kept by hand, next to `entry.S`.
 pub const ENTRIES: &[&str] = &[
     "hv_hypercall_fast",
     "hv_send_lane",

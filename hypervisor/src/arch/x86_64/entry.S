@@ -195,7 +195,9 @@
 .endm
 
 /* Entry into the SSE-free fast path or a lane: nothing in release builds (see
- * SSE_FREE_FAST_PATH), the lazy-FPU net in debug builds. Clobbers rax. */
+ * SSE_FREE_FAST_PATH), the lazy-FPU net in debug builds. Clobbers rax. Every Rust
+ * function called after it (or on any path that set no CR0.TS and saved nothing) must
+ * be one of the entries xtask's SSE check starts from (sse_check.rs, ENTRIES). */
 .macro SSE_FREE_ENTRY
 .if SSE_FREE_FAST_PATH == 0
     LAZY_FPU_ENTRY
