@@ -45,21 +45,6 @@ use iced_x86::{
 };
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
 
-/// The hypervisor's entries that run with the guest's SSE registers live and CR0.TS as the
-/// guest left it (`entry.S`, `SSE_FREE_FAST_PATH`): what they reach must not touch them.
-/// The hypercall fast path and the lanes behind the express paths. Every Rust function a
-/// stub calls after `SSE_FREE_ENTRY` (or from a path that never set CR0.TS) must be
-/// listed here: the list is kept by hand, next to `entry.S`.
-pub const ENTRIES: &[&str] = &[
-    "hv_hypercall_fast",
-    "hv_send_lane",
-    "hv_send_lane_exit",
-    "hv_upcall_lane",
-    "hv_iret_lane",
-    "hv_user_syscall_lane",
-    "hv_page_fault_lane",
-];
-
 /// Instructions named in an error, at most.
 const SHOWN: usize = 12;
 
@@ -155,12 +140,11 @@ fn saves_first(
     false
 }
 
-/// Fails, naming them, if any function reachable from [`ENTRIES`] in the ELF binary at
-/// `path` touches vector or x87 state or calls where it cannot be followed; else says
-/// what it covered.
+/// Fails, naming them, if any code reachable from the entries the stubs declare (their
+/// `SSE_FREE_CALL`s) in the ELF binary at `path` touches vector or x87 state or calls
+/// where it cannot be followed; else says what it covered.
 pub fn check_binary(path: &Path) -> Result<String> {
-    let entries = ENTRIES;
-    let findings = find(path, entries)?;
+    let (entries, findings) = find(path)?;
     if findings.offending.is_empty() {
         let mut saving: Vec<String> = findings.saving.iter().map(|name| demangle(name)).collect();
         saving.sort();
@@ -180,7 +164,11 @@ pub fn check_binary(path: &Path) -> Result<String> {
         "{} instruction(s) reachable from {} may touch the guest's SSE registers, which \
          these entries leave live (CR0.TS clear; see entry.S):",
         findings.offending.len(),
-        entries.join(", ")
+        entries
+            .iter()
+            .map(|entry| demangle(entry))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for (address, text, function, why) in findings.offending.iter().take(SHOWN) {
         message.push_str(&format!(
@@ -191,8 +179,9 @@ pub fn check_binary(path: &Path) -> Result<String> {
     bail!(message)
 }
 
-/// Decodes what `entries` reach in the binary at `path` (see the module's comment).
-pub fn find(path: &Path, entries: &[&str]) -> Result<Findings> {
+/// The entries the stubs declare in the binary at `path`, and what they reach (see the
+/// module's comment).
+pub fn find(path: &Path) -> Result<(Vec<String>, Findings)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file =
         object::File::parse(&*bytes).with_context(|| format!("parsing {}", path.display()))?;
@@ -239,25 +228,52 @@ pub fn find(path: &Path, entries: &[&str]) -> Result<Findings> {
         })
         .collect();
     symbols.sort();
-    // The exception table, between the linker script's two symbols.
-    let bound = |name: &str| {
-        file.symbols()
-            .find(|symbol| symbol.name() == Ok(name))
-            .map(|symbol| symbol.address())
-            .with_context(|| format!("no symbol {name} (the exception table) in the binary"))
+    // Two tables between their linker script's symbols: the exception table and the
+    // stubs' SSE-free calls.
+    let table = |(start, end): (&str, &str)| -> Result<(u64, &[u8])> {
+        let bound = |name: &str| {
+            file.symbols()
+                .find(|symbol| symbol.name() == Ok(name))
+                .map(|symbol| symbol.address())
+                .with_context(|| format!("no symbol {name} in the binary"))
+        };
+        let (start, end) = (bound(start)?, bound(end)?);
+        let words = data
+            .iter()
+            .find_map(|(base, bytes)| {
+                let from = usize::try_from(start.checked_sub(*base)?).ok()?;
+                let to = usize::try_from(end.checked_sub(*base)?).ok()?;
+                bytes.get(from..to)
+            })
+            .with_context(|| format!("the table at {start:#x} is in no read-only section"))?;
+        Ok((start, words))
     };
-    let (start, end) = (bound(EXTABLE.0)?, bound(EXTABLE.1)?);
-    let fixups = data
-        .iter()
-        .find_map(|(base, bytes)| {
-            let from = usize::try_from(start.checked_sub(*base)?).ok()?;
-            let to = usize::try_from(end.checked_sub(*base)?).ok()?;
-            Some(extable(start, bytes.get(from..to)?))
-        })
-        .context("the exception table is in no section")?;
+    let (at, words) = table(EXTABLE)?;
+    let fixups = extable(at, words);
     let functions = functions(&symbols, &code);
-    search(&functions, &code, &data, &fixups, entries)
+    let (_, words) = table(SSE_FREE_CALLS)?;
+    let mut entries: Vec<String> = Vec::new();
+    for word in words.chunks_exact(8) {
+        let target = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let Some(function) = functions.get(&target) else {
+            bail!("the stubs' SSE-free call to {target:#x} names no function");
+        };
+        if !entries.contains(&function.name) {
+            entries.push(function.name.clone());
+        }
+    }
+    if entries.is_empty() {
+        bail!("the stubs declare no SSE-free call (entry.S's SSE_FREE_CALL): nothing to check");
+    }
+    let names: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let findings = search(&functions, &code, &data, &fixups, &names)?;
+    Ok((entries, findings))
 }
+
+/// The bounds of the table of the Rust functions the entry stubs call with the guest's
+/// SSE registers live and CR0.TS as the guest left it (`entry.S`'s `SSE_FREE_CALL`,
+/// `link.ld`): where the search starts.
+const SSE_FREE_CALLS: (&str, &str) = ("__hv_sse_free_start", "__hv_sse_free_end");
 
 /// Every function symbol with its extent: its size, or up to the next symbol (or its
 /// section's end) for an assembly label that has none.

@@ -196,12 +196,24 @@
 
 /* Entry into the SSE-free fast path or a lane: nothing in release builds (see
  * SSE_FREE_FAST_PATH), the lazy-FPU net in debug builds. Clobbers rax. Every Rust
- * function called after it (or on any path that set no CR0.TS and saved nothing) must
- * be one of the entries xtask's SSE check starts from (sse_check.rs, ENTRIES). */
+ * function called after it (or on any path that set no CR0.TS and saved nothing) is
+ * called by SSE_FREE_CALL. */
 .macro SSE_FREE_ENTRY
 .if SSE_FREE_FAST_PATH == 0
     LAZY_FPU_ENTRY
 .endif
+.endm
+
+/* A call into Rust that runs with the guest's SSE registers live and CR0.TS as the
+ * guest left it: the callee's address goes in .hv_sse_free (between __hv_sse_free_start
+ * and __hv_sse_free_end), where xtask's SSE check finds the functions it must prove
+ * SSE-free (sse_check.rs). */
+.macro SSE_FREE_CALL fn
+    call \fn
+.pushsection .hv_sse_free, "a"
+.balign 8
+    .quad \fn
+.popsection
 .endm
 
 /* From the SSE-free paths into code that may use SSE (the full exit path, the general
@@ -405,7 +417,7 @@
     mov \rip, %rdi
     mov \rflags, %rsi
     mov %gs:PERCPU_SCRATCH, %rdx
-    call \fn
+    SSE_FREE_CALL \fn
     test %rax, %rax
 .endm
 
@@ -770,7 +782,7 @@ syscall_general:
     JUMP_UNLESS_RCX_CANONICAL syscall_off_the_end
     /* (FMASK cleared DF.) */
     mov %rsp, %rdi
-    call hv_hypercall_fast
+    SSE_FREE_CALL hv_hypercall_fast
 syscall_fast_exit:
     cmp $FAST_RETURN, %eax
     jne 5f
@@ -1079,7 +1091,7 @@ send_lane:
     or $PORT_NOT_READ, %rdi
 .Lsend_lane_call:
     SSE_FREE_ENTRY
-    call hv_send_lane               /* (port read or PORT_NOT_READ, port pointer) */
+    SSE_FREE_CALL hv_send_lane      /* (port read or PORT_NOT_READ, port pointer) */
     cmp $FAST_RETURN, %edx
     jne 1f
     LAZY_FPU_EXIT %rdx
@@ -1139,7 +1151,7 @@ send_lane:
     mov %gs:PERCPU_LANE_RAX, %rax
     SYSCALL_FRAME
     mov %rsp, %rdi
-    call hv_send_lane_exit
+    SSE_FREE_CALL hv_send_lane_exit
     jmp syscall_fast_exit
 4:  LANE_POP
 2:  mov $HYPERCALL_EVENT_CHANNEL_OP, %eax
@@ -1287,7 +1299,7 @@ iret_lane_rust:
     SSE_FREE_ENTRY
     mov %rsp, %rdi
     mov %gs:PERCPU_SCRATCH, %rsi
-    call hv_iret_lane
+    SSE_FREE_CALL hv_iret_lane
     cmp $FAST_RESUME, %edx
     jne 1f
     LAZY_FPU_EXIT %rdx
@@ -1539,7 +1551,7 @@ exception_stub_14:
     SSE_FREE_ENTRY
     mov %rsp, %rdi
     cld
-    call hv_page_fault_lane
+    SSE_FREE_CALL hv_page_fault_lane
     test %al, %al
     jnz resume_caller_saved
     /* Declined, having changed nothing: the general trap path, which uses SSE, with the
