@@ -105,15 +105,9 @@ fn saves_first(
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
 ) -> bool {
-    let Some((base, bytes)) = code
-        .iter()
-        .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&function.start))
-    else {
+    let Some(mut decoder) = decoder_of(function, code) else {
         return false;
     };
-    let from = (function.start - base) as usize;
-    let to = (function.end - base) as usize;
-    let mut decoder = Decoder::with_ip(64, &bytes[from..to], function.start, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
     for _ in 0..SAVE_REACH {
         if !decoder.can_decode() {
@@ -393,6 +387,20 @@ struct Search<'a> {
     findings: &'a mut Findings,
 }
 
+/// A decoder over `function`'s bytes, if they lie in a code section.
+fn decoder_of<'c>(function: &Function, code: &'c [(u64, Vec<u8>)]) -> Option<Decoder<'c>> {
+    let bytes = code_at(code, function.start)?;
+    let length = usize::try_from(function.end - function.start)
+        .ok()?
+        .min(bytes.len());
+    Some(Decoder::with_ip(
+        64,
+        &bytes[..length],
+        function.start,
+        DecoderOptions::NONE,
+    ))
+}
+
 /// The code at `at` and after, if it lies in a code section.
 fn code_at(code: &[(u64, Vec<u8>)], at: u64) -> Option<&[u8]> {
     code.iter().find_map(|(base, bytes)| {
@@ -417,16 +425,9 @@ impl Search<'_> {
     /// queued.
     fn whole(&mut self, function: &Function) {
         self.findings.reached.push(function.name.clone());
-        let Some(bytes) = code_at(self.code, function.start) else {
+        let Some(mut decoder) = decoder_of(function, self.code) else {
             return;
         };
-        let length = (function.end - function.start) as usize;
-        let mut decoder = Decoder::with_ip(
-            64,
-            &bytes[..length.min(bytes.len())],
-            function.start,
-            DecoderOptions::NONE,
-        );
         let mut instruction = Instruction::default();
         let mut earlier: Vec<Instruction> = Vec::new();
         // The last instruction that is not padding (the nops an assembler aligns with).
@@ -571,15 +572,9 @@ fn never_returns(function: &Function, code: &[(u64, Vec<u8>)]) -> bool {
     if ENDS.iter().any(|end| function.name.contains(end)) {
         return true;
     }
-    let Some((base, bytes)) = code
-        .iter()
-        .find(|(base, bytes)| (*base..*base + bytes.len() as u64).contains(&function.start))
-    else {
+    let Some(mut decoder) = decoder_of(function, code) else {
         return false;
     };
-    let from = (function.start - base) as usize;
-    let to = (function.end - base) as usize;
-    let mut decoder = Decoder::with_ip(64, &bytes[from..to], function.start, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
     let inside = function.start..function.end;
     while decoder.can_decode() {
@@ -788,18 +783,27 @@ mod tests {
             0x48, 0x8d, 0x0d, 0xf9, 0x0f, 0, 0, 0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xc8, 0xff,
             0xe0, 0xc3,
         ];
+        let findings = with_table(&code);
+        assert!(findings.offending.is_empty(), "{findings:?}");
+    }
+
+    /// `code` as the function `entry` at 0x1000, with a jump table at 0x2000 whose one
+    /// entry points at 0x1000.
+    fn with_table(code: &[u8]) -> Findings {
         let table = (-0x1000i32).to_le_bytes().to_vec();
         let sections = vec![(0x1000, code.to_vec())];
-        let functions = functions(&[(0x1000, 17, "entry".to_owned())], &sections);
-        let findings = search(
+        let functions = functions(
+            &[(0x1000, code.len() as u64, "entry".to_owned())],
+            &sections,
+        );
+        search(
             &functions,
             &sections,
             &[(0x2000, table)],
             &BTreeMap::new(),
             &["entry"],
         )
-        .unwrap();
-        assert!(findings.offending.is_empty(), "{findings:?}");
+        .unwrap()
     }
 
     #[test]
@@ -837,17 +841,7 @@ mod tests {
             0x48, 0x8d, 0x0d, 0xf9, 0x0f, 0, 0, 0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xc8, 0x48,
             0x8b, 0x47, 0x08, 0xff, 0xe0, 0xc3,
         ];
-        let table = (-0x1000i32).to_le_bytes().to_vec();
-        let sections = vec![(0x1000, code.to_vec())];
-        let functions = functions(&[(0x1000, 21, "entry".to_owned())], &sections);
-        let findings = search(
-            &functions,
-            &sections,
-            &[(0x2000, table)],
-            &BTreeMap::new(),
-            &["entry"],
-        )
-        .unwrap();
+        let findings = with_table(&code);
         assert_eq!(findings.offending.len(), 1, "{findings:?}");
     }
 
