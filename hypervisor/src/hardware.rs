@@ -14,8 +14,17 @@ pub struct Machine {
     pub loaded_root: Option<Mfn>,
 }
 
-/// The hypervisor's L4 entries, read once (they never change after boot).
+/// The hypervisor's L4 entries, read once at boot ([`remember_hypervisor_l4`]; they never
+/// change after).
 static HYPERVISOR_L4: spin::Once<[(usize, u64); 2]> = spin::Once::new();
+
+/// Records the hypervisor's L4 entries, which every validated guest L4 gets: at boot,
+/// before any domain is built, so that reading them later is a plain load (the
+/// hypercall fast path reaches that read, and must reach no initialisation code: its
+/// SSE check follows every call).
+pub fn remember_hypervisor_l4() -> &'static [(usize, u64); 2] {
+    HYPERVISOR_L4.call_once(x86::hypervisor_l4_entries)
+}
 
 impl Machine {
     /// The CPU as it is now (made on every hypercall: nothing to compute).
@@ -43,7 +52,9 @@ impl Mmu for Machine {
     }
 
     fn hypervisor_l4(&self) -> &[(usize, u64)] {
-        HYPERVISOR_L4.call_once(x86::hypervisor_l4_entries)
+        HYPERVISOR_L4
+            .get()
+            .expect("the hypervisor's L4 entries are recorded at boot")
     }
 
     fn undecodable_bits(&self) -> u64 {

@@ -486,7 +486,7 @@ pub fn boot(boot: &pvh::BootInfo) -> ! {
         }
     };
     state.free_at_start = state.frames.free_count();
-    let hypervisor_l4 = x86::hypervisor_l4_entries();
+    let hypervisor_l4 = *crate::hardware::remember_hypervisor_l4();
     let mut failures = 0;
     for (index, spec) in image.domains().enumerate() {
         let id = index as u16 + 1;

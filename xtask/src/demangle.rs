@@ -1,47 +1,14 @@
-//! Rust's legacy symbol mangling, read back for the checks' messages (`image_check.rs`,
-//! `sse_check.rs`).
+//! Rust symbol names read back for the checks' messages and lists (`image_check.rs`,
+//! `sse_check.rs`): the legacy mangling (`_ZN...E`, our crates') and v0 (`_R...`, the
+//! precompiled `core`'s), by `rustc-demangle`.
 
-/// A legacy-mangled Rust name (`_ZN` length-prefixed parts `E`) as `a::b::c`, without
-/// its hash; any other name as it is.
+/// `name` demangled without its hash (`hypervisor::machine::STATE`), or as it is if it
+/// is not a Rust name.
 pub fn demangle(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else {
-        return name.to_owned();
-    };
-    let mut parts = Vec::new();
-    while let Some(digits) = rest.find(|c: char| !c.is_ascii_digit()).filter(|&n| n > 0) {
-        let Ok(length) = rest[..digits].parse::<usize>() else {
-            break;
-        };
-        let Some(part) = rest.get(digits..digits + length) else {
-            break;
-        };
-        parts.push(part);
-        rest = &rest[digits + length..];
+    match rustc_demangle::try_demangle(name) {
+        Ok(demangled) => format!("{demangled:#}"),
+        Err(_) => name.to_owned(),
     }
-    if parts
-        .last()
-        .is_some_and(|last| last.len() == 17 && last.starts_with('h'))
-    {
-        parts.pop();
-    }
-    if parts.is_empty() {
-        return name.to_owned();
-    }
-    let mut text = parts.join("::");
-    for (escape, plain) in [
-        ("$LT$", "<"),
-        ("$GT$", ">"),
-        ("$u20$", " "),
-        ("$u7b$", "{"),
-        ("$u7d$", "}"),
-        ("$C$", ","),
-        ("$RF$", "&"),
-        ("$BP$", "*"),
-        ("..", "::"),
-    ] {
-        text = text.replace(escape, plain);
-    }
-    text.trim_start_matches('_').to_owned()
 }
 
 #[cfg(test)]
@@ -56,6 +23,16 @@ mod tests {
         );
         assert_eq!(demangle("boot_pml4"), "boot_pml4");
     }
+
+    #[test]
+    fn v0_names_are_demangled() {
+        // core's, as the precompiled library names it.
+        assert_eq!(
+            demangle("_RNvNtCsgEmfK2I1SDS_4core3fmt5write"),
+            "core::fmt::write"
+        );
+    }
+
     #[test]
     fn names_are_demangled() {
         assert_eq!(

@@ -16,11 +16,14 @@
 //!   bytes that decode as no instruction;
 //! - a call or jump whose target it cannot know (through a register, or through a word
 //!   the code could change: a function pointer, a trait object), since the code behind
-//!   it is unchecked.
+//!   it is unchecked; likewise `sti`, `popf` and `int n`, after which the interrupt
+//!   handlers would run, and a jump into the middle of an instruction.
 //!
-//! A compiled function (a symbol with a size) is decoded whole, its jump tables (`lea`,
-//! `movsxd`, `add`, `jmp` with nothing in between rewriting their registers) staying
-//! inside it; assembly (a label without a size) is followed the way the CPU runs it,
+//! A compiled function (a symbol with a size) is decoded whole, every branch target in
+//! it an instruction start, its jump tables (`lea`, `movsxd`, `add`, `jmp` in one
+//! straight run of code, nothing in between rewriting their registers; every entry
+//! inside the function) staying inside it; assembly (a label without a size) is
+//! followed the way the CPU runs it,
 //! through its branches and on past the next label. Calls and jumps into other code are
 //! followed, directly or through the global offset table (read-only words fixed at link
 //! time: `link.ld`), and so are code that runs off a function's end and, for every guest
@@ -48,21 +51,27 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
 /// Instructions named in an error, at most.
 const SHOWN: usize = 12;
 
-/// Parts of the (mangled) names of functions that never return, where the search ends:
-/// the panic machinery of `core` and the hypervisor's own fatal paths.
+/// The (demangled) names of functions that never return, where the search ends: the
+/// panic machinery of `core` (every function of `core::panicking` and its few siblings
+/// elsewhere, whose names begin so) and the hypervisor's own fatal paths, which stop
+/// the machine. A name must begin with one of these, so that, say, the `Debug` impl of a
+/// type of `core::panicking` (`<core::panicking::... as ...>::fmt`) is not one.
 const ENDS: &[&str] = &[
-    "panicking",
-    "panic_bounds_check",
-    "panic_fmt",
-    "slice_index_fail",
-    "slice_start_index_len_fail",
-    "slice_end_index_len_fail",
-    "slice_index_order_fail",
-    "unwrap_failed",
-    "expect_failed",
+    "core::panicking::",
+    "core::slice::index::slice_",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "core::result::unwrap_failed",
+    "__rustc::rust_begin_unwind",
     "rust_begin_unwind",
     "hv_hypervisor_fault",
 ];
+
+/// Whether the search ends at `function` ([`ENDS`]).
+fn is_end(function: &Function) -> bool {
+    let name = demangle(&function.name);
+    ENDS.iter().any(|end| name.starts_with(end))
+}
 
 /// A function of the binary: where it is and what it is called.
 #[derive(Clone, Debug)]
@@ -104,6 +113,7 @@ fn saves_first(
     functions: &BTreeMap<u64, Function>,
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
+    fixups: &BTreeMap<u64, u64>,
 ) -> bool {
     let Some(mut decoder) = decoder_of(function, code) else {
         return false;
@@ -114,13 +124,17 @@ fn saves_first(
             return false;
         }
         decoder.decode_out(&mut instruction);
-        if touches_vector_state(&instruction) {
+        // (A guarded access before the save could resume at a fix-up, elsewhere.)
+        if touches_vector_state(&instruction)
+            || enables_interrupts(&instruction)
+            || fixups.contains_key(&instruction.ip())
+        {
             return false;
         }
         if instruction.flow_control() == FlowControl::Next {
             continue;
         }
-        let callee = match follow(&instruction, &[], function, data) {
+        let callee = match follow(&instruction, function, data) {
             Flow::To(target) if instruction.flow_control() != FlowControl::ConditionalBranch => {
                 functions.get(&target)
             }
@@ -246,21 +260,22 @@ pub fn find(path: &Path) -> Result<(Vec<String>, Findings)> {
     let fixups = extable(at, words);
     let functions = functions(&symbols, &code);
     let (_, words) = table(SSE_FREE_CALLS)?;
+    let mut starts: Vec<u64> = Vec::new();
     let mut entries: Vec<String> = Vec::new();
     for word in words.chunks_exact(8) {
         let target = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         let Some(function) = functions.get(&target) else {
             bail!("the stubs' SSE-free call to {target:#x} names no function");
         };
-        if !entries.contains(&function.name) {
+        if !starts.contains(&target) {
+            starts.push(target);
             entries.push(function.name.clone());
         }
     }
     if entries.is_empty() {
         bail!("the stubs declare no SSE-free call (entry.S's SSE_FREE_CALL): nothing to check");
     }
-    let names: Vec<&str> = entries.iter().map(String::as_str).collect();
-    let findings = search(&functions, &code, &data, &fixups, &names)?;
+    let findings = search(&functions, &code, &data, &fixups, &starts)?;
     Ok((entries, findings))
 }
 
@@ -338,15 +353,10 @@ fn search(
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
     fixups: &BTreeMap<u64, u64>,
-    entries: &[&str],
+    entries: &[u64],
 ) -> Result<Findings> {
-    let mut queue = Vec::new();
-    for entry in entries {
-        let Some(function) = functions.values().find(|function| function.name == *entry) else {
-            bail!("no function {entry} in the binary");
-        };
-        queue.push(function.start);
-    }
+    // (Entries by address: names can repeat.)
+    let mut queue = entries.to_vec();
     let mut whole = BTreeSet::new();
     let mut followed = BTreeSet::new();
     let mut findings = Findings::default();
@@ -428,25 +438,69 @@ impl Search<'_> {
         let Some(mut decoder) = decoder_of(function, self.code) else {
             return;
         };
-        let mut instruction = Instruction::default();
-        let mut earlier: Vec<Instruction> = Vec::new();
+        let instructions: Vec<Instruction> = decoder.iter().collect();
+        let starts: BTreeSet<u64> = instructions.iter().map(Instruction::ip).collect();
+        let inside = function.start..function.end;
+        // Where the function's own branches and jump tables go: each must be the start of
+        // an instruction decoded here (a jump into the middle of one would run bytes this
+        // decoding never saw).
+        let mut targets: Vec<(u64, usize)> = Vec::new();
+        for (index, instruction) in instructions.iter().enumerate() {
+            if matches!(
+                instruction.flow_control(),
+                FlowControl::UnconditionalBranch
+                    | FlowControl::ConditionalBranch
+                    | FlowControl::Call
+            ) && inside.contains(&instruction.near_branch_target())
+            {
+                targets.push((instruction.near_branch_target(), index));
+            }
+        }
+        let branched_to: BTreeSet<u64> = targets.iter().map(|&(target, _)| target).collect();
         // The last instruction that is not padding (the nops an assembler aligns with).
         let mut last = Instruction::default();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut instruction);
+        for (index, instruction) in instructions.iter().enumerate() {
             if instruction.mnemonic() != Mnemonic::Nop {
-                last = instruction;
+                last = *instruction;
             }
-            if let Some(why) = self.visit(&instruction, &earlier, function) {
-                self.offend(&instruction, &function.name, why);
+            let why = if instruction.flow_control() == FlowControl::IndirectBranch
+                && instruction.op0_kind() == OpKind::Register
+            {
+                match jump_table(&instructions, index, &branched_to, self.data) {
+                    Some(entries) if entries.iter().all(|entry| inside.contains(entry)) => {
+                        targets.extend(entries.into_iter().map(|entry| (entry, index)));
+                        None
+                    }
+                    _ => Some("a target the check cannot follow"),
+                }
+            } else {
+                self.visit(instruction, function)
+            };
+            if let Some(why) = why {
+                self.offend(instruction, &function.name, why);
             }
             if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
                 self.findings.fixups += 1;
                 self.queue.push(fixup);
             }
-            earlier.push(instruction);
         }
-        if falls_through(&last, function, self.functions, self.code, self.data) {
+        for (target, index) in targets {
+            if !starts.contains(&target) {
+                self.offend(
+                    &instructions[index],
+                    &function.name,
+                    "a jump into the middle of an instruction",
+                );
+            }
+        }
+        if falls_through(
+            &last,
+            function,
+            self.functions,
+            self.code,
+            self.data,
+            self.fixups,
+        ) {
             self.queue.push(function.end);
         }
     }
@@ -492,37 +546,57 @@ impl Search<'_> {
                     self.findings.reached.push(place.clone());
                 }
             }
-            if let Some(why) = self.visit(&instruction, &[], &nowhere) {
+            if let Some(why) = self.visit(&instruction, &nowhere) {
                 self.offend(&instruction, &place, why);
             }
             if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
                 self.findings.fixups += 1;
                 self.queue.push(fixup);
             }
-            if !falls_through(&instruction, &nowhere, self.functions, self.code, self.data) {
+            if !falls_through(
+                &instruction,
+                &nowhere,
+                self.functions,
+                self.code,
+                self.data,
+                self.fixups,
+            ) {
                 return;
             }
         }
+        // Off the end of its section: code the check cannot see.
+        self.findings.offending.push((
+            decoder.ip(),
+            String::new(),
+            place,
+            "code that runs off its section",
+        ));
     }
 
     /// Checks one instruction of `function`: why it breaks the rule, if it does; a call or
     /// jump elsewhere queues its target (or notes a function that saves first).
-    fn visit(
-        &mut self,
-        instruction: &Instruction,
-        earlier: &[Instruction],
-        function: &Function,
-    ) -> Option<&'static str> {
+    fn visit(&mut self, instruction: &Instruction, function: &Function) -> Option<&'static str> {
         if touches_vector_state(instruction) {
             return Some("vector or x87 state");
         }
-        match follow(instruction, earlier, function, self.data) {
+        if enables_interrupts(instruction) {
+            return Some("interrupts enabled or raised (their handlers are not checked)");
+        }
+        match follow(instruction, function, self.data) {
             Flow::Stay => None,
             Flow::Unknown => Some("a target the check cannot follow"),
             Flow::To(target) => {
                 match self.functions.get(&target) {
-                    Some(callee) if ENDS.iter().any(|end| callee.name.contains(end)) => {}
-                    Some(callee) if saves_first(callee, self.functions, self.code, self.data) => {
+                    Some(callee) if is_end(callee) => {}
+                    Some(callee)
+                        if saves_first(
+                            callee,
+                            self.functions,
+                            self.code,
+                            self.data,
+                            self.fixups,
+                        ) =>
+                    {
                         if !self.findings.saving.contains(&callee.name) {
                             self.findings.saving.push(callee.name.clone());
                         }
@@ -543,6 +617,7 @@ fn falls_through(
     functions: &BTreeMap<u64, Function>,
     code: &[(u64, Vec<u8>)],
     data: &[(u64, Vec<u8>)],
+    fixups: &BTreeMap<u64, u64>,
 ) -> bool {
     if matches!(
         last.mnemonic(),
@@ -556,27 +631,37 @@ fn falls_through(
         | FlowControl::IndirectBranch
         | FlowControl::Interrupt
         | FlowControl::Exception => false,
-        FlowControl::Call | FlowControl::IndirectCall => match follow(last, &[], function, data) {
+        FlowControl::Call | FlowControl::IndirectCall => match follow(last, function, data) {
             Flow::To(target) => !functions
                 .get(&target)
-                .is_some_and(|callee| never_returns(callee, code)),
+                .is_some_and(|callee| never_returns(callee, code, fixups)),
             _ => true,
         },
         _ => true,
     }
 }
 
-/// Whether `function` never returns: one of [`ENDS`], or code with no return and no
-/// jump out of itself (such as `-> !` functions that end in a panic).
-fn never_returns(function: &Function, code: &[(u64, Vec<u8>)]) -> bool {
-    if ENDS.iter().any(|end| function.name.contains(end)) {
+/// Whether `function` never returns: one of [`ENDS`], or a compiled function with no
+/// return, no jump out of itself, no guarded access (whose fix-up could return) and a
+/// last instruction that does not run on (such as `-> !` functions that end in a panic).
+/// A label without a size is never taken for one: its code may run on past the next.
+fn never_returns(
+    function: &Function,
+    code: &[(u64, Vec<u8>)],
+    fixups: &BTreeMap<u64, u64>,
+) -> bool {
+    if is_end(function) {
         return true;
+    }
+    if !function.sized {
+        return false;
     }
     let Some(mut decoder) = decoder_of(function, code) else {
         return false;
     };
     let mut instruction = Instruction::default();
     let inside = function.start..function.end;
+    let mut last = Instruction::default();
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
         let leaves = match instruction.flow_control() {
@@ -586,11 +671,22 @@ fn never_returns(function: &Function, code: &[(u64, Vec<u8>)]) -> bool {
             }
             _ => matches!(instruction.mnemonic(), Mnemonic::Iretq | Mnemonic::Sysretq),
         };
-        if leaves {
+        if leaves || fixups.contains_key(&instruction.ip()) {
             return false;
         }
+        if instruction.mnemonic() != Mnemonic::Nop {
+            last = instruction;
+        }
     }
-    true
+    // Its last instruction a call (into what never returns) or a trap, not code that
+    // runs on into the next function.
+    matches!(
+        last.flow_control(),
+        FlowControl::Call
+            | FlowControl::IndirectCall
+            | FlowControl::Interrupt
+            | FlowControl::Exception
+    )
 }
 
 /// Where control may go after an instruction, besides the next one.
@@ -603,23 +699,21 @@ enum Flow {
     Unknown,
 }
 
-fn follow(
-    instruction: &Instruction,
-    earlier: &[Instruction],
-    function: &Function,
-    data: &[(u64, Vec<u8>)],
-) -> Flow {
+fn follow(instruction: &Instruction, function: &Function, data: &[(u64, Vec<u8>)]) -> Flow {
     // A call or jump through a fixed word (`call [rip + x]`: the global offset table
     // the compiler calls other crates' functions through) goes where the word says.
     let through_word = instruction.op0_kind() == OpKind::Memory
         && instruction.memory_base() == Register::RIP
-        && instruction.memory_index() == Register::None;
-    if through_word
-        && matches!(
-            instruction.flow_control(),
-            FlowControl::IndirectCall | FlowControl::IndirectBranch
-        )
-    {
+        && instruction.memory_index() == Register::None
+        && instruction.segment_prefix() == Register::None;
+    if matches!(
+        instruction.flow_control(),
+        FlowControl::IndirectCall | FlowControl::IndirectBranch
+    ) {
+        if !through_word {
+            // (A jump table is `whole`'s to recognise: see `jump_table`.)
+            return Flow::Unknown;
+        }
         let at = instruction.memory_displacement64();
         return data
             .iter()
@@ -639,51 +733,59 @@ fn follow(
                 Flow::To(target)
             }
         }
-        FlowControl::IndirectCall => Flow::Unknown,
-        // A jump table stays in the function; any other jump through a register or
-        // memory is a tail call through a pointer.
-        FlowControl::IndirectBranch => {
-            if jump_table(instruction, earlier, data)
-                .is_some_and(|target| (function.start..function.end).contains(&target))
-            {
-                Flow::Stay
-            } else {
-                Flow::Unknown
-            }
-        }
         _ => Flow::Stay,
     }
 }
 
-/// How many instructions before a `jmp` its jump table's loads may be.
-const TABLE_REACH: usize = 16;
-
-/// If `jump` (`jmp reg`) is the end of a jump table as the compiler builds one (`lea
-/// base, [rip + table]`, `movsxd reg, dword [base + index*4]`, `add reg, base`, `jmp
-/// reg`, among the instructions just before it), the target of the table's first
-/// entry (an offset from the table's start).
-fn jump_table(jump: &Instruction, earlier: &[Instruction], data: &[(u64, Vec<u8>)]) -> Option<u64> {
-    if jump.op0_kind() != OpKind::Register {
-        return None;
+/// If `instructions[jump]` (`jmp reg`) ends a jump table as the compiler builds one, the
+/// table's entries (their targets): `lea base, [rip + table]`, `movsxd reg, dword
+/// [base + index*4]` and `add reg, base`, `base` another register than `reg`, with no segment
+/// and no displacement, all in the same straight run of code as the jump: nothing
+/// between them transfers control or is a branch target (`branched_to`), and nothing
+/// rewrites their registers. The entries are read from the table's start while they
+/// land inside the function's code (the caller checks each is an instruction's start).
+fn jump_table(
+    instructions: &[Instruction],
+    jump: usize,
+    branched_to: &BTreeSet<u64>,
+    data: &[(u64, Vec<u8>)],
+) -> Option<Vec<u64>> {
+    let target = instructions[jump].op0_register();
+    // The straight run of code that ends at the jump: back to a branch target or an
+    // instruction that transfers control.
+    let mut first = jump;
+    while first > 0 {
+        let before = &instructions[first - 1];
+        if before.flow_control() != FlowControl::Next
+            || branched_to.contains(&instructions[first].ip())
+        {
+            break;
+        }
+        first -= 1;
     }
-    let target = jump.op0_register();
-    let recent = &earlier[earlier.len().saturating_sub(TABLE_REACH)..];
-    // Walking back from the jump: each step is the latest instruction before the next
-    // that writes the registers it makes, and nothing in between writes them again
-    // (else the jump would go somewhere the table does not say).
-    let mut steps = recent.iter().rev();
+    let run = &instructions[first..jump];
+    let mut steps = run.iter().rev();
     let add = last_write(&mut steps, &[target])?;
-    let plain = |i: &Instruction| i.op_count() == 2 && i.op0_kind() == OpKind::Register;
+    let plain = |i: &Instruction| {
+        i.op_count() == 2
+            && i.op0_kind() == OpKind::Register
+            && i.segment_prefix() == Register::None
+    };
     if add.mnemonic() != Mnemonic::Add || !plain(add) || add.op1_kind() != OpKind::Register {
         return None;
     }
     let base = add.op1_register();
+    if base.full_register() == target.full_register() {
+        return None;
+    }
     let load = last_write(&mut steps, &[target, base])?;
     if load.mnemonic() != Mnemonic::Movsxd
+        || !plain(load)
         || load.op0_register() != target
         || load.op1_kind() != OpKind::Memory
         || load.memory_base() != base
         || load.memory_index_scale() != 4
+        || load.memory_displacement64() != 0
     {
         return None;
     }
@@ -695,11 +797,22 @@ fn jump_table(jump: &Instruction, earlier: &[Instruction], data: &[(u64, Vec<u8>
         return None;
     }
     let table = lea.memory_displacement64();
-    data.iter().find_map(|(start, bytes)| {
+    let code = (
+        instructions[0].ip(),
+        instructions[instructions.len() - 1].next_ip(),
+    );
+    let words = data.iter().find_map(|(start, bytes)| {
         let offset = usize::try_from(table.checked_sub(*start)?).ok()?;
-        let entry = i32::from_le_bytes(bytes.get(offset..offset + 4)?.try_into().ok()?);
-        Some(table.wrapping_add_signed(i64::from(entry)))
-    })
+        bytes.get(offset..)
+    })?;
+    let entries: Vec<u64> = words
+        .chunks_exact(4)
+        .map(|word| {
+            table.wrapping_add_signed(i64::from(i32::from_le_bytes(word.try_into().unwrap())))
+        })
+        .take_while(|entry| (code.0..code.1).contains(entry))
+        .collect();
+    (!entries.is_empty()).then_some(entries)
 }
 
 /// The next instruction from `steps` (walking backwards) that writes any of `registers`
@@ -709,6 +822,7 @@ fn last_write<'i>(
     registers: &[Register],
 ) -> Option<&'i Instruction> {
     let mut info = InstructionInfoFactory::new();
+    let registers: Vec<Register> = registers.iter().map(|r| r.full_register()).collect();
     steps.find(|instruction| {
         info.info(instruction).used_registers().iter().any(|used| {
             registers.contains(&used.register().full_register())
@@ -718,6 +832,16 @@ fn last_write<'i>(
                 )
         })
     })
+}
+
+/// Whether the instruction enables interrupts or raises one that returns (`sti`,
+/// `popf`, `int n`): the interrupt path runs the hypervisor's interrupt handlers, which
+/// this check does not follow. (`int3`, `int1` and `ud2` in ring 0 stop the machine.)
+fn enables_interrupts(instruction: &Instruction) -> bool {
+    matches!(
+        instruction.mnemonic(),
+        Mnemonic::Sti | Mnemonic::Popf | Mnemonic::Popfq | Mnemonic::Int | Mnemonic::Into
+    )
 }
 
 /// Whether the instruction reads or writes SSE, AVX, x87 or MMX state.
@@ -740,9 +864,9 @@ fn touches_vector_state(instruction: &Instruction) -> bool {
                 | CpuidFeature::FPU387
                 | CpuidFeature::MMX
                 | CpuidFeature::FXSR
-        ) || name.starts_with("SSE")
-            || name.starts_with("AVX")
-            || name.starts_with("XSAVE")
+        ) || ["SSE", "AVX", "XSAVE", "AMX", "AESKLE", "KL"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
     });
     let special = matches!(
         instruction.mnemonic(),
@@ -758,6 +882,7 @@ fn vector_register(register: Register) -> bool {
         || register.is_st()
         || register.is_mm()
         || register.is_k()
+        || register.is_tmm()
 }
 
 #[cfg(test)]
@@ -772,7 +897,7 @@ mod tests {
             .collect();
         let data = vec![];
         let functions = functions(&symbols, &sections);
-        search(&functions, &sections, &data, &BTreeMap::new(), &["entry"]).unwrap()
+        search(&functions, &sections, &data, &BTreeMap::new(), &[0x1000]).unwrap()
     }
 
     #[test]
@@ -801,7 +926,7 @@ mod tests {
             &sections,
             &[(0x2000, table)],
             &BTreeMap::new(),
-            &["entry"],
+            &[0x1000],
         )
         .unwrap()
     }
@@ -820,7 +945,7 @@ mod tests {
             let sections = vec![(0x1000, code)];
             let functions = functions(&[(0x1000, 4, "entry".to_owned())], &sections);
             let fixups = BTreeMap::from([(0x1000, 0x1010)]);
-            let findings = search(&functions, &sections, &[], &fixups, &["entry"]).unwrap();
+            let findings = search(&functions, &sections, &[], &fixups, &[0x1000]).unwrap();
             assert_eq!(findings.offending.len(), offending, "{findings:?}");
         }
     }
@@ -865,7 +990,7 @@ mod tests {
         ];
         let functions = functions(&symbols, &sections);
         let data = [(0x2000, 0x1006u64.to_le_bytes().to_vec())];
-        let findings = search(&functions, &sections, &data, &BTreeMap::new(), &["entry"]).unwrap();
+        let findings = search(&functions, &sections, &data, &BTreeMap::new(), &[0x1000]).unwrap();
         assert_eq!(findings.reached, ["entry", "callee"]);
         assert_eq!(findings.offending.len(), 1, "{findings:?}");
     }
@@ -897,8 +1022,13 @@ mod tests {
 
     #[test]
     fn calls_through_pointers_are_found() {
-        // call rax; call [rbx+8]; jmp [rcx]
-        for code in [&[0xff, 0xd0][..], &[0xff, 0x53, 0x08], &[0xff, 0x21]] {
+        // call rax; call [rbx+8]; jmp [rcx]; call gs:[rip+0xffa] (each then ret)
+        for code in [
+            &[0xff, 0xd0, 0xc3][..],
+            &[0xff, 0x53, 0x08, 0xc3],
+            &[0xff, 0x21, 0xc3],
+            &[0x65, 0xff, 0x15, 0xf9, 0x0f, 0, 0, 0xc3],
+        ] {
             let findings = run(code, &[(0x1000, code.len() as u64, "entry")]);
             assert_eq!(findings.offending.len(), 1, "{code:x?}");
         }
@@ -906,16 +1036,54 @@ mod tests {
 
     #[test]
     fn mxcsr_x87_and_avx_are_found() {
-        // stmxcsr [rsp]; fld1; vpxor ymm0,ymm0,ymm0; emms
+        // stmxcsr [rsp]; fld1; vpxor ymm0,ymm0,ymm0; emms (each then ret)
         for code in [
-            &[0x0f, 0xae, 0x1c, 0x24][..],
-            &[0xd9, 0xe8],
-            &[0xc5, 0xfd, 0xef, 0xc0],
-            &[0x0f, 0x77],
+            &[0x0f, 0xae, 0x1c, 0x24, 0xc3][..],
+            &[0xd9, 0xe8, 0xc3],
+            &[0xc5, 0xfd, 0xef, 0xc0, 0xc3],
+            &[0x0f, 0x77, 0xc3],
         ] {
             let findings = run(code, &[(0x1000, code.len() as u64, "entry")]);
             assert_eq!(findings.offending.len(), 1, "{code:x?}");
         }
+    }
+
+    #[test]
+    fn interrupts_enabled_or_raised_are_found() {
+        // sti; ret   int 0x20; ret   popfq; ret
+        for code in [&[0xfb, 0xc3][..], &[0xcd, 0x20, 0xc3], &[0x9d, 0xc3]] {
+            let findings = run(code, &[(0x1000, code.len() as u64, "entry")]);
+            assert_eq!(findings.offending.len(), 1, "{code:x?}");
+        }
+    }
+
+    #[test]
+    fn a_jump_into_an_instruction_is_found() {
+        // jmp +2; mov rax,imm64 whose immediate hides pxor xmm0,xmm0; ret
+        let code = [
+            0xeb, 0x02, 0x48, 0xb8, 0x66, 0x0f, 0xef, 0xc0, 0xc3, 0xcc, 0xcc, 0xcc,
+        ];
+        let findings = run(&code, &[(0x1000, 12, "entry")]);
+        assert!(!findings.offending.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn a_label_is_never_taken_for_a_function_that_never_returns() {
+        // entry (sized): jmp A     A: call B; pxor xmm0,xmm0; ret     B: nop (runs on)
+        // C: ret
+        let code = [
+            0xeb, 0x00, 0xe8, 0x05, 0, 0, 0, 0x66, 0x0f, 0xef, 0xc0, 0xc3, 0x90, 0xc3,
+        ];
+        let findings = run(
+            &code,
+            &[
+                (0x1000, 2, "entry"),
+                (0x1002, 0, "A"),
+                (0x100c, 0, "B"),
+                (0x100d, 0, "C"),
+            ],
+        );
+        assert_eq!(findings.offending.len(), 1, "{findings:?}");
     }
 
     #[test]
