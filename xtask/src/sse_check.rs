@@ -108,14 +108,8 @@ const SAVE_REACH: usize = 32;
 /// Whether `function` calls [`SAVE`] before anything else it does could touch vector
 /// state or go anywhere: in the straight line of instructions from its start, the
 /// first that transfers control is that call, and none before it is a vector one.
-fn saves_first(
-    function: &Function,
-    functions: &BTreeMap<u64, Function>,
-    code: &[(u64, Vec<u8>)],
-    data: &[(u64, Vec<u8>)],
-    fixups: &BTreeMap<u64, u64>,
-) -> bool {
-    let Some(mut decoder) = decoder_of(function, code) else {
+fn saves_first(binary: Binary<'_>, function: &Function) -> bool {
+    let Some(mut decoder) = decoder_of(function, binary.code) else {
         return false;
     };
     let mut instruction = Instruction::default();
@@ -127,16 +121,16 @@ fn saves_first(
         // (A guarded access before the save could resume at a fix-up, elsewhere.)
         if touches_vector_state(&instruction)
             || enables_interrupts(&instruction)
-            || fixups.contains_key(&instruction.ip())
+            || binary.fixups.contains_key(&instruction.ip())
         {
             return false;
         }
         if instruction.flow_control() == FlowControl::Next {
             continue;
         }
-        let callee = match follow(&instruction, function, data) {
+        let callee = match follow(&instruction, function, binary.data) {
             Flow::To(target) if instruction.flow_control() != FlowControl::ConditionalBranch => {
-                functions.get(&target)
+                binary.functions.get(&target)
             }
             _ => None,
         };
@@ -361,10 +355,12 @@ fn search(
     let mut followed = BTreeSet::new();
     let mut findings = Findings::default();
     let mut search = Search {
-        functions,
-        code,
-        data,
-        fixups,
+        binary: Binary {
+            functions,
+            code,
+            data,
+            fixups,
+        },
         queue: &mut queue,
         findings: &mut findings,
     };
@@ -386,12 +382,22 @@ fn search(
     Ok(findings)
 }
 
+/// The parts of the binary the check reads.
+#[derive(Clone, Copy)]
+struct Binary<'a> {
+    /// Every function and label, by address.
+    functions: &'a BTreeMap<u64, Function>,
+    /// The code sections, with their addresses.
+    code: &'a [(u64, Vec<u8>)],
+    /// The words it may read: read-only sections and the global offset table.
+    data: &'a [(u64, Vec<u8>)],
+    /// The exception table: each guarded instruction's fix-up.
+    fixups: &'a BTreeMap<u64, u64>,
+}
+
 /// The state of one search: what it reads and what it found so far.
 struct Search<'a> {
-    functions: &'a BTreeMap<u64, Function>,
-    code: &'a [(u64, Vec<u8>)],
-    data: &'a [(u64, Vec<u8>)],
-    fixups: &'a BTreeMap<u64, u64>,
+    binary: Binary<'a>,
     /// Addresses control reaches that are still to be decoded.
     queue: &'a mut Vec<u64>,
     findings: &'a mut Findings,
@@ -435,7 +441,7 @@ impl Search<'_> {
     /// queued.
     fn whole(&mut self, function: &Function) {
         self.findings.reached.push(function.name.clone());
-        let Some(mut decoder) = decoder_of(function, self.code) else {
+        let Some(mut decoder) = decoder_of(function, self.binary.code) else {
             return;
         };
         let instructions: Vec<Instruction> = decoder.iter().collect();
@@ -466,7 +472,7 @@ impl Search<'_> {
             let why = if instruction.flow_control() == FlowControl::IndirectBranch
                 && instruction.op0_kind() == OpKind::Register
             {
-                match jump_table(&instructions, index, &branched_to, self.data) {
+                match jump_table(&instructions, index, &branched_to, self.binary.data) {
                     Some(entries) if entries.iter().all(|entry| inside.contains(entry)) => {
                         targets.extend(entries.into_iter().map(|entry| (entry, index)));
                         None
@@ -479,7 +485,7 @@ impl Search<'_> {
             if let Some(why) = why {
                 self.offend(instruction, &function.name, why);
             }
-            if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
+            if let Some(&fixup) = self.binary.fixups.get(&instruction.ip()) {
                 self.findings.fixups += 1;
                 self.queue.push(fixup);
             }
@@ -493,14 +499,7 @@ impl Search<'_> {
                 );
             }
         }
-        if falls_through(
-            &last,
-            function,
-            self.functions,
-            self.code,
-            self.data,
-            self.fixups,
-        ) {
+        if falls_through(self.binary, &last, function) {
             self.queue.push(function.end);
         }
     }
@@ -512,7 +511,7 @@ impl Search<'_> {
     fn follow_from(&mut self, at: u64, owner: Option<&Function>, followed: &mut BTreeSet<u64>) {
         let mut place =
             owner.map_or_else(|| format!("code at {at:#x}"), |owner| owner.name.clone());
-        let Some(bytes) = code_at(self.code, at) else {
+        let Some(bytes) = code_at(self.binary.code, at) else {
             self.findings
                 .offending
                 .push((at, String::new(), place, "a target outside the code"));
@@ -534,6 +533,7 @@ impl Search<'_> {
             }
             // Into the code of a label (where it starts, or by a jump): named after it.
             if let Some(label) = self
+                .binary
                 .functions
                 .range(..=instruction.ip())
                 .next_back()
@@ -549,18 +549,11 @@ impl Search<'_> {
             if let Some(why) = self.visit(&instruction, &nowhere) {
                 self.offend(&instruction, &place, why);
             }
-            if let Some(&fixup) = self.fixups.get(&instruction.ip()) {
+            if let Some(&fixup) = self.binary.fixups.get(&instruction.ip()) {
                 self.findings.fixups += 1;
                 self.queue.push(fixup);
             }
-            if !falls_through(
-                &instruction,
-                &nowhere,
-                self.functions,
-                self.code,
-                self.data,
-                self.fixups,
-            ) {
+            if !falls_through(self.binary, &instruction, &nowhere) {
                 return;
             }
         }
@@ -582,21 +575,13 @@ impl Search<'_> {
         if enables_interrupts(instruction) {
             return Some("interrupts enabled or raised (their handlers are not checked)");
         }
-        match follow(instruction, function, self.data) {
+        match follow(instruction, function, self.binary.data) {
             Flow::Stay => None,
             Flow::Unknown => Some("a target the check cannot follow"),
             Flow::To(target) => {
-                match self.functions.get(&target) {
+                match self.binary.functions.get(&target) {
                     Some(callee) if is_end(callee) => {}
-                    Some(callee)
-                        if saves_first(
-                            callee,
-                            self.functions,
-                            self.code,
-                            self.data,
-                            self.fixups,
-                        ) =>
-                    {
+                    Some(callee) if saves_first(self.binary, callee) => {
                         if !self.findings.saving.contains(&callee.name) {
                             self.findings.saving.push(callee.name.clone());
                         }
@@ -611,14 +596,7 @@ impl Search<'_> {
 
 /// Whether control may go on past `last`, a function's last instruction: anything but
 /// a return, a jump, a trap (`ud2`, `int3`) or a call that never returns ([`ENDS`]).
-fn falls_through(
-    last: &Instruction,
-    function: &Function,
-    functions: &BTreeMap<u64, Function>,
-    code: &[(u64, Vec<u8>)],
-    data: &[(u64, Vec<u8>)],
-    fixups: &BTreeMap<u64, u64>,
-) -> bool {
+fn falls_through(binary: Binary<'_>, last: &Instruction, function: &Function) -> bool {
     if matches!(
         last.mnemonic(),
         Mnemonic::Iretq | Mnemonic::Iretd | Mnemonic::Sysretq | Mnemonic::Sysret
@@ -631,12 +609,15 @@ fn falls_through(
         | FlowControl::IndirectBranch
         | FlowControl::Interrupt
         | FlowControl::Exception => false,
-        FlowControl::Call | FlowControl::IndirectCall => match follow(last, function, data) {
-            Flow::To(target) => !functions
-                .get(&target)
-                .is_some_and(|callee| never_returns(callee, code, fixups)),
-            _ => true,
-        },
+        FlowControl::Call | FlowControl::IndirectCall => {
+            match follow(last, function, binary.data) {
+                Flow::To(target) => !binary
+                    .functions
+                    .get(&target)
+                    .is_some_and(|callee| never_returns(binary, callee)),
+                _ => true,
+            }
+        }
         _ => true,
     }
 }
@@ -645,18 +626,14 @@ fn falls_through(
 /// return, no jump out of itself, no guarded access (whose fix-up could return) and a
 /// last instruction that does not run on (such as `-> !` functions that end in a panic).
 /// A label without a size is never taken for one: its code may run on past the next.
-fn never_returns(
-    function: &Function,
-    code: &[(u64, Vec<u8>)],
-    fixups: &BTreeMap<u64, u64>,
-) -> bool {
+fn never_returns(binary: Binary<'_>, function: &Function) -> bool {
     if is_end(function) {
         return true;
     }
     if !function.sized {
         return false;
     }
-    let Some(mut decoder) = decoder_of(function, code) else {
+    let Some(mut decoder) = decoder_of(function, binary.code) else {
         return false;
     };
     let mut instruction = Instruction::default();
@@ -671,7 +648,7 @@ fn never_returns(
             }
             _ => matches!(instruction.mnemonic(), Mnemonic::Iretq | Mnemonic::Sysretq),
         };
-        if leaves || fixups.contains_key(&instruction.ip()) {
+        if leaves || binary.fixups.contains_key(&instruction.ip()) {
             return false;
         }
         if instruction.mnemonic() != Mnemonic::Nop {
