@@ -40,6 +40,8 @@ core::arch::global_asm!(
     include_str!("arch/traps.S"),
     include_str!("arch/events.S"),
     syscall_marker = const process::SYSCALL_MARKER,
+    frame_vector = const core::mem::offset_of!(traps::GuestFrame, vector),
+    frame_cs = const core::mem::offset_of!(traps::GuestFrame, cs),
     vgcf_in_syscall = const pv_abi::arch_x86_64::VGCF_IN_SYSCALL,
     options(att_syntax)
 );

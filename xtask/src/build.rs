@@ -138,12 +138,18 @@ impl WorkspaceBinaries {
             .map(|name| workspace.kernel_dir(profile).join(name))
             .collect();
         // A release hypervisor runs its fast path and lanes with the guest's SSE
-        // registers live: never run one that fails the check of that (sse_check.rs).
-        if profile == Profile::Release
-            && let Some(at) = names.iter().position(|name| *name == HYPERVISOR_BIN)
-        {
-            crate::sse_check::check_binary(&paths[at])
-                .context("the release hypervisor failed its SSE check")?;
+        // registers live, and the guest kernel its kernel-mode trap handler with the
+        // interrupted code's: never run one that fails the check of that (sse_check.rs).
+        if profile == Profile::Release {
+            for (name, target) in [
+                (HYPERVISOR_BIN, &crate::sse_check::HYPERVISOR),
+                (GUEST_KERNEL_BIN, &crate::sse_check::GUEST_KERNEL),
+            ] {
+                if let Some(at) = names.iter().position(|built| *built == name) {
+                    crate::sse_check::check_binary(&paths[at], target)
+                        .with_context(|| format!("the release {name} failed its SSE check"))?;
+                }
+            }
         }
         Ok(paths)
     }

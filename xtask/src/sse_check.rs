@@ -142,35 +142,76 @@ fn saves_first(binary: Binary<'_>, function: &Function) -> bool {
     false
 }
 
-/// Fails, naming them, if any code reachable from the entries the stubs declare (their
-/// `SSE_FREE_CALL`s) in the ELF binary at `path` touches vector or x87 state or calls
-/// where it cannot be followed; else says what it covered.
-pub fn check_binary(path: &Path) -> Result<String> {
-    let (entries, findings) = find(path)?;
+/// Where a binary's SSE-free code starts, and what guards it.
+pub struct Target<'a> {
+    /// Where the search starts.
+    entries: Entries<'a>,
+    /// The bounds of its exception table (linker symbols), if it has one.
+    extable: Option<(&'a str, &'a str)>,
+    /// Whose registers are live there, for the message.
+    live: &'a str,
+}
+
+/// Where the search starts.
+enum Entries<'a> {
+    /// A table of code addresses between two linker symbols.
+    Table(&'a str, &'a str),
+    /// Functions by name.
+    Named(&'a [&'a str]),
+}
+
+/// The hypervisor: the Rust functions its entry stubs call with the guest's SSE
+/// registers live and CR0.TS as the guest left it (`SSE_FREE_CALL`, `.hv_sse_free`).
+pub const HYPERVISOR: Target<'static> = Target {
+    entries: Entries::Table(SSE_FREE_CALLS.0, SSE_FREE_CALLS.1),
+    extable: Some(EXTABLE),
+    live: "the guest's SSE registers, which these entries leave live (CR0.TS clear; see \
+           the hypervisor's entry.S)",
+};
+
+/// The guest kernel: its handler of exceptions in kernel mode, which its trap stub calls
+/// with the interrupted code's x87/SSE state unsaved (`pv-guest-kernel/src/arch/traps.S`).
+pub const GUEST_KERNEL: Target<'static> = Target {
+    entries: Entries::Named(&["guest_kernel_trap"]),
+    extable: None,
+    live: "the interrupted kernel code's SSE registers, which the trap stub leaves live for \
+           an exception in kernel mode (pv-guest-kernel/src/arch/traps.S)",
+};
+
+/// Fails, naming them, if any code reachable from `target`'s entries in the ELF binary
+/// at `path` touches vector or x87 state or calls where it cannot be followed; else says
+/// what it covered.
+pub fn check_binary(path: &Path, target: &Target<'_>) -> Result<String> {
+    let (entries, findings) = find(path, target)?;
     if findings.offending.is_empty() {
         let mut saving: Vec<String> = findings.saving.iter().map(|name| demangle(name)).collect();
         saving.sort();
         saving.dedup();
-        return Ok(format!(
+        let mut summary = format!(
             "xtask: sse check: {} functions reached from {} entries and {} fix-ups, none \
-             touches SSE state; the search ended at {} that save the guest's registers \
-             first: {}",
+             touches SSE state",
             findings.reached.len(),
             entries.len(),
             findings.fixups,
-            saving.len(),
-            saving.join(", ")
-        ));
+        );
+        if !saving.is_empty() {
+            summary.push_str(&format!(
+                "; the search ended at {} that save the live registers first: {}",
+                saving.len(),
+                saving.join(", ")
+            ));
+        }
+        return Ok(summary);
     }
     let mut message = format!(
-        "{} instruction(s) reachable from {} may touch the guest's SSE registers, which \
-         these entries leave live (CR0.TS clear; see entry.S):",
+        "{} instruction(s) reachable from {} may touch {}:",
         findings.offending.len(),
         entries
             .iter()
             .map(|entry| demangle(entry))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        target.live
     );
     for (address, text, function, why) in findings.offending.iter().take(SHOWN) {
         message.push_str(&format!(
@@ -181,9 +222,9 @@ pub fn check_binary(path: &Path) -> Result<String> {
     bail!(message)
 }
 
-/// The entries the stubs declare in the binary at `path`, and what they reach (see the
-/// module's comment).
-pub fn find(path: &Path) -> Result<(Vec<String>, Findings)> {
+/// `target`'s entries in the binary at `path`, and what they reach (see the module's
+/// comment).
+fn find(path: &Path, target: &Target<'_>) -> Result<(Vec<String>, Findings)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let file =
         object::File::parse(&*bytes).with_context(|| format!("parsing {}", path.display()))?;
@@ -250,24 +291,47 @@ pub fn find(path: &Path) -> Result<(Vec<String>, Findings)> {
             .with_context(|| format!("the table at {start:#x} is in no read-only section"))?;
         Ok((start, words))
     };
-    let (at, words) = table(EXTABLE)?;
-    let fixups = extable(at, words);
+    let fixups = match target.extable {
+        Some(bounds) => {
+            let (at, words) = table(bounds)?;
+            extable(at, words)
+        }
+        None => BTreeMap::new(),
+    };
     let functions = functions(&symbols, &code);
-    let (_, words) = table(SSE_FREE_CALLS)?;
+    let addresses: Vec<u64> = match target.entries {
+        Entries::Table(start, end) => {
+            let (_, words) = table((start, end))?;
+            words
+                .chunks_exact(8)
+                .map(|word| u64::from_le_bytes(word.try_into().expect("eight bytes")))
+                .collect()
+        }
+        Entries::Named(names) => names
+            .iter()
+            .map(|name| {
+                let mut found = functions.values().filter(|function| function.name == *name);
+                match (found.next(), found.next()) {
+                    (Some(function), None) => Ok(function.start),
+                    (None, _) => bail!("no function {name} in the binary"),
+                    (Some(_), Some(_)) => bail!("two functions named {name} in the binary"),
+                }
+            })
+            .collect::<Result<_>>()?,
+    };
     let mut starts: Vec<u64> = Vec::new();
     let mut entries: Vec<String> = Vec::new();
-    for word in words.chunks_exact(8) {
-        let target = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-        let Some(function) = functions.get(&target) else {
-            bail!("the stubs' SSE-free call to {target:#x} names no function");
+    for address in addresses {
+        let Some(function) = functions.get(&address) else {
+            bail!("the entry at {address:#x} names no function");
         };
-        if !starts.contains(&target) {
-            starts.push(target);
+        if !starts.contains(&address) {
+            starts.push(address);
             entries.push(function.name.clone());
         }
     }
     if entries.is_empty() {
-        bail!("the stubs declare no SSE-free call (entry.S's SSE_FREE_CALL): nothing to check");
+        bail!("no entry (entry.S's SSE_FREE_CALL declares none): nothing to check");
     }
     let findings = search(&functions, &code, &data, &fixups, &starts)?;
     Ok((entries, findings))

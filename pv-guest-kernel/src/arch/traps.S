@@ -13,6 +13,9 @@
 .set VGCF_IN_SYSCALL, {vgcf_in_syscall}
 /* The vector user.S's syscall entry gives its frames (process.rs). */
 .set SYSCALL_MARKER, {syscall_marker}
+/* GuestFrame offsets (traps.rs). */
+.set FRAME_VECTOR, {frame_vector}
+.set FRAME_CS,     {frame_cs}
 
 /* Pushes the general-purpose registers of a GuestFrame (rax first, r15 last): shared by
  * these stubs and the event upcall stub (arch/events.S, assembled in the same block). */
@@ -57,13 +60,26 @@ GUEST_TRAP \v, 1
 
 guest_trap_common:
     PUSH_GUEST_FRAME_GPRS
-    /* Save the interrupted x87/SSE state below the frame: the Rust handler uses SSE
-     * registers, and the interrupted code (kernel or a user process) must get its own
-     * back. The area is 16-byte aligned and directly below the (aligned) frame area,
-     * where the user-event path finds it (process switches swap its contents). */
     mov %rsp, %rdi
     mov %rsp, %rbx
-    sub $512, %rsp
+    /* An exception in kernel mode (CS with RPL 0 in the frame; not a process's system
+     * call, which user.S marks): its handler, guest_kernel_trap, touches no SSE or x87
+     * register (`cargo xtask test` checks the built kernel: xtask/src/sse_check.rs), so
+     * the interrupted kernel code's stay in the CPU, unsaved, as a kernel's do. */
+    cmpq $SYSCALL_MARKER, FRAME_VECTOR(%rsp)
+    je 1f
+    testb $3, FRAME_CS(%rsp)
+    jnz 1f
+    and $~0xf, %rsp
+    cld
+    call guest_kernel_trap
+    mov %rbx, %rsp
+    jmp guest_trap_return
+    /* From user mode: save the interrupted x87/SSE state below the frame, since the
+     * handler (a system call, a process's fault) uses SSE registers and may switch
+     * processes. The area is 16-byte aligned and directly below the (aligned) frame
+     * area, where the user-event path finds it (process switches swap its contents). */
+1:  sub $512, %rsp
     and $~0xf, %rsp
     fxsave64 (%rsp)
     cld
