@@ -4,8 +4,9 @@
  * The hypervisor delivers with this frame on the guest kernel stack:
  *     rcx, r11, [error code], rip, cs, rflags, rsp, ss
  * The stubs pop rcx and r11 (restoring the interrupted values), push an error code where
- * the CPU has none, push the vector and all registers, and call guest_trap(frame). The
- * return path pops everything and jumps to the hypercall page's iret stub with the
+ * the CPU has none, push the vector and all registers, and call guest_kernel_trap(frame)
+ * for an exception in kernel mode, guest_trap(frame) with the x87/SSE state saved for
+ * one from user mode or a system call. The return path pops everything and jumps to the hypercall page's iret stub with the
  * iret_context the hypervisor expects (flags, VGCF_in_syscall for a system call's frame
  * and 0 for any other, on top of rip, cs, rflags, rsp, ss). */
 
