@@ -134,35 +134,28 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
             let built = loaded.build(workspace, Profile::Release, &[HYPERVISOR_BIN])?;
             x87_check::check_binary(&built[0], "the hypervisor's entry (hv_save_fpu_xmm)")
         });
-        // The hypercall fast path leaves CR0.TS alone (no lazy-FPU net): sound only while
-        // nothing it reaches touches the guest's SSE registers (sse_check.rs).
-        step(
-            &mut report,
-            "hypercall fast path and lanes touch no SSE state",
-            || {
-                // (Every release build of the hypervisor is checked: build.rs.)
-                let built = loaded.build(workspace, Profile::Release, &[HYPERVISOR_BIN])?;
-                println!(
-                    "{}",
-                    sse_check::check_binary(&built[0], &sse_check::HYPERVISOR)?
-                );
+        // Code that runs with another's SSE registers live, unsaved: the hypervisor's
+        // fast path and lanes (no lazy-FPU net) and the guest kernel's kernel-mode trap
+        // handler (no x87/SSE save). Sound only while nothing they reach touches those
+        // registers (sse_check.rs; every release build is checked too: build.rs).
+        for (name, binary, target) in [
+            (
+                "hypercall fast path and lanes touch no SSE state",
+                HYPERVISOR_BIN,
+                &sse_check::HYPERVISOR,
+            ),
+            (
+                "guest kernel-mode traps touch no SSE state",
+                GUEST_KERNEL_BIN,
+                &sse_check::GUEST_KERNEL,
+            ),
+        ] {
+            step(&mut report, name, || {
+                let built = loaded.build(workspace, Profile::Release, &[binary])?;
+                println!("{}", sse_check::check_binary(&built[0], target)?);
                 Ok(())
-            },
-        );
-        // The guest kernel's trap stub saves no x87/SSE state for an exception in kernel
-        // mode: sound only while its handler touches none (sse_check.rs).
-        step(
-            &mut report,
-            "guest kernel-mode traps touch no SSE state",
-            || {
-                let built = loaded.build(workspace, Profile::Release, &[GUEST_KERNEL_BIN])?;
-                println!(
-                    "{}",
-                    sse_check::check_binary(&built[0], &sse_check::GUEST_KERNEL)?
-                );
-                Ok(())
-            },
-        );
+            });
+        }
         // The footprint target (<= 1 MiB image) holds only while large statics are
         // `.bss` (image_check.rs).
         step(
