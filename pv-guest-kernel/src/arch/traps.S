@@ -6,9 +6,10 @@
  * The stubs pop rcx and r11 (restoring the interrupted values), push an error code where
  * the CPU has none, push the vector and all registers, and call guest_kernel_trap(frame)
  * for an exception in kernel mode, guest_trap(frame) with the x87/SSE state saved for
- * one from user mode or a system call. The return path pops everything and jumps to the hypercall page's iret stub with the
- * iret_context the hypervisor expects (flags, VGCF_in_syscall for a system call's frame
- * and 0 for any other, on top of rip, cs, rflags, rsp, ss). */
+ * one from user mode or a system call. The return path pops everything and jumps to the
+ * hypercall page's iret stub with the iret_context the hypervisor expects (flags,
+ * VGCF_in_syscall for a system call's frame and 0 for any other, on top of rip, cs,
+ * rflags, rsp, ss). */
 
 .set HYPERCALL_IRET, 23
 .set VGCF_IN_SYSCALL, {vgcf_in_syscall}

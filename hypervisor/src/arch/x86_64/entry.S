@@ -285,6 +285,19 @@
 .popsection
 .endm
 
+/* The exit of the SSE-free paths (the fast path, the lanes): LAZY_FPU_EXIT, but in
+ * release builds those paths never set CR0.TS (FPU_NET_FOR_FULL_PATH sets it only before
+ * paths that leave by guest_exit), so with nothing saved and no virtual TS there is
+ * nothing to do, not even the CR0 read. Clobbers \scratch. */
+.macro FAST_FPU_EXIT scratch=%rax
+.if SSE_FREE_FAST_PATH
+    cmpw $0, %gs:PERCPU_FPU_FLAGS
+    je .Lfast_fpu_done\@
+.endif
+    LAZY_FPU_EXIT \scratch
+.Lfast_fpu_done\@:
+.endm
+
 /* The fast path's exits: the caller-saved registers the stub saved, from the frame at
  * %rsp (rcx is loaded by each exit itself; rax last). */
 .macro RESTORE_CALLER_SAVED_BUT_RCX
@@ -790,7 +803,7 @@ syscall_fast_exit:
      * rflags from r11 as the syscall left them (frame.rip and frame.rflags hold the same;
      * rcx was checked canonical on entry) and CS/SS from STAR (FLAT_RING3_CS64/SS64). */
     mov FRAME_RCX(%rsp), %rcx
-    LAZY_FPU_EXIT
+    FAST_FPU_EXIT
     RESTORE_CALLER_SAVED_BUT_RCX
     mov FRAME_RSP(%rsp), %rsp
     swapgs
@@ -801,7 +814,7 @@ syscall_fast_exit:
  * callee-saved ones never left the CPU): the fast path's Resume, the #PF lane. By
  * sysretq when that leaves what iretq would (JUMP_UNLESS_SYSRET_SAME), else iretq. */
 resume_caller_saved:
-    LAZY_FPU_EXIT
+    FAST_FPU_EXIT
     JUMP_UNLESS_SYSRET_SAME 1f
     mov FRAME_RCX(%rsp), %rcx
     RESTORE_CALLER_SAVED_BUT_RCX
@@ -1094,7 +1107,7 @@ send_lane:
     SSE_FREE_CALL hv_send_lane      /* (port read or PORT_NOT_READ, port pointer) */
     cmp $FAST_RETURN, %edx
     jne 1f
-    LAZY_FPU_EXIT %rdx
+    FAST_FPU_EXIT %rdx
     LANE_POP
     mov %gs:PERCPU_SCRATCH, %rsp
     swapgs
@@ -1302,7 +1315,7 @@ iret_lane_rust:
     SSE_FREE_CALL hv_iret_lane
     cmp $FAST_RESUME, %edx
     jne 1f
-    LAZY_FPU_EXIT %rdx
+    FAST_FPU_EXIT %rdx
     LANE_POP
     swapgs
     iretq
@@ -1403,7 +1416,7 @@ user_syscall_entry:
  * RFLAGS from r11 (traps::bounce::handler_rflags); every other register as saved. */
 lane_jump:
     mov %rdx, %gs:PERCPU_SCRATCH
-    LAZY_FPU_EXIT %rdx
+    FAST_FPU_EXIT %rdx
     LANE_POP
     mov %rax, %rcx
     and $BOUNCE_RFLAGS_KEEP, %r11
