@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     mode: Option<Mode>,
     /// Timed (TCG) runs per hypervisor, alternating ours and Xen so that a change in the
-    /// host's load weighs on both sides alike (default: 3, or 1 with `--quick`).
+    /// host's load weighs on both sides alike (default: 5, or 1 with `--quick`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
     tcg_rounds: Option<u32>,
     /// Instead of the report: one TCG run per hypervisor under `perf record`, and where
@@ -529,7 +529,7 @@ pub fn main(workspace: &Workspace, args: &Args) -> Result<ExitCode> {
         }
     }
     if modes.contains(&Mode::Tcg) {
-        let rounds = args.tcg_rounds.unwrap_or(if args.quick { 1 } else { 3 });
+        let rounds = args.tcg_rounds.unwrap_or(if args.quick { 1 } else { 5 });
         let mut timed: Vec<Vec<RunResult>> = hypervisors.iter().map(|_| Vec::new()).collect();
         for round in 1..=rounds {
             for (&hv, done) in hypervisors.iter().zip(&mut timed) {
