@@ -30,8 +30,8 @@ mod lanes;
 mod run;
 
 pub use lanes::{
-    IretLaneFrame, LaneExit, LaneJump, PORT_NOT_READ, iret_lane, page_fault_lane, send_lane,
-    send_lane_exit, upcall_lane, user_syscall_lane,
+    IretLaneFrame, LaneExit, LaneJump, PORT_NOT_READ, iret_lane, page_fault_lane, paging_lane,
+    send_lane, send_lane_exit, upcall_lane, user_syscall_lane,
 };
 
 /// Debug-exit value: every domain powered off with code 0.

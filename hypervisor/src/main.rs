@@ -77,6 +77,14 @@ extern "C" fn hv_send_lane(read: u64, port_ptr: u64) -> machine::LaneExit {
     machine::send_lane(read, port_ptr)
 }
 
+/// `update_va_mapping` or a one-request `mmu_update` by the paging lane (`entry.S`):
+/// the call's number and first four arguments in, the result and how to leave out (rax
+/// and rdx).
+#[unsafe(no_mangle)]
+extern "C" fn hv_paging_lane(number: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> machine::LaneExit {
+    machine::paging_lane(number, [a0, a1, a2, a3])
+}
+
 /// `HYPERVISOR_iret` by the iret lane (`entry.S`): result and how to leave.
 #[unsafe(no_mangle)]
 extern "C" fn hv_iret_lane(

@@ -16,9 +16,11 @@ use hypervisor::frames::FrameTable;
 use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::events;
 use hypervisor::hypercall::{self, After};
+use hypervisor::paging::Paging;
 use hypervisor::regs::TrapFrame;
 use hypervisor::traps::{self, TrapContext};
 use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext};
+use pv_abi::xen::Hypercall;
 
 /// The machine state for a lane (`entry.S`): the lock if it is free (a lane never waits
 /// for it: it declines, and the general path waits), with the invariants of every entry
@@ -141,6 +143,55 @@ pub fn send_lane(read: u64, port_ptr: u64) -> LaneExit {
     LaneExit {
         value: 0,
         how: how as u64,
+    }
+}
+
+/// `update_va_mapping`, and `mmu_update` of one request, from a guest kernel, by the
+/// paging lane (`entry.S`, `paging_lane`): the page-table calls a PV kernel makes one
+/// at a time (Linux's `set_pte` on a live table, a copy-on-write fault's new mapping),
+/// with no trap frame, no dispatch and nothing saved but the registers Rust may clobber.
+/// `number` is the call's, `args` its first four arguments (rdi, rsi, rdx, r10).
+///
+/// The work and its checks are the fast path's, by the same functions
+/// (`hypercall::light_update_va_mapping`, `hypercall::light_mmu_update`, which validate
+/// every entry as the general handlers do): the same result for every request, the
+/// errno included. SSE-free, as every lane (checked by `cargo xtask test`). Declined,
+/// having done nothing, for a busy lock, an upcall due (the fast path behind the stub
+/// delivers it on the way out; a page-table update raises no event, so none becomes due
+/// here), any other call or a batch (the stub sends only these), and whatever the light
+/// paths leave to the general path (a vCPU mask in guest memory, a request that cannot
+/// be read through the MMU, another domain's tables).
+#[inline]
+pub fn paging_lane(number: u64, args: [u64; 4]) -> LaneExit {
+    let Some(mut guard) = lane_state(Some(true)) else {
+        return LaneExit::DECLINED;
+    };
+    if upcall_due() {
+        return LaneExit::DECLINED;
+    }
+    let state = &mut *guard;
+    let Some(domain) = state.domains[state.current].as_ref() else {
+        return LaneExit::DECLINED;
+    };
+    let root = domain.vcpu.kernel_root;
+    let mut hw = crate::hardware::Machine::new();
+    let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
+    let result = if number == Hypercall::UpdateVaMapping.number() {
+        hypercall::light_update_va_mapping(&mut paging, root, [args[0], args[1], args[2]])
+    } else if number == Hypercall::MmuUpdate.number() && args[1] as u32 == 1 {
+        let guest =
+            GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+        hypercall::light_mmu_update(&guest, &mut paging, args)
+    } else {
+        None
+    };
+    let Some(result) = result else {
+        return LaneExit::DECLINED;
+    };
+    debug_assert!(!state.machine_dirty && state.fast_after.is_none());
+    LaneExit {
+        value: result.unwrap_or_else(|errno| errno.to_ret() as u64),
+        how: FastEntry::Return as u64,
     }
 }
 

@@ -104,6 +104,9 @@
  * answer (hypercall::version::VERSION_WORD). */
 .set HYPERCALL_XEN_VERSION, {hypercall_xen_version}
 .set XEN_VERSION_WORD, {xen_version_word}
+/* The paging lane's calls (both numbered below HYPERVISOR_iret: mod.rs). */
+.set HYPERCALL_MMU_UPDATE, {hypercall_mmu_update}
+.set HYPERCALL_UPDATE_VA_MAPPING, {hypercall_update_va_mapping}
 /* The express mmuext_op's view of the call (pv_abi, from arch/x86_64/mod.rs). */
 .set HYPERCALL_MMUEXT_OP, {hypercall_mmuext_op}
 .set MMUEXT_NEW_BASEPTR, {mmuext_new_baseptr}
@@ -902,7 +905,7 @@ compat_syscall_entry:
  * leaves no mode loaded). */
 lower_calls:
     cmp $HYPERCALL_XEN_VERSION, %rax
-    jne syscall_general
+    jne paging_calls
     test %rdi, %rdi
     jnz syscall_general
     JUMP_UNLESS_CANONICAL %rcx, %rdi, .Lversion_decline
@@ -920,6 +923,48 @@ lower_calls:
 .Lversion_decline:
     mov $HYPERCALL_XEN_VERSION, %eax
     xor %edi, %edi
+    jmp syscall_general
+
+/* The paging lane (machine/lanes.rs, paging_lane): update_va_mapping, and mmu_update
+ * of one request (the low 32 bits of the count, as mmu_update reads it), the page-table
+ * calls a PV kernel makes one at a time, with no trap frame, no dispatch and nothing
+ * saved but what Rust may clobber (LANE_PUSH). The lane does the fast path's work with
+ * the same code (hypercall::light_update_va_mapping, light_mmu_update) and leaves by
+ * sysretq with every register but rax as it was. Declined (nothing done): a batch, a
+ * non-canonical return address, a busy lock, an upcall due, anything the light paths
+ * leave to the general path; the general stub then takes the call with every register
+ * as it came. Only syscall_entry comes here, never syscall_entry_lanes (express=off),
+ * so that the `lanes` scenario runs these calls on the fast path behind it. rax (the
+ * number) waits in PERCPU_LANE_RAX for a decline. */
+paging_calls:
+    cmp $HYPERCALL_UPDATE_VA_MAPPING, %rax
+    je paging_lane
+    cmp $HYPERCALL_MMU_UPDATE, %rax
+    jne syscall_general
+    cmp $1, %esi
+    jne syscall_general
+paging_lane:
+    mov %rax, %gs:PERCPU_LANE_RAX
+    LANE_PUSH
+    SSE_FREE_ENTRY
+    /* (r11, the guest's RFLAGS, is saved: scratch until LANE_POP.) */
+    JUMP_UNLESS_CANONICAL %rcx, %r11, 1f
+    /* hv_paging_lane(number, rdi, rsi, rdx, r10): the call's four arguments. */
+    mov %r10, %r8
+    mov %rdx, %rcx
+    mov %rsi, %rdx
+    mov %rdi, %rsi
+    mov %gs:PERCPU_LANE_RAX, %rdi
+    SSE_FREE_CALL hv_paging_lane    /* (result, how) in rax:rdx */
+    cmp $FAST_RETURN, %edx
+    jne 1f
+    FAST_FPU_EXIT %rdx
+    LANE_POP
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+1:  LANE_POP
+    mov %gs:PERCPU_LANE_RAX, %rax
     jmp syscall_general
 
 /* The express mmuext_op (see "The express paths" above): one TLB operation of the

@@ -76,6 +76,8 @@ core::arch::global_asm!(
     sse_free_fast_path = const !cfg!(debug_assertions) as u8,
     hypercall_xen_version = const pv_abi::xen::Hypercall::XenVersion.number(),
     xen_version_word = const hypervisor::hypercall::version::VERSION_WORD,
+    hypercall_mmu_update = const pv_abi::xen::Hypercall::MmuUpdate.number(),
+    hypercall_update_va_mapping = const pv_abi::xen::Hypercall::UpdateVaMapping.number(),
     hypercall_mmuext_op = const pv_abi::xen::Hypercall::MmuextOp.number(),
     mmuext_new_baseptr = const pv_abi::xen::MMUEXT_NEW_BASEPTR,
     mmuext_tlb_flush_local = const pv_abi::xen::MMUEXT_TLB_FLUSH_LOCAL,
@@ -113,6 +115,10 @@ const _: () = {
     assert!(pv_abi::version::XENVER_VERSION == 0);
     assert!(hypervisor::hypercall::version::VERSION_WORD < 1 << 31);
     assert!(Hypercall::EventChannelOp.number() > Hypercall::Iret.number());
+    // The paging lane's calls are tested on the lower side too, after the null
+    // hypercall's.
+    assert!(Hypercall::MmuUpdate.number() < Hypercall::Iret.number());
+    assert!(Hypercall::UpdateVaMapping.number() < Hypercall::Iret.number());
 };
 const _: fn(&MmuextOp) -> &u32 = |op| &op.cmd;
 const _: fn(&MmuextOp) -> &u64 = |op| &op.arg1;
