@@ -21,6 +21,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("iret_delivers_pending_event", iret_delivers_pending_event),
     ("fault_with_event_due", fault_with_event_due),
     ("mmuext_with_event_due", mmuext_with_event_due),
+    ("paging_calls_with_event_due", paging_calls_with_event_due),
     (
         "null_hypercall_delivers_due_event",
         null_hypercall_delivers_due_event,
@@ -199,6 +200,65 @@ fn mmuext_with_event_due(_: &Boot) -> Outcome {
     }
     if flushed.is_err() || hits != 1 {
         fail!("the flush gave {flushed:?}, {hits} events delivered by its return");
+    }
+    Ok(())
+}
+
+/// `update_va_mapping` and a one-request `mmu_update`, each by a bare `syscall` that
+/// rewrites the L1 entry of a scratch page with the value it holds, with and without an
+/// upcall due (an event pending, events unmasked without a hypercall since): each
+/// returns 0, the event is delivered by its return when due and only then, once, and
+/// every argument register comes back as it went (the hypervisors' quickest paths for
+/// these calls included).
+fn paging_calls_with_event_due(boot: &Boot) -> Outcome {
+    use pv_abi::xen::{Hypercall, MmuUpdate, UVMF_INVLPG, UVMF_LOCAL};
+    let va = crate::vm::scratch(boot, 0);
+    let entry = crate::vm::l1e(boot, va);
+    let l1 = crate::vm::walk(boot, va)[3];
+    let value = crate::vm::peek(crate::vm::va_of(l1) + (entry & 0xfff));
+    let request = MmuUpdate::normal(entry, value);
+    let request_va = core::ptr::from_ref(&request) as u64;
+    let calls = [
+        (
+            "update_va_mapping",
+            Hypercall::UpdateVaMapping,
+            [va, value, UVMF_INVLPG | UVMF_LOCAL, 0x3333, 0x4444, 0x5555],
+        ),
+        (
+            "mmu_update",
+            Hypercall::MmuUpdate,
+            [request_va, 1, 0, u64::from(DOMID_SELF), 0x4444, 0x5555],
+        ),
+    ];
+    for (name, number, sent) in calls {
+        for due in [false, true] {
+            let (local, offered) = loopback(count_hit)?;
+            let was = events::save_and_mask();
+            HITS.store(0, Ordering::SeqCst);
+            if due {
+                check("send", guest::evtchn_send(local))?;
+            }
+            events::unmask_quietly();
+            let early = HITS.load(Ordering::SeqCst);
+            // SAFETY: the call rewrites a scratch page's L1 entry with the value it holds
+            // (no mapping changes); an upcall it delivers runs the loopback's handler
+            // below the stack pointer and returns here.
+            let (rax, back) = unsafe { crate::traps::bare_hypercall(number.number(), sent, false) };
+            let hits = HITS.load(Ordering::SeqCst);
+            events::restore(was);
+            close_loopback(local, offered);
+            if rax != 0 || back != sent {
+                fail!(
+                    "{name} (due {due}): rax {rax:#x}, rdi rsi rdx r10 r8 r9 {back:#x?}, sent {sent:#x?}"
+                );
+            }
+            if early != 0 || hits != u64::from(due) {
+                fail!("{name} (due {due}): {early} events before the call, {hits} by its return");
+            }
+        }
+    }
+    if crate::vm::peek(crate::vm::va_of(l1) + (entry & 0xfff)) != value {
+        fail!("the scratch page's entry changed");
     }
     Ok(())
 }
