@@ -426,6 +426,19 @@
     pop %rcx
 .endm
 
+/* After a lane's call (its machine::LaneExit in rax:rdx): back to the guest by sysretq
+ * when the lane says Return, with rax its result and every other register from
+ * LANE_PUSH's save area; else on to \other, the save area still pushed. */
+.macro LANE_RETURN_OR other
+    cmp $FAST_RETURN, %edx
+    jne \other
+    FAST_FPU_EXIT %rdx
+    LANE_POP
+    mov %gs:PERCPU_SCRATCH, %rsp
+    swapgs
+    sysretq
+.endm
+
 /* Calls the jumping lane \fn(rip, rflags, rsp = the guest's, saved in PERCPU_SCRATCH)
  * from LANE_PUSH's save area, the guest's rax in PERCPU_LANE_RAX; leaves its
  * machine::LaneJump in rax:rdx and ZF set when it declined. */
@@ -956,13 +969,7 @@ paging_lane:
     mov %rdi, %rsi
     mov %gs:PERCPU_LANE_RAX, %rdi
     SSE_FREE_CALL hv_paging_lane    /* (result, how) in rax:rdx */
-    cmp $FAST_RETURN, %edx
-    jne 1f
-    FAST_FPU_EXIT %rdx
-    LANE_POP
-    mov %gs:PERCPU_SCRATCH, %rsp
-    swapgs
-    sysretq
+    LANE_RETURN_OR 1f
 1:  LANE_POP
     mov %gs:PERCPU_LANE_RAX, %rax
     jmp syscall_general
@@ -1150,13 +1157,7 @@ send_lane:
 .Lsend_lane_call:
     SSE_FREE_ENTRY
     SSE_FREE_CALL hv_send_lane      /* (port read or PORT_NOT_READ, port pointer) */
-    cmp $FAST_RETURN, %edx
-    jne 1f
-    FAST_FPU_EXIT %rdx
-    LANE_POP
-    mov %gs:PERCPU_SCRATCH, %rsp
-    swapgs
-    sysretq
+    LANE_RETURN_OR 1f
 1:  cmp $FAST_DECLINED, %edx
     je 4f
     cmp $FAST_FINISH, %edx
