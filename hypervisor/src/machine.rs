@@ -989,14 +989,8 @@ fn fast_mmu_update_one(state: &mut State, frame: &mut TrapFrame) -> Option<FastE
     if frame.rsi as u32 != 1 {
         return fast_mmu_update_batch(state, frame);
     }
-    let domain = state.domains[state.current].as_ref()?;
-    let root = domain.vcpu.kernel_root;
-    let guest = GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
-    let mut hw = crate::hardware::Machine::new();
-    let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
     let args = [frame.rdi, 1, frame.rdx, frame.r10];
-    let result = hypercall::light_mmu_update(&guest, &mut paging, args)?;
-    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
+    frame.rax = light_paging_call(state, Hypercall::MmuUpdate.number(), args)?;
     Some(return_fast(state, frame))
 }
 
@@ -1034,14 +1028,33 @@ fn fast_mmu_update_batch(state: &mut State, frame: &mut TrapFrame) -> Option<Fas
 /// which needs no guest memory).
 #[inline(never)]
 fn fast_update_va_mapping(state: &mut State, frame: &mut TrapFrame) -> Option<FastEntry> {
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10];
+    frame.rax = light_paging_call(state, Hypercall::UpdateVaMapping.number(), args)?;
+    Some(return_fast(state, frame))
+}
+
+/// `update_va_mapping`, or `mmu_update` of one request (the count's low 32 bits 1), on
+/// the current vCPU's kernel root by the light paths' checked code: the one body of
+/// [`fast_update_va_mapping`], [`fast_mmu_update_one`] and the paging lane
+/// (`lanes::paging_lane`). `args` are the call's first four (rdi, rsi, rdx, r10). The
+/// value for the guest's rax (an errno included), or `None`: declined, nothing done
+/// (any other call, or what the light paths leave to the general path).
+#[inline(always)]
+fn light_paging_call(state: &State, number: u64, args: [u64; 4]) -> Option<u64> {
     let domain = state.domains[state.current].as_ref()?;
     let root = domain.vcpu.kernel_root;
     let mut hw = crate::hardware::Machine::new();
     let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
-    let args = [frame.rdi, frame.rsi, frame.rdx];
-    let result = hypercall::light_update_va_mapping(&mut paging, root, args)?;
-    frame.rax = result.unwrap_or_else(|errno| errno.to_ret() as u64);
-    Some(return_fast(state, frame))
+    let result = if number == Hypercall::UpdateVaMapping.number() {
+        hypercall::light_update_va_mapping(&mut paging, root, [args[0], args[1], args[2]])
+    } else if number == Hypercall::MmuUpdate.number() && args[1] as u32 == 1 {
+        let guest =
+            GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
+        hypercall::light_mmu_update(&guest, &mut paging, args)
+    } else {
+        None
+    }?;
+    Some(result.unwrap_or_else(|errno| errno.to_ret() as u64))
 }
 
 /// `HYPERVISOR_iret` on the fast path: the same `iret::return_from` as the dispatcher's,

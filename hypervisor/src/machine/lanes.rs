@@ -7,8 +7,8 @@
 //! "The lanes").
 
 use super::{
-    DirectMap, FastEntry, STATE, State, load_mode, return_fast, set_cr2, set_upcall_mask,
-    upcall_due, upcall_pending,
+    DirectMap, FastEntry, STATE, State, light_paging_call, load_mode, return_fast, set_cr2,
+    set_upcall_mask, upcall_due, upcall_pending,
 };
 use crate::arch::x86_64::{self as x86, cpu};
 use hypervisor::domain::Domain;
@@ -16,11 +16,9 @@ use hypervisor::frames::FrameTable;
 use hypervisor::guestmem::{GuestMem, WalkMemo};
 use hypervisor::guests::events;
 use hypervisor::hypercall::{self, After};
-use hypervisor::paging::Paging;
 use hypervisor::regs::TrapFrame;
 use hypervisor::traps::{self, TrapContext};
 use pv_abi::arch_x86_64::{FLAT_RING3_CS64, FLAT_RING3_SS64, IretContext};
-use pv_abi::xen::Hypercall;
 
 /// The machine state for a lane (`entry.S`): the lock if it is free (a lane never waits
 /// for it: it declines, and the general path waits), with the invariants of every entry
@@ -152,10 +150,10 @@ pub fn send_lane(read: u64, port_ptr: u64) -> LaneExit {
 /// with no trap frame, no dispatch and nothing saved but the registers Rust may clobber.
 /// `number` is the call's, `args` its first four arguments (rdi, rsi, rdx, r10).
 ///
-/// The work and its checks are the fast path's, by the same functions
-/// (`hypercall::light_update_va_mapping`, `hypercall::light_mmu_update`, which validate
-/// every entry as the general handlers do): the same result for every request, the
-/// errno included. SSE-free, as every lane (checked by `cargo xtask test`). Declined,
+/// The work and its checks are the fast path's, by the same function
+/// ([`light_paging_call`]: `hypercall::light_update_va_mapping` and
+/// `hypercall::light_mmu_update`, which validate every entry as the general handlers
+/// do): the same result for every request, the errno included. SSE-free, as every lane (checked by `cargo xtask test`). Declined,
 /// having done nothing, for a busy lock, an upcall due (the fast path behind the stub
 /// delivers it on the way out; a page-table update raises no event, so none becomes due
 /// here), any other call or a batch (the stub sends only these), and whatever the light
@@ -163,34 +161,19 @@ pub fn send_lane(read: u64, port_ptr: u64) -> LaneExit {
 /// be read through the MMU, another domain's tables).
 #[inline]
 pub fn paging_lane(number: u64, args: [u64; 4]) -> LaneExit {
-    let Some(mut guard) = lane_state(Some(true)) else {
+    let Some(guard) = lane_state(Some(true)) else {
         return LaneExit::DECLINED;
     };
     if upcall_due() {
         return LaneExit::DECLINED;
     }
-    let state = &mut *guard;
-    let Some(domain) = state.domains[state.current].as_ref() else {
-        return LaneExit::DECLINED;
-    };
-    let root = domain.vcpu.kernel_root;
-    let mut hw = crate::hardware::Machine::new();
-    let mut paging = Paging::new(&DirectMap, &state.frames, domain.id, &mut hw);
-    let result = if number == Hypercall::UpdateVaMapping.number() {
-        hypercall::light_update_va_mapping(&mut paging, root, [args[0], args[1], args[2]])
-    } else if number == Hypercall::MmuUpdate.number() && args[1] as u32 == 1 {
-        let guest =
-            GuestMem::with_memo(&DirectMap, &state.frames, domain.id, root, &state.walk_memo);
-        hypercall::light_mmu_update(&guest, &mut paging, args)
-    } else {
-        None
-    };
-    let Some(result) = result else {
+    let state = &*guard;
+    let Some(value) = light_paging_call(state, number, args) else {
         return LaneExit::DECLINED;
     };
     debug_assert!(!state.machine_dirty && state.fast_after.is_none());
     LaneExit {
-        value: result.unwrap_or_else(|errno| errno.to_ret() as u64),
+        value,
         how: FastEntry::Return as u64,
     }
 }
