@@ -13,6 +13,7 @@
 //! the PV cases against `xtask/bench-budgets.toml`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use crate::bench_footprint::Footprint;
 use crate::bench_parse::RunLines;
 use crate::bench_profile::{self, Profiled, Stamping};
 use crate::bench_report::{Environment, Report};
+use crate::bench_tlb;
 use crate::build::{GUEST_KERNEL_BIN, HYPERVISOR_BIN, WorkspaceBinaries};
 use crate::manifest::{Hypervisor, Scenario};
 use crate::outcome::{RunOutcome, XenConsole};
@@ -31,7 +33,7 @@ use crate::pack::{self, DomainImage};
 use crate::prereq::{self, Apt, Needs};
 use crate::qemu::{self, QEMU, Sinks, UntilExit};
 use crate::run::KernelRef;
-use crate::workspace::{Profile, Workspace};
+use crate::workspace::{Profile, Workspace, find_in_path};
 use crate::xen;
 
 /// The benchmark's manifest, relative to the repository root.
@@ -60,7 +62,9 @@ pub struct Args {
     tcg_rounds: Option<u32>,
     /// Instead of the report: one TCG run per hypervisor under `perf record`, and where
     /// QEMU spent the host's time in each case (`target/bench/profile.md`; needs `perf`,
-    /// Debian's `linux-perf`). Its ticks are slowed by the sampling: not results.
+    /// Debian's `linux-perf`); then, as root, one more in which uprobes count how often
+    /// QEMU empties its jump cache and refills its TLB, per operation. Its ticks are slowed by the sampling
+    /// and the probes: not results.
     #[arg(long, conflicts_with_all = ["mode", "tcg_rounds"])]
     profile: bool,
 }
@@ -395,6 +399,50 @@ impl Setup<'_> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Profiled { hypervisor, cases })
     }
+
+    /// One TCG run with QEMU's jump-cache flushes and TLB fills counted by uprobes (the
+    /// probes in place; the events go through `target/bench/tlb-<hv>.data`, deleted once
+    /// counted), per operation of each case (see bench_tlb.rs).
+    fn count_tlb(&self, hypervisor: Hypervisor) -> Result<Vec<(String, bench_tlb::PerOp)>> {
+        let dir = out_dir(self.workspace);
+        let data = dir.join(format!("tlb-{hypervisor}.data"));
+        let command = bench_tlb::wrap(&self.command(hypervisor, Mode::Tcg)?, &data);
+        let log = dir.join("logs").join(format!("{hypervisor}-tlb.log"));
+        let sinks = log_only(&log);
+        let timeout = run_timeout(hypervisor);
+        let clock = bench_tlb::monotonic_clock;
+        let (capture, windows) = match hypervisor {
+            Hypervisor::Ours => {
+                let mut inner = UntilExit;
+                let mut stamping = Stamping::with_clock(&mut inner, clock);
+                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
+                (capture, stamping.windows)
+            }
+            Hypervisor::Xen => {
+                let mut inner = XenConsole::default();
+                let mut stamping = Stamping::with_clock(&mut inner, clock);
+                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
+                (capture, stamping.windows)
+            }
+        };
+        let lines = RunLines::parse(&capture.output);
+        ensure!(
+            lines.ended && !windows.is_empty(),
+            "the counted run on {hypervisor} did not finish (log {})",
+            self.workspace.display(&log)
+        );
+        let counts = bench_tlb::count(&bench_tlb::script(&data)?, &windows);
+        // Hundreds of megabytes of events, all counted now.
+        let _ = std::fs::remove_file(&data);
+        Ok(windows
+            .into_iter()
+            .zip(counts)
+            .filter_map(|(window, counts)| {
+                let ops = lines.results.get(&window.case)?.ops;
+                Some((window.case, counts.per_op(ops)?))
+            })
+            .collect())
+    }
 }
 
 /// `cargo xtask bench --profile`: writes `target/bench/profile.md`.
@@ -412,18 +460,56 @@ fn profile(workspace: &Workspace, setup: &Setup<'_>, hypervisors: &[Hypervisor])
         commit_id(&workspace.root),
         bench_profile::SAMPLE_HZ
     );
-    let text = bench_profile::markdown(&runs, &header);
+    let mut text = bench_profile::markdown(&runs, &header);
+    text.push_str(&tlb_section(
+        setup,
+        hypervisors,
+        &bench_profile::case_names(&runs),
+    )?);
     let path = out_dir(workspace).join("profile.md");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    // The summary table on the terminal too.
-    for line in text.lines().skip_while(|l| !l.starts_with("| case")) {
-        if line.is_empty() {
-            break;
+    // The summary tables on the terminal too.
+    let mut in_table = false;
+    for line in text.lines() {
+        in_table = line.starts_with("| case") || in_table && line.starts_with('|');
+        if in_table {
+            println!("{line}");
         }
-        println!("{line}");
     }
     println!("xtask: bench: profile in {}", workspace.display(&path));
     Ok(())
+}
+
+/// `profile.md`'s section of jump-cache flushes and TLB fills per operation, from one more
+/// TCG run per hypervisor with uprobes on QEMU (bench_tlb.rs), or why there is none
+/// (`perf probe` needs root).
+fn tlb_section(setup: &Setup<'_>, hypervisors: &[Hypervisor], cases: &[&str]) -> Result<String> {
+    let mut text = String::from("\n## Jump-cache flushes and TLB fills per operation\n\n");
+    let qemu_binary = find_in_path(QEMU).context("qemu-system-x86_64 is not on PATH")?;
+    let probes = match bench_tlb::Probes::add(&qemu_binary) {
+        Ok(probes) => probes,
+        Err(why) => {
+            println!("xtask: bench: TLB events not counted: {why:#}");
+            let _ = writeln!(text, "Not counted in this run: {why:#}");
+            return Ok(text);
+        }
+    };
+    let mut counted = Vec::new();
+    for &hypervisor in hypervisors {
+        println!("xtask: bench: {hypervisor} / tcg with QEMU's TLB events counted");
+        counted.push((hypervisor.to_string(), setup.count_tlb(hypervisor)?));
+    }
+    drop(probes);
+    let _ = writeln!(
+        text,
+        "Counted by uprobes on QEMU's `tcg_flush_jmp_cache` (once per full TLB flush, such as \
+         every CR3 write, and per other emptying of the jump cache) and `x86_cpu_tlb_fill` (once per fill; \"walk\" fills are the page walker's \
+         own, for the page-table pages it reads after a flush), in one more TCG run per \
+         hypervisor, per operation timed (the window's warm-up and set-up included). See \
+         xtask/src/bench_tlb.rs and docs/benchmarks.md, \"Profiling the ticks\".\n"
+    );
+    text.push_str(&bench_tlb::markdown(cases, &counted));
+    Ok(text)
 }
 
 /// A benchmark run's console: into its log only.

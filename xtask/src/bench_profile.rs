@@ -60,7 +60,8 @@ impl<'w> Stamping<'w> {
         Stamping::with_clock(inner, wall_clock)
     }
 
-    fn with_clock(inner: &'w mut dyn ConsoleWatcher, clock: fn() -> f64) -> Stamping<'w> {
+    /// Stamps with `clock` (seconds).
+    pub fn with_clock(inner: &'w mut dyn ConsoleWatcher, clock: fn() -> f64) -> Stamping<'w> {
         Stamping {
             inner,
             clock,
@@ -304,6 +305,19 @@ impl Profiled {
     }
 }
 
+/// The cases of `runs`, each once, in the order the runs measured them.
+pub fn case_names(runs: &[Profiled]) -> Vec<&str> {
+    let mut cases: Vec<&str> = Vec::new();
+    for run in runs {
+        for case in &run.cases {
+            if !cases.contains(&case.window.case.as_str()) {
+                cases.push(&case.window.case);
+            }
+        }
+    }
+    cases
+}
+
 /// `profile.md`: the summary table (each group's share per case, both hypervisors),
 /// then the top functions of each case.
 pub fn markdown(runs: &[Profiled], header: &str) -> String {
@@ -322,14 +336,7 @@ pub fn markdown(runs: &[Profiled], header: &str) -> String {
          instructions done by helpers, such as `fxsave`); translated code (QEMU's \
          generated code for the guest's instructions).\n"
     );
-    let mut cases: Vec<&str> = Vec::new();
-    for run in runs {
-        for case in &run.cases {
-            if !cases.contains(&case.window.case.as_str()) {
-                cases.push(&case.window.case);
-            }
-        }
-    }
+    let cases = case_names(runs);
     let _ = write!(out, "| case |");
     for run in runs {
         let _ = write!(out, " {} samples |", run.hypervisor);

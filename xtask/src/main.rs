@@ -13,6 +13,7 @@ mod bench_footprint;
 mod bench_parse;
 mod bench_profile;
 mod bench_report;
+mod bench_tlb;
 mod build;
 mod checks;
 mod demangle;

@@ -1,0 +1,306 @@
+//! `cargo xtask bench --profile`'s second measurement: how often QEMU empties its jump
+//! cache and refills its software TLB, per operation, counted, not sampled.
+//!
+//! Under TCG a CR3 write costs what QEMU does about it: it empties its software TLB and
+//! its jump cache (a full flush), and every page touched afterwards is a TLB fill (a
+//! page walk in C, then a new entry). docs/benchmarks.md explains the tick ratios of the
+//! cases that switch page tables with these two costs; this counts them. Two uprobes
+//! (`perf probe`, root only) go on QEMU's own functions: `tcg_flush_jmp_cache`, which
+//! every full flush calls once (and which other events may call: Xen's trapped `out`
+//! empties the jump cache three times with no fill after it, so with no TLB flush), and
+//! `x86_cpu_tlb_fill`, which every fill calls once, with the fill's MMU index (its fifth
+//! argument, `r8`). One TCG run per hypervisor is recorded
+//! under `perf record -k mono` (uprobe events take no other clock here), the console's
+//! `bench:` lines stamped with the same clock ([`monotonic_clock`]), and the events of
+//! each case's window counted and divided by the operations the case timed. The window
+//! also holds the case's warm-up and set-up, so a count per operation is a little above
+//! the timed loop's own (1.01 jump-cache flushes for one `NEW_BASEPTR`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_profile::Window;
+
+/// The probes' `perf` group.
+const GROUP: &str = "xtask_bench";
+/// The event on `tcg_flush_jmp_cache`: one per full TLB flush (and per other emptying
+/// of the jump cache).
+const FLUSH: &str = "jmp_flush";
+/// The event on `x86_cpu_tlb_fill`: one per TLB fill.
+const FILL: &str = "tlb_fill";
+
+/// QEMU's MMU index for the page walker's own reads and writes of page-table entries
+/// (`MMU_PHYS_IDX`): after a full flush the walker refills an entry for each page-table
+/// page it reads, too. It is 6 in Debian's QEMU 7.2 (the index after the six CPU-mode
+/// ones: kernel and user, SMAP or not, 64 or 32-bit), as the fills it is given show:
+/// physical addresses of page-table pages.
+const WALK_MMU_INDEX: i64 = 6;
+
+/// The two probes on QEMU's binary, deleted again when dropped.
+pub struct Probes(());
+
+impl Probes {
+    /// Adds them to `qemu` (first deleting any left by an interrupted run). Fails
+    /// without root or without uprobe support in the host's kernel.
+    pub fn add(qemu: &Path) -> Result<Probes> {
+        delete();
+        for spec in [
+            format!("{GROUP}:{FLUSH}=tcg_flush_jmp_cache"),
+            format!("{GROUP}:{FILL}=x86_cpu_tlb_fill idx=%r8:s32"),
+        ] {
+            let output = Command::new("perf")
+                .args(["probe", "-q", "-x"])
+                .arg(qemu)
+                .args(["--add", &spec])
+                .output()
+                .context("running perf probe")?;
+            if !output.status.success() {
+                delete();
+                bail!(
+                    "perf probe --add {spec} failed (root and uprobes needed): {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+        }
+        Ok(Probes(()))
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        delete();
+    }
+}
+
+/// Deletes the group's probes, if any.
+fn delete() {
+    let _ = Command::new("perf")
+        .args(["probe", "-q", "-d", &format!("{GROUP}:*")])
+        .output();
+}
+
+/// `perf record` of the two events around `qemu` (a complete QEMU command), into `data`.
+pub fn wrap(qemu: &Command, data: &Path) -> Command {
+    let mut command = Command::new("perf");
+    command
+        .args(["record", "--quiet", "-k", "mono"])
+        .args(["-e", &format!("{GROUP}:{FLUSH}")])
+        .args(["-e", &format!("{GROUP}:{FILL}")])
+        .arg("-o")
+        .arg(data)
+        .arg("--")
+        .arg(qemu.get_program())
+        .args(qemu.get_args());
+    command
+}
+
+/// Seconds of CLOCK_MONOTONIC, the clock `perf record -k mono` stamps events with.
+pub fn monotonic_clock() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is, and nothing else.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    if result != 0 {
+        return 0.0;
+    }
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+}
+
+/// The events of one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Emptyings of the jump cache (each full TLB flush is one).
+    pub flushes: u64,
+    /// TLB fills for the guest's and the hypervisor's own accesses.
+    pub fills: u64,
+    /// TLB fills the page walker made for the page-table pages it read.
+    pub walk_fills: u64,
+}
+
+/// Counts per operation: [`Counts`] over the operations a case timed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerOp {
+    /// Emptyings of the jump cache (each full TLB flush is one).
+    pub flushes: f64,
+    /// TLB fills for accesses.
+    pub fills: f64,
+    /// TLB fills for page-table pages.
+    pub walk_fills: f64,
+}
+
+impl Counts {
+    /// Per operation, over `ops` (none for 0).
+    pub fn per_op(self, ops: u64) -> Option<PerOp> {
+        let ops = ops as f64;
+        (ops > 0.0).then(|| PerOp {
+            flushes: self.flushes as f64 / ops,
+            fills: self.fills as f64 / ops,
+            walk_fills: self.walk_fills as f64 / ops,
+        })
+    }
+}
+
+/// `perf script`'s lines of the events in `data`: time, event and arguments.
+pub fn script(data: &Path) -> Result<String> {
+    let output = Command::new("perf")
+        .args(["script", "-F", "time,event,trace", "--ns", "-i"])
+        .arg(data)
+        .output()
+        .context("running perf script")?;
+    if !output.status.success() {
+        bail!(
+            "perf script failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Counts the events of `perf script` output `text` into `windows` (an event belongs to
+/// each window whose interval holds its time; the windows of one run do not overlap).
+pub fn count(text: &str, windows: &[Window]) -> Vec<Counts> {
+    let mut counts = vec![Counts::default(); windows.len()];
+    for line in text.lines() {
+        let Some((time, rest)) = line.trim_start().split_once(':') else {
+            continue;
+        };
+        let Ok(time) = time.trim().parse::<f64>() else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let flush = rest.starts_with(&format!("{GROUP}:{FLUSH}:"));
+        let fill = rest.starts_with(&format!("{GROUP}:{FILL}:"));
+        if !flush && !fill {
+            continue;
+        }
+        let walk = fill
+            && rest
+                .split_ascii_whitespace()
+                .filter_map(|word| word.strip_prefix("idx="))
+                .any(|index| index.parse::<i64>() == Ok(WALK_MMU_INDEX));
+        for (window, counts) in windows.iter().zip(counts.iter_mut()) {
+            if window.from <= time && time <= window.to {
+                match (flush, walk) {
+                    (true, _) => counts.flushes += 1,
+                    (false, true) => counts.walk_fills += 1,
+                    (false, false) => counts.fills += 1,
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// The markdown table of per-operation counts: one row per case, a column group per run
+/// (`runs`: the hypervisor's name and its counts by case, `None` where not counted).
+pub fn markdown(cases: &[&str], runs: &[(String, Vec<(String, PerOp)>)]) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "| case |");
+    for (hypervisor, _) in runs {
+        let _ = write!(
+            out,
+            " {hypervisor} jump-cache flushes | {hypervisor} fills | {hypervisor} walk fills |"
+        );
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in runs {
+        out.push_str(" ---: | ---: | ---: |");
+    }
+    out.push('\n');
+    for case in cases {
+        let _ = write!(out, "| `{case}` |");
+        for (_, counted) in runs {
+            match counted.iter().find(|(name, _)| name == case) {
+                Some((_, per_op)) => {
+                    let _ = write!(
+                        out,
+                        " {:.2} | {:.1} | {:.1} |",
+                        per_op.flushes, per_op.fills, per_op.walk_fills
+                    );
+                }
+                None => out.push_str(" - | - | - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRIPT: &str = "\
+74168.469112111: xtask_bench:jmp_flush: (5596b2a4a3d0)
+74168.576676732:  xtask_bench:tlb_fill: (5596b28c2300) idx=4
+74168.576811474:  xtask_bench:tlb_fill: (5596b28c2300) idx=6
+74168.576843755:  xtask_bench:tlb_fill: (5596b28c2300) idx=2
+74169.100000000: xtask_bench:jmp_flush: (5596b2a4a3d0)
+74169.200000000:  xtask_bench:tlb_fill: (5596b28c2300) idx=6
+74170.000000000:  xtask_bench:tlb_fill: (5596b28c2300) idx=2
+74170.000000001:  other:event: (1)
+";
+
+    fn window(case: &str, from: f64, to: f64) -> Window {
+        Window {
+            case: case.into(),
+            from,
+            to,
+        }
+    }
+
+    #[test]
+    fn events_are_counted_into_their_windows_by_kind() {
+        let windows = [window("a", 74168.0, 74168.6), window("b", 74168.6, 74169.5)];
+        let counts = count(SCRIPT, &windows);
+        assert_eq!(
+            counts,
+            vec![
+                Counts {
+                    flushes: 1,
+                    fills: 2,
+                    walk_fills: 1
+                },
+                Counts {
+                    flushes: 1,
+                    fills: 0,
+                    walk_fills: 1
+                },
+            ]
+        );
+        let per_op = counts[0].per_op(2).unwrap();
+        assert_eq!(per_op.flushes, 0.5);
+        assert_eq!(per_op.fills, 1.0);
+        assert_eq!(counts[0].per_op(0), None);
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_case_and_dashes_where_uncounted() {
+        let per_op = PerOp {
+            flushes: 2.0,
+            fills: 23.5,
+            walk_fills: 12.34,
+        };
+        let text = markdown(
+            &["syscall_roundtrip", "floor_gp"],
+            &[
+                ("ours".into(), vec![("syscall_roundtrip".into(), per_op)]),
+                ("xen".into(), vec![]),
+            ],
+        );
+        assert!(text.contains("| `syscall_roundtrip` | 2.00 | 23.5 | 12.3 | - | - | - |"));
+        assert!(text.contains("| `floor_gp` | - | - | - | - | - | - |"));
+    }
+
+    #[test]
+    fn the_monotonic_clock_moves_forward() {
+        let first = monotonic_clock();
+        let second = monotonic_clock();
+        assert!(first > 0.0 && second >= first);
+    }
+}
