@@ -367,32 +367,10 @@ impl Setup<'_> {
     /// One TCG run inside `perf record` (data in `target/bench/profile-<hv>.data`), and
     /// each case's window of it (see bench_profile.rs).
     fn profile(&self, hypervisor: Hypervisor) -> Result<Profiled> {
-        let dir = out_dir(self.workspace);
-        let data = dir.join(format!("profile-{hypervisor}.data"));
+        let data = out_dir(self.workspace).join(format!("profile-{hypervisor}.data"));
         let command = bench_profile::wrap(&self.command(hypervisor, Mode::Tcg)?, &data);
-        let log = dir.join("logs").join(format!("{hypervisor}-profile.log"));
-        let sinks = log_only(&log);
-        let timeout = run_timeout(hypervisor);
-        let (capture, windows) = match hypervisor {
-            Hypervisor::Ours => {
-                let mut inner = UntilExit;
-                let mut stamping = Stamping::new(&mut inner);
-                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
-                (capture, stamping.windows)
-            }
-            Hypervisor::Xen => {
-                let mut inner = XenConsole::default();
-                let mut stamping = Stamping::new(&mut inner);
-                let capture = qemu::run(command, timeout, &sinks, &mut stamping)?;
-                (capture, stamping.windows)
-            }
-        };
-        let lines = RunLines::parse(&capture.output);
-        ensure!(
-            lines.ended && !windows.is_empty(),
-            "the profiled run on {hypervisor} did not finish (log {})",
-            self.workspace.display(&log)
-        );
+        let (_, windows) =
+            self.stamped_run(hypervisor, command, "profile", bench_profile::wall_clock)?;
         let cases = windows
             .into_iter()
             .map(|window| bench_profile::report_window(&data, window))
@@ -404,13 +382,38 @@ impl Setup<'_> {
     /// probes in place; the events go through `target/bench/tlb-<hv>.data`, deleted once
     /// counted), per operation of each case (see bench_tlb.rs).
     fn count_tlb(&self, hypervisor: Hypervisor) -> Result<Vec<(String, bench_tlb::PerOp)>> {
-        let dir = out_dir(self.workspace);
-        let data = dir.join(format!("tlb-{hypervisor}.data"));
+        let data = out_dir(self.workspace).join(format!("tlb-{hypervisor}.data"));
         let command = bench_tlb::wrap(&self.command(hypervisor, Mode::Tcg)?, &data);
-        let log = dir.join("logs").join(format!("{hypervisor}-tlb.log"));
+        let (lines, windows) =
+            self.stamped_run(hypervisor, command, "tlb", bench_tlb::monotonic_clock)?;
+        let counts = bench_tlb::count(&bench_tlb::script(&data)?, &windows);
+        // Hundreds of megabytes of events, all counted now.
+        let _ = std::fs::remove_file(&data);
+        Ok(windows
+            .into_iter()
+            .zip(counts)
+            .filter_map(|(window, counts)| {
+                let ops = lines.results.get(&window.case)?.ops;
+                Some((window.case, counts.per_op(ops)?))
+            })
+            .collect())
+    }
+
+    /// Runs `command` (a TCG run of `hypervisor` wrapped by `perf record`) to its end,
+    /// its console into `logs/<hypervisor>-<name>.log`, each case's window stamped with
+    /// `clock` (the clock `perf` stamps that run's records with).
+    fn stamped_run(
+        &self,
+        hypervisor: Hypervisor,
+        command: Command,
+        name: &str,
+        clock: fn() -> f64,
+    ) -> Result<(RunLines, Vec<bench_profile::Window>)> {
+        let log = out_dir(self.workspace)
+            .join("logs")
+            .join(format!("{hypervisor}-{name}.log"));
         let sinks = log_only(&log);
         let timeout = run_timeout(hypervisor);
-        let clock = bench_tlb::monotonic_clock;
         let (capture, windows) = match hypervisor {
             Hypervisor::Ours => {
                 let mut inner = UntilExit;
@@ -428,20 +431,10 @@ impl Setup<'_> {
         let lines = RunLines::parse(&capture.output);
         ensure!(
             lines.ended && !windows.is_empty(),
-            "the counted run on {hypervisor} did not finish (log {})",
+            "the {name} run on {hypervisor} did not finish (log {})",
             self.workspace.display(&log)
         );
-        let counts = bench_tlb::count(&bench_tlb::script(&data)?, &windows);
-        // Hundreds of megabytes of events, all counted now.
-        let _ = std::fs::remove_file(&data);
-        Ok(windows
-            .into_iter()
-            .zip(counts)
-            .filter_map(|(window, counts)| {
-                let ops = lines.results.get(&window.case)?.ops;
-                Some((window.case, counts.per_op(ops)?))
-            })
-            .collect())
+        Ok((lines, windows))
     }
 }
 

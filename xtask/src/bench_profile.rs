@@ -55,11 +55,6 @@ pub struct Stamping<'w> {
 }
 
 impl<'w> Stamping<'w> {
-    /// Stamps with the wall clock.
-    pub fn new(inner: &'w mut dyn ConsoleWatcher) -> Stamping<'w> {
-        Stamping::with_clock(inner, wall_clock)
-    }
-
     /// Stamps with `clock` (seconds).
     pub fn with_clock(inner: &'w mut dyn ConsoleWatcher, clock: fn() -> f64) -> Stamping<'w> {
         Stamping {
@@ -71,8 +66,9 @@ impl<'w> Stamping<'w> {
     }
 }
 
-/// Seconds since the Unix epoch (CLOCK_REALTIME).
-fn wall_clock() -> f64 {
+/// Seconds since the Unix epoch (CLOCK_REALTIME, the clock `perf record -k realtime`
+/// stamps its samples with).
+pub fn wall_clock() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
@@ -103,10 +99,19 @@ impl ConsoleWatcher for Stamping<'_> {
 
 /// `perf record`'s command line around `qemu` (a complete QEMU command), writing `data`.
 pub fn wrap(qemu: &Command, data: &Path) -> Command {
+    perf_record(
+        &["-k", "realtime", "-F", &SAMPLE_HZ.to_string()],
+        qemu,
+        data,
+    )
+}
+
+/// `perf record --quiet` with `options` around `qemu`, writing `data`.
+pub fn perf_record(options: &[&str], qemu: &Command, data: &Path) -> Command {
     let mut command = Command::new("perf");
     command
-        .args(["record", "--quiet", "-k", "realtime"])
-        .args(["-F", &SAMPLE_HZ.to_string()])
+        .args(["record", "--quiet"])
+        .args(options)
         .arg("-o")
         .arg(data)
         .arg("--")

@@ -22,7 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_profile::Window;
+use crate::bench_profile::{self, Window};
 
 /// The probes' `perf` group.
 const GROUP: &str = "xtask_bench";
@@ -84,17 +84,8 @@ fn delete() {
 
 /// `perf record` of the two events around `qemu` (a complete QEMU command), into `data`.
 pub fn wrap(qemu: &Command, data: &Path) -> Command {
-    let mut command = Command::new("perf");
-    command
-        .args(["record", "--quiet", "-k", "mono"])
-        .args(["-e", &format!("{GROUP}:{FLUSH}")])
-        .args(["-e", &format!("{GROUP}:{FILL}")])
-        .arg("-o")
-        .arg(data)
-        .arg("--")
-        .arg(qemu.get_program())
-        .args(qemu.get_args());
-    command
+    let (flush, fill) = (format!("{GROUP}:{FLUSH}"), format!("{GROUP}:{FILL}"));
+    bench_profile::perf_record(&["-k", "mono", "-e", &flush, "-e", &fill], qemu, data)
 }
 
 /// Seconds of CLOCK_MONOTONIC, the clock `perf record -k mono` stamps events with.
