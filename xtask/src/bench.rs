@@ -63,8 +63,8 @@ pub struct Args {
     /// Instead of the report: one TCG run per hypervisor under `perf record`, and where
     /// QEMU spent the host's time in each case (`target/bench/profile.md`; needs `perf`,
     /// Debian's `linux-perf`); then, as root, one more in which uprobes count how often
-    /// QEMU empties its jump cache and refills its TLB, per operation. Its ticks are slowed by the sampling
-    /// and the probes: not results.
+    /// QEMU empties its jump cache and refills its TLB, per operation. Their ticks are
+    /// slowed by the sampling and the probes: not results.
     #[arg(long, conflicts_with_all = ["mode", "tcg_rounds"])]
     profile: bool,
 }
@@ -495,9 +495,10 @@ fn tlb_section(setup: &Setup<'_>, hypervisors: &[Hypervisor], cases: &[&str]) ->
     drop(probes);
     let _ = writeln!(
         text,
-        "Counted by uprobes on QEMU's `tcg_flush_jmp_cache` (once per full TLB flush, such as \
-         every CR3 write, and per other emptying of the jump cache) and `x86_cpu_tlb_fill` (once per fill; \"walk\" fills are the page walker's \
-         own, for the page-table pages it reads after a flush), in one more TCG run per \
+        "Counted by uprobes on QEMU's `tcg_flush_jmp_cache` (once per full TLB flush, \
+         such as every CR3 write, and per other emptying of the jump cache) and \
+         `x86_cpu_tlb_fill` (once per fill; \"walk\" fills are the page walker's own, for \
+         the page-table pages it reads after a flush), in one more TCG run per \
          hypervisor, per operation timed (the window's warm-up and set-up included). See \
          xtask/src/bench_tlb.rs and docs/benchmarks.md, \"Profiling the ticks\".\n"
     );

@@ -9,12 +9,12 @@
 //! every full flush calls once (and which other events may call: Xen's trapped `out`
 //! empties the jump cache three times with no fill after it, so with no TLB flush), and
 //! `x86_cpu_tlb_fill`, which every fill calls once, with the fill's MMU index (its fifth
-//! argument, `r8`). One TCG run per hypervisor is recorded
-//! under `perf record -k mono` (uprobe events take no other clock here), the console's
-//! `bench:` lines stamped with the same clock ([`monotonic_clock`]), and the events of
-//! each case's window counted and divided by the operations the case timed. The window
-//! also holds the case's warm-up and set-up, so a count per operation is a little above
-//! the timed loop's own (1.01 jump-cache flushes for one `NEW_BASEPTR`).
+//! argument, `r8`). One TCG run per hypervisor is recorded under `perf record -k mono`
+//! (uprobe events take no other clock here), the console's `bench:` lines stamped with
+//! the same clock ([`monotonic_clock`]), and the events of each case's window counted
+//! and divided by the operations the case timed. The window also holds the case's
+//! warm-up and set-up, so a count per operation is a little above the timed loop's own
+//! (1.01 jump-cache flushes for one `NEW_BASEPTR`).
 
 use std::fmt::Write as _;
 use std::path::Path;
