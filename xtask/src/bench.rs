@@ -497,7 +497,8 @@ fn tlb_section(setup: &Setup<'_>, hypervisors: &[Hypervisor], cases: &[&str]) ->
         text,
         "Counted by uprobes on QEMU's `tcg_flush_jmp_cache` (once per full TLB flush, \
          such as every CR3 write, and per other emptying of the jump cache) and \
-         `x86_cpu_tlb_fill` (once per fill; \"walk\" fills are the page walker's own, for \
+         `x86_cpu_tlb_fill` (once per fill, by what it was for: the guest's accesses in \
+         ring 3, the hypervisor's in ring 0, and the page walker's own \"walk\" fills for \
          the page-table pages it reads after a flush), in one more TCG run per \
          hypervisor, per operation timed (the window's warm-up and set-up included). See \
          xtask/src/bench_tlb.rs and docs/benchmarks.md, \"Profiling the ticks\".\n"

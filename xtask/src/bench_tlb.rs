@@ -9,7 +9,8 @@
 //! every full flush calls once (and which other events may call: Xen's trapped `out`
 //! empties the jump cache three times with no fill after it, so with no TLB flush), and
 //! `x86_cpu_tlb_fill`, which every fill calls once, with the fill's MMU index (its fifth
-//! argument, `r8`). One TCG run per hypervisor is recorded under `perf record -k mono`
+//! argument, `r8`), which tells the guest's fills from the hypervisor's and from the page
+//! walker's ([`FillKind`]). One TCG run per hypervisor is recorded under `perf record -k mono`
 //! (uprobe events take no other clock here), the console's `bench:` lines stamped with
 //! the same clock ([`monotonic_clock`]), and the events of each case's window counted
 //! and divided by the operations the case timed. The window also holds the case's
@@ -32,12 +33,32 @@ const FLUSH: &str = "jmp_flush";
 /// The event on `x86_cpu_tlb_fill`: one per TLB fill.
 const FILL: &str = "tlb_fill";
 
-/// QEMU's MMU index for the page walker's own reads and writes of page-table entries
-/// (`MMU_PHYS_IDX`): after a full flush the walker refills an entry for each page-table
-/// page it reads, too. It is 6 in Debian's QEMU 7.2 (the index after the six CPU-mode
-/// ones: kernel and user, SMAP or not, 64 or 32-bit), as the fills it is given show:
-/// physical addresses of page-table pages.
-const WALK_MMU_INDEX: i64 = 6;
+/// What a TLB fill was for, by the MMU index QEMU gives it. Debian's QEMU 7.2 numbers
+/// its indexes as upstream QEMU 8 does: six CPU modes (kernel with SMAP, user, kernel
+/// without SMAP; each 64 or 32-bit: 0..=5), then `MMU_PHYS_IDX` (6), which the page
+/// walker uses for the page-table pages it reads. The fills themselves show it: index 2
+/// comes with the guest's addresses (ring 3, where a PV guest runs in both its modes),
+/// 4 with the hypervisor's (ring 0, `-cpu max,-smap`), 5 with the 32-bit boot code's,
+/// and 6 with the physical addresses of page-table pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FillKind {
+    /// An access in ring 3: the guest's own, kernel or process.
+    Guest,
+    /// An access in ring 0: the hypervisor's.
+    Ring0,
+    /// A page-table page the walker read.
+    Walk,
+}
+
+impl FillKind {
+    fn of(mmu_index: i64) -> FillKind {
+        match mmu_index {
+            2 | 3 => FillKind::Guest,
+            6 => FillKind::Walk,
+            _ => FillKind::Ring0,
+        }
+    }
+}
 
 /// The two probes on QEMU's binary, deleted again when dropped.
 pub struct Probes(());
@@ -107,8 +128,10 @@ pub fn monotonic_clock() -> f64 {
 pub struct Counts {
     /// Emptyings of the jump cache (each full TLB flush is one).
     pub flushes: u64,
-    /// TLB fills for the guest's and the hypervisor's own accesses.
-    pub fills: u64,
+    /// TLB fills for the guest's accesses (ring 3).
+    pub guest_fills: u64,
+    /// TLB fills for the hypervisor's accesses (ring 0).
+    pub ring0_fills: u64,
     /// TLB fills the page walker made for the page-table pages it read.
     pub walk_fills: u64,
 }
@@ -118,8 +141,10 @@ pub struct Counts {
 pub struct PerOp {
     /// Emptyings of the jump cache (each full TLB flush is one).
     pub flushes: f64,
-    /// TLB fills for accesses.
-    pub fills: f64,
+    /// TLB fills for the guest's accesses.
+    pub guest_fills: f64,
+    /// TLB fills for the hypervisor's accesses.
+    pub ring0_fills: f64,
     /// TLB fills for page-table pages.
     pub walk_fills: f64,
 }
@@ -130,7 +155,8 @@ impl Counts {
         let ops = ops as f64;
         (ops > 0.0).then(|| PerOp {
             flushes: self.flushes as f64 / ops,
-            fills: self.fills as f64 / ops,
+            guest_fills: self.guest_fills as f64 / ops,
+            ring0_fills: self.ring0_fills as f64 / ops,
             walk_fills: self.walk_fills as f64 / ops,
         })
     }
@@ -169,18 +195,19 @@ pub fn count(text: &str, windows: &[Window]) -> Vec<Counts> {
         if !flush && !fill {
             continue;
         }
-        let walk = fill
-            && rest
-                .split_ascii_whitespace()
-                .filter_map(|word| word.strip_prefix("idx="))
-                .any(|index| index.parse::<i64>() == Ok(WALK_MMU_INDEX));
+        let kind = rest
+            .split_ascii_whitespace()
+            .find_map(|word| word.strip_prefix("idx=")?.parse::<i64>().ok())
+            .map(FillKind::of);
         for (window, counts) in windows.iter().zip(counts.iter_mut()) {
             if window.from <= time && time <= window.to {
-                match (flush, walk) {
-                    (true, _) => counts.flushes += 1,
-                    (false, true) => counts.walk_fills += 1,
-                    (false, false) => counts.fills += 1,
-                }
+                let count = match (flush, kind) {
+                    (true, _) => &mut counts.flushes,
+                    (false, Some(FillKind::Guest)) => &mut counts.guest_fills,
+                    (false, Some(FillKind::Walk)) => &mut counts.walk_fills,
+                    (false, Some(FillKind::Ring0) | None) => &mut counts.ring0_fills,
+                };
+                *count += 1;
             }
         }
     }
@@ -195,12 +222,13 @@ pub fn markdown(cases: &[&str], runs: &[(String, Vec<(String, PerOp)>)]) -> Stri
     for (hypervisor, _) in runs {
         let _ = write!(
             out,
-            " {hypervisor} jump-cache flushes | {hypervisor} fills | {hypervisor} walk fills |"
+            " {hypervisor} jump-cache flushes | {hypervisor} guest fills | {hypervisor} ring-0 \
+             fills | {hypervisor} walk fills |"
         );
     }
     let _ = write!(out, "\n| --- |");
     for _ in runs {
-        out.push_str(" ---: | ---: | ---: |");
+        out.push_str(" ---: | ---: | ---: | ---: |");
     }
     out.push('\n');
     for case in cases {
@@ -210,11 +238,11 @@ pub fn markdown(cases: &[&str], runs: &[(String, Vec<(String, PerOp)>)]) -> Stri
                 Some((_, per_op)) => {
                     let _ = write!(
                         out,
-                        " {:.2} | {:.1} | {:.1} |",
-                        per_op.flushes, per_op.fills, per_op.walk_fills
+                        " {:.2} | {:.1} | {:.1} | {:.1} |",
+                        per_op.flushes, per_op.guest_fills, per_op.ring0_fills, per_op.walk_fills
                     );
                 }
-                None => out.push_str(" - | - | - |"),
+                None => out.push_str(" - | - | - | - |"),
             }
         }
         out.push('\n');
@@ -233,6 +261,7 @@ mod tests {
 74168.576843755:  xtask_bench:tlb_fill: (5596b28c2300) idx=2
 74169.100000000: xtask_bench:jmp_flush: (5596b2a4a3d0)
 74169.200000000:  xtask_bench:tlb_fill: (5596b28c2300) idx=6
+74169.300000000:  xtask_bench:tlb_fill: (5596b28c2300) idx=3
 74170.000000000:  xtask_bench:tlb_fill: (5596b28c2300) idx=2
 74170.000000001:  other:event: (1)
 ";
@@ -254,19 +283,21 @@ mod tests {
             vec![
                 Counts {
                     flushes: 1,
-                    fills: 2,
+                    guest_fills: 1,
+                    ring0_fills: 1,
                     walk_fills: 1
                 },
                 Counts {
                     flushes: 1,
-                    fills: 0,
+                    guest_fills: 1,
+                    ring0_fills: 0,
                     walk_fills: 1
                 },
             ]
         );
         let per_op = counts[0].per_op(2).unwrap();
         assert_eq!(per_op.flushes, 0.5);
-        assert_eq!(per_op.fills, 1.0);
+        assert_eq!(per_op.guest_fills, 0.5);
         assert_eq!(counts[0].per_op(0), None);
     }
 
@@ -274,7 +305,8 @@ mod tests {
     fn the_table_has_a_row_per_case_and_dashes_where_uncounted() {
         let per_op = PerOp {
             flushes: 2.0,
-            fills: 23.5,
+            guest_fills: 11.5,
+            ring0_fills: 10.0,
             walk_fills: 12.34,
         };
         let text = markdown(
@@ -284,8 +316,10 @@ mod tests {
                 ("xen".into(), vec![]),
             ],
         );
-        assert!(text.contains("| `syscall_roundtrip` | 2.00 | 23.5 | 12.3 | - | - | - |"));
-        assert!(text.contains("| `floor_gp` | - | - | - | - | - | - |"));
+        assert!(
+            text.contains("| `syscall_roundtrip` | 2.00 | 11.5 | 10.0 | 12.3 | - | - | - | - |")
+        );
+        assert!(text.contains("| `floor_gp` | - | - | - | - | - | - | - | - |"));
     }
 
     #[test]
