@@ -9,13 +9,13 @@
 //! every full flush calls once (and which other events may call: Xen's trapped `out`
 //! empties the jump cache three times with no fill after it, so with no TLB flush), and
 //! `x86_cpu_tlb_fill`, which every fill calls once, with the fill's MMU index (its fifth
-//! argument, `r8`), which tells the guest's fills from the hypervisor's and from the page
-//! walker's ([`FillKind`]). One TCG run per hypervisor is recorded under `perf record -k mono`
-//! (uprobe events take no other clock here), the console's `bench:` lines stamped with
-//! the same clock ([`monotonic_clock`]), and the events of each case's window counted
-//! and divided by the operations the case timed. The window also holds the case's
-//! warm-up and set-up, so a count per operation is a little above the timed loop's own
-//! (1.01 jump-cache flushes for one `NEW_BASEPTR`).
+//! argument, `r8`), which tells the guest's fills from the hypervisor's and from the
+//! page walker's ([`FillKind`]). One TCG run per hypervisor is recorded under `perf
+//! record -k mono` (uprobe events take no other clock here), the console's `bench:`
+//! lines stamped with the same clock ([`monotonic_clock`]), and the events of each
+//! case's window counted and divided by the operations the case timed. The window also
+//! holds the case's warm-up and set-up, so a count per operation is a little above the
+//! timed loop's own (1.01 jump-cache flushes for one `NEW_BASEPTR`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -182,6 +182,7 @@ pub fn script(data: &Path) -> Result<String> {
 /// each window whose interval holds its time; the windows of one run do not overlap).
 pub fn count(text: &str, windows: &[Window]) -> Vec<Counts> {
     let mut counts = vec![Counts::default(); windows.len()];
+    let (flush_event, fill_event) = (format!("{GROUP}:{FLUSH}:"), format!("{GROUP}:{FILL}:"));
     for line in text.lines() {
         let Some((time, rest)) = line.trim_start().split_once(':') else {
             continue;
@@ -190,8 +191,8 @@ pub fn count(text: &str, windows: &[Window]) -> Vec<Counts> {
             continue;
         };
         let rest = rest.trim_start();
-        let flush = rest.starts_with(&format!("{GROUP}:{FLUSH}:"));
-        let fill = rest.starts_with(&format!("{GROUP}:{FILL}:"));
+        let flush = rest.starts_with(&flush_event);
+        let fill = rest.starts_with(&fill_event);
         if !flush && !fill {
             continue;
         }
@@ -215,7 +216,7 @@ pub fn count(text: &str, windows: &[Window]) -> Vec<Counts> {
 }
 
 /// The markdown table of per-operation counts: one row per case, a column group per run
-/// (`runs`: the hypervisor's name and its counts by case, `None` where not counted).
+/// (`runs`: the hypervisor's name and its counts by case; dashes for a case it lacks).
 pub fn markdown(cases: &[&str], runs: &[(String, Vec<(String, PerOp)>)]) -> String {
     let mut out = String::new();
     let _ = write!(out, "| case |");
