@@ -153,12 +153,13 @@ pub fn send_lane(read: u64, port_ptr: u64) -> LaneExit {
 /// The work and its checks are the fast path's, by the same function
 /// ([`light_paging_call`]: `hypercall::light_update_va_mapping` and
 /// `hypercall::light_mmu_update`, which validate every entry as the general handlers
-/// do): the same result for every request, the errno included. SSE-free, as every lane (checked by `cargo xtask test`). Declined,
-/// having done nothing, for a busy lock, an upcall due (the fast path behind the stub
-/// delivers it on the way out; a page-table update raises no event, so none becomes due
-/// here), any other call or a batch (the stub sends only these), and whatever the light
-/// paths leave to the general path (a vCPU mask in guest memory, a request that cannot
-/// be read through the MMU, another domain's tables).
+/// do): the same result for every request, the errno included. SSE-free, as every lane
+/// (checked by `cargo xtask test`). Declined, having done nothing, for a busy lock, an
+/// upcall due (the fast path behind the stub delivers it on the way out; a page-table
+/// update raises no event, so none becomes due here), any other call or a batch (the
+/// stub sends only these), and whatever the light paths leave to the general path (a
+/// vCPU mask in guest memory, a request that cannot be read through the MMU, another
+/// domain's tables).
 #[inline]
 pub fn paging_lane(number: u64, args: [u64; 4]) -> LaneExit {
     let Some(guard) = lane_state(Some(true)) else {

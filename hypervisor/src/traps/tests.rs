@@ -695,10 +695,10 @@ fn user_mode_instructions_are_fetched_through_the_user_root() {
 /// interrupts on and IOPL 0 in its real RFLAGS, at a canonical rip and rsp; and the
 /// frame table agrees with the page tables (`paging::audit`), which the emulated stores
 /// change. A crash is accepted only once the guest broke its own stack (another root,
-/// the entry mapping its stack and code changed, its stack pointer moved off the page). It caught two planted bugs:
-/// the store emulation accepting an L2 (an L2 entry naming a writable page) and a bounce
-/// leaving CS with RPL 0. (Every trap is taken in guest kernel mode; the bounce from user
-/// mode is the scenarios' and the unit tests' above.)
+/// the entry mapping its stack and code changed, its stack pointer moved off the page).
+/// It caught two planted bugs: the store emulation accepting an L2 (an L2 entry naming a
+/// writable page) and a bounce leaving CS with RPL 0. (Every trap is taken in guest
+/// kernel mode; the bounce from user mode is the scenarios' and the unit tests' above.)
 mod fuzz {
     use super::*;
     use crate::mm::{self, pte};
