@@ -51,6 +51,9 @@ pub struct Case {
     /// operation cannot do without. Under TCG each one empties QEMU's software TLB and
     /// jump cache, which the report's explanation of a missed tick target weighs.
     pub cr3_writes: u32,
+    /// Whether the figure is per entry of a batch that one call (or one run of trapped
+    /// stores) makes: the call's own entry and exit are shared by the whole batch.
+    pub batched: bool,
 }
 
 const fn case(name: &'static str, group: &'static str, kind: Kind, what: &'static str) -> Case {
@@ -63,6 +66,7 @@ const fn case(name: &'static str, group: &'static str, kind: Kind, what: &'stati
         target_instructions: None,
         enters_hypervisor: true,
         cr3_writes: 0,
+        batched: false,
     }
 }
 
@@ -80,6 +84,11 @@ const fn twin(
 
 const fn target(mut case: Case, instructions: u64) -> Case {
     case.target_instructions = Some(instructions);
+    case
+}
+
+const fn batched(mut case: Case) -> Case {
+    case.batched = true;
     case
 }
 
@@ -170,7 +179,7 @@ pub const CASES: &[Case] = &[
         "pte_mmu_update",
         "a store into a read-only L1 table (writable page tables)",
     ),
-    target(
+    batched(target(
         case(
             "pte64_mmu_update",
             "pte-batch",
@@ -178,25 +187,25 @@ pub const CASES: &[Case] = &[
             "per entry, one mmu_update of 64 entries",
         ),
         120,
-    ),
-    case(
+    )),
+    batched(case(
         "pte512_mmu_update",
         "pte-batch",
         Kind::Pv,
         "per entry, one mmu_update of 512 entries",
-    ),
-    case(
+    )),
+    batched(case(
         "pte512_multicall",
         "pte-batch",
         Kind::Pv,
         "per entry, one multicall of 512 update_va_mapping",
-    ),
-    twin(
+    )),
+    batched(twin(
         "pte512_store_trap",
         "pte-batch",
         "pte512_mmu_update",
         "per entry, 512 stores into a read-only L1 table",
-    ),
+    )),
     case(
         "invlpg_mmuext",
         "tlb",
