@@ -51,8 +51,8 @@ pub struct Case {
     /// operation cannot do without. Under TCG each one empties QEMU's software TLB and
     /// jump cache, which the report's explanation of a missed tick target weighs.
     pub cr3_writes: u32,
-    /// Whether the figure is per entry of a batch that one call (or one run of trapped
-    /// stores) makes: the call's own entry and exit are shared by the whole batch.
+    /// Whether the figure is per entry of a batch that one call makes: the call's own
+    /// entry and exit are shared by the whole batch.
     pub batched: bool,
 }
 
@@ -200,12 +200,13 @@ pub const CASES: &[Case] = &[
         Kind::Pv,
         "per entry, one multicall of 512 update_va_mapping",
     )),
-    batched(twin(
+    // Each store traps on its own: not a batch.
+    twin(
         "pte512_store_trap",
         "pte-batch",
         "pte512_mmu_update",
         "per entry, 512 stores into a read-only L1 table",
-    )),
+    ),
     case(
         "invlpg_mmuext",
         "tlb",
