@@ -620,9 +620,12 @@ impl Report {
                 case.name,
                 times(case.cr3_writes)
             );
-            let one = self.median(ONE_CR3_WRITE, mode, "ours");
+            // Priced by the case that is one CR3 write, unless this is that case.
+            let one = self
+                .median(ONE_CR3_WRITE, mode, "ours")
+                .filter(|_| case.name != ONE_CR3_WRITE);
             let xen = self.median(case.name, mode, "xen");
-            if let (Some(one), Some(xen), true) = (one, xen, case.name != ONE_CR3_WRITE) {
+            if let (Some(one), Some(xen)) = (one, xen) {
                 let all = one * f64::from(case.cr3_writes);
                 let _ = write!(
                     why,
