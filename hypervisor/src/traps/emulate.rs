@@ -383,8 +383,46 @@ fn port_number(port: PortOperand, rdx: u64) -> u16 {
     }
 }
 
-/// RFLAGS.ZF.
-const RFLAGS_ZF: u64 = 1 << 6;
+/// The arithmetic flags an emulated store sets: CF, PF, AF, ZF, SF, OF.
+const RFLAGS_ARITHMETIC: u64 = 0x8d5;
+
+/// The arithmetic flags of a `width`-sized `result`: PF (of its low byte), ZF and SF,
+/// with CF, AF and OF clear, as `or`, `and` and `xor` leave them (AF is undefined after
+/// them; clear is one of its values).
+fn logic_flags(result: u64, width: OperandSize) -> u64 {
+    let result = result & width.mask();
+    let sign = 1u64 << (width.bytes() * 8 - 1);
+    let mut flags = 0;
+    if (result as u8).count_ones().is_multiple_of(2) {
+        flags |= 1 << 2; // PF
+    }
+    if result == 0 {
+        flags |= 1 << 6; // ZF
+    }
+    if result & sign != 0 {
+        flags |= 1 << 7; // SF
+    }
+    flags
+}
+
+/// The arithmetic flags of `cmp a, b` at `width` (what `cmpxchg` leaves: it compares
+/// the accumulator with the destination).
+fn compare_flags(a: u64, b: u64, width: OperandSize) -> u64 {
+    let (a, b) = (a & width.mask(), b & width.mask());
+    let result = a.wrapping_sub(b) & width.mask();
+    let sign = 1u64 << (width.bytes() * 8 - 1);
+    let mut flags = logic_flags(result, width);
+    if a < b {
+        flags |= 1; // CF: a borrow
+    }
+    if (a ^ b ^ result) & 0x10 != 0 {
+        flags |= 1 << 4; // AF: a borrow out of bit 3
+    }
+    if (a ^ b) & (a ^ result) & sign != 0 {
+        flags |= 1 << 11; // OF: the operands' signs differ and the result's is b's
+    }
+    flags
+}
 
 /// The writable page-table assist: a guest kernel stored into one of its own read-only
 /// L1 tables (a write fault at `cr2` on a present page). Decode the store, work out the
@@ -427,26 +465,29 @@ pub fn page_table_write<M: PhysMem>(
         StoreSource::Immediate(value) => value,
         StoreSource::EcxEbx => return None,
     };
-    // The new value, and what the instruction does to registers afterwards.
-    let (new, writeback): (u64, Option<(Gpr, u64)>) = match store.op {
-        StoreOp::Move => (source, None),
-        StoreOp::Or => (old | source, None),
-        StoreOp::And => (old & source, None),
-        StoreOp::Xor => (old ^ source, None),
+    // The new value, and what the instruction does to registers afterwards: a register
+    // written back, the arithmetic flags. Nothing of the guest's changes before the
+    // entry is accepted: a refused store is the page fault, with the registers as the
+    // instruction found them.
+    let (new, writeback, flags): (u64, Option<(Gpr, u64)>, Option<u64>) = match store.op {
+        StoreOp::Move => (source, None, None),
+        StoreOp::Or => (old | source, None, Some(logic_flags(old | source, width))),
+        StoreOp::And => (old & source, None, Some(logic_flags(old & source, width))),
+        StoreOp::Xor => (old ^ source, None, Some(logic_flags(old ^ source, width))),
         StoreOp::Exchange => match store.src {
-            StoreSource::Register(reg) => (source, Some((reg.register, old))),
+            StoreSource::Register(reg) => (source, Some((reg.register, old)), None),
             _ => return None,
         },
         StoreOp::CompareExchange => {
             let expected = Gpr::Rax.read_sized(ctx.regs, width);
-            if expected == old {
-                ctx.regs.rflags |= RFLAGS_ZF;
-                (source, None)
-            } else {
-                ctx.regs.rflags &= !RFLAGS_ZF;
+            let flags = compare_flags(expected, old, width);
+            if expected != old {
+                // No store, so nothing to validate: the accumulator takes the entry.
                 Gpr::Rax.write_sized(ctx.regs, width, old);
+                ctx.regs.rflags = (ctx.regs.rflags & !RFLAGS_ARITHMETIC) | flags;
                 return step(ctx, decoded);
             }
+            (source, None, Some(flags))
         }
         _ => return None,
     };
@@ -459,5 +500,99 @@ pub fn page_table_write<M: PhysMem>(
     if let Some((reg, value)) = writeback {
         reg.write_sized(ctx.regs, width, value);
     }
+    if let Some(flags) = flags {
+        ctx.regs.rflags = (ctx.regs.rflags & !RFLAGS_ARITHMETIC) | flags;
+    }
     step(ctx, decoded)
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::{OperandSize, RFLAGS_ARITHMETIC, compare_flags, logic_flags};
+    use core::arch::asm;
+    use proptest::prelude::*;
+
+    /// The host CPU's arithmetic flags after `cmp a, b` at `width`: the oracle.
+    fn host_cmp(a: u64, b: u64, width: OperandSize) -> u64 {
+        let flags: u64;
+        // SAFETY: compares two registers and reads RFLAGS through the stack, which the
+        // block leaves as it found it; no memory of the program is touched.
+        unsafe {
+            match width {
+                OperandSize::Byte => asm!("cmp {a:l}, {b:l}", "pushfq", "pop {f}",
+                    a = in(reg) a, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Word => asm!("cmp {a:x}, {b:x}", "pushfq", "pop {f}",
+                    a = in(reg) a, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Dword => asm!("cmp {a:e}, {b:e}", "pushfq", "pop {f}",
+                    a = in(reg) a, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Qword => asm!("cmp {a}, {b}", "pushfq", "pop {f}",
+                    a = in(reg) a, b = in(reg) b, f = out(reg) flags),
+            }
+        }
+        flags & RFLAGS_ARITHMETIC
+    }
+
+    /// The host CPU's arithmetic flags after `or a, b` at `width` (AF, undefined
+    /// after it, left out of the comparison).
+    fn host_or(a: u64, b: u64, width: OperandSize) -> u64 {
+        let flags: u64;
+        // SAFETY: as in `host_cmp`; `a` is a copy the block may clobber.
+        unsafe {
+            match width {
+                OperandSize::Byte => asm!("or {a:l}, {b:l}", "pushfq", "pop {f}",
+                    a = inout(reg) a => _, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Word => asm!("or {a:x}, {b:x}", "pushfq", "pop {f}",
+                    a = inout(reg) a => _, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Dword => asm!("or {a:e}, {b:e}", "pushfq", "pop {f}",
+                    a = inout(reg) a => _, b = in(reg) b, f = out(reg) flags),
+                OperandSize::Qword => asm!("or {a}, {b}", "pushfq", "pop {f}",
+                    a = inout(reg) a => _, b = in(reg) b, f = out(reg) flags),
+            }
+        }
+        flags & RFLAGS_ARITHMETIC & !(1 << 4)
+    }
+
+    fn width() -> impl Strategy<Value = OperandSize> {
+        prop::sample::select(vec![
+            OperandSize::Byte,
+            OperandSize::Word,
+            OperandSize::Dword,
+            OperandSize::Qword,
+        ])
+    }
+
+    /// Values with the edges the flags turn on: zero, signs, carries out of each width.
+    fn value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            prop::sample::select(vec![
+                0u64,
+                1,
+                0x7f,
+                0x80,
+                0xff,
+                0x7fff,
+                0x8000,
+                0xffff,
+                0x7fff_ffff,
+                0x8000_0000,
+                0xffff_ffff,
+                i64::MAX as u64,
+                1 << 63,
+                u64::MAX,
+            ]),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn compare_flags_are_the_cpus(a in value(), b in value(), width in width()) {
+            prop_assert_eq!(compare_flags(a, b, width), host_cmp(a, b, width));
+        }
+
+        #[test]
+        fn logic_flags_are_the_cpus(a in value(), b in value(), width in width()) {
+            prop_assert_eq!(logic_flags(a | b, width), host_or(a, b, width));
+        }
+    }
 }

@@ -740,6 +740,68 @@ mod fuzz {
         world
     }
 
+    /// Emulates the store at `CODE` into L1 slot `slot` (through `rdi`), the guest's
+    /// accumulator `rax` and source `rbx` given, from RFLAGS `flags`.
+    fn store_into_l1(code: &[u8], slot: u64, rax: u64, rbx: u64, flags: u64) -> World {
+        let mut world = world();
+        world.put(CODE - BUF, code);
+        let regs = &mut world.domain.vcpu.regs;
+        regs.rip = CODE;
+        regs.rflags = flags;
+        (regs.rax, regs.rbx, regs.rdi) = (rax, rbx, L1_VA + slot * 8);
+        regs.error_code = 3; // present, write
+        let mut hw = FakeHardware::default();
+        let outcome = exception(&mut world, &mut hw, vector::PF, L1_VA + slot * 8);
+        assert_eq!(outcome, Outcome::Resume);
+        world
+    }
+
+    /// The flags the emulated `cmpxchg`, `or` and the others leave are the CPU's, and a
+    /// store refused as a page-table entry changes no register: the guest's #PF handler
+    /// sees them as the instruction found them.
+    #[test]
+    fn emulated_stores_leave_the_cpus_flags_and_refused_ones_none() {
+        const CMPXCHG: [u8; 5] = [0xf0, 0x48, 0x0f, 0xb1, 0x1f]; // lock cmpxchg [rdi], rbx
+        const OR: [u8; 3] = [0x48, 0x09, 0x1f]; // or [rdi], rbx
+        const SLOT: u64 = 300; // empty in the test world's L1
+        let arithmetic = 0x8d5;
+        // Refused: the entry would map a frame past the end of memory. The #PF goes to
+        // its handler with ZF, rax and rip as they were.
+        let foreign = (0x3_0000 << 12) | pte::PRESENT | pte::USER;
+        let world = store_into_l1(&CMPXCHG, SLOT, 0, foreign, 0x202);
+        let regs = world.domain.vcpu.regs;
+        assert_eq!(regs.rip, HANDLER + 14 * 0x10, "the page fault is reflected");
+        let frame = stack_words(&world, regs.rsp, 8);
+        assert_eq!(frame[3], CODE, "at the cmpxchg");
+        assert_eq!(
+            frame[5] & arithmetic,
+            0,
+            "no flag set by a store that did not happen"
+        );
+        assert_eq!(regs.rax, 0);
+        // Accepted (an empty entry stays empty): ZF and PF, as `cmp 0, 0` leaves them.
+        let world = store_into_l1(&CMPXCHG, SLOT, 0, 0, 0x202 | 0x801);
+        let regs = world.domain.vcpu.regs;
+        assert_eq!(regs.rip, CODE + 5);
+        assert_eq!(
+            regs.rflags & arithmetic,
+            0x44,
+            "ZF and PF; CF and OF cleared"
+        );
+        // Not equal: no store; the accumulator takes the entry and the flags are
+        // `cmp 5, 0`'s (PF only: 5 has two bits set).
+        let world = store_into_l1(&CMPXCHG, SLOT, 5, foreign, 0x202);
+        let regs = world.domain.vcpu.regs;
+        assert_eq!((regs.rip, regs.rax), (CODE + 5, 0));
+        assert_eq!(regs.rflags & arithmetic, 0x04);
+        assert_eq!(world.mem.read_u64(4 * 4096 + SLOT * 8), 0, "nothing stored");
+        // `or` of zero into an empty entry: ZF and PF, CF and OF cleared.
+        let world = store_into_l1(&OR, SLOT, 0, 0, 0x202 | 0x801);
+        let regs = world.domain.vcpu.regs;
+        assert_eq!(regs.rip, CODE + 3);
+        assert_eq!(regs.rflags & arithmetic, 0x44);
+    }
+
     /// Instruction bytes: a privileged or page-table-storing opcode with random prefixes
     /// and operand bytes, or random bytes.
     fn code() -> impl Strategy<Value = Vec<u8>> {
