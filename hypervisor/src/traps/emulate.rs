@@ -386,9 +386,15 @@ fn port_number(port: PortOperand, rdx: u64) -> u16 {
 /// The arithmetic flags an emulated store sets: CF, PF, AF, ZF, SF, OF.
 const RFLAGS_ARITHMETIC: u64 = 0x8d5;
 
+// The two helpers below are always inlined into `page_table_write`, their one caller:
+// as functions of their own they moved the release build's codegen units, and with
+// them LLVM's inlining in the decoder, which cost every trapped two-byte instruction
+// (`mov cr0`, `mov cr3`, `invlpg`) 7-10 instructions (`cargo xtask bench`).
+
 /// The arithmetic flags of a `width`-sized `result`: PF (of its low byte), ZF and SF,
 /// with CF, AF and OF clear, as `or`, `and` and `xor` leave them (AF is undefined after
 /// them; clear is one of its values).
+#[inline(always)]
 fn logic_flags(result: u64, width: OperandSize) -> u64 {
     let result = result & width.mask();
     let sign = 1u64 << (width.bytes() * 8 - 1);
@@ -407,6 +413,7 @@ fn logic_flags(result: u64, width: OperandSize) -> u64 {
 
 /// The arithmetic flags of `cmp a, b` at `width` (what `cmpxchg` leaves: it compares
 /// the accumulator with the destination).
+#[inline(always)]
 fn compare_flags(a: u64, b: u64, width: OperandSize) -> u64 {
     let (a, b) = (a & width.mask(), b & width.mask());
     let result = a.wrapping_sub(b) & width.mask();
