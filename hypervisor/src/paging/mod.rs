@@ -38,7 +38,7 @@ use crate::frames::{DomId, FrameTable};
 use crate::mm::{Mfn, PhysMem};
 use core::cell::Cell;
 
-pub use update::{PteWrite, emulate_pt_write};
+pub use update::{PteWrite, check_pt_write, emulate_pt_write};
 
 /// What the paging code needs from the CPU it runs on: TLB and CR3 effects, and the
 /// machine facts that bound a valid entry. The binary implements it with `invlpg`,

@@ -163,9 +163,8 @@ pub struct PteWrite {
 /// mode on a present, read-only mapping; on `Err` it delivers the page fault to the guest
 /// instead.
 ///
-/// Errors: `EPERM` without `VMASST_TYPE_writable_pagetables`; `EINVAL` for a bad width or
-/// alignment, or if `va` is not mapped (through the kernel root) to a validated L1 table
-/// of the domain; otherwise the errno validation gave (`EBUSY`, `EPERM`, `EINVAL`).
+/// Errors: those of [`check_pt_write`] (the store is not one the assist takes), or
+/// the errno validation gave (`EBUSY`, `EPERM`, `EINVAL`).
 /// Only L1 tables are emulated, as in Xen: stores into L2..L4 tables fault to the guest.
 pub fn emulate_pt_write<M: PhysMem>(
     domain: &Domain,
@@ -174,32 +173,10 @@ pub fn emulate_pt_write<M: PhysMem>(
     mmu: &mut dyn Mmu,
     write: PteWrite,
 ) -> Result<(), Errno> {
-    if domain.vm_assist & (1 << VMASST_TYPE_WRITABLE_PAGETABLES) == 0 {
-        return Err(Errno::EPERM);
-    }
-    let width = u64::from(write.width);
-    if !matches!(width, 4 | 8) || !write.va.is_multiple_of(width) {
-        return Err(Errno::EINVAL);
-    }
     let mut paging = Paging::new(mem, frames, domain.id, mmu);
-    // The table written is the frame `va` maps; find the leaf entry that maps it.
-    let (leaf_table, leaf_index) = paging.l1_slot_for(domain.vcpu.kernel_root, write.va)?;
-    let leaf = mem.read_u64(leaf_table.addr() + leaf_index as u64 * 8);
-    if !entry::is_present(leaf) {
-        return Err(Errno::EINVAL);
-    }
-    let table = entry::target(leaf);
-    let info = frames.info(table);
-    if info.owner != Owner::Domain(domain.id)
-        || info.page_type != PageType::L1Table
-        || info.type_count == 0
-        || !info.validated
-    {
-        return Err(Errno::EINVAL);
-    }
-    let offset = write.va % PAGE_SIZE;
+    let (table, offset) = assisted_l1(&paging, domain, write.va, write.width)?;
     let index = (offset / 8) as usize;
-    let new = if width == 8 {
+    let new = if write.width == 8 {
         write.value
     } else {
         let old = mem.read_u64(table.addr() + offset - offset % 8);
@@ -211,4 +188,62 @@ pub fn emulate_pt_write<M: PhysMem>(
         }
     };
     paging.update_entry(table, 1, index, new, false)
+}
+
+/// Whether a store of `width` bytes at `va` is one the writable page-table assist
+/// takes, without making it: what [`emulate_pt_write`] checks before it validates the
+/// new entry. The trap path asks this for a `cmpxchg` whose comparison fails, which
+/// stores nothing but is still a write the CPU faults on: emulated only where a store
+/// would be.
+///
+/// Errors: `EPERM` without `VMASST_TYPE_writable_pagetables`; `EINVAL` for a bad width or
+/// alignment, or if `va` is not mapped (through the kernel root) to a validated L1 table
+/// of the domain.
+pub fn check_pt_write<M: PhysMem>(
+    domain: &Domain,
+    mem: &M,
+    frames: &FrameTable<'_>,
+    mmu: &mut dyn Mmu,
+    va: u64,
+    width: u8,
+) -> Result<(), Errno> {
+    let paging = Paging::new(mem, frames, domain.id, mmu);
+    assisted_l1(&paging, domain, va, width).map(|_| ())
+}
+
+/// The validated L1 table of the domain that a store of `width` bytes at `va` writes
+/// into, and the store's byte offset in it: the checks of [`check_pt_write`]. Inlined
+/// into both callers, so that the store path costs what it did before it was shared.
+#[inline(always)]
+fn assisted_l1<M: PhysMem>(
+    paging: &Paging<'_, M, dyn Mmu + '_>,
+    domain: &Domain,
+    va: u64,
+    width: u8,
+) -> Result<(Mfn, u64), Errno> {
+    if domain.vm_assist & (1 << VMASST_TYPE_WRITABLE_PAGETABLES) == 0 {
+        return Err(Errno::EPERM);
+    }
+    let width = u64::from(width);
+    if !matches!(width, 4 | 8) || !va.is_multiple_of(width) {
+        return Err(Errno::EINVAL);
+    }
+    // The table written is the frame `va` maps; find the leaf entry that maps it.
+    let (leaf_table, leaf_index) = paging.l1_slot_for(domain.vcpu.kernel_root, va)?;
+    let leaf = paging
+        .mem
+        .read_u64(leaf_table.addr() + leaf_index as u64 * 8);
+    if !entry::is_present(leaf) {
+        return Err(Errno::EINVAL);
+    }
+    let table = entry::target(leaf);
+    let info = paging.frames.info(table);
+    if info.owner != Owner::Domain(domain.id)
+        || info.page_type != PageType::L1Table
+        || info.type_count == 0
+        || !info.validated
+    {
+        return Err(Errno::EINVAL);
+    }
+    Ok((table, va % PAGE_SIZE))
 }

@@ -441,7 +441,7 @@ pub fn page_table_write<M: PhysMem>(
     cr2: u64,
 ) -> Option<Outcome> {
     use crate::emulate::{StoreOp, StoreSource};
-    use crate::paging::{PteWrite, emulate_pt_write};
+    use crate::paging::{PteWrite, check_pt_write, emulate_pt_write};
     if !ctx.domain.vcpu.kernel_mode {
         return None;
     }
@@ -489,7 +489,12 @@ pub fn page_table_write<M: PhysMem>(
             let expected = Gpr::Rax.read_sized(ctx.regs, width);
             let flags = compare_flags(expected, old, width);
             if expected != old {
-                // No store, so nothing to validate: the accumulator takes the entry.
+                // No new entry to validate, but still a write (a failing `cmpxchg`
+                // writes its destination back, so the CPU faulted on it): emulated only
+                // where a store would be, else it is the guest's #PF. The accumulator
+                // takes the entry.
+                let bytes = width.bytes() as u8;
+                check_pt_write(ctx.domain, ctx.mem, ctx.frames, hw.mmu(), cr2, bytes).ok()?;
                 Gpr::Rax.write_sized(ctx.regs, width, old);
                 ctx.regs.rflags = (ctx.regs.rflags & !RFLAGS_ARITHMETIC) | flags;
                 return step(ctx, decoded);

@@ -802,6 +802,45 @@ mod fuzz {
         assert_eq!(regs.rflags & arithmetic, 0x44);
     }
 
+    /// A `cmpxchg` whose comparison fails still writes its destination back on a real
+    /// CPU, so on a read-only page it faults like any store: it is emulated only where
+    /// a store would be (an aligned entry of a live L1, the assist on), and anywhere
+    /// else the guest's #PF handler gets it with rax as it was. (Found by review: the
+    /// failing case used to be answered on any read-only page.)
+    #[test]
+    fn a_failing_cmpxchg_is_emulated_only_where_a_store_would_be() {
+        const CMPXCHG: [u8; 5] = [0xf0, 0x48, 0x0f, 0xb1, 0x1f]; // lock cmpxchg [rdi], rbx
+        const EXPECTED: u64 = 0x1234_5678_9abc; // not what any of these entries hold
+        for (what, va, assist) in [
+            ("the L2 table (not an L1)", L2_VA + 8 * 10, true),
+            ("an L1 with writable_pagetables off", L1_VA + 8 * 300, false),
+            ("a misaligned qword in the L1", L1_VA + 8 * 300 + 4, true),
+        ] {
+            let mut world = world();
+            if !assist {
+                world.domain.vm_assist = 0;
+            }
+            world.put(CODE - BUF, &CMPXCHG);
+            let regs = &mut world.domain.vcpu.regs;
+            regs.rip = CODE;
+            (regs.rax, regs.rbx, regs.rdi) = (EXPECTED, 0, va);
+            regs.error_code = 3;
+            let outcome = exception(&mut world, &mut FakeHardware::default(), vector::PF, va);
+            assert_eq!(outcome, Outcome::Resume);
+            let regs = world.domain.vcpu.regs;
+            assert_eq!(
+                regs.rip,
+                HANDLER + 14 * 0x10,
+                "{what}: the #PF is the guest's"
+            );
+            assert_eq!(regs.rax, EXPECTED, "{what}: rax as it was");
+        }
+        // In an aligned L1 entry with the assist on, the failing compare is emulated.
+        let world = store_into_l1(&CMPXCHG, 300, EXPECTED, 0, 0x202);
+        let regs = world.domain.vcpu.regs;
+        assert_eq!((regs.rip, regs.rax), (CODE + 5, 0));
+    }
+
     /// Instruction bytes: a privileged or page-table-storing opcode with random prefixes
     /// and operand bytes, or random bytes.
     fn code() -> impl Strategy<Value = Vec<u8>> {
