@@ -205,8 +205,30 @@ pub fn privileged_op<M: PhysMem>(
             _ => None,
         };
     }
+    // `sti; hlt`, the idle of an unmodified kernel: the CPU takes no interrupt between
+    // the two (STI's one-instruction shadow), so an event that is pending when events
+    // come on wakes the `hlt` instead of being taken before it, and the kernel's idle
+    // loop sees the work it brought. Emulated as one, in the same trap: the `sti`, then
+    // the `hlt` (which blocks unless an event is pending, with events on). Taken apart,
+    // the upcall due after the `sti` would run first and the `hlt` then sleep through
+    // the wake-up it brought.
+    // (Single-stepped, the `sti` is stepped alone: its #DB comes first. The `hlt` was
+    // fetched, so its address is canonical.)
+    if decoded.instruction == Instruction::Sti
+        && ctx.regs.rflags & rflags::TF == 0
+        && bytes.get(decoded.length) == Some(&HLT)
+        && let Ok(hlt) = decode(&bytes[decoded.length..])
+    {
+        let at = ctx.regs.rip;
+        emulate(ctx, hw, decoded)?;
+        debug_assert_eq!(ctx.regs.rip, decoded.next_rip(at), "at the hlt");
+        return emulate(ctx, hw, hlt);
+    }
     emulate(ctx, hw, decoded)
 }
+
+/// The opcode of `hlt`.
+const HLT: u8 = 0xf4;
 
 /// Completes an emulated instruction: the vCPU goes on after it. After an instruction
 /// that ends at the top of the lower half there is nowhere to go on to: as the CPU's

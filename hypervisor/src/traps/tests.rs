@@ -355,6 +355,55 @@ fn cli_sti_flip_the_virtual_interrupt_flag() {
     assert_eq!(world.domain.vcpu.regs.rip, CODE + 2);
 }
 
+/// `sti; hlt` is one step, as STI's interrupt shadow makes it on the CPU: events come
+/// on and the vCPU blocks past the `hlt` (the machine then wakes it at once if an event
+/// is pending), instead of resuming at the `hlt` with an upcall taken before it, after
+/// which the `hlt` would sleep through the wake-up. A lone `sti`, or one that is
+/// single-stepped, is stepped alone.
+#[test]
+fn sti_then_hlt_is_one_step_as_under_the_interrupt_shadow() {
+    let mut hw = FakeHardware::default();
+    let masked =
+        |world: &World| crate::vcpu_info::VcpuInfoRef::of(&world.mem, &world.domain).upcall_mask();
+    // cli; sti; hlt
+    let mut world = emulating(&[0xfa, 0xfb, 0xf4]);
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert!(masked(&world));
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Block
+    );
+    assert!(!masked(&world), "events on");
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 3, "past the hlt");
+    // sti; nop: the sti alone.
+    let mut world = emulating(&[0xfb, 0x90]);
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert_eq!(world.domain.vcpu.regs.rip, CODE + 1);
+    // Single-stepped: the sti alone, then its #DB (at the hlt).
+    let mut world = emulating(&[0xfb, 0xf4]);
+    world.domain.vcpu.regs.rflags = 0x302;
+    world.domain.vcpu.trap_table[1] = TrapInfo::new(1, 0, false, 0xe033, HANDLER + 0x200);
+    assert_eq!(
+        exception(&mut world, &mut hw, vector::GP, 0),
+        Outcome::Resume
+    );
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x200,
+        "in the #DB handler"
+    );
+    assert_eq!(
+        stack_words(&world, world.domain.vcpu.regs.rsp, 3)[2],
+        CODE + 1
+    );
+}
+
 #[test]
 fn control_registers_and_msrs() {
     // mov rax, cr0; mov rbx, cr3; mov cr0, rax (with TS); rdmsr; wrmsr
