@@ -93,6 +93,10 @@ pub struct Vcpu {
     pub io_bitmap: (u64, u32),
     /// Virtual CR0.TS (fpu_taskswitch): the next FPU use raises #NM in the guest.
     pub virtual_ts: bool,
+    /// Virtual CR4.PGE cleared by a trapped `mov` to CR4 (a kernel's way to flush
+    /// global TLB entries is to clear it and set it again): reads of CR4 show it clear
+    /// until it is set again. The real PGE does not change (the write flushes).
+    pub virtual_pge_off: bool,
     /// The virtual trap table from set_trap_table, indexed by vector (every address 0 or
     /// a valid entry point: see [`Callbacks`]).
     pub trap_table: [TrapInfo; 256],
@@ -149,6 +153,7 @@ impl Vcpu {
             iopl: 0,
             io_bitmap: (0, 0),
             virtual_ts: false,
+            virtual_pge_off: false,
             trap_table: [TrapInfo::default(); 256],
             callbacks: Callbacks::default(),
             id: 0,

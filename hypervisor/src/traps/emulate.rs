@@ -297,6 +297,7 @@ fn emulate<M: PhysMem>(
                 ControlRegister::Cr0 => VIRTUAL_CR0 | if vcpu.virtual_ts { CR0_TS } else { 0 },
                 ControlRegister::Cr2 => info.cr2(),
                 ControlRegister::Cr3 => vcpu.kernel_root.addr(),
+                ControlRegister::Cr4 if vcpu.virtual_pge_off => VIRTUAL_CR4 & !CR4_PGE,
                 ControlRegister::Cr4 => VIRTUAL_CR4,
                 ControlRegister::Cr8 => 0,
             };
@@ -317,7 +318,9 @@ fn emulate<M: PhysMem>(
                         .ok()?;
                 }
                 ControlRegister::Cr4 if (value ^ VIRTUAL_CR4) & !CR4_PGE == 0 => {
-                    // Toggling PGE is how a kernel flushes global TLB entries.
+                    // Toggling PGE is how a kernel flushes global TLB entries: each
+                    // write flushes them (and the rest), and reads show what was set.
+                    ctx.domain.vcpu.virtual_pge_off = value & CR4_PGE == 0;
                     hw.mmu().flush_all();
                 }
                 _ => return None,

@@ -605,6 +605,33 @@ fn cr4_writes_may_only_toggle_pge_and_flush() {
     );
 }
 
+/// CR4 reads back the PGE it was given (as the CPU's does, and Xen's per-vCPU CR4):
+/// clear after a kernel cleared it to flush global entries, set again after it set it.
+/// (Found by review: reads used to show PGE set whatever was written.)
+#[test]
+fn cr4_reads_back_the_pge_it_was_given() {
+    use super::emulate::VIRTUAL_CR4;
+    const PGE: u64 = 1 << 7;
+    // mov cr4, rax; mov rbx, cr4; mov cr4, rcx; mov rdx, cr4
+    let mut world = emulating(&[
+        0x0f, 0x22, 0xe0, 0x0f, 0x20, 0xe3, 0x0f, 0x22, 0xe1, 0x0f, 0x20, 0xe2,
+    ]);
+    let mut hw = FakeHardware::default();
+    world.domain.vcpu.regs.rax = VIRTUAL_CR4 & !PGE;
+    world.domain.vcpu.regs.rcx = VIRTUAL_CR4;
+    for _ in 0..4 {
+        assert_eq!(
+            exception(&mut world, &mut hw, vector::GP, 0),
+            Outcome::Resume
+        );
+    }
+    let regs = world.domain.vcpu.regs;
+    assert_eq!(regs.rip, CODE + 12);
+    assert_eq!(regs.rbx, VIRTUAL_CR4 & !PGE, "PGE reads back clear");
+    assert_eq!(regs.rdx, VIRTUAL_CR4, "and set again");
+    assert_eq!(hw.mmu.flushes, 2, "each write flushes");
+}
+
 /// Maps the last page of the lower half (0x7fff_ffff_f000) to a fresh frame of the test
 /// domain holding `code` at its end, through three fresh tables.
 fn map_top_of_lower_half(world: &mut World, code: &[u8]) {
