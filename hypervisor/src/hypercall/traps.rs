@@ -20,27 +20,38 @@ fn valid_entry(address: u64) -> bool {
     is_canonical(address) && !(HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END).contains(&address)
 }
 
+/// Entries `set_trap_table` takes per call before it continues (Xen's preemption
+/// check): a whole table's worth.
+const TRAP_TABLE_BATCH: u64 = 256;
+
+/// `set_trap_table(table)`, as Xen does it: each entry of the array at `table`, up to
+/// the terminator (address 0), replaces the virtual trap table's entry for its vector,
+/// and the others stay (Linux sends one entry and the terminator for every IDT write
+/// after the first). A null `table` clears the whole table. A bad entry (an address
+/// that is not canonical or is in the hypervisor's range: `EINVAL`) or an unreadable
+/// one (`EFAULT`) ends the call there, the entries before it applied, as in Xen. A
+/// list of more than 256 entries goes on in a continuation.
 pub(super) fn set_trap_table<M: PhysMem>(
     ctx: &mut Context<'_, M>,
     table: u64,
 ) -> Result<u64, Errno> {
-    let mut fresh = [TrapInfo::default(); 256];
-    if table != 0 {
-        // At most one entry per vector plus the terminator; copy all before applying any.
-        let size = core::mem::size_of::<TrapInfo>() as u64;
-        for index in 0..=256u64 {
-            let entry: TrapInfo = ctx.guest.read_obj(table.wrapping_add(index * size))?;
-            if entry.address == 0 {
-                break;
-            }
-            if index == 256 || !valid_entry(entry.address) {
-                return Err(Errno::EINVAL);
-            }
-            fresh[usize::from(entry.vector)] = entry;
-        }
+    if table == 0 {
+        ctx.domain.vcpu.trap_table = [TrapInfo::default(); 256];
+        return Ok(0);
     }
-    ctx.domain.vcpu.trap_table = fresh;
-    Ok(0)
+    let size = core::mem::size_of::<TrapInfo>() as u64;
+    for index in 0..TRAP_TABLE_BATCH {
+        let entry: TrapInfo = ctx.guest.read_obj(table.wrapping_add(index * size))?;
+        if entry.address == 0 {
+            return Ok(0);
+        }
+        if !valid_entry(entry.address) {
+            return Err(Errno::EINVAL);
+        }
+        ctx.domain.vcpu.trap_table[usize::from(entry.vector)] = entry;
+    }
+    let rest = table.wrapping_add(TRAP_TABLE_BATCH * size);
+    Ok(ctx.continuation(super::Hypercall::SetTrapTable.number(), [rest, 0, 0, 0, 0]))
 }
 
 pub(super) fn set_callbacks<M: PhysMem>(
@@ -155,62 +166,71 @@ mod tests {
     use zerocopy::IntoBytes;
 
     #[test]
-    fn trap_table_is_copied_whole_or_not_at_all() {
+    fn trap_table_entries_replace_their_vectors_only_as_in_xen() {
         let mut world = World::new();
+        let entry = |vector: u8, address: u64| TrapInfo {
+            vector,
+            flags: 0,
+            cs: 0xe033,
+            pad0: 0,
+            address,
+        };
         let entries = [
+            entry(14, 0xffff_ffff_8000_1000),
             TrapInfo {
-                vector: 14,
-                flags: 0,
-                cs: 0xe033,
-                pad0: 0,
-                address: 0xffff_ffff_8000_1000,
-            },
-            TrapInfo {
-                vector: 3,
                 flags: 3,
-                cs: 0xe033,
-                pad0: 0,
-                address: 0xffff_ffff_8000_2000,
+                ..entry(3, 0xffff_ffff_8000_2000)
             },
             TrapInfo::default(),
         ];
         world.put(0, entries.as_bytes());
         assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, 0);
-        assert_eq!(
-            world.domain.vcpu.trap_table[14].address,
-            0xffff_ffff_8000_1000
-        );
+        let table = |world: &World, vector: usize| world.domain.vcpu.trap_table[vector].address;
+        assert_eq!(table(&world, 14), 0xffff_ffff_8000_1000);
         assert_eq!(world.domain.vcpu.trap_table[3].flags, 3);
-        // A bad entry leaves the previous table in place.
+        // One entry (Linux's IDT write): that vector changes, the others stay.
+        world.put(
+            0,
+            [entry(6, 0xffff_ffff_8000_3000), TrapInfo::default()].as_bytes(),
+        );
+        assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, 0);
+        assert_eq!(table(&world, 6), 0xffff_ffff_8000_3000);
+        assert_eq!(table(&world, 14), 0xffff_ffff_8000_1000, "kept");
+        assert_eq!(table(&world, 3), 0xffff_ffff_8000_2000, "kept");
+        // A bad entry ends the call there: those before it are applied.
         let bad = [
-            entries[0],
-            TrapInfo {
-                address: 0xffff_8300_0000_0000,
-                ..entries[1]
-            },
+            entry(14, 0xffff_ffff_8000_4000),
+            entry(3, 0xffff_8300_0000_0000),
+            entry(6, 0xffff_ffff_8000_5000),
         ];
         world.put(0, bad.as_bytes());
         assert_eq!(world.call(0, [BUF, 0, 0, 0, 0]).0, -22);
         assert_eq!(
-            world.domain.vcpu.trap_table[3].address,
-            0xffff_ffff_8000_2000
+            table(&world, 14),
+            0xffff_ffff_8000_4000,
+            "applied before it"
         );
-        // No terminator before the mapping ends: -EFAULT, table unchanged.
-        let full = [entries[0]; 512];
-        world.put(0, full[..256].as_bytes());
-        world.put(4096, full[..256].as_bytes());
-        assert_eq!(
-            world.call(0, [BUF, 0, 0, 0, 0]).0,
-            -22,
-            "more than 256 entries"
-        );
-        assert_eq!(
-            world.domain.vcpu.trap_table[3].address,
-            0xffff_ffff_8000_2000
-        );
+        assert_eq!(table(&world, 3), 0xffff_ffff_8000_2000, "the bad one not");
+        assert_eq!(table(&world, 6), 0xffff_ffff_8000_3000, "nor any after it");
         assert_eq!(world.call(0, [0x5000, 0, 0, 0, 0]).0, -14);
+        // More than 256 entries: a continuation at the 257th.
+        let full = [entry(3, 0xffff_ffff_8000_6000); 256];
+        world.put(0, full.as_bytes());
+        world.put(
+            4096,
+            [entry(7, 0xffff_ffff_8000_7000), TrapInfo::default()].as_bytes(),
+        );
+        let (rax, _) = world.call(0, [BUF, 0, 0, 0, 0]);
+        assert_eq!(rax, 0, "the number again, for the re-issued call");
+        assert_eq!(
+            (world.last_regs.rip, world.last_regs.rdi),
+            (0x1000 - 2, BUF + 4096)
+        );
+        assert_eq!(world.call(0, [BUF + 4096, 0, 0, 0, 0]).0, 0);
+        assert_eq!(table(&world, 3), 0xffff_ffff_8000_6000);
+        assert_eq!(table(&world, 7), 0xffff_ffff_8000_7000);
         assert_eq!(world.call(0, [0, 0, 0, 0, 0]).0, 0, "null clears the table");
-        assert_eq!(world.domain.vcpu.trap_table[3].address, 0);
+        assert_eq!(table(&world, 3), 0);
     }
 
     #[test]
