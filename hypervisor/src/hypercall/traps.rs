@@ -152,9 +152,17 @@ pub(super) fn set_segment_base<M: PhysMem>(
             segments.gs_kernel = base;
             Ok(0)
         }
-        // Loading a user GS selector: flat guests have only the null selector, which
-        // leaves the base as it is.
-        SEGBASE_GS_USER_SEL if base & 0xffff == 0 => Ok(0),
+        // Loading a user GS selector (Linux's load_gs_index, on every switch to a
+        // process): the base becomes the descriptor's. That is 0 for every selector
+        // here: the null one clears it (as on Intel; Xen forces the same on AMD), and
+        // every descriptor a guest can load is flat (`gdt.rs`); one it cannot load is
+        // replaced by the flat one, as Xen's fix-up does. So the call never fails, as
+        // in Xen ("Linux will BUG() if this call fails"). The selector itself is not
+        // kept: the hypervisor does not switch selectors between guests.
+        SEGBASE_GS_USER_SEL => {
+            segments.gs_user = 0;
+            Ok(0)
+        }
         _ => Err(Errno::EINVAL),
     }
 }
@@ -345,8 +353,16 @@ mod tests {
             -22,
             "non-canonical"
         );
-        assert_eq!(world.call(25, [3, 0, 0, 0, 0]).0, 0);
-        assert_eq!(world.call(25, [3, 0x2b, 0, 0, 0]).0, -22);
+        // A user GS selector, null or not, leaves the user GS base at its descriptor's,
+        // 0 (the next process must not inherit the last one's), and never fails.
+        for selector in [0, 3, 0xe02b, 0xfff8] {
+            world.domain.vcpu.segments.gs_user = 0x2000;
+            assert_eq!(world.call(25, [3, selector, 0, 0, 0]).0, 0);
+            assert_eq!(
+                world.domain.vcpu.segments.gs_user, 0,
+                "selector {selector:#x}"
+            );
+        }
         assert_eq!(world.call(25, [9, 0, 0, 0, 0]).0, -22);
     }
 }
