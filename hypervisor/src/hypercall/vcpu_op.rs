@@ -7,7 +7,7 @@
 
 use super::After;
 use super::global::{GlobalCall, command};
-use crate::domain::{FpuState, SegmentBases, Vcpu};
+use crate::domain::{DomainState, FpuState, SegmentBases, Vcpu};
 use crate::frames::PageType;
 use crate::mm::{Mfn, PAGE_SIZE, PhysMem, is_canonical};
 use crate::paging::Paging;
@@ -21,6 +21,7 @@ use pv_abi::arch_x86_64::{
     VGCF_IN_KERNEL, VGCF_SYSCALL_DISABLES_EVENTS, VcpuGuestContext, xen_cr3_to_pfn,
 };
 use pv_abi::errno::Errno;
+use pv_abi::sched::SHUTDOWN_POWEROFF;
 use pv_abi::vcpu::{
     VCPUOP_DOWN, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
     VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_PERIODIC_TIMER,
@@ -75,8 +76,15 @@ pub(super) fn vcpu_op<M: PhysMem>(
                     && call.guests.sched.state(VcpuRef { slot, vcpu: v }) != RunState::Offline
             });
             if !others_up {
-                // As in Xen: a domain keeps at least one vCPU up.
-                return Err(Errno::EINVAL);
+                // The last vCPU going down: the domain powers off, as in Xen's
+                // do_vcpu_op ("Last vcpu going down?").
+                if let Some(domain) = call.guests.domains[slot].as_mut() {
+                    domain.state = DomainState::ShutDown {
+                        reason: SHUTDOWN_POWEROFF,
+                    };
+                }
+                call.after = After::Reschedule;
+                return Ok(0);
             }
             call.guests.sched.down(target, now);
             // A vCPU that was polling stops: no stale wake-up or poll timeout later.
@@ -230,6 +238,9 @@ fn vcpu_from_context(context: &VcpuGuestContext, id: u32) -> Result<Vcpu, Errno>
     };
     let mut vcpu = Vcpu::new(regs, Mfn(xen_cr3_to_pfn(context.ctrlreg[3])));
     vcpu.id = id;
+    // The IOPL the context asks for is the vCPU's virtual IOPL (Xen's
+    // arch_set_info_guest: "IOPL privileges are virtualised"); the real one stays 0.
+    vcpu.iopl = ((r.rflags & rflags::IOPL) >> 12) as u8;
     vcpu.kernel_mode = context.flags & VGCF_IN_KERNEL != 0;
     vcpu.set_kernel_sp(context.kernel_sp);
     vcpu.kernel_ss = context.kernel_ss | 3;
@@ -361,12 +372,12 @@ mod tests {
         let vcpu = w.runtime[0].parked[1].clone().unwrap();
         assert_eq!((vcpu.id, vcpu.regs.rip), (1, 0xffff_ffff_8000_1000));
         assert_eq!(vcpu.regs.rflags & 0x3200, 0x0200, "IOPL dropped, IF set");
+        assert_eq!(vcpu.iopl, 3, "the virtual IOPL the context asked for");
         assert_eq!(vcpu.callbacks.event, 0xffff_ffff_8000_2000);
         assert_eq!(op(&mut w, VCPUOP_UP, 1, &[]).0, 0);
         assert_eq!(op(&mut w, VCPUOP_IS_UP, 1, &[]).0, 1);
         // Down: allowed while another is up; the caller going down reschedules.
         assert_eq!(op(&mut w, VCPUOP_DOWN, 1, &[]).0, 0);
-        assert_eq!(op(&mut w, VCPUOP_DOWN, 0, &[]).0, -22, "the last one stays");
         assert_eq!(op(&mut w, VCPUOP_UP, 1, &[]).0, 0);
         // A polling vCPU taken down stops polling: no stale wake-up or poll timeout
         // (found by review).
@@ -377,6 +388,15 @@ mod tests {
         assert_eq!(w.runtime[0].vcpus[1].timers.poll_timeout, None);
         assert_eq!(op(&mut w, VCPUOP_UP, 1, &[]).0, 0);
         assert_eq!(op(&mut w, VCPUOP_DOWN, 0, &[]), (0, After::Reschedule));
+        assert!(w.domains[0].as_ref().unwrap().is_running());
+        // The last one up going down powers the domain off, as in Xen.
+        assert_eq!(op(&mut w, VCPUOP_DOWN, 1, &[]), (0, After::Reschedule));
+        assert_eq!(
+            w.domains[0].as_ref().unwrap().state,
+            DomainState::ShutDown {
+                reason: SHUTDOWN_POWEROFF
+            }
+        );
     }
 
     /// The express paths of `entry.S` test a handler only for 0 (see `Callbacks`): a
