@@ -30,12 +30,11 @@ fn feature_word<M: PhysMem>(ctx: &Context<'_, M>, index: u32) -> u32 {
     if index == 0 {
         word |= 1 << XENFEAT_MMU_PT_UPDATE_PRESERVE_AD;
     }
-    // As on Xen: direct stores into L1 tables are emulated once the guest has turned the
-    // writable-page-table assist on.
-    let assist = 1 << pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
-    if index == 0 && ctx.domain.vm_assist & assist != 0 {
-        word |= 1 << pv_abi::features::XENFEAT_WRITABLE_PAGE_TABLES;
-    }
+    // Never XENFEAT_writable_page_tables, which says a guest need not write-protect its
+    // page tables: Xen gives it only to translated guests. A PV guest must keep its
+    // tables read-only even with the writable-page-table assist on (xen.h: "Guest must
+    // continue to remove all writable mappings of PTEs"); the assist only emulates its
+    // stores into them.
     if index == 0 && ctx.domain.privileged {
         word |= 1 << XENFEAT_DOM0;
     }
@@ -150,7 +149,11 @@ mod tests {
         world.domain.vm_assist = 1 << pv_abi::xen::VMASST_TYPE_WRITABLE_PAGETABLES;
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
         let word = u32::from_le_bytes(world.get(4, 4).try_into().unwrap());
-        assert_ne!(word & 1, 0, "writable_page_tables once the assist is on");
+        assert_eq!(
+            word & 1,
+            0,
+            "never writable_page_tables (PV: tables stay read-only)"
+        );
         world.domain.vm_assist = 0;
         world.domain.privileged = true;
         assert_eq!(world.call(17, [6, BUF, 0, 0, 0]).0, 0);
