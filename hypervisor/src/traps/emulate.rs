@@ -112,11 +112,14 @@ fn reserved_port(first: u32, last: u32) -> bool {
     })
 }
 
-/// Whether `domain`'s current vCPU may touch `size` bytes at `port`: the domain must be
-/// I/O-capable (privileged), the port not the hypervisor's, and the vCPU in kernel mode
-/// with virtual IOPL >= 1 or with every port of the access clear in its I/O bitmap
-/// (read through `guest`, the vCPU's kernel address space). The trapped `in`/`out` and
-/// the port-I/O extension hypercall both ask this.
+/// Whether `domain`'s current vCPU may touch `size` bytes at `port`, by Xen's rule
+/// (`guest_io_okay`): the domain must be I/O-capable (privileged) and the port not the
+/// hypervisor's; then the vCPU's virtual IOPL must reach its ring (1 in kernel mode, 3
+/// in user mode, a process of a kernel that gave it `iopl(3)`), or every port of the
+/// access be clear in its I/O bitmap, in either mode (read through `guest`, the vCPU's
+/// kernel address space, as Xen switches to kernel mode to read it: a process given
+/// ports by `ioperm`). The trapped `in`/`out` and the port-I/O extension hypercall both
+/// ask this.
 pub fn port_allowed<M: PhysMem>(
     domain: &Domain,
     guest: &GuestMem<'_, M>,
@@ -127,10 +130,11 @@ pub fn port_allowed<M: PhysMem>(
     let last = first + size.bytes() as u32 - 1;
     let reserved = reserved_port(first, last);
     let vcpu = &domain.vcpu;
-    if !domain.privileged || !vcpu.kernel_mode || reserved || last > 0xffff {
+    if !domain.privileged || reserved || last > 0xffff {
         return false;
     }
-    if vcpu.iopl >= 1 {
+    let ring = if vcpu.kernel_mode { 1 } else { 3 };
+    if vcpu.iopl >= ring {
         return true;
     }
     let (bitmap, ports) = vcpu.io_bitmap;
@@ -199,9 +203,13 @@ pub fn privileged_op<M: PhysMem>(
     let bytes = fetch(&ctx.guest_mem(root), ctx.regs.rip);
     let decoded = decode(&bytes).ok()?;
     if !ctx.domain.vcpu.kernel_mode {
-        // User mode may only raise software interrupts and ask for filtered CPUID.
+        // User mode may only raise software interrupts, ask for filtered CPUID and, where
+        // its kernel allowed it (`port_allowed`), use ports.
         return match decoded.instruction {
-            Instruction::Int { .. } | Instruction::ForcedCpuid => emulate(ctx, hw, decoded),
+            Instruction::Int { .. }
+            | Instruction::ForcedCpuid
+            | Instruction::In { .. }
+            | Instruction::Out { .. } => emulate(ctx, hw, decoded),
             _ => None,
         };
     }

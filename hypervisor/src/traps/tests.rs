@@ -585,6 +585,50 @@ fn the_io_bitmap_allows_exactly_its_clear_ports() {
     assert_eq!(hw.outs.len(), 1);
 }
 
+/// A process may use ports where Xen lets it (`guest_io_okay`): at virtual IOPL 3
+/// (`iopl(3)`), or where its I/O bitmap allows them (`ioperm`), read through the kernel's
+/// address space; at IOPL 1, the kernel's, it may not. (Found by review: user mode used
+/// to be refused every port.)
+#[test]
+fn a_process_uses_ports_at_iopl_3_or_by_the_io_bitmap() {
+    let process = |iopl: u8| {
+        let mut world = emulating(&[0xe6, 0x80]); // out 0x80, al
+        world.domain.privileged = true;
+        world.domain.vcpu.kernel_mode = false;
+        world.domain.vcpu.set_kernel_sp(STACK_TOP);
+        world.domain.vcpu.iopl = iopl;
+        world.domain.vcpu.regs.rax = 9;
+        world
+    };
+    let mut hw = FakeHardware::default();
+    let mut world = process(1);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        HANDLER + 0x700,
+        "IOPL 1 is the kernel's"
+    );
+    assert!(hw.outs.is_empty());
+    let mut world = process(3);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        (world.domain.vcpu.regs.rip, &hw.outs[..]),
+        (CODE + 2, &[(0x80, 9)][..])
+    );
+    let mut world = process(0);
+    let mut bitmap = [0xffu8; 32];
+    bitmap[0x80 / 8] = !1;
+    world.put(0x400, &bitmap);
+    world.domain.vcpu.io_bitmap = (BUF + 0x400, 256);
+    exception(&mut world, &mut hw, vector::GP, 0);
+    assert_eq!(
+        world.domain.vcpu.regs.rip,
+        CODE + 2,
+        "allowed by the bitmap"
+    );
+    assert_eq!(hw.outs.len(), 2);
+}
+
 #[test]
 fn cr4_writes_may_only_toggle_pge_and_flush() {
     use super::emulate::VIRTUAL_CR4;
