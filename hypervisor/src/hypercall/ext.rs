@@ -16,7 +16,8 @@ use pv_abi::xen::{
 };
 
 /// The assists a 64-bit PV guest may switch (Xen 4.17's set). They are recorded now and
-/// take effect as the features behind them land.
+/// take effect as the features behind them land: today only `writable_pagetables` does
+/// (docs/abi.md says which do not).
 const VALID_ASSISTS: u64 = (1 << VMASST_TYPE_4GB_SEGMENTS)
     | (1 << VMASST_TYPE_4GB_SEGMENTS_NOTIFY)
     | (1 << VMASST_TYPE_WRITABLE_PAGETABLES)
