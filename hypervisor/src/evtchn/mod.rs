@@ -21,7 +21,7 @@ use pv_abi::event_channel::{
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
     EvtchnPort, EvtchnStatusDetail,
 };
-use pv_abi::xen::{NR_VIRQS, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_ENOMEM, VIRQ_TBUF};
+use pv_abi::xen::{NR_VIRQS, VIRQ_DEBUG, VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU};
 
 /// Ports per domain (port 0 included, never allocated).
 pub const MAX_PORTS: usize = 1024;
@@ -81,9 +81,10 @@ impl Channel {
 }
 
 /// Whether `virq` is global (bound on vCPU 0, raised for the domain) rather than
-/// per-vCPU. The rest (timer, debug, ...) are per-vCPU, as in Xen.
+/// per-vCPU: all are but the timer, debug, oprofile and PMU ones, as in Xen's
+/// `virq_is_global` (on x86 the arch VIRQs are global too).
 pub fn virq_is_global(virq: u32) -> bool {
-    matches!(virq, VIRQ_CONSOLE | VIRQ_DOM_EXC | VIRQ_TBUF | VIRQ_ENOMEM)
+    !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
 }
 
 /// One domain's ports.
@@ -251,10 +252,9 @@ impl EventTable {
         let channel = *self.open(port)?;
         match channel.binding {
             Binding::Unbound { .. } | Binding::Interdomain { .. } => {}
-            Binding::Virq { virq } if virq_is_global(virq) => {
-                self.virqs[channel.vcpu as usize][virq as usize] = 0;
-                self.virqs[vcpu as usize][virq as usize] = port;
-            }
+            // A global VIRQ stays recorded on vCPU 0 (so it cannot be bound twice), as
+            // in Xen; only the vCPU it notifies changes.
+            Binding::Virq { virq } if virq_is_global(virq) => {}
             _ => return Err(Errno::EINVAL),
         }
         self.channels[port as usize].vcpu = vcpu;
@@ -266,7 +266,12 @@ impl EventTable {
     pub fn close(&mut self, port: EvtchnPort) -> Result<Binding, Errno> {
         let channel = *self.open(port)?;
         if let Binding::Virq { virq } = channel.binding {
-            self.virqs[channel.vcpu as usize][virq as usize] = 0;
+            let bound_on = if virq_is_global(virq) {
+                0
+            } else {
+                channel.vcpu
+            };
+            self.virqs[bound_on as usize][virq as usize] = 0;
         }
         self.channels[port as usize] = Channel::CLOSED;
         Ok(channel.binding)

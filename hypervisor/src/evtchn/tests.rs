@@ -3,7 +3,10 @@ use super::*;
 use crate::mm::Mfn;
 use crate::mm::fake::FakeMem;
 use crate::vcpu_info::{VcpuInfoRef, shared_slot};
-use pv_abi::xen::{VIRQ_DEBUG, VIRQ_TIMER};
+use pv_abi::xen::{
+    VIRQ_ARGO, VIRQ_CON_RING, VIRQ_CONSOLE, VIRQ_DEBUG, VIRQ_ENOMEM, VIRQ_MEM_EVENT,
+    VIRQ_PCPU_STATE, VIRQ_TIMER,
+};
 
 fn table() -> Box<EventTable> {
     Box::new(EventTable::new(2))
@@ -54,11 +57,39 @@ fn virq_rules() {
         "global on vCPU 0 only"
     );
     let console = t.bind_virq(VIRQ_CONSOLE, 0).unwrap();
-    // A per-vCPU VIRQ cannot move, a global one can.
+    // A per-vCPU VIRQ cannot move, a global one can; it stays recorded on vCPU 0, so
+    // it cannot be bound a second time (Xen's EEXIST).
     assert_eq!(t.bind_vcpu(timer0, 1), Err(Errno::EINVAL));
     assert_eq!(t.bind_vcpu(console, 1), Ok(()));
-    assert_eq!(t.virq_port(VIRQ_CONSOLE, 1), Some(console));
-    assert_eq!(t.virq_port(VIRQ_CONSOLE, 0), None);
+    assert_eq!(t.virq_port(VIRQ_CONSOLE, 0), Some(console));
+    assert_eq!(t.status(console).map(|s| s.1), Ok(1), "it notifies vCPU 1");
+    assert_eq!(t.bind_virq(VIRQ_CONSOLE, 0), Err(Errno::EEXIST));
+    // Xen's global set: all but timer, debug, oprofile and PMU.
+    for virq in [
+        VIRQ_CON_RING,
+        VIRQ_PCPU_STATE,
+        VIRQ_MEM_EVENT,
+        VIRQ_ARGO,
+        VIRQ_ENOMEM,
+    ] {
+        assert_eq!(
+            t.bind_virq(virq, 1),
+            Err(Errno::EINVAL),
+            "virq {virq} is global"
+        );
+    }
+    let debug1 = t.bind_virq(VIRQ_DEBUG, 1).unwrap();
+    assert_eq!(
+        t.bind_vcpu(debug1, 0),
+        Err(Errno::EINVAL),
+        "debug is per-vCPU"
+    );
+    t.close(console).unwrap();
+    assert_eq!(
+        t.virq_port(VIRQ_CONSOLE, 0),
+        None,
+        "closing a moved global VIRQ unbinds"
+    );
     t.close(timer0).unwrap();
     assert_eq!(t.virq_port(VIRQ_TIMER, 0), None, "closing unbinds");
     assert_eq!(t.bind_virq(VIRQ_TIMER, 0), Ok(timer0));

@@ -310,11 +310,9 @@ impl<M: PhysMem> Guests<'_, M> {
     /// Raises `virq` for vCPU `vcpu` of `slot` (global VIRQs: wherever bound).
     pub fn raise_virq(&mut self, slot: usize, vcpu: u32, virq: u32) {
         let events = &self.runtime[slot].events;
-        let port = if virq_is_global(virq) {
-            (0..self.vcpu_count(slot)).find_map(|v| events.virq_port(virq, v))
-        } else {
-            events.virq_port(virq, vcpu)
-        };
+        // A global VIRQ is recorded on vCPU 0 and notifies the vCPU its port is bound
+        // to (`EventTable::bind_vcpu`), as in Xen's send_guest_global_virq.
+        let port = events.virq_port(virq, if virq_is_global(virq) { 0 } else { vcpu });
         if let Some(port) = port {
             self.raise(slot, port);
         }
