@@ -5,7 +5,7 @@ use super::{After, Context};
 use crate::domain::DomainState;
 use crate::mm::PhysMem;
 use pv_abi::errno::Errno;
-use pv_abi::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SHUTDOWN_MAX, SchedShutdown};
+use pv_abi::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedShutdown};
 
 pub(super) fn sched_op<M: PhysMem>(
     ctx: &mut Context<'_, M>,
@@ -19,11 +19,10 @@ pub(super) fn sched_op<M: PhysMem>(
         }
         SCHEDOP_SHUTDOWN => {
             let request: SchedShutdown = ctx.guest.read_obj(arg)?;
-            if request.reason > SHUTDOWN_MAX {
-                return Err(Errno::EINVAL);
-            }
+            // Any reason, as in Xen (`domain_shutdown(d, (u8)reason)`): a guest that asks
+            // to stop is stopped; one Xen does not define is reported as unknown.
             ctx.domain.state = DomainState::ShutDown {
-                reason: request.reason,
+                reason: u32::from(request.reason as u8),
             };
             ctx.after = After::Reschedule;
             Ok(0)
@@ -42,10 +41,14 @@ mod tests {
     fn yield_and_shutdown() {
         let mut world = World::new();
         assert_eq!(world.call(29, [0, 0, 0, 0, 0]), (0, After::Reschedule));
-        world.put(0, &9u32.to_le_bytes());
-        assert_eq!(world.call(29, [2, BUF, 0, 0, 0]).0, -22, "no such reason");
-        assert!(world.domain.is_running());
         assert_eq!(world.call(29, [2, 0x10, 0, 0, 0]).0, -14);
+        assert!(world.domain.is_running());
+        // A reason Xen does not define still stops the domain, truncated to 8 bits as
+        // Xen's domain_shutdown takes it.
+        world.put(0, &0x109u32.to_le_bytes());
+        assert_eq!(world.call(29, [2, BUF, 0, 0, 0]), (0, After::Reschedule));
+        assert_eq!(world.domain.state, DomainState::ShutDown { reason: 9 });
+        world.domain.state = DomainState::Running;
         world.put(0, &SHUTDOWN_POWEROFF.to_le_bytes());
         assert_eq!(world.call(29, [2, BUF, 0, 0, 0]), (0, After::Reschedule));
         assert_eq!(

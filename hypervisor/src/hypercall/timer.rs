@@ -11,7 +11,7 @@ use crate::time::Nanos;
 use pv_abi::errno::Errno;
 use pv_abi::event_channel::EvtchnPort;
 use pv_abi::sched::{
-    SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_YIELD, SHUTDOWN_MAX, SchedPoll,
+    SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_YIELD, SchedPoll,
     SchedRemoteShutdown,
 };
 
@@ -94,14 +94,11 @@ fn remote_shutdown<M: PhysMem>(call: &mut GlobalCall<'_, M>, arg: u64) -> Result
         return Err(Errno::EPERM);
     }
     let request: SchedRemoteShutdown = call.guest().read_obj(arg)?;
-    if request.reason > SHUTDOWN_MAX {
-        return Err(Errno::EINVAL);
-    }
+    // Any reason, as in Xen (see SCHEDOP_shutdown).
+    let reason = u32::from(request.reason as u8);
     let target = call.guests.slot_of(request.domain_id).ok_or(Errno::ESRCH)?;
     if let Some(domain) = call.guests.domains[target].as_mut() {
-        domain.state = DomainState::ShutDown {
-            reason: request.reason,
-        };
+        domain.state = DomainState::ShutDown { reason };
     }
     if target == call.slot {
         call.after = After::Reschedule;
