@@ -93,7 +93,9 @@ pub(super) fn callback_op<M: PhysMem>(
                     callbacks.syscall = request.address;
                     callbacks.syscall_masks_events = request.flags & CALLBACKF_MASK_EVENTS != 0;
                 }
-                _ => return Err(Errno::EINVAL),
+                // The others (the 32-bit syscall and sysenter entries, NMI) are not
+                // supported, and an unknown type is Xen's ENOSYS too.
+                _ => return Err(Errno::ENOSYS),
             }
             Ok(0)
         }
@@ -277,7 +279,11 @@ mod tests {
             ..request
         };
         world.put(0, bad.as_bytes());
-        assert_eq!(world.call(30, [0, BUF, 0, 0, 0]).0, -22);
+        assert_eq!(
+            world.call(30, [0, BUF, 0, 0, 0]).0,
+            -38,
+            "an unknown type: ENOSYS, as Xen"
+        );
         assert_eq!(world.call(30, [5, BUF, 0, 0, 0]).0, -38);
     }
 
