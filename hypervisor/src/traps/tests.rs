@@ -563,15 +563,20 @@ fn garbage_and_truncated_instructions_are_reflected() {
     }
 }
 
+/// Gives the vCPU an I/O bitmap of 256 ports in its buffer with only port 0x80 clear.
+fn allow_only_port_0x80_by_bitmap(world: &mut World) {
+    let mut bitmap = [0xffu8; 32];
+    bitmap[0x80 / 8] = !1; // port 0x80 clear, 0x81.. set
+    world.put(0x400, &bitmap);
+    world.domain.vcpu.io_bitmap = (BUF + 0x400, 256);
+}
+
 #[test]
 fn the_io_bitmap_allows_exactly_its_clear_ports() {
     // out 0x80, al; out 0x81, al -- with a bitmap allowing 0x80 but not 0x81.
     let mut world = emulating(&[0xe6, 0x80, 0xe6, 0x81]);
     world.domain.privileged = true;
-    let mut bitmap = [0xffu8; 32];
-    bitmap[0x80 / 8] = !1; // port 0x80 clear, 0x81.. set
-    world.put(0x400, &bitmap);
-    world.domain.vcpu.io_bitmap = (BUF + 0x400, 256);
+    allow_only_port_0x80_by_bitmap(&mut world);
     let mut hw = FakeHardware::default();
     world.domain.vcpu.regs.rax = 7;
     exception(&mut world, &mut hw, vector::GP, 0);
@@ -616,10 +621,7 @@ fn a_process_uses_ports_at_iopl_3_or_by_the_io_bitmap() {
         (CODE + 2, &[(0x80, 9)][..])
     );
     let mut world = process(0);
-    let mut bitmap = [0xffu8; 32];
-    bitmap[0x80 / 8] = !1;
-    world.put(0x400, &bitmap);
-    world.domain.vcpu.io_bitmap = (BUF + 0x400, 256);
+    allow_only_port_0x80_by_bitmap(&mut world);
     exception(&mut world, &mut hw, vector::GP, 0);
     assert_eq!(
         world.domain.vcpu.regs.rip,
