@@ -21,10 +21,11 @@
 //!
 //! # The peer is not trusted
 //! The other end may write anything into the shared page at any time. Indices are
-//! read and written with atomic operations, slots with volatile copies of types that
-//! accept every bit pattern (`FromBytes`), and slot addresses are always masked into
-//! the array, so no value the peer writes can cause an out-of-bounds access or undefined
-//! behaviour here. A producer index that no well-behaved peer could publish is reported
+//! read and written with atomic operations, slots with relaxed atomic copies of types
+//! that accept every bit pattern (`FromBytes`), and slot addresses are always masked
+//! into the array, so no value the peer writes can cause an out-of-bounds access or
+//! undefined behaviour here, even when the peer is another thread of this program with
+//! a copy of the handle (atomics make that race defined). A producer index that no well-behaved peer could publish is reported
 //! as [`RingError::PeerOverflow`] (`RING_REQUEST_PROD_OVERFLOW` on the back end; on the
 //! front end, more responses than requests outstanding); the caller should then
 //! disconnect. No method panics on peer input.
@@ -51,7 +52,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -283,19 +284,57 @@ impl<'a, Req: RingMessage, Rsp: RingMessage> SharedRing<'a, Req, Rsp> {
         }
     }
 
+    /// Copies the message in slot `idx` out, by relaxed atomic loads: a peer writing the
+    /// slot meanwhile (another domain, or another thread of this program holding a copy
+    /// of the handle) is then a race the language defines, not undefined behaviour, and
+    /// `T: FromBytes` accepts whatever mix of bytes it leaves.
     fn read_slot<T: RingMessage>(&self, idx: RingIdx) -> T {
-        // SAFETY: the slot is inside the region, large enough for `T` and aligned for it
-        // (the base is aligned to `region_align`, the header size and the slot size are
-        // multiples of both messages' alignment);
-        // `T: FromBytes` accepts whatever bytes the peer left there. Volatile forces a
-        // single copy that later peer writes cannot affect.
-        unsafe { self.slot(idx).cast::<T>().read_volatile() }
+        let mut value = T::new_zeroed();
+        let bytes = value.as_mut_bytes();
+        let slot = self.slot(idx);
+        let mut at = 0;
+        while at < bytes.len() {
+            // SAFETY: `slot + at` is inside the slot, which is inside the region (valid
+            // for reads for `'a`: `from_raw`'s contract); a u64 is loaded only where it
+            // is 8-byte aligned and whole inside the message.
+            let ptr = unsafe { slot.add(at) };
+            if ptr.addr().is_multiple_of(8) && bytes.len() - at >= 8 {
+                // SAFETY: as above, aligned; only atomic accesses touch shared slots.
+                let word = unsafe { AtomicU64::from_ptr(ptr.cast()) }.load(Ordering::Relaxed);
+                bytes[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+                at += 8;
+            } else {
+                // SAFETY: as above.
+                bytes[at] = unsafe { AtomicU8::from_ptr(ptr) }.load(Ordering::Relaxed);
+                at += 1;
+            }
+        }
+        value
     }
 
+    /// Copies `value` into slot `idx`, by relaxed atomic stores (see `read_slot`); the
+    /// slot is this side's at this point of the protocol, and `T: IntoBytes` has no
+    /// padding that could leak uninitialised bytes.
     fn write_slot<T: RingMessage>(&self, idx: RingIdx, value: &T) {
-        // SAFETY: as in `read_slot`; the slot is owned by this side at this point of the
-        // protocol, and `T: IntoBytes` has no padding that could leak uninitialised bytes.
-        unsafe { self.slot(idx).cast::<T>().write_volatile(*value) }
+        let bytes = value.as_bytes();
+        let slot = self.slot(idx);
+        let mut at = 0;
+        while at < bytes.len() {
+            // SAFETY: as in `read_slot`, for writes (`from_raw`'s contract).
+            let ptr = unsafe { slot.add(at) };
+            if ptr.addr().is_multiple_of(8) && bytes.len() - at >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[at..at + 8]);
+                // SAFETY: as in `read_slot`.
+                unsafe { AtomicU64::from_ptr(ptr.cast()) }
+                    .store(u64::from_ne_bytes(word), Ordering::Relaxed);
+                at += 8;
+            } else {
+                // SAFETY: as in `read_slot`.
+                unsafe { AtomicU8::from_ptr(ptr) }.store(bytes[at], Ordering::Relaxed);
+                at += 1;
+            }
+        }
     }
 }
 
@@ -472,10 +511,10 @@ impl<'a, Req: RingMessage, Rsp: RingMessage> BackRing<'a, Req, Rsp> {
         self.req_cons
     }
 
-    /// Requests published and not yet consumed (`RING_HAS_UNCONSUMED_REQUESTS`: the
-    /// smaller of what was published and what fits before the slots of unsent
-    /// responses). Fails if the front end published more than a ring's worth
-    /// (`RING_REQUEST_PROD_OVERFLOW`).
+    /// Requests published and not yet consumed (`RING_HAS_UNCONSUMED_REQUESTS`). Fails
+    /// if the front end published more than a ring's worth
+    /// (`RING_REQUEST_PROD_OVERFLOW`), or moved its index back behind requests already
+    /// consumed (which C's macro would count as a ring's worth of new requests).
     pub fn unconsumed_requests(&self) -> Result<u32, RingError> {
         let prod = self.shared.index(REQ_PROD).load(Ordering::Acquire);
         if prod.wrapping_sub(self.rsp_prod_pvt) > self.size() {
@@ -486,7 +525,15 @@ impl<'a, Req: RingMessage, Rsp: RingMessage> BackRing<'a, Req, Rsp> {
         }
         let published = prod.wrapping_sub(self.req_cons);
         let room = self.size() - self.req_cons.wrapping_sub(self.rsp_prod_pvt);
-        Ok(published.min(room))
+        // A well-behaved front end never publishes past the slots of unsent responses,
+        // so more than `room` means its index went backwards (behind `req_cons`).
+        if published > room {
+            return Err(RingError::PeerOverflow {
+                prod,
+                limit: self.size(),
+            });
+        }
+        Ok(published)
     }
 
     /// Copies out the next request, if one is published (`RING_COPY_REQUEST`, then
@@ -666,6 +713,50 @@ mod tests {
             }
         }
         assert_eq!(expect, 40);
+    }
+
+    /// A front end whose producer index moves back behind requests the back end has
+    /// consumed published nothing new: that is the peer's error, not a ring's worth of
+    /// requests to take again. (Found by review: the count used to be clipped to the
+    /// free slots, and `take_request` handed out slots never published.)
+    #[test]
+    fn a_producer_index_moving_backwards_is_reported() {
+        let mut page = Page::zeroed();
+        let shared = SharedRing::<u64, u64>::new(&mut page.0).unwrap();
+        let mut front = FrontRing::init(shared);
+        let mut back = BackRing::new(shared);
+        for r in 0..4 {
+            front.push_request(&r).unwrap();
+        }
+        front.push_requests();
+        for _ in 0..4 {
+            back.take_request().unwrap().unwrap();
+        }
+        shared.index(REQ_PROD).store(2, Ordering::Release);
+        assert!(matches!(
+            back.unconsumed_requests(),
+            Err(RingError::PeerOverflow { prod: 2, .. })
+        ));
+        assert!(back.take_request().is_err(), "nothing handed out");
+    }
+
+    /// Slot copies are atomic word by word, so a message of an odd size, or in a slot
+    /// that is not 8-aligned, still arrives whole.
+    #[test]
+    fn odd_sized_messages_arrive_whole() {
+        let mut page = Page::zeroed();
+        let shared = SharedRing::<[u8; 13], [u8; 13]>::new(&mut page.0[..64 + 13 * 16]).unwrap();
+        let mut front = FrontRing::init(shared);
+        let mut back = BackRing::new(shared);
+        for r in 0..40u8 {
+            let message = core::array::from_fn(|i| r.wrapping_mul(31).wrapping_add(i as u8));
+            front.push_request(&message).unwrap();
+            front.push_requests();
+            assert_eq!(back.take_request().unwrap(), Some(message));
+            back.push_response(&message).unwrap();
+            back.push_responses();
+            assert_eq!(front.take_response().unwrap(), Some(message));
+        }
     }
 
     #[test]
