@@ -31,8 +31,9 @@ use pv_abi::vcpu::{
 };
 use pv_abi::xen::VcpuInfo;
 
-/// Longest period a periodic timer may have (Xen's bound on time deltas, 2^62 ns).
-const MAX_PERIOD: u64 = 1 << 62;
+/// Longest period a periodic timer may have: Xen's bound on time deltas,
+/// `STIME_DELTA_MAX`, 2^62 - 1 ns (a longer period is EINVAL).
+const MAX_PERIOD: u64 = (1 << 62) - 1;
 /// Offset of MXCSR in an FXSAVE image, and the bits `fxrstor` accepts there (the
 /// others fault, in the hypervisor, on the way back to the guest).
 const MXCSR_OFFSET: usize = 24;
@@ -435,11 +436,14 @@ mod tests {
         let info = VcpuRunstateInfo::read_from_bytes(&w.get(0, 0, 48)).unwrap();
         assert_eq!(info.state, RUNSTATE_OFFLINE);
 
-        let period = VcpuSetPeriodicTimer { period_ns: 1000 };
-        assert_eq!(
-            op(&mut w, VCPUOP_SET_PERIODIC_TIMER, 0, period.as_bytes()).0,
-            -22
-        );
+        for period_ns in [1000, 1 << 62] {
+            let period = VcpuSetPeriodicTimer { period_ns };
+            assert_eq!(
+                op(&mut w, VCPUOP_SET_PERIODIC_TIMER, 0, period.as_bytes()).0,
+                -22,
+                "{period_ns} ns: under 1 ms, or past Xen's STIME_DELTA_MAX"
+            );
+        }
         let period = VcpuSetPeriodicTimer {
             period_ns: 10_000_000,
         };
