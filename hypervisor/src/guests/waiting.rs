@@ -83,10 +83,14 @@ impl<M: PhysMem> Guests<'_, M> {
 
     /// Fires every timer that is due: VIRQ_TIMER for single-shot and periodic timers,
     /// the end of a poll for poll timeouts. Returns the earliest timer still armed
-    /// afterwards, what [`next_deadline`](Self::next_deadline) would return now, found
-    /// in the same walk: a vCPU's firing changes no other vCPU's timers or run state.
+    /// afterwards, what [`next_deadline`](Self::next_deadline) would return now: found in
+    /// the same walk when nothing fired. A firing can wake another vCPU (one polling the
+    /// VIRQ_TIMER port raised), already passed in the walk while blocked, whose periodic
+    /// timer then counts again: so after a firing the walk is made again (found by
+    /// review: a woken vCPU's overdue tick was left out, and came up to a slice late).
     pub fn fire_timers(&mut self) -> Option<Nanos> {
         let mut next: Option<Nanos> = None;
+        let mut fired = false;
         for slot in self.sched.domain_slots() {
             if slot >= self.runtime.len() || self.domain(slot).is_none() {
                 continue;
@@ -104,6 +108,7 @@ impl<M: PhysMem> Guests<'_, M> {
                     .earliest(!blocked);
                 if due.is_some_and(|at| at <= self.now) {
                     due = self.fire_vcpu_timers(v, blocked);
+                    fired = true;
                 }
                 next = match (next, due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -111,7 +116,7 @@ impl<M: PhysMem> Guests<'_, M> {
                 };
             }
         }
-        next
+        if fired { self.next_deadline() } else { next }
     }
 
     /// [`fire_timers`](Self::fire_timers) for `vcpu`, one of whose timers is due
