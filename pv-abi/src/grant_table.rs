@@ -521,7 +521,10 @@ pub struct GrantTableV1 {
 // SAFETY: the table is shared memory updated only with atomic or volatile accesses;
 // sharing the handle between CPUs is what the protocol is designed for.
 unsafe impl Send for GrantTableV1 {}
-// SAFETY: as above; every method takes `&self` and uses atomics for `flags`.
+// SAFETY: as above. The methods that take `&self` only load `flags`, swap it by
+// compare-and-swap, or read the entry; the one that writes `domid` and `frame`,
+// `grant_access`, takes `&mut self`, so no two threads of this domain write an entry at
+// once (share the table behind a lock to grant from several).
 unsafe impl Sync for GrantTableV1 {}
 
 impl GrantTableV1 {
@@ -565,9 +568,12 @@ impl GrantTableV1 {
 
     /// Lets `domid` map or copy `frame`, read-only if `readonly`.
     ///
-    /// Fails with `EBUSY` if the entry is already in use.
+    /// Fails with `EBUSY` if the entry is already in use. Takes `&mut self`: the check
+    /// that the entry is free and the writes that fill it are separate steps, so two
+    /// callers granting one entry at once could both succeed, with each other's fields
+    /// (found by review, when this took `&self`).
     pub fn grant_access(
-        &self,
+        &mut self,
         gref: GrantRef,
         domid: DomId,
         frame: u32,
@@ -638,7 +644,7 @@ mod tests {
     fn grant_and_revoke() {
         let mut page = [GrantEntryV1::default(); GRANT_ENTRIES_V1_PER_PAGE];
         // SAFETY: `page` outlives `table` and is only used through it below.
-        let table = unsafe { GrantTableV1::from_raw(page.as_mut_ptr(), page.len()) }.unwrap();
+        let mut table = unsafe { GrantTableV1::from_raw(page.as_mut_ptr(), page.len()) }.unwrap();
         assert_eq!(table.len(), 512);
         table.grant_access(8, 1, 0x1234, true).unwrap();
         assert_eq!(

@@ -79,7 +79,7 @@
 //! // 2. Grant the page to the backend, read-write, in the first unreserved entry.
 //! let mut entries = vec![GrantEntryV1::default(); 512];
 //! // SAFETY: `entries` outlives `table` and is used only through it.
-//! let table = unsafe { GrantTableV1::from_raw(entries.as_mut_ptr(), entries.len()) }.unwrap();
+//! let mut table = unsafe { GrantTableV1::from_raw(entries.as_mut_ptr(), entries.len()) }.unwrap();
 //! let gref = GNTTAB_NR_RESERVED_ENTRIES;
 //! table.grant_access(gref, backend, ring_frame, false)?;
 //! // (the frontend now writes `ring-ref = gref` and `event-channel = port` to xenstore)
