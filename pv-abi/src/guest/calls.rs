@@ -10,7 +10,7 @@ use crate::callback::{
 use crate::errno::Errno;
 use crate::sched::{
     SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE, SCHEDOP_YIELD, SHUTDOWN_CRASH,
-    SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SchedShutdown,
+    SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SUSPEND, SchedShutdown,
 };
 use crate::version::{
     XENVER_CAPABILITIES, XENVER_CHANGESET, XENVER_COMMANDLINE, XENVER_COMPILE_INFO,
@@ -197,14 +197,46 @@ pub fn sched_block() -> Result<u64, Errno> {
     ret(unsafe { hypercall2(Hypercall::SchedOp, SCHEDOP_BLOCK.into(), 0) })
 }
 
-/// Shuts the domain down for `reason` (`SCHEDOP_shutdown`, `SHUTDOWN_*`).
+/// Shuts the domain down for `reason` (`SCHEDOP_shutdown`, `SHUTDOWN_*`); returns only
+/// on error.
 ///
-/// For `SHUTDOWN_SUSPEND` the call returns on resume (1 if the suspend was cancelled);
-/// for other reasons it returns only on error.
+/// Not for `SHUTDOWN_SUSPEND`, which is `EINVAL` here without a call: a suspend returns,
+/// possibly on other machine frames, and needs the start-info frame in rdx; that is
+/// [`suspend`], which is `unsafe`.
 pub fn sched_shutdown(reason: u32) -> Result<u64, Errno> {
+    if reason == SHUTDOWN_SUSPEND {
+        return Err(Errno::EINVAL);
+    }
     let arg = SchedShutdown { reason };
     // SAFETY: `arg` is live for the call; the hypervisor only reads it.
     ret(unsafe { hypercall2(Hypercall::SchedOp, SCHEDOP_SHUTDOWN.into(), addr_of(&arg)) })
+}
+
+/// Suspends the domain (`SCHEDOP_shutdown` with `SHUTDOWN_SUSPEND`) and returns when it
+/// runs again: 0 after a suspend and a resume, 1 if the suspend was cancelled (the
+/// domain goes on where it was, on the same frames).
+///
+/// # Safety
+/// `start_info_mfn` must be the machine frame of this domain's start-info page (an x86
+/// PV guest passes it in rdx, `xen/sched.h`; the toolstack rewrites that page for the
+/// resumed domain). After a resume (0) the domain may run on other machine frames and
+/// a new hypervisor: before the call the caller must stop using everything that names a
+/// machine frame or hypervisor state (its shared-info and grant-table mappings, foreign
+/// mappings, event channels), and rebuild it after a return of 0.
+pub unsafe fn suspend(start_info_mfn: u64) -> Result<u64, Errno> {
+    let arg = SchedShutdown {
+        reason: SHUTDOWN_SUSPEND,
+    };
+    // SAFETY: `arg` is live for the call and only read; rdx is the start-info frame, as
+    // the ABI asks; the caller has dealt with what a resume changes.
+    ret(unsafe {
+        hypercall3(
+            Hypercall::SchedOp,
+            SCHEDOP_SHUTDOWN.into(),
+            addr_of(&arg),
+            start_info_mfn,
+        )
+    })
 }
 
 /// Records the reason a later shutdown will report (`SCHEDOP_shutdown_code`).
@@ -316,6 +348,22 @@ mod tests {
     use super::super::raw::mock;
     use super::*;
     use crate::arch_x86_64::FLAT_KERNEL_CS;
+
+    /// A suspend is not a safe call: `sched_shutdown` refuses it without a hypercall,
+    /// and `suspend` passes the start-info frame in rdx (the third argument).
+    #[test]
+    fn suspend_only_by_the_unsafe_call_with_start_info_in_rdx() {
+        mock::install(|_, _| 0);
+        assert_eq!(sched_shutdown(SHUTDOWN_SUSPEND), Err(Errno::EINVAL));
+        assert!(mock::calls().is_empty());
+        // SAFETY: the mock makes no call; nothing is torn down or resumed.
+        assert_eq!(unsafe { suspend(0x1234) }, Ok(0));
+        let (nr, args) = mock::calls()[0];
+        assert_eq!(
+            (nr, args[0], args[2]),
+            (29, u64::from(SCHEDOP_SHUTDOWN), 0x1234)
+        );
+    }
 
     #[test]
     fn console_write_passes_buffer() {

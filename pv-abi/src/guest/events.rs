@@ -379,6 +379,10 @@ pub fn sched_op_compat(cmd: u32, arg: u64) -> Result<u64, Errno> {
     {
         return Err(Errno::ENOSYS);
     }
+    // A suspend returns on other frames: only `calls::suspend`, which is unsafe.
+    if cmd == crate::sched::SCHEDOP_SHUTDOWN && arg == u64::from(crate::sched::SHUTDOWN_SUSPEND) {
+        return Err(Errno::EINVAL);
+    }
     // SAFETY: the compat commands take integers only.
     ret(unsafe { hypercall2(Hypercall::SchedOpCompat, u64::from(cmd), arg) })
 }
