@@ -19,9 +19,9 @@ use pv_abi::xen::{
     MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
     MMUEXT_FLUSH_CACHE_GLOBAL, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI,
     MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE,
-    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_ALL,
-    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE,
-    MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
+    MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_SET_LDT,
+    MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNMARK_SUPER,
+    MMUEXT_UNPIN_TABLE, MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG, UVMF_TLB_FLUSH,
 };
 
 /// The top bit of a batch's `count`: this call resumes a preempted batch (Xen's
@@ -449,9 +449,26 @@ fn one_mmuext_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: MmuextOp) -> Result<(
         MMUEXT_FLUSH_CACHE => Err(Errno::EACCES),
         MMUEXT_FLUSH_CACHE_GLOBAL => Err(Errno::EINVAL),
         MMUEXT_MARK_SUPER | MMUEXT_UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
-        // MMUEXT_SET_LDT arrives with the descriptor-table work.
+        MMUEXT_SET_LDT => set_ldt(op.arg1, op.arg2),
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// `MMUEXT_SET_LDT` of `entries` descriptors at `base`, as far as a domain without an
+/// LDT goes: no LDT (0 entries, the base then ignored) is what every vCPU has, so it
+/// succeeds, as in Xen (Linux sets it at boot and on every switch to a process without
+/// one). Arguments Xen refuses are `EINVAL` here too (a base not page-aligned or not the
+/// guest's, more than 8192 entries); an LDT itself is `ENOSYS`: the descriptor pages it
+/// would live in are not validated yet (`PageType::SegmentDescriptors`).
+fn set_ldt(base: u64, entries: u64) -> Result<(), Errno> {
+    let entries = entries as u32;
+    if entries == 0 {
+        return Ok(());
+    }
+    if !base.is_multiple_of(crate::mm::PAGE_SIZE) || !guest_address(base) || entries > 8192 {
+        return Err(Errno::EINVAL);
+    }
+    Err(Errno::ENOSYS)
 }
 
 /// `update_va_mapping(va, val, flags)`: sets the L1 entry that maps `va` in the current
@@ -926,10 +943,17 @@ pub(super) mod tests {
             (MmuextOp::new(MMUEXT_TLB_FLUSH_MULTI, 0, 0x10), EINVAL),
             (MmuextOp::new(MMUEXT_FLUSH_CACHE, 0, 0), -13),
             (MmuextOp::new(99, 0, 0), -38),
+            // An LDT: Xen's argument checks, then not supported.
+            (MmuextOp::set_ldt(0x1001, 1), EINVAL),
+            (MmuextOp::set_ldt(0x1000, 8193), EINVAL),
+            (MmuextOp::set_ldt(0xffff_8300_0000_0000, 1), EINVAL),
+            (MmuextOp::set_ldt(0x1000, 1), -38),
         ];
         for (op, errno) in refused {
             assert_eq!(w.batch(26, &[op], 0x7ff0), (errno, 0), "{op:?}");
         }
+        // No LDT, what every vCPU has (Linux's clear_LDT at boot): done, as in Xen.
+        assert_eq!(w.batch(26, &[MmuextOp::set_ldt(0x1234, 0)], 0x7ff0), (0, 1));
         w.check();
     }
 
