@@ -6,15 +6,16 @@
 //! (`cmd = op | start << MEMOP_EXTENT_SHIFT`). Only order-0 extents are supported.
 
 use super::Context;
-use crate::mm::{Mfn, PAGE_SIZE, PhysMem};
+use crate::mm::{Mfn, PAGE_SHIFT, PAGE_SIZE, PhysMem};
 use crate::paging::{Paging, reservation};
 use pv_abi::arch_x86_64::MACH2PHYS_VIRT_START;
 use pv_abi::errno::Errno;
 use pv_abi::memory::{
     E820_RAM, E820Entry, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
     XENMEM_INCREASE_RESERVATION, XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE,
-    XENMEM_MAXIMUM_RESERVATION, XENMEM_MEMORY_MAP, XENMEM_POPULATE_PHYSMAP, XenMachphysMapping,
-    XenMemoryDomain, XenMemoryMap, XenMemoryReservation,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_MEMORY_MAP, XENMEM_POPULATE_PHYSMAP,
+    XENMEMF_POPULATE_ON_DEMAND, XenMachphysMapping, XenMemoryDomain, XenMemoryMap,
+    XenMemoryReservation,
 };
 use pv_abi::xen::{DOMID_SELF, Hypercall};
 
@@ -96,13 +97,25 @@ fn reservation_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: u32, start: u64, arg
         return start;
     };
     let extents = request.nr_extents;
+    // The machine address width the frames must fit (`XENMEMF_address_bits`; 0: any).
+    // As in Xen, a width of a page or less cannot be met at all, and populate-on-demand
+    // is not for the caller's own physmap: nothing is done.
+    let address_bits = request.mem_flags & 0xff;
+    let on_demand = request.mem_flags & XENMEMF_POPULATE_ON_DEMAND != 0;
     if extents > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT)
         || start >= extents
         || !is_self(ctx, request.domid)
         || request.extent_order != 0
+        || (1..=PAGE_SHIFT).contains(&address_bits)
+        || (on_demand && op == XENMEM_POPULATE_PHYSMAP)
     {
         return start;
     }
+    // Whether a new frame is below the width asked for; if not, it goes back and the
+    // call stops there (the allocator takes no limit: on this machine every frame is
+    // below 4 GiB, so only a narrower width can refuse one).
+    let fits =
+        |mfn: Mfn| address_bits == 0 || address_bits >= 64 || mfn.addr() >> address_bits == 0;
     let list = request.extent_start;
     let slot = |i: u64| list.wrapping_add(i * 8);
     let mut i = start;
@@ -113,19 +126,17 @@ fn reservation_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: u32, start: u64, arg
         }
         let ok = match op {
             XENMEM_INCREASE_RESERVATION => {
-                match reservation::allocate(ctx.mem, ctx.frames, ctx.domain, None) {
+                match allocate_within(ctx, None, fits) {
                     // The frame is the domain's even if it cannot be told (as in Xen).
-                    Ok(mfn) => list == 0 || ctx.guest.write_obj(slot(i), &mfn.0).is_ok(),
-                    Err(_) => false,
+                    Some(mfn) => list == 0 || ctx.guest.write_obj(slot(i), &mfn.0).is_ok(),
+                    None => false,
                 }
             }
             XENMEM_POPULATE_PHYSMAP => match ctx.guest.read_obj::<u64>(slot(i)) {
-                Ok(pfn) => {
-                    match reservation::allocate(ctx.mem, ctx.frames, ctx.domain, Some(pfn)) {
-                        Ok(mfn) => ctx.guest.write_obj(slot(i), &mfn.0).is_ok(),
-                        Err(_) => false,
-                    }
-                }
+                Ok(pfn) => match allocate_within(ctx, Some(pfn), fits) {
+                    Some(mfn) => ctx.guest.write_obj(slot(i), &mfn.0).is_ok(),
+                    None => false,
+                },
                 Err(_) => false,
             },
             _ => match ctx.guest.read_obj::<u64>(slot(i)) {
@@ -142,6 +153,23 @@ fn reservation_op<M: PhysMem>(ctx: &mut Context<'_, M>, op: u32, start: u64, arg
         i += 1;
     }
     i
+}
+
+/// One new frame for the caller ([`reservation::allocate`]), if one was free and `fits`
+/// it; a frame that does not goes back at once.
+fn allocate_within<M: PhysMem>(
+    ctx: &mut Context<'_, M>,
+    pfn: Option<u64>,
+    fits: impl Fn(Mfn) -> bool,
+) -> Option<Mfn> {
+    let mfn = reservation::allocate(ctx.mem, ctx.frames, ctx.domain, pfn).ok()?;
+    if fits(mfn) {
+        return Some(mfn);
+    }
+    let mut paging = Paging::new(ctx.mem, ctx.frames, ctx.domain.id, &mut *ctx.mmu);
+    // A fresh frame is referenced by nothing: it can always go back.
+    let _ = paging.release(ctx.domain, mfn);
+    None
 }
 
 #[cfg(test)]
@@ -280,6 +308,48 @@ mod tests {
         request(&mut w, reservation(0x10, 1, SELF), &[]);
         assert_eq!(w.call(12, [1, BUF, 0, 0, 0]).0, 0);
         assert_eq!(w.call(12, [1, 0x10, 0, 0, 0]).0, 0);
+        w.check();
+    }
+
+    /// `mem_flags` as Xen reads it: an address width of a page or less is refused
+    /// outright, a frame above a narrower width goes back and stops the count, and
+    /// populate-on-demand of the caller's own physmap does nothing. (Found by review:
+    /// the flags were ignored.)
+    #[test]
+    fn memory_flags_limit_what_is_allocated() {
+        use pv_abi::memory::XENMEMF_POPULATE_ON_DEMAND;
+        let mut w = paging_world();
+        // Give back two frames first, so that there is room under max_pages.
+        request(
+            &mut w,
+            reservation(BUF + 0x100, 2, SELF),
+            &[SPARE, SPARE + 1],
+        );
+        assert_eq!(w.call(12, [1, BUF, 0, 0, 0]).0, 2);
+        let pages = w.domain.nr_pages;
+        let with_flags = |flags: u32| XenMemoryReservation {
+            mem_flags: flags,
+            ..reservation(BUF + 0x100, 1, SELF)
+        };
+        for (flags, why) in [
+            (12, "a width of one page"),
+            (1, "a width of one bit"),
+            (13, "frames 0 and 1 only: the one found is above"),
+        ] {
+            request(&mut w, with_flags(flags), &[0]);
+            assert_eq!(w.call(12, [0, BUF, 0, 0, 0]).0, 0, "{why}");
+            assert_eq!(w.domain.nr_pages, pages, "{why}: no frame kept");
+        }
+        request(&mut w, with_flags(XENMEMF_POPULATE_ON_DEMAND), &[77]);
+        assert_eq!(
+            w.call(12, [6, BUF, 0, 0, 0]).0,
+            0,
+            "populate-on-demand of oneself"
+        );
+        // A width every frame here fits, as 0: allocated.
+        request(&mut w, with_flags(32), &[0]);
+        assert_eq!(w.call(12, [0, BUF, 0, 0, 0]).0, 1);
+        assert_eq!(w.domain.nr_pages, pages + 1);
         w.check();
     }
 
