@@ -40,11 +40,16 @@ const UVMF_MASK_BITS: u64 = !UVMF_FLUSHTYPE_MASK;
 /// `UVMF_ALL`.
 const UVMF_ALL: u64 = pv_abi::xen::UVMF_ALL;
 
-/// Only the caller's own pages for now: `DOMID_SELF` or its own id (`EPERM` otherwise;
-/// foreign mappings come with the grant work).
+/// Only the caller's own pages for now: `DOMID_SELF`. Its own id named as the foreign
+/// domain is `ESRCH`, as Xen's `get_pg_owner` refuses it ("Cannot specify itself as
+/// foreign domain"); any other is `EPERM` (foreign mappings are a privileged toolstack's,
+/// and come with the grant work).
 fn check_foreigndom<M: PhysMem>(ctx: &Context<'_, M>, foreigndom: u64) -> Result<(), Errno> {
     let id = foreigndom as u16;
-    if foreigndom >> 16 != 0 || (id != DOMID_SELF && id != ctx.domain.id) {
+    if foreigndom >> 16 == 0 && id == ctx.domain.id {
+        return Err(Errno::ESRCH);
+    }
+    if foreigndom >> 16 != 0 || id != DOMID_SELF {
         return Err(Errno::EPERM);
     }
     Ok(())
@@ -751,7 +756,12 @@ pub(super) mod tests {
         );
         let one = [pte_update(L1, 30, 0)];
         assert_eq!(w.batch(1, &one, 2).0, -1, "foreign domain");
-        assert_eq!(w.batch(1, &one, 1).0, 0, "its own id is DOMID_SELF");
+        assert_eq!(
+            w.batch(1, &one, 1).0,
+            -3,
+            "its own id named as foreign: ESRCH, as Xen's get_pg_owner"
+        );
+        assert_eq!(w.batch(1, &one, 0x7ff0).0, 0, "DOMID_SELF");
         w.check();
     }
 
