@@ -117,6 +117,8 @@ pub struct Clock {
     /// up: [`Clock::deadline_tsc`] converts with one multiplication instead of a 128-bit
     /// division.
     pub ticks_per_ns: u64,
+    /// [`TscScale::deadline_slack`] of the scale, worked out once.
+    pub deadline_slack: u64,
 }
 
 impl Clock {
@@ -130,6 +132,7 @@ impl Clock {
             shift: 0,
         },
         ticks_per_ns: 0,
+        deadline_slack: 0,
     };
 
     /// A clock for a TSC of `tsc_hz` that reads `tsc_now` at system time 0.
@@ -141,6 +144,7 @@ impl Clock {
             tsc_at_zero: tsc_now,
             scale,
             ticks_per_ns: scale.ticks_per_ns(),
+            deadline_slack: scale.deadline_slack(),
         }
     }
 
@@ -172,7 +176,7 @@ impl Clock {
         let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
         self.tsc_at_zero
             .saturating_add(ticks)
-            .saturating_add(self.scale.deadline_slack())
+            .saturating_add(self.deadline_slack)
     }
 
     /// What a vCPU reads in its `vcpu_time_info` (the version is managed by the writer).

@@ -37,7 +37,12 @@ const GROUP_9: u8 = 0xc7;
 /// The highest debug register number (REX.R would name DR8-DR15, which do not exist).
 const LAST_DEBUG_REGISTER: u8 = 7;
 
-/// Decodes the instruction whose first opcode byte was 0f.
+/// Decodes the instruction whose first opcode byte was 0f. Always inlined into
+/// `decode`, its one caller, with `move_registers`: most privileged instructions are
+/// two-byte ones, and whether LLVM inlined them moved with unrelated changes elsewhere
+/// in the crate (its codegen units), costing each trapped `mov cr`/`invlpg` 7-11
+/// instructions when it did not (docs/benchmarks-history.md, the fifteenth session).
+#[inline(always)]
 pub(super) fn decode(
     cursor: &mut Cursor<'_>,
     prefixes: &Prefixes,
@@ -96,6 +101,7 @@ pub(super) fn decode(
 ///
 /// The CPU ignores the mod bits here; we accept only mod 11, the encoding every
 /// assembler emits, and refuse the others as invalid.
+#[inline(always)]
 fn move_registers(cursor: &mut Cursor<'_>, prefixes: &Prefixes) -> Result<(u8, Gpr), DecodeError> {
     let modrm = ModRm::read(cursor)?;
     if !modrm.is_register() {
