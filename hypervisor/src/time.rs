@@ -117,7 +117,8 @@ pub struct Clock {
     /// up: [`Clock::deadline_tsc`] converts with one multiplication instead of a 128-bit
     /// division.
     pub ticks_per_ns: u64,
-    /// [`TscScale::deadline_slack`] of the scale, worked out once.
+    /// The ticks `deadline_tsc` adds to its product (see `TscScale::deadline_slack`),
+    /// worked out once.
     pub deadline_slack: u64,
 }
 
