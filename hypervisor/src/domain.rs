@@ -97,6 +97,11 @@ pub struct Vcpu {
     /// global TLB entries is to clear it and set it again): reads of CR4 show it clear
     /// until it is set again. The real PGE does not change (the write flushes).
     pub virtual_pge_off: bool,
+    /// Its data segment selectors `[ds, es, fs, gs]` while it is off the CPU: saved when
+    /// it goes off, loaded when it comes back, so that no selector a guest loaded is
+    /// seen by another (as Xen's `save_segments`/`load_segments`; found by review). Only
+    /// ever values the CPU loaded for it (null at first).
+    pub selectors: [u16; 4],
     /// The virtual trap table from set_trap_table, indexed by vector (every address 0 or
     /// a valid entry point: see [`Callbacks`]).
     pub trap_table: [TrapInfo; 256],
@@ -154,6 +159,7 @@ impl Vcpu {
             io_bitmap: (0, 0),
             virtual_ts: false,
             virtual_pge_off: false,
+            selectors: [0; 4],
             trap_table: [TrapInfo::default(); 256],
             callbacks: Callbacks::default(),
             id: 0,

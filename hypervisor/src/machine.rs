@@ -555,6 +555,10 @@ fn switch_to(state: &mut State, index: usize, frame: &mut TrapFrame) {
     // valid image (initial or saved by fxsave).
     unsafe { x86::percpu::switch_fpu_area(&raw const domain.vcpu.fpu as u64) };
     frame.clone_from(&domain.vcpu.regs);
+    // SAFETY: the vCPU's own selectors, saved from the CPU when it went off (or null);
+    // the hypervisor runs with interrupts off.
+    unsafe { cpu::load_data_selectors(domain.vcpu.selectors) };
+    // Every base is written again below: loading FS and GS changed them.
     *state.loaded = Loaded::NOTHING;
     load_vcpu_state(state);
     // The vCPU, its domain's event state and shared-info page live in the static domain

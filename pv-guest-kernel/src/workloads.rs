@@ -119,7 +119,7 @@ fn idle(scenario: &Scenario, report: &mut Report) {
     let (start, end) = window(scenario);
     threads::sleep_until(start);
     let (t0, r0) = (time::now_ns(), running_ns());
-    let (worst, sleeps) = sleep_steps(end);
+    let (worst, sleeps) = sleep_steps(end, || {});
     let (t1, r1) = (time::now_ns(), running_ns());
     let (ran, elapsed) = (r1 - r0, t1 - t0);
     let per_mille_x10 = ran * 10_000 / elapsed.max(1);
@@ -148,7 +148,7 @@ fn idle(scenario: &Scenario, report: &mut Report) {
 
 /// Sleeps of 30..60 ms (what an idle domain does) until `end`; returns the worst
 /// lateness and the number of sleeps.
-fn sleep_steps(end: u64) -> (u64, u64) {
+fn sleep_steps(end: u64, mut after_wake: impl FnMut()) -> (u64, u64) {
     let (mut worst, mut sleeps) = (0, 0);
     loop {
         let deadline = time::now_ns() + 30 * MS + (sleeps * 7 % 31) * MS;
@@ -157,8 +157,25 @@ fn sleep_steps(end: u64) -> (u64, u64) {
         }
         threads::sleep_until(deadline);
         worst = worst.max(time::now_ns().saturating_sub(deadline));
+        after_wake();
         sleeps += 1;
     }
+}
+
+/// The data segment selectors `[ds, es]` in the registers now.
+fn data_selectors() -> [u16; 2] {
+    let (ds, es): (u16, u16);
+    // SAFETY: reading segment registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {0:x}, ds",
+            "mov {1:x}, es",
+            out(reg) ds,
+            out(reg) es,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    [ds, es]
 }
 
 fn latency_outcome(worst: u64, sleeps: u64, scenario: &Scenario) -> Outcome {
@@ -318,6 +335,24 @@ fn spin_masked() -> ! {
     let mut work = 0u64;
     loop {
         work = core::hint::black_box(work.wrapping_add(1));
+        if !work.is_multiple_of(4096) {
+            continue;
+        }
+        // Selectors of its own in `%ds` and `%es` almost whenever it is preempted (set
+        // again every 4096 turns: a segment load is slow under TCG), which no other
+        // domain may find in its registers after a switch (the watcher checks:
+        // `selectors_kept`). The flat 32-bit data selector: DPL 3, so no `iretq` to
+        // ring 3 clears it.
+        // SAFETY: a DPL-3 data selector is loadable in ring 3; 64-bit code ignores
+        // both segments.
+        unsafe {
+            core::arch::asm!(
+                "mov es, {0:e}",
+                "mov ds, {0:e}",
+                in(reg) u32::from(pv_abi::arch_x86_64::FLAT_RING3_DS32),
+                options(nostack, preserves_flags),
+            );
+        }
     }
 }
 
@@ -412,8 +447,37 @@ fn watch(scenario: &Scenario, report: &mut Report) {
         }
     }
     let (_, end) = window(scenario);
-    let (worst, sleeps) = sleep_steps(end);
+    // After every wake-up its data selectors are still its own, whatever domain ran
+    // before it (the spinner leaves others in its registers). Its own are loaded here,
+    // null: read back instead, they could already be another domain's.
+    // SAFETY: null data selectors are loadable in ring 3; 64-bit code ignores them.
+    unsafe {
+        core::arch::asm!(
+            "mov ds, {0:e}",
+            "mov es, {0:e}",
+            in(reg) 0u32,
+            options(nostack, preserves_flags),
+        );
+    }
+    let own = data_selectors();
+    let mut leaked = None;
+    let (worst, sleeps) = sleep_steps(end, || {
+        let now = data_selectors();
+        if now != own {
+            leaked.get_or_insert(now);
+        }
+    });
     report.record("timer_latency", latency_outcome(worst, sleeps, scenario));
+    report.record(
+        "selectors_kept",
+        match leaked {
+            None => Ok(()),
+            Some([ds, es]) => Err(failure(format_args!(
+                "after a switch ds={ds:#x} es={es:#x}, not its own {:#x?}",
+                own
+            ))),
+        },
+    );
     let mut unbound = 0;
     for &(peer, port) in &ports {
         let status = guest::evtchn_status(DOMID_SELF, port);

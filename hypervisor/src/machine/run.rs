@@ -235,6 +235,7 @@ fn save_on_cpu(state: &mut State, frame: &TrapFrame, now: Nanos) {
         && domain.vcpu.id as usize == vcpu.vcpu
     {
         domain.vcpu.regs = *frame;
+        domain.vcpu.selectors = crate::arch::x86_64::cpu::data_selectors();
     }
 }
 

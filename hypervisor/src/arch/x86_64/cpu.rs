@@ -32,6 +32,53 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     unsafe { x86_64::registers::model_specific::Msr::new(msr).write(value) }
 }
 
+/// The data segment selectors in the CPU now: `[ds, es, fs, gs]`.
+pub fn data_selectors() -> [u16; 4] {
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment registers has no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mov {0:x}, ds",
+            "mov {1:x}, es",
+            "mov {2:x}, fs",
+            "mov {3:x}, gs",
+            out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    [ds, es, fs, gs]
+}
+
+/// Loads the data segment selectors `[ds, es, fs, gs]` a guest left (saved by
+/// [`data_selectors`] when its vCPU went off the CPU). Loading `%gs` in ring 0 also sets
+/// the active GS base, the hypervisor's per-CPU block, to the descriptor's (0): it is put
+/// back at once. The FS base and the guest's GS base are the caller's to write after.
+///
+/// # Safety
+/// Each selector must be one the CPU loaded for this guest before (null, or a
+/// descriptor of the static GDT with DPL 3: loadable in ring 0 too), with interrupts
+/// off: nothing may use the per-CPU block between the `%gs` load and the GS base's
+/// restore.
+pub unsafe fn load_data_selectors([ds, es, fs, gs]: [u16; 4]) {
+    let percpu = x86_64::registers::model_specific::Msr::new(msr::GS_BASE);
+    // SAFETY: reading GS_BASE has no side effects.
+    let base = unsafe { percpu.read() };
+    // SAFETY: the selectors are loadable (the caller's contract); no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "mov ds, {0:e}",
+            "mov es, {1:e}",
+            "mov fs, {2:e}",
+            "mov gs, {3:e}",
+            in(reg) u32::from(ds), in(reg) u32::from(es), in(reg) u32::from(fs),
+            in(reg) u32::from(gs),
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    // SAFETY: the per-CPU block's own address, as it was.
+    unsafe { wrmsr(msr::GS_BASE, base) };
+}
+
 /// Loads CR3 with a page-table root: a bare frame address, without PCID, PWT or PCD
 /// bits (PCIDs are never enabled), so that reading CR3 back gives `root` itself
 /// (`DirectMap::loaded` compares the two directly).
