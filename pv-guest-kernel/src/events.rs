@@ -147,7 +147,12 @@ pub fn dispatch() {
                 ready &= ready - 1;
                 pending_word(w).fetch_and(!(1u64 << b), Ordering::SeqCst);
                 let port = (w * 64) as u32 + b;
-                match HANDLERS[port as usize].load(Ordering::SeqCst) {
+                // A port past the handler table (Xen gives a domain up to 4096) has no
+                // handler: stray, not a panic (found by review).
+                let handler = HANDLERS
+                    .get(port as usize)
+                    .map_or(0, |h| h.load(Ordering::SeqCst));
+                match handler {
                     0 => {
                         STRAY.fetch_add(1, Ordering::Relaxed);
                     }

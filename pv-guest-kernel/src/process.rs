@@ -229,6 +229,8 @@ unsafe extern "C" {
     static user_badaccess_end: u8;
     static user_gsload_start: u8;
     static user_gsload_end: u8;
+    static user_hostileargs_start: u8;
+    static user_hostileargs_end: u8;
     static user_compat_start: u8;
     static user_compat_end: u8;
     static user_sleeper_start: u8;
@@ -257,11 +259,26 @@ fn program(start: &u8, end: &u8) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
 
+/// Whether the kernel has a GS base of its own (the `gs_base_per_mode` self-test sets
+/// one around its run): `sys::GS_WORD` reads at the kernel's GS base only then, and is
+/// `ENOSYS` otherwise, so no process can make the kernel read at address 0 (found by
+/// review: that crashed the domain).
+pub static KERNEL_GS_SET: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// A process that loads %gs itself (its base becomes 0), then asks its kernel for the
 /// word at the kernel's GS base (`sys::GS_WORD`): exits 0 if it is `magic`, else 94.
 pub fn gsload_program() -> &'static [u8] {
     // SAFETY: taking addresses of symbols defined in arch/user.S.
     unsafe { program(&user_gsload_start, &user_gsload_end) }
+}
+
+/// A process that makes system calls with arguments a careless kernel trips on (the GS
+/// word with no kernel GS base, an mmap of nearly 2^64 bytes): exits 0 if the kernel
+/// refuses both (ENOSYS, ENOMEM), else 96 or 97.
+pub fn hostileargs_program() -> &'static [u8] {
+    // SAFETY: taking addresses of symbols defined in arch/user.S.
+    unsafe { program(&user_hostileargs_start, &user_hostileargs_end) }
 }
 
 /// A process that takes an x87/SSE state of its own, spins (without a system call) long
@@ -449,7 +466,10 @@ impl World {
         });
         let built = self.build(slot, code);
         if let Err(why) = built {
+            // Its frames back, and its slot free: a slot left `Ready` with no roots
+            // would be picked and fail to switch (found by review).
             self.reap(slot);
+            self.processes[slot] = None;
             return Err(why);
         }
         Ok(pid)
@@ -729,11 +749,14 @@ fn syscall(world: &mut World, slot: usize, regs: &GuestFrame) -> (u64, bool) {
             (0, true)
         }
         sys::GETPID => (pid, false),
+        sys::GS_WORD if !KERNEL_GS_SET.load(core::sync::atomic::Ordering::Relaxed) => {
+            (ENOSYS, false)
+        }
         sys::GS_WORD => {
             let word: u64;
-            // SAFETY: reads one word at the GS base; the only kernel that sets one (the
-            // gs_base_per_mode self-test) points it at a static word, and with none set
-            // it faults like any bad kernel access (the test then fails).
+            // SAFETY: reads one word at the GS base, which the kernel set (the
+            // gs_base_per_mode self-test) to a static word. A hypervisor that handed the
+            // kernel a process's GS base instead makes it fault: the bug that test finds.
             unsafe {
                 core::arch::asm!("mov {}, qword ptr gs:[0]", out(reg) word, options(nostack, readonly))
             };
@@ -742,7 +765,7 @@ fn syscall(world: &mut World, slot: usize, regs: &GuestFrame) -> (u64, bool) {
         sys::YIELD => (0, true),
         sys::SLEEP_MS => {
             let now = system_time_ns(world.shared_info);
-            let until_ns = now.map_or(0, |n| n + regs.rdi.saturating_mul(1_000_000));
+            let until_ns = now.map_or(0, |n| n.saturating_add(regs.rdi.saturating_mul(1_000_000)));
             if let Some(proc) = world.processes[slot].as_mut() {
                 proc.state = State::Sleeping { until_ns };
             }
@@ -761,13 +784,18 @@ fn syscall(world: &mut World, slot: usize, regs: &GuestFrame) -> (u64, bool) {
             let Some(proc) = world.processes[slot].as_mut() else {
                 return (ENOSYS, true);
             };
-            let len = regs.rdi.div_ceil(PAGE) * PAGE;
-            if len == 0 || proc.mmap_next + len > MMAP_LIMIT {
-                (if len == 0 { EINVAL } else { ENOMEM }, false)
-            } else {
-                let at = proc.mmap_next;
-                proc.mmap_next += len;
-                (at, false)
+            // A length from the process: no arithmetic on it may wrap (found by review: a
+            // length near 2^64 wrapped below the limit and moved `mmap_next` back).
+            let len = regs.rdi.div_ceil(PAGE).checked_mul(PAGE);
+            let end = len.and_then(|len| proc.mmap_next.checked_add(len));
+            match (len, end) {
+                (Some(0), _) => (EINVAL, false),
+                (Some(len), Some(end)) if end <= MMAP_LIMIT => {
+                    let at = proc.mmap_next;
+                    proc.mmap_next += len;
+                    (at, false)
+                }
+                _ => (ENOMEM, false),
             }
         }
         _ => (ENOSYS, false),
@@ -954,7 +982,18 @@ pub fn run(programs: &[(&'static str, &'static [u8])]) -> Result<RunReport, Erro
         report.free_before = world.frames.free_count();
         report.preempt_switches = world.preempt_switches;
         for &(name, code) in programs {
-            let pid = world.spawn(code)?;
+            let pid = match world.spawn(code) {
+                Ok(pid) => pid,
+                Err(why) => {
+                    // The ones spawned already go back, frames and slots, so that a
+                    // later run finds the table as this one did (found by review).
+                    for &(_, _, slot) in &names {
+                        world.reap(slot);
+                        world.processes[slot] = None;
+                    }
+                    return Err(why);
+                }
+            };
             let slot = world
                 .processes
                 .iter()
@@ -1021,16 +1060,23 @@ pub fn balloon_round_trip<const N: usize>() -> Result<BalloonReport, Error> {
     let mut guard = WORLD.0.borrow_mut();
     let world = guard.as_mut().ok_or("process world not initialised")?;
     let mut pfns = [0u64; N];
-    for pfn in pfns.iter_mut() {
-        *pfn = world
-            .frames
-            .alloc()
-            .ok_or("no free frames to give back")?
-            .pfn;
+    for i in 0..N {
+        let Some(frame) = world.frames.alloc() else {
+            for &pfn in &pfns[..i] {
+                world.frames.free(pfn);
+            }
+            return Err("no free frames to give back");
+        };
+        pfns[i] = frame.pfn;
     }
     let result = balloon(world, &pfns);
+    // Back to the allocator go only the frames with memory behind them: one given to
+    // the hypervisor and not repopulated (a call that stopped half-way) has no machine
+    // frame in its P2M entry, and would give whoever took it nothing (found by review).
     for &pfn in &pfns {
-        world.frames.free(pfn);
+        if world.mfn(pfn) != u64::MAX {
+            world.frames.free(pfn);
+        }
     }
     result
 }
@@ -1044,24 +1090,28 @@ fn balloon<const N: usize>(world: &mut World, pfns: &[u64; N]) -> Result<Balloon
     // SAFETY: the frames were free in our allocator: nothing maps or uses them.
     let freed = unsafe { guest::decrease_reservation(&mut extents, 0, DOMID_SELF) }
         .map_err(|_| "decrease_reservation failed")?;
-    if freed != N as u64 {
-        return Err("decrease_reservation gave back fewer frames");
-    }
-    for &pfn in pfns {
+    // The frames given back (the first `freed`) have no machine frame behind them now.
+    for &pfn in &pfns[..(freed as usize).min(N)] {
         // SAFETY: the P2M list is ours and mapped writable in the boot region.
         unsafe { p2m(pfn).write_volatile(u64::MAX) };
+    }
+    if freed != N as u64 {
+        return Err("decrease_reservation gave back fewer frames");
     }
     let deflated = reservation()?;
     let mut extents = *pfns;
     // SAFETY: the listed pseudo-physical frames back nothing now.
     let populated = unsafe { guest::populate_physmap(&mut extents, 0, DOMID_SELF) }
         .map_err(|_| "populate_physmap failed")?;
+    let populated_now = (populated as usize).min(N);
+    for (&pfn, &mfn) in pfns.iter().zip(extents.iter()).take(populated_now) {
+        // SAFETY: as above.
+        unsafe { p2m(pfn).write_volatile(mfn) };
+    }
     if populated != N as u64 {
         return Err("populate_physmap returned fewer frames");
     }
     for (&pfn, &mfn) in pfns.iter().zip(extents.iter()) {
-        // SAFETY: as above.
-        unsafe { p2m(pfn).write_volatile(mfn) };
         if peek(0xffff_8000_0000_0000 + mfn * 8) != pfn {
             return Err("the M2P does not name the repopulated frame");
         }

@@ -63,6 +63,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("user_fpu_preempted", user_fpu_preempted),
     ("user_registers_kept", user_registers_kept),
     ("gs_base_per_mode", gs_base_per_mode),
+    ("syscall_args_checked", syscall_args_checked),
     ("virtual_interrupt_flag", virtual_interrupt_flag),
     ("balloon", balloon),
     ("emulate_port_io", emulate_port_io),
@@ -782,7 +783,10 @@ fn gs_base_per_mode(_: &Boot) -> Outcome {
         unsafe { guest::set_segment_base(which, base) }
             .map_err(|e| failure(format_args!("set_segment_base({which}): {e}")))?;
     }
+    let gs_set = &crate::process::KERNEL_GS_SET;
+    gs_set.store(true, core::sync::atomic::Ordering::Relaxed);
     let report = run(&[("gsload", gsload_program())]);
+    gs_set.store(false, core::sync::atomic::Ordering::Relaxed);
     for which in [SEGBASE_GS_USER, SEGBASE_GS_KERNEL] {
         // SAFETY: as above.
         unsafe { guest::set_segment_base(which, 0) }
@@ -792,6 +796,21 @@ fn gs_base_per_mode(_: &Boot) -> Outcome {
     match report.endings.first() {
         Some(&(_, _, Ending::Exited(0))) => Ok(()),
         other => fail!("gsload ended {other:?}, expected Exited(0)"),
+    }
+}
+
+/// A process's system-call arguments cannot make the kernel fault or wrap: the GS word
+/// with no kernel GS base is ENOSYS (the kernel used to read at address 0 and crash),
+/// and an mmap of nearly 2^64 bytes is ENOMEM (the length used to wrap into a success).
+/// Both found by review.
+fn syscall_args_checked(_: &Boot) -> Outcome {
+    use crate::process::{Ending, hostileargs_program, run};
+    crate::threads::init().map_err(|e| failure(format_args!("thread world: {e}")))?;
+    let report = run(&[("hostileargs", hostileargs_program())])
+        .map_err(|why| failure(format_args!("{why}")))?;
+    match report.endings.first() {
+        Some(&(_, _, Ending::Exited(0))) => Ok(()),
+        other => fail!("hostileargs ended {other:?}, expected Exited(0)"),
     }
 }
 

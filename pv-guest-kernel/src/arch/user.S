@@ -246,6 +246,28 @@ user_gsload_start:
     syscall
 user_gsload_end:
 
+/* hostileargs: system calls with arguments a careless kernel trips on: the GS word
+ * with no kernel GS base set (ENOSYS, where the kernel used to read at address 0 and
+ * crash), then an mmap of nearly 2^64 bytes (ENOMEM, where the length used to wrap into
+ * a success). exit(0) if both are refused so, else 96 or 97. */
+.global user_hostileargs_start, user_hostileargs_end
+user_hostileargs_start:
+    mov $7, %eax
+    syscall
+    mov $96, %edi
+    cmp $-38, %rax
+    jne 1f
+    mov $6, %eax
+    mov $-4096, %rdi
+    syscall
+    mov $97, %edi
+    cmp $-12, %rax
+    jne 1f
+    xor %edi, %edi
+1:  mov $1, %eax
+    syscall
+user_hostileargs_end:
+
 /* compat: far-jumps to Xen's 32-bit user code selector, FLAT_RING3_CS32 (0xe023), and
  * makes a system call from compatibility mode (exit(95), were it ever run). Xen has that
  * segment and, since this kernel registers no syscall32 callback, makes the `syscall` a
