@@ -392,6 +392,8 @@ impl Loaded {
 /// not); what
 /// cannot start at zero, `boot` sets before anything runs: the frame table, the command
 /// line, the express switch, the clock and the scheduler's tick.
+// Third in `.bss`, after the per-CPU block and the GDT (link.ld).
+#[unsafe(link_section = ".bss.hv_hot.state")]
 static STATE: Mutex<State> = Mutex::new(State {
     // SAFETY: the one handle on the frame table.
     frames: unsafe { FramesHere::new() },

@@ -47,6 +47,8 @@ unsafe impl Sync for Tables {}
 
 /// All zero until `init` fills them in, so that the 68 KB are `.bss`, not in the image
 /// (`TaskStateSegment::new` sets the I/O map base, which `init` sets anyway).
+// Second in `.bss`, after the per-CPU block (link.ld).
+#[unsafe(link_section = ".bss.hv_hot.tables")]
 static TABLES: Tables = Tables {
     gdt: UnsafeCell::new(Gdt([0; ENTRIES])),
     // SAFETY: a TSS is plain integers (stack pointers, the I/O map base, reserved
