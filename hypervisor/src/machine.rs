@@ -250,6 +250,8 @@ impl PhysMem for DirectMap {
 struct FrameStorage(UnsafeCell<[FrameInfo; MAX_FRAMES]>);
 // SAFETY: handed out exactly once, in `boot`, as the frame table's backing store.
 unsafe impl Sync for FrameStorage {}
+// First in `.bss`, at a place that does not move with the code units (link.ld).
+#[unsafe(link_section = ".bss.hv_hot.frames")]
 static FRAME_STORAGE: FrameStorage =
     FrameStorage(UnsafeCell::new([FrameInfo::UNUSABLE; MAX_FRAMES]));
 
@@ -392,7 +394,7 @@ impl Loaded {
 /// not); what
 /// cannot start at zero, `boot` sets before anything runs: the frame table, the command
 /// line, the express switch, the clock and the scheduler's tick.
-// Third in `.bss`, after the per-CPU block and the GDT (link.ld).
+// In `.bss` after the frame table, the per-CPU block and the GDT (link.ld).
 #[unsafe(link_section = ".bss.hv_hot.state")]
 static STATE: Mutex<State> = Mutex::new(State {
     // SAFETY: the one handle on the frame table.

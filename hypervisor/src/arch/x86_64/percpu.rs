@@ -220,7 +220,8 @@ struct CpuStorage {
 // SAFETY: each CPU touches only its own storage, with interrupts off in ring 0.
 unsafe impl Sync for CpuStorage {}
 
-// First in `.bss`, at a place that does not move with the code units (link.ld).
+// In `.bss` right after the frame table, at a place that does not move with the code
+// units (link.ld).
 #[unsafe(link_section = ".bss.hv_hot.cpu0")]
 static CPU0: CpuStorage = CpuStorage {
     percpu: UnsafeCell::new(PerCpu {
