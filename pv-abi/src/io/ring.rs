@@ -25,10 +25,11 @@
 //! that accept every bit pattern (`FromBytes`), and slot addresses are always masked
 //! into the array, so no value the peer writes can cause an out-of-bounds access or
 //! undefined behaviour here, even when the peer is another thread of this program with
-//! a copy of the handle (atomics make that race defined). A producer index that no well-behaved peer could publish is reported
-//! as [`RingError::PeerOverflow`] (`RING_REQUEST_PROD_OVERFLOW` on the back end; on the
-//! front end, more responses than requests outstanding); the caller should then
-//! disconnect. No method panics on peer input.
+//! a copy of the handle (atomics make that race defined). A producer index that no
+//! well-behaved peer could publish is reported as [`RingError::PeerOverflow`]
+//! (`RING_REQUEST_PROD_OVERFLOW` on the back end, or an index moved back behind requests
+//! consumed; on the front end, more responses than requests outstanding); the caller
+//! should then disconnect. No method panics on peer input.
 //!
 //! # Example
 //! ```
